@@ -13,10 +13,10 @@ install(TARGETS ${_targets} EXPORT mmuvisorTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
         INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+# Headers keep their in-tree paths ("notifier/hub.h") under include/mmuvisor/.
 foreach(dir notifier mmu)
-  if(EXISTS ${PROJECT_SOURCE_DIR}/${dir}/include)
-    install(DIRECTORY ${PROJECT_SOURCE_DIR}/${dir}/include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
-  endif()
+  install(DIRECTORY ${PROJECT_SOURCE_DIR}/${dir}/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/mmuvisor/${dir}
+          FILES_MATCHING PATTERN "*.h")
 endforeach()
 install(EXPORT mmuvisorTargets NAMESPACE mmuvisor:: FILE mmuvisorTargets.cmake
         DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/mmuvisor)
