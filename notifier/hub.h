@@ -1,0 +1,192 @@
+// notifier/hub.h: NotifierSubscriptions, the per-address-space notifier hub (Linux: struct
+// mmu_notifier_subscriptions plus the mmu_notifier_* entry points).
+//
+// The owner of an address space brackets every change to its mappings:
+//   absl::Status s = hub.InvalidateRangeStart(range);   // or use InvalidationGuard
+//   if (!s.ok()) { /* Unavailable (EAGAIN): do NOT touch the range, do NOT call end */ }
+//   ...change the mappings of [range.start, range.end)...
+//   hub.InvalidateRangeEnd(range);                       // same range, same thread
+// and calls Release() once at teardown.
+//
+// Contract (DESIGN.md §3, Linux semantics; the README explains each rule):
+//  - Start delivers to interval subscriptions first, then to classic ones, newest
+//    registered first, in one read-side section of the hub's SRCU domain; end likewise.
+//  - Only a non-blockable start can fail; the result is Unavailable. What happens to the
+//    other subscriptions depends on the Policy below.
+//  - Registration waits until no start/end window is open and keeps new ones out while it
+//    links (Linux: mm_take_all_locks). Unregister calls Release (if not yet released),
+//    unlinks and waits for a grace period. Put never calls Release; the free runs after a
+//    grace period; Synchronize() waits for pending frees.
+//  - Release() (teardown) invalidates every interval with Event::kRelease, calls Release
+//    on every classic subscription exactly once, unlinks them all and waits for a grace
+//    period: no classic op runs after it returns.
+//
+// Locks: reg_mu_ guards the classic list and registration state (writers only; readers
+// use SRCU and never take it). itree_mu_ guards the interval tree, invalidate_seq_ and
+// active_invalidate_ranges_ (held briefly by starts/ends only when intervals exist).
+// Lock order: reg_mu_ before itree_mu_. No lock is held while a callback runs.
+// Threads: every method is thread-safe. Start/end/young ops never take reg_mu_.
+// REQUIRES (all callbacks except Release): do not call into the same hub.
+#ifndef MMUVISOR_NOTIFIER_HUB_H_
+#define MMUVISOR_NOTIFIER_HUB_H_
+
+#include <atomic>
+#include <cstdint>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "notifier/interval_subscription.h"
+#include "notifier/interval_tree.h"
+#include "notifier/pairing_checker.h"
+#include "notifier/range.h"
+#include "notifier/srcu.h"
+#include "notifier/subscription.h"
+#include "notifier/window_gate.h"
+
+namespace mmuvisor::notifier {
+
+// How a failed non-blockable start is handled (the history of the seed thread).
+enum class Policy : uint8_t {
+  // Linux 5.12+ (c2655835fd8c): call every start even after a failure, then call end on
+  // every subscription that has one, then return Unavailable.
+  kUpstream,
+  // The thread's v3 proposal: end-needing subscriptions are kept last, the walk stops at
+  // the first failure (nothing before it needs an end); once two end-needing
+  // subscriptions are registered, non-blockable starts fail up front.
+  kSortedEndLast,
+  // Pre-5.12: every start is called, a failure skips every end. Breaks pairing; exists to
+  // reproduce the bug.
+  kLegacyUnpaired,
+};
+const char* PolicyName(Policy policy);
+
+struct HubOptions {
+  Policy policy = Policy::kUpstream;
+  // mmuvisor closes a gap Linux leaves (DESIGN §3): when the interval part of a start
+  // succeeded and a classic start then fails, undo the interval part before reporting
+  // Unavailable. false reproduces Linux: active ranges stay raised, invalidate_seq odd.
+  bool unwind_interval_on_failure = true;
+  // Run the PairingChecker (cheap: two relaxed atomic adds per callback).
+  bool check_pairing = true;
+};
+
+class NotifierSubscriptions {
+ public:
+  explicit NotifierSubscriptions(HubOptions options = {});
+  // Runs pending frees. REQUIRES: no subscription registered except through Get (those
+  // are freed here), no interval inserted, no window open.
+  ~NotifierSubscriptions();
+  NotifierSubscriptions(const NotifierSubscriptions&) = delete;
+  NotifierSubscriptions& operator=(const NotifierSubscriptions&) = delete;
+
+  // ---- Classic subscriptions -------------------------------------------------------
+  // InvalidArgument: forbidden op combination (arch TLBs with start/end; kStartMayFail
+  // with end). FailedPrecondition: already registered, or the hub was torn down.
+  // May sleep until open windows end. REQUIRES: not called from a callback.
+  absl::Status Register(Subscription& sub) ABSL_LOCKS_EXCLUDED(reg_mu_);
+  // Release (unless already released), unlink, wait for a grace period.
+  // FailedPrecondition: not registered here, or registered through Get (use Put).
+  absl::Status Unregister(Subscription& sub) ABSL_LOCKS_EXCLUDED(reg_mu_);
+  // Linux mmu_notifier_get: the linked subscription created by `allocator`, with one more
+  // user, or a new one from allocator.AllocNotifier (its error is returned as is).
+  absl::StatusOr<Subscription*> Get(SubscriptionAllocator& allocator)
+      ABSL_LOCKS_EXCLUDED(reg_mu_);
+  // Drops a user; the last one unlinks and frees after a grace period (never Release).
+  // Safe from Release. FailedPrecondition: not a Get subscription of this hub.
+  absl::Status Put(Subscription& sub) ABSL_LOCKS_EXCLUDED(reg_mu_);
+  // Waits for a grace period and for every pending free (Linux mmu_notifier_synchronize).
+  void Synchronize() ABSL_LOCKS_EXCLUDED(reg_mu_);
+
+  // ---- Invalidation ------------------------------------------------------------------
+  // OK: the window is open; the caller must call InvalidateRangeEnd(range).
+  // Unavailable: a non-blockable start failed (or a registration is in progress); every
+  // subscription that needed an end got it (policy permitting); do not call end.
+  // InvalidArgument: empty or wrapping range.
+  absl::Status InvalidateRangeStart(const Range& range);
+  // REQUIRES: a start of the same range returned OK on this thread.
+  void InvalidateRangeEnd(const Range& range);
+
+  // ---- Aging and secondary TLBs --------------------------------------------------------
+  bool ClearFlushYoung(uint64_t start, uint64_t end);  // OR over all subscriptions
+  bool ClearYoung(uint64_t start, uint64_t end);       // OR over all subscriptions
+  bool TestYoung(uint64_t address);                    // stops at the first young
+  void ArchInvalidateSecondaryTlbs(uint64_t start, uint64_t end);
+
+  // ---- Teardown ------------------------------------------------------------------------
+  // Linux __mmu_notifier_release. Idempotent. REQUIRES: not called from a callback.
+  void Release() ABSL_LOCKS_EXCLUDED(reg_mu_);
+  bool torn_down() const { return torn_down_.load(std::memory_order_acquire); }
+
+  // ---- Introspection -----------------------------------------------------------------
+  Policy policy() const { return options_.policy; }
+  const HubOptions& options() const { return options_; }
+  size_t subscription_count() const ABSL_LOCKS_EXCLUDED(reg_mu_);
+  uint64_t invalidate_seq() const ABSL_LOCKS_EXCLUDED(itree_mu_);
+  uint64_t active_invalidate_ranges() const ABSL_LOCKS_EXCLUDED(itree_mu_);
+  size_t interval_count() const ABSL_LOCKS_EXCLUDED(itree_mu_);
+  const PairingChecker& pairing_checker() const { return checker_; }
+  PairingSummary pairing_summary() const ABSL_LOCKS_EXCLUDED(reg_mu_);
+  // Non-blockable starts refused up front by kSortedEndLast (two end-needing subs).
+  uint64_t sorted_nonblock_refusals() const {
+    // relaxed: statistic.
+    return sorted_refusals_.load(std::memory_order_relaxed);
+  }
+
+ private:
+  friend class IntervalSubscription;
+
+  // An immutable snapshot of the classic list in dispatch order, published with a
+  // release store and read under SRCU with an acquire load.
+  struct SubscriptionList {
+    std::vector<Subscription*> subs;
+    int end_needers = 0;
+  };
+
+  absl::Status LinkLocked(Subscription& sub) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg_mu_);
+  void UnlinkLocked(Subscription& sub) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg_mu_);
+  void PublishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg_mu_);
+
+  // Classic dispatch; returns true when a start failed (policy handling done).
+  bool ClassicStart(const Range& range);
+  void ClassicEnd(const Range& range);
+
+  // Interval part (Linux mn_itree_*). ItreeStart returns false when a non-blockable
+  // invalidate failed; it has then undone its own accounting.
+  bool ItreeStart(const Range& range) ABSL_LOCKS_EXCLUDED(itree_mu_);
+  void ItreeEnd() ABSL_LOCKS_EXCLUDED(itree_mu_);
+  void EnsureItree() ABSL_LOCKS_EXCLUDED(reg_mu_);
+  absl::Status IntervalInsert(IntervalSubscription& sub, uint64_t start, uint64_t length)
+      ABSL_LOCKS_EXCLUDED(itree_mu_);
+  void IntervalRemove(IntervalSubscription& sub) ABSL_LOCKS_EXCLUDED(itree_mu_);
+  uint64_t IntervalReadBegin(IntervalSubscription& sub) ABSL_LOCKS_EXCLUDED(itree_mu_);
+  void DeferLocked(IntervalSubscription& sub) ABSL_EXCLUSIVE_LOCKS_REQUIRED(itree_mu_);
+  void UndeferLocked(IntervalSubscription& sub) ABSL_EXCLUSIVE_LOCKS_REQUIRED(itree_mu_);
+
+  const HubOptions options_;
+  PairingChecker checker_;
+  SrcuDomain srcu_;
+  WindowGate gate_;
+
+  mutable absl::Mutex reg_mu_ ABSL_ACQUIRED_BEFORE(itree_mu_);
+  std::vector<Subscription*> linked_ ABSL_GUARDED_BY(reg_mu_);  // registration order
+  uint64_t next_order_ ABSL_GUARDED_BY(reg_mu_) = 1;
+  std::vector<Subscription*> unlinked_gets_ ABSL_GUARDED_BY(reg_mu_);  // torn down, users>0
+  // acquire/release: pairs the PublishLocked store with the loads in dispatch.
+  std::atomic<const SubscriptionList*> list_{nullptr};
+  std::atomic<bool> torn_down_{false};
+  std::atomic<bool> has_itree_{false};  // set once, with the gate closed
+  std::atomic<uint64_t> sorted_refusals_{0};
+
+  mutable absl::Mutex itree_mu_;
+  IntervalTree itree_ ABSL_GUARDED_BY(itree_mu_);
+  uint64_t invalidate_seq_ ABSL_GUARDED_BY(itree_mu_) = 2;
+  uint64_t active_invalidate_ranges_ ABSL_GUARDED_BY(itree_mu_) = 0;
+  IntervalSubscription* deferred_head_ ABSL_GUARDED_BY(itree_mu_) = nullptr;
+};
+
+}  // namespace mmuvisor::notifier
+
+#endif  // MMUVISOR_NOTIFIER_HUB_H_

@@ -1,0 +1,107 @@
+// notifier/pairing_checker.h: checks that every subscription sees start/end paired.
+//
+// Each hub owns one checker (on unless HubOptions::check_pairing is false). The hub calls
+// it around every classic callback it delivers. The per-subscription counters live in the
+// Subscription itself (relaxed atomics on its own cache lines), so the common path costs
+// two uncontended atomic adds per callback; only violations take the checker's lock.
+//
+// A violation is recorded for:
+//   kEndWithoutStart          end delivered while the subscription had no open window;
+//   kCallbackAfterUnregister  any op after Unregister/Put returned for it;
+//   kCallbackAfterTeardown    any classic op after the hub's Release returned;
+//   kBlockableStartFailed     a start returned kAgain for a blockable range (ignored);
+//   kFailingStartHasEnd       a start failed on a subscription that has an end;
+//   kUndeclaredStartFailure   a start failed without kStartMayFail being declared.
+// Not violations but counted: windows left open when a subscription was unlinked
+// mid-invalidation (Linux allows it; KVM copes), reported as unlinked_with_open.
+//
+// Threads: all methods are thread-safe. Summary() is exact once the hub is quiescent.
+#ifndef MMUVISOR_NOTIFIER_PAIRING_CHECKER_H_
+#define MMUVISOR_NOTIFIER_PAIRING_CHECKER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "notifier/range.h"
+#include "notifier/subscription.h"
+
+namespace mmuvisor::notifier {
+
+enum class ViolationKind : uint8_t {
+  kEndWithoutStart,
+  kCallbackAfterUnregister,
+  kCallbackAfterTeardown,
+  kBlockableStartFailed,
+  kFailingStartHasEnd,
+  kUndeclaredStartFailure,
+};
+const char* ViolationKindName(ViolationKind kind);
+
+struct Violation {
+  ViolationKind kind;
+  std::string subscription;  // Subscription::name()
+  const void* address;       // the Subscription object
+  Range range;               // for young/arch ops: [start, end) with Event::kClear
+  std::string ToString() const;
+};
+
+struct PairingSummary {
+  uint64_t starts = 0;         // successful starts delivered, all subscriptions
+  uint64_t ends = 0;           // ends delivered
+  uint64_t failed_starts = 0;  // kAgain results
+  int64_t open = 0;            // sum of starts - ends over linked subscriptions now
+  int64_t max_depth = 0;       // deepest nesting seen on any subscription
+  uint64_t unlinked_with_open = 0;  // windows abandoned by mid-window unlink
+  uint64_t violations = 0;          // total count (the list below is capped)
+  std::vector<Violation> first_violations;  // at most kMaxKept, oldest first
+  std::string ToString() const;
+};
+
+class PairingChecker {
+ public:
+  static constexpr size_t kMaxKept = 32;
+
+  explicit PairingChecker(bool enabled) : enabled_(enabled) {}
+  PairingChecker(const PairingChecker&) = delete;
+  PairingChecker& operator=(const PairingChecker&) = delete;
+
+  bool enabled() const { return enabled_; }
+
+  // Hooks the hub calls. Each checks the link state of `sub` first.
+  void OnStart(Subscription& sub, const Range& range, StartResult result);
+  void OnEnd(Subscription& sub, const Range& range);
+  void OnOtherOp(Subscription& sub, uint64_t start, uint64_t end);
+  // The hub unlinked `sub` (unregister, put, teardown); its open windows are abandoned.
+  void OnUnlinked(Subscription& sub);
+
+  void Report(ViolationKind kind, const Subscription& sub, const Range& range)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // `linked_open` is the sum of open windows over the hub's linked subscriptions.
+  PairingSummary Summary(int64_t linked_open) const ABSL_LOCKS_EXCLUDED(mu_);
+  uint64_t violation_count() const {
+    // relaxed: a statistic; Summary() takes the lock for an exact list.
+    return violation_count_.load(std::memory_order_relaxed);
+  }
+
+ private:
+  void CheckLinked(Subscription& sub, const Range& range);
+
+  const bool enabled_;
+  std::atomic<uint64_t> violation_count_{0};
+  std::atomic<uint64_t> starts_{0};
+  std::atomic<uint64_t> ends_{0};
+  std::atomic<uint64_t> failed_starts_{0};
+  std::atomic<int64_t> max_depth_{0};
+  std::atomic<uint64_t> unlinked_with_open_{0};
+  mutable absl::Mutex mu_;
+  std::vector<Violation> kept_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace mmuvisor::notifier
+
+#endif  // MMUVISOR_NOTIFIER_PAIRING_CHECKER_H_
