@@ -1,0 +1,170 @@
+// InvalidateState: the machinery. The protocol and its timeline are in mmu/README.md.
+#include "mmu/invalidate_state.h"
+
+#include <cassert>
+
+#include "absl/strings/str_cat.h"
+
+namespace mmuvisor::mmu {
+
+void InvalidateState::CheckLock(const absl::Mutex& mmu_lock) const {
+  // Programmer bug: the caller passed some other mutex than the MMU's own.
+  assert(&mmu_lock == mmu_lock_);
+  (void)mmu_lock;
+}
+
+void InvalidateState::Begin(const absl::Mutex& mmu_lock) {
+  CheckLock(mmu_lock);
+  mmu_lock.AssertHeld();
+  const int64_t count = in_progress_.load(std::memory_order_relaxed) + 1;
+  in_progress_.store(count, std::memory_order_relaxed);
+  if (count == 1) {
+    range_start_.store(kNoRange, std::memory_order_relaxed);
+    range_end_.store(kNoRange, std::memory_order_relaxed);
+  }
+  // Pairs with the acquire fence in RetryUnsafe()/AccessRetry(): a lockless accessor that
+  // reads data the primary wrote after this start returned also sees in_progress > 0.
+  std::atomic_thread_fence(std::memory_order_release);
+}
+
+absl::Status InvalidateState::RangeAdd(const absl::Mutex& mmu_lock, GfnRange range) {
+  CheckLock(mmu_lock);
+  mmu_lock.AssertHeld();
+  if (in_progress_.load(std::memory_order_relaxed) <= 0) {
+    bugs_.fetch_add(1, std::memory_order_relaxed);
+    return absl::FailedPreconditionError(
+        absl::StrCat("InvalidateState::RangeAdd [", range.start, ", ", range.end,
+                     "): no invalidation in progress (missing Begin)"));
+  }
+  if (range.empty()) {
+    bugs_.fetch_add(1, std::memory_order_relaxed);
+    return absl::FailedPreconditionError(absl::StrCat(
+        "InvalidateState::RangeAdd [", range.start, ", ", range.end, "): empty range"));
+  }
+  const Gfn start = range_start_.load(std::memory_order_relaxed);
+  if (start == kNoRange) {
+    range_start_.store(range.start, std::memory_order_relaxed);
+    range_end_.store(range.end, std::memory_order_relaxed);
+  } else {
+    if (range.start < start) range_start_.store(range.start, std::memory_order_relaxed);
+    if (range.end > range_end_.load(std::memory_order_relaxed)) {
+      range_end_.store(range.end, std::memory_order_relaxed);
+    }
+  }
+  // Pairs with the acquire fence in RetryUnsafe()/AccessRetry() (see Begin()).
+  std::atomic_thread_fence(std::memory_order_release);
+  return absl::OkStatus();
+}
+
+absl::Status InvalidateState::End(const absl::Mutex& mmu_lock) {
+  CheckLock(mmu_lock);
+  mmu_lock.AssertHeld();
+  const int64_t count = in_progress_.load(std::memory_order_relaxed);
+  if (count <= 0) {
+    bugs_.fetch_add(1, std::memory_order_relaxed);
+    return absl::InternalError(absl::StrCat(
+        "InvalidateState::End: in_progress would become ", count - 1,
+        " (end without begin); seq=", seq_.load(std::memory_order_relaxed)));
+  }
+  const bool had_range = range_start_.load(std::memory_order_relaxed) != kNoRange;
+  // seq++ first. Release pairs with the acquire fence in SnapshotSeq(): a fault that reads
+  // the new seq also sees every primary change made before this End.
+  seq_.store(seq_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+  // smp_wmb(); in_progress--. Release pairs with the acquire load of in_progress in
+  // RetryUnsafe()/RetryGfnUnsafe()/AccessRetry(): whoever sees the lower count sees the
+  // new seq, so a fault can never pass both checks across this End.
+  in_progress_.store(count - 1, std::memory_order_release);
+  if (!had_range) {
+    bugs_.fetch_add(1, std::memory_order_relaxed);
+    return absl::InternalError(absl::StrCat(
+        "InvalidateState::End: invalidation window added no range (seq now ",
+        seq_.load(std::memory_order_relaxed), ")"));
+  }
+  return absl::OkStatus();
+}
+
+uint64_t InvalidateState::SnapshotSeq() const {
+  const uint64_t snapshot = seq_.load(std::memory_order_relaxed);
+  // smp_rmb(). Pairs with the release store of seq in End(): the resolve that follows
+  // cannot observe primary state older than the End whose seq we read.
+  std::atomic_thread_fence(std::memory_order_acquire);
+  return snapshot;
+}
+
+bool InvalidateState::RetryGfn(const absl::Mutex& mmu_lock, uint64_t snapshot,
+                               Gfn gfn) const {
+  CheckLock(mmu_lock);
+  mmu_lock.AssertReaderHeld();
+  // Under the MMU lock every writer is excluded: relaxed loads see the latest values.
+  if (in_progress_.load(std::memory_order_relaxed) > 0) {
+    const Gfn start = range_start_.load(std::memory_order_relaxed);
+    // Begin without RangeAdd is a bug in the caller (KVM: WARN_ON_ONCE); be safe: retry.
+    if (start == kNoRange) return true;
+    if (gfn >= start && gfn < range_end_.load(std::memory_order_relaxed)) return true;
+  }
+  return seq_.load(std::memory_order_relaxed) != snapshot;
+}
+
+bool InvalidateState::RetryGfnUnsafe(uint64_t snapshot, Gfn gfn) const {
+  // The range bounds may be stale (a false negative); the locked RetryGfn() catches it.
+  // What matters for liveness is that in_progress and seq are re-read every call.
+  if (in_progress_.load(std::memory_order_acquire) > 0 &&
+      gfn >= range_start_.load(std::memory_order_relaxed) &&
+      gfn < range_end_.load(std::memory_order_relaxed)) {
+    return true;
+  }
+  return seq_.load(std::memory_order_relaxed) != snapshot;
+}
+
+bool InvalidateState::RetryUnsafe(uint64_t snapshot) const {
+  // Pairs with the release fences in Begin()/RangeAdd(): data loads before this fence that
+  // saw a primary write made after a start imply we see that start's count below.
+  std::atomic_thread_fence(std::memory_order_acquire);
+  // Acquire pairs with the release decrement in End(): a lowered count implies new seq.
+  if (in_progress_.load(std::memory_order_acquire) != 0) return true;
+  return seq_.load(std::memory_order_relaxed) != snapshot;
+}
+
+bool InvalidateState::AccessRetry(uint64_t snapshot, Gfn gfn) const {
+  // Same pairings as RetryUnsafe().
+  std::atomic_thread_fence(std::memory_order_acquire);
+  if (in_progress_.load(std::memory_order_acquire) != 0) {
+    const Gfn start = range_start_.load(std::memory_order_relaxed);
+    if (start == kNoRange) return true;
+    if (gfn >= start && gfn < range_end_.load(std::memory_order_relaxed)) return true;
+  }
+  return seq_.load(std::memory_order_relaxed) != snapshot;
+}
+
+void InvalidateState::ActiveInvalidationBegin() {
+  absl::MutexLock lock(&active_mu_);
+  ++active_invalidations_;
+}
+
+absl::Status InvalidateState::ActiveInvalidationEnd() {
+  absl::MutexLock lock(&active_mu_);
+  if (active_invalidations_ <= 0) {
+    bugs_.fetch_add(1, std::memory_order_relaxed);
+    return absl::InternalError(
+        absl::StrCat("InvalidateState::ActiveInvalidationEnd: active count would become ",
+                     active_invalidations_ - 1, " (end without start)"));
+  }
+  --active_invalidations_;  // Reaching 0 wakes UpdateLayout() through Await's condition.
+  return absl::OkStatus();
+}
+
+int64_t InvalidateState::active_invalidations() const {
+  absl::MutexLock lock(&active_mu_);
+  return active_invalidations_;
+}
+
+void InvalidateState::UpdateLayout(absl::FunctionRef<void()> publish) {
+  absl::MutexLock lock(&active_mu_);
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(active_mu_) {
+    return active_invalidations_ == 0;
+  };
+  active_mu_.Await(absl::Condition(&idle));
+  publish();
+}
+
+}  // namespace mmuvisor::mmu
