@@ -20,7 +20,9 @@
 #ifndef MMUVISOR_GUEST_ABI_H_
 #define MMUVISOR_GUEST_ABI_H_
 
+#ifndef __ASSEMBLER__ /* the C part; assembly files see no declarations */
 #ifdef __cplusplus
+#include <cstddef>
 #include <cstdint>
 extern "C" {
 #else
@@ -43,6 +45,21 @@ extern "C" {
 #define MMV_PAGE_TABLE_END_GPA 0x100000u
 #define MMV_IMAGE_GPA 0x100000u
 #define MMV_STACK_SIZE 0x10000u
+
+/* Real-mode guests: the image lies in [MMV_REAL_MODE_LOAD_GPA, MMV_REAL_MODE_LOAD_END_GPA),
+ * entered with CS = DS = ES = SS = 0, IP = ELF entry, SP = MMV_REAL_MODE_STACK_TOP (the stack
+ * is [MMV_REAL_MODE_LOAD_END_GPA, 0x10000)). One vCPU only. They use vCPU 0's ucall block
+ * (32-bit OUT with an operand-size prefix) and may end with DONE or with HLT (ring 0). */
+#define MMV_REAL_MODE_LOAD_END_GPA 0xf000u
+#define MMV_REAL_MODE_STACK_TOP 0xfff0u
+
+/* The boot mode travels with the image: an ELF PT_NOTE with name "mmuvisor" (n_namesz 9,
+ * NUL included), type MMV_ELF_NOTE_BOOT_MODE and a 4-byte descriptor holding one of
+ * MMV_BOOT_MODE_*. No such note means MMV_BOOT_MODE_LONG64. */
+#define MMV_ELF_NOTE_NAME "mmuvisor"
+#define MMV_ELF_NOTE_BOOT_MODE 1u
+#define MMV_BOOT_MODE_LONG64 0u
+#define MMV_BOOT_MODE_REAL16 1u
 
 #define MMV_BOOT_INFO_MAGIC 0x4f4f42564d4d4d00ull /* "\0MMMVBOO" */
 
@@ -83,6 +100,10 @@ struct mmv_ucall {
 }  /* extern "C" */
 static_assert(sizeof(struct mmv_ucall) <= MMV_UCALL_STRIDE, "ucall block too large");
 static_assert(sizeof(struct mmv_boot_info) == 112, "boot info layout changed");
+static_assert(offsetof(struct mmv_ucall, cmd) == 4, "ucall layout changed");
+static_assert(offsetof(struct mmv_ucall, args) == 8, "ucall layout changed");
+static_assert(offsetof(struct mmv_ucall, text) == 56, "ucall layout changed");
 #endif
+#endif /* !__ASSEMBLER__ */
 
 #endif /* MMUVISOR_GUEST_ABI_H_ */

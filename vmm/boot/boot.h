@@ -1,0 +1,65 @@
+// PrepareGuest: the whole boot sequence on guest RAM, in order: load the ELF image, compute
+// the layout, build the identity page tables and the GDT/TSS (long mode), write
+// struct mmv_boot_info. Then, per vCPU, InitialRegs / InitialSregs give the state to set
+// with KVM_SET_REGS / KVM_SET_SREGS. The VMM also owns CPUID (KVM_SET_CPUID2) and the run
+// loop; this library never touches /dev/kvm.
+//
+// Typical use (on the thread building the VM, before any vCPU runs):
+//   ASSIGN_OR_RETURN(BootPlan plan, PrepareGuest(ram, elf_bytes, {.nr_vcpus = n}));
+//   for (i...) { kvm_sregs s = GET_SREGS(i); SET_SREGS(InitialSregs(plan, i, s));
+//                SET_REGS(InitialRegs(plan, i, /*arg=*/i)); }
+//
+// Thread-compatible; BootPlan is an immutable value.
+#ifndef MMUVISOR_VMM_BOOT_BOOT_H_
+#define MMUVISOR_VMM_BOOT_BOOT_H_
+
+#include <linux/kvm.h>
+
+#include <array>
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "mmuvisor/guest_abi.h"
+#include "vmm/boot/boot_layout.h"
+#include "vmm/boot/elf_loader.h"
+#include "vmm/boot/guest_ram.h"
+#include "vmm/boot/x86_state.h"
+
+namespace mmuvisor::vmm {
+
+struct BootOptions {
+  uint32_t nr_vcpus = 1;
+  GuestPrivilege privilege = GuestPrivilege::kUser;  // long-mode images only
+  uint64_t seed = 0;                                 // mmv_boot_info.seed
+  uint32_t flags = 0;                                // mmv_boot_info.flags
+  std::array<uint64_t, 8> args{};                    // mmv_boot_info.args
+  ElfLoadLimits limits;
+};
+
+struct BootPlan {
+  LoadedImage image;
+  BootLayout layout;
+  GuestPrivilege privilege = GuestPrivilege::kUser;
+  uint64_t cr3 = 0;  // 0 in real mode
+};
+
+// Errors: whatever LoadElf, ComputeBootLayout, BuildIdentityPageTables and WriteGdtAndTss
+// return, unchanged (their messages name the field or bound).
+absl::StatusOr<BootPlan> PrepareGuest(const GuestRamView& ram, absl::Span<const uint8_t> elf,
+                                      const BootOptions& options);
+
+// REQUIRES: vcpu < plan.layout.nr_vcpus. `arg` lands in RSI (long mode; ignored in real
+// mode). `base` is the vCPU's current sregs from KVM_GET_SREGS.
+kvm_regs InitialRegs(const BootPlan& plan, uint32_t vcpu, uint64_t arg);
+kvm_sregs InitialSregs(const BootPlan& plan, uint32_t vcpu, const kvm_sregs& base);
+
+// The boot-info block for `layout`: magic, sizes, free range and the options' values.
+mmv_boot_info MakeBootInfo(const BootLayout& layout, const BootOptions& options);
+// Writes `info` at MMV_BOOT_INFO_GPA. Errors: OutOfRange if RAM does not cover it.
+absl::Status WriteBootInfo(const GuestRamView& ram, const mmv_boot_info& info);
+
+}  // namespace mmuvisor::vmm
+
+#endif  // MMUVISOR_VMM_BOOT_BOOT_H_
