@@ -1,0 +1,73 @@
+#include "vmm/paging/guest_ram.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "absl/strings/str_format.h"
+
+namespace mmuvisor::vmm {
+
+const char* GuestRamBackingName(GuestRamBacking backing) {
+  switch (backing) {
+    case GuestRamBacking::kMemfdShared:
+      return "memfd-shared";
+    case GuestRamBacking::kAnonymousPrivate:
+      return "anonymous-private";
+  }
+  return "?";
+}
+
+absl::StatusOr<std::unique_ptr<GuestRam>> GuestRam::Create(size_t bytes, GuestRamBacking backing) {
+  const auto page_size = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  if (bytes == 0 || bytes % page_size != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("GuestRam: size %d is not a positive multiple of %d", bytes, page_size));
+  }
+  int memfd = -1;
+  void* base = MAP_FAILED;
+  if (backing == GuestRamBacking::kMemfdShared) {
+    memfd = memfd_create("mmuvisor-guest-ram", MFD_CLOEXEC);
+    if (memfd < 0) return absl::ErrnoToStatus(errno, "GuestRam: memfd_create");
+    if (ftruncate(memfd, static_cast<off_t>(bytes)) != 0) {
+      const int e = errno;
+      close(memfd);
+      return absl::ErrnoToStatus(e, absl::StrFormat("GuestRam: ftruncate memfd to %d", bytes));
+    }
+    base = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+  } else {
+    base = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  }
+  if (base == MAP_FAILED) {
+    const int e = errno;
+    if (memfd >= 0) close(memfd);
+    return absl::ErrnoToStatus(
+        e, absl::StrFormat("GuestRam: mmap %d bytes (%s)", bytes, GuestRamBackingName(backing)));
+  }
+  return std::unique_ptr<GuestRam>(
+      new GuestRam(static_cast<uint8_t*>(base), bytes, page_size, memfd, backing));
+}
+
+GuestRam::~GuestRam() {
+  munmap(base_, bytes_);
+  if (memfd_ >= 0) close(memfd_);
+}
+
+absl::Status GuestRam::Discard(uint64_t first, uint64_t count) {
+  if (first > num_pages() || count > num_pages() - first) {
+    return absl::OutOfRangeError(absl::StrFormat(
+        "GuestRam::Discard pages [%d, %d) outside [0, %d)", first, first + count, num_pages()));
+  }
+  if (count == 0) return absl::OkStatus();
+  const int advice = backing_ == GuestRamBacking::kMemfdShared ? MADV_REMOVE : MADV_DONTNEED;
+  if (madvise(PageAddress(first), count * page_size_, advice) != 0) {
+    return absl::ErrnoToStatus(
+        errno, absl::StrFormat("GuestRam::Discard madvise(%s) pages [%d, %d)",
+                               advice == MADV_REMOVE ? "MADV_REMOVE" : "MADV_DONTNEED", first,
+                               first + count));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace mmuvisor::vmm

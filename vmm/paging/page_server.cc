@@ -1,0 +1,437 @@
+#include "vmm/paging/page_server.h"
+
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <utility>
+
+#include "absl/strings/str_format.h"
+
+namespace mmuvisor::vmm {
+namespace {
+
+// A thread blocked in a MISSING fault retries its access when woken; PROT_NONE makes that
+// retry fail (EFAULT / SIGSEGV) instead of zero-filling the page.
+constexpr int kRangeProt = PROT_READ | PROT_WRITE;
+
+uint64_t NowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// userfaultfd(2), falling back to /dev/userfaultfd where the syscall is restricted
+// (vm.unprivileged_userfaultfd=0 without CAP_SYS_PTRACE). Kernel-mode faults (KVM's GUP,
+// copy_from_user) must be handled, so UFFD_USER_MODE_ONLY is not set.
+absl::StatusOr<int> OpenUserfaultfd() {
+  const int flags = O_CLOEXEC | O_NONBLOCK;
+  int fd = static_cast<int>(syscall(SYS_userfaultfd, flags));
+  if (fd >= 0) return fd;
+  const int syscall_errno = errno;
+  const int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+  if (dev < 0) {
+    return absl::ErrnoToStatus(syscall_errno, "userfaultfd(O_CLOEXEC|O_NONBLOCK) (and "
+                                              "/dev/userfaultfd cannot be opened)");
+  }
+  fd = ioctl(dev, USERFAULTFD_IOC_NEW, flags);
+  const int e = errno;
+  close(dev);
+  if (fd < 0) return absl::ErrnoToStatus(e, "ioctl(/dev/userfaultfd, USERFAULTFD_IOC_NEW)");
+  return fd;
+}
+
+}  // namespace
+
+struct PageServer::HandlerState {
+  void* scratch = nullptr;             // one page, page-aligned: UFFDIO_COPY source
+  std::vector<uffd_msg> deferred;      // faults read while pumping for EAGAIN
+  std::vector<unsigned char> mincore;  // fault-around residency
+};
+
+absl::StatusOr<std::unique_ptr<PageServer>> PageServer::Start(const PagedRange& range,
+                                                              SwapStore* store,
+                                                              PageServerOptions options) {
+  const auto host_page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  if (range.base == nullptr || range.num_pages == 0 || range.page_size != host_page ||
+      reinterpret_cast<uintptr_t>(range.base) % host_page != 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "PageServer: range base=%p pages=%d page_size=%d (need page-aligned, non-empty, "
+        "page_size %d)",
+        range.base, range.num_pages, range.page_size, host_page));
+  }
+  if (store == nullptr || store->num_pages() < range.num_pages ||
+      store->page_size() != range.page_size) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("PageServer: swap store missing or smaller than the range (%d pages)",
+                        range.num_pages));
+  }
+  if (options.handler_threads < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("PageServer: handler_threads=%d", options.handler_threads));
+  }
+  absl::StatusOr<int> uffd = OpenUserfaultfd();
+  if (!uffd.ok()) return uffd.status();
+
+  uffdio_api api{};
+  api.api = UFFD_API;
+  api.features = UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_MISSING_SHMEM;
+  if (ioctl(*uffd, UFFDIO_API, &api) != 0) {
+    const int e = errno;
+    close(*uffd);
+    return absl::ErrnoToStatus(
+        e, "UFFDIO_API features=EVENT_REMOVE|THREAD_ID|MISSING_SHMEM");
+  }
+  uffdio_register reg{};
+  reg.range.start = reinterpret_cast<uintptr_t>(range.base);
+  reg.range.len = range.num_pages * range.page_size;
+  reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+  if (ioctl(*uffd, UFFDIO_REGISTER, &reg) != 0) {
+    const int e = errno;
+    close(*uffd);
+    return absl::ErrnoToStatus(e, absl::StrFormat("UFFDIO_REGISTER MISSING start=%p len=0x%x",
+                                                  range.base, reg.range.len));
+  }
+  const uint64_t needed = (uint64_t{1} << _UFFDIO_COPY) | (uint64_t{1} << _UFFDIO_ZEROPAGE) |
+                          (uint64_t{1} << _UFFDIO_WAKE);
+  if ((reg.ioctls & needed) != needed) {
+    close(*uffd);
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "UFFDIO_REGISTER start=%p: range lacks COPY/ZEROPAGE/WAKE (ioctls=0x%x)", range.base,
+        reg.ioctls));
+  }
+  const int stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (stop_fd < 0) {
+    const int e = errno;
+    close(*uffd);  // closing unregisters the range
+    return absl::ErrnoToStatus(e, "PageServer: eventfd");
+  }
+  std::unique_ptr<PageServer> server(
+      new PageServer(range, store, std::move(options), *uffd, stop_fd));
+  for (int i = 0; i < server->options_.handler_threads; ++i) {
+    server->handlers_.emplace_back([s = server.get(), i] { s->HandlerLoop(i); });
+  }
+  return server;
+}
+
+PageServer::PageServer(const PagedRange& range, SwapStore* store, PageServerOptions options,
+                       int uffd, int stop_fd)
+    : range_(range), store_(store), options_(std::move(options)), uffd_(uffd), stop_fd_(stop_fd) {}
+
+PageServer::~PageServer() { Shutdown(); }
+
+void PageServer::HandlerLoop(int index) {
+  const std::string name =
+      absl::StrFormat("%s-%d", options_.thread_name_prefix, index).substr(0, 15);
+  pthread_setname_np(pthread_self(), name.c_str());
+  HandlerState state;
+  state.scratch = std::aligned_alloc(range_.page_size, range_.page_size);
+  pollfd fds[2] = {{uffd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
+  for (;;) {
+    if (poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      Fail(kWholeRange, 0, absl::ErrnoToStatus(errno, "poll(userfaultfd, eventfd)"));
+      break;
+    }
+    // The eventfd is never read: once written it stays readable and stops every handler.
+    if ((fds[1].revents & POLLIN) != 0) break;
+    if ((fds[0].revents & (POLLERR | POLLHUP | POLLNVAL)) != 0) {
+      Fail(kWholeRange, 0,
+           absl::InternalError(absl::StrFormat("poll(userfaultfd): revents=0x%x", fds[0].revents)));
+      break;
+    }
+    if ((fds[0].revents & POLLIN) == 0) continue;
+    if (!ReadAndDispatch(state)) break;
+    while (!state.deferred.empty()) {
+      const uffd_msg msg = state.deferred.back();
+      state.deferred.pop_back();
+      Dispatch(state, msg);
+    }
+  }
+  std::free(state.scratch);
+}
+
+bool PageServer::ReadAndDispatch(HandlerState& state) {
+  uffd_msg msg;
+  const ssize_t n = read(uffd_, &msg, sizeof(msg));
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return true;  // another handler took it
+  if (n != static_cast<ssize_t>(sizeof(msg))) {
+    Fail(kWholeRange, 0,
+         n < 0 ? absl::ErrnoToStatus(errno, "read(userfaultfd)")
+               : absl::InternalError(absl::StrFormat("read(userfaultfd): %d bytes", n)));
+    return false;
+  }
+  Dispatch(state, msg);
+  return true;
+}
+
+void PageServer::Dispatch(HandlerState& state, const uffd_msg& msg) {
+  switch (msg.event) {
+    case UFFD_EVENT_PAGEFAULT:
+      HandleFault(state, msg.arg.pagefault.address, msg.arg.pagefault.feat.ptid);
+      break;
+    case UFFD_EVENT_REMOVE:
+      HandleRemove(msg.arg.remove.start, msg.arg.remove.end);
+      break;
+    default:
+      break;  // not requested
+  }
+}
+
+void PageServer::HandleFault(HandlerState& state, uint64_t address, uint32_t tid) {
+  const uint64_t start_ns = NowNs();
+  faults_.fetch_add(1, std::memory_order_relaxed);
+  const uint64_t page = (address - reinterpret_cast<uintptr_t>(range_.base)) / range_.page_size;
+  bool swapped_in = false;
+  const absl::Status s = ResolvePage(state, page, &swapped_in);
+  if (!s.ok()) {
+    Fail(page, tid, s);
+  } else if (options_.fault_around_pages > 0) {
+    FaultAround(state, page);
+  }
+  latency_.Record(NowNs() - start_ns);
+}
+
+absl::Status PageServer::ResolvePage(HandlerState& state, uint64_t page, bool* swapped_in) {
+  *swapped_in = false;
+  if (store_->IsSaved(page)) {
+    bool installed = false;
+    absl::Status s = store_->LoadInto(page, state.scratch, [&](const void* data) {
+      absl::StatusOr<bool> r = CopyPage(state, page, data, /*wake=*/true);
+      if (!r.ok()) return r.status();
+      installed = *r;
+      return absl::OkStatus();
+    });
+    if (s.ok()) {
+      if (installed) {
+        *swapped_in = true;
+        swap_ins_.fetch_add(1, std::memory_order_relaxed);
+      }
+      return s;
+    }
+    // NotFound: dropped since IsSaved() (a discard): the page now reads zeros.
+    if (!absl::IsNotFound(s)) return s;
+  }
+  return ZeroPage(state, page);
+}
+
+int PageServer::RetryOnEagain(HandlerState& state, const std::function<int()>& ioctl_call) {
+  for (;;) {
+    const int e = ioctl_call();
+    if (e != EAGAIN) return e;
+    // EAGAIN: mmap_changing is set until a pending REMOVE event is read. Read messages here
+    // (a single handler would otherwise wait on itself); faults are handled afterwards.
+    uffd_msg msg;
+    const ssize_t n = read(uffd_, &msg, sizeof(msg));
+    if (n == static_cast<ssize_t>(sizeof(msg))) {
+      if (msg.event == UFFD_EVENT_PAGEFAULT) {
+        state.deferred.push_back(msg);
+      } else {
+        Dispatch(state, msg);
+      }
+    } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+      return errno;
+    } else {
+      sched_yield();  // another handler is reading the event
+    }
+  }
+}
+
+absl::StatusOr<bool> PageServer::CopyPage(HandlerState& state, uint64_t page, const void* data,
+                                          bool wake) {
+  uffdio_copy copy{};
+  copy.dst = reinterpret_cast<uintptr_t>(PageAddress(page));
+  copy.src = reinterpret_cast<uintptr_t>(data);
+  copy.len = range_.page_size;
+  copy.mode = wake ? 0 : UFFDIO_COPY_MODE_DONTWAKE;
+  const int e = RetryOnEagain(state, [&] {
+    copy.copy = 0;
+    return ioctl(uffd_, UFFDIO_COPY, &copy) == 0 ? 0 : errno;
+  });
+  if (e == 0) return true;
+  if (e == EEXIST) {
+    // Populated by someone else (possibly with DONTWAKE): a failed copy wakes nobody.
+    copy_races_.fetch_add(1, std::memory_order_relaxed);
+    if (wake) WakeRange(page, 1);
+    return false;
+  }
+  return absl::ErrnoToStatus(e, absl::StrFormat("UFFDIO_COPY page %d dst=%p len=%d", page,
+                                                PageAddress(page), range_.page_size));
+}
+
+absl::Status PageServer::ZeroPage(HandlerState& state, uint64_t page) {
+  uffdio_zeropage zero{};
+  zero.range.start = reinterpret_cast<uintptr_t>(PageAddress(page));
+  zero.range.len = range_.page_size;
+  const int e = RetryOnEagain(state, [&] {
+    zero.zeropage = 0;
+    return ioctl(uffd_, UFFDIO_ZEROPAGE, &zero) == 0 ? 0 : errno;
+  });
+  if (e == 0) {
+    zero_fills_.fetch_add(1, std::memory_order_relaxed);
+    return absl::OkStatus();
+  }
+  if (e == EEXIST) {
+    copy_races_.fetch_add(1, std::memory_order_relaxed);
+    WakeRange(page, 1);
+    return absl::OkStatus();
+  }
+  return absl::ErrnoToStatus(e, absl::StrFormat("UFFDIO_ZEROPAGE page %d start=%p len=%d", page,
+                                                PageAddress(page), range_.page_size));
+}
+
+void PageServer::FaultAround(HandlerState& state, uint64_t page) {
+  const uint64_t first = page + 1;
+  if (first >= range_.num_pages) return;
+  const uint64_t count = std::min<uint64_t>(options_.fault_around_pages, range_.num_pages - first);
+  state.mincore.resize(count);
+  if (mincore(PageAddress(first), count * range_.page_size, state.mincore.data()) != 0) return;
+  for (uint64_t i = 0; i < count; ++i) {
+    const uint64_t q = first + i;
+    if ((state.mincore[i] & 1) != 0 || !store_->IsSaved(q)) continue;
+    // Errors are left for the page's own fault to report: nobody waits on q yet.
+    (void)store_->LoadInto(q, state.scratch, [&](const void* data) {
+      absl::StatusOr<bool> r = CopyPage(state, q, data, /*wake=*/false);
+      if (r.ok() && *r) fault_around_pages_.fetch_add(1, std::memory_order_relaxed);
+      return r.status();
+    });
+  }
+}
+
+void PageServer::HandleRemove(uint64_t start, uint64_t end) {
+  remove_events_.fetch_add(1, std::memory_order_relaxed);
+  const uint64_t lo = std::max<uint64_t>(start, reinterpret_cast<uintptr_t>(range_.base));
+  const uint64_t hi = std::min<uint64_t>(
+      end, reinterpret_cast<uintptr_t>(range_.base) + range_.num_pages * range_.page_size);
+  if (hi > lo) removed_pages_.fetch_add((hi - lo) / range_.page_size, std::memory_order_relaxed);
+}
+
+void PageServer::WakeRange(uint64_t first, uint64_t count) {
+  uffdio_range r{};
+  r.start = reinterpret_cast<uintptr_t>(PageAddress(first));
+  r.len = count * range_.page_size;
+  (void)ioctl(uffd_, UFFDIO_WAKE, &r);  // only fails for a bad range
+}
+
+void PageServer::Fail(uint64_t page, uint32_t tid, const absl::Status& cause) {
+  const bool whole = page == kWholeRange;
+  const std::string where =
+      whole ? absl::StrFormat("the whole range at %p (%d pages)", range_.base, range_.num_pages)
+            : absl::StrFormat("page %d (host %p)", page, PageAddress(page));
+  const absl::Status annotated(
+      cause.code(), absl::StrFormat("page server cannot serve %s, faulting thread %d: %s", where,
+                                    tid, cause.message()));
+  bool first = false;
+  {
+    absl::MutexLock lock(&mu_);
+    first = failure_.ok();
+    if (first) failure_ = annotated;
+    poisoned_.push_back(page);
+  }
+  failures_.fetch_add(1, std::memory_order_relaxed);
+  // Stop the VM first, so a vCPU whose access fails below finds the stop request.
+  if (first && options_.on_failure) options_.on_failure(annotated);
+  const uint64_t p0 = whole ? 0 : page;
+  const uint64_t n = whole ? range_.num_pages : 1;
+  if (mprotect(PageAddress(p0), n * range_.page_size, PROT_NONE) != 0) {
+    return;  // cannot fail the access safely: the thread stays blocked until Shutdown()
+  }
+  WakeRange(p0, n);
+}
+
+void PageServer::Shutdown() {
+  if (shut_down_.exchange(true)) return;
+  const uint64_t one = 1;
+  (void)!write(stop_fd_, &one, sizeof(one));
+  for (std::thread& t : handlers_) t.join();
+  handlers_.clear();
+
+  // No handler runs now. Close the range to new faults, then collect the blocked ones: every
+  // fault that passed the permission check is queued before mprotect can take mmap_lock.
+  const uint64_t bytes = range_.num_pages * range_.page_size;
+  const bool closed = mprotect(range_.base, bytes, PROT_NONE) == 0;
+  std::vector<uint64_t> keep_closed;
+  uffd_msg msg;
+  while (read(uffd_, &msg, sizeof(msg)) == static_cast<ssize_t>(sizeof(msg))) {
+    if (msg.event == UFFD_EVENT_PAGEFAULT) {
+      keep_closed.push_back(
+          (msg.arg.pagefault.address - reinterpret_cast<uintptr_t>(range_.base)) / range_.page_size);
+      shutdown_aborted_faults_.fetch_add(1, std::memory_order_relaxed);
+    } else if (msg.event == UFFD_EVENT_REMOVE) {
+      HandleRemove(msg.arg.remove.start, msg.arg.remove.end);
+    }
+  }
+  bool all_closed = false;
+  {
+    absl::MutexLock lock(&mu_);
+    for (uint64_t p : poisoned_) {
+      if (p == kWholeRange) all_closed = true;
+      keep_closed.push_back(p);
+    }
+  }
+  if (closed && !all_closed) {
+    std::sort(keep_closed.begin(), keep_closed.end());
+    keep_closed.erase(std::unique(keep_closed.begin(), keep_closed.end()), keep_closed.end());
+    uint64_t next = 0;
+    keep_closed.push_back(range_.num_pages);  // sentinel
+    for (uint64_t p : keep_closed) {
+      if (p > next) mprotect(PageAddress(next), (p - next) * range_.page_size, kRangeProt);
+      next = p + 1;
+    }
+  }
+  WakeRange(0, range_.num_pages);  // blocked threads retry and fail on PROT_NONE
+  uffdio_range r{};
+  r.start = reinterpret_cast<uintptr_t>(range_.base);
+  r.len = bytes;
+  (void)ioctl(uffd_, UFFDIO_UNREGISTER, &r);
+  close(uffd_);
+  uffd_ = -1;
+  close(stop_fd_);
+  stop_fd_ = -1;
+}
+
+absl::Status PageServer::failure() const {
+  absl::MutexLock lock(&mu_);
+  return failure_;
+}
+
+PageServerStats PageServer::Stats() const {
+  PageServerStats s;
+  s.faults = faults_.load(std::memory_order_relaxed);
+  s.swap_ins = swap_ins_.load(std::memory_order_relaxed);
+  s.zero_fills = zero_fills_.load(std::memory_order_relaxed);
+  s.copy_races = copy_races_.load(std::memory_order_relaxed);
+  s.fault_around_pages = fault_around_pages_.load(std::memory_order_relaxed);
+  s.remove_events = remove_events_.load(std::memory_order_relaxed);
+  s.removed_pages = removed_pages_.load(std::memory_order_relaxed);
+  s.failures = failures_.load(std::memory_order_relaxed);
+  s.shutdown_aborted_faults = shutdown_aborted_faults_.load(std::memory_order_relaxed);
+  return s;
+}
+
+absl::StatusOr<std::vector<uint8_t>> PageServer::Residency(uint64_t first, uint64_t count) const {
+  if (first > range_.num_pages || count > range_.num_pages - first) {
+    return absl::OutOfRangeError(absl::StrFormat("PageServer::Residency pages [%d, %d) outside [0, %d)",
+                                                 first, first + count, range_.num_pages));
+  }
+  std::vector<unsigned char> vec(count);
+  if (count > 0 && mincore(PageAddress(first), count * range_.page_size, vec.data()) != 0) {
+    return absl::ErrnoToStatus(errno, absl::StrFormat("mincore pages [%d, %d)", first, first + count));
+  }
+  std::vector<uint8_t> out(count);
+  for (uint64_t i = 0; i < count; ++i) out[i] = vec[i] & 1;
+  return out;
+}
+
+}  // namespace mmuvisor::vmm

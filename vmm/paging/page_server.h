@@ -1,0 +1,180 @@
+// PageServer: demand paging of one host range (guest RAM) through userfaultfd.
+//
+// The range is registered in MISSING mode. Handler threads poll the userfaultfd and an
+// eventfd (shutdown); each fault at page P is answered
+//   - with UFFDIO_COPY of the swap store's copy when P is saved (checksum verified first), or
+//   - with UFFDIO_ZEROPAGE when it is not (never saved, or dropped by a discard).
+// EEXIST (someone populated P first: another handler, fault-around) is success; the waiting
+// thread is then woken explicitly (a failed copy does not wake). EAGAIN (the mm is changing:
+// a REMOVE event is pending) makes the handler read and handle pending messages, then retry.
+// Optional fault-around copies up to N following pages that are saved and not resident
+// (DONTWAKE; nobody waits on them).
+//
+// Discards (UFFD_EVENT_REMOVE, from MADV_REMOVE / MADV_DONTNEED of the registered range)
+// are counted. They change nothing in the store, on purpose: the event cannot tell reclaim
+// (the page was saved first and must come back) from a balloon discard (the owner drops the
+// store slots first, so the page then reads zeros). Residency is read from the kernel
+// (mincore), never from a shadow bitmap that a late event could make stale.
+//
+// FAILURE (store read error, checksum mismatch, UFFDIO_COPY/ZEROPAGE error other than
+// EEXIST/EAGAIN, userfaultfd read/poll error): the page cannot be served with correct data,
+// and answering with zeros, or unregistering (the kernel then zero-fills), would silently
+// corrupt the guest. So the server (1) records the first error (failure()), (2) calls
+// on_failure once so the VM stops its vCPUs, (3) makes the page PROT_NONE and then wakes the
+// faulting thread: its retry fails the access (KVM_RUN returns EFAULT on a vCPU, a syscall
+// touching the page returns EFAULT, a plain host load/store gets SIGSEGV). Nothing hangs and
+// nothing reads wrong data. Other pages keep being served. A userfaultfd-level error poisons
+// the whole range the same way.
+//
+// SHUTDOWN (Shutdown() or the destructor): signals the eventfd, joins every handler, makes
+// the range PROT_NONE, drains the faults still queued, restores the protection of every
+// page except those with a blocked fault (and poisoned ones), wakes the blocked threads
+// (their access fails as above: never a hang, never zeros), unregisters the range and closes
+// both fds. After Shutdown the range is plain memory: a missing page reads zeros, whatever
+// the store holds. REQUIRES: guest threads are stopped (a running vCPU may fault in the
+// short PROT_NONE window); the store outlives the server.
+//
+// Threads and locks: handler threads run HandlerLoop(); mu_ guards failure_ and poisoned_
+// (never held across a syscall that may block on guest memory). Statistics are relaxed
+// atomics. Stats(), FaultLatency(), failure() and Residency() may be called from any thread;
+// Shutdown() from any thread except a handler (so not from on_failure).
+#ifndef MMUVISOR_VMM_PAGING_PAGE_SERVER_H_
+#define MMUVISOR_VMM_PAGING_PAGE_SERVER_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "vmm/paging/latency_histogram.h"
+#include "vmm/paging/swap_store.h"
+
+struct uffd_msg;  // <linux/userfaultfd.h>
+
+namespace mmuvisor::vmm {
+
+// Called once, from a handler thread, with the first failure. Must not call Shutdown() (it
+// would join its own thread); it should ask the VM to stop its vCPUs and return.
+using PageServerFailureCallback = std::function<void(const absl::Status&)>;
+
+// The host range served: page-aligned, mapped RW, either shmem (memfd MAP_SHARED) or
+// private anonymous memory. Page p is base + p * page_size and is slot p of the store.
+struct PagedRange {
+  uint8_t* base = nullptr;
+  uint64_t num_pages = 0;
+  size_t page_size = 4096;
+};
+
+struct PageServerOptions {
+  // Handler threads; one per vCPU is the usual choice. 0 is allowed for tests: faults then
+  // stay pending until Shutdown() (and REMOVE events block the discarding thread).
+  int handler_threads = 1;
+  // Following pages to bring back with each fault (saved and non-resident ones only).
+  uint32_t fault_around_pages = 0;
+  PageServerFailureCallback on_failure;
+  // Thread names are "<prefix>-<index>" (15 characters at most in total).
+  std::string thread_name_prefix = "pgsrv";
+};
+
+struct PageServerStats {
+  uint64_t faults = 0;              // MISSING faults handled
+  uint64_t swap_ins = 0;            // faults answered from the store
+  uint64_t zero_fills = 0;          // faults answered with a zero page
+  uint64_t copy_races = 0;          // EEXIST: page already populated (counted as resolved)
+  uint64_t fault_around_pages = 0;  // neighbours brought back by fault-around
+  uint64_t remove_events = 0;       // UFFD_EVENT_REMOVE received
+  uint64_t removed_pages = 0;       // pages of the range covered by those events
+  uint64_t failures = 0;            // pages that could not be served (poisoned)
+  uint64_t shutdown_aborted_faults = 0;  // faults still blocked at Shutdown (failed, not zeroed)
+};
+
+class PageServer {
+ public:
+  // Registers `range` and starts the handlers. REQUIRES: store->num_pages() >=
+  // range.num_pages, store->page_size() == range.page_size, store outlives the server.
+  // Errors: InvalidArgument (range), the userfaultfd/ioctl errno with the call named.
+  static absl::StatusOr<std::unique_ptr<PageServer>> Start(const PagedRange& range,
+                                                           SwapStore* store,
+                                                           PageServerOptions options);
+  ~PageServer();
+  PageServer(const PageServer&) = delete;
+  PageServer& operator=(const PageServer&) = delete;
+
+  // Idempotent. See SHUTDOWN above.
+  void Shutdown() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // OK, or the first failure (page, host address, faulting thread id, cause).
+  absl::Status failure() const ABSL_LOCKS_EXCLUDED(mu_);
+  PageServerStats Stats() const;
+  // Per-fault service time: message read -> page installed (and neighbours, if fault-around).
+  LatencyHistogram::Snapshot FaultLatency() const { return latency_.TakeSnapshot(); }
+
+  // One byte per page of [first, first + count): 1 if the page is populated now (mincore).
+  // Stable while the caller keeps guests off the range (hub window); this is what reclaim
+  // uses to pick the pages to save, with SwapStore::IsSavedClean to skip the write.
+  absl::StatusOr<std::vector<uint8_t>> Residency(uint64_t first, uint64_t count) const;
+
+  // The userfaultfd, for diagnostics and tests (poll it to see a pending fault). -1 after
+  // Shutdown().
+  int userfaultfd() const { return uffd_; }
+  const PagedRange& range() const { return range_; }
+
+ private:
+  struct HandlerState;
+
+  PageServer(const PagedRange& range, SwapStore* store, PageServerOptions options, int uffd,
+             int stop_fd);
+
+  void HandlerLoop(int index);
+  // Reads one message (non-blocking) and dispatches it. Returns false on a fatal read error.
+  bool ReadAndDispatch(HandlerState& state);
+  void Dispatch(HandlerState& state, const ::uffd_msg& msg);
+  void HandleFault(HandlerState& state, uint64_t address, uint32_t tid);
+  void HandleRemove(uint64_t start, uint64_t end);
+  // Installs page `page` (copy from store or zero page) and wakes its waiters.
+  absl::Status ResolvePage(HandlerState& state, uint64_t page, bool* swapped_in);
+  // Returns true if this call installed the page, false on EEXIST (already populated).
+  absl::StatusOr<bool> CopyPage(HandlerState& state, uint64_t page, const void* data, bool wake);
+  absl::Status ZeroPage(HandlerState& state, uint64_t page);
+  // Retries `ioctl_call` while it fails with EAGAIN, pumping messages between attempts.
+  // Returns 0 or the final errno.
+  int RetryOnEagain(HandlerState& state, const std::function<int()>& ioctl_call);
+  void FaultAround(HandlerState& state, uint64_t page);
+  // Records `cause` for `page` (or the whole range when page == kWholeRange), calls
+  // on_failure on the first failure, poisons and wakes.
+  void Fail(uint64_t page, uint32_t tid, const absl::Status& cause) ABSL_LOCKS_EXCLUDED(mu_);
+  void WakeRange(uint64_t first, uint64_t count);
+  uint8_t* PageAddress(uint64_t page) const { return range_.base + page * range_.page_size; }
+
+  static constexpr uint64_t kWholeRange = ~uint64_t{0};
+
+  const PagedRange range_;
+  SwapStore* const store_;
+  const PageServerOptions options_;
+  int uffd_;
+  int stop_fd_;
+  std::vector<std::thread> handlers_;
+  std::atomic<bool> shut_down_{false};
+
+  mutable absl::Mutex mu_;
+  absl::Status failure_ ABSL_GUARDED_BY(mu_);
+  std::vector<uint64_t> poisoned_ ABSL_GUARDED_BY(mu_);  // pages left PROT_NONE (or kWholeRange)
+
+  LatencyHistogram latency_;
+  // Statistics: relaxed, no ordering partner.
+  std::atomic<uint64_t> faults_{0}, swap_ins_{0}, zero_fills_{0}, copy_races_{0},
+      fault_around_pages_{0}, remove_events_{0}, removed_pages_{0}, failures_{0},
+      shutdown_aborted_faults_{0};
+};
+
+}  // namespace mmuvisor::vmm
+
+#endif  // MMUVISOR_VMM_PAGING_PAGE_SERVER_H_

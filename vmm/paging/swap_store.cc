@@ -1,0 +1,286 @@
+#include "vmm/paging/swap_store.h"
+
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "vmm/paging/crc32c.h"
+
+namespace mmuvisor::vmm {
+namespace {
+
+// Opens an anonymous file in `dir`: O_TMPFILE, or mkstemp + unlink where the filesystem
+// lacks O_TMPFILE (EOPNOTSUPP/EISDIR).
+absl::StatusOr<int> OpenAnonymousFile(const std::string& dir) {
+  int fd = open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (fd >= 0) return fd;
+  if (errno != EOPNOTSUPP && errno != EISDIR) {
+    return absl::ErrnoToStatus(errno, absl::StrCat("SwapStore: open(O_TMPFILE) in ", dir));
+  }
+  std::string path = absl::StrCat(dir, "/mmuvisor-swap-XXXXXX");
+  fd = mkostemp(path.data(), O_CLOEXEC);
+  if (fd < 0) return absl::ErrnoToStatus(errno, absl::StrCat("SwapStore: mkostemp ", path));
+  unlink(path.c_str());
+  return fd;
+}
+
+const char* ErrnoName(int e) {
+  switch (e) {
+    case ENOSPC: return "ENOSPC";
+    case EIO: return "EIO";
+    case EDQUOT: return "EDQUOT";
+    case EFBIG: return "EFBIG";
+    case EINTR: return "EINTR";
+    default: return "errno";
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<SwapStore>> SwapStore::Create(uint64_t num_pages, size_t page_size,
+                                                             const SwapStoreOptions& options) {
+  if (num_pages == 0 || page_size == 0 || (page_size & (page_size - 1)) != 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "SwapStore: num_pages=%d page_size=%d (need > 0 and a power of two)", num_pages, page_size));
+  }
+  std::string dir = options.directory;
+  if (dir.empty()) {
+    const char* tmp = std::getenv("TMPDIR");
+    dir = (tmp != nullptr && *tmp != '\0') ? tmp : "/tmp";
+  }
+  absl::StatusOr<int> fd = OpenAnonymousFile(dir);
+  if (!fd.ok()) return fd.status();
+  const uint64_t bytes = num_pages * page_size;
+  if (ftruncate(*fd, static_cast<off_t>(bytes)) != 0) {
+    const int e = errno;
+    close(*fd);
+    return absl::ErrnoToStatus(e, absl::StrFormat("SwapStore: ftruncate to %d bytes in %s", bytes, dir));
+  }
+  return std::unique_ptr<SwapStore>(new SwapStore(*fd, num_pages, page_size));
+}
+
+SwapStore::SwapStore(int fd, uint64_t num_pages, size_t page_size)
+    : fd_(fd),
+      num_pages_(num_pages),
+      page_size_(page_size),
+      crc_(num_pages, 0),
+      flags_(new std::atomic<uint8_t>[num_pages]) {
+  for (uint64_t p = 0; p < num_pages; ++p) flags_[p].store(0, std::memory_order_relaxed);
+}
+
+SwapStore::~SwapStore() { close(fd_); }
+
+int SwapStore::NextInjectedError(Injector& injector, bool* partial) {
+  const IoFaultInjection& c = injector.config;
+  if (c.fail_nth == 0 && c.probability <= 0.0) return 0;
+  ++injector.ops;
+  bool fail = c.fail_nth != 0 && injector.ops == c.fail_nth;
+  if (!fail && c.probability > 0.0) {
+    // xorshift64*: deterministic for a given seed.
+    injector.rng ^= injector.rng >> 12;
+    injector.rng ^= injector.rng << 25;
+    injector.rng ^= injector.rng >> 27;
+    const uint64_t r = injector.rng * 0x2545F4914F6CDD1Dull;
+    fail = static_cast<double>(r >> 11) * 0x1.0p-53 < c.probability;
+  }
+  if (!fail) return 0;
+  *partial = c.partial;
+  return c.error;
+}
+
+int SwapStore::InjectedWriteError(bool* partial) {
+  absl::MutexLock lock(&inject_mu_);
+  return NextInjectedError(write_inject_, partial);
+}
+
+int SwapStore::InjectedReadError(bool* partial) {
+  absl::MutexLock lock(&inject_mu_);
+  return NextInjectedError(read_inject_, partial);
+}
+
+void SwapStore::SetWriteFaultInjection(const IoFaultInjection& injection) {
+  absl::MutexLock lock(&inject_mu_);
+  write_inject_ = Injector{injection, 0, injection.seed | 1};
+}
+
+void SwapStore::SetReadFaultInjection(const IoFaultInjection& injection) {
+  absl::MutexLock lock(&inject_mu_);
+  read_inject_ = Injector{injection, 0, injection.seed | 1};
+}
+
+void SwapStore::ClearFaultInjection() {
+  absl::MutexLock lock(&inject_mu_);
+  write_inject_ = Injector{};
+  read_inject_ = Injector{};
+}
+
+absl::Status SwapStore::Save(uint64_t page, const void* data) {
+  if (page >= num_pages_) {
+    return absl::OutOfRangeError(absl::StrFormat("SwapStore::Save page %d >= %d", page, num_pages_));
+  }
+  const uint32_t crc = Crc32c(data, page_size_);
+  const off_t offset = static_cast<off_t>(page * page_size_);
+  absl::WriterMutexLock lock(&StripeOf(page));
+  // Not-saved before the first byte hits the file: a failure below leaves no valid-looking
+  // slot. Release pairs with the acquire in IsSaved().
+  flags_[page].store(0, std::memory_order_release);
+
+  bool partial = false;
+  const int injected = InjectedWriteError(&partial);
+  size_t done = 0;
+  const size_t limit = injected != 0 ? (partial ? page_size_ / 2 : 0) : page_size_;
+  while (done < limit) {
+    const ssize_t n = pwrite(fd_, static_cast<const uint8_t*>(data) + done, limit - done,
+                             offset + static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int e = n < 0 ? errno : EIO;
+      save_failures_.fetch_add(1, std::memory_order_relaxed);
+      return absl::ErrnoToStatus(e, absl::StrFormat("SwapStore::Save page %d: pwrite offset 0x%x "
+                                                    "(%d of %d bytes written) %s",
+                                                    page, offset, done, page_size_, ErrnoName(e)));
+    }
+    done += static_cast<size_t>(n);
+  }
+  bytes_written_.fetch_add(done, std::memory_order_relaxed);
+  if (injected != 0) {
+    save_failures_.fetch_add(1, std::memory_order_relaxed);
+    return absl::ErrnoToStatus(
+        injected, absl::StrFormat("SwapStore::Save page %d: pwrite offset 0x%x (%d of %d bytes "
+                                  "written) %s [injected]",
+                                  page, offset, done, page_size_, ErrnoName(injected)));
+  }
+  crc_[page] = crc;
+  flags_[page].store(kSaved | kClean, std::memory_order_release);  // pairs with IsSaved()
+  saves_.fetch_add(1, std::memory_order_relaxed);
+  return absl::OkStatus();
+}
+
+absl::Status SwapStore::ReadVerifiedLocked(uint64_t page, void* out) {
+  if ((flags_[page].load(std::memory_order_relaxed) & kSaved) == 0) {
+    return absl::NotFoundError(absl::StrFormat("SwapStore: page %d is not saved", page));
+  }
+  const off_t offset = static_cast<off_t>(page * page_size_);
+  bool partial = false;
+  const int injected = InjectedReadError(&partial);
+  const size_t limit = injected != 0 ? (partial ? page_size_ / 2 : 0) : page_size_;
+  size_t done = 0;
+  while (done < limit) {
+    const ssize_t n = pread(fd_, static_cast<uint8_t*>(out) + done, limit - done,
+                            offset + static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int e = n < 0 ? errno : EIO;  // EOF inside the file's size: treat as I/O error
+      load_failures_.fetch_add(1, std::memory_order_relaxed);
+      return absl::ErrnoToStatus(e, absl::StrFormat("SwapStore: load page %d: pread offset 0x%x "
+                                                    "(%d of %d bytes read)",
+                                                    page, offset, done, page_size_));
+    }
+    done += static_cast<size_t>(n);
+  }
+  bytes_read_.fetch_add(done, std::memory_order_relaxed);
+  if (injected != 0) {
+    load_failures_.fetch_add(1, std::memory_order_relaxed);
+    return absl::ErrnoToStatus(injected,
+                               absl::StrFormat("SwapStore: load page %d: pread offset 0x%x (%d of "
+                                               "%d bytes read) [injected]",
+                                               page, offset, done, page_size_));
+  }
+  const uint32_t actual = Crc32c(out, page_size_);
+  if (actual != crc_[page]) {
+    checksum_failures_.fetch_add(1, std::memory_order_relaxed);
+    return absl::DataLossError(absl::StrFormat(
+        "SwapStore: page %d (file offset 0x%x) checksum mismatch: stored crc32c 0x%08x, read "
+        "0x%08x",
+        page, offset, crc_[page], actual));
+  }
+  loads_.fetch_add(1, std::memory_order_relaxed);
+  return absl::OkStatus();
+}
+
+absl::Status SwapStore::Load(uint64_t page, void* out) {
+  if (page >= num_pages_) {
+    return absl::OutOfRangeError(absl::StrFormat("SwapStore::Load page %d >= %d", page, num_pages_));
+  }
+  absl::ReaderMutexLock lock(&StripeOf(page));
+  return ReadVerifiedLocked(page, out);
+}
+
+absl::Status SwapStore::LoadInto(uint64_t page, void* scratch,
+                                 absl::FunctionRef<absl::Status(const void* data)> install) {
+  if (page >= num_pages_) {
+    return absl::OutOfRangeError(
+        absl::StrFormat("SwapStore::LoadInto page %d >= %d", page, num_pages_));
+  }
+  absl::ReaderMutexLock lock(&StripeOf(page));
+  absl::Status s = ReadVerifiedLocked(page, scratch);
+  if (!s.ok()) return s;
+  return install(scratch);
+}
+
+absl::Status SwapStore::Drop(uint64_t first, uint64_t count) {
+  if (first > num_pages_ || count > num_pages_ - first) {
+    return absl::OutOfRangeError(absl::StrFormat("SwapStore::Drop pages [%d, %d) outside [0, %d)",
+                                                 first, first + count, num_pages_));
+  }
+  for (uint64_t p = first; p < first + count; ++p) {
+    absl::WriterMutexLock lock(&StripeOf(p));
+    if ((flags_[p].load(std::memory_order_relaxed) & kSaved) != 0) {
+      drops_.fetch_add(1, std::memory_order_relaxed);
+    }
+    flags_[p].store(0, std::memory_order_release);  // pairs with IsSaved()
+  }
+  if (count == 0) return absl::OkStatus();
+  // Space only: the slots are already forgotten, so a failure here loses nothing.
+  if (fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                static_cast<off_t>(first * page_size_), static_cast<off_t>(count * page_size_)) != 0 &&
+      errno != EOPNOTSUPP) {
+    return absl::ErrnoToStatus(errno, absl::StrFormat("SwapStore::Drop punch pages [%d, %d)", first,
+                                                      first + count));
+  }
+  return absl::OkStatus();
+}
+
+void SwapStore::MarkDirty(uint64_t first, uint64_t count) {
+  const uint64_t end = first + count < num_pages_ ? first + count : num_pages_;
+  for (uint64_t p = first; p < end; ++p) {
+    flags_[p].fetch_and(static_cast<uint8_t>(~kClean), std::memory_order_release);
+  }
+}
+
+bool SwapStore::IsSaved(uint64_t page) const {
+  return page < num_pages_ && (flags_[page].load(std::memory_order_acquire) & kSaved) != 0;
+}
+
+bool SwapStore::IsSavedClean(uint64_t page) const {
+  return page < num_pages_ &&
+         flags_[page].load(std::memory_order_acquire) == (kSaved | kClean);
+}
+
+uint64_t SwapStore::SavedPageCount() const {
+  uint64_t n = 0;
+  for (uint64_t p = 0; p < num_pages_; ++p) {
+    n += (flags_[p].load(std::memory_order_relaxed) & kSaved) != 0;
+  }
+  return n;
+}
+
+SwapStoreStats SwapStore::Stats() const {
+  SwapStoreStats s;
+  s.saves = saves_.load(std::memory_order_relaxed);
+  s.save_failures = save_failures_.load(std::memory_order_relaxed);
+  s.loads = loads_.load(std::memory_order_relaxed);
+  s.load_failures = load_failures_.load(std::memory_order_relaxed);
+  s.checksum_failures = checksum_failures_.load(std::memory_order_relaxed);
+  s.drops = drops_.load(std::memory_order_relaxed);
+  s.bytes_written = bytes_written_.load(std::memory_order_relaxed);
+  s.bytes_read = bytes_read_.load(std::memory_order_relaxed);
+  return s;
+}
+
+}  // namespace mmuvisor::vmm

@@ -1,0 +1,171 @@
+// SwapStore: a file-backed store of guest pages, one fixed slot per guest page.
+//
+// The backing file is sparse (ftruncate to num_pages * page_size) and anonymous: created
+// with O_TMPFILE in the chosen directory (or mkstemp + unlink where O_TMPFILE is not
+// supported), so nothing is left on disk when the store is destroyed or the process dies.
+// Slot p lives at file offset p * page_size. Each saved slot carries a CRC32C of its
+// contents, kept in memory and verified on every load: a mismatch is DataLoss naming the page.
+//
+// Per-page state (atomic flags, written only under the page's stripe lock):
+//   saved  the slot holds a complete, checksummed copy of the page;
+//   clean  the guest page is known to equal that copy (set by Save, cleared by MarkDirty;
+//          swap-in does not clear it: the copy it installs is the saved one).
+// Reclaim skips the write for a page that IsSavedClean(); a page that is not saved must be
+// kept resident, because the store has nothing to bring back.
+//
+// Invariants:
+//  - Save() first clears `saved`, then writes, then records the checksum and sets
+//    saved|clean. A failed or short write (ENOSPC, EIO, injected) therefore leaves the slot
+//    not-saved: nothing half-recorded; the caller keeps the page resident.
+//  - A slot is never rewritten or dropped while LoadInto() is installing it: Save, Drop and
+//    LoadInto serialize on a per-page stripe lock (writer for Save/Drop, reader for loads).
+//
+// Locks: stripes_[p % kStripes] guards crc_[p] and the writes of flags_[p]; the file itself
+// needs no lock (pread/pwrite at fixed offsets). inject_mu_ guards fault-injection state.
+// Lock order: stripe -> inject_mu_. LoadInto() calls `install` with the stripe reader lock
+// held: install must not call back into Save/Drop for the same page.
+//
+// Threads: every method may be called from any thread.
+#ifndef MMUVISOR_VMM_PAGING_SWAP_STORE_H_
+#define MMUVISOR_VMM_PAGING_SWAP_STORE_H_
+
+#include <array>
+#include <cerrno>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+
+namespace mmuvisor::vmm {
+
+struct SwapStoreOptions {
+  // Directory for the backing file; empty means $TMPDIR, else /tmp.
+  std::string directory;
+};
+
+// Makes store I/O fail on purpose (tests). A write or read fails when it is the Nth of its
+// kind since the injection was set (fail_nth, 1-based; 0 = off), or with `probability`.
+// `partial` first transfers half a page, then fails: the slot is torn on disk, which must
+// not matter (the slot is not-saved) or must be caught by the checksum (reads).
+struct IoFaultInjection {
+  uint64_t fail_nth = 0;
+  double probability = 0.0;
+  int error = EIO;
+  bool partial = false;
+  uint64_t seed = 0x9E3779B97F4A7C15ull;
+};
+
+struct SwapStoreStats {
+  uint64_t saves = 0;            // successful Save()
+  uint64_t save_failures = 0;    // Save() that returned an error
+  uint64_t loads = 0;            // successful loads (checksum verified)
+  uint64_t load_failures = 0;    // I/O errors on load
+  uint64_t checksum_failures = 0;
+  uint64_t drops = 0;            // pages dropped while saved
+  uint64_t bytes_written = 0;
+  uint64_t bytes_read = 0;
+};
+
+class SwapStore {
+ public:
+  // REQUIRES: num_pages > 0, page_size a power of two.
+  static absl::StatusOr<std::unique_ptr<SwapStore>> Create(uint64_t num_pages, size_t page_size,
+                                                           const SwapStoreOptions& options = {});
+  ~SwapStore();
+  SwapStore(const SwapStore&) = delete;
+  SwapStore& operator=(const SwapStore&) = delete;
+
+  uint64_t num_pages() const { return num_pages_; }
+  size_t page_size() const { return page_size_; }
+  // The backing file, for diagnostics and for tests that corrupt it on purpose.
+  int file_descriptor() const { return fd_; }
+
+  // Saves page_size bytes from `data` as page `page`. On success the page is saved and clean.
+  // Errors: OutOfRange (bad page); the pwrite errno (ENOSPC -> ResourceExhausted, EIO ...)
+  // with the page and offset in the message. On error the page is NOT saved.
+  // REQUIRES: the caller holds the guest off the page (hub invalidation window) so `data`
+  // is stable while it is copied.
+  absl::Status Save(uint64_t page, const void* data) ABSL_LOCKS_EXCLUDED(inject_mu_);
+
+  // Reads page `page` into `out` (page_size bytes) and verifies its checksum.
+  // Errors: NotFound (page not saved), DataLoss (checksum mismatch: names the page, the
+  // stored and the computed checksum), the pread errno, OutOfRange.
+  absl::Status Load(uint64_t page, void* out) ABSL_LOCKS_EXCLUDED(inject_mu_);
+
+  // Like Load() into `scratch`, then calls install(scratch) while the slot cannot be rewritten
+  // or dropped, and returns install's status. This is what closes the race "fault reads the
+  // old copy / Drop + discard / fault installs the old copy over the discarded page".
+  absl::Status LoadInto(uint64_t page, void* scratch,
+                        absl::FunctionRef<absl::Status(const void* data)> install)
+      ABSL_LOCKS_EXCLUDED(inject_mu_);
+
+  // Forgets [first, first + count) (balloon / discard: next access must read zeros) and
+  // punches the file range to return the disk space. Waits for loads in progress.
+  absl::Status Drop(uint64_t first, uint64_t count);
+
+  // Clears `clean` for [first, first + count): the guest wrote these pages (dirty log), so
+  // the next reclaim must write them back. Lock-free.
+  void MarkDirty(uint64_t first, uint64_t count);
+
+  // Lock-free queries; a concurrent Save/Drop of the same page may change the answer.
+  bool IsSaved(uint64_t page) const;
+  bool IsSavedClean(uint64_t page) const;
+  uint64_t SavedPageCount() const;
+
+  void SetWriteFaultInjection(const IoFaultInjection& injection) ABSL_LOCKS_EXCLUDED(inject_mu_);
+  void SetReadFaultInjection(const IoFaultInjection& injection) ABSL_LOCKS_EXCLUDED(inject_mu_);
+  void ClearFaultInjection() ABSL_LOCKS_EXCLUDED(inject_mu_);
+
+  SwapStoreStats Stats() const;
+
+ private:
+  static constexpr size_t kStripes = 256;
+  static constexpr uint8_t kSaved = 1;
+  static constexpr uint8_t kClean = 2;
+
+  struct Injector {
+    IoFaultInjection config;
+    uint64_t ops = 0;
+    uint64_t rng = 0;
+  };
+
+  SwapStore(int fd, uint64_t num_pages, size_t page_size);
+
+  absl::Mutex& StripeOf(uint64_t page) const { return stripes_[page % kStripes]; }
+  // Returns 0 or the errno to inject for this operation, and whether to go partial.
+  int NextInjectedError(Injector& injector, bool* partial) ABSL_EXCLUSIVE_LOCKS_REQUIRED(inject_mu_);
+  int InjectedWriteError(bool* partial) ABSL_LOCKS_EXCLUDED(inject_mu_);
+  int InjectedReadError(bool* partial) ABSL_LOCKS_EXCLUDED(inject_mu_);
+  // Full-page read into `out` plus checksum check. REQUIRES: stripe of `page` held.
+  absl::Status ReadVerifiedLocked(uint64_t page, void* out);
+
+  const int fd_;
+  const uint64_t num_pages_;
+  const size_t page_size_;
+  mutable std::array<absl::Mutex, kStripes> stripes_;
+  // crc_[p] is guarded by StripeOf(p); flags_[p] is written under StripeOf(p) (release) and
+  // read lock-free (acquire): a reader that sees kSaved also sees crc_[p] and the file data
+  // once it takes the stripe (the lock itself orders them; the atomics only serve queries).
+  std::vector<uint32_t> crc_;
+  std::unique_ptr<std::atomic<uint8_t>[]> flags_;
+
+  absl::Mutex inject_mu_;
+  Injector write_inject_ ABSL_GUARDED_BY(inject_mu_);
+  Injector read_inject_ ABSL_GUARDED_BY(inject_mu_);
+
+  // Statistics: relaxed, no ordering partner.
+  std::atomic<uint64_t> saves_{0}, save_failures_{0}, loads_{0}, load_failures_{0},
+      checksum_failures_{0}, drops_{0}, bytes_written_{0}, bytes_read_{0};
+};
+
+}  // namespace mmuvisor::vmm
+
+#endif  // MMUVISOR_VMM_PAGING_SWAP_STORE_H_
