@@ -1,0 +1,78 @@
+/* The freestanding runtime every long-mode mmuvisor guest links: entry, ucall (print, sync,
+ * assert with file:line, done), serial output, a printf-lite and its own memcpy/memset.
+ *
+ * Runs in the guest at CPL3 (or CPL0), identity-mapped, no interrupts, no libc. Each vCPU
+ * uses its own ucall block, found from its stack pointer (boot_layout.h: vCPU i's stack is
+ * [ram_size - (i+1)*MMV_STACK_SIZE, ram_size - i*MMV_STACK_SIZE)), so every call here is
+ * safe on any vCPU concurrently without locks. A guest provides mmv_main(); returning from
+ * it sends DONE with the returned code.
+ */
+#ifndef MMUVISOR_GUESTS_RUNTIME_MMV_RUNTIME_H_
+#define MMUVISOR_GUESTS_RUNTIME_MMV_RUNTIME_H_
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mmuvisor/guest_abi.h"
+
+/* Provided by each guest. vcpu = RDI at entry, arg = RSI at entry. */
+int mmv_main(uint32_t vcpu, uint64_t arg);
+
+/* Port I/O (allowed at CPL3 because the VMM sets IOPL=3). */
+static inline void mmv_outb(uint16_t port, uint8_t value) {
+  __asm__ volatile("outb %0, %1" : : "a"(value), "Nd"(port) : "memory");
+}
+static inline void mmv_outl(uint16_t port, uint32_t value) {
+  __asm__ volatile("outl %0, %1" : : "a"(value), "Nd"(port) : "memory");
+}
+static inline void mmv_pause(void) { __asm__ volatile("pause" : : : "memory"); }
+/* Current privilege level: the RPL bits of CS. */
+static inline uint32_t mmv_cpl(void) {
+  uint16_t cs;
+  __asm__ volatile("mov %%cs, %0" : "=r"(cs));
+  return cs & 3u;
+}
+
+const volatile struct mmv_boot_info* mmv_boot_info(void);
+uint32_t mmv_vcpu_index(void);
+
+/* ucall: fill this vCPU's block and OUT its address to MMV_PORT_UCALL. */
+void mmv_ucall(uint32_t cmd, const uint64_t args[6], const char* text);
+void mmv_print(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+void mmv_sync(uint64_t stage, uint64_t v1, uint64_t v2, uint64_t v3);
+__attribute__((noreturn)) void mmv_done(uint64_t code);
+__attribute__((noreturn)) void mmv_assert_fail(const char* file, int line, const char* expr,
+                                               uint64_t a, uint64_t b);
+
+/* Exit code sent with DONE after a failed assertion (if the VMM resumes the vCPU). */
+#define MMV_EXIT_ASSERT 0xa5u
+
+#define MMV_ASSERT(expr) \
+  ((expr) ? (void)0 : mmv_assert_fail(__FILE__, __LINE__, #expr, 0, 0))
+#define MMV_ASSERT_EQ(a, b)                                                   \
+  do {                                                                        \
+    uint64_t mmv_a_ = (uint64_t)(a), mmv_b_ = (uint64_t)(b);                  \
+    if (mmv_a_ != mmv_b_) mmv_assert_fail(__FILE__, __LINE__, #a " == " #b, mmv_a_, mmv_b_); \
+  } while (0)
+
+/* Serial console (COM1, MMV_PORT_SERIAL). The VMM's UART is always ready to transmit, so
+ * these write THR without polling LSR (one exit per byte instead of two). */
+void mmv_serial_putc(char c);
+void mmv_serial_write(const char* s, size_t len);
+void mmv_serial_printf(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* printf-lite: %% %c %s %d %i %u %x %X %p with optional '0'/'-' flag, width and the length
+ * modifiers l, ll, z. Always NUL-terminates (size > 0); returns the untruncated length. */
+size_t mmv_vsnprintf(char* buf, size_t size, const char* fmt, va_list ap);
+size_t mmv_snprintf(char* buf, size_t size, const char* fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Our own string functions (the compiler may also emit calls to the mem* ones). */
+void* memcpy(void* dst, const void* src, size_t n);
+void* memmove(void* dst, const void* src, size_t n);
+void* memset(void* dst, int c, size_t n);
+int memcmp(const void* a, const void* b, size_t n);
+size_t strlen(const char* s);
+
+#endif /* MMUVISOR_GUESTS_RUNTIME_MMV_RUNTIME_H_ */
