@@ -1,0 +1,200 @@
+// The interval half of the hub (Linux mn_itree_*): the invalidate_seq write side, the
+// deferred insert/remove list, ReadBegin's wait. The protocol is in the README.
+#include <cassert>
+
+#include "absl/strings/str_format.h"
+#include "notifier/hub.h"
+
+namespace mmuvisor::notifier {
+namespace {
+
+struct SeqWait {
+  const uint64_t* seq;  // the hub's invalidate_seq_, read with itree_mu_ held by Await
+  uint64_t from;
+};
+bool SeqMoved(SeqWait* wait) { return *wait->seq != wait->from; }
+
+}  // namespace
+
+void NotifierSubscriptions::EnsureItree() {
+  // acquire: pairs with the release below.
+  if (has_itree_.load(std::memory_order_acquire)) return;
+  absl::MutexLock lock(&reg_mu_);
+  if (has_itree_.load(std::memory_order_acquire)) return;
+  // Linux sets has_itree under mm_take_all_locks: a window that began without the
+  // interval part must not end with it, so flip it with no window open.
+  gate_.Close();
+  // release: pairs with the acquire loads in InvalidateRangeStart/End.
+  has_itree_.store(true, std::memory_order_release);
+  gate_.Open();
+}
+
+bool NotifierSubscriptions::ItreeStart(const Range& range) {
+  uint64_t cur_seq;
+  bool overlap;
+  {
+    absl::MutexLock lock(&itree_mu_);
+    ++active_invalidate_ranges_;
+    overlap = itree_.AnyOverlap(range.start, range.end - 1);
+    // An overlapping writer freezes the tree and makes ReadBegin wait: seq |= 1.
+    if (overlap) invalidate_seq_ |= 1;
+    cur_seq = invalidate_seq_;
+  }
+  if (!overlap) return true;  // "partially excluded": no end work needed
+
+  bool ok = true;
+  // The tree is frozen while invalidate_seq_ is odd (inserts and removes are deferred
+  // until the last end), so it is walked without itree_mu_; the lock acquisition above
+  // orders every earlier mutation before this walk.
+  auto walk = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    itree_.ForEachOverlap(range.start, range.end - 1, [&](IntervalNode* node) {
+      if (!ok) return;
+      if (node->sub->Invalidate(range, cur_seq)) return;
+      // false is legal only for a non-blockable range; Linux WARNs and goes on otherwise.
+      if (!range.blockable) ok = false;
+    });
+  };
+  walk();
+  if (ok) return true;
+  ItreeEnd();  // undo our own accounting before reporting EAGAIN (Linux does the same)
+  return false;
+}
+
+void NotifierSubscriptions::ItreeEnd() {
+  absl::MutexLock lock(&itree_mu_);
+  assert(active_invalidate_ranges_ > 0 && "ItreeEnd without ItreeStart");
+  if (--active_invalidate_ranges_ != 0 || (invalidate_seq_ & 1) == 0) return;
+  // The last writer: seq becomes even, the tree thaws, deferred work runs. Waiters in
+  // ReadBegin/Remove wake when itree_mu_ is released (their Conditions are re-checked).
+  ++invalidate_seq_;
+  while (deferred_head_ != nullptr) {
+    IntervalSubscription* sub = deferred_head_;
+    const IntervalSubscription::Deferred what = sub->deferred_;
+    UndeferLocked(*sub);
+    if (what == IntervalSubscription::Deferred::kInsert) {
+      itree_.Insert(&sub->node_);
+    } else {
+      itree_.Remove(&sub->node_);
+    }
+  }
+}
+
+void NotifierSubscriptions::DeferLocked(IntervalSubscription& sub) {
+  sub.deferred_prev_ = nullptr;
+  sub.deferred_next_ = deferred_head_;
+  if (deferred_head_ != nullptr) deferred_head_->deferred_prev_ = &sub;
+  deferred_head_ = &sub;
+}
+
+void NotifierSubscriptions::UndeferLocked(IntervalSubscription& sub) {
+  if (sub.deferred_prev_ != nullptr) {
+    sub.deferred_prev_->deferred_next_ = sub.deferred_next_;
+  } else {
+    deferred_head_ = sub.deferred_next_;
+  }
+  if (sub.deferred_next_ != nullptr) sub.deferred_next_->deferred_prev_ = sub.deferred_prev_;
+  sub.deferred_next_ = sub.deferred_prev_ = nullptr;
+  sub.deferred_ = IntervalSubscription::Deferred::kNone;
+}
+
+absl::Status NotifierSubscriptions::IntervalInsert(IntervalSubscription& sub, uint64_t start,
+                                                   uint64_t length) {
+  if (length == 0 || start + (length - 1) < start) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "interval insert start=%#x length=%#x: %s", start, length,
+        length == 0 ? "empty" : "wraps around the address space"));
+  }
+  if (sub.hub_ != nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("interval insert start=%#x length=%#x: already inserted", start,
+                        length));
+  }
+  if (torn_down()) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "interval insert start=%#x length=%#x: the address space was torn down", start,
+        length));
+  }
+  EnsureItree();
+  absl::MutexLock lock(&itree_mu_);
+  sub.node_.start = start;
+  sub.node_.last = start + (length - 1);
+  sub.node_.sub = &sub;
+  // relaxed (the stores of invalidate_seq_ below): the sub is not yet visible to
+  // Invalidate; its owner reads it under itree_mu_ or after Insert returns.
+  if (active_invalidate_ranges_ != 0) {
+    if ((invalidate_seq_ & 1) != 0) {
+      // Fully excluded: the tree is frozen; insert at the last end. ReadBegin waits
+      // until then because our seq equals the hub's.
+      sub.deferred_ = IntervalSubscription::Deferred::kInsert;
+      DeferLocked(sub);
+    } else {
+      // Partially excluded: no walk is running, but an open range may cover us and we
+      // were not told. Become a writer so ReadBegin waits for the last end.
+      invalidate_seq_ |= 1;
+      itree_.Insert(&sub.node_);
+    }
+    sub.invalidate_seq_.store(invalidate_seq_, std::memory_order_relaxed);
+  } else {
+    // Idle: an odd seq that differs from the hub's and will not come round soon.
+    sub.invalidate_seq_.store(invalidate_seq_ - 1, std::memory_order_relaxed);
+    itree_.Insert(&sub.node_);
+  }
+  sub.hub_ = this;
+  return absl::OkStatus();
+}
+
+void NotifierSubscriptions::IntervalRemove(IntervalSubscription& sub) {
+  uint64_t wait_from = 0;
+  {
+    absl::MutexLock lock(&itree_mu_);
+    if ((invalidate_seq_ & 1) != 0) {
+      if (!sub.node_.in_tree) {
+        // Its insert is still deferred: cancel it; no walk can have seen it.
+        UndeferLocked(sub);
+      } else {
+        sub.deferred_ = IntervalSubscription::Deferred::kRemove;
+        DeferLocked(sub);
+        wait_from = invalidate_seq_;
+      }
+    } else {
+      itree_.Remove(&sub.node_);
+    }
+    if (wait_from != 0) {
+      // Wait for the last end: it removes us, and no walk can be running on us after.
+      SeqWait wait{&invalidate_seq_, wait_from};
+      itree_mu_.Await(absl::Condition(&SeqMoved, &wait));
+    }
+  }
+  sub.hub_ = nullptr;
+}
+
+uint64_t NotifierSubscriptions::IntervalReadBegin(IntervalSubscription& sub) {
+  absl::MutexLock lock(&itree_mu_);
+  // relaxed: SetSeq runs under the driver's lock, and an invalidation that sets it began
+  // under itree_mu_, which we hold: any such store we must see is ordered by the lock.
+  const uint64_t seq = sub.invalidate_seq_.load(std::memory_order_relaxed);
+  if (seq == invalidate_seq_) {
+    // An invalidation that covers us is open (or our insert is pending): wait for the
+    // last end. Like Linux, ReadBegin does not wait for any later writer.
+    SeqWait wait{&invalidate_seq_, seq};
+    itree_mu_.Await(absl::Condition(&SeqMoved, &wait));
+  }
+  return seq;
+}
+
+uint64_t NotifierSubscriptions::invalidate_seq() const {
+  absl::MutexLock lock(&itree_mu_);
+  return invalidate_seq_;
+}
+
+uint64_t NotifierSubscriptions::active_invalidate_ranges() const {
+  absl::MutexLock lock(&itree_mu_);
+  return active_invalidate_ranges_;
+}
+
+size_t NotifierSubscriptions::interval_count() const {
+  absl::MutexLock lock(&itree_mu_);
+  return itree_.size();
+}
+
+}  // namespace mmuvisor::notifier

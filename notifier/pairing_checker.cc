@@ -1,0 +1,131 @@
+#include "notifier/pairing_checker.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace mmuvisor::notifier {
+namespace {
+
+void RaiseMax(std::atomic<int64_t>& max, int64_t value) {
+  // relaxed: a statistic; the CAS loop only keeps the maximum monotonic.
+  int64_t seen = max.load(std::memory_order_relaxed);
+  while (value > seen &&
+         !max.compare_exchange_weak(seen, value, std::memory_order_relaxed)) {
+  }
+}
+
+}  // namespace
+
+const char* ViolationKindName(ViolationKind kind) {
+  switch (kind) {
+    case ViolationKind::kEndWithoutStart: return "end without start";
+    case ViolationKind::kCallbackAfterUnregister: return "callback after unregister";
+    case ViolationKind::kCallbackAfterTeardown: return "callback after teardown";
+    case ViolationKind::kBlockableStartFailed: return "blockable start failed";
+    case ViolationKind::kFailingStartHasEnd: return "failing start has an end";
+    case ViolationKind::kUndeclaredStartFailure: return "undeclared start failure";
+  }
+  return "unknown";
+}
+
+std::string Violation::ToString() const {
+  return absl::StrFormat("%s: subscription '%s' (%p) range %s", ViolationKindName(kind),
+                         subscription, address, range.ToString());
+}
+
+std::string PairingSummary::ToString() const {
+  std::string out = absl::StrFormat(
+      "starts=%d ends=%d failed_starts=%d open=%d max_depth=%d unlinked_with_open=%d "
+      "violations=%d",
+      starts, ends, failed_starts, open, max_depth, unlinked_with_open, violations);
+  for (const Violation& v : first_violations) absl::StrAppend(&out, "\n  ", v.ToString());
+  return out;
+}
+
+void PairingChecker::CheckLinked(Subscription& sub, const Range& range) {
+  // acquire: pairs with the release stores of link_state_ in the hub (unregister and
+  // teardown set it only after their grace period).
+  switch (sub.link_state_.load(std::memory_order_acquire)) {
+    case Subscription::LinkState::kUnregistered:
+      Report(ViolationKind::kCallbackAfterUnregister, sub, range);
+      break;
+    case Subscription::LinkState::kTornDown:
+      Report(ViolationKind::kCallbackAfterTeardown, sub, range);
+      break;
+    default:
+      break;
+  }
+}
+
+void PairingChecker::OnStart(Subscription& sub, const Range& range, StartResult result) {
+  if (!enabled_) return;
+  CheckLinked(sub, range);
+  // relaxed (all counters here): statistics owned by one subscription; pairing is judged
+  // on the counts, not on their order with other memory.
+  if (result == StartResult::kOk) {
+    sub.starts_.fetch_add(1, std::memory_order_relaxed);
+    starts_.fetch_add(1, std::memory_order_relaxed);
+    int64_t open = sub.open_.fetch_add(1, std::memory_order_relaxed) + 1;
+    RaiseMax(sub.max_depth_, open);
+    RaiseMax(max_depth_, open);
+    return;
+  }
+  sub.failed_starts_.fetch_add(1, std::memory_order_relaxed);
+  failed_starts_.fetch_add(1, std::memory_order_relaxed);
+  if (range.blockable) Report(ViolationKind::kBlockableStartFailed, sub, range);
+  if (sub.ops().Has(Op::kInvalidateRangeEnd)) {
+    Report(ViolationKind::kFailingStartHasEnd, sub, range);
+  }
+  if (!sub.ops().Has(Op::kStartMayFail)) {
+    Report(ViolationKind::kUndeclaredStartFailure, sub, range);
+  }
+}
+
+void PairingChecker::OnEnd(Subscription& sub, const Range& range) {
+  if (!enabled_) return;
+  CheckLinked(sub, range);
+  sub.ends_.fetch_add(1, std::memory_order_relaxed);
+  ends_.fetch_add(1, std::memory_order_relaxed);
+  // relaxed: see OnStart. A decrement that takes the count below zero is an end that had
+  // no start; the count is put back so one bug is reported once.
+  if (sub.open_.fetch_sub(1, std::memory_order_relaxed) <= 0) {
+    sub.open_.fetch_add(1, std::memory_order_relaxed);
+    Report(ViolationKind::kEndWithoutStart, sub, range);
+  }
+}
+
+void PairingChecker::OnOtherOp(Subscription& sub, uint64_t start, uint64_t end) {
+  if (!enabled_) return;
+  CheckLinked(sub, Range{start, end, Event::kClear, true, nullptr});
+}
+
+void PairingChecker::OnUnlinked(Subscription& sub) {
+  if (!enabled_) return;
+  // relaxed: statistic.
+  int64_t open = sub.open_.load(std::memory_order_relaxed);
+  if (open > 0) unlinked_with_open_.fetch_add(open, std::memory_order_relaxed);
+}
+
+void PairingChecker::Report(ViolationKind kind, const Subscription& sub, const Range& range) {
+  // relaxed: statistic; the list itself is guarded by mu_.
+  violation_count_.fetch_add(1, std::memory_order_relaxed);
+  absl::MutexLock lock(&mu_);
+  if (kept_.size() < kMaxKept) kept_.push_back(Violation{kind, sub.name(), &sub, range});
+}
+
+PairingSummary PairingChecker::Summary(int64_t linked_open) const {
+  PairingSummary s;
+  // relaxed: statistics, exact once the hub is quiescent.
+  s.starts = starts_.load(std::memory_order_relaxed);
+  s.ends = ends_.load(std::memory_order_relaxed);
+  s.failed_starts = failed_starts_.load(std::memory_order_relaxed);
+  s.open = linked_open;
+  s.max_depth = max_depth_.load(std::memory_order_relaxed);
+  s.unlinked_with_open = unlinked_with_open_.load(std::memory_order_relaxed);
+  s.violations = violation_count_.load(std::memory_order_relaxed);
+  absl::MutexLock lock(&mu_);
+  s.first_violations = kept_;
+  return s;
+}
+
+}  // namespace mmuvisor::notifier

@@ -1,0 +1,87 @@
+#include "notifier/window_gate.h"
+
+#include "notifier/thread_shard.h"
+
+namespace mmuvisor::notifier {
+namespace {
+
+// Windows this thread holds, per gate. A thread rarely works on more than one address
+// space at a time; past kSlots gates nesting is not tracked (documented in the header).
+struct DepthSlot {
+  const WindowGate* gate = nullptr;
+  int depth = 0;
+};
+constexpr int kSlots = 4;
+thread_local DepthSlot tls_depth[kSlots];
+
+}  // namespace
+
+int WindowGate::ThreadDepth() const {
+  for (const DepthSlot& slot : tls_depth) {
+    if (slot.gate == this) return slot.depth;
+  }
+  return 0;
+}
+
+void WindowGate::AddThreadDepth(int delta) {
+  for (DepthSlot& slot : tls_depth) {
+    if (slot.gate == this) {
+      slot.depth += delta;
+      if (slot.depth <= 0) slot = DepthSlot{};
+      return;
+    }
+  }
+  if (delta <= 0) return;  // Exit on a thread that did not Enter: nothing tracked.
+  for (DepthSlot& slot : tls_depth) {
+    if (slot.gate == nullptr) {
+      slot = DepthSlot{this, delta};
+      return;
+    }
+  }
+}
+
+bool WindowGate::Enter(bool may_wait) {
+  std::atomic<int64_t>& count = shards_[internal::ThreadShard(kShards)].count;
+  const bool nested = ThreadDepth() > 0;
+  for (int round = 0;; ++round) {
+    // seq_cst (add and load): entrant half of the store-buffering pair with Close.
+    count.fetch_add(1, std::memory_order_seq_cst);
+    if (nested || !closed_.load(std::memory_order_seq_cst)) {
+      AddThreadDepth(1);
+      return true;
+    }
+    // release: pairs with the acquire loads in Close's drain.
+    count.fetch_sub(1, std::memory_order_release);
+    if (!may_wait) return false;
+    // relaxed: only a hint to stop spinning; the seq_cst re-check above decides.
+    while (closed_.load(std::memory_order_relaxed)) internal::WaitStep(round++);
+  }
+}
+
+void WindowGate::Exit() {
+  AddThreadDepth(-1);
+  // release: the window's work happens-before a registrar's drain (acquire in Close).
+  shards_[internal::ThreadShard(kShards)].count.fetch_sub(1, std::memory_order_release);
+}
+
+void WindowGate::Close() {
+  // seq_cst: closer half of the store-buffering pair with Enter.
+  closed_.store(true, std::memory_order_seq_cst);
+  for (int round = 0; open_windows() != 0; ++round) internal::WaitStep(round);
+}
+
+void WindowGate::Open() {
+  // release: the registration's list update happens-before windows that see it open
+  // (their seq_cst load of closed_ is also an acquire).
+  closed_.store(false, std::memory_order_release);
+}
+
+int64_t WindowGate::open_windows() const {
+  int64_t sum = 0;
+  // seq_cst: closer half of the store-buffering pair with Enter (and an acquire of the
+  // releases in Exit).
+  for (const Shard& shard : shards_) sum += shard.count.load(std::memory_order_seq_cst);
+  return sum;
+}
+
+}  // namespace mmuvisor::notifier
