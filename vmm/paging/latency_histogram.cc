@@ -45,8 +45,10 @@ uint64_t LatencyHistogram::Snapshot::PercentileNs(double q) const {
       const double lo = i == 0 ? 0.0 : static_cast<double>(uint64_t{1} << i);
       const double hi = i >= 63 ? static_cast<double>(max_ns) : static_cast<double>(uint64_t{1} << (i + 1));
       const double frac = static_cast<double>(rank - below) / static_cast<double>(buckets[i]);
-      const auto value = static_cast<uint64_t>(lo + frac * (hi - lo));
-      return std::min(value, max_ns);
+      const double value = lo + frac * (hi - lo);
+      // Compare in double first: near 2^64 the cast itself would overflow.
+      if (value >= static_cast<double>(max_ns)) return max_ns;
+      return static_cast<uint64_t>(value);
     }
     below += buckets[i];
   }

@@ -206,20 +206,15 @@ void PageServer::HandleFault(HandlerState& state, uint64_t address, uint32_t tid
 absl::Status PageServer::ResolvePage(HandlerState& state, uint64_t page, bool* swapped_in) {
   *swapped_in = false;
   if (store_->IsSaved(page)) {
-    bool installed = false;
     absl::Status s = store_->LoadInto(page, state.scratch, [&](const void* data) {
+      // Counted before the copy wakes the faulting thread, so a thread that resumed sees its
+      // swap-in in Stats(); taken back if the copy loses a race.
+      swap_ins_.fetch_add(1, std::memory_order_relaxed);
       absl::StatusOr<bool> r = CopyPage(state, page, data, /*wake=*/true);
-      if (!r.ok()) return r.status();
-      installed = *r;
-      return absl::OkStatus();
+      if (!r.ok() || !*r) swap_ins_.fetch_sub(1, std::memory_order_relaxed);
+      if (r.ok()) *swapped_in = *r;
+      return r.status();
     });
-    if (s.ok()) {
-      if (installed) {
-        *swapped_in = true;
-        swap_ins_.fetch_add(1, std::memory_order_relaxed);
-      }
-      return s;
-    }
     // NotFound: dropped since IsSaved() (a discard): the page now reads zeros.
     if (!absl::IsNotFound(s)) return s;
   }
@@ -274,14 +269,13 @@ absl::Status PageServer::ZeroPage(HandlerState& state, uint64_t page) {
   uffdio_zeropage zero{};
   zero.range.start = reinterpret_cast<uintptr_t>(PageAddress(page));
   zero.range.len = range_.page_size;
+  zero_fills_.fetch_add(1, std::memory_order_relaxed);  // before the wake, as in ResolvePage
   const int e = RetryOnEagain(state, [&] {
     zero.zeropage = 0;
     return ioctl(uffd_, UFFDIO_ZEROPAGE, &zero) == 0 ? 0 : errno;
   });
-  if (e == 0) {
-    zero_fills_.fetch_add(1, std::memory_order_relaxed);
-    return absl::OkStatus();
-  }
+  if (e == 0) return absl::OkStatus();
+  zero_fills_.fetch_sub(1, std::memory_order_relaxed);
   if (e == EEXIST) {
     copy_races_.fetch_add(1, std::memory_order_relaxed);
     WakeRange(page, 1);

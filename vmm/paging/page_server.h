@@ -84,6 +84,9 @@ struct PageServerOptions {
   std::string thread_name_prefix = "pgsrv";
 };
 
+// faults, swap_ins and zero_fills of a fault are counted before its thread resumes (a racing
+// reader may see a transient over-count that is taken back on EEXIST); fault-around pages,
+// remove events and latency are counted after (wait for them).
 struct PageServerStats {
   uint64_t faults = 0;              // MISSING faults handled
   uint64_t swap_ins = 0;            // faults answered from the store

@@ -40,6 +40,25 @@ const char* ErrnoName(int e) {
   }
 }
 
+enum class IoKind { kWrite, kRead };
+
+// Store I/O errors, coded by what the caller can do: ENOSPC/EDQUOT -> ResourceExhausted
+// (free space); EIO on a write -> Unavailable (the page stays resident; a later reclaim may
+// retry); EIO on a read -> DataLoss (the only copy of the page cannot be read); anything
+// else as absl::ErrnoToStatus maps it.
+absl::Status StoreIoError(int e, IoKind kind, const std::string& message) {
+  const std::string full = absl::StrCat(message, ": ", std::strerror(e));
+  switch (e) {
+    case ENOSPC:
+    case EDQUOT:
+      return absl::ResourceExhaustedError(full);
+    case EIO:
+      return kind == IoKind::kWrite ? absl::UnavailableError(full) : absl::DataLossError(full);
+    default:
+      return absl::ErrnoToStatus(e, message);
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<SwapStore>> SwapStore::Create(uint64_t num_pages, size_t page_size,
@@ -141,19 +160,20 @@ absl::Status SwapStore::Save(uint64_t page, const void* data) {
     if (n <= 0) {
       const int e = n < 0 ? errno : EIO;
       save_failures_.fetch_add(1, std::memory_order_relaxed);
-      return absl::ErrnoToStatus(e, absl::StrFormat("SwapStore::Save page %d: pwrite offset 0x%x "
-                                                    "(%d of %d bytes written) %s",
-                                                    page, offset, done, page_size_, ErrnoName(e)));
+      return StoreIoError(e, IoKind::kWrite,
+                          absl::StrFormat("SwapStore::Save page %d: pwrite offset 0x%x (%d of %d "
+                                          "bytes written) %s",
+                                          page, offset, done, page_size_, ErrnoName(e)));
     }
     done += static_cast<size_t>(n);
   }
   bytes_written_.fetch_add(done, std::memory_order_relaxed);
   if (injected != 0) {
     save_failures_.fetch_add(1, std::memory_order_relaxed);
-    return absl::ErrnoToStatus(
-        injected, absl::StrFormat("SwapStore::Save page %d: pwrite offset 0x%x (%d of %d bytes "
-                                  "written) %s [injected]",
-                                  page, offset, done, page_size_, ErrnoName(injected)));
+    return StoreIoError(injected, IoKind::kWrite,
+                        absl::StrFormat("SwapStore::Save page %d: pwrite offset 0x%x (%d of %d "
+                                        "bytes written) %s [injected]",
+                                        page, offset, done, page_size_, ErrnoName(injected)));
   }
   crc_[page] = crc;
   flags_[page].store(kSaved | kClean, std::memory_order_release);  // pairs with IsSaved()
@@ -177,19 +197,20 @@ absl::Status SwapStore::ReadVerifiedLocked(uint64_t page, void* out) {
     if (n <= 0) {
       const int e = n < 0 ? errno : EIO;  // EOF inside the file's size: treat as I/O error
       load_failures_.fetch_add(1, std::memory_order_relaxed);
-      return absl::ErrnoToStatus(e, absl::StrFormat("SwapStore: load page %d: pread offset 0x%x "
-                                                    "(%d of %d bytes read)",
-                                                    page, offset, done, page_size_));
+      return StoreIoError(e, IoKind::kRead,
+                          absl::StrFormat("SwapStore: load page %d: pread offset 0x%x (%d of %d "
+                                          "bytes read) %s",
+                                          page, offset, done, page_size_, ErrnoName(e)));
     }
     done += static_cast<size_t>(n);
   }
   bytes_read_.fetch_add(done, std::memory_order_relaxed);
   if (injected != 0) {
     load_failures_.fetch_add(1, std::memory_order_relaxed);
-    return absl::ErrnoToStatus(injected,
-                               absl::StrFormat("SwapStore: load page %d: pread offset 0x%x (%d of "
-                                               "%d bytes read) [injected]",
-                                               page, offset, done, page_size_));
+    return StoreIoError(injected, IoKind::kRead,
+                        absl::StrFormat("SwapStore: load page %d: pread offset 0x%x (%d of %d "
+                                        "bytes read) %s [injected]",
+                                        page, offset, done, page_size_, ErrnoName(injected)));
   }
   const uint32_t actual = Crc32c(out, page_size_);
   if (actual != crc_[page]) {

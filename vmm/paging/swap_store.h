@@ -89,7 +89,8 @@ class SwapStore {
   int file_descriptor() const { return fd_; }
 
   // Saves page_size bytes from `data` as page `page`. On success the page is saved and clean.
-  // Errors: OutOfRange (bad page); the pwrite errno (ENOSPC -> ResourceExhausted, EIO ...)
+  // Errors: OutOfRange (bad page); ENOSPC/EDQUOT -> ResourceExhausted, EIO -> Unavailable,
+  // other errnos as absl::ErrnoToStatus,
   // with the page and offset in the message. On error the page is NOT saved.
   // REQUIRES: the caller holds the guest off the page (hub invalidation window) so `data`
   // is stable while it is copied.
@@ -97,7 +98,7 @@ class SwapStore {
 
   // Reads page `page` into `out` (page_size bytes) and verifies its checksum.
   // Errors: NotFound (page not saved), DataLoss (checksum mismatch: names the page, the
-  // stored and the computed checksum), the pread errno, OutOfRange.
+  // stored and the computed checksum), EIO -> DataLoss, other pread errnos, OutOfRange.
   absl::Status Load(uint64_t page, void* out) ABSL_LOCKS_EXCLUDED(inject_mu_);
 
   // Like Load() into `scratch`, then calls install(scratch) while the slot cannot be rewritten

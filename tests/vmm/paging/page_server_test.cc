@@ -1,0 +1,354 @@
+// PageServer tests: host threads play the guest by touching registered memory, which is the
+// real userfaultfd fault path (no KVM needed). Each test runs on both backings.
+#include "vmm/paging/page_server.h"
+
+#include <dirent.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "support/status_matchers.h"
+#include "vmm/paging/guest_ram.h"
+#include "vmm/paging/swap_store.h"
+
+namespace mmuvisor::vmm {
+namespace {
+
+using ::mmuvisor::testing::StatusIs;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+
+uint8_t PatternByte(uint64_t page, size_t i) { return static_cast<uint8_t>(page * 37 + i * 11 + 1); }
+
+void FillPattern(uint8_t* p, uint64_t page, size_t size) {
+  for (size_t i = 0; i < size; ++i) p[i] = PatternByte(page, i);
+}
+
+bool HasPattern(const uint8_t* p, uint64_t page, size_t size) {
+  for (size_t i = 0; i < size; ++i) {
+    if (p[i] != PatternByte(page, i)) return false;
+  }
+  return true;
+}
+
+bool IsZero(const uint8_t* p, size_t size) {
+  for (size_t i = 0; i < size; ++i) {
+    if (p[i] != 0) return false;
+  }
+  return true;
+}
+
+int CountDir(const char* path) {
+  DIR* d = opendir(path);
+  if (d == nullptr) return -1;
+  int n = 0;
+  while (dirent* e = readdir(d)) n += e->d_name[0] != '.';
+  closedir(d);
+  return n;
+}
+
+// Reads a guest page through the kernel (copy_from_user), as KVM's GUP does: a failed access
+// comes back as EFAULT instead of SIGSEGV. Returns 0 or the errno.
+int KernelRead(const uint8_t* page, size_t size, std::vector<uint8_t>* out) {
+  const int fd = memfd_create("kernel-read", MFD_CLOEXEC);
+  if (fd < 0) return errno;
+  const ssize_t n = pwrite(fd, page, size, 0);
+  int e = n == static_cast<ssize_t>(size) ? 0 : (n < 0 ? errno : EIO);
+  if (e == 0) {
+    out->resize(size);
+    if (pread(fd, out->data(), size, 0) != static_cast<ssize_t>(size)) e = EIO;
+  }
+  close(fd);
+  return e;
+}
+
+// Waits until the userfaultfd has a message queued (a thread is blocked in a fault).
+bool WaitForQueuedFault(int uffd) {
+  for (int i = 0; i < 3000; ++i) {
+    pollfd p{uffd, POLLIN, 0};
+    if (poll(&p, 1, 10) == 1) return true;
+  }
+  return false;
+}
+
+// Waits (bounded, 10 s) for handler-side bookkeeping that is done after the faulting or
+// discarding thread resumed (remove events, fault-around, latency samples).
+template <typename Pred>
+bool Eventually(Pred pred) {
+  for (int i = 0; i < 10000 && !pred(); ++i) usleep(1000);
+  return pred();
+}
+
+class FailureRecorder {
+ public:
+  PageServerFailureCallback Callback() {
+    return [this](const absl::Status& s) {
+      absl::MutexLock lock(&mu_);
+      ++calls_;
+      status_ = s;
+    };
+  }
+  int calls() {
+    absl::MutexLock lock(&mu_);
+    return calls_;
+  }
+  absl::Status status() {
+    absl::MutexLock lock(&mu_);
+    return status_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  int calls_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Status status_ ABSL_GUARDED_BY(mu_);
+};
+
+class PageServerTest : public ::testing::TestWithParam<GuestRamBacking> {
+ protected:
+  void Start(uint64_t pages, PageServerOptions options = {}) {
+    ASSERT_OK_AND_ASSIGN(ram_, GuestRam::Create(pages * PageSize(), GetParam()));
+    ASSERT_OK_AND_ASSIGN(store_, SwapStore::Create(pages, PageSize()));
+    options.on_failure = failures_.Callback();
+    ASSERT_OK_AND_ASSIGN(server_, PageServer::Start({ram_->base(), pages, PageSize()},
+                                                    store_.get(), std::move(options)));
+  }
+  static size_t PageSize() { return static_cast<size_t>(sysconf(_SC_PAGESIZE)); }
+  uint8_t* Page(uint64_t p) { return ram_->PageAddress(p); }
+
+  // What the HostAddressSpace's reclaim does: save each page, discard only the saved ones.
+  // Returns how many pages could not be saved (they stay resident).
+  int Reclaim(uint64_t first, uint64_t count) {
+    int kept = 0;
+    for (uint64_t p = first; p < first + count; ++p) {
+      if (!store_->Save(p, Page(p)).ok()) {
+        ++kept;
+        continue;
+      }
+      EXPECT_OK(ram_->Discard(p, 1));
+    }
+    return kept;
+  }
+
+  std::unique_ptr<GuestRam> ram_;
+  std::unique_ptr<SwapStore> store_;
+  FailureRecorder failures_;
+  std::unique_ptr<PageServer> server_;  // destroyed first
+};
+
+TEST_P(PageServerTest, SaveDiscardTouchReturnsTheSavedDataAsASwapIn) {
+  Start(8);
+  for (uint64_t p = 0; p < 8; ++p) FillPattern(Page(p), p, PageSize());
+  EXPECT_EQ(server_->Stats().zero_fills, 8u);  // first touches
+  ASSERT_EQ(Reclaim(0, 8), 0);
+  ASSERT_OK_AND_ASSIGN(auto resident, server_->Residency(0, 8));
+  EXPECT_EQ(resident, std::vector<uint8_t>(8, 0));
+  for (uint64_t p = 0; p < 8; ++p) EXPECT_TRUE(HasPattern(Page(p), p, PageSize())) << "page " << p;
+  const PageServerStats s = server_->Stats();
+  EXPECT_EQ(s.swap_ins, 8u);
+  EXPECT_EQ(s.faults, 16u);
+  EXPECT_TRUE(Eventually([&] { return server_->Stats().removed_pages == 8; }));
+  EXPECT_EQ(server_->Stats().remove_events, 8u);
+  EXPECT_EQ(s.failures, 0u);
+  EXPECT_TRUE(store_->IsSavedClean(3));  // swap-in installs the saved copy
+  ASSERT_OK_AND_ASSIGN(resident, server_->Residency(0, 8));
+  EXPECT_EQ(resident, std::vector<uint8_t>(8, 1));
+  EXPECT_TRUE(Eventually([&] { return server_->FaultLatency().count == 16; }));
+}
+
+TEST_P(PageServerTest, NeverSavedPageReadsZero) {
+  Start(4);
+  EXPECT_TRUE(IsZero(Page(2), PageSize()));
+  const PageServerStats s = server_->Stats();
+  EXPECT_EQ(s.faults, 1u);
+  EXPECT_EQ(s.zero_fills, 1u);
+  EXPECT_EQ(s.swap_ins, 0u);
+}
+
+TEST_P(PageServerTest, DiscardWithTheStoreDroppedReadsZeroAgain) {
+  Start(4);
+  FillPattern(Page(1), 1, PageSize());
+  ASSERT_EQ(Reclaim(1, 1), 0);
+  ASSERT_TRUE(HasPattern(Page(1), 1, PageSize()));
+  // Balloon discard: drop the store copy first, then the page.
+  ASSERT_OK(store_->Drop(1, 1));
+  ASSERT_OK(ram_->Discard(1, 1));
+  EXPECT_TRUE(IsZero(Page(1), PageSize()));
+  EXPECT_TRUE(Eventually([&] { return server_->Stats().remove_events == 2; }));
+}
+
+TEST_P(PageServerTest, CorruptedStoreIsReportedWithThePageAndNeverReadsWrongData) {
+  Start(8);
+  FillPattern(Page(3), 3, PageSize());
+  FillPattern(Page(4), 4, PageSize());
+  ASSERT_EQ(Reclaim(3, 2), 0);
+  const uint8_t junk = 0x5A;
+  ASSERT_EQ(pwrite(store_->file_descriptor(), &junk, 1, static_cast<off_t>(3 * PageSize() + 17)), 1);
+
+  std::vector<uint8_t> got;
+  EXPECT_EQ(KernelRead(Page(3), PageSize(), &got), EFAULT);
+  EXPECT_EQ(failures_.calls(), 1);
+  EXPECT_THAT(failures_.status(),
+              StatusIs(absl::StatusCode::kDataLoss,
+                       AllOf(HasSubstr("page 3 "), HasSubstr("checksum mismatch"))));
+  EXPECT_THAT(server_->failure(), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("page 3 ")));
+  EXPECT_EQ(server_->Stats().failures, 1u);
+  // The healthy neighbour is still served correctly.
+  ASSERT_EQ(KernelRead(Page(4), PageSize(), &got), 0);
+  EXPECT_TRUE(HasPattern(got.data(), 4, PageSize()));
+}
+
+TEST_P(PageServerTest, StoreReadErrorStopsTheFaultWithEfaultNotZeros) {
+  Start(4);
+  FillPattern(Page(2), 2, PageSize());
+  ASSERT_EQ(Reclaim(2, 1), 0);
+  store_->SetReadFaultInjection({.fail_nth = 1, .error = EIO});
+  std::vector<uint8_t> got;
+  EXPECT_EQ(KernelRead(Page(2), PageSize(), &got), EFAULT);
+  EXPECT_THAT(server_->failure(),
+              StatusIs(absl::StatusCode::kDataLoss, AllOf(HasSubstr("page 2 "), HasSubstr("EIO"))));
+  EXPECT_EQ(failures_.calls(), 1);
+  // The saved copy is intact: nothing was lost, the page was only made inaccessible.
+  std::vector<uint8_t> copy(PageSize());
+  ASSERT_OK(store_->Load(2, copy.data()));
+  EXPECT_TRUE(HasPattern(copy.data(), 2, PageSize()));
+}
+
+TEST_P(PageServerTest, FailingStoreLosesNothing) {
+  constexpr uint64_t kPages = 64;
+  Start(kPages);
+  for (uint64_t p = 0; p < kPages; ++p) FillPattern(Page(p), p, PageSize());
+  store_->SetWriteFaultInjection({.fail_nth = 5, .error = ENOSPC, .partial = true});
+  EXPECT_EQ(Reclaim(0, kPages / 2), 1);
+  store_->SetWriteFaultInjection({.probability = 0.25, .error = EIO, .seed = 7});
+  const int kept = Reclaim(kPages / 2, kPages / 2);
+  EXPECT_GT(kept, 0);
+  EXPECT_FALSE(store_->IsSaved(4));
+  ASSERT_OK_AND_ASSIGN(auto resident, server_->Residency(4, 1));
+  EXPECT_EQ(resident[0], 1);  // the page whose save failed stayed resident
+  store_->ClearFaultInjection();
+  for (uint64_t p = 0; p < kPages; ++p) EXPECT_TRUE(HasPattern(Page(p), p, PageSize())) << "page " << p;
+  const PageServerStats s = server_->Stats();
+  EXPECT_EQ(s.swap_ins, kPages - 1 - static_cast<uint64_t>(kept));
+  EXPECT_EQ(s.failures, 0u);
+  EXPECT_EQ(store_->Stats().save_failures, 1u + static_cast<uint64_t>(kept));
+}
+
+TEST_P(PageServerTest, RemoveEventsCoverTheDiscardedRange) {
+  Start(16);
+  for (uint64_t p = 0; p < 16; ++p) Page(p)[0] = 1;
+  ASSERT_OK(ram_->Discard(4, 8));
+  EXPECT_TRUE(Eventually([&] { return server_->Stats().remove_events == 1; }));
+  const PageServerStats s = server_->Stats();
+  EXPECT_EQ(s.remove_events, 1u);
+  EXPECT_EQ(s.removed_pages, 8u);
+  ASSERT_OK_AND_ASSIGN(auto resident, server_->Residency(0, 16));
+  for (uint64_t p = 0; p < 16; ++p) EXPECT_EQ(resident[p], p < 4 || p >= 12 ? 1 : 0) << p;
+  EXPECT_EQ(Page(5)[0], 0);  // never saved: zeros
+}
+
+TEST_P(PageServerTest, FaultAroundBringsBackTheFollowingSavedPages) {
+  Start(16, {.fault_around_pages = 4});
+  for (uint64_t p = 0; p < 16; ++p) FillPattern(Page(p), p, PageSize());
+  ASSERT_EQ(Reclaim(0, 16), 0);
+  ASSERT_OK(store_->Drop(3, 1));  // page 3 is not saved: fault-around leaves it alone
+  ASSERT_OK(ram_->Discard(3, 1));
+  const uint64_t faults_before = server_->Stats().faults;
+  EXPECT_TRUE(HasPattern(Page(0), 0, PageSize()));
+  EXPECT_TRUE(Eventually([&] { return server_->Stats().fault_around_pages == 3; }));  // 1, 2, 4
+  EXPECT_EQ(server_->Stats().faults, faults_before + 1);
+  ASSERT_OK_AND_ASSIGN(auto resident, server_->Residency(0, 6));
+  EXPECT_EQ(resident, (std::vector<uint8_t>{1, 1, 1, 0, 1, 0}));
+  EXPECT_TRUE(HasPattern(Page(1), 1, PageSize()));
+  EXPECT_TRUE(HasPattern(Page(4), 4, PageSize()));
+  EXPECT_EQ(server_->Stats().faults, faults_before + 1);  // no fault for 1, 2, 4
+}
+
+TEST_P(PageServerTest, ManyThreadsFaultingConcurrentlyGetTheirData) {
+  constexpr uint64_t kPages = 512;
+  constexpr int kThreads = 4;
+  Start(kPages, {.handler_threads = kThreads, .fault_around_pages = 0});
+  for (uint64_t p = 0; p < kPages; p += 2) FillPattern(Page(p), p, PageSize());
+  for (uint64_t p = 0; p < kPages; p += 2) {
+    ASSERT_OK(store_->Save(p, Page(p)));
+  }
+  ASSERT_OK(ram_->Discard(0, kPages));
+  std::atomic<int> bad{0};
+  std::vector<std::thread> guests;
+  // Every thread touches every page, each from a different start: pages are raced for.
+  for (int t = 0; t < kThreads; ++t) {
+    guests.emplace_back([&, t] {
+      for (uint64_t i = 0; i < kPages; ++i) {
+        const uint64_t p = (i + static_cast<uint64_t>(t) * kPages / kThreads) % kPages;
+        const bool ok = p % 2 == 0 ? HasPattern(Page(p), p, PageSize()) : IsZero(Page(p), PageSize());
+        if (!ok) bad.fetch_add(1);
+      }
+    });
+  }
+  for (auto& g : guests) g.join();
+  EXPECT_EQ(bad.load(), 0);
+  const PageServerStats s = server_->Stats();
+  EXPECT_EQ(s.swap_ins, kPages / 2);            // each page installed exactly once
+  EXPECT_EQ(s.zero_fills, kPages / 2 + kPages / 2);  // first touches + the odd pages
+  EXPECT_EQ(s.faults, s.swap_ins + s.zero_fills + s.copy_races);
+  EXPECT_EQ(s.failures, 0u);
+}
+
+TEST_P(PageServerTest, ShutdownWithAThreadBlockedInAFaultNeverHangs) {
+  Start(4, {.handler_threads = 0});
+  int result = -1;
+  std::thread guest([&] {
+    std::vector<uint8_t> got;
+    result = KernelRead(Page(1), PageSize(), &got);
+  });
+  ASSERT_TRUE(WaitForQueuedFault(server_->userfaultfd()));
+  server_->Shutdown();
+  guest.join();
+  EXPECT_EQ(result, EFAULT);  // failed, not zero-filled
+  EXPECT_EQ(server_->Stats().shutdown_aborted_faults, 1u);
+  // The rest of the range is plain memory again.
+  Page(2)[0] = 7;
+  EXPECT_EQ(Page(2)[0], 7);
+}
+
+TEST_P(PageServerTest, NoFdOrThreadLeaks) {
+  const int fds_before = CountDir("/proc/self/fd");
+  const int threads_before = CountDir("/proc/self/task");
+  Start(32, {.handler_threads = 3});
+  EXPECT_EQ(CountDir("/proc/self/task"), threads_before + 3);
+  for (uint64_t p = 0; p < 32; ++p) FillPattern(Page(p), p, PageSize());
+  ASSERT_EQ(Reclaim(0, 32), 0);
+  for (uint64_t p = 0; p < 32; ++p) ASSERT_TRUE(HasPattern(Page(p), p, PageSize()));
+  server_.reset();
+  store_.reset();
+  ram_.reset();
+  EXPECT_EQ(CountDir("/proc/self/fd"), fds_before);
+  EXPECT_EQ(CountDir("/proc/self/task"), threads_before);
+}
+
+TEST_P(PageServerTest, StartRejectsAStoreSmallerThanTheRange) {
+  ASSERT_OK_AND_ASSIGN(ram_, GuestRam::Create(8 * PageSize(), GetParam()));
+  ASSERT_OK_AND_ASSIGN(store_, SwapStore::Create(4, PageSize()));
+  EXPECT_THAT(PageServer::Start({ram_->base(), 8, PageSize()}, store_.get(), {}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("smaller than the range")));
+}
+
+INSTANTIATE_TEST_SUITE_P(Backings, PageServerTest,
+                         ::testing::Values(GuestRamBacking::kMemfdShared,
+                                           GuestRamBacking::kAnonymousPrivate),
+                         [](const ::testing::TestParamInfo<GuestRamBacking>& param_info) {
+                           return param_info.param == GuestRamBacking::kMemfdShared ? "Memfd" : "Anon";
+                         });
+
+}  // namespace
+}  // namespace mmuvisor::vmm
