@@ -1,0 +1,265 @@
+#include "vmm/cli/flags.h"
+
+#include <limits>
+#include <optional>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "mmuvisor/guest_abi.h"
+
+namespace mmuvisor::vmm::cli {
+namespace {
+
+absl::Status Bad(absl::string_view flag, absl::string_view value, absl::string_view why) {
+  return absl::InvalidArgumentError(absl::StrCat(flag, " '", value, "': ", why));
+}
+
+absl::StatusOr<uint64_t> ParseMem(absl::string_view value) {
+  absl::StatusOr<uint64_t> bytes = ParseSize(value);
+  if (!bytes.ok()) return Bad("--mem", value, bytes.status().message());
+  if (*bytes % kPageSize != 0) {
+    return Bad("--mem", value, absl::StrFormat("not a multiple of the %u-byte page", kPageSize));
+  }
+  if (*bytes < kMinMemBytes) {
+    return Bad("--mem", value, "below the 2M minimum (the first MiB is the fixed guest layout)");
+  }
+  return *bytes;
+}
+
+absl::StatusOr<uint32_t> ParseVcpus(absl::string_view value) {
+  uint32_t n = 0;
+  if (!absl::SimpleAtoi(value, &n) || absl::StartsWith(value, "+") ||
+      absl::StartsWith(value, "-")) {
+    return Bad("--vcpus", value, "not a whole number");
+  }
+  if (n == 0 || n > MMV_UCALL_MAX_VCPUS) {
+    return Bad("--vcpus", value, absl::StrFormat("must be 1 to %u", MMV_UCALL_MAX_VCPUS));
+  }
+  return n;
+}
+
+absl::StatusOr<MemoryBacking> ParseBacking(absl::string_view value) {
+  if (value == "memfd") return MemoryBacking::kMemfd;
+  if (value == "anon") return MemoryBacking::kAnonymous;
+  return Bad("--memory", value, "must be 'memfd' or 'anon'");
+}
+
+absl::StatusOr<GuestPrivilege> ParseCpl(absl::string_view value) {
+  if (value == "3") return GuestPrivilege::kUser;
+  if (value == "0") return GuestPrivilege::kKernel;
+  return Bad("--cpl", value, "must be 0 or 3");
+}
+
+bool IsHelpFlag(absl::string_view arg) { return arg == "--help" || arg == "-h"; }
+
+// Splits "--flag=value" into ("--flag", "value"); otherwise value is nullopt.
+std::pair<absl::string_view, std::optional<absl::string_view>> SplitFlag(absl::string_view arg) {
+  const size_t eq = arg.find('=');
+  if (eq == absl::string_view::npos) return {arg, std::nullopt};
+  return {arg.substr(0, eq), arg.substr(eq + 1)};
+}
+
+absl::StatusOr<Command> ParseRun(absl::Span<const std::string> args) {
+  Command command;
+  command.kind = CommandKind::kRun;
+  RunOptions& run = command.run;
+  std::optional<std::string> guest;
+  std::vector<std::string> seen;
+  bool flags_done = false;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const absl::string_view arg = args[i];
+    if (!flags_done && IsHelpFlag(arg)) {
+      return Command{CommandKind::kHelp, "run", {}};
+    }
+    if (!flags_done && arg == "--") {
+      flags_done = true;
+      continue;
+    }
+    if (flags_done || !absl::StartsWith(arg, "-") || arg == "-") {
+      if (guest) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "run: unexpected argument '", arg, "' (GUEST is already '", *guest, "')"));
+      }
+      guest = std::string(arg);
+      continue;
+    }
+    auto [flag, inline_value] = SplitFlag(arg);
+    static constexpr absl::string_view kFlags[] = {"--mem", "--vcpus", "--timeout",
+                                                   "--memory", "--cpl", "--kvm"};
+    bool known = false;
+    for (absl::string_view f : kFlags) known = known || f == flag;
+    if (!known) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("run: unknown flag '", flag, "' (see 'mmuvisor run --help')"));
+    }
+    for (const std::string& s : seen) {
+      if (s == flag) return absl::InvalidArgumentError(absl::StrCat(flag, " given twice"));
+    }
+    seen.emplace_back(flag);
+    absl::string_view value;
+    if (inline_value) {
+      value = *inline_value;
+    } else if (i + 1 < args.size()) {
+      value = args[++i];
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(flag, " needs a value"));
+    }
+    if (value.empty()) return absl::InvalidArgumentError(absl::StrCat(flag, " needs a value"));
+    if (flag == "--mem") {
+      absl::StatusOr<uint64_t> v = ParseMem(value);
+      if (!v.ok()) return v.status();
+      run.mem_bytes = *v;
+    } else if (flag == "--vcpus") {
+      absl::StatusOr<uint32_t> v = ParseVcpus(value);
+      if (!v.ok()) return v.status();
+      run.vcpus = *v;
+    } else if (flag == "--timeout") {
+      absl::StatusOr<absl::Duration> v = ParseTimeout(value);
+      if (!v.ok()) return Bad("--timeout", value, v.status().message());
+      run.timeout = *v;
+    } else if (flag == "--memory") {
+      absl::StatusOr<MemoryBacking> v = ParseBacking(value);
+      if (!v.ok()) return v.status();
+      run.backing = *v;
+    } else if (flag == "--cpl") {
+      absl::StatusOr<GuestPrivilege> v = ParseCpl(value);
+      if (!v.ok()) return v.status();
+      run.privilege = *v;
+    } else {  // --kvm
+      run.kvm_path = std::string(value);
+    }
+  }
+  if (!guest) {
+    return absl::InvalidArgumentError(
+        "run: missing GUEST (a built-in guest name or an ELF path; see 'mmuvisor run --help')");
+  }
+  run.guest = *guest;
+  return command;
+}
+
+}  // namespace
+
+absl::StatusOr<uint64_t> ParseSize(absl::string_view text) {
+  size_t digits = 0;
+  while (digits < text.size() && absl::ascii_isdigit(static_cast<unsigned char>(text[digits]))) {
+    ++digits;
+  }
+  if (digits == 0) return absl::InvalidArgumentError("not a size (expected e.g. 64M or 1G)");
+  uint64_t number = 0;
+  if (!absl::SimpleAtoi(text.substr(0, digits), &number)) {
+    return absl::InvalidArgumentError("number too large");
+  }
+  std::string suffix = absl::AsciiStrToUpper(text.substr(digits));
+  if (suffix.size() > 1 && (suffix.substr(1) == "IB" || suffix.substr(1) == "B")) {
+    suffix = suffix.substr(0, 1);
+  }
+  unsigned shift = 0;
+  if (suffix.empty() || suffix == "B") {
+    shift = 0;
+  } else if (suffix == "K") {
+    shift = 10;
+  } else if (suffix == "M") {
+    shift = 20;
+  } else if (suffix == "G") {
+    shift = 30;
+  } else if (suffix == "T") {
+    shift = 40;
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown unit '", text.substr(digits), "' (use K, M, G or T)"));
+  }
+  if (number == 0) return absl::InvalidArgumentError("size is zero");
+  if (number > (std::numeric_limits<uint64_t>::max() >> shift)) {
+    return absl::InvalidArgumentError("size overflows 64 bits");
+  }
+  return number << shift;
+}
+
+absl::StatusOr<absl::Duration> ParseTimeout(absl::string_view text) {
+  if (text == "none") return absl::InfiniteDuration();
+  absl::Duration d;
+  int64_t seconds = 0;
+  if (absl::SimpleAtoi(text, &seconds)) {
+    d = absl::Seconds(seconds);
+  } else if (!absl::ParseDuration(text, &d)) {
+    return absl::InvalidArgumentError("not a duration (expected e.g. 10s, 500ms, 2m or none)");
+  }
+  if (d == absl::InfiniteDuration() || d <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("must be a positive, finite duration (or 'none')");
+  }
+  return d;
+}
+
+absl::StatusOr<Command> ParseCommandLine(absl::Span<const std::string> args) {
+  if (args.empty()) return Command{};  // the default: run hello64 with default flags
+  const absl::string_view first = args[0];
+  if (IsHelpFlag(first)) return Command{CommandKind::kHelp, "", {}};
+  if (first == "help") {
+    if (args.size() > 2) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("help: unexpected argument '", args[2], "'"));
+    }
+    std::string topic = args.size() == 2 ? args[1] : "";
+    if (!topic.empty() && topic != "run") {
+      return absl::InvalidArgumentError(absl::StrCat("help: unknown command '", topic, "'"));
+    }
+    return Command{CommandKind::kHelp, topic, {}};
+  }
+  if (first == "run") return ParseRun(args.subspan(1));
+  if (absl::StartsWith(first, "-")) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "unknown flag '", first, "' before a command (try 'mmuvisor --help')"));
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown command '", first, "' (try 'mmuvisor --help')"));
+}
+
+std::string GeneralHelp() {
+  return absl::StrCat(
+      "mmuvisor: a KVM-based hypervisor memory subsystem you can run, break and measure.\n"
+      "\n"
+      "Usage:\n"
+      "  mmuvisor                    boot the default guest (",
+      kDefaultGuest,
+      ") and show its output\n"
+      "  mmuvisor run GUEST [flags]  boot GUEST; 'mmuvisor run --help' lists the flags\n"
+      "  mmuvisor help [COMMAND]     this text, or a command's\n"
+      "\n"
+      "Exit status: 0 the guest finished cleanly (ucall DONE with code 0); 1 the guest\n"
+      "reported a failure (assertion, non-zero DONE, malformed ucall, stopped without\n"
+      "DONE); 2 bad input (flags, guest image, sizes); 3 the guest crashed; 4 it ran past\n"
+      "--timeout; 5 the host could not run it (/dev/kvm missing or not permitted, a KVM\n"
+      "call failed).\n");
+}
+
+std::string RunHelp() {
+  return absl::StrCat(
+      "Usage: mmuvisor run GUEST [--mem SIZE] [--vcpus N] [--timeout D] [--memory memfd|anon]\n"
+      "                          [--cpl 0|3] [--kvm PATH]\n"
+      "\n"
+      "Boots GUEST in a fresh KVM virtual machine, prints what it writes to the serial port\n"
+      "and through ucall PRINT on stdout, and exits with the guest's verdict (see\n"
+      "'mmuvisor --help'). Errors and the final report go to stderr, one line each.\n"
+      "\n"
+      "  GUEST            a built-in guest (hello64, hello16, smp, crash) or the path of an\n"
+      "                   x86-64 ELF executable linked for mmuvisor (see vmm/README.md)\n"
+      "  --mem SIZE       guest RAM, a multiple of 4 KiB from 2M up to this host's physical\n"
+      "                   memory; units K, M, G, T (binary). Default 64M\n"
+      "  --vcpus N        virtual CPUs, 1 to 32 and at most what KVM allows; each gets its\n"
+      "                   own stack and start argument (its index). Default 1\n"
+      "  --timeout D      stop the guest and fail (exit 4) after D: 10s, 500ms, 2m, plain\n"
+      "                   seconds, or 'none'. Default 10s\n"
+      "  --memory KIND    backing of guest RAM: 'memfd' (shareable, hole-punchable; the\n"
+      "                   default) or 'anon' (private anonymous memory)\n"
+      "  --cpl 0|3        privilege a long-mode guest starts at: 3 (user mode with IOPL=3,\n"
+      "                   runs natively on shadow-paging hosts; the default) or 0 (kernel\n"
+      "                   mode, instruction-emulated on such hosts: setup code only)\n"
+      "  --kvm PATH       the KVM device. Default /dev/kvm\n"
+      "  -h, --help       this text\n"
+      "Flags take '--flag VALUE' or '--flag=VALUE'; '--' ends the flags.\n");
+}
+
+}  // namespace mmuvisor::vmm::cli

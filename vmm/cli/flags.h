@@ -1,0 +1,65 @@
+// The mmuvisor command line: a small hand-written parser (no global flag registry, so the
+// library stays free of process-wide state and every error is an absl::Status).
+//
+//   mmuvisor                          run the default guest (hello64)
+//   mmuvisor run GUEST [flags]        boot GUEST (a built-in name or an ELF path)
+//   mmuvisor help [COMMAND] | --help  usage
+// Flags take "--flag VALUE" or "--flag=VALUE"; "--" ends the flags. A flag given twice,
+// an unknown flag, a missing or malformed value, or a stray argument is an
+// InvalidArgument error whose message names the flag and the value.
+// New subcommands (stress) add a Command kind and a parser function here.
+#ifndef MMUVISOR_VMM_CLI_FLAGS_H_
+#define MMUVISOR_VMM_CLI_FLAGS_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "vmm/boot/x86_state.h"
+#include "vmm/memory/guest_memory.h"
+
+namespace mmuvisor::vmm::cli {
+
+inline constexpr absl::string_view kDefaultGuest = "hello64";
+inline constexpr uint64_t kDefaultMemBytes = 64ull << 20;
+inline constexpr uint64_t kMinMemBytes = 2ull << 20;  // the fixed layout below 1 MiB + image
+inline constexpr absl::Duration kDefaultTimeout = absl::Seconds(10);
+
+struct RunOptions {
+  std::string guest = std::string(kDefaultGuest);
+  uint64_t mem_bytes = kDefaultMemBytes;
+  uint32_t vcpus = 1;
+  absl::Duration timeout = kDefaultTimeout;  // InfiniteDuration() for "--timeout none"
+  MemoryBacking backing = MemoryBacking::kMemfd;
+  GuestPrivilege privilege = GuestPrivilege::kUser;
+  std::string kvm_path = "/dev/kvm";
+};
+
+enum class CommandKind { kHelp, kRun };
+
+struct Command {
+  CommandKind kind = CommandKind::kRun;
+  std::string help_topic;  // kHelp: "" (general) or a command name
+  RunOptions run;
+};
+
+// args: argv[1..argc).
+absl::StatusOr<Command> ParseCommandLine(absl::Span<const std::string> args);
+
+// "4096", "64K", "64M", "1G", "2T" (binary units; K/KiB/KB all mean 1024). Errors:
+// malformed, zero, or overflowing 64 bits.
+absl::StatusOr<uint64_t> ParseSize(absl::string_view text);
+// "10s", "500ms", "2m", "1h30m" (absl::ParseDuration) or plain seconds "10"; "none" for no
+// timeout. Errors: malformed, zero or negative.
+absl::StatusOr<absl::Duration> ParseTimeout(absl::string_view text);
+
+std::string GeneralHelp();
+std::string RunHelp();
+
+}  // namespace mmuvisor::vmm::cli
+
+#endif  // MMUVISOR_VMM_CLI_FLAGS_H_

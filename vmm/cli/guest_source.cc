@@ -1,0 +1,83 @@
+#include "vmm/cli/guest_source.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "vmm/boot/guest_images.h"
+#include "vmm/kvm/errno_status.h"
+#include "vmm/kvm/unique_fd.h"
+
+namespace mmuvisor::vmm::cli {
+
+absl::StatusOr<std::vector<uint8_t>> ReadImageFile(absl::string_view path, uint64_t max_bytes) {
+  const std::string p(path);
+  int raw = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  if (raw < 0) {
+    const int err = errno;
+    return absl::Status(ErrnoToCode(err),
+                        absl::StrCat("guest image ", path, ": ", ErrnoText(err)));
+  }
+  UniqueFd fd(raw);
+  struct stat st;
+  if (::fstat(fd.get(), &st) < 0) return ErrnoToStatus(errno, absl::StrCat("fstat ", path));
+  if (!S_ISREG(st.st_mode)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("guest image ", path, ": not a regular file"));
+  }
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  if (size == 0) {
+    return absl::InvalidArgumentError(absl::StrCat("guest image ", path, ": file is empty"));
+  }
+  if (size > max_bytes) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "guest image %s: %u bytes, larger than the %u-byte limit", path, size, max_bytes));
+  }
+  std::vector<uint8_t> bytes(size);
+  uint64_t done = 0;
+  while (done < size) {
+    ssize_t n = ::read(fd.get(), bytes.data() + done, size - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoToStatus(errno, absl::StrCat("read ", path));
+    if (n == 0) break;
+    done += static_cast<uint64_t>(n);
+  }
+  if (done != size) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "guest image %s: changed while being read (%u of %u bytes)", path, done, size));
+  }
+  return bytes;
+}
+
+absl::StatusOr<GuestSource> ResolveGuest(absl::string_view guest) {
+  GuestSource source;
+  source.name = std::string(guest);
+  // A name with a slash is always a path, so "./hello64" reads the file.
+  if (guest.find('/') == absl::string_view::npos) {
+    absl::StatusOr<absl::Span<const uint8_t>> builtin = BuiltinGuestImage(guest);
+    if (builtin.ok()) {
+      source.builtin = true;
+      source.bytes = *builtin;
+      return source;
+    }
+    struct stat st;
+    const std::string p(guest);
+    if (::stat(p.c_str(), &st) < 0 && errno == ENOENT) {
+      return absl::NotFoundError(absl::StrCat(
+          "unknown guest '", guest, "': not a built-in guest (",
+          absl::StrJoin(BuiltinGuestImageNames(), ", "), ") and no such file"));
+    }
+  }
+  absl::StatusOr<std::vector<uint8_t>> file = ReadImageFile(guest);
+  if (!file.ok()) return file.status();
+  source.file = std::move(*file);
+  source.bytes = absl::MakeConstSpan(source.file);
+  return source;
+}
+
+}  // namespace mmuvisor::vmm::cli

@@ -1,0 +1,82 @@
+#include "vmm/cli/run_command.h"
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "vmm/cli/exit_codes.h"
+#include "vmm/cli/guest_source.h"
+#include "vmm/machine/machine.h"
+
+namespace mmuvisor::vmm::cli {
+namespace {
+
+int Fail(std::FILE* err, int code, absl::string_view message) {
+  std::fprintf(err, "mmuvisor: %.*s\n", static_cast<int>(message.size()), message.data());
+  return code;
+}
+
+int ExitCodeFor(Verdict verdict) {
+  switch (verdict) {
+    case Verdict::kClean:
+      return kExitClean;
+    case Verdict::kGuestFailed:
+      return kExitGuestFailed;
+    case Verdict::kCrashed:
+      return kExitCrashed;
+    case Verdict::kTimedOut:
+      return kExitTimedOut;
+    case Verdict::kHostError:
+      return kExitHostError;
+  }
+  return kExitHostError;
+}
+
+}  // namespace
+
+int RunGuest(const RunOptions& options, std::FILE* out, std::FILE* err) {
+  absl::StatusOr<GuestSource> guest = ResolveGuest(options.guest);
+  if (!guest.ok()) return Fail(err, kExitBadInput, guest.status().message());
+  const uint64_t host_ram = HostPhysicalMemoryBytes();
+  if (host_ram != 0 && options.mem_bytes > host_ram) {
+    return Fail(err, kExitBadInput,
+                absl::StrFormat("--mem %u bytes: more than this host's %u bytes of RAM",
+                                options.mem_bytes, host_ram));
+  }
+  MachineConfig config;
+  config.kvm_path = options.kvm_path;
+  config.ram_size = ByteSize{options.mem_bytes};
+  config.vcpus = options.vcpus;
+  config.backing = options.backing;
+  config.privilege = options.privilege;
+  config.timeout = options.timeout;
+  config.console_echo = out;
+  absl::StatusOr<std::unique_ptr<Machine>> machine = Machine::Create(config, guest->bytes);
+  if (!machine.ok()) {
+    const absl::Status& st = machine.status();
+    return Fail(err, IsInputError(st) ? kExitBadInput : kExitHostError,
+                absl::StrCat(guest->name, ": ", st.message()));
+  }
+  RunResult result = (*machine)->Run();
+  const int code = ExitCodeFor(result.verdict);
+  std::fprintf(err, "mmuvisor: %s: %s\n", guest->name.c_str(), result.summary.c_str());
+  return code;
+}
+
+int Main(int argc, char** argv, std::FILE* out, std::FILE* err) {
+  std::vector<std::string> args(argv + (argc > 0 ? 1 : 0), argv + argc);
+  absl::StatusOr<Command> command = ParseCommandLine(args);
+  if (!command.ok()) return Fail(err, kExitBadInput, command.status().message());
+  switch (command->kind) {
+    case CommandKind::kHelp: {
+      const std::string text = command->help_topic == "run" ? RunHelp() : GeneralHelp();
+      std::fputs(text.c_str(), out);
+      return kExitClean;
+    }
+    case CommandKind::kRun:
+      return RunGuest(command->run, out, err);
+  }
+  return kExitBadInput;
+}
+
+}  // namespace mmuvisor::vmm::cli

@@ -1,0 +1,21 @@
+// `mmuvisor run`: checks the input (guest image, sizes against this host), builds the
+// Machine, runs it and turns the result into one report line on stderr and an exit code
+// (vmm/cli/exit_codes.h). Guest text goes to `out` as it arrives.
+// Never exits the process itself; the caller returns the code from main().
+#ifndef MMUVISOR_VMM_CLI_RUN_COMMAND_H_
+#define MMUVISOR_VMM_CLI_RUN_COMMAND_H_
+
+#include <cstdio>
+
+#include "vmm/cli/flags.h"
+
+namespace mmuvisor::vmm::cli {
+
+int RunGuest(const RunOptions& options, std::FILE* out, std::FILE* err);
+
+// The whole CLI: parse argv[1..], dispatch, return the exit code.
+int Main(int argc, char** argv, std::FILE* out, std::FILE* err);
+
+}  // namespace mmuvisor::vmm::cli
+
+#endif  // MMUVISOR_VMM_CLI_RUN_COMMAND_H_

@@ -1,0 +1,24 @@
+// ErrnoToStatus: turns an errno from a failed syscall or ioctl into an absl::Status whose
+// message names the operation and its arguments, then strerror:
+//   "KVM_SET_USER_MEMORY_REGION slot=3 gpa=0x100000 size=0x200000: Invalid argument".
+// The code follows status.h: EINVAL/E2BIG/ERANGE -> InvalidArgument, ENOMEM/ENOSPC/EMFILE
+// -> ResourceExhausted, EAGAIN/EINTR/EBUSY -> Unavailable, ENOENT/ENODEV/ENXIO -> NotFound,
+// EACCES/EPERM -> PermissionDenied, EEXIST -> AlreadyExists, EFAULT -> OutOfRange,
+// anything else -> Internal. Thread-safe (strerror_r).
+#ifndef MMUVISOR_VMM_KVM_ERRNO_STATUS_H_
+#define MMUVISOR_VMM_KVM_ERRNO_STATUS_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+
+namespace mmuvisor::vmm {
+
+absl::StatusCode ErrnoToCode(int err);
+std::string ErrnoText(int err);
+absl::Status ErrnoToStatus(int err, absl::string_view what);
+
+}  // namespace mmuvisor::vmm
+
+#endif  // MMUVISOR_VMM_KVM_ERRNO_STATUS_H_

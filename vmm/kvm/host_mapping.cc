@@ -1,0 +1,36 @@
+#include "vmm/kvm/host_mapping.h"
+
+#include <sys/mman.h>
+
+#include <cerrno>
+
+#include "absl/strings/str_format.h"
+#include "vmm/kvm/errno_status.h"
+
+namespace mmuvisor::vmm {
+
+HostMapping& HostMapping::operator=(HostMapping&& other) noexcept {
+  if (this != &other) {
+    Reset();
+    addr_ = std::exchange(other.addr_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+  }
+  return *this;
+}
+
+absl::StatusOr<HostMapping> HostMapping::Map(size_t size, int prot, int flags, int fd,
+                                             int64_t offset, absl::string_view what) {
+  void* addr = ::mmap(nullptr, size, prot, flags, fd, offset);
+  if (addr == MAP_FAILED) {
+    return ErrnoToStatus(errno, absl::StrFormat("mmap %s size=%#x fd=%d", what, size, fd));
+  }
+  return HostMapping(addr, size);
+}
+
+void HostMapping::Reset() {
+  if (addr_ != nullptr) ::munmap(addr_, size_);
+  addr_ = nullptr;
+  size_ = 0;
+}
+
+}  // namespace mmuvisor::vmm

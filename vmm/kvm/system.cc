@@ -1,0 +1,131 @@
+#include "vmm/kvm/system.h"
+
+#include <fcntl.h>
+#include <sys/ioctl.h>
+
+#include <cerrno>
+#include <cstdlib>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "vmm/kvm/errno_status.h"
+#include "vmm/kvm/vm.h"
+#include "vmm/status_macros.h"
+
+namespace mmuvisor::vmm {
+
+std::string KvmOpenErrorMessage(absl::string_view path, int err) {
+  switch (err) {
+    case ENOENT:
+      return absl::StrCat("cannot open ", path,
+                          ": it does not exist (KVM is not available on this host: load "
+                          "kvm_intel/kvm_amd, or run where /dev/kvm exists)");
+    case EACCES:
+    case EPERM:
+      return absl::StrCat("cannot open ", path,
+                          ": permission denied (add your user to the 'kvm' group or run as "
+                          "root)");
+    case ENODEV:
+    case ENXIO:
+      return absl::StrCat("cannot open ", path,
+                          ": no KVM driver is bound to it (hardware virtualisation disabled, "
+                          "or nested KVM not offered by this host)");
+    default:
+      return absl::StrCat("cannot open ", path, ": ", ErrnoText(err));
+  }
+}
+
+absl::StatusOr<KvmSystem> KvmSystem::Open(absl::string_view path) {
+  const std::string p(path);
+  int fd = ::open(p.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    return absl::Status(ErrnoToCode(err), KvmOpenErrorMessage(path, err));
+  }
+  KvmSystem system{UniqueFd(fd)};
+  ASSIGN_OR_RETURN(int version, system.ApiVersion());
+  if (version != KVM_API_VERSION) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "%s: KVM_GET_API_VERSION returned %d, mmuvisor needs %d", path, version,
+        KVM_API_VERSION));
+  }
+  for (auto [cap, name] : {std::pair{KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
+                           std::pair{KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"}}) {
+    ASSIGN_OR_RETURN(int have, system.CheckExtension(cap));
+    if (have <= 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(path, ": KVM lacks ", name, ", which mmuvisor needs"));
+    }
+  }
+  return system;
+}
+
+absl::StatusOr<int> KvmSystem::ApiVersion() const {
+  int r = ::ioctl(fd_.get(), KVM_GET_API_VERSION, 0);
+  if (r < 0) return ErrnoToStatus(errno, "KVM_GET_API_VERSION");
+  return r;
+}
+
+absl::StatusOr<int> KvmSystem::CheckExtension(int cap) const {
+  int r = ::ioctl(fd_.get(), KVM_CHECK_EXTENSION, cap);
+  if (r < 0) return ErrnoToStatus(errno, absl::StrCat("KVM_CHECK_EXTENSION cap=", cap));
+  return r;
+}
+
+absl::StatusOr<int> KvmSystem::VcpuMmapSize() const {
+  int r = ::ioctl(fd_.get(), KVM_GET_VCPU_MMAP_SIZE, 0);
+  if (r < 0) return ErrnoToStatus(errno, "KVM_GET_VCPU_MMAP_SIZE");
+  if (static_cast<size_t>(r) < sizeof(kvm_run)) {
+    return absl::InternalError(absl::StrFormat(
+        "KVM_GET_VCPU_MMAP_SIZE returned %d, smaller than struct kvm_run (%d)", r,
+        sizeof(kvm_run)));
+  }
+  return r;
+}
+
+absl::StatusOr<std::vector<kvm_cpuid_entry2>> KvmSystem::SupportedCpuid() const {
+  // struct kvm_cpuid2 ends in a flexible array: allocate header + n entries, grow on E2BIG.
+  for (uint32_t n = 64; n <= 4096; n *= 2) {
+    const size_t bytes = sizeof(kvm_cpuid2) + n * sizeof(kvm_cpuid_entry2);
+    auto* cpuid = static_cast<kvm_cpuid2*>(std::calloc(1, bytes));
+    if (cpuid == nullptr) return absl::ResourceExhaustedError("KVM_GET_SUPPORTED_CPUID: no memory");
+    cpuid->nent = n;
+    int r = ::ioctl(fd_.get(), KVM_GET_SUPPORTED_CPUID, cpuid);
+    const int err = errno;
+    if (r == 0) {
+      std::vector<kvm_cpuid_entry2> entries(cpuid->entries, cpuid->entries + cpuid->nent);
+      std::free(cpuid);
+      return entries;
+    }
+    std::free(cpuid);
+    if (err != E2BIG) {
+      return ErrnoToStatus(err, absl::StrCat("KVM_GET_SUPPORTED_CPUID nent=", n));
+    }
+  }
+  return absl::InternalError("KVM_GET_SUPPORTED_CPUID: more than 4096 entries");
+}
+
+absl::StatusOr<KvmVm> KvmSystem::CreateVm() const {
+  int r = ::ioctl(fd_.get(), KVM_CREATE_VM, 0);
+  if (r < 0) return ErrnoToStatus(errno, "KVM_CREATE_VM type=0");
+  return KvmVm(UniqueFd(r));
+}
+
+absl::StatusOr<KvmLimits> KvmSystem::ProbeLimits() const {
+  KvmLimits limits;
+  ASSIGN_OR_RETURN(limits.nr_memslots, CheckExtension(KVM_CAP_NR_MEMSLOTS));
+  ASSIGN_OR_RETURN(limits.recommended_vcpus, CheckExtension(KVM_CAP_NR_VCPUS));
+  ASSIGN_OR_RETURN(limits.max_vcpus, CheckExtension(KVM_CAP_MAX_VCPUS));
+  ASSIGN_OR_RETURN(limits.max_vcpu_id, CheckExtension(KVM_CAP_MAX_VCPU_ID));
+  ASSIGN_OR_RETURN(int immediate_exit, CheckExtension(KVM_CAP_IMMEDIATE_EXIT));
+  limits.immediate_exit = immediate_exit > 0;
+  ASSIGN_OR_RETURN(limits.vcpu_mmap_size, VcpuMmapSize());
+  // api.rst: "if KVM_CAP_MAX_VCPUS is not available, use KVM_CAP_NR_VCPUS"; the same
+  // fallback chain applies to MAX_VCPU_ID -> MAX_VCPUS.
+  if (limits.max_vcpus <= 0) limits.max_vcpus = limits.recommended_vcpus;
+  if (limits.max_vcpus <= 0) limits.max_vcpus = 4;
+  if (limits.max_vcpu_id <= 0) limits.max_vcpu_id = limits.max_vcpus;
+  return limits;
+}
+
+}  // namespace mmuvisor::vmm

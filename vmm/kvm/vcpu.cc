@@ -1,0 +1,79 @@
+#include "vmm/kvm/vcpu.h"
+
+#include <sys/ioctl.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "vmm/kvm/errno_status.h"
+
+namespace mmuvisor::vmm {
+
+absl::Status KvmVcpu::Run() {
+  if (::ioctl(fd_.get(), KVM_RUN, 0) < 0) {
+    return ErrnoToStatus(errno, absl::StrCat("KVM_RUN vcpu=", id_));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<kvm_regs> KvmVcpu::GetRegs() const {
+  kvm_regs regs{};
+  if (::ioctl(fd_.get(), KVM_GET_REGS, &regs) < 0) {
+    return ErrnoToStatus(errno, absl::StrCat("KVM_GET_REGS vcpu=", id_));
+  }
+  return regs;
+}
+
+absl::Status KvmVcpu::SetRegs(const kvm_regs& regs) const {
+  if (::ioctl(fd_.get(), KVM_SET_REGS, &regs) < 0) {
+    return ErrnoToStatus(errno, absl::StrCat("KVM_SET_REGS vcpu=", id_, " rip=0x",
+                                             absl::Hex(regs.rip)));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<kvm_sregs> KvmVcpu::GetSregs() const {
+  kvm_sregs sregs{};
+  if (::ioctl(fd_.get(), KVM_GET_SREGS, &sregs) < 0) {
+    return ErrnoToStatus(errno, absl::StrCat("KVM_GET_SREGS vcpu=", id_));
+  }
+  return sregs;
+}
+
+absl::Status KvmVcpu::SetSregs(const kvm_sregs& sregs) const {
+  if (::ioctl(fd_.get(), KVM_SET_SREGS, &sregs) < 0) {
+    return ErrnoToStatus(
+        errno, absl::StrCat("KVM_SET_SREGS vcpu=", id_, " cr0=0x", absl::Hex(sregs.cr0),
+                            " cr4=0x", absl::Hex(sregs.cr4), " efer=0x", absl::Hex(sregs.efer),
+                            " cs.sel=0x", absl::Hex(sregs.cs.selector)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status KvmVcpu::SetCpuid(const std::vector<kvm_cpuid_entry2>& entries) const {
+  const size_t bytes = sizeof(kvm_cpuid2) + entries.size() * sizeof(kvm_cpuid_entry2);
+  auto* cpuid = static_cast<kvm_cpuid2*>(std::calloc(1, bytes));
+  if (cpuid == nullptr) return absl::ResourceExhaustedError("KVM_SET_CPUID2: no memory");
+  cpuid->nent = static_cast<uint32_t>(entries.size());
+  if (!entries.empty()) {
+    std::memcpy(cpuid->entries, entries.data(), entries.size() * sizeof(kvm_cpuid_entry2));
+  }
+  int r = ::ioctl(fd_.get(), KVM_SET_CPUID2, cpuid);
+  const int err = errno;
+  std::free(cpuid);
+  if (r < 0) {
+    return ErrnoToStatus(err, absl::StrCat("KVM_SET_CPUID2 vcpu=", id_, " nent=", entries.size()));
+  }
+  return absl::OkStatus();
+}
+
+void KvmVcpu::RequestImmediateExit(bool on) {
+  // The kernel reads this byte (READ_ONCE) on entry to KVM_RUN and in its signal check.
+  // The release store pairs with nothing in userspace; what orders it before the guest
+  // is interrupted is the kicker's pthread_kill(), a syscall issued after this store.
+  __atomic_store_n(&run()->immediate_exit, on ? 1 : 0, __ATOMIC_RELEASE);
+}
+
+}  // namespace mmuvisor::vmm

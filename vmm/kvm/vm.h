@@ -1,0 +1,58 @@
+// KvmVm: one KVM virtual machine (the fd from KVM_CREATE_VM). One method per VM ioctl.
+//
+// Invariants: a host range registered with SetUserMemoryRegion must stay mapped until its
+// slot is deleted (size 0) or the VM is destroyed; KVM pins nothing, it follows the host
+// page tables through its own mmu_notifier.
+// Thread-safety: VM ioctls may be issued from any thread of the creating process; KVM
+// serialises memslot updates itself (kvm->slots_lock). This class holds no state of its own.
+#ifndef MMUVISOR_VMM_KVM_VM_H_
+#define MMUVISOR_VMM_KVM_VM_H_
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "vmm/kvm/unique_fd.h"
+
+namespace mmuvisor::vmm {
+
+class KvmVcpu;
+
+class KvmVm {
+ public:
+  explicit KvmVm(UniqueFd fd) : fd_(std::move(fd)) {}
+  KvmVm(KvmVm&&) = default;
+  KvmVm& operator=(KvmVm&&) = default;
+
+  // KVM_CHECK_EXTENSION on the VM fd (answers for this VM, e.g. NR_MEMSLOTS).
+  absl::StatusOr<int> CheckExtension(int cap) const;
+
+  // KVM_SET_USER_MEMORY_REGION: maps guest-physical [gpa, gpa + size) onto host-virtual
+  // [hva, hva + size) as slot `slot`. size 0 deletes the slot.
+  // REQUIRES: gpa, size and hva page aligned; no overlap with another slot (KVM: EEXIST);
+  //           the host range stays mapped until the slot is deleted.
+  absl::Status SetUserMemoryRegion(uint32_t slot, uint32_t flags, uint64_t gpa, uint64_t size,
+                                   uint64_t hva) const;
+
+  // KVM_SET_TSS_ADDR: three pages of guest-physical space KVM may use for its real-mode
+  // TSS on Intel hosts without unrestricted guest. Must not overlap a memslot. Call before
+  // the first KVM_RUN.
+  absl::Status SetTssAddr(uint64_t gpa) const;
+
+  // KVM_SET_IDENTITY_MAP_ADDR: one page for the EPT identity map (same hosts). Call before
+  // creating vCPUs.
+  absl::Status SetIdentityMapAddr(uint64_t gpa) const;
+
+  // KVM_CREATE_VCPU(id) and mmap of its struct kvm_run (`mmap_size` from
+  // KVM_GET_VCPU_MMAP_SIZE). REQUIRES: id < KVM_CAP_MAX_VCPU_ID, not used before.
+  absl::StatusOr<KvmVcpu> CreateVcpu(int id, int mmap_size) const;
+
+  int fd() const { return fd_.get(); }
+
+ private:
+  UniqueFd fd_;
+};
+
+}  // namespace mmuvisor::vmm
+
+#endif  // MMUVISOR_VMM_KVM_VM_H_

@@ -1,0 +1,48 @@
+#include "vmm/machine/guest_console.h"
+
+namespace mmuvisor::vmm {
+
+void GuestConsole::SerialByte(uint32_t vcpu, uint8_t byte) {
+  absl::MutexLock lock(&mu_);
+  if (byte == '\r') return;  // CRLF from guests written for real terminals
+  std::string& line = partial_[vcpu];
+  line.push_back(static_cast<char>(byte));
+  if (byte == '\n') {
+    EmitLocked(line);
+    line.clear();
+  }
+}
+
+void GuestConsole::PrintLine(uint32_t /*vcpu*/, absl::string_view text) {
+  absl::MutexLock lock(&mu_);
+  std::string line(text);
+  if (line.empty() || line.back() != '\n') line.push_back('\n');
+  EmitLocked(line);
+}
+
+void GuestConsole::Flush() {
+  absl::MutexLock lock(&mu_);
+  for (auto& [vcpu, line] : partial_) {
+    if (!line.empty()) {
+      line.push_back('\n');
+      EmitLocked(line);
+      line.clear();
+    }
+  }
+  if (echo_ != nullptr) std::fflush(echo_);
+}
+
+std::string GuestConsole::transcript() const {
+  absl::MutexLock lock(&mu_);
+  return transcript_;
+}
+
+void GuestConsole::EmitLocked(absl::string_view line) {
+  transcript_.append(line.data(), line.size());
+  if (echo_ != nullptr) {
+    std::fwrite(line.data(), 1, line.size(), echo_);
+    std::fflush(echo_);
+  }
+}
+
+}  // namespace mmuvisor::vmm

@@ -1,0 +1,102 @@
+#include "vmm/memory/memslot_table.h"
+
+#include <algorithm>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_format.h"
+
+namespace mmuvisor::vmm {
+namespace {
+
+std::string Describe(const GuestMemorySlot& s) {
+  return absl::StrFormat("slot=%u gpa=%#x size=%#x hva=%#x", s.slot, s.gpa.value, s.size.value,
+                         s.hva.value);
+}
+
+absl::Status Invalid(const GuestMemorySlot& s, absl::string_view why) {
+  return absl::InvalidArgumentError(absl::StrFormat("memslot %s: %s", Describe(s), why));
+}
+
+absl::Status CheckOne(const GuestMemorySlot& s, const MemslotLimits& limits) {
+  if (s.size.value == 0) return Invalid(s, "size is zero");
+  if (!IsPageAligned(s.gpa.value)) return Invalid(s, "gpa is not page aligned");
+  if (!IsPageAligned(s.size.value)) return Invalid(s, "size is not page aligned");
+  if (!IsPageAligned(s.hva.value)) return Invalid(s, "hva is not page aligned");
+  if (s.gpa.value + s.size.value < s.gpa.value) return Invalid(s, "guest range wraps around");
+  if (s.hva.value + s.size.value < s.hva.value) return Invalid(s, "host range wraps around");
+  if (s.gpa.value + s.size.value > limits.max_gpa) {
+    return Invalid(s, absl::StrFormat("guest range ends above the limit %#x", limits.max_gpa));
+  }
+  if (s.size.value / kPageSize > limits.max_slot_pages) {
+    return Invalid(s, absl::StrFormat("larger than KVM's %u pages per slot",
+                                      limits.max_slot_pages));
+  }
+  if (s.slot >= limits.max_slots) {
+    return Invalid(s, absl::StrFormat("slot id beyond KVM's %u slots", limits.max_slots));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<MemslotTable> MemslotTable::Create(std::vector<GuestMemorySlot> slots,
+                                                  const MemslotLimits& limits) {
+  if (slots.size() > limits.max_slots) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "%u memslots requested, KVM allows %u", slots.size(), limits.max_slots));
+  }
+  absl::flat_hash_set<uint32_t> ids;
+  for (const GuestMemorySlot& s : slots) {
+    if (absl::Status st = CheckOne(s, limits); !st.ok()) return st;
+    if (!ids.insert(s.slot).second) return Invalid(s, "slot id used twice");
+  }
+  std::sort(slots.begin(), slots.end(),
+            [](const GuestMemorySlot& a, const GuestMemorySlot& b) { return a.gpa < b.gpa; });
+  for (size_t i = 1; i < slots.size(); ++i) {
+    if (slots[i].gpa < slots[i - 1].end()) {
+      return Invalid(slots[i], absl::StrFormat("guest range overlaps memslot %s",
+                                               Describe(slots[i - 1])));
+    }
+  }
+  // Host ranges: sort a copy by hva and check neighbours.
+  std::vector<const GuestMemorySlot*> by_hva;
+  by_hva.reserve(slots.size());
+  for (const GuestMemorySlot& s : slots) by_hva.push_back(&s);
+  std::sort(by_hva.begin(), by_hva.end(),
+            [](const GuestMemorySlot* a, const GuestMemorySlot* b) { return a->hva < b->hva; });
+  for (size_t i = 1; i < by_hva.size(); ++i) {
+    if (by_hva[i]->hva < by_hva[i - 1]->hva + by_hva[i - 1]->size) {
+      return Invalid(*by_hva[i], absl::StrFormat("host range overlaps memslot %s",
+                                                 Describe(*by_hva[i - 1])));
+    }
+  }
+  return MemslotTable(std::move(slots));
+}
+
+const GuestMemorySlot* MemslotTable::Find(Gpa gpa) const {
+  // First slot whose end is above gpa; it holds gpa if it starts at or below it.
+  auto it = std::upper_bound(slots_.begin(), slots_.end(), gpa,
+                             [](Gpa g, const GuestMemorySlot& s) { return g < s.end(); });
+  if (it == slots_.end() || gpa < it->gpa) return nullptr;
+  return &*it;
+}
+
+std::optional<Hva> MemslotTable::Translate(Gpa gpa, ByteSize size) const {
+  const GuestMemorySlot* s = Find(gpa);
+  if (s == nullptr) return std::nullopt;
+  const uint64_t offset = gpa.value - s->gpa.value;
+  // offset < s->size here, so the subtraction cannot underflow and no addition can wrap.
+  if (size.value > s->size.value - offset) return std::nullopt;
+  return s->hva + ByteSize{offset};
+}
+
+std::optional<Gpa> MemslotTable::Reverse(Hva hva) const {
+  for (const GuestMemorySlot& s : slots_) {
+    if (hva >= s.hva && hva.value - s.hva.value < s.size.value) {
+      return s.gpa + ByteSize{hva.value - s.hva.value};
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace mmuvisor::vmm

@@ -1,0 +1,109 @@
+// VcpuRunner: the thread that runs one vCPU, as an explicit state machine.
+//
+//   kCreated --Start()--> kInGuest <--> kHandlingExit --> kStopped
+//                            |                              ^
+//                            +------------------------------+   (stop request / error)
+//
+//   kCreated       constructed, thread not started
+//   kInGuest       inside (or about to enter) KVM_RUN
+//   kHandlingExit  an exit is being handled by ExitHandler
+//   kStopped       the thread has recorded its VcpuStop and is exiting
+// Every change goes through Transition(), which checks the edge against the table above.
+//
+// Stopping (Kick, any thread): sets stop_requested_ (release; pairs with the acquire load
+// at the top of the run loop), sets kvm_run::immediate_exit, then sends kKickSignal to the
+// thread. A guest in KVM_RUN returns with EINTR; a thread about to enter KVM_RUN returns at
+// once because of immediate_exit; a thread handling an exit sees the flag before
+// re-entering. So a kick always ends the run: no hang, whatever the guest does.
+//
+// On a crash the runner takes KVM_GET_REGS / KVM_GET_SREGS itself (vCPU ioctls belong on
+// the vCPU thread) and puts a RegisterDump in the VcpuStop.
+// The thread is named "vcpu<N>". on_stop is called once, on the vCPU thread, after the
+// stop is recorded and before the state becomes kStopped.
+#ifndef MMUVISOR_VMM_VCPU_VCPU_RUNNER_H_
+#define MMUVISOR_VMM_VCPU_VCPU_RUNNER_H_
+
+#include <pthread.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <thread>
+
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "vmm/kvm/vcpu.h"
+#include "vmm/vcpu/exit_handler.h"
+#include "vmm/vcpu/register_dump.h"
+
+namespace mmuvisor::vmm {
+
+// The signal used to interrupt KVM_RUN. Its handler does nothing (installed without
+// SA_RESTART so the ioctl returns EINTR).
+int KickSignal();
+
+enum class VcpuState : uint8_t { kCreated, kInGuest, kHandlingExit, kStopped };
+absl::string_view VcpuStateName(VcpuState state);
+// The allowed edges of the state machine above.
+bool IsValidTransition(VcpuState from, VcpuState to);
+
+struct VcpuStop {
+  StopKind kind = StopKind::kHostError;
+  uint32_t exit_reason = 0;  // kvm_run::exit_reason at the stop
+  std::string detail;
+  std::optional<RegisterDump> registers;  // crashes only
+  absl::Status error;                     // kHostError only
+};
+
+class VcpuRunner {
+ public:
+  using StopCallback = std::function<void(uint32_t vcpu, const VcpuStop& stop)>;
+
+  // `vcpu`, `handler` are not owned and must outlive the runner. run_size: the kvm_run
+  // mapping size.
+  VcpuRunner(KvmVcpu* vcpu, size_t run_size, ExitHandler* handler, StopCallback on_stop);
+  ~VcpuRunner();  // REQUIRES: Join() was called if Start() was.
+  VcpuRunner(const VcpuRunner&) = delete;
+  VcpuRunner& operator=(const VcpuRunner&) = delete;
+
+  void Start() ABSL_LOCKS_EXCLUDED(kick_mu_);
+  // Any thread, any number of times, before or after Start(), before or after Join().
+  void Kick() ABSL_LOCKS_EXCLUDED(kick_mu_);
+  // Owner thread only.
+  void Join() ABSL_LOCKS_EXCLUDED(kick_mu_);
+
+  VcpuState state() const {
+    return state_.load(std::memory_order_acquire);  // pairs with the release in Transition
+  }
+  // REQUIRES: Join() returned.
+  const VcpuStop& stop() const { return stop_; }
+
+ private:
+  void ThreadMain();
+  VcpuStop RunLoop();
+  void Transition(VcpuState to);
+  void AddRegisters(VcpuStop& stop);
+
+  KvmVcpu* const vcpu_;
+  const size_t run_size_;
+  ExitHandler* const handler_;
+  StopCallback on_stop_;
+  std::atomic<VcpuState> state_{VcpuState::kCreated};
+  std::atomic<bool> stop_requested_{false};
+  std::thread thread_;  // touched only by the owner (Start, Join, destructor)
+  // Whether pthread_kill(handle_) is allowed: from Start() until Join() begins.
+  absl::Mutex kick_mu_;
+  bool signalable_ ABSL_GUARDED_BY(kick_mu_) = false;
+  pthread_t handle_ ABSL_GUARDED_BY(kick_mu_){};
+  VcpuStop stop_;  // written by the vCPU thread, read after Join()
+};
+
+}  // namespace mmuvisor::vmm
+
+#endif  // MMUVISOR_VMM_VCPU_VCPU_RUNNER_H_
