@@ -1,0 +1,146 @@
+// PrepareGuest end to end on the built-in images (no KVM): layout, boot info, page tables
+// and the per-vCPU register state it hands to the VMM.
+#include "vmm/boot/boot.h"
+
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "elf_builder.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "mmuvisor/guest_abi.h"
+#include "support/status_matchers.h"
+#include "vmm/boot/guest_images.h"
+#include "vmm/boot/page_tables.h"
+
+namespace mmuvisor::vmm {
+namespace {
+
+using ::mmuvisor::testing::StatusIs;
+using ::testing::HasSubstr;
+
+constexpr uint64_t kRamSize = 8ull << 20;
+
+class BootTest : public ::testing::Test {
+ protected:
+  BootTest() : bytes_(kRamSize, 0x5a), ram_{bytes_.data(), kRamSize} {}
+  absl::Span<const uint8_t> Image(const char* name) {
+    absl::StatusOr<absl::Span<const uint8_t>> image = BuiltinGuestImage(name);
+    EXPECT_TRUE(image.ok()) << image.status();
+    return image.ok() ? *image : absl::Span<const uint8_t>();
+  }
+  std::vector<uint8_t> bytes_;
+  GuestRamView ram_;
+};
+
+TEST_F(BootTest, PreparesLongModeGuest) {
+  BootOptions options;
+  options.nr_vcpus = 2;
+  options.seed = 42;
+  options.flags = 3;
+  options.args[7] = 99;
+  ASSERT_OK_AND_ASSIGN(BootPlan plan, PrepareGuest(ram_, Image("smp"), options));
+  EXPECT_EQ(plan.image.mode, BootMode::kLong64);
+  EXPECT_EQ(plan.cr3, MMV_PAGE_TABLE_GPA);
+  EXPECT_EQ(plan.layout.free_start % 4096, 0u);
+  EXPECT_GE(plan.layout.free_start, plan.image.highest_gpa);
+  EXPECT_EQ(plan.layout.free_end, kRamSize - 2 * MMV_STACK_SIZE);
+
+  mmv_boot_info info;
+  std::memcpy(&info, bytes_.data() + MMV_BOOT_INFO_GPA, sizeof(info));
+  EXPECT_EQ(info.magic, MMV_BOOT_INFO_MAGIC);
+  EXPECT_EQ(info.ram_size, kRamSize);
+  EXPECT_EQ(info.free_start, plan.layout.free_start);
+  EXPECT_EQ(info.free_end, plan.layout.free_end);
+  EXPECT_EQ(info.nr_vcpus, 2u);
+  EXPECT_EQ(info.flags, 3u);
+  EXPECT_EQ(info.seed, 42u);
+  EXPECT_EQ(info.args[7], 99u);
+  for (uint64_t i = 0; i < MMV_UCALL_STRIDE * MMV_UCALL_MAX_VCPUS; ++i) {
+    ASSERT_EQ(bytes_[MMV_UCALL_GPA + i], 0) << "ucall byte " << i;
+  }
+
+  // The entry, the boot info, the ucall blocks and both stacks are reachable from CPL3.
+  for (uint32_t vcpu = 0; vcpu < 2; ++vcpu) {
+    const kvm_regs regs = InitialRegs(plan, vcpu, 7);
+    const kvm_sregs sregs = InitialSregs(plan, vcpu, kvm_sregs{});
+    EXPECT_EQ(regs.rip, plan.image.entry);
+    EXPECT_EQ(regs.rdi, vcpu);
+    EXPECT_EQ(regs.rsi, 7u);
+    EXPECT_EQ(sregs.cr3, plan.cr3);
+    EXPECT_EQ(sregs.cs.dpl, 3);
+    // The runtime finds its vCPU index from RSP (boot_layout.h).
+    EXPECT_EQ((kRamSize - regs.rsp) / MMV_STACK_SIZE, vcpu);
+    for (uint64_t gva : {uint64_t{regs.rip}, uint64_t{regs.rsp}, uint64_t{MMV_BOOT_INFO_GPA},
+                         plan.layout.UcallGpa(vcpu), plan.layout.StackBottom(vcpu)}) {
+      bool user = false;
+      ASSERT_OK_AND_ASSIGN(uint64_t gpa, WalkPageTables(ram_, plan.cr3, gva, &user));
+      EXPECT_EQ(gpa, gva);
+      EXPECT_TRUE(user);
+    }
+  }
+}
+
+TEST_F(BootTest, KernelPrivilegeEntersCpl0) {
+  BootOptions options;
+  options.privilege = GuestPrivilege::kKernel;
+  ASSERT_OK_AND_ASSIGN(BootPlan plan, PrepareGuest(ram_, Image("hello64"), options));
+  EXPECT_EQ(InitialSregs(plan, 0, kvm_sregs{}).cs.dpl, 0);
+  EXPECT_EQ(InitialRegs(plan, 0, 0).rflags & kRflagsIopl3, kRflagsIopl3);
+}
+
+TEST_F(BootTest, PreparesRealModeGuest) {
+  ASSERT_OK_AND_ASSIGN(BootPlan plan, PrepareGuest(ram_, Image("hello16"), BootOptions{}));
+  EXPECT_EQ(plan.image.mode, BootMode::kReal16);
+  EXPECT_EQ(plan.cr3, 0u);
+  const kvm_regs regs = InitialRegs(plan, 0, 5);
+  EXPECT_EQ(regs.rip, MMV_REAL_MODE_LOAD_GPA);
+  EXPECT_EQ(regs.rsp, MMV_REAL_MODE_STACK_TOP);
+  const kvm_sregs sregs = InitialSregs(plan, 0, kvm_sregs{});
+  EXPECT_EQ(sregs.cr0 & kCr0Pe, 0u);
+  EXPECT_EQ(sregs.cs.base, 0u);
+  EXPECT_EQ(bytes_[MMV_PAGE_TABLE_GPA], 0x5a);  // no page tables in real mode
+  mmv_boot_info info;
+  std::memcpy(&info, bytes_.data() + MMV_BOOT_INFO_GPA, sizeof(info));
+  EXPECT_EQ(info.magic, MMV_BOOT_INFO_MAGIC);
+  EXPECT_EQ(info.nr_vcpus, 1u);
+}
+
+TEST_F(BootTest, RejectsRealModeWithSeveralVcpus) {
+  BootOptions options;
+  options.nr_vcpus = 2;
+  EXPECT_THAT(PrepareGuest(ram_, Image("hello16"), options),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("real-mode images run on exactly one vCPU")));
+}
+
+TEST_F(BootTest, PassesLoaderErrorsThrough) {
+  const std::vector<uint8_t> junk = {'n', 'o', 't', ' ', 'e', 'l', 'f'};
+  EXPECT_THAT(PrepareGuest(ram_, absl::MakeConstSpan(junk), BootOptions{}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("bad magic")));
+}
+
+TEST(BootLayoutTest, ChecksVcpuCountsAndSpace) {
+  LoadedImage image;
+  image.lowest_gpa = MMV_IMAGE_GPA;
+  image.highest_gpa = MMV_IMAGE_GPA + 0x1801;
+  ASSERT_OK_AND_ASSIGN(BootLayout layout, ComputeBootLayout(4ull << 20, 3, image));
+  EXPECT_EQ(layout.free_start, MMV_IMAGE_GPA + 0x2000);
+  EXPECT_EQ(layout.free_end, (4ull << 20) - 3 * MMV_STACK_SIZE);
+  EXPECT_EQ(layout.StackTop(2), (4ull << 20) - 2 * MMV_STACK_SIZE);
+  EXPECT_EQ(layout.UcallGpa(2), MMV_UCALL_GPA + 2 * MMV_UCALL_STRIDE);
+  EXPECT_THAT(ComputeBootLayout(4ull << 20, 0, image),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("0 vCPUs")));
+  EXPECT_THAT(ComputeBootLayout(4ull << 20, MMV_UCALL_MAX_VCPUS + 1, image),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("33 vCPUs")));
+  EXPECT_THAT(ComputeBootLayout((4ull << 20) + 1, 1, image),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("multiple of 4 KiB")));
+  // 1 MiB + 8 KiB of image, then 16 stacks of 64 KiB = 1 MiB: 2 MiB is 8 KiB short.
+  EXPECT_THAT(ComputeBootLayout(2ull << 20, 16, image),
+              StatusIs(absl::StatusCode::kOutOfRange, HasSubstr("cannot hold the image")));
+  EXPECT_OK(ComputeBootLayout((2ull << 20) + 0x2000, 16, image));
+}
+
+}  // namespace
+}  // namespace mmuvisor::vmm
