@@ -96,6 +96,88 @@ struct mmv_ucall {
   char text[MMV_UCALL_TEXT_MAX]; /* NUL-terminated; the VMM never reads past the end */
 };
 
+/* ---- DMA engine (MMV_PORT_DMA) ------------------------------------------------------
+ * The guest builds a chain of descriptors in its own memory, sets each status to
+ * MMV_DMA_STATUS_PENDING and writes the guest-physical address of the first one to
+ * MMV_PORT_DMA with a 32-bit OUT (one exit per chain). The OUT returns at once: a device
+ * thread executes the chain in order and writes each status (and, for CHECKSUM, result)
+ * back; the guest polls the statuses. Descriptors are MMV_DMA_DESC_ALIGN-aligned (so one
+ * never straddles a page) and lie inside guest RAM; `next` is the gpa of the next
+ * descriptor or 0; a chain holds at most MMV_DMA_MAX_CHAIN descriptors.
+ * Data rules: len in (0, MMV_DMA_MAX_LEN], a multiple of 8; src/dst 8-byte aligned;
+ * [addr, addr + len) must not wrap and must lie inside guest RAM; COPY ranges must not
+ * overlap. Any violation leaves memory untouched and sets an error status.
+ *   COPY:     dst[0..len) = src[0..len)
+ *   FILL:     every 64-bit word of dst[0..len) = value
+ *   CHECKSUM: result = mmv_dma_checksum over src[0..len) (see below)
+ * A guest that sends a malformed descriptor on purpose sets MMV_DMA_FLAG_EXPECT_ERROR in
+ * it: the VMM then counts the error as requested, not as a device failure. */
+#define MMV_DMA_DESC_MAGIC 0x31414d44u /* "DMA1" */
+#define MMV_DMA_DESC_ALIGN 64u
+#define MMV_DMA_MAX_LEN 0x100000u /* 1 MiB per descriptor */
+#define MMV_DMA_MAX_CHAIN 64u
+
+#define MMV_DMA_OP_COPY 1u
+#define MMV_DMA_OP_FILL 2u
+#define MMV_DMA_OP_CHECKSUM 3u
+
+#define MMV_DMA_FLAG_EXPECT_ERROR 0x1u
+#define MMV_DMA_FLAGS_KNOWN 0x1u
+
+#define MMV_DMA_STATUS_PENDING 0u      /* set by the guest before the OUT */
+#define MMV_DMA_STATUS_OK 1u
+#define MMV_DMA_STATUS_BAD_DESC 2u     /* magic, op or flags unknown */
+#define MMV_DMA_STATUS_BAD_LENGTH 3u   /* zero, > MMV_DMA_MAX_LEN, or not a multiple of 8 */
+#define MMV_DMA_STATUS_MISALIGNED 4u   /* src or dst not 8-byte aligned */
+#define MMV_DMA_STATUS_WRAP 5u         /* addr + len wraps around 2^64 */
+#define MMV_DMA_STATUS_OUT_OF_RANGE 6u /* [addr, addr + len) leaves guest RAM */
+#define MMV_DMA_STATUS_OVERLAP 7u      /* COPY source and destination overlap */
+#define MMV_DMA_STATUS_BAD_CHAIN 8u    /* next misaligned, outside RAM, or chain too long */
+#define MMV_DMA_STATUS_FAULT 9u        /* the device could not reach guest memory */
+
+struct mmv_dma_desc {
+  uint32_t magic;  /* MMV_DMA_DESC_MAGIC */
+  uint32_t op;     /* MMV_DMA_OP_* */
+  uint64_t src;    /* gpa: COPY, CHECKSUM */
+  uint64_t dst;    /* gpa: COPY, FILL */
+  uint64_t len;    /* bytes */
+  uint64_t value;  /* FILL: the 64-bit word written */
+  uint64_t result; /* CHECKSUM: written by the device */
+  uint64_t next;   /* gpa of the next descriptor, 0 ends the chain */
+  uint32_t flags;  /* MMV_DMA_FLAG_* */
+  uint32_t status; /* MMV_DMA_STATUS_*: PENDING from the guest, the outcome from the VMM */
+};
+
+/* CHECKSUM: over the 64-bit little-endian words w[i] of the range,
+ *   sum = 0; for i: sum = (sum ^ w[i]) * 0x100000001b3 + i   (mod 2^64). */
+#define MMV_DMA_CHECKSUM_PRIME 0x100000001b3ull
+
+/* ---- REPORT kinds (MMV_UCALL_REPORT args[0]) ----------------------------------------- */
+/* args[1] round, [2] pages verified so far by this vCPU, [3] digest of the sequence of
+ * pages it verified so far, [4] DMA descriptors completed, [5] mismatches found so far. */
+#define MMV_REPORT_PROGRESS 1u
+/* args[1] gpa, [2] expected, [3] found, [4] round, [5] MMV_MISMATCH_* source. */
+#define MMV_REPORT_MISMATCH 2u
+/* args[1] descriptor gpa, [2] status, [3] op, [4] round: a DMA the guest expected to work. */
+#define MMV_REPORT_DMA_ERROR 3u
+/* args[1] mismatches not reported one by one (over the per-round cap), [2] round. */
+#define MMV_REPORT_MISMATCH_SUMMARY 4u
+/* args[1] descriptors sent, [2] errors seen, [3] errors the guest expected (dmahostile). */
+#define MMV_REPORT_DMA_HOSTILE 5u
+
+#define MMV_MISMATCH_CPU 0u      /* a word the vCPU wrote and read back */
+#define MMV_MISMATCH_DMA_COPY 1u /* a word a DMA copy put in the scratch area */
+#define MMV_MISMATCH_DMA_FILL 2u
+#define MMV_MISMATCH_DMA_CHECKSUM 3u /* expected = guest's checksum, found = device's */
+
+/* ---- memstress parameters (mmv_boot_info.args) --------------------------------------- */
+#define MMV_MEMSTRESS_ARG_ROUNDS 0   /* rounds to run; 0 = until the stop word is set */
+#define MMV_MEMSTRESS_ARG_FLAGS 1    /* MMV_MEMSTRESS_F_* */
+#define MMV_MEMSTRESS_ARG_PAGES 2    /* working-set pages per vCPU; 0 = share free memory */
+#define MMV_MEMSTRESS_ARG_STOP 7     /* the VMM writes non-zero here to stop at a round end */
+#define MMV_MEMSTRESS_F_DMA 0x1u     /* program DMA copies/fills/checksums */
+#define MMV_MEMSTRESS_F_BALLOON 0x2u /* give pages back from time to time */
+
 #ifdef __cplusplus
 }  /* extern "C" */
 static_assert(sizeof(struct mmv_ucall) <= MMV_UCALL_STRIDE, "ucall block too large");
@@ -103,6 +185,8 @@ static_assert(sizeof(struct mmv_boot_info) == 112, "boot info layout changed");
 static_assert(offsetof(struct mmv_ucall, cmd) == 4, "ucall layout changed");
 static_assert(offsetof(struct mmv_ucall, args) == 8, "ucall layout changed");
 static_assert(offsetof(struct mmv_ucall, text) == 56, "ucall layout changed");
+static_assert(sizeof(struct mmv_dma_desc) == MMV_DMA_DESC_ALIGN, "DMA descriptor layout changed");
+static_assert(offsetof(struct mmv_dma_desc, status) == 60, "DMA descriptor layout changed");
 #endif
 #endif /* !__ASSEMBLER__ */
 
