@@ -65,6 +65,8 @@ void PairingChecker::OnStart(Subscription& sub, const Range& range, StartResult 
   if (result == StartResult::kOk) {
     sub.starts_.fetch_add(1, std::memory_order_relaxed);
     starts_.fetch_add(1, std::memory_order_relaxed);
+    // Only a subscription with an end has a window to pair.
+    if (!sub.ops().Has(Op::kInvalidateRangeEnd)) return;
     int64_t open = sub.open_.fetch_add(1, std::memory_order_relaxed) + 1;
     RaiseMax(sub.max_depth_, open);
     RaiseMax(max_depth_, open);

@@ -75,7 +75,7 @@ struct PairingCounters {
   uint64_t starts = 0;        // successful starts delivered
   uint64_t ends = 0;          // ends delivered
   uint64_t failed_starts = 0; // starts that returned kAgain
-  int64_t open = 0;           // starts - ends: open windows right now
+  int64_t open = 0;           // starts - ends (only if it has an end): open windows
   int64_t max_depth = 0;      // largest `open` seen (nesting / concurrency depth)
 };
 

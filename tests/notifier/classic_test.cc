@@ -1,0 +1,523 @@
+// Unit tests of the classic-subscription rules (DESIGN §3 rules 1-5), one test per rule.
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <thread>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "notifier/hub.h"
+#include "notifier/invalidation_guard.h"
+#include "support/status_matchers.h"
+#include "test_subscriptions.h"
+
+namespace mmuvisor::notifier {
+namespace {
+
+using ::mmuvisor::testing::IsOk;
+using ::mmuvisor::testing::StatusIs;
+using ::testing::_;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using testing::CallLog;
+using testing::FailingSubscription;
+using testing::KvmLikeSubscription;
+using testing::MakeRange;
+
+TEST(RangeTest, MakeRejectsEmptyRange) {
+  EXPECT_THAT(Range::Make(0x1000, 0x1000, Event::kUnmap).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("empty")));
+}
+
+TEST(RangeTest, MakeRejectsWrappingRange) {
+  EXPECT_THAT(Range::Make(0x2000, 0x1000, Event::kClear).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("wraps")));
+}
+
+TEST(RangeTest, MakeKeepsEveryField) {
+  int owner = 0;
+  ASSERT_OK_AND_ASSIGN(Range r, Range::Make(0x1000, 0x3000, Event::kMigrate, false, &owner));
+  EXPECT_EQ(r.start, 0x1000u);
+  EXPECT_EQ(r.end, 0x3000u);
+  EXPECT_EQ(r.event, Event::kMigrate);
+  EXPECT_FALSE(r.blockable);
+  EXPECT_EQ(r.owner, &owner);
+  EXPECT_TRUE(r.Overlaps(0x2fff, 0x4000));
+  EXPECT_FALSE(r.Overlaps(0x3000, 0x4000));  // half-open
+}
+
+TEST(RangeTest, HubRejectsEmptyRangeWithInvalidArgument) {
+  NotifierSubscriptions hub;
+  EXPECT_THAT(hub.InvalidateRangeStart(MakeRange(5, 5)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("empty")));
+}
+
+TEST(RegistrationTest, ArchInvalidateSecondaryTlbsExcludesStartEnd) {
+  NotifierSubscriptions hub;
+  Subscription sub({Op::kArchInvalidateSecondaryTlbs, Op::kInvalidateRangeStart}, "arch");
+  EXPECT_THAT(hub.Register(sub), StatusIs(absl::StatusCode::kInvalidArgument,
+                                          HasSubstr("arch_invalidate_secondary_tlbs")));
+  Subscription ok({Op::kArchInvalidateSecondaryTlbs}, "arch-only");
+  EXPECT_THAT(hub.Register(ok), IsOk());
+  EXPECT_THAT(hub.Unregister(ok), IsOk());
+}
+
+TEST(RegistrationTest, StartThatMayFailExcludesEnd) {
+  NotifierSubscriptions hub;
+  Subscription sub({Op::kInvalidateRangeStart, Op::kStartMayFail, Op::kInvalidateRangeEnd},
+                   "bad");
+  EXPECT_THAT(hub.Register(sub),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("may fail")));
+}
+
+TEST(RegistrationTest, RegisterTwiceIsFailedPrecondition) {
+  NotifierSubscriptions hub;
+  KvmLikeSubscription a("a");
+  ASSERT_THAT(hub.Register(a), IsOk());
+  EXPECT_THAT(hub.Register(a), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                        HasSubstr("already registered")));
+  EXPECT_THAT(hub.Unregister(a), IsOk());
+}
+
+TEST(RegistrationTest, NewestRegisteredIsCalledFirst) {
+  CallLog log;
+  NotifierSubscriptions hub;
+  KvmLikeSubscription a("a", &log), b("b", &log), c("c", &log);
+  ASSERT_THAT(hub.Register(a), IsOk());
+  ASSERT_THAT(hub.Register(b), IsOk());
+  ASSERT_THAT(hub.Register(c), IsOk());
+  ASSERT_THAT(hub.InvalidateRangeStart(MakeRange(0, 4096)), IsOk());
+  hub.InvalidateRangeEnd(MakeRange(0, 4096));
+  EXPECT_THAT(log.Take(), ElementsAre("c.start", "b.start", "a.start", "c.end", "b.end",
+                                      "a.end"));
+  for (auto* s : {&a, &b, &c}) ASSERT_THAT(hub.Unregister(*s), IsOk());
+}
+
+TEST(RegistrationTest, RegistrationNeverLandsInsideAnOpenWindow) {
+  NotifierSubscriptions hub;
+  KvmLikeSubscription a("a"), late("late");
+  ASSERT_THAT(hub.Register(a), IsOk());
+  const Range range = MakeRange(0, 4096);
+  ASSERT_THAT(hub.InvalidateRangeStart(range), IsOk());
+  std::atomic<bool> registered{false};
+  std::thread registrar([&] {
+    EXPECT_THAT(hub.Register(late), IsOk());
+    registered.store(true);
+  });
+  // Give the registrar every chance to slip in; if it did, `late` would get our end
+  // without its start, which the checks below catch.
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const bool early = registered.load();
+  hub.InvalidateRangeEnd(range);
+  registrar.join();
+  EXPECT_FALSE(early) << "Register returned while a start/end window was open";
+  EXPECT_EQ(late.pairing().ends, 0u);
+  EXPECT_EQ(hub.pairing_summary().violations, 0u) << hub.pairing_summary().ToString();
+  ASSERT_THAT(hub.Unregister(a), IsOk());
+  ASSERT_THAT(hub.Unregister(late), IsOk());
+}
+
+TEST(UnregisterTest, CallsReleaseUnlinksAndRejectsASecondCall) {
+  NotifierSubscriptions hub;
+  KvmLikeSubscription a("a");
+  ASSERT_THAT(hub.Register(a), IsOk());
+  ASSERT_THAT(hub.Unregister(a), IsOk());
+  EXPECT_EQ(a.releases(), 1);
+  EXPECT_EQ(hub.subscription_count(), 0u);
+  EXPECT_THAT(hub.Unregister(a), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                          HasSubstr("not registered")));
+  ASSERT_THAT(hub.InvalidateRangeStart(MakeRange(0, 4096)), IsOk());
+  hub.InvalidateRangeEnd(MakeRange(0, 4096));
+  EXPECT_EQ(a.pairing().starts, 0u);
+}
+
+// A start callback that sleeps, so Unregister must wait for it.
+class SlowSubscription : public KvmLikeSubscription {
+ public:
+  SlowSubscription() : KvmLikeSubscription("slow") {}
+  StartResult InvalidateRangeStart(const Range& range) override {
+    inside.store(true);
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    StartResult r = KvmLikeSubscription::InvalidateRangeStart(range);
+    inside.store(false);
+    return r;
+  }
+  std::atomic<bool> inside{false};
+};
+
+TEST(UnregisterTest, NoCallbackRunsAfterUnregisterReturns) {
+  NotifierSubscriptions hub;
+  SlowSubscription slow;
+  ASSERT_THAT(hub.Register(slow), IsOk());
+  std::atomic<bool> stop{false};
+  std::thread invalidator([&] {
+    while (!stop.load()) {
+      const Range range = MakeRange(0, 4096);
+      if (hub.InvalidateRangeStart(range).ok()) hub.InvalidateRangeEnd(range);
+    }
+  });
+  while (slow.pairing().starts < 3) std::this_thread::yield();
+  ASSERT_THAT(hub.Unregister(slow), IsOk());
+  EXPECT_FALSE(slow.inside.load()) << "a callback was still running";
+  const uint64_t starts = slow.pairing().starts;
+  std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  stop.store(true);
+  invalidator.join();
+  EXPECT_EQ(slow.pairing().starts, starts) << "a callback ran after Unregister returned";
+  EXPECT_EQ(hub.pairing_summary().violations, 0u) << hub.pairing_summary().ToString();
+}
+
+class KvmAllocator : public SubscriptionAllocator {
+ public:
+  absl::StatusOr<std::unique_ptr<Subscription>> AllocNotifier(NotifierSubscriptions&) override {
+    if (fail) return absl::ResourceExhaustedError("alloc_notifier: no memory");
+    ++allocs;
+    return std::make_unique<KvmLikeSubscription>("got");
+  }
+  void FreeNotifier(std::unique_ptr<Subscription> sub) override {
+    ++frees;
+    released_at_free = static_cast<KvmLikeSubscription&>(*sub).releases();
+  }
+  bool fail = false;
+  int allocs = 0;
+  int frees = 0;
+  int released_at_free = -1;
+};
+
+TEST(GetPutTest, GetSharesOneSubscriptionPerAllocator) {
+  NotifierSubscriptions hub;
+  KvmAllocator kvm, other;
+  ASSERT_OK_AND_ASSIGN(Subscription * a, hub.Get(kvm));
+  ASSERT_OK_AND_ASSIGN(Subscription * b, hub.Get(kvm));
+  ASSERT_OK_AND_ASSIGN(Subscription * c, hub.Get(other));
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, c);
+  EXPECT_EQ(kvm.allocs, 1);
+  EXPECT_EQ(a->allocator(), &kvm);
+  EXPECT_EQ(hub.subscription_count(), 2u);
+  ASSERT_THAT(hub.Put(*a), IsOk());
+  ASSERT_THAT(hub.Put(*b), IsOk());
+  ASSERT_THAT(hub.Put(*c), IsOk());
+  hub.Synchronize();
+  EXPECT_EQ(kvm.frees, 1);
+}
+
+TEST(GetPutTest, PutFreesAfterGracePeriodWithoutReleaseAndSynchronizeWaits) {
+  NotifierSubscriptions hub;
+  KvmAllocator kvm;
+  ASSERT_OK_AND_ASSIGN(Subscription * sub, hub.Get(kvm));
+  ASSERT_THAT(hub.Put(*sub), IsOk());
+  EXPECT_EQ(hub.subscription_count(), 0u);  // unlinked at once
+  EXPECT_EQ(kvm.frees, 0);                  // freed only after a grace period
+  hub.Synchronize();
+  EXPECT_EQ(kvm.frees, 1);
+  EXPECT_EQ(kvm.released_at_free, 0) << "Put must never call release";
+}
+
+TEST(GetPutTest, GetReturnsTheAllocatorsError) {
+  NotifierSubscriptions hub;
+  KvmAllocator kvm;
+  kvm.fail = true;
+  EXPECT_THAT(hub.Get(kvm).status(),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("alloc_notifier")));
+}
+
+TEST(GetPutTest, UnregisterOfAGetSubscriptionIsFailedPrecondition) {
+  KvmAllocator kvm;  // outlives the hub, whose destructor runs the pending free
+  NotifierSubscriptions hub;
+  ASSERT_OK_AND_ASSIGN(Subscription * sub, hub.Get(kvm));
+  EXPECT_THAT(hub.Unregister(*sub),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("use Put")));
+  ASSERT_THAT(hub.Put(*sub), IsOk());
+  EXPECT_THAT(hub.Put(*sub), StatusIs(absl::StatusCode::kFailedPrecondition, _));
+}
+
+// Release drops the last reference from inside the callback, as Linux allows.
+class PutInRelease : public KvmLikeSubscription {
+ public:
+  PutInRelease() : KvmLikeSubscription("put-in-release") {}
+  void Release(NotifierSubscriptions& hub) override {
+    KvmLikeSubscription::Release(hub);
+    put_status = hub.Put(*this);
+  }
+  absl::Status put_status = absl::UnknownError("not called");
+};
+class PutInReleaseAllocator : public SubscriptionAllocator {
+ public:
+  absl::StatusOr<std::unique_ptr<Subscription>> AllocNotifier(NotifierSubscriptions&) override {
+    return std::make_unique<PutInRelease>();
+  }
+  void FreeNotifier(std::unique_ptr<Subscription> sub) override {
+    put_status = static_cast<PutInRelease&>(*sub).put_status;
+    ++frees;
+  }
+  absl::Status put_status;
+  int frees = 0;
+};
+
+TEST(GetPutTest, PutFromReleaseAtTeardownIsAllowed) {
+  PutInReleaseAllocator alloc;
+  {
+    NotifierSubscriptions hub;
+    ASSERT_THAT(hub.Get(alloc).status(), IsOk());
+    hub.Release();
+    hub.Synchronize();
+    EXPECT_EQ(alloc.frees, 1);
+  }
+  EXPECT_THAT(alloc.put_status, IsOk());
+}
+
+TEST(TeardownTest, ReleaseCallsReleaseExactlyOncePerSubscription) {
+  CallLog log;
+  NotifierSubscriptions hub;
+  KvmLikeSubscription a("a", &log), b("b", &log);
+  ASSERT_THAT(hub.Register(a), IsOk());
+  ASSERT_THAT(hub.Register(b), IsOk());
+  hub.Release();
+  hub.Release();  // idempotent
+  EXPECT_THAT(log.Take(), ElementsAre("b.release", "a.release"));
+  // Unregister after teardown: no second release.
+  ASSERT_THAT(hub.Unregister(a), IsOk());
+  ASSERT_THAT(hub.Unregister(b), IsOk());
+  EXPECT_EQ(a.releases(), 1);
+  EXPECT_EQ(b.releases(), 1);
+}
+
+TEST(TeardownTest, NoClassicCallbackAfterTeardown) {
+  NotifierSubscriptions hub;
+  KvmLikeSubscription a("a");
+  a.set_young(true);
+  ASSERT_THAT(hub.Register(a), IsOk());
+  hub.Release();
+  ASSERT_THAT(hub.InvalidateRangeStart(MakeRange(0, 4096)), IsOk());
+  hub.InvalidateRangeEnd(MakeRange(0, 4096));
+  EXPECT_FALSE(hub.TestYoung(0));
+  EXPECT_EQ(a.pairing().starts, 0u);
+  EXPECT_EQ(hub.pairing_summary().violations, 0u);
+  EXPECT_THAT(hub.Register(a), StatusIs(absl::StatusCode::kFailedPrecondition, _));
+  KvmLikeSubscription fresh("fresh");
+  EXPECT_THAT(hub.Register(fresh),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("torn down")));
+  ASSERT_THAT(hub.Unregister(a), IsOk());
+}
+
+TEST(TeardownTest, ReleaseRacingUnregisterStillReleasesOnce) {
+  for (int round = 0; round < 50; ++round) {
+    NotifierSubscriptions hub;
+    KvmLikeSubscription a("a");
+    ASSERT_THAT(hub.Register(a), IsOk());
+    std::thread t([&] { hub.Release(); });
+    ASSERT_THAT(hub.Unregister(a), IsOk());
+    t.join();
+    ASSERT_EQ(a.releases(), 1) << "round " << round;
+  }
+}
+
+TEST(YoungTest, ClearYoungOrsEverySubscription) {
+  NotifierSubscriptions hub;
+  KvmLikeSubscription a("a"), b("b");
+  ASSERT_THAT(hub.Register(a), IsOk());
+  ASSERT_THAT(hub.Register(b), IsOk());
+  a.set_young(true);
+  b.set_young(true);
+  EXPECT_TRUE(hub.ClearYoung(0, 4096));
+  // Both were cleared: the OR did not short-circuit after b.
+  EXPECT_FALSE(hub.ClearYoung(0, 4096));
+  a.set_young(true);
+  EXPECT_TRUE(hub.ClearFlushYoung(0, 4096));
+  EXPECT_FALSE(hub.ClearFlushYoung(0, 4096));
+  ASSERT_THAT(hub.Unregister(a), IsOk());
+  ASSERT_THAT(hub.Unregister(b), IsOk());
+}
+
+TEST(YoungTest, TestYoungStopsAtTheFirstYoung) {
+  CallLog log;
+  NotifierSubscriptions hub;
+  KvmLikeSubscription a("a", &log), b("b", &log);
+  ASSERT_THAT(hub.Register(a), IsOk());
+  ASSERT_THAT(hub.Register(b), IsOk());  // b is newest: asked first
+  b.set_young(true);
+  EXPECT_TRUE(hub.TestYoung(0x1000));
+  EXPECT_THAT(log.Take(), ElementsAre("b.test_young"));
+  b.set_young(false);
+  EXPECT_FALSE(hub.TestYoung(0x1000));
+  EXPECT_THAT(log.Take(), ElementsAre("b.test_young", "a.test_young"));
+  ASSERT_THAT(hub.Unregister(a), IsOk());
+  ASSERT_THAT(hub.Unregister(b), IsOk());
+}
+
+TEST(YoungTest, ArchInvalidateSecondaryTlbsReachesOnlyItsSubscribers) {
+  class ArchSub : public Subscription {
+   public:
+    ArchSub() : Subscription({Op::kArchInvalidateSecondaryTlbs}, "arch") {}
+    void ArchInvalidateSecondaryTlbs(uint64_t start, uint64_t end) override {
+      last_start = start;
+      last_end = end;
+    }
+    uint64_t last_start = 0, last_end = 0;
+  } arch;
+  NotifierSubscriptions hub;
+  KvmLikeSubscription kvm("kvm");
+  ASSERT_THAT(hub.Register(arch), IsOk());
+  ASSERT_THAT(hub.Register(kvm), IsOk());
+  hub.ArchInvalidateSecondaryTlbs(0x2000, 0x3000);
+  EXPECT_EQ(arch.last_start, 0x2000u);
+  EXPECT_EQ(arch.last_end, 0x3000u);
+  EXPECT_EQ(kvm.pairing().starts, 0u);
+  ASSERT_THAT(hub.Unregister(arch), IsOk());
+  ASSERT_THAT(hub.Unregister(kvm), IsOk());
+}
+
+TEST(StartFailureTest, UpstreamCallsEveryStartThenEveryEndThenUnavailable) {
+  CallLog log;
+  NotifierSubscriptions hub;  // kUpstream
+  KvmLikeSubscription a("a", &log);
+  FailingSubscription b("b", &log);
+  KvmLikeSubscription c("c", &log);
+  for (Subscription* s : std::initializer_list<Subscription*>{&a, &b, &c}) {
+    ASSERT_THAT(hub.Register(*s), IsOk());
+  }
+  EXPECT_THAT(hub.InvalidateRangeStart(MakeRange(0, 4096, /*blockable=*/false)),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("try again")));
+  EXPECT_THAT(log.Take(), ElementsAre("c.start", "b.start", "a.start", "c.end", "a.end"));
+  EXPECT_EQ(a.in_progress(), 0);
+  EXPECT_EQ(c.in_progress(), 0);
+  EXPECT_EQ(hub.pairing_summary().violations, 0u);
+  for (Subscription* s : std::initializer_list<Subscription*>{&a, &b, &c}) {
+    ASSERT_THAT(hub.Unregister(*s), IsOk());
+  }
+}
+
+TEST(StartFailureTest, BlockableStartFailureIsReportedAndTheWindowStaysPaired) {
+  class Rogue : public Subscription {
+   public:
+    Rogue() : Subscription({Op::kInvalidateRangeStart}, "rogue") {}
+    StartResult InvalidateRangeStart(const Range&) override { return StartResult::kAgain; }
+  } rogue;
+  NotifierSubscriptions hub;
+  KvmLikeSubscription a("a");
+  ASSERT_THAT(hub.Register(a), IsOk());
+  ASSERT_THAT(hub.Register(rogue), IsOk());
+  EXPECT_THAT(hub.InvalidateRangeStart(MakeRange(0, 4096)), IsOk());
+  hub.InvalidateRangeEnd(MakeRange(0, 4096));
+  EXPECT_EQ(a.in_progress(), 0);
+  const PairingSummary s = hub.pairing_summary();
+  ASSERT_EQ(s.violations, 2u) << s.ToString();  // blockable failure + undeclared failure
+  EXPECT_EQ(s.first_violations[0].kind, ViolationKind::kBlockableStartFailed);
+  EXPECT_EQ(s.first_violations[1].kind, ViolationKind::kUndeclaredStartFailure);
+  EXPECT_EQ(s.first_violations[0].subscription, "rogue");
+  ASSERT_THAT(hub.Unregister(a), IsOk());
+  ASSERT_THAT(hub.Unregister(rogue), IsOk());
+}
+
+TEST(StartFailureTest, SortedEndLastRefusesNonBlockingWithTwoEndNeeders) {
+  CallLog log;
+  NotifierSubscriptions hub({.policy = Policy::kSortedEndLast});
+  KvmLikeSubscription a("a", &log), c("c", &log);
+  ASSERT_THAT(hub.Register(a), IsOk());
+  EXPECT_THAT(hub.InvalidateRangeStart(MakeRange(0, 4096, false)), IsOk());  // one: fine
+  hub.InvalidateRangeEnd(MakeRange(0, 4096, false));
+  ASSERT_THAT(hub.Register(c), IsOk());
+  log.Take();
+  EXPECT_THAT(hub.InvalidateRangeStart(MakeRange(0, 4096, false)),
+              StatusIs(absl::StatusCode::kUnavailable, _));
+  EXPECT_THAT(log.Take(), ElementsAre());  // refused up front
+  EXPECT_EQ(hub.sorted_nonblock_refusals(), 1u);
+  ASSERT_THAT(hub.Unregister(a), IsOk());
+  ASSERT_THAT(hub.Unregister(c), IsOk());
+}
+
+TEST(StartFailureTest, SortedEndLastPutsEndNeedersLastAndStopsAtTheFailure) {
+  CallLog log;
+  NotifierSubscriptions hub({.policy = Policy::kSortedEndLast});
+  KvmLikeSubscription a("a", &log);
+  FailingSubscription b("b", &log);
+  ASSERT_THAT(hub.Register(a), IsOk());
+  ASSERT_THAT(hub.Register(b), IsOk());
+  FailingSubscription d("d", &log);
+  ASSERT_THAT(hub.Register(d), IsOk());
+  EXPECT_THAT(hub.InvalidateRangeStart(MakeRange(0, 4096, false)),
+              StatusIs(absl::StatusCode::kUnavailable, _));
+  EXPECT_THAT(log.Take(), ElementsAre("d.start"));  // a (end-needer) never started
+  ASSERT_THAT(hub.InvalidateRangeStart(MakeRange(0, 4096)), IsOk());
+  hub.InvalidateRangeEnd(MakeRange(0, 4096));
+  EXPECT_THAT(log.Take(), ElementsAre("d.start", "b.start", "a.start", "a.end"));
+  for (Subscription* s : std::initializer_list<Subscription*>{&a, &b, &d}) {
+    ASSERT_THAT(hub.Unregister(*s), IsOk());
+  }
+}
+
+TEST(GuardTest, EndIsCalledExactlyWhenStartSucceeded) {
+  NotifierSubscriptions hub;
+  KvmLikeSubscription a("a");
+  FailingSubscription b("b");
+  ASSERT_THAT(hub.Register(a), IsOk());
+  {
+    ASSERT_OK_AND_ASSIGN(InvalidationGuard guard,
+                         InvalidationGuard::Start(hub, MakeRange(0, 4096)));
+    EXPECT_TRUE(guard.active());
+    EXPECT_EQ(a.in_progress(), 1);
+    InvalidationGuard moved = std::move(guard);
+    EXPECT_FALSE(guard.active());  // NOLINT(bugprone-use-after-move): testing the move
+    EXPECT_EQ(a.in_progress(), 1);
+  }
+  EXPECT_EQ(a.in_progress(), 0);
+  EXPECT_EQ(a.pairing().ends, 1u);
+  ASSERT_THAT(hub.Register(b), IsOk());
+  EXPECT_THAT(InvalidationGuard::Start(hub, MakeRange(0, 4096, false)).status(),
+              StatusIs(absl::StatusCode::kUnavailable, _));
+  EXPECT_EQ(a.in_progress(), 0);
+  EXPECT_EQ(a.pairing().ends, 2u);  // the hub's own unwind end, none from a guard
+  EXPECT_EQ(hub.pairing_summary().violations, 0u);
+  ASSERT_THAT(hub.Unregister(a), IsOk());
+  ASSERT_THAT(hub.Unregister(b), IsOk());
+}
+
+TEST(PairingCheckerTest, ReportsEndWithoutStartWithSubscriptionAndRange) {
+  // Driven directly: through the hub an unmatched end is a caller bug the hub cannot
+  // represent without corrupting its window count.
+  PairingChecker checker(/*enabled=*/true);
+  KvmLikeSubscription a("a");
+  checker.OnStart(a, MakeRange(0, 4096), StartResult::kOk);
+  checker.OnEnd(a, MakeRange(0, 4096));
+  checker.OnEnd(a, MakeRange(0x5000, 0x6000));
+  const PairingSummary s = checker.Summary(a.pairing().open);
+  ASSERT_EQ(s.violations, 1u) << s.ToString();
+  EXPECT_EQ(s.first_violations[0].kind, ViolationKind::kEndWithoutStart);
+  EXPECT_EQ(s.first_violations[0].range.start, 0x5000u);
+  EXPECT_EQ(s.open, 0);
+  EXPECT_THAT(s.ToString(), HasSubstr("end without start"));
+  EXPECT_THAT(s.ToString(), HasSubstr("'a'"));
+}
+
+TEST(PairingCheckerTest, TracksNestingDepth) {
+  NotifierSubscriptions hub;
+  KvmLikeSubscription a("a");
+  ASSERT_THAT(hub.Register(a), IsOk());
+  ASSERT_THAT(hub.InvalidateRangeStart(MakeRange(0, 4096)), IsOk());
+  ASSERT_THAT(hub.InvalidateRangeStart(MakeRange(0x1000, 0x2000)), IsOk());  // nested
+  EXPECT_EQ(a.pairing().open, 2);
+  hub.InvalidateRangeEnd(MakeRange(0x1000, 0x2000));
+  hub.InvalidateRangeEnd(MakeRange(0, 4096));
+  const PairingSummary s = hub.pairing_summary();
+  EXPECT_EQ(s.max_depth, 2);
+  EXPECT_EQ(s.open, 0);
+  EXPECT_EQ(s.starts, 2u);
+  EXPECT_EQ(s.ends, 2u);
+  ASSERT_THAT(hub.Unregister(a), IsOk());
+}
+
+TEST(PairingCheckerTest, ReportsCallbackAfterUnregister) {
+  PairingChecker checker(/*enabled=*/true);
+  NotifierSubscriptions hub;
+  KvmLikeSubscription a("a");
+  ASSERT_THAT(hub.Register(a), IsOk());
+  ASSERT_THAT(hub.Unregister(a), IsOk());
+  checker.OnStart(a, MakeRange(0, 4096), StartResult::kOk);  // as a buggy hub would
+  const PairingSummary s = checker.Summary(0);
+  ASSERT_EQ(s.violations, 1u);
+  EXPECT_EQ(s.first_violations[0].kind, ViolationKind::kCallbackAfterUnregister);
+}
+
+}  // namespace
+}  // namespace mmuvisor::notifier
