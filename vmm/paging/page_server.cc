@@ -328,7 +328,7 @@ void PageServer::Fail(uint64_t page, uint32_t tid, const absl::Status& cause) {
                                     tid, cause.message()));
   bool first = false;
   {
-    absl::MutexLock lock(&mu_);
+    PagingLock lock(&mu_);
     first = failure_.ok();
     if (first) failure_ = annotated;
     poisoned_.push_back(page);
@@ -368,7 +368,7 @@ void PageServer::Shutdown() {
   }
   bool all_closed = false;
   {
-    absl::MutexLock lock(&mu_);
+    PagingLock lock(&mu_);
     for (uint64_t p : poisoned_) {
       if (p == kWholeRange) all_closed = true;
       keep_closed.push_back(p);
@@ -396,7 +396,7 @@ void PageServer::Shutdown() {
 }
 
 absl::Status PageServer::failure() const {
-  absl::MutexLock lock(&mu_);
+  PagingLock lock(&mu_);
   return failure_;
 }
 

@@ -53,7 +53,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include "vmm/paging/paging_mutex.h"
 #include "vmm/paging/latency_histogram.h"
 #include "vmm/paging/swap_store.h"
 
@@ -167,7 +167,7 @@ class PageServer {
   std::vector<std::thread> handlers_;
   std::atomic<bool> shut_down_{false};
 
-  mutable absl::Mutex mu_;
+  mutable PagingMutex mu_;
   absl::Status failure_ ABSL_GUARDED_BY(mu_);
   std::vector<uint64_t> poisoned_ ABSL_GUARDED_BY(mu_);  // pages left PROT_NONE (or kWholeRange)
 

@@ -15,11 +15,11 @@
 #include <thread>
 #include <vector>
 
-#include "absl/synchronization/mutex.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "support/status_matchers.h"
 #include "vmm/paging/guest_ram.h"
+#include "vmm/paging/paging_mutex.h"
 #include "vmm/paging/swap_store.h"
 
 namespace mmuvisor::vmm {
@@ -94,22 +94,22 @@ class FailureRecorder {
  public:
   PageServerFailureCallback Callback() {
     return [this](const absl::Status& s) {
-      absl::MutexLock lock(&mu_);
+      PagingLock lock(&mu_);
       ++calls_;
       status_ = s;
     };
   }
   int calls() {
-    absl::MutexLock lock(&mu_);
+    PagingLock lock(&mu_);
     return calls_;
   }
   absl::Status status() {
-    absl::MutexLock lock(&mu_);
+    PagingLock lock(&mu_);
     return status_;
   }
 
  private:
-  absl::Mutex mu_;
+  PagingMutex mu_;
   int calls_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Status status_ ABSL_GUARDED_BY(mu_);
 };
