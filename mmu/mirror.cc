@@ -78,8 +78,9 @@ bool Mirror::Invalidate(const notifier::Range& range, uint64_t cur_seq) {
   }
   // Under the user lock, before tearing down: pairs with ReadRetry in Fault.
   SetSeq(cur_seq);
+  // Round the end up without overflowing (teardown invalidates up to UINT64_MAX).
   const GfnRange pages{range.start >> kPageShift,
-                       (range.end + kPageSize - 1) >> kPageShift};
+                       (range.end >> kPageShift) + ((range.end & (kPageSize - 1)) != 0)};
   zapped_.fetch_add(pt_.ZapRange(pages), std::memory_order_relaxed);
   pt_.ReclaimRetired();  // no lockless readers of pt_
   invalidations_.fetch_add(1, std::memory_order_relaxed);

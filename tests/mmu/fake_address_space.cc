@@ -127,9 +127,14 @@ void FakeAddressSpace::Remap(uint64_t first, uint64_t count) {
 }
 
 void FakeAddressSpace::Teardown() {
+  // Like exit_mmap: the address space stops resolving (mmget_not_zero fails) before the
+  // secondaries are released, then the pages go.
+  {
+    absl::MutexLock lock(&mu_);
+    torn_down_ = true;
+  }
   hub_.Release();
   absl::MutexLock lock(&mu_);
-  torn_down_ = true;
   for (PageState& state : pages_) {
     if (state.host != 0) PoisonLocked(state.host);
     state.host = 0;

@@ -126,5 +126,14 @@ TEST_F(MirrorTest, FaultTimesOutWhileItsPageKeepsChanging) {
   EXPECT_FALSE(mirror_.Lookup(FakeAddressSpace::Address(9)).has_value());
 }
 
+// Teardown invalidates [0, UINT64_MAX): the page arithmetic must not overflow.
+TEST_F(MirrorTest, TeardownInvalidationDropsEveryEntry) {
+  ASSERT_THAT(mirror_.Fault(FakeAddressSpace::Address(0), Access::kRead), IsOk());
+  ASSERT_THAT(mirror_.Fault(FakeAddressSpace::Address(15), Access::kRead), IsOk());
+  hub_.Release();
+  EXPECT_EQ(mirror_.mapped_count(), 0u);
+  EXPECT_EQ(mirror_.stats().zapped, 2u);
+}
+
 }  // namespace
 }  // namespace mmuvisor::mmu
