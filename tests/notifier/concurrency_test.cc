@@ -1,0 +1,144 @@
+// Concurrency: invalidators (blockable and not, nested sometimes) race with registration,
+// unregistration, Get/Put, interval insert/remove and ReadBegin/ReadRetry readers.
+// Afterwards the pairing checker must report no violation and every count that stayed
+// registered must be back at zero. Runs under TSan in CI (label `concurrency`).
+#include <atomic>
+#include <memory>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "notifier/hub.h"
+#include "support/status_matchers.h"
+#include "test_subscriptions.h"
+
+namespace mmuvisor::notifier {
+namespace {
+
+using ::mmuvisor::testing::IsOk;
+using testing::FailingSubscription;
+using testing::KvmLikeSubscription;
+using testing::MirrorInterval;
+
+constexpr uint64_t kSpace = 1 << 20;
+
+Range RandomRange(std::mt19937_64& rng, bool blockable) {
+  const uint64_t start = (rng() % (kSpace / 4096)) * 4096;
+  const uint64_t len = (1 + rng() % 16) * 4096;
+  return Range{start, start + len, static_cast<Event>(rng() % 8), blockable, nullptr};
+}
+
+class KvmAllocator : public SubscriptionAllocator {
+ public:
+  absl::StatusOr<std::unique_ptr<Subscription>> AllocNotifier(NotifierSubscriptions&) override {
+    return std::make_unique<KvmLikeSubscription>("got");
+  }
+};
+
+class ConcurrencyTest : public ::testing::TestWithParam<Policy> {};
+
+TEST_P(ConcurrencyTest, StormKeepsEveryWindowPaired) {
+  KvmAllocator allocator;
+  NotifierSubscriptions hub({.policy = GetParam()});
+  KvmLikeSubscription a("A"), c("C");
+  FailingSubscription b("B");
+  ASSERT_THAT(hub.Register(a), IsOk());
+  ASSERT_THAT(hub.Register(b), IsOk());
+  ASSERT_THAT(hub.Register(c), IsOk());
+  MirrorInterval reader_mirror(nullptr, "reader");
+  ASSERT_THAT(reader_mirror.Insert(hub, 0, kSpace), IsOk());
+
+  constexpr int kInvalidators = 2;
+  constexpr int kOpsPerInvalidator = 1500;
+  std::atomic<int> invalidators_done{0};
+  std::atomic<uint64_t> successes{0}, eagain{0};
+  std::vector<std::thread> threads;
+
+  for (int t = 0; t < kInvalidators; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937_64 rng(1000 + t);
+      for (int i = 0; i < kOpsPerInvalidator; ++i) {
+        const Range outer = RandomRange(rng, rng() % 2 == 0);
+        absl::Status s = hub.InvalidateRangeStart(outer);
+        if (!s.ok()) {
+          ASSERT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+          eagain.fetch_add(1);
+          continue;
+        }
+        successes.fetch_add(1);
+        if (rng() % 4 == 0) {  // a nested window inside the outer one
+          const Range inner = RandomRange(rng, true);
+          ASSERT_THAT(hub.InvalidateRangeStart(inner), IsOk());
+          hub.InvalidateRangeEnd(inner);
+        }
+        if (rng() % 8 == 0) hub.ClearYoung(outer.start, outer.end);
+        hub.InvalidateRangeEnd(outer);
+      }
+      invalidators_done.fetch_add(1);
+    });
+  }
+  auto running = [&] { return invalidators_done.load() < kInvalidators; };
+
+  threads.emplace_back([&] {  // registrar: register/unregister and get/put
+    std::mt19937_64 rng(7);
+    while (running()) {
+      KvmLikeSubscription extra("extra");
+      ASSERT_THAT(hub.Register(extra), IsOk());
+      ASSERT_OK_AND_ASSIGN(Subscription * got, hub.Get(allocator));
+      if (rng() % 2 == 0) hub.TestYoung(rng() % kSpace);
+      ASSERT_THAT(hub.Put(*got), IsOk());
+      ASSERT_THAT(hub.Unregister(extra), IsOk());
+      if (rng() % 4 == 0) hub.Synchronize();
+    }
+  });
+  threads.emplace_back([&] {  // interval churn
+    std::mt19937_64 rng(11);
+    while (running()) {
+      MirrorInterval m(nullptr, "churn");
+      const uint64_t start = (rng() % (kSpace / 4096)) * 4096;
+      ASSERT_THAT(m.Insert(hub, start, (1 + rng() % 8) * 4096), IsOk());
+      if (rng() % 2 == 0) std::this_thread::yield();
+      ASSERT_THAT(m.Remove(), IsOk());
+    }
+  });
+  std::atomic<uint64_t> reads{0}, retries{0};
+  threads.emplace_back([&] {  // the mirror's fault path
+    while (running()) {
+      const uint64_t seq = reader_mirror.ReadBegin();
+      absl::MutexLock lock(&reader_mirror.user_lock);
+      if (reader_mirror.ReadRetry(seq)) {
+        retries.fetch_add(1);
+      } else {
+        reads.fetch_add(1);
+      }
+    }
+  });
+  for (std::thread& t : threads) t.join();
+
+  ASSERT_THAT(reader_mirror.Remove(), IsOk());
+  const PairingSummary s = hub.pairing_summary();
+  EXPECT_EQ(s.violations, 0u) << s.ToString();
+  EXPECT_EQ(a.in_progress(), 0);
+  EXPECT_EQ(c.in_progress(), 0);
+  EXPECT_EQ(s.open, 0) << s.ToString();
+  EXPECT_EQ(a.pairing().starts, a.pairing().ends);
+  EXPECT_EQ(hub.active_invalidate_ranges(), 0u);
+  EXPECT_EQ(hub.invalidate_seq() % 2, 0u);
+  EXPECT_GT(successes.load(), 0u);
+  EXPECT_GT(eagain.load(), 0u);  // B fails every non-blockable start
+  EXPECT_GT(reads.load() + retries.load(), 0u);
+  ASSERT_THAT(hub.Unregister(a), IsOk());
+  ASSERT_THAT(hub.Unregister(b), IsOk());
+  ASSERT_THAT(hub.Unregister(c), IsOk());
+}
+
+INSTANTIATE_TEST_SUITE_P(PairedPolicies, ConcurrencyTest,
+                         ::testing::Values(Policy::kUpstream, Policy::kSortedEndLast),
+                         [](const ::testing::TestParamInfo<Policy>& param_info) {
+                           return std::string(PolicyName(param_info.param)).substr(1);
+                         });
+
+}  // namespace
+}  // namespace mmuvisor::notifier
