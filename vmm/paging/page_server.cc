@@ -414,6 +414,36 @@ PageServerStats PageServer::Stats() const {
   return s;
 }
 
+absl::Status PageServer::Populate(uint64_t page, const void* data) {
+  if (page >= range_.num_pages) {
+    return absl::OutOfRangeError(
+        absl::StrFormat("PageServer::Populate page %d >= %d", page, range_.num_pages));
+  }
+  if (shut_down_.load(std::memory_order_relaxed)) {
+    return absl::FailedPreconditionError(absl::StrFormat("PageServer::Populate page %d: shut down", page));
+  }
+  uffdio_copy copy{};
+  copy.dst = reinterpret_cast<uintptr_t>(PageAddress(page));
+  copy.src = reinterpret_cast<uintptr_t>(data);
+  copy.len = range_.page_size;
+  // Not a handler: EAGAIN clears when a handler reads the pending event, so just retry.
+  for (int attempt = 0; attempt < 100000; ++attempt) {
+    copy.copy = 0;
+    if (ioctl(uffd_, UFFDIO_COPY, &copy) == 0) return absl::OkStatus();
+    if (errno == EEXIST) {
+      return absl::AlreadyExistsError(
+          absl::StrFormat("PageServer::Populate page %d: already populated", page));
+    }
+    if (errno != EAGAIN) {
+      return absl::ErrnoToStatus(errno, absl::StrFormat("UFFDIO_COPY page %d dst=%p len=%d", page,
+                                                        PageAddress(page), range_.page_size));
+    }
+    sched_yield();
+  }
+  return absl::UnavailableError(
+      absl::StrFormat("PageServer::Populate page %d: UFFDIO_COPY kept failing with EAGAIN", page));
+}
+
 absl::StatusOr<std::vector<uint8_t>> PageServer::Residency(uint64_t first, uint64_t count) const {
   if (first > range_.num_pages || count > range_.num_pages - first) {
     return absl::OutOfRangeError(absl::StrFormat("PageServer::Residency pages [%d, %d) outside [0, %d)",

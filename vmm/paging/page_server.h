@@ -125,6 +125,14 @@ class PageServer {
   // uses to pick the pages to save, with SwapStore::IsSavedClean to skip the write.
   absl::StatusOr<std::vector<uint8_t>> Residency(uint64_t first, uint64_t count) const;
 
+  // Installs `data` (page_size bytes) as page `page` if it is missing now, waking any thread
+  // waiting on it: proactive swap-in (prefetch) and the second half of Migrate (see README).
+  // Errors: AlreadyExists (the page is populated: someone faulted it in first), OutOfRange,
+  // FailedPrecondition (after Shutdown), Unavailable (the mm kept changing: EAGAIN retried
+  // 100000 times, e.g. no handler is reading a pending REMOVE event), the UFFDIO_COPY errno.
+  // Any thread except a handler; not concurrently with Shutdown().
+  absl::Status Populate(uint64_t page, const void* data);
+
   // The userfaultfd, for diagnostics and tests (poll it to see a pending fault). -1 after
   // Shutdown().
   int userfaultfd() const { return uffd_; }

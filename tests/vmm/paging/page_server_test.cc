@@ -341,6 +341,24 @@ TEST_P(PageServerTest, ReclaimStormWhileThreadsReadNeverShowsWrongData) {
   EXPECT_TRUE(Eventually([&] { return server_->Stats().remove_events == 2000; }));
 }
 
+// Migrate as the HostAddressSpace does it: save, discard (old backing page freed), then
+// populate the new page from the copy. A fault in between would get the saved copy.
+TEST_P(PageServerTest, PopulateInstallsAMissingPageAndRefusesAPresentOne) {
+  Start(4);
+  FillPattern(Page(2), 2, PageSize());
+  std::vector<uint8_t> copy(Page(2), Page(2) + PageSize());
+  ASSERT_OK(store_->Save(2, copy.data()));
+  ASSERT_OK(ram_->Discard(2, 1));
+  ASSERT_OK(server_->Populate(2, copy.data()));
+  const uint64_t faults = server_->Stats().faults;
+  EXPECT_TRUE(HasPattern(Page(2), 2, PageSize()));
+  EXPECT_EQ(server_->Stats().faults, faults);  // no fault: the page was there
+  EXPECT_THAT(server_->Populate(2, copy.data()),
+              StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("page 2")));
+  EXPECT_THAT(server_->Populate(4, copy.data()),
+              StatusIs(absl::StatusCode::kOutOfRange, HasSubstr("page 4")));
+}
+
 TEST_P(PageServerTest, ShutdownWithAThreadBlockedInAFaultNeverHangs) {
   Start(4, {.handler_threads = 0});
   int result = -1;
