@@ -142,6 +142,13 @@ absl::Status SwapStore::Save(uint64_t page, const void* data) {
   if (page >= num_pages_) {
     return absl::OutOfRangeError(absl::StrFormat("SwapStore::Save page %d >= %d", page, num_pages_));
   }
+  // Snapshot first, outside the lock: the checksum and the file then describe the same bytes
+  // even if the caller broke the REQUIRES, and if `data` is a non-resident guest page its
+  // fault is served before we hold the stripe the page server needs.
+  thread_local std::vector<uint8_t> snapshot;
+  snapshot.resize(page_size_);
+  std::memcpy(snapshot.data(), data, page_size_);
+  data = snapshot.data();
   const uint32_t crc = Crc32c(data, page_size_);
   const off_t offset = static_cast<off_t>(page * page_size_);
   PagingWriterLock lock(&StripeOf(page));

@@ -93,7 +93,9 @@ class SwapStore {
   // other errnos as absl::ErrnoToStatus,
   // with the page and offset in the message. On error the page is NOT saved.
   // REQUIRES: the caller holds the guest off the page (hub invalidation window) so `data`
-  // is stable while it is copied.
+  // is the page's settled contents. `data` is copied once before anything else, so the
+  // checksum always matches what is written. Saving a non-resident guest page faults it in
+  // first (through the page server): save resident pages only (PageServer::Residency).
   absl::Status Save(uint64_t page, const void* data) ABSL_LOCKS_EXCLUDED(inject_mu_);
 
   // Reads page `page` into `out` (page_size bytes) and verifies its checksum.
