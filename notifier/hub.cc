@@ -63,7 +63,7 @@ NotifierSubscriptions::~NotifierSubscriptions() {
   srcu_.Barrier();
   std::vector<Subscription*> gets;
   {
-    absl::MutexLock lock(&reg_mu_);
+    MutexLock lock(&reg_mu_);
     for (Subscription* sub : linked_) {
       assert(sub->allocator_ != nullptr && "~NotifierSubscriptions: still registered");
       if (sub->allocator_ != nullptr) gets.push_back(sub);
@@ -133,13 +133,13 @@ void NotifierSubscriptions::UnlinkLocked(Subscription& sub) {
 }
 
 absl::Status NotifierSubscriptions::Register(Subscription& sub) {
-  absl::MutexLock lock(&reg_mu_);
+  MutexLock lock(&reg_mu_);
   return LinkLocked(sub);
 }
 
 absl::Status NotifierSubscriptions::Unregister(Subscription& sub) {
   {
-    absl::MutexLock lock(&reg_mu_);
+    MutexLock lock(&reg_mu_);
     if (sub.hub_ != this) {
       return absl::FailedPreconditionError(absl::StrFormat(
           "unregister subscription '%s': not registered with this hub", sub.name()));
@@ -156,13 +156,13 @@ absl::Status NotifierSubscriptions::Unregister(Subscription& sub) {
     sub.Release(*this);
   }
   {
-    absl::MutexLock lock(&reg_mu_);
+    MutexLock lock(&reg_mu_);
     UnlinkLocked(sub);
   }
   // Waits for every callback that may still be running on `sub`, including a release
   // started by a concurrent teardown.
   srcu_.Synchronize();
-  absl::MutexLock lock(&reg_mu_);
+  MutexLock lock(&reg_mu_);
   sub.hub_ = nullptr;
   // release: pairs with the acquire in PairingChecker::CheckLinked.
   sub.link_state_.store(Subscription::LinkState::kUnregistered, std::memory_order_release);
@@ -170,7 +170,7 @@ absl::Status NotifierSubscriptions::Unregister(Subscription& sub) {
 }
 
 absl::StatusOr<Subscription*> NotifierSubscriptions::Get(SubscriptionAllocator& allocator) {
-  absl::MutexLock lock(&reg_mu_);
+  MutexLock lock(&reg_mu_);
   for (Subscription* sub : linked_) {
     if (sub->allocator_ == &allocator) {
       ++sub->users_;
@@ -197,7 +197,7 @@ absl::StatusOr<Subscription*> NotifierSubscriptions::Get(SubscriptionAllocator& 
 }
 
 absl::Status NotifierSubscriptions::Put(Subscription& sub) {
-  absl::MutexLock lock(&reg_mu_);
+  MutexLock lock(&reg_mu_);
   if (sub.hub_ != this || sub.allocator_ == nullptr || sub.users_ == 0) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "put subscription '%s': not a Get subscription of this hub with users",
@@ -222,14 +222,14 @@ absl::Status NotifierSubscriptions::Put(Subscription& sub) {
 void NotifierSubscriptions::Synchronize() { srcu_.Barrier(); }
 
 size_t NotifierSubscriptions::subscription_count() const {
-  absl::MutexLock lock(&reg_mu_);
+  MutexLock lock(&reg_mu_);
   return linked_.size();
 }
 
 PairingSummary NotifierSubscriptions::pairing_summary() const {
   int64_t open = 0;
   {
-    absl::MutexLock lock(&reg_mu_);
+    MutexLock lock(&reg_mu_);
     // relaxed: statistic.
     for (const Subscription* sub : linked_) open += sub->open_.load(std::memory_order_relaxed);
   }
@@ -248,7 +248,7 @@ void NotifierSubscriptions::Release() {
   }
   std::vector<Subscription*> subs;
   {
-    absl::MutexLock lock(&reg_mu_);
+    MutexLock lock(&reg_mu_);
     // acq_rel: a second Release returns here; pairs with torn_down() loads.
     if (torn_down_.exchange(true, std::memory_order_acq_rel)) return;
     subs.assign(linked_.rbegin(), linked_.rend());
@@ -264,7 +264,7 @@ void NotifierSubscriptions::Release() {
     }
   }
   {
-    absl::MutexLock lock(&reg_mu_);
+    MutexLock lock(&reg_mu_);
     for (Subscription* sub : linked_) {
       checker_.OnUnlinked(*sub);
       if (sub->allocator_ != nullptr) unlinked_gets_.push_back(sub);

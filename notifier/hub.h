@@ -31,13 +31,14 @@
 #define MMUVISOR_NOTIFIER_HUB_H_
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include "notifier/mutex.h"
 #include "notifier/interval_subscription.h"
 #include "notifier/interval_tree.h"
 #include "notifier/pairing_checker.h"
@@ -170,7 +171,7 @@ class NotifierSubscriptions {
   SrcuDomain srcu_;
   WindowGate gate_;
 
-  mutable absl::Mutex reg_mu_ ABSL_ACQUIRED_BEFORE(itree_mu_);
+  mutable Mutex reg_mu_ ABSL_ACQUIRED_BEFORE(itree_mu_);
   std::vector<Subscription*> linked_ ABSL_GUARDED_BY(reg_mu_);  // registration order
   uint64_t next_order_ ABSL_GUARDED_BY(reg_mu_) = 1;
   std::vector<Subscription*> unlinked_gets_ ABSL_GUARDED_BY(reg_mu_);  // torn down, users>0
@@ -180,11 +181,13 @@ class NotifierSubscriptions {
   std::atomic<bool> has_itree_{false};  // set once, with the gate closed
   std::atomic<uint64_t> sorted_refusals_{0};
 
-  mutable absl::Mutex itree_mu_;
+  mutable Mutex itree_mu_;
   IntervalTree itree_ ABSL_GUARDED_BY(itree_mu_);
   uint64_t invalidate_seq_ ABSL_GUARDED_BY(itree_mu_) = 2;
   uint64_t active_invalidate_ranges_ ABSL_GUARDED_BY(itree_mu_) = 0;
   IntervalSubscription* deferred_head_ ABSL_GUARDED_BY(itree_mu_) = nullptr;
+  // Linux subscriptions->wq: ReadBegin and Remove wait here for invalidate_seq_ to move.
+  std::condition_variable itree_wq_;
 };
 
 }  // namespace mmuvisor::notifier

@@ -6,20 +6,10 @@
 #include "notifier/hub.h"
 
 namespace mmuvisor::notifier {
-namespace {
-
-struct SeqWait {
-  const uint64_t* seq;  // the hub's invalidate_seq_, read with itree_mu_ held by Await
-  uint64_t from;
-};
-bool SeqMoved(SeqWait* wait) { return *wait->seq != wait->from; }
-
-}  // namespace
-
 void NotifierSubscriptions::EnsureItree() {
   // acquire: pairs with the release below.
   if (has_itree_.load(std::memory_order_acquire)) return;
-  absl::MutexLock lock(&reg_mu_);
+  MutexLock lock(&reg_mu_);
   if (has_itree_.load(std::memory_order_acquire)) return;
   // Linux sets has_itree under mm_take_all_locks: a window that began without the
   // interval part must not end with it, so flip it with no window open.
@@ -33,7 +23,7 @@ bool NotifierSubscriptions::ItreeStart(const Range& range) {
   uint64_t cur_seq;
   bool overlap;
   {
-    absl::MutexLock lock(&itree_mu_);
+    MutexLock lock(&itree_mu_);
     ++active_invalidate_ranges_;
     overlap = itree_.AnyOverlap(range.start, range.end - 1);
     // An overlapping writer freezes the tree and makes ReadBegin wait: seq |= 1.
@@ -61,12 +51,13 @@ bool NotifierSubscriptions::ItreeStart(const Range& range) {
 }
 
 void NotifierSubscriptions::ItreeEnd() {
-  absl::MutexLock lock(&itree_mu_);
+  MutexLock lock(&itree_mu_);
   assert(active_invalidate_ranges_ > 0 && "ItreeEnd without ItreeStart");
   if (--active_invalidate_ranges_ != 0 || (invalidate_seq_ & 1) == 0) return;
-  // The last writer: seq becomes even, the tree thaws, deferred work runs. Waiters in
-  // ReadBegin/Remove wake when itree_mu_ is released (their Conditions are re-checked).
+  // The last writer: seq becomes even, the tree thaws, deferred work runs, and waiters
+  // in ReadBegin/Remove wake (they re-check under itree_mu_).
   ++invalidate_seq_;
+  itree_wq_.notify_all();
   while (deferred_head_ != nullptr) {
     IntervalSubscription* sub = deferred_head_;
     const IntervalSubscription::Deferred what = sub->deferred_;
@@ -115,7 +106,7 @@ absl::Status NotifierSubscriptions::IntervalInsert(IntervalSubscription& sub, ui
         length));
   }
   EnsureItree();
-  absl::MutexLock lock(&itree_mu_);
+  MutexLock lock(&itree_mu_);
   sub.node_.start = start;
   sub.node_.last = start + (length - 1);
   sub.node_.sub = &sub;
@@ -146,7 +137,7 @@ absl::Status NotifierSubscriptions::IntervalInsert(IntervalSubscription& sub, ui
 void NotifierSubscriptions::IntervalRemove(IntervalSubscription& sub) {
   uint64_t wait_from = 0;
   {
-    absl::MutexLock lock(&itree_mu_);
+    MutexLock lock(&itree_mu_);
     if ((invalidate_seq_ & 1) != 0) {
       if (!sub.node_.in_tree) {
         // Its insert is still deferred: cancel it; no walk can have seen it.
@@ -161,39 +152,41 @@ void NotifierSubscriptions::IntervalRemove(IntervalSubscription& sub) {
     }
     if (wait_from != 0) {
       // Wait for the last end: it removes us, and no walk can be running on us after.
-      SeqWait wait{&invalidate_seq_, wait_from};
-      itree_mu_.Await(absl::Condition(&SeqMoved, &wait));
+      itree_mu_.Await(itree_wq_, [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        return invalidate_seq_ != wait_from;  // itree_mu_ is held inside Await
+      });
     }
   }
   sub.hub_ = nullptr;
 }
 
 uint64_t NotifierSubscriptions::IntervalReadBegin(IntervalSubscription& sub) {
-  absl::MutexLock lock(&itree_mu_);
+  MutexLock lock(&itree_mu_);
   // relaxed: SetSeq runs under the driver's lock, and an invalidation that sets it began
   // under itree_mu_, which we hold: any such store we must see is ordered by the lock.
   const uint64_t seq = sub.invalidate_seq_.load(std::memory_order_relaxed);
   if (seq == invalidate_seq_) {
     // An invalidation that covers us is open (or our insert is pending): wait for the
     // last end. Like Linux, ReadBegin does not wait for any later writer.
-    SeqWait wait{&invalidate_seq_, seq};
-    itree_mu_.Await(absl::Condition(&SeqMoved, &wait));
+    itree_mu_.Await(itree_wq_, [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      return invalidate_seq_ != seq;  // itree_mu_ is held inside Await
+    });
   }
   return seq;
 }
 
 uint64_t NotifierSubscriptions::invalidate_seq() const {
-  absl::MutexLock lock(&itree_mu_);
+  MutexLock lock(&itree_mu_);
   return invalidate_seq_;
 }
 
 uint64_t NotifierSubscriptions::active_invalidate_ranges() const {
-  absl::MutexLock lock(&itree_mu_);
+  MutexLock lock(&itree_mu_);
   return active_invalidate_ranges_;
 }
 
 size_t NotifierSubscriptions::interval_count() const {
-  absl::MutexLock lock(&itree_mu_);
+  MutexLock lock(&itree_mu_);
   return itree_.size();
 }
 

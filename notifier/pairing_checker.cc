@@ -111,7 +111,7 @@ void PairingChecker::OnUnlinked(Subscription& sub) {
 void PairingChecker::Report(ViolationKind kind, const Subscription& sub, const Range& range) {
   // relaxed: statistic; the list itself is guarded by mu_.
   violation_count_.fetch_add(1, std::memory_order_relaxed);
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (kept_.size() < kMaxKept) kept_.push_back(Violation{kind, sub.name(), &sub, range});
 }
 
@@ -125,7 +125,7 @@ PairingSummary PairingChecker::Summary(int64_t linked_open) const {
   s.max_depth = max_depth_.load(std::memory_order_relaxed);
   s.unlinked_with_open = unlinked_with_open_.load(std::memory_order_relaxed);
   s.violations = violation_count_.load(std::memory_order_relaxed);
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   s.first_violations = kept_;
   return s;
 }

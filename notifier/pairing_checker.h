@@ -25,7 +25,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
+#include "notifier/mutex.h"
 #include "notifier/range.h"
 #include "notifier/subscription.h"
 
@@ -98,7 +98,7 @@ class PairingChecker {
   std::atomic<uint64_t> failed_starts_{0};
   std::atomic<int64_t> max_depth_{0};
   std::atomic<uint64_t> unlinked_with_open_{0};
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   std::vector<Violation> kept_ ABSL_GUARDED_BY(mu_);
 };
 

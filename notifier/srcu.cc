@@ -45,11 +45,11 @@ void SrcuDomain::Synchronize() {
   std::vector<std::function<void()>> ready;
   {
     // Callbacks queued before this point are covered by the grace period below.
-    absl::MutexLock lock(&queue_mu_);
+    MutexLock lock(&queue_mu_);
     ready.swap(queue_);
   }
   {
-    absl::MutexLock lock(&sync_mu_);
+    MutexLock lock(&sync_mu_);
     // relaxed: only writers store the epoch, and they are serialised by sync_mu_.
     int old = epoch_.load(std::memory_order_relaxed);
     // seq_cst: writer half of the store-buffering pair with ReadLock.
@@ -62,7 +62,7 @@ void SrcuDomain::Synchronize() {
 }
 
 void SrcuDomain::CallAfterGracePeriod(std::function<void()> fn) {
-  absl::MutexLock lock(&queue_mu_);
+  MutexLock lock(&queue_mu_);
   queue_.push_back(std::move(fn));
 }
 

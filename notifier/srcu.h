@@ -27,7 +27,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
+#include "notifier/mutex.h"
 
 namespace mmuvisor::notifier {
 
@@ -61,8 +61,8 @@ class SrcuDomain {
   std::array<Shard, kShards> shards_{};
   alignas(64) std::atomic<int> epoch_{0};
   std::atomic<uint64_t> grace_periods_{0};
-  absl::Mutex sync_mu_;
-  absl::Mutex queue_mu_;
+  Mutex sync_mu_;
+  Mutex queue_mu_;
   std::vector<std::function<void()>> queue_ ABSL_GUARDED_BY(queue_mu_);
 };
 

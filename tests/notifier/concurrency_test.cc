@@ -107,7 +107,7 @@ TEST_P(ConcurrencyTest, StormKeepsEveryWindowPaired) {
   threads.emplace_back([&] {  // the mirror's fault path
     while (running()) {
       const uint64_t seq = reader_mirror.ReadBegin();
-      absl::MutexLock lock(&reader_mirror.user_lock);
+      std::lock_guard<std::mutex> lock(reader_mirror.user_lock);
       if (reader_mirror.ReadRetry(seq)) {
         retries.fetch_add(1);
       } else {

@@ -117,7 +117,7 @@ TEST(IntervalTest, ReadRetryAndCheckRetrySeeAnInvalidation) {
   ASSERT_THAT(m.Insert(hub, 0, 0x10000), IsOk());
   const uint64_t seq = m.ReadBegin();
   {
-    absl::MutexLock lock(&m.user_lock);
+    std::lock_guard<std::mutex> lock(m.user_lock);
     EXPECT_FALSE(m.ReadRetry(seq));
   }
   EXPECT_FALSE(m.CheckRetry(seq));
@@ -125,7 +125,7 @@ TEST(IntervalTest, ReadRetryAndCheckRetrySeeAnInvalidation) {
   ASSERT_THAT(hub.InvalidateRangeStart(r), IsOk());
   hub.InvalidateRangeEnd(r);
   {
-    absl::MutexLock lock(&m.user_lock);
+    std::lock_guard<std::mutex> lock(m.user_lock);
     EXPECT_TRUE(m.ReadRetry(seq));
   }
   EXPECT_TRUE(m.CheckRetry(seq));

@@ -12,7 +12,7 @@
 #include <utility>
 #include <vector>
 
-#include "absl/synchronization/mutex.h"
+#include <mutex>
 #include "notifier/hub.h"
 #include "notifier/interval_subscription.h"
 #include "notifier/subscription.h"
@@ -23,17 +23,17 @@ namespace mmuvisor::notifier::testing {
 class CallLog {
  public:
   void Add(std::string entry) {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     entries_.push_back(std::move(entry));
   }
   std::vector<std::string> Take() {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     return std::exchange(entries_, {});
   }
 
  private:
-  absl::Mutex mu_;
-  std::vector<std::string> entries_ ABSL_GUARDED_BY(mu_);
+  std::mutex mu_;
+  std::vector<std::string> entries_;  // guarded by mu_
 };
 
 class KvmLikeSubscription : public Subscription {
@@ -106,14 +106,14 @@ class MirrorInterval : public IntervalSubscription {
     if (log_ != nullptr) log_->Add(name_ + ".invalidate");
     if (fail_nonblock_.load() && !range.blockable) return false;
     if (range.blockable) {
-      user_lock.Lock();
-    } else if (!user_lock.TryLock()) {
+      user_lock.lock();
+    } else if (!user_lock.try_lock()) {
       return false;
     }
     SetSeq(cur_seq);
     invalidations_.fetch_add(1, std::memory_order_relaxed);
     last_event_.store(static_cast<int>(range.event), std::memory_order_relaxed);
-    user_lock.Unlock();
+    user_lock.unlock();
     return true;
   }
   void set_fail_nonblock(bool fail) { fail_nonblock_.store(fail); }
@@ -122,7 +122,7 @@ class MirrorInterval : public IntervalSubscription {
     return static_cast<Event>(last_event_.load(std::memory_order_relaxed));
   }
 
-  absl::Mutex user_lock;
+  std::mutex user_lock;  // the driver's "user lock" (std::mutex: visible to TSan)
 
  private:
   CallLog* log_;
