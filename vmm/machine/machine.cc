@@ -105,7 +105,7 @@ absl::Status Machine::SetUpKvm() {
   RETURN_IF_ERROR(memory_.RegisterWith(*vm_));
   ASSIGN_OR_RETURN(std::vector<kvm_cpuid_entry2> cpuid, system_->SupportedCpuid());
   for (uint32_t i = 0; i < config_.vcpus; ++i) RETURN_IF_ERROR(SetUpVcpu(i, cpuid));
-  absl::MutexLock lock(&mu_);
+  VmmLock lock(&mu_);
   reports_.resize(config_.vcpus);
   for (uint32_t i = 0; i < config_.vcpus; ++i) reports_[i].index = i;
   return absl::OkStatus();
@@ -126,7 +126,7 @@ absl::Status Machine::SetUpVcpu(uint32_t index, const std::vector<kvm_cpuid_entr
 
 RunResult Machine::Run() {
   {
-    absl::MutexLock lock(&mu_);
+    VmmLock lock(&mu_);
     assert(!ran_ && "Machine::Run called twice");
     ran_ = true;
   }
@@ -152,7 +152,7 @@ RunResult Machine::Run() {
   result.timeout = config_.timeout;
   result.exit = absl::Now() - created_;
   {
-    absl::MutexLock lock(&mu_);
+    VmmLock lock(&mu_);
     result.vcpus = reports_;
     result.first_ucall = first_ucall_;
   }
@@ -167,7 +167,7 @@ void Machine::KickAll() {
 void Machine::OnVcpuStop(uint32_t vcpu, const VcpuStop& stop) {
   bool broken = stop.kind == StopKind::kCrashed || stop.kind == StopKind::kHostError;
   {
-    absl::MutexLock lock(&mu_);
+    VmmLock lock(&mu_);
     VcpuReport& report = reports_[vcpu];
     report.stop = stop;
     broken = broken || report.assertion.has_value() || !report.protocol_error.empty();
@@ -176,7 +176,7 @@ void Machine::OnVcpuStop(uint32_t vcpu, const VcpuStop& stop) {
 }
 
 void Machine::MarkUcall() {
-  absl::MutexLock lock(&mu_);
+  VmmLock lock(&mu_);
   if (!first_ucall_) first_ucall_ = absl::Now() - created_;
 }
 
@@ -192,13 +192,13 @@ void Machine::OnSync(uint32_t vcpu, uint64_t stage, absl::Span<const uint64_t> v
 
 void Machine::OnAssert(uint32_t vcpu, const GuestAssertion& assertion) {
   MarkUcall();
-  absl::MutexLock lock(&mu_);
+  VmmLock lock(&mu_);
   reports_[vcpu].assertion = assertion;
 }
 
 void Machine::OnDone(uint32_t vcpu, uint64_t exit_code) {
   MarkUcall();
-  absl::MutexLock lock(&mu_);
+  VmmLock lock(&mu_);
   reports_[vcpu].done_code = exit_code;
 }
 
@@ -213,7 +213,7 @@ void Machine::OnReport(uint32_t vcpu, uint64_t kind, absl::Span<const uint64_t> 
 }
 
 void Machine::OnProtocolError(uint32_t vcpu, absl::string_view what) {
-  absl::MutexLock lock(&mu_);
+  VmmLock lock(&mu_);
   reports_[vcpu].protocol_error = std::string(what);
 }
 

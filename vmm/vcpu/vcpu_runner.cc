@@ -81,7 +81,7 @@ VcpuRunner::~VcpuRunner() {
 void VcpuRunner::Start() {
   // Held across thread creation so a Kick() from another thread (or from the new thread's
   // own on_stop) never sees a half-assigned handle.
-  absl::MutexLock lock(&kick_mu_);
+  VmmLock lock(&kick_mu_);
   thread_ = std::thread([this] { ThreadMain(); });
   handle_ = thread_.native_handle();
   signalable_ = true;
@@ -90,7 +90,7 @@ void VcpuRunner::Start() {
 void VcpuRunner::Kick() {
   stop_requested_.store(true, std::memory_order_release);  // pairs with RunLoop's acquire
   vcpu_->RequestImmediateExit(true);
-  absl::MutexLock lock(&kick_mu_);
+  VmmLock lock(&kick_mu_);
   // A thread that has returned but is not yet joined may still be signalled (its handle
   // stays valid until join); a joined one may not, hence signalable_.
   if (signalable_) pthread_kill(handle_, KickSignal());
@@ -98,7 +98,7 @@ void VcpuRunner::Kick() {
 
 void VcpuRunner::Join() {
   {
-    absl::MutexLock lock(&kick_mu_);
+    VmmLock lock(&kick_mu_);
     signalable_ = false;
   }
   if (thread_.joinable()) thread_.join();

@@ -34,7 +34,7 @@
 
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
+#include "vmm/vmm_mutex.h"
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -98,7 +98,7 @@ class VcpuRunner {
   std::atomic<bool> stop_requested_{false};
   std::thread thread_;  // touched only by the owner (Start, Join, destructor)
   // Whether pthread_kill(handle_) is allowed: from Start() until Join() begins.
-  absl::Mutex kick_mu_;
+  VmmMutex kick_mu_;
   bool signalable_ ABSL_GUARDED_BY(kick_mu_) = false;
   pthread_t handle_ ABSL_GUARDED_BY(kick_mu_){};
   VcpuStop stop_;  // written by the vCPU thread, read after Join()

@@ -8,12 +8,13 @@
 #ifndef MMUVISOR_VMM_VCPU_WATCHDOG_H_
 #define MMUVISOR_VMM_VCPU_WATCHDOG_H_
 
+#include <condition_variable>
 #include <functional>
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "vmm/vmm_mutex.h"
 
 namespace mmuvisor::vmm {
 
@@ -34,7 +35,8 @@ class Watchdog {
 
   const absl::Duration timeout_;
   std::function<void()> on_expire_;
-  mutable absl::Mutex mu_;
+  mutable VmmMutex mu_;
+  std::condition_variable_any cv_;  // signalled on cancelled_ and done_
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   bool expired_ ABSL_GUARDED_BY(mu_) = false;
   bool done_ ABSL_GUARDED_BY(mu_) = false;  // on_expire finished, or will never run

@@ -1,0 +1,144 @@
+// The hand-written mmuvisor flag parser: every flag, both value forms, and each kind of
+// bad input with its exact message.
+#include "vmm/cli/flags.h"
+
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "support/status_matchers.h"
+
+namespace mmuvisor::vmm::cli {
+namespace {
+
+using ::mmuvisor::testing::StatusIs;
+using ::testing::HasSubstr;
+
+absl::StatusOr<Command> Parse(std::vector<std::string> args) { return ParseCommandLine(args); }
+
+TEST(ParseSizeTest, UnitsAndErrors) {
+  EXPECT_EQ(*ParseSize("4096"), 4096u);
+  EXPECT_EQ(*ParseSize("64K"), 64u << 10);
+  EXPECT_EQ(*ParseSize("64M"), 64u << 20);
+  EXPECT_EQ(*ParseSize("64m"), 64u << 20);
+  EXPECT_EQ(*ParseSize("1G"), 1ull << 30);
+  EXPECT_EQ(*ParseSize("1GiB"), 1ull << 30);
+  EXPECT_EQ(*ParseSize("2T"), 2ull << 40);
+  EXPECT_THAT(ParseSize(""), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a size")));
+  EXPECT_THAT(ParseSize("M"), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a size")));
+  EXPECT_THAT(ParseSize("-1M"), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a size")));
+  EXPECT_THAT(ParseSize("64X"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("unknown unit 'X'")));
+  EXPECT_THAT(ParseSize("0M"), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("zero")));
+  EXPECT_THAT(ParseSize("99999999999999999999"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("too large")));
+  EXPECT_THAT(ParseSize("17000000T"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("overflows 64 bits")));
+}
+
+TEST(ParseTimeoutTest, FormsAndErrors) {
+  EXPECT_EQ(*ParseTimeout("10s"), absl::Seconds(10));
+  EXPECT_EQ(*ParseTimeout("500ms"), absl::Milliseconds(500));
+  EXPECT_EQ(*ParseTimeout("3"), absl::Seconds(3));
+  EXPECT_EQ(*ParseTimeout("none"), absl::InfiniteDuration());
+  EXPECT_THAT(ParseTimeout("soon"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a duration")));
+  EXPECT_THAT(ParseTimeout("0"), StatusIs(absl::StatusCode::kInvalidArgument,
+                                          HasSubstr("positive, finite")));
+  EXPECT_THAT(ParseTimeout("-5s"), StatusIs(absl::StatusCode::kInvalidArgument,
+                                            HasSubstr("positive, finite")));
+  EXPECT_THAT(ParseTimeout("inf"), StatusIs(absl::StatusCode::kInvalidArgument,
+                                            HasSubstr("positive, finite")));
+}
+
+TEST(ParseCommandLineTest, NoArgumentsRunsTheDefaultGuest) {
+  ASSERT_OK_AND_ASSIGN(Command c, Parse({}));
+  EXPECT_EQ(c.kind, CommandKind::kRun);
+  EXPECT_EQ(c.run.guest, "hello64");
+  EXPECT_EQ(c.run.mem_bytes, kDefaultMemBytes);
+  EXPECT_EQ(c.run.vcpus, 1u);
+  EXPECT_EQ(c.run.timeout, kDefaultTimeout);
+  EXPECT_EQ(c.run.backing, MemoryBacking::kMemfd);
+  EXPECT_EQ(c.run.privilege, GuestPrivilege::kUser);
+  EXPECT_EQ(c.run.kvm_path, "/dev/kvm");
+}
+
+TEST(ParseCommandLineTest, RunWithEveryFlagInBothForms) {
+  ASSERT_OK_AND_ASSIGN(Command c, Parse({"run", "--mem", "128M", "smp", "--vcpus=4",
+                                         "--timeout", "2s", "--memory=anon", "--cpl", "0",
+                                         "--kvm", "/tmp/kvm"}));
+  EXPECT_EQ(c.kind, CommandKind::kRun);
+  EXPECT_EQ(c.run.guest, "smp");
+  EXPECT_EQ(c.run.mem_bytes, 128u << 20);
+  EXPECT_EQ(c.run.vcpus, 4u);
+  EXPECT_EQ(c.run.timeout, absl::Seconds(2));
+  EXPECT_EQ(c.run.backing, MemoryBacking::kAnonymous);
+  EXPECT_EQ(c.run.privilege, GuestPrivilege::kKernel);
+  EXPECT_EQ(c.run.kvm_path, "/tmp/kvm");
+}
+
+TEST(ParseCommandLineTest, DoubleDashEndsFlags) {
+  ASSERT_OK_AND_ASSIGN(Command c, Parse({"run", "--", "--weird-name.elf"}));
+  EXPECT_EQ(c.run.guest, "--weird-name.elf");
+}
+
+TEST(ParseCommandLineTest, Help) {
+  ASSERT_OK_AND_ASSIGN(Command c, Parse({"--help"}));
+  EXPECT_EQ(c.kind, CommandKind::kHelp);
+  EXPECT_EQ(c.help_topic, "");
+  ASSERT_OK_AND_ASSIGN(c, Parse({"run", "hello64", "-h"}));
+  EXPECT_EQ(c.kind, CommandKind::kHelp);
+  EXPECT_EQ(c.help_topic, "run");
+  ASSERT_OK_AND_ASSIGN(c, Parse({"help", "run"}));
+  EXPECT_EQ(c.help_topic, "run");
+  EXPECT_THAT(Parse({"help", "fly"}), StatusIs(absl::StatusCode::kInvalidArgument,
+                                               HasSubstr("help: unknown command 'fly'")));
+}
+
+TEST(ParseCommandLineTest, HelpTextExplainsEveryFlag) {
+  const std::string help = RunHelp();
+  for (const char* flag : {"--mem", "--vcpus", "--timeout", "--memory", "--cpl", "--kvm",
+                           "--help", "GUEST"}) {
+    EXPECT_THAT(help, HasSubstr(flag));
+  }
+  EXPECT_THAT(GeneralHelp(), HasSubstr("Exit status"));
+}
+
+TEST(ParseCommandLineTest, BadInputNamesTheProblem) {
+  const absl::StatusCode kBad = absl::StatusCode::kInvalidArgument;
+  EXPECT_THAT(Parse({"fly"}), StatusIs(kBad, HasSubstr("unknown command 'fly'")));
+  EXPECT_THAT(Parse({"--mem", "1G"}), StatusIs(kBad, HasSubstr("unknown flag '--mem' before")));
+  EXPECT_THAT(Parse({"run"}), StatusIs(kBad, HasSubstr("run: missing GUEST")));
+  EXPECT_THAT(Parse({"run", "a", "b"}),
+              StatusIs(kBad, HasSubstr("unexpected argument 'b' (GUEST is already 'a')")));
+  EXPECT_THAT(Parse({"run", "hello64", "--bogus"}),
+              StatusIs(kBad, HasSubstr("run: unknown flag '--bogus'")));
+  EXPECT_THAT(Parse({"run", "hello64", "--mem"}), StatusIs(kBad, HasSubstr("--mem needs a value")));
+  EXPECT_THAT(Parse({"run", "hello64", "--mem="}), StatusIs(kBad, HasSubstr("--mem needs a value")));
+  EXPECT_THAT(Parse({"run", "hello64", "--mem", "3000"}),
+              StatusIs(kBad, HasSubstr("--mem '3000': not a multiple of the 4096-byte page")));
+  EXPECT_THAT(Parse({"run", "hello64", "--mem", "64K"}),
+              StatusIs(kBad, HasSubstr("--mem '64K': below the 2M minimum")));
+  EXPECT_THAT(Parse({"run", "hello64", "--mem", "lots"}),
+              StatusIs(kBad, HasSubstr("--mem 'lots': not a size")));
+  EXPECT_THAT(Parse({"run", "hello64", "--mem", "1G", "--mem", "2G"}),
+              StatusIs(kBad, HasSubstr("--mem given twice")));
+  EXPECT_THAT(Parse({"run", "hello64", "--vcpus", "0"}),
+              StatusIs(kBad, HasSubstr("--vcpus '0': must be 1 to 32")));
+  EXPECT_THAT(Parse({"run", "hello64", "--vcpus", "33"}),
+              StatusIs(kBad, HasSubstr("--vcpus '33': must be 1 to 32")));
+  EXPECT_THAT(Parse({"run", "hello64", "--vcpus", "two"}),
+              StatusIs(kBad, HasSubstr("--vcpus 'two': not a whole number")));
+  EXPECT_THAT(Parse({"run", "hello64", "--vcpus", "-1"}),
+              StatusIs(kBad, HasSubstr("--vcpus '-1': not a whole number")));
+  EXPECT_THAT(Parse({"run", "hello64", "--timeout", "soon"}),
+              StatusIs(kBad, HasSubstr("--timeout 'soon': not a duration")));
+  EXPECT_THAT(Parse({"run", "hello64", "--memory", "thp"}),
+              StatusIs(kBad, HasSubstr("--memory 'thp': must be 'memfd' or 'anon'")));
+  EXPECT_THAT(Parse({"run", "hello64", "--cpl", "1"}),
+              StatusIs(kBad, HasSubstr("--cpl '1': must be 0 or 3")));
+}
+
+}  // namespace
+}  // namespace mmuvisor::vmm::cli

@@ -1,0 +1,104 @@
+// Input checks that need no KVM: opening a KVM device path that is missing or is not KVM,
+// the human messages for each open() errno, and guest image files (missing, empty,
+// oversized, not regular, built-in names).
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "support/status_matchers.h"
+#include "vmm/cli/guest_source.h"
+#include "vmm/kvm/errno_status.h"
+#include "vmm/kvm/system.h"
+
+namespace mmuvisor::vmm {
+namespace {
+
+using ::mmuvisor::testing::StatusIs;
+using ::testing::HasSubstr;
+
+TEST(KvmOpenTest, MissingDeviceIsNotFoundWithAHumanMessage) {
+  EXPECT_THAT(KvmSystem::Open("/nonexistent/kvm"),
+              StatusIs(absl::StatusCode::kNotFound,
+                       HasSubstr("cannot open /nonexistent/kvm: it does not exist (KVM is not "
+                                 "available on this host")));
+}
+
+TEST(KvmOpenTest, ADeviceThatIsNotKvmFailsTheApiVersionIoctl) {
+  EXPECT_THAT(KvmSystem::Open("/dev/null"),
+              StatusIs(absl::StatusCode::kInternal,
+                       HasSubstr("KVM_GET_API_VERSION: Inappropriate ioctl for device")));
+}
+
+TEST(KvmOpenTest, EachOpenErrnoHasItsOwnMessage) {
+  EXPECT_THAT(KvmOpenErrorMessage("/dev/kvm", EACCES),
+              HasSubstr("/dev/kvm: permission denied (add your user to the 'kvm' group"));
+  EXPECT_THAT(KvmOpenErrorMessage("/dev/kvm", ENODEV),
+              HasSubstr("/dev/kvm: no KVM driver is bound to it"));
+  EXPECT_THAT(KvmOpenErrorMessage("/dev/kvm", EBUSY), HasSubstr("/dev/kvm: Device or resource busy"));
+  EXPECT_EQ(ErrnoToCode(EACCES), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(ErrnoToCode(ENODEV), absl::StatusCode::kNotFound);
+  EXPECT_EQ(ErrnoToStatus(EINVAL, "KVM_SET_USER_MEMORY_REGION slot=3 gpa=0x100000 size=0x200000")
+                .ToString(),
+            "INVALID_ARGUMENT: KVM_SET_USER_MEMORY_REGION slot=3 gpa=0x100000 size=0x200000: "
+            "Invalid argument");
+}
+
+class ImageFileTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/mmuvisor-image-XXXXXX";
+    int fd = mkstemp(tmpl);
+    ASSERT_GE(fd, 0);
+    close(fd);
+    path_ = tmpl;
+  }
+  void TearDown() override { unlink(path_.c_str()); }
+  std::string path_;
+};
+
+TEST_F(ImageFileTest, EmptyFile) {
+  EXPECT_THAT(cli::ReadImageFile(path_),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(": file is empty")));
+}
+
+TEST_F(ImageFileTest, OversizedFileIsRejectedBeforeReading) {
+  ASSERT_EQ(truncate(path_.c_str(), 65ll << 20), 0);  // sparse: nothing is written
+  EXPECT_THAT(cli::ReadImageFile(path_),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("68157440 bytes, larger than the 67108864-byte limit")));
+}
+
+TEST_F(ImageFileTest, ReadsAWholeFile) {
+  int fd = open(path_.c_str(), O_WRONLY);
+  ASSERT_EQ(write(fd, "\x7f" "ELF", 4), 4);
+  close(fd);
+  ASSERT_OK_AND_ASSIGN(std::vector<uint8_t> bytes, cli::ReadImageFile(path_));
+  EXPECT_EQ(bytes, (std::vector<uint8_t>{0x7f, 'E', 'L', 'F'}));
+}
+
+TEST(ResolveGuestTest, MissingDirectoryAndUnknownName) {
+  EXPECT_THAT(cli::ResolveGuest("/nonexistent/guest.elf"),
+              StatusIs(absl::StatusCode::kNotFound,
+                       HasSubstr("guest image /nonexistent/guest.elf: No such file or directory")));
+  EXPECT_THAT(cli::ResolveGuest("/tmp"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a regular file")));
+  EXPECT_THAT(cli::ResolveGuest("no-such-guest"),
+              StatusIs(absl::StatusCode::kNotFound,
+                       HasSubstr("unknown guest 'no-such-guest': not a built-in guest (")));
+}
+
+TEST(ResolveGuestTest, BuiltinNamesResolveToEmbeddedElf) {
+  ASSERT_OK_AND_ASSIGN(cli::GuestSource g, cli::ResolveGuest("hello64"));
+  EXPECT_TRUE(g.builtin);
+  ASSERT_GE(g.bytes.size(), 4u);
+  EXPECT_EQ(g.bytes[0], 0x7f);
+  EXPECT_EQ(g.bytes[1], 'E');
+}
+
+}  // namespace
+}  // namespace mmuvisor::vmm
