@@ -71,8 +71,8 @@ absl::Status ParseNotes(absl::Span<const uint8_t> note, BootMode* mode) {
   return absl::OkStatus();
 }
 
-absl::Status CheckHeader(absl::Span<const uint8_t> elf, const ElfLoadLimits& limits,
-                         Elf64_Ehdr* out) {
+absl::StatusOr<Elf64_Ehdr> CheckHeader(absl::Span<const uint8_t> elf,
+                                       const ElfLoadLimits& limits) {
   if (elf.empty()) return Invalid("empty file");
   if (elf.size() > limits.max_file_bytes) {
     return OutOfRange(absl::StrFormat("file size %u exceeds the limit of %u bytes", elf.size(),
@@ -120,8 +120,7 @@ absl::Status CheckHeader(absl::Span<const uint8_t> elf, const ElfLoadLimits& lim
     return Invalid(absl::StrFormat("program headers (e_phoff %#x, e_phnum %u) lie outside "
                                    "the %u-byte file", ehdr.e_phoff, ehdr.e_phnum, elf.size()));
   }
-  *out = ehdr;
-  return absl::OkStatus();
+  return ehdr;
 }
 
 // The guest-physical window segments of `mode` must lie in, clipped to RAM by the caller.
@@ -146,8 +145,9 @@ absl::string_view BootModeName(BootMode mode) {
 
 absl::StatusOr<LoadedImage> LoadElf(absl::Span<const uint8_t> elf, const GuestRamView& ram,
                                     const ElfLoadLimits& limits) {
-  Elf64_Ehdr ehdr;
-  if (absl::Status s = CheckHeader(elf, limits, &ehdr); !s.ok()) return s;
+  absl::StatusOr<Elf64_Ehdr> checked = CheckHeader(elf, limits);
+  if (!checked.ok()) return checked.status();
+  const Elf64_Ehdr& ehdr = *checked;
 
   std::vector<Elf64_Phdr> loads;
   LoadedImage image;
