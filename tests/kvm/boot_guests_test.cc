@@ -1,0 +1,163 @@
+// Boots every built-in guest on /dev/kvm and checks its exact output and how it ended;
+// a crash must be reported as one, with RIP at the faulting instruction inside the image,
+// and a spinning guest must be stopped by the timeout. Skips without /dev/kvm.
+#include <linux/kvm.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "kvm/kvm_test_support.h"
+#include "support/status_matchers.h"
+#include "vmm/boot/guest_images.h"
+#include "vmm/machine/machine.h"
+#include "vmm/vmm_mutex.h"
+
+namespace mmuvisor::vmm {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+struct Booted {
+  std::unique_ptr<Machine> machine;
+  RunResult result;
+  std::string output;
+};
+
+Booted Boot(absl::Span<const uint8_t> elf, MachineConfig config) {
+  Booted b;
+  absl::StatusOr<std::unique_ptr<Machine>> m = Machine::Create(config, elf);
+  EXPECT_TRUE(m.ok()) << m.status();
+  if (!m.ok()) return b;
+  b.machine = std::move(*m);
+  b.result = b.machine->Run();
+  b.output = b.machine->console_transcript();
+  return b;
+}
+
+Booted BootBuiltin(absl::string_view name, MachineConfig config = {}) {
+  absl::StatusOr<absl::Span<const uint8_t>> elf = BuiltinGuestImage(name);
+  EXPECT_TRUE(elf.ok()) << elf.status();
+  if (!elf.ok()) return {};
+  return Boot(*elf, config);
+}
+
+void ExpectCleanDone(const RunResult& r) {
+  EXPECT_EQ(r.verdict, Verdict::kClean) << r.summary;
+  for (const VcpuReport& v : r.vcpus) {
+    EXPECT_EQ(v.stop.kind, StopKind::kGuestStop) << "vcpu " << v.index;
+    EXPECT_EQ(v.stop.exit_reason, static_cast<uint32_t>(KVM_EXIT_IO)) << "vcpu " << v.index;
+    EXPECT_EQ(v.done_code, 0u) << "vcpu " << v.index;
+  }
+}
+
+TEST(BootGuestsTest, Hello64AtCpl3) {
+  MMUVISOR_SKIP_WITHOUT_KVM();
+  Booted b = BootBuiltin("hello64");
+  ASSERT_NE(b.machine, nullptr);
+  EXPECT_EQ(b.output, "hello64: Hello from vCPU 0 at CPL3!\nhello64: serial says hi\n");
+  ExpectCleanDone(b.result);
+  EXPECT_TRUE(b.result.first_ucall.has_value());
+}
+
+TEST(BootGuestsTest, Hello64AtCpl0OnAnonymousMemory) {
+  MMUVISOR_SKIP_WITHOUT_KVM();
+  MachineConfig config;
+  config.privilege = GuestPrivilege::kKernel;
+  config.backing = MemoryBacking::kAnonymous;
+  config.timeout = absl::Seconds(60);  // CPL0 is instruction-emulated on PVM hosts
+  Booted b = BootBuiltin("hello64", config);
+  ASSERT_NE(b.machine, nullptr);
+  EXPECT_EQ(b.output, "hello64: Hello from vCPU 0 at CPL0!\nhello64: serial says hi\n");
+  ExpectCleanDone(b.result);
+}
+
+TEST(BootGuestsTest, Hello16InRealMode) {
+  MMUVISOR_SKIP_WITHOUT_KVM();
+  MachineConfig config;
+  config.timeout = absl::Seconds(60);
+  Booted b = BootBuiltin("hello16", config);
+  ASSERT_NE(b.machine, nullptr);
+  EXPECT_EQ(b.output, "hello16: Hello from real mode!\n");
+  ExpectCleanDone(b.result);
+}
+
+TEST(BootGuestsTest, SmpEveryVcpuReportsItsSum) {
+  MMUVISOR_SKIP_WITHOUT_KVM();
+  MachineConfig config;
+  config.vcpus = 3;
+  Booted b = BootBuiltin("smp", config);
+  ASSERT_NE(b.machine, nullptr);
+  std::vector<std::string> lines = absl::StrSplit(b.output, '\n', absl::SkipEmpty());
+  std::sort(lines.begin(), lines.end());  // vCPUs print in any order
+  EXPECT_THAT(lines, ElementsAre("smp: vCPU 0 of 3: sum(1..1000) = 500500",
+                                 "smp: vCPU 1 of 3: sum(1..2000) = 2001000",
+                                 "smp: vCPU 2 of 3: sum(1..3000) = 4501500"));
+  ASSERT_EQ(b.result.vcpus.size(), 3u);
+  ExpectCleanDone(b.result);
+}
+
+// Records the crash guest's SYNC (stage 0xc7a5, args[1] = address of the faulting
+// instruction).
+class CrashSiteObserver : public MachineObserver {
+ public:
+  void OnSync(uint32_t, uint64_t stage, absl::Span<const uint64_t> values) override {
+    VmmLock lock(&mu_);
+    if (stage == 0xc7a5) site_ = values[0];
+  }
+  uint64_t site() {
+    VmmLock lock(&mu_);
+    return site_;
+  }
+
+ private:
+  VmmMutex mu_;
+  uint64_t site_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+TEST(BootGuestsTest, CrashIsReportedWithRipInsideTheImage) {
+  MMUVISOR_SKIP_WITHOUT_KVM();
+  CrashSiteObserver observer;
+  MachineConfig config;
+  config.observer = &observer;
+  Booted b = BootBuiltin("crash", config);
+  ASSERT_NE(b.machine, nullptr);
+  const RunResult& r = b.result;
+  EXPECT_EQ(r.verdict, Verdict::kCrashed) << r.summary;
+  ASSERT_EQ(r.vcpus.size(), 1u);
+  const VcpuStop& stop = r.vcpus[0].stop;
+  EXPECT_EQ(stop.kind, StopKind::kCrashed);
+  EXPECT_EQ(stop.exit_reason, static_cast<uint32_t>(KVM_EXIT_SHUTDOWN));
+  ASSERT_TRUE(stop.registers.has_value());
+  const LoadedImage& image = b.machine->boot_plan().image;
+  EXPECT_GE(stop.registers->rip, image.lowest_gpa);
+  EXPECT_LT(stop.registers->rip, image.highest_gpa);
+  EXPECT_NE(observer.site(), 0u);
+  EXPECT_EQ(stop.registers->rip, observer.site());
+  EXPECT_EQ(stop.registers->cr2, 0u);
+  EXPECT_THAT(r.summary, HasSubstr("guest crashed on vcpu 0: triple fault (KVM_EXIT_SHUTDOWN)"));
+  EXPECT_THAT(r.summary, HasSubstr(absl::StrFormat("rip=%#x", observer.site())));
+  EXPECT_THAT(b.output, HasSubstr("crash: faulting at 0x"));
+  EXPECT_THAT(b.output, ::testing::Not(HasSubstr("survived")));
+}
+
+TEST(BootGuestsTest, SpinningGuestTimesOut) {
+  MMUVISOR_SKIP_WITHOUT_KVM();
+  const std::vector<uint8_t> elf = testing::SpinningGuestElf();
+  MachineConfig config;
+  config.vcpus = 2;
+  config.timeout = absl::Milliseconds(200);
+  Booted b = Boot(elf, config);
+  ASSERT_NE(b.machine, nullptr);
+  EXPECT_EQ(b.result.verdict, Verdict::kTimedOut) << b.result.summary;
+  EXPECT_EQ(b.result.summary, "guest timed out after 200ms");
+  for (const VcpuReport& v : b.result.vcpus) EXPECT_EQ(v.stop.kind, StopKind::kKicked);
+}
+
+}  // namespace
+}  // namespace mmuvisor::vmm

@@ -1,0 +1,83 @@
+// The mmuvisor CLI end to end on /dev/kvm (in-process through cli::Main): exit codes for a
+// clean guest, a crash and a timeout, and the one report line on stderr.
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "kvm/kvm_test_support.h"
+#include "vmm/cli/exit_codes.h"
+#include "vmm/cli/run_command.h"
+
+namespace mmuvisor::vmm::cli {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+struct CliRun {
+  int code = -1;
+  std::string out, err;
+};
+
+std::string Slurp(std::FILE* f) {
+  std::rewind(f);
+  std::string s;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0) s.append(buf, n);
+  return s;
+}
+
+CliRun RunCli(std::vector<std::string> args) {
+  args.insert(args.begin(), "mmuvisor");
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  std::FILE* out = std::tmpfile();
+  std::FILE* err = std::tmpfile();
+  CliRun r;
+  r.code = Main(static_cast<int>(argv.size()), argv.data(), out, err);
+  r.out = Slurp(out);
+  r.err = Slurp(err);
+  std::fclose(out);
+  std::fclose(err);
+  return r;
+}
+
+TEST(CliKvmTest, NoArgumentsBootsHello64) {
+  MMUVISOR_SKIP_WITHOUT_KVM();
+  CliRun r = RunCli({});
+  EXPECT_EQ(r.code, kExitClean) << r.err;
+  EXPECT_EQ(r.out, "hello64: Hello from vCPU 0 at CPL3!\nhello64: serial says hi\n");
+  EXPECT_EQ(r.err, "mmuvisor: hello64: guest finished: exit code 0\n");
+}
+
+TEST(CliKvmTest, CrashExitsWithTheCrashCodeAndRegisters) {
+  MMUVISOR_SKIP_WITHOUT_KVM();
+  CliRun r = RunCli({"run", "crash"});
+  EXPECT_EQ(r.code, kExitCrashed);
+  EXPECT_THAT(r.err, StartsWith("mmuvisor: crash: guest crashed on vcpu 0: triple fault"));
+  EXPECT_THAT(r.err, HasSubstr(" rip=0x"));
+  EXPECT_THAT(r.err, HasSubstr(" rsp=0x"));
+  EXPECT_THAT(r.err, HasSubstr(" cr2=0 "));
+}
+
+TEST(CliKvmTest, TimeoutExitsWithTheTimeoutCode) {
+  MMUVISOR_SKIP_WITHOUT_KVM();
+  char path[] = "/tmp/mmuvisor-spin-XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  const std::vector<uint8_t> elf = vmm::testing::SpinningGuestElf();
+  ASSERT_EQ(write(fd, elf.data(), elf.size()), static_cast<ssize_t>(elf.size()));
+  close(fd);
+  CliRun r = RunCli({"run", path, "--timeout", "300ms"});
+  unlink(path);
+  EXPECT_EQ(r.code, kExitTimedOut);
+  EXPECT_THAT(r.err, HasSubstr(": guest timed out after 300ms\n"));
+}
+
+}  // namespace
+}  // namespace mmuvisor::vmm::cli

@@ -1,0 +1,80 @@
+// The typed KVM layer against the real /dev/kvm: capability probing, VM and memslot
+// ioctls (including the errors KVM returns for overlap and misalignment), vCPU state.
+// Skips without /dev/kvm.
+#include <linux/kvm.h>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "kvm/kvm_test_support.h"
+#include "support/status_matchers.h"
+#include "vmm/kvm/system.h"
+#include "vmm/kvm/vcpu.h"
+#include "vmm/kvm/vm.h"
+#include "vmm/memory/guest_memory.h"
+
+namespace mmuvisor::vmm {
+namespace {
+
+using ::mmuvisor::testing::IsOk;
+using ::mmuvisor::testing::StatusIs;
+using ::testing::HasSubstr;
+
+TEST(KvmSystemTest, ProbesApiVersionAndLimits) {
+  MMUVISOR_SKIP_WITHOUT_KVM();
+  ASSERT_OK_AND_ASSIGN(KvmSystem kvm, KvmSystem::Open());
+  EXPECT_EQ(*kvm.ApiVersion(), KVM_API_VERSION);
+  ASSERT_OK_AND_ASSIGN(KvmLimits limits, kvm.ProbeLimits());
+  EXPECT_GT(limits.nr_memslots, 0);
+  EXPECT_GE(limits.max_vcpus, limits.recommended_vcpus);
+  EXPECT_TRUE(limits.immediate_exit);
+  EXPECT_GE(limits.vcpu_mmap_size, static_cast<int>(sizeof(kvm_run)));
+  ASSERT_OK_AND_ASSIGN(std::vector<kvm_cpuid_entry2> cpuid, kvm.SupportedCpuid());
+  EXPECT_FALSE(cpuid.empty());
+}
+
+TEST(KvmVmTest, MemslotErrorsNameTheIoctlAndArguments) {
+  MMUVISOR_SKIP_WITHOUT_KVM();
+  ASSERT_OK_AND_ASSIGN(KvmSystem kvm, KvmSystem::Open());
+  ASSERT_OK_AND_ASSIGN(KvmVm vm, kvm.CreateVm());
+  ASSERT_OK_AND_ASSIGN(GuestMemory mem,
+                       GuestMemory::Create(ByteSize{4ull << 20}, MemoryBacking::kMemfd));
+  ASSERT_THAT(mem.RegisterWith(vm), IsOk());
+  const uint64_t hva = reinterpret_cast<uint64_t>(mem.host_base());
+  // A second slot over the same guest range: KVM says EEXIST.
+  EXPECT_THAT(vm.SetUserMemoryRegion(1, 0, 0x100000, 0x200000, hva),
+              StatusIs(absl::StatusCode::kAlreadyExists,
+                       HasSubstr("KVM_SET_USER_MEMORY_REGION slot=1 gpa=0x100000 size=0x200000")));
+  // A misaligned guest address: EINVAL.
+  EXPECT_THAT(vm.SetUserMemoryRegion(2, 0, 0x10000800, 0x1000, hva),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("slot=2 gpa=0x10000800 size=0x1000")));
+  EXPECT_THAT(vm.SetUserMemoryRegion(2, 0, 0x10000800, 0x1000, hva),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(": Invalid argument")));
+  // Deleting the slot (size 0) is fine.
+  EXPECT_THAT(vm.SetUserMemoryRegion(0, 0, 0, 0, hva), IsOk());
+}
+
+TEST(KvmVcpuTest, CreatesVcpuAndRoundTripsRegisters) {
+  MMUVISOR_SKIP_WITHOUT_KVM();
+  ASSERT_OK_AND_ASSIGN(KvmSystem kvm, KvmSystem::Open());
+  ASSERT_OK_AND_ASSIGN(KvmLimits limits, kvm.ProbeLimits());
+  ASSERT_OK_AND_ASSIGN(KvmVm vm, kvm.CreateVm());
+  ASSERT_OK_AND_ASSIGN(KvmVcpu vcpu, vm.CreateVcpu(0, limits.vcpu_mmap_size));
+  ASSERT_OK_AND_ASSIGN(std::vector<kvm_cpuid_entry2> cpuid, kvm.SupportedCpuid());
+  ASSERT_THAT(vcpu.SetCpuid(cpuid), IsOk());
+  ASSERT_OK_AND_ASSIGN(kvm_regs regs, vcpu.GetRegs());
+  regs.rip = 0x123456;
+  regs.rbx = 0xfeedface;
+  ASSERT_THAT(vcpu.SetRegs(regs), IsOk());
+  ASSERT_OK_AND_ASSIGN(kvm_regs back, vcpu.GetRegs());
+  EXPECT_EQ(back.rip, 0x123456u);
+  EXPECT_EQ(back.rbx, 0xfeedfaceu);
+  ASSERT_OK_AND_ASSIGN(kvm_sregs sregs, vcpu.GetSregs());
+  EXPECT_THAT(vcpu.SetSregs(sregs), IsOk());
+  // The same vCPU id twice: EEXIST.
+  EXPECT_THAT(vm.CreateVcpu(0, limits.vcpu_mmap_size),
+              StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("KVM_CREATE_VCPU id=0")));
+}
+
+}  // namespace
+}  // namespace mmuvisor::vmm
