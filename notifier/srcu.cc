@@ -57,8 +57,10 @@ void SrcuDomain::Synchronize() {
     WaitForEpochDrained(old);
     // relaxed: statistic.
     grace_periods_.fetch_add(1, std::memory_order_relaxed);
+    // Run them before releasing sync_mu_, so that a concurrent Synchronize (a barrier
+    // caller) cannot return while callbacks queued before it are still pending.
+    for (std::function<void()>& fn : ready) fn();
   }
-  for (std::function<void()>& fn : ready) fn();
 }
 
 void SrcuDomain::CallAfterGracePeriod(std::function<void()> fn) {

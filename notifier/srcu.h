@@ -16,6 +16,7 @@
 //
 // Threads: ReadLock/ReadUnlock from any thread, nested freely. Synchronize and Barrier
 // may sleep and must not be called inside a read-side section of the same domain.
+// Queued fns run under sync_mu_ and must not call Synchronize.
 // Synchronize calls are serialised by sync_mu_.
 #ifndef MMUVISOR_NOTIFIER_SRCU_H_
 #define MMUVISOR_NOTIFIER_SRCU_H_
