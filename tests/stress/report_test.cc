@@ -1,0 +1,269 @@
+// KVM-free tests of what a stress run reports: the verdict rule, the human report, the
+// JSON report and the Chrome trace (both parsed back), the progress line and the flags.
+#include <cstdio>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "json_parse.h"
+#include "support/status_matchers.h"
+#include "vmm/stress/json_writer.h"
+#include "vmm/stress/progress.h"
+#include "vmm/stress/stress_options.h"
+#include "vmm/stress/stress_result.h"
+#include "vmm/stress/trace_log.h"
+
+namespace mmuvisor::vmm::stress {
+namespace {
+
+using ::mmuvisor::testing::Json;
+using ::mmuvisor::testing::JsonParser;
+using ::testing::AllOf;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::SizeIs;
+
+StressResult CleanResult() {
+  StressResult r;
+  r.seed = 7;
+  r.mode = "host-threads";
+  r.policy = "upstream";
+  r.dma_path = "secondary";
+  r.duration_s = 1.5;
+  r.guest_pages_verified = 1000;
+  r.guest_rounds = 10;
+  r.invalidations = 50;
+  r.faults = 300;
+  r.swap_ins = 20;
+  r.dma_ops = 12;
+  r.in_progress_final = {{"vcpu-mmu.in_progress", 0}, {"hub.open_windows", 0}};
+  return r;
+}
+
+TEST(VerdictTest, CleanRunPasses) {
+  StressResult r = CleanResult();
+  DecideVerdict(r);
+  EXPECT_TRUE(r.pass);
+  EXPECT_THAT(r.failures, IsEmpty());
+}
+
+TEST(VerdictTest, EachConditionFailsOnItsOwnAndIsNamed) {
+  struct Case {
+    void (*spoil)(StressResult&);
+    const char* named;
+  };
+  const Case cases[] = {
+      {[](StressResult& r) { r.guest_mismatches = 3; }, "3 guest mismatch(es)"},
+      {[](StressResult& r) { r.pairing_violations = 1; }, "1 pairing violation(s)"},
+      {[](StressResult& r) { r.in_progress_final[0].value = 1; },
+       "vcpu-mmu.in_progress=1"},
+      {[](StressResult& r) { r.in_progress_final[1].value = -2; }, "hub.open_windows=-2"},
+      {[](StressResult& r) { r.dma_errors_unrequested = 2; }, "2 DMA error(s) the guest did not ask for"},
+      {[](StressResult& r) { r.guest_pages_verified = 0; }, "vacuous"},
+      {[](StressResult& r) {
+         r.workload_ok = false;
+         r.workload_problem = "vCPU 1: fault timed out";
+       },
+       "vCPU 1: fault timed out"},
+  };
+  for (const Case& c : cases) {
+    StressResult r = CleanResult();
+    c.spoil(r);
+    DecideVerdict(r);
+    EXPECT_FALSE(r.pass) << c.named;
+    ASSERT_THAT(r.failures, SizeIs(1)) << c.named;
+    EXPECT_THAT(r.failures[0], HasSubstr(c.named));
+  }
+}
+
+TEST(VerdictTest, RequestedDmaErrorsDoNotFail) {
+  StressResult r = CleanResult();
+  r.dma_errors = 40;  // all requested by a hostile guest
+  DecideVerdict(r);
+  EXPECT_TRUE(r.pass);
+}
+
+TEST(ReportTest, HumanReportLeadsWithVerdictAndListsFailures) {
+  StressResult r = CleanResult();
+  r.guest_mismatches = 1;
+  r.first_mismatches.push_back(Mismatch{0x200000, 0x1111, 0xdeadbeef, 4, 1, 1});
+  DecideVerdict(r);
+  const std::string text = FormatReport(r);
+  EXPECT_EQ(text.rfind("verdict: FAIL", 0), 0u) << text;
+  EXPECT_THAT(text, AllOf(HasSubstr("FAIL: 1 guest mismatch"),
+                          HasSubstr("dma-copy gpa=0x200000 expected=0x0000000000001111 "
+                                    "found=0x00000000deadbeef")));
+}
+
+TEST(ReportTest, JsonHasEveryRequiredFieldAndParsesBack) {
+  StressResult r = CleanResult();
+  r.fault_latency = LatencyPercentiles{300, 1000, 5000, 20000, 90000};
+  r.dma_warnings = {"a \"quoted\"\nwarning"};
+  DecideVerdict(r);
+  ASSERT_OK_AND_ASSIGN(Json json, JsonParser::Parse(ReportToJson(r)));
+  for (const char* field :
+       {"verdict", "seed", "duration_s", "guest_pages_verified", "guest_mismatches",
+        "pairing_violations", "invalidations", "eagain", "faults", "fault_retries",
+        "swap_ins", "swap_outs", "dma_ops", "dma_errors", "in_progress_final",
+        "fault_latency_us"}) {
+    EXPECT_TRUE(json.Has(field)) << field;
+  }
+  EXPECT_EQ(json["verdict"].string, "PASS");
+  EXPECT_EQ(json["seed"].number, 7);
+  EXPECT_EQ(json["faults"].number, 300);
+  EXPECT_EQ(json["in_progress_final"].number, 0);
+  EXPECT_EQ(json["fault_latency_us"]["p99"].number, 20);
+  EXPECT_EQ(json["dma_warnings"].array[0].string, "a \"quoted\"\nwarning");
+  EXPECT_EQ(json["in_progress_counts"]["vcpu-mmu.in_progress"].number, 0);
+}
+
+TEST(JsonWriterTest, EscapesControlCharactersAndNests) {
+  JsonWriter w;
+  w.BeginObject().Key("a").BeginArray().Uint(1).Int(-2).Bool(true).EndArray();
+  w.Key("s").String(std::string("x\x01y", 3)).Key("d").Double(0.5).EndObject();
+  const std::string text = w.Take();
+  EXPECT_EQ(text, R"({"a":[1,-2,true],"s":"x\u0001y","d":0.500})");
+  ASSERT_OK_AND_ASSIGN(Json json, JsonParser::Parse(text));
+  EXPECT_EQ(json["s"].string, std::string("x\x01y", 3));
+}
+
+TEST(TraceLogTest, DisabledLogRecordsNothing) {
+  TraceLog trace(false);
+  trace.Complete("c", "n", 0, 10);
+  trace.Instant("c", "i");
+  EXPECT_THAT(trace.Events(), IsEmpty());
+}
+
+TEST(TraceLogTest, PerThreadBuffersBecomeOneSortedChromeTrace) {
+  TraceLog trace(true);
+  trace.NameThisThread("main");
+  trace.Complete("invalidate", "kClear", 100, 50, "start", 0x1000, "end", 0x2000,
+                 trace.TrackFor(1, "dma-mmu"));
+  std::thread other([&] {
+    trace.NameThisThread("worker");
+    trace.Instant("retry", "dma retry", "gpa", 0x3000);
+  });
+  other.join();
+  const std::vector<TraceEvent> events = trace.Events();
+  ASSERT_THAT(events, SizeIs(2));
+  EXPECT_NE(events[0].track, events[1].track);
+
+  ASSERT_OK_AND_ASSIGN(Json json, JsonParser::Parse(trace.ToJson()));
+  const std::vector<Json>& list = json["traceEvents"].array;
+  int complete = 0, instant = 0, names = 0;
+  bool saw_sub_row = false;
+  for (const Json& e : list) {
+    const std::string& ph = e["ph"].string;
+    if (ph == "X") {
+      ++complete;
+      EXPECT_EQ(e["name"].string, "kClear");
+      EXPECT_EQ(e["ts"].number, 0.1);  // microseconds
+      EXPECT_EQ(e["dur"].number, 0.05);
+      EXPECT_EQ(e["args"]["start"].string, "0x1000");
+    } else if (ph == "i") {
+      ++instant;
+      EXPECT_EQ(e["args"]["gpa"].string, "0x3000");
+    } else if (ph == "M") {
+      ++names;
+      if (e["args"]["name"].string == "main / dma-mmu") saw_sub_row = true;
+    }
+  }
+  EXPECT_EQ(complete, 1);
+  EXPECT_EQ(instant, 1);
+  EXPECT_GE(names, 3);  // main, worker, main / dma-mmu
+  EXPECT_TRUE(saw_sub_row);
+}
+
+TEST(ProgressTest, LineShowsRatesOverTheInterval) {
+  ProgressSample prev{1.0, 1000, 100, 50, 3, 10, 0, 0.5};
+  ProgressSample now{3.0, 41000, 300, 2050, 7, 25, 0, 0.25};
+  EXPECT_EQ(FormatProgress(now, prev),
+            "[   3.0s] verified 20.0k pages/s | inval 100/s | faults 1000/s | retries 7 | "
+            "swap-ins 25 | resident 25% | mismatches 0");
+}
+
+TEST(ProgressTest, PlainOutputPrintsWholeLinesAndTtyRewritesOne) {
+  for (const bool tty : {false, true}) {
+    char* buf = nullptr;
+    size_t len = 0;
+    std::FILE* out = open_memstream(&buf, &len);
+    ASSERT_NE(out, nullptr);
+    int calls = 0;
+    {
+      ProgressPrinter printer(out, tty, [&] {
+        ProgressSample s;
+        s.elapsed_s = ++calls;
+        return s;
+      }, absl::Milliseconds(1), absl::Milliseconds(1));
+      printer.Start();
+      while (printer.lines_printed() < 3) std::this_thread::yield();
+      printer.Stop();
+    }
+    std::fclose(out);
+    const std::string text(buf, len);
+    std::free(buf);
+    if (tty) {
+      EXPECT_EQ(text.find('\n'), text.size() - 1) << "one rewritten line, one final newline";
+      EXPECT_THAT(text, HasSubstr("\r[ "));
+      EXPECT_THAT(text, HasSubstr("\x1b[K"));
+    } else {
+      EXPECT_EQ(text.find('\r'), std::string::npos);
+      EXPECT_GE(std::count(text.begin(), text.end(), '\n'), 3);
+    }
+  }
+}
+
+TEST(StressFlagsTest, DefaultsAreTheShortScenario) {
+  ASSERT_OK_AND_ASSIGN(StressOptions o, ParseStressFlags({}));
+  EXPECT_EQ(o.policy, notifier::Policy::kUpstream);
+  EXPECT_EQ(o.dma_path, DmaPath::kSecondary);
+  EXPECT_GT(o.ops.reclaim, 0);
+  EXPECT_FALSE(o.skip_dma_retry_check_for_testing);
+}
+
+TEST(StressFlagsTest, ParsesEveryFlag) {
+  const std::vector<std::string> args = {
+      "--mem", "16M", "--vcpus=3", "--duration", "500ms", "--seed", "42", "--resident",
+      "25%", "--ops", "reclaim,oom-reap", "--oom-reap-rate", "9", "--policy", "legacy",
+      "--eagain", "0.5", "--delay-prob", "0.1", "--delay", "1ms", "--dma-path", "mirror",
+      "--json", "r.json", "--trace", "t.json", "--host-threads", "--no-balloon",
+      "--test-skip-dma-retry", "--rounds", "4"};
+  ASSERT_OK_AND_ASSIGN(StressOptions o, ParseStressFlags(args));
+  EXPECT_EQ(o.mem_bytes, 16u << 20);
+  EXPECT_EQ(o.vcpus, 3u);
+  EXPECT_EQ(o.duration, absl::Milliseconds(500));
+  EXPECT_EQ(o.seed, 42u);
+  EXPECT_DOUBLE_EQ(o.resident_target, 0.25);
+  EXPECT_GT(o.ops.reclaim, 0);
+  EXPECT_EQ(o.ops.migrate, 0);
+  EXPECT_EQ(o.ops.oom_reap, 9);
+  EXPECT_EQ(o.policy, notifier::Policy::kLegacyUnpaired);
+  EXPECT_DOUBLE_EQ(o.eagain_probability, 0.5);
+  EXPECT_EQ(o.delay, absl::Milliseconds(1));
+  EXPECT_EQ(o.dma_path, DmaPath::kMirror);
+  EXPECT_EQ(o.json_path, "r.json");
+  EXPECT_EQ(o.trace_path, "t.json");
+  EXPECT_TRUE(o.host_threads);
+  EXPECT_FALSE(o.balloon);
+  EXPECT_TRUE(o.skip_dma_retry_check_for_testing);
+  EXPECT_EQ(o.rounds, 4u);
+}
+
+TEST(StressFlagsTest, BadValuesNameTheFlag) {
+  using Args = std::vector<std::string>;
+  for (const Args& args : {Args{"--policy", "newest"}, Args{"--mem", "12Q"},
+                           Args{"--eagain", "1.5"}, Args{"--vcpus", "0"},
+                           Args{"--dma-path", "direct"}, Args{"--frobnicate"},
+                           Args{"--duration"}, Args{"--no-dma=1"}}) {
+    EXPECT_THAT(ParseStressFlags(args),
+                ::mmuvisor::testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                              HasSubstr(args[0].substr(0, args[0].find('=')))))
+        << args[0];
+  }
+}
+
+}  // namespace
+}  // namespace mmuvisor::vmm::stress

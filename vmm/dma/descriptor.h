@@ -1,0 +1,48 @@
+// DMA descriptors as the device sees them: a copy of the guest's struct mmv_dma_desc
+// (guests/include/mmuvisor/guest_abi.h) and the rules that make one safe to execute.
+//
+// Descriptors are untrusted guest input. The device copies a descriptor out of guest
+// memory once, validates the copy (the guest may keep writing the original) and executes
+// only what the copy says. ValidateDescriptor() is pure: every guest-supplied number is
+// checked before any arithmetic that could overflow, so no descriptor can make the device
+// touch memory outside [0, ram_size).
+//
+// No state, no locks: callable from any thread.
+#ifndef MMUVISOR_VMM_DMA_DESCRIPTOR_H_
+#define MMUVISOR_VMM_DMA_DESCRIPTOR_H_
+
+#include <cstdint>
+
+#include "absl/strings/string_view.h"
+#include "mmuvisor/guest_abi.h"
+
+namespace mmuvisor::vmm::dma {
+
+inline constexpr uint32_t kDmaStatusCount = MMV_DMA_STATUS_FAULT + 1;
+
+// "ok", "bad-length", ... ("unknown" for numbers outside the ABI).
+absl::string_view DmaStatusName(uint32_t status);
+absl::string_view DmaOpName(uint32_t op);
+
+// The status a descriptor earns before execution: MMV_DMA_STATUS_OK when it may run, or the
+// first violated rule, checked in this order: BAD_DESC (magic, op, unknown flags),
+// BAD_LENGTH (0, > MMV_DMA_MAX_LEN, not a multiple of 8), MISALIGNED (an address the op
+// uses is not 8-byte aligned), WRAP (addr + len overflows), OUT_OF_RANGE (leaves
+// [0, ram_size)), OVERLAP (COPY source and destination share a byte). The `next` link is
+// checked separately (ValidateNext), when the chain is followed.
+uint32_t ValidateDescriptor(const mmv_dma_desc& desc, uint64_t ram_size);
+
+// OK when `gpa` can hold a descriptor: MMV_DMA_DESC_ALIGN-aligned and the whole
+// descriptor lies inside [0, ram_size). (0 is a valid descriptor address for the
+// doorbell; as a `next` link it means "end of chain" and is not passed here.)
+bool DescriptorAddressValid(uint64_t gpa, uint64_t ram_size);
+
+// The CHECKSUM op's fold (guest_abi.h), one 64-bit word at a time. `index` counts words
+// from the start of the descriptor's range.
+inline uint64_t DmaChecksumStep(uint64_t sum, uint64_t word, uint64_t index) {
+  return (sum ^ word) * MMV_DMA_CHECKSUM_PRIME + index;
+}
+
+}  // namespace mmuvisor::vmm::dma
+
+#endif  // MMUVISOR_VMM_DMA_DESCRIPTOR_H_

@@ -1,0 +1,156 @@
+#include "vmm/dma/dma_memory.h"
+
+#include <atomic>
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "mmu/types.h"
+
+namespace mmuvisor::vmm::dma {
+namespace {
+
+// An access that keeps racing invalidations for this many attempts gives up (the MMU's
+// own Fault() has a time limit; this bounds the Translate hit path too).
+constexpr int kMaxAttempts = 1 << 20;
+
+uint64_t NowNs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
+
+}  // namespace
+
+void LoadWords(const uint64_t* page_words, uint64_t* out, uint64_t count) {
+  for (uint64_t i = 0; i < count; ++i) {
+    // relaxed: no ordering with other words is needed; the retry protocol validates them.
+    out[i] = std::atomic_ref<const uint64_t>(page_words[i]).load(std::memory_order_relaxed);
+  }
+}
+
+void StoreWords(uint64_t* page_words, const uint64_t* in, uint64_t count) {
+  for (uint64_t i = 0; i < count; ++i) {
+    std::atomic_ref<uint64_t>(page_words[i]).store(in[i], std::memory_order_relaxed);
+  }
+}
+
+void StoreValue(uint64_t* page_words, uint64_t value, uint64_t count) {
+  for (uint64_t i = 0; i < count; ++i) {
+    std::atomic_ref<uint64_t>(page_words[i]).store(value, std::memory_order_relaxed);
+  }
+}
+
+SecondaryMmuMemory::SecondaryMmuMemory(mmu::SecondaryMmu& mmu, LatencyHistogram* latency,
+                                       bool skip_retry_check_for_testing)
+    : mmu_(mmu), latency_(latency), skip_retry_(skip_retry_check_for_testing) {}
+
+absl::Status SecondaryMmuMemory::FaultIn(uint64_t gpa, mmu::Access access) {
+  faults_.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistic
+  const uint64_t start = NowNs();
+  absl::StatusOr<mmu::ShadowEntry> entry = mmu_.Fault(gpa >> mmu::kPageShift, access);
+  const uint64_t took = NowNs() - start;
+  if (latency_ != nullptr) latency_->Record(took);
+  if (trace_ != nullptr) trace_->OnDmaFault(gpa, took, entry.ok());
+  if (!entry.ok()) {
+    fault_errors_.fetch_add(1, std::memory_order_relaxed);
+    return absl::Status(entry.status().code(),
+                        absl::StrCat("DMA ", mmu::AccessName(access), " gpa=0x",
+                                     absl::Hex(gpa), ": ", entry.status().message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SecondaryMmuMemory::Access(uint64_t gpa, Kind kind, uint64_t* words,
+                                        uint64_t count, uint64_t value) {
+  const mmu::Gfn gfn = gpa >> mmu::kPageShift;
+  const uint64_t offset = gpa & (mmu::kPageSize - 1);
+  const mmu::Access access = kind == Kind::kRead ? mmu::Access::kRead : mmu::Access::kWrite;
+  for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
+    bool stale = false;
+    {
+      mmu::ReaderSections::Section section = mmu_.ReadSection();
+      // The snapshot before the lookup: its acquire fence pairs with the release in the
+      // invalidation's End(), and AccessRetry below pairs with Begin()'s release fence.
+      const uint64_t seq = mmu_.SnapshotSeq();
+      const uint64_t hva = mmu_.Translate(gfn, access);
+      if (hva != 0) {
+        auto* page_words = reinterpret_cast<uint64_t*>(hva + offset);
+        switch (kind) {
+          case Kind::kRead: LoadWords(page_words, words, count); break;
+          case Kind::kWrite: StoreWords(page_words, words, count); break;
+          case Kind::kFill: StoreValue(page_words, value, count); break;
+        }
+        // REQUIRES of AccessRetry: the data accesses above come first.
+        if (skip_retry_ || !mmu_.AccessRetry(seq, gfn)) return absl::OkStatus();
+        stale = true;
+      }
+    }
+    if (stale) {
+      retries_.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistic
+      if (trace_ != nullptr) trace_->OnDmaRetry(gpa);
+      continue;
+    }
+    // A miss: fault the page in (outside the read section: Fault may sleep), then again.
+    if (absl::Status s = FaultIn(gpa, access); !s.ok()) return s;
+  }
+  return absl::DeadlineExceededError(absl::StrCat(
+      "DMA gpa=0x", absl::Hex(gpa), ": still racing invalidations after ", kMaxAttempts,
+      " attempts"));
+}
+
+absl::Status SecondaryMmuMemory::ReadWords(uint64_t gpa, absl::Span<uint64_t> out) {
+  return Access(gpa, Kind::kRead, out.data(), out.size(), 0);
+}
+
+absl::Status SecondaryMmuMemory::WriteWords(uint64_t gpa, absl::Span<const uint64_t> in) {
+  // Access() only reads through `words` for kWrite.
+  return Access(gpa, Kind::kWrite, const_cast<uint64_t*>(in.data()), in.size(), 0);
+}
+
+absl::Status SecondaryMmuMemory::FillWords(uint64_t gpa, uint64_t value, uint64_t words) {
+  return Access(gpa, Kind::kFill, nullptr, words, value);
+}
+
+DmaMemoryStats SecondaryMmuMemory::stats() const {
+  // relaxed: statistics.
+  return DmaMemoryStats{faults_.load(std::memory_order_relaxed),
+                        fault_errors_.load(std::memory_order_relaxed),
+                        retries_.load(std::memory_order_relaxed)};
+}
+
+absl::Status MirrorMemory::ReadWords(uint64_t gpa, absl::Span<uint64_t> out) {
+  const uint64_t address = base_ + gpa;
+  return mirror_.AccessPage(address & ~(mmu::kPageSize - 1), mmu::Access::kRead,
+                            [&](uint64_t host) {
+                              LoadWords(reinterpret_cast<const uint64_t*>(
+                                            host + (address & (mmu::kPageSize - 1))),
+                                        out.data(), out.size());
+                            });
+}
+
+absl::Status MirrorMemory::WriteWords(uint64_t gpa, absl::Span<const uint64_t> in) {
+  const uint64_t address = base_ + gpa;
+  return mirror_.AccessPage(address & ~(mmu::kPageSize - 1), mmu::Access::kWrite,
+                            [&](uint64_t host) {
+                              StoreWords(reinterpret_cast<uint64_t*>(
+                                             host + (address & (mmu::kPageSize - 1))),
+                                         in.data(), in.size());
+                            });
+}
+
+absl::Status MirrorMemory::FillWords(uint64_t gpa, uint64_t value, uint64_t words) {
+  const uint64_t address = base_ + gpa;
+  return mirror_.AccessPage(address & ~(mmu::kPageSize - 1), mmu::Access::kWrite,
+                            [&](uint64_t host) {
+                              StoreValue(reinterpret_cast<uint64_t*>(
+                                             host + (address & (mmu::kPageSize - 1))),
+                                         value, words);
+                            });
+}
+
+DmaMemoryStats MirrorMemory::stats() const {
+  const mmu::MirrorStats s = mirror_.stats();
+  return DmaMemoryStats{s.faults, s.timeouts, s.retries};
+}
+
+}  // namespace mmuvisor::vmm::dma

@@ -1,0 +1,62 @@
+// HostOpDriver: the host side of a stress run — one thread per enabled operation kind
+// (reclaim, discard, migrate, protect, OOM reap), each doing its operation on a seeded
+// pseudo-random page range at its rate. Reclaim is a pacing driver: it only reclaims (at a
+// clock hand sweeping guest memory) while the resident fraction is above the target.
+// The operations themselves are callbacks, so the same driver runs against vmm/host's
+// HostAddressSpace (KVM runs) and against PagePoolSpace (host-thread runs).
+//
+// Threads: Start/Stop from the owner; callbacks run on the driver's threads (one per
+// kind) and must be thread-safe. Counters are relaxed atomics.
+#ifndef MMUVISOR_VMM_STRESS_HOST_OPS_H_
+#define MMUVISOR_VMM_STRESS_HOST_OPS_H_
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/synchronization/notification.h"
+#include "vmm/stress/stress_options.h"
+#include "vmm/stress/trace_log.h"
+
+namespace mmuvisor::vmm::stress {
+
+enum class HostOp { kReclaim = 0, kDiscard, kMigrate, kProtect, kOomReap };
+inline constexpr int kHostOpKinds = 5;
+const char* HostOpName(HostOp op);
+
+struct HostOpCallbacks {
+  // Each gets a page-aligned guest-physical range inside [range_start, range_end).
+  std::array<std::function<absl::Status(uint64_t gpa, uint64_t len)>, kHostOpKinds> op;
+  std::function<double()> resident_fraction;  // for reclaim pacing; null: always reclaim
+};
+
+class HostOpDriver {
+ public:
+  // Operations cover [range_start, range_end) (page aligned). `trace` may be null.
+  HostOpDriver(const StressOptions& options, uint64_t range_start, uint64_t range_end,
+               HostOpCallbacks callbacks, TraceLog* trace);
+  ~HostOpDriver();
+  void Start();
+  void Stop();
+  uint64_t ops_done() const;
+  uint64_t ops_failed() const;  // callbacks that returned an error (EAGAIN skips included)
+
+ private:
+  void Loop(HostOp op, double rate);
+
+  const StressOptions options_;
+  const uint64_t start_, end_;
+  const HostOpCallbacks callbacks_;
+  TraceLog* const trace_;
+  absl::Notification stop_;
+  std::vector<std::thread> threads_;
+  std::atomic<uint64_t> done_{0}, failed_{0};
+};
+
+}  // namespace mmuvisor::vmm::stress
+
+#endif  // MMUVISOR_VMM_STRESS_HOST_OPS_H_

@@ -1,0 +1,204 @@
+#include "vmm/stress/host_scenario.h"
+
+#include <memory>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "mmu/mirror.h"
+#include "vmm/dma/dma_engine.h"
+#include "vmm/dma/dma_memory.h"
+#include "vmm/paging/latency_histogram.h"
+#include "vmm/stress/fault_injection.h"
+#include "vmm/stress/host_ops.h"
+#include "vmm/stress/json_writer.h"
+#include "vmm/stress/host_workload.h"
+#include "vmm/stress/page_pool_space.h"
+#include "vmm/stress/progress.h"
+#include "vmm/stress/stress_run.h"
+#include "vmm/stress/trace_log.h"
+#include "vmm/stress/traced_mmu.h"
+
+namespace mmuvisor::vmm::stress {
+namespace {
+
+constexpr uint64_t kPage = 4096;
+// The workload owns memory from here on (the KVM layout puts the image below it).
+constexpr uint64_t kFreeStart = 1ull << 20;
+
+}  // namespace
+
+absl::StatusOr<HostStressOutcome> RunHostStress(const StressOptions& options,
+                                                std::FILE* progress, bool tty) {
+  const uint64_t pages = options.mem_bytes / kPage;
+  if (options.mem_bytes % kPage != 0 || options.mem_bytes <= kFreeStart) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--mem ", options.mem_bytes, ": host-thread runs need a page-aligned size above 1 MiB"));
+  }
+  TraceLog trace(!options.trace_path.empty());
+  trace.NameThisThread("stress main");
+  PagePoolSpaceOptions space_options;
+  space_options.pages = pages;
+  space_options.hub.policy = options.policy;
+  PagePoolSpace space(space_options);
+  notifier::NotifierSubscriptions& hub = space.hub();
+  LatencyHistogram fault_latency;
+
+  // Subscriptions: the EAGAIN injector (if any) first, then the vCPU MMU and the DMA MMU.
+  std::optional<EagainInjector> injector;
+  if (options.eagain_probability > 0) {
+    injector.emplace(options.eagain_probability, options.seed);
+    if (absl::Status s = hub.Register(*injector); !s.ok()) return s;
+  }
+  mmu::SecondaryMmuOptions vcpu_mmu_options;
+  vcpu_mmu_options.name = "vcpu-mmu";
+  vcpu_mmu_options.retry_timeout = options.fault_timeout;
+  TracedSecondaryMmu vcpu_mmu(space, vcpu_mmu_options, &trace, 0);
+  const std::vector<mmu::MemorySlot> layout = {{0, pages, space.base()}};
+  if (absl::Status s = vcpu_mmu.SetLayout(layout); !s.ok()) return s;
+  DelayOptions delays{options.delay_probability, options.delay, options.seed, true};
+  vcpu_mmu.SetFaultHooksForTesting(MakeDelayHooks(delays));
+  if (absl::Status s = hub.Register(vcpu_mmu); !s.ok()) return s;
+
+  std::unique_ptr<TracedSecondaryMmu> dma_mmu;
+  std::unique_ptr<mmu::Mirror> mirror;
+  std::unique_ptr<dma::DmaMemory> dma_memory;
+  DmaTrace dma_trace(trace, "dma fault", "dma retry");
+  DmaTrace vcpu_trace(trace, "vcpu fault", "vcpu retry");
+  DelayOptions dma_delays = delays;
+  dma_delays.seed = Mix64(options.seed);
+  dma_delays.retry_checks = !options.skip_dma_retry_check_for_testing;
+  if (options.dma_path == DmaPath::kSecondary) {
+    mmu::SecondaryMmuOptions dma_options;
+    dma_options.name = "dma-mmu";
+    dma_options.retry_timeout = options.fault_timeout;
+    dma_mmu = std::make_unique<TracedSecondaryMmu>(space, dma_options, &trace, 1);
+    if (absl::Status s = dma_mmu->SetLayout(layout); !s.ok()) return s;
+    dma_mmu->SetFaultHooksForTesting(MakeDelayHooks(dma_delays));
+    if (absl::Status s = hub.Register(*dma_mmu); !s.ok()) return s;
+    auto memory = std::make_unique<dma::SecondaryMmuMemory>(
+        *dma_mmu, &fault_latency, options.skip_dma_retry_check_for_testing);
+    if (trace.enabled()) memory->set_trace(&dma_trace);
+    dma_memory = std::move(memory);
+  } else {
+    mmu::MirrorOptions mirror_options;
+    mirror_options.name = "dma-mirror";
+    mirror_options.retry_timeout = options.fault_timeout;
+    mirror = std::make_unique<mmu::Mirror>(space, mirror_options);
+    mirror->SetFaultHooksForTesting(MakeDelayHooks(dma_delays));
+    if (absl::Status s = mirror->Attach(hub, space.base(), space.ram_size()); !s.ok()) return s;
+    dma_memory = std::make_unique<dma::MirrorMemory>(*mirror, space.base());
+  }
+  dma::SecondaryMmuMemory vcpu_memory(vcpu_mmu, &fault_latency);
+  if (trace.enabled()) vcpu_memory.set_trace(&vcpu_trace);
+
+  dma::DmaEngineOptions engine_options;
+  engine_options.ram_size = space.ram_size();
+  dma::DmaEngine engine(*dma_memory, engine_options);
+  engine.Start();
+
+  HostWorkloadConfig workload_config;
+  workload_config.seed = options.seed;
+  workload_config.vcpus = options.vcpus;
+  workload_config.free_start = kFreeStart;
+  workload_config.free_end = space.ram_size();
+  workload_config.rounds = options.rounds;
+  workload_config.dma = options.dma;
+  workload_config.balloon = options.balloon;
+  HostWorkload workload(workload_config, vcpu_memory, &engine,
+                        [&space](uint64_t gpa, uint64_t len) {
+                          (void)space.Discard(gpa, len);  // errors: impossible ranges only
+                        });
+
+  HostOpCallbacks callbacks;
+  callbacks.op[static_cast<int>(HostOp::kReclaim)] = [&](uint64_t g, uint64_t l) { return space.Reclaim(g, l); };
+  callbacks.op[static_cast<int>(HostOp::kDiscard)] = nullptr;  // discards come from the balloon
+  callbacks.op[static_cast<int>(HostOp::kMigrate)] = [&](uint64_t g, uint64_t l) { return space.Migrate(g, l); };
+  callbacks.op[static_cast<int>(HostOp::kProtect)] = [&](uint64_t g, uint64_t l) { return space.Protect(g, l); };
+  callbacks.op[static_cast<int>(HostOp::kOomReap)] = [&](uint64_t g, uint64_t l) { return space.OomReap(g, l); };
+  callbacks.resident_fraction = [&space, pages] {
+    return static_cast<double>(space.stats().resident) / static_cast<double>(pages);
+  };
+  HostOpDriver driver(options, 0, space.ram_size(), callbacks, &trace);
+
+  const absl::Time start = absl::Now();
+  auto sample = [&] {
+    const PagePoolStats s = space.stats();
+    ProgressSample p;
+    p.elapsed_s = absl::ToDoubleSeconds(absl::Now() - start);
+    p.pages_verified = workload.pages_verified();
+    p.invalidations = s.invalidations;
+    p.faults = vcpu_mmu.stats().faults + dma_memory->stats().faults;
+    p.retries = vcpu_mmu.stats().retries + dma_memory->stats().access_retries;
+    p.swap_ins = s.swap_ins;
+    p.mismatches = workload.mismatches();
+    p.resident_fraction = static_cast<double>(s.resident) / static_cast<double>(pages);
+    return p;
+  };
+  std::optional<ProgressPrinter> printer;
+  if (progress != nullptr && options.progress) printer.emplace(progress, tty, sample);
+
+  if (absl::Status s = workload.Start(); !s.ok()) {
+    engine.Stop();
+    if (mirror) (void)mirror->Detach();
+    return s;
+  }
+  driver.Start();
+  if (printer) printer->Start();
+  // Run for the duration (or until every vCPU ran its rounds or failed).
+  while (absl::Now() - start < options.duration && workload.finished() < options.vcpus) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  driver.Stop();
+  workload.Stop();
+  workload.Join();
+  engine.WaitIdle();
+  engine.Stop();
+  if (printer) printer->Stop();
+
+  // Collect, while every subscription is still registered.
+  StressRun run;
+  run.result.seed = options.seed;
+  run.result.mode = "host-threads";
+  run.result.policy = notifier::PolicyName(options.policy);
+  run.result.dma_path = DmaPathName(options.dma_path);
+  run.result.duration_s = absl::ToDoubleSeconds(absl::Now() - start);
+  run.result.guest_rounds = workload.rounds_done();
+  run.result.guest_pages_verified = workload.pages_verified();
+  run.result.guest_mismatches = workload.mismatches();
+  run.result.first_mismatches = workload.first_mismatches();
+  run.result.workload_problem = workload.problem();
+  run.result.workload_ok = run.result.workload_problem.empty();
+  const PagePoolStats pool = space.stats();
+  run.result.invalidations = pool.invalidations;
+  run.result.eagain = pool.eagain;
+  run.result.host_ops = driver.ops_done() + driver.ops_failed();
+  run.result.swap_ins = pool.swap_ins;
+  run.result.swap_outs = pool.swap_outs;
+  run.AddMmu(vcpu_mmu);
+  if (dma_mmu) run.AddMmu(*dma_mmu);
+  if (mirror) run.AddMirror(*mirror);
+  run.AddDmaPathStats(dma_memory->stats());
+  run.AddEngine(engine);
+  run.AddHub(hub);
+  run.result.fault_latency = Percentiles(fault_latency);
+
+  if (mirror) (void)mirror->Detach();
+  space.Teardown();
+  DecideVerdict(run.result);
+
+  if (!options.json_path.empty()) {
+    if (absl::Status s = WriteTextFile(options.json_path, ReportToJson(run.result)); !s.ok()) {
+      return s;
+    }
+  }
+  if (trace.enabled()) {
+    if (absl::Status s = trace.WriteJson(options.trace_path); !s.ok()) return s;
+  }
+  HostStressOutcome outcome;
+  outcome.result = std::move(run.result);
+  outcome.digests = workload.digests();
+  return outcome;
+}
+
+}  // namespace mmuvisor::vmm::stress

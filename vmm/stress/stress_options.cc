@@ -1,0 +1,270 @@
+#include "vmm/stress/stress_options.h"
+
+#include <cstdlib>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+
+namespace mmuvisor::vmm::stress {
+namespace {
+
+absl::Status Bad(absl::string_view flag, absl::string_view value, absl::string_view why) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("stress: ", flag, " \"", value, "\": ", why));
+}
+
+absl::StatusOr<uint64_t> Size(absl::string_view flag, absl::string_view text) {
+  absl::string_view digits = text;
+  uint64_t unit = 1;
+  for (const auto& [suffix, mult] : {std::pair<const char*, uint64_t>{"K", 1ull << 10},
+                                     {"M", 1ull << 20}, {"G", 1ull << 30}}) {
+    for (const std::string& s : {std::string(suffix), absl::StrCat(suffix, "iB"),
+                                absl::StrCat(suffix, "B")}) {
+      if (absl::ConsumeSuffix(&digits, s)) {
+        unit = mult;
+        break;
+      }
+    }
+    if (unit != 1) break;
+  }
+  uint64_t n = 0;
+  if (!absl::SimpleAtoi(digits, &n) || n == 0) return Bad(flag, text, "want a size like 64M");
+  if (n > UINT64_MAX / unit) return Bad(flag, text, "too large");
+  return n * unit;
+}
+
+absl::StatusOr<uint64_t> Count(absl::string_view flag, absl::string_view text, bool zero_ok) {
+  uint64_t n = 0;
+  if (!absl::SimpleAtoi(text, &n) || (!zero_ok && n == 0)) {
+    return Bad(flag, text, zero_ok ? "want a non-negative integer" : "want a positive integer");
+  }
+  return n;
+}
+
+absl::StatusOr<double> Fraction(absl::string_view flag, absl::string_view text) {
+  absl::string_view t = text;
+  const bool percent = absl::ConsumeSuffix(&t, "%");
+  double v = 0;
+  if (!absl::SimpleAtod(t, &v)) return Bad(flag, text, "want a number like 0.25 or 25%");
+  if (percent) v /= 100;
+  if (v < 0 || v > 1) return Bad(flag, text, "must lie in [0, 1] (or 0%..100%)");
+  return v;
+}
+
+absl::StatusOr<double> Rate(absl::string_view flag, absl::string_view text) {
+  double v = 0;
+  if (!absl::SimpleAtod(text, &v) || v < 0 || v > 1e6) {
+    return Bad(flag, text, "want operations per second in [0, 1e6]");
+  }
+  return v;
+}
+
+absl::StatusOr<absl::Duration> Duration(absl::string_view flag, absl::string_view text) {
+  absl::Duration d;
+  double seconds = 0;
+  if (absl::SimpleAtod(text, &seconds)) {
+    d = absl::Seconds(seconds);
+  } else if (!absl::ParseDuration(std::string(text), &d)) {
+    return Bad(flag, text, "want a duration like 3s or 500ms");
+  }
+  if (d <= absl::ZeroDuration()) return Bad(flag, text, "must be positive");
+  return d;
+}
+
+}  // namespace
+
+const char* DmaPathName(DmaPath path) {
+  return path == DmaPath::kSecondary ? "secondary" : "mirror";
+}
+
+absl::StatusOr<StressOptions> ParseStressFlags(absl::Span<const std::string> args) {
+  StressOptions o;
+  bool ops_given = false;
+  HostOpRates chosen_rates = o.ops;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string flag = args[i];
+    std::string value;
+    bool has_value = false;
+    if (const size_t eq = flag.find('='); flag.rfind("--", 0) == 0 && eq != std::string::npos) {
+      value = flag.substr(eq + 1);
+      flag = flag.substr(0, eq);
+      has_value = true;
+    }
+    auto boolean = [&](bool& field) -> absl::Status {
+      if (has_value) return Bad(flag, value, "takes no value");
+      field = true;
+      return absl::OkStatus();
+    };
+    auto next = [&]() -> absl::StatusOr<std::string> {
+      if (has_value) return value;
+      if (i + 1 >= args.size()) return Bad(flag, "", "missing value");
+      return args[++i];
+    };
+#define MMV_TAKE(var, expr)                 \
+  absl::StatusOr<std::string> var##_s = next(); \
+  if (!var##_s.ok()) return var##_s.status(); \
+  auto var = (expr)(flag, *var##_s);        \
+  if (!var.ok()) return var.status();
+    if (flag == "--mem") {
+      MMV_TAKE(v, Size);
+      o.mem_bytes = *v;
+    } else if (flag == "--vcpus") {
+      MMV_TAKE(v, [](absl::string_view f, absl::string_view t) { return Count(f, t, false); });
+      if (*v > 32) return Bad(flag, *v_s, "at most 32 vCPUs");
+      o.vcpus = static_cast<uint32_t>(*v);
+    } else if (flag == "--duration") {
+      MMV_TAKE(v, Duration);
+      o.duration = *v;
+    } else if (flag == "--rounds") {
+      MMV_TAKE(v, [](absl::string_view f, absl::string_view t) { return Count(f, t, true); });
+      o.rounds = *v;
+    } else if (flag == "--seed") {
+      MMV_TAKE(v, [](absl::string_view f, absl::string_view t) { return Count(f, t, true); });
+      o.seed = *v;
+    } else if (flag == "--resident") {
+      MMV_TAKE(v, Fraction);
+      o.resident_target = *v;
+    } else if (flag == "--ops") {
+      absl::StatusOr<std::string> list = next();
+      if (!list.ok()) return list.status();
+      HostOpRates r = chosen_rates;
+      HostOpRates off{0, 0, 0, 0, 0};
+      if (*list != "none") {
+        for (absl::string_view name : absl::StrSplit(*list, ',')) {
+          if (name == "reclaim") off.reclaim = r.reclaim;
+          else if (name == "discard") off.discard = r.discard;
+          else if (name == "migrate") off.migrate = r.migrate;
+          else if (name == "protect") off.protect = r.protect;
+          else if (name == "oom-reap") off.oom_reap = r.oom_reap;
+          else return Bad(flag, *list, "operations are reclaim, discard, migrate, protect, oom-reap or none");
+        }
+      }
+      o.ops = off;
+      ops_given = true;
+    } else if (flag == "--reclaim-rate" || flag == "--discard-rate" ||
+               flag == "--migrate-rate" || flag == "--protect-rate" ||
+               flag == "--oom-reap-rate") {
+      MMV_TAKE(v, Rate);
+      double* field = flag == "--reclaim-rate"   ? &o.ops.reclaim
+                      : flag == "--discard-rate" ? &o.ops.discard
+                      : flag == "--migrate-rate" ? &o.ops.migrate
+                      : flag == "--protect-rate" ? &o.ops.protect
+                                                 : &o.ops.oom_reap;
+      *field = *v;
+      double* chosen = flag == "--reclaim-rate"   ? &chosen_rates.reclaim
+                       : flag == "--discard-rate" ? &chosen_rates.discard
+                       : flag == "--migrate-rate" ? &chosen_rates.migrate
+                       : flag == "--protect-rate" ? &chosen_rates.protect
+                                                  : &chosen_rates.oom_reap;
+      *chosen = *v;
+    } else if (flag == "--op-pages") {
+      MMV_TAKE(v, [](absl::string_view f, absl::string_view t) { return Count(f, t, false); });
+      o.op_pages = *v;
+    } else if (flag == "--policy") {
+      absl::StatusOr<std::string> v = next();
+      if (!v.ok()) return v.status();
+      if (*v == "upstream") o.policy = notifier::Policy::kUpstream;
+      else if (*v == "sorted") o.policy = notifier::Policy::kSortedEndLast;
+      else if (*v == "legacy") o.policy = notifier::Policy::kLegacyUnpaired;
+      else return Bad(flag, *v, "policies are upstream, sorted, legacy");
+    } else if (flag == "--eagain") {
+      MMV_TAKE(v, Fraction);
+      o.eagain_probability = *v;
+    } else if (flag == "--delay-prob") {
+      MMV_TAKE(v, Fraction);
+      o.delay_probability = *v;
+    } else if (flag == "--delay") {
+      MMV_TAKE(v, Duration);
+      o.delay = *v;
+    } else if (flag == "--fault-timeout") {
+      MMV_TAKE(v, Duration);
+      o.fault_timeout = *v;
+    } else if (flag == "--dma-path") {
+      absl::StatusOr<std::string> v = next();
+      if (!v.ok()) return v.status();
+      if (*v == "secondary") o.dma_path = DmaPath::kSecondary;
+      else if (*v == "mirror") o.dma_path = DmaPath::kMirror;
+      else return Bad(flag, *v, "DMA paths are secondary, mirror");
+    } else if (flag == "--no-dma") {
+      bool b = false;
+      if (absl::Status s = boolean(b); !s.ok()) return s;
+      o.dma = false;
+    } else if (flag == "--no-balloon") {
+      bool b = false;
+      if (absl::Status s = boolean(b); !s.ok()) return s;
+      o.balloon = false;
+    } else if (flag == "--no-progress") {
+      bool b = false;
+      if (absl::Status s = boolean(b); !s.ok()) return s;
+      o.progress = false;
+    } else if (flag == "--host-threads") {
+      if (absl::Status s = boolean(o.host_threads); !s.ok()) return s;
+    } else if (flag == "--test-skip-dma-retry") {
+      if (absl::Status s = boolean(o.skip_dma_retry_check_for_testing); !s.ok()) return s;
+    } else if (flag == "--json") {
+      absl::StatusOr<std::string> v = next();
+      if (!v.ok()) return v.status();
+      o.json_path = *v;
+    } else if (flag == "--trace") {
+      absl::StatusOr<std::string> v = next();
+      if (!v.ok()) return v.status();
+      o.trace_path = *v;
+    } else if (flag == "--kvm") {
+      absl::StatusOr<std::string> v = next();
+      if (!v.ok()) return v.status();
+      o.kvm_path = *v;
+    } else if (flag == "--guest") {
+      absl::StatusOr<std::string> v = next();
+      if (!v.ok()) return v.status();
+      o.guest = *v;
+    } else {
+      return Bad(flag, value, "unknown flag (see `mmuvisor help stress`)");
+    }
+#undef MMV_TAKE
+  }
+  (void)ops_given;
+  if (o.mem_bytes % 4096 != 0) return Bad("--mem", absl::StrCat(o.mem_bytes), "must be page aligned");
+  return o;
+}
+
+std::string StressHelp() {
+  return R"(usage: mmuvisor stress [flags]
+Runs the memstress guest (every vCPU writes seeded patterns, re-reads and verifies them,
+drives DMA copies and gives pages back) while the host reclaims, migrates, protects and
+OOM-reaps its memory underneath; ends with PASS/FAIL and a report. Exit code 0 on PASS,
+1 on FAIL, 2 for bad flags, 5 when /dev/kvm is unusable (use --host-threads there).
+
+  --mem SIZE            guest memory (default 32M)
+  --vcpus N             vCPUs (default 2)
+  --duration DUR        run time (default 3s)
+  --rounds N            stop each vCPU after N rounds instead (0 = use --duration)
+  --seed N              workload seed (default 1): same seed + flags = same workload
+  --resident FRACTION   reclaim keeps resident memory near this (default 50%)
+  --ops LIST            host operations to run: reclaim,discard,migrate,protect,oom-reap
+                        or none (default: all)
+  --reclaim-rate R      operations per second (defaults 200, discard 10, migrate 100,
+  --discard-rate R        protect 50, oom-reap 50); each covers --op-pages pages
+  --migrate-rate R
+  --protect-rate R
+  --oom-reap-rate R
+  --op-pages N          pages per host operation (default 16)
+  --policy P            notifier dispatch: upstream (default), sorted, legacy
+  --eagain P            probability that a non-blockable start fails with EAGAIN
+  --delay-prob P        probability of a delay in each fault-path race window
+  --delay DUR           that delay (default 200us)
+  --fault-timeout DUR   a fault still racing after this gives up (default 2s)
+  --dma-path PATH       secondary (default: SecondaryMmu) or mirror (interval Mirror)
+  --no-dma, --no-balloon  leave those parts of the workload out
+  --host-threads        run the workload on host threads instead of a KVM guest
+  --json FILE           write the report as JSON
+  --trace FILE          write a Chrome/Perfetto trace (open in ui.perfetto.dev)
+  --no-progress         no live progress line
+  --kvm PATH            KVM device (default /dev/kvm)
+  --test-skip-dma-retry TEST ONLY: the DMA path skips its retry checks (must FAIL)
+)";
+}
+
+}  // namespace mmuvisor::vmm::stress

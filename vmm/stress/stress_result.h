@@ -1,0 +1,107 @@
+// StressResult: everything a stress run measured, the verdict rule over it, and its three
+// renderings: the short human report, the JSON report (--json) and one-line summaries.
+// Pure data and pure functions: unit-tested without KVM.
+//
+// Verdict rule (DESIGN.md §7, issue 6): PASS only when all of these hold, else FAIL with
+// every failed condition named in `failures`:
+//   - the guest (or the host-thread workload) reported no mismatch,
+//   - the notifier's pairing checker saw no violation,
+//   - every in-progress count is back at zero (each secondary MMU's in_progress and
+//     active invalidations, the hub's open windows and active interval ranges),
+//   - the device reported no error the guest did not ask for,
+//   - the workload itself ran (a run that verified nothing, or whose vCPUs failed, is not
+//     a pass).
+// No locks; any thread.
+#ifndef MMUVISOR_VMM_STRESS_STRESS_RESULT_H_
+#define MMUVISOR_VMM_STRESS_STRESS_RESULT_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace mmuvisor::vmm::stress {
+
+struct Mismatch {
+  uint64_t gpa = 0;
+  uint64_t expected = 0;
+  uint64_t found = 0;
+  uint64_t round = 0;
+  uint32_t vcpu = 0;
+  uint32_t source = 0;  // MMV_MISMATCH_*
+};
+
+// An in-progress count observed at the end of the run.
+struct InProgressCount {
+  std::string name;  // e.g. "dma-mmu.in_progress", "hub.open_windows"
+  int64_t value = 0;
+};
+
+struct LatencyPercentiles {
+  uint64_t count = 0;
+  uint64_t p50_ns = 0, p90_ns = 0, p99_ns = 0, max_ns = 0;
+};
+
+struct StressResult {
+  // Configuration echoed into the report.
+  uint64_t seed = 0;
+  std::string mode;    // "kvm" or "host-threads"
+  std::string policy;  // notifier dispatch policy
+  std::string dma_path;
+  double duration_s = 0;
+
+  // Workload (guest or host threads).
+  uint64_t guest_pages_verified = 0;
+  uint64_t guest_rounds = 0;
+  uint64_t guest_mismatches = 0;
+  std::vector<Mismatch> first_mismatches;  // capped
+  bool workload_ok = true;                 // vCPUs/threads ended as expected
+  std::string workload_problem;            // why not, one line
+
+  // Notifier.
+  uint64_t pairing_violations = 0;
+  std::string first_violation;
+  uint64_t invalidations = 0;  // hub starts attempted by the host operations
+  uint64_t eagain = 0;         // starts that failed with EAGAIN
+  uint64_t host_ops = 0;       // reclaim/discard/migrate/protect/reap operations done
+
+  // Secondary MMUs (summed over every MMU of the run).
+  uint64_t faults = 0;
+  uint64_t fault_retries = 0;
+  uint64_t fault_timeouts = 0;
+  LatencyPercentiles fault_latency;
+
+  // Paging.
+  uint64_t swap_ins = 0;
+  uint64_t swap_outs = 0;
+
+  // DMA.
+  uint64_t dma_ops = 0;
+  uint64_t dma_errors = 0;              // all error statuses and bad doorbells
+  uint64_t dma_errors_unrequested = 0;  // of which the guest did not ask for
+  uint64_t dma_retries = 0;
+  std::vector<std::string> dma_warnings;  // first few
+
+  std::vector<InProgressCount> in_progress_final;
+
+  // Filled by DecideVerdict.
+  bool pass = false;
+  std::vector<std::string> failures;
+};
+
+// Sets pass and failures from the fields above.
+void DecideVerdict(StressResult& result);
+
+int64_t InProgressTotal(const StressResult& result);
+
+// The human report: verdict line first, then the counters, then failures and the first
+// mismatches/violations/warnings. Ends with a newline.
+std::string FormatReport(const StressResult& result);
+
+// The --json document (see README "Report fields").
+std::string ReportToJson(const StressResult& result);
+
+}  // namespace mmuvisor::vmm::stress
+
+#endif  // MMUVISOR_VMM_STRESS_STRESS_RESULT_H_

@@ -1,0 +1,57 @@
+#include "vmm/stress/stress_run.h"
+
+#include <string>
+
+namespace mmuvisor::vmm::stress {
+
+void StressRun::AddMmu(const mmu::SecondaryMmu& mmu) {
+  // The MMU's name is not exposed; the traced subclass and the runners use these names.
+  const mmu::SecondaryMmuStats s = mmu.stats();
+  result.faults += s.faults;
+  result.fault_retries += s.retries;
+  result.fault_timeouts += s.timeouts;
+  const std::string name = mmu.name();
+  result.in_progress_final.push_back({name + ".in_progress", mmu.in_progress()});
+  result.in_progress_final.push_back({name + ".active_invalidations", mmu.active_invalidations()});
+  if (s.bugs != 0) {
+    result.in_progress_final.push_back({name + ".unpaired_end_bugs", static_cast<int64_t>(s.bugs)});
+  }
+}
+
+void StressRun::AddMirror(const mmu::Mirror& mirror) {
+  const mmu::MirrorStats s = mirror.stats();
+  result.faults += s.faults;
+  result.fault_retries += s.retries;
+  result.fault_timeouts += s.timeouts;
+}
+
+void StressRun::AddDmaPathStats(const dma::DmaMemoryStats& stats) {
+  result.dma_retries += stats.access_retries;
+}
+
+void StressRun::AddEngine(const dma::DmaEngine& engine) {
+  const dma::DmaStats s = engine.stats();
+  result.dma_ops += s.ops_ok;
+  result.dma_errors += s.errors();  // bad doorbells are counted as unrequested errors
+  result.dma_errors_unrequested += s.errors_unrequested;
+  for (std::string& w : engine.warnings()) result.dma_warnings.push_back(std::move(w));
+}
+
+void StressRun::AddHub(const notifier::NotifierSubscriptions& hub) {
+  const notifier::PairingSummary p = hub.pairing_summary();
+  result.pairing_violations += p.violations;
+  if (!p.first_violations.empty() && result.first_violation.empty()) {
+    result.first_violation = p.first_violations.front().ToString();
+  }
+  result.in_progress_final.push_back({"hub.open_windows", p.open});
+  result.in_progress_final.push_back(
+      {"hub.active_interval_ranges", static_cast<int64_t>(hub.active_invalidate_ranges())});
+}
+
+LatencyPercentiles Percentiles(const LatencyHistogram& histogram) {
+  const LatencyHistogram::Snapshot s = histogram.TakeSnapshot();
+  return LatencyPercentiles{s.count, s.PercentileNs(0.5), s.PercentileNs(0.9),
+                            s.PercentileNs(0.99), s.max_ns};
+}
+
+}  // namespace mmuvisor::vmm::stress

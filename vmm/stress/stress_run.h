@@ -1,0 +1,33 @@
+// StressRun: gathers the end-of-run facts from the parts of a stress run (secondary MMUs,
+// the mirror, the DMA engine and its memory path, the hub) into a StressResult, naming
+// every in-progress count it checks ("dma-mmu.in_progress", "hub.open_windows", ...).
+// Shared by the KVM runner and the host-thread runner. Call once everything is quiescent
+// (threads joined, device idle) and before teardown.
+#ifndef MMUVISOR_VMM_STRESS_STRESS_RUN_H_
+#define MMUVISOR_VMM_STRESS_STRESS_RUN_H_
+
+#include "mmu/mirror.h"
+#include "mmu/secondary_mmu.h"
+#include "notifier/hub.h"
+#include "vmm/dma/dma_engine.h"
+#include "vmm/dma/dma_memory.h"
+#include "vmm/paging/latency_histogram.h"
+#include "vmm/stress/stress_result.h"
+
+namespace mmuvisor::vmm::stress {
+
+struct StressRun {
+  StressResult result;
+
+  void AddMmu(const mmu::SecondaryMmu& mmu);
+  void AddMirror(const mmu::Mirror& mirror);
+  void AddDmaPathStats(const dma::DmaMemoryStats& stats);
+  void AddEngine(const dma::DmaEngine& engine);
+  void AddHub(const notifier::NotifierSubscriptions& hub);
+};
+
+LatencyPercentiles Percentiles(const LatencyHistogram& histogram);
+
+}  // namespace mmuvisor::vmm::stress
+
+#endif  // MMUVISOR_VMM_STRESS_STRESS_RUN_H_
