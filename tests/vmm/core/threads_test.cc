@@ -63,3 +63,103 @@ TEST(GuestConsoleTest, SerialLinesFromConcurrentVcpusStayWhole) {
 
 }  // namespace
 }  // namespace mmuvisor::vmm
+
+// VcpuRunner without KVM: a KvmVcpu on /dev/null (KVM_RUN fails with ENOTTY) and an
+// anonymous page as its kvm_run. Exercises the thread, the state machine, on_stop and the
+// kick path; the KVM-backed tests cover real exits.
+#include <fcntl.h>
+#include <sys/mman.h>
+
+#include "vmm/kvm/host_mapping.h"
+#include "vmm/kvm/vcpu.h"
+#include "vmm/vcpu/vcpu_runner.h"
+#include "vmm/vmm_mutex.h"
+
+namespace mmuvisor::vmm {
+namespace {
+
+KvmVcpu FakeVcpu(int id) {
+  absl::StatusOr<HostMapping> run =
+      HostMapping::Map(4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0, "run");
+  EXPECT_TRUE(run.ok());
+  return KvmVcpu(id, UniqueFd(::open("/dev/null", O_RDWR | O_CLOEXEC)), std::move(*run));
+}
+
+class StopLog {
+ public:
+  void Record(uint32_t vcpu, const VcpuStop& stop) {
+    VmmLock lock(&mu_);
+    stops_.emplace_back(vcpu, stop.kind);
+  }
+  std::vector<std::pair<uint32_t, StopKind>> stops() {
+    VmmLock lock(&mu_);
+    return stops_;
+  }
+
+ private:
+  VmmMutex mu_;
+  std::vector<std::pair<uint32_t, StopKind>> stops_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST(VcpuRunnerTest, FailingKvmRunStopsWithAHostErrorNamingTheIoctl) {
+  KvmVcpu vcpu = FakeVcpu(3);
+  PortIoBus bus;
+  ExitHandler handler(&bus);
+  StopLog log;
+  VcpuRunner runner(&vcpu, 4096, &handler,
+                    [&log](uint32_t v, const VcpuStop& s) { log.Record(v, s); });
+  EXPECT_EQ(runner.state(), VcpuState::kCreated);
+  runner.Start();
+  runner.Join();
+  EXPECT_EQ(runner.state(), VcpuState::kStopped);
+  EXPECT_EQ(runner.stop().kind, StopKind::kHostError);
+  EXPECT_EQ(runner.stop().detail, "KVM_RUN vcpu=3: Inappropriate ioctl for device");
+  EXPECT_THAT(log.stops(), ::testing::ElementsAre(std::pair{3u, StopKind::kHostError}));
+  runner.Kick();  // after Join: harmless, no signal to a joined thread
+}
+
+TEST(VcpuRunnerTest, KickBeforeStartStopsWithoutEnteringTheGuest) {
+  KvmVcpu vcpu = FakeVcpu(0);
+  PortIoBus bus;
+  ExitHandler handler(&bus);
+  StopLog log;
+  VcpuRunner runner(&vcpu, 4096, &handler,
+                    [&log](uint32_t v, const VcpuStop& s) { log.Record(v, s); });
+  runner.Kick();
+  EXPECT_EQ(vcpu.run()->immediate_exit, 1);
+  runner.Start();
+  runner.Join();
+  EXPECT_EQ(runner.stop().kind, StopKind::kKicked);
+  EXPECT_THAT(log.stops(), ::testing::ElementsAre(std::pair{0u, StopKind::kKicked}));
+}
+
+TEST(VcpuRunnerTest, ConcurrentKicksWhileRunnersStartAndStop) {
+  constexpr int kRunners = 4;
+  std::vector<KvmVcpu> vcpus;
+  for (int i = 0; i < kRunners; ++i) vcpus.push_back(FakeVcpu(i));
+  PortIoBus bus;
+  ExitHandler handler(&bus);
+  StopLog log;
+  std::vector<std::unique_ptr<VcpuRunner>> runners;
+  for (auto& v : vcpus) {
+    runners.push_back(std::make_unique<VcpuRunner>(
+        &v, 4096, &handler, [&log](uint32_t i, const VcpuStop& s) { log.Record(i, s); }));
+  }
+  std::thread kicker([&runners] {
+    for (int round = 0; round < 100; ++round) {
+      for (auto& r : runners) r->Kick();
+    }
+  });
+  for (auto& r : runners) r->Start();
+  kicker.join();
+  for (auto& r : runners) r->Join();
+  EXPECT_EQ(log.stops().size(), static_cast<size_t>(kRunners));
+  for (auto& r : runners) {
+    EXPECT_EQ(r->state(), VcpuState::kStopped);
+    // Either the kick came first or KVM_RUN on /dev/null failed first.
+    EXPECT_THAT(r->stop().kind, ::testing::AnyOf(StopKind::kKicked, StopKind::kHostError));
+  }
+}
+
+}  // namespace
+}  // namespace mmuvisor::vmm
