@@ -60,7 +60,8 @@ TEST(GuestImagesTest, ImagesCarryTheDocumentedOutput) {
   EXPECT_TRUE(ContainsBytes(hello16, std::string("hello16: Hello from real mode!\n\0", 32)));
   ASSERT_OK_AND_ASSIGN(auto crash, BuiltinGuestImage("crash"));
   // movl $0xdead, 0x0: the store to the unmapped page 0 at mmv_crash_site.
-  EXPECT_TRUE(ContainsBytes(crash, std::string("\xc7\x04\x25\x00\x00\x00\x00\xad\xde\x00\x00", 11)));
+  const std::string store_to_zero("\xc7\x04\x25\x00\x00\x00\x00\xad\xde\x00\x00", 11);
+  EXPECT_TRUE(ContainsBytes(crash, store_to_zero));
 }
 
 }  // namespace
