@@ -31,7 +31,9 @@ namespace {
 
 namespace fs = std::filesystem;
 constexpr uint64_t kRamSize = 8ull << 20;
-constexpr uint64_t kHandoff = 0x7e00;  // last ucall block: mapped, unused with one vCPU
+// Handoff blocks (qemu_tramp.S): 0x80 bytes per vCPU in the last two ucall blocks, which
+// are mapped and unused with up to 30 vCPUs.
+constexpr uint64_t kHandoff = 0x7c00;
 
 std::string FindQemu() {
   const char* path = std::getenv("PATH");
@@ -52,37 +54,36 @@ void WriteFile(const fs::path& path, const uint8_t* data, size_t len) {
   std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(data), len);
 }
 
-template <typename T>
-void Put(std::vector<uint8_t>& ram, uint64_t off, T v) {
-  std::memcpy(ram.data() + kHandoff + off, &v, sizeof(v));
-}
-
 // Layout read by qemu_tramp.S; keep the two in step.
-void WriteHandoff(std::vector<uint8_t>& ram, const BootPlan& plan, const kvm_regs& r,
-                  const kvm_sregs& s) {
-  Put<uint32_t>(ram, 0x00, plan.image.mode == BootMode::kReal16 ? 1 : 0);
-  Put<uint64_t>(ram, 0x08, r.rip);
-  Put<uint64_t>(ram, 0x10, r.rsp);
-  Put<uint64_t>(ram, 0x18, r.rdi);
-  Put<uint64_t>(ram, 0x20, r.rsi);
-  Put<uint64_t>(ram, 0x28, r.rflags);
-  Put<uint64_t>(ram, 0x30, s.cr0);
-  Put<uint64_t>(ram, 0x38, s.cr3);
-  Put<uint64_t>(ram, 0x40, s.cr4);
-  Put<uint64_t>(ram, 0x48, s.efer);
-  Put<uint16_t>(ram, 0x50, s.cs.selector);
-  Put<uint16_t>(ram, 0x52, s.ss.selector);
-  Put<uint16_t>(ram, 0x54, s.ds.selector);
-  Put<uint16_t>(ram, 0x56, s.tr.selector);
-  Put<uint16_t>(ram, 0x58, s.gdt.limit);
-  Put<uint32_t>(ram, 0x5a, static_cast<uint32_t>(s.gdt.base));
-  Put<uint16_t>(ram, 0x60, s.idt.limit);
-  Put<uint32_t>(ram, 0x62, static_cast<uint32_t>(s.idt.base));
+void WriteHandoff(std::vector<uint8_t>& ram, const BootPlan& plan, uint32_t vcpu,
+                  const kvm_regs& r, const kvm_sregs& s) {
+  auto Put = [&ram, vcpu]<typename T>(uint64_t off, T v) {
+    std::memcpy(ram.data() + kHandoff + vcpu * 0x80 + off, &v, sizeof(v));
+  };
+  Put(0x00, uint32_t{plan.image.mode == BootMode::kReal16 ? 1u : 0u});
+  Put(0x04, uint32_t{plan.layout.nr_vcpus});
+  Put(0x08, uint64_t{r.rip});
+  Put(0x10, uint64_t{r.rsp});
+  Put(0x18, uint64_t{r.rdi});
+  Put(0x20, uint64_t{r.rsi});
+  Put(0x28, uint64_t{r.rflags});
+  Put(0x30, uint64_t{s.cr0});
+  Put(0x38, uint64_t{s.cr3});
+  Put(0x40, uint64_t{s.cr4});
+  Put(0x48, uint64_t{s.efer});
+  Put(0x50, uint16_t{s.cs.selector});
+  Put(0x52, uint16_t{s.ss.selector});
+  Put(0x54, uint16_t{s.ds.selector});
+  Put(0x56, uint16_t{s.tr.selector});
+  Put(0x58, uint16_t{s.gdt.limit});
+  Put(0x5a, uint32_t{static_cast<uint32_t>(s.gdt.base)});
+  Put(0x60, uint16_t{s.idt.limit});
+  Put(0x62, uint32_t{static_cast<uint32_t>(s.idt.base)});
 }
 
 struct QemuRun {
   bool exited = false;        // QEMU stopped by itself (triple fault with -no-reboot)
-  mmv_ucall last_ucall{};     // vCPU 0's block when the guest was seen DONE
+  std::vector<mmv_ucall> ucalls;  // each vCPU's block when all were seen DONE
   std::string serial;
   std::string log;            // -d int output
 };
@@ -129,24 +130,29 @@ class QemuBootTest : public ::testing::Test {
   }
 
   // Prepares `guest`, boots it, and waits for DONE or for QEMU to exit.
-  QemuRun Boot(const char* guest, GuestPrivilege privilege, BootPlan* plan_out) {
+  QemuRun Boot(const char* guest, GuestPrivilege privilege, BootPlan* plan_out,
+               uint32_t nr_vcpus = 1) {
     QemuRun run;
     auto image = BuiltinGuestImage(guest);
     EXPECT_TRUE(image.ok()) << image.status();
     std::vector<uint8_t> ram(kRamSize, 0);
     BootOptions options;
     options.privilege = privilege;
+    options.nr_vcpus = nr_vcpus;
     auto plan = PrepareGuest(GuestRamView{ram.data(), kRamSize}, *image, options);
     EXPECT_TRUE(plan.ok()) << plan.status();
     if (!plan.ok()) return run;
     *plan_out = *plan;
-    WriteHandoff(ram, *plan, InitialRegs(*plan, 0, 0), InitialSregs(*plan, 0, kvm_sregs{}));
+    for (uint32_t i = 0; i < nr_vcpus; ++i) {
+      WriteHandoff(ram, *plan, i, InitialRegs(*plan, i, i), InitialSregs(*plan, i, kvm_sregs{}));
+    }
     WriteFile(dir_ / "low.bin", ram.data(), 0xa0000);  // QEMU's PC has ROM at 640K..1M
     WriteFile(dir_ / "high.bin", ram.data() + 0x100000, kRamSize - 0x100000);
 
     const fs::path sock = dir_ / "mon.sock";
     const std::vector<std::string> args = {
         qemu_, "-M", "pc", "-nodefaults", "-nographic", "-m", "8M",
+        "-smp", std::to_string(nr_vcpus),
         "-bios", MMUVISOR_QEMU_TRAMP,
         "-device", "loader,file=" + (dir_ / "low.bin").string() + ",addr=0,force-raw=on",
         "-device", "loader,file=" + (dir_ / "high.bin").string() + ",addr=0x100000,force-raw=on",
@@ -172,20 +178,25 @@ class QemuBootTest : public ::testing::Test {
       const fs::path dump = dir_ / "ucall.bin";
       if (!fs::exists(sock) ||
           !Monitor(sock, "pmemsave " + std::to_string(MMV_UCALL_GPA) + " " +
-                             std::to_string(sizeof(mmv_ucall)) + " \"" + dump.string() + "\"")) {
+                             std::to_string(MMV_UCALL_STRIDE * nr_vcpus) + " \"" +
+                             dump.string() + "\"")) {
         continue;
       }
       const std::string bytes = ReadFile(dump);
-      if (bytes.size() != sizeof(mmv_ucall)) continue;
-      std::memcpy(&run.last_ucall, bytes.data(), sizeof(mmv_ucall));
-      if (run.last_ucall.magic == MMV_UCALL_MAGIC && run.last_ucall.cmd == MMV_UCALL_DONE) {
-        break;
+      if (bytes.size() != MMV_UCALL_STRIDE * nr_vcpus) continue;
+      run.ucalls.assign(nr_vcpus, mmv_ucall{});
+      uint32_t done = 0;
+      for (uint32_t i = 0; i < nr_vcpus; ++i) {
+        std::memcpy(&run.ucalls[i], bytes.data() + i * MMV_UCALL_STRIDE, sizeof(mmv_ucall));
+        done += run.ucalls[i].magic == MMV_UCALL_MAGIC && run.ucalls[i].cmd == MMV_UCALL_DONE;
       }
+      if (done == nr_vcpus) break;
     }
     if (!run.exited) {
       kill(pid, SIGKILL);
       waitpid(pid, &status, 0);
     }
+    run.ucalls.resize(nr_vcpus);
     run.serial = ReadFile(dir_ / "serial.log");
     run.log = ReadFile(dir_ / "qemu.log");
     return run;
@@ -199,10 +210,10 @@ TEST_F(QemuBootTest, Hello64AtCpl3) {
   BootPlan plan;
   const QemuRun run = Boot("hello64", GuestPrivilege::kUser, &plan);
   EXPECT_EQ(run.serial, "hello64: serial says hi\n");
-  EXPECT_EQ(run.last_ucall.cmd, MMV_UCALL_DONE);
-  EXPECT_EQ(run.last_ucall.args[0], 0u);
+  EXPECT_EQ(run.ucalls[0].cmd, MMV_UCALL_DONE);
+  EXPECT_EQ(run.ucalls[0].args[0], 0u);
   // DONE's empty text overwrote only byte 0 of the PRINT before it.
-  EXPECT_STREQ(run.last_ucall.text + 1, "ello64: Hello from vCPU 0 at CPL3!");
+  EXPECT_STREQ(run.ucalls[0].text + 1, "ello64: Hello from vCPU 0 at CPL3!");
   EXPECT_EQ(run.log.find("v="), std::string::npos) << run.log;  // no exception at all
 }
 
@@ -210,24 +221,35 @@ TEST_F(QemuBootTest, Hello64AtCpl0) {
   BootPlan plan;
   const QemuRun run = Boot("hello64", GuestPrivilege::kKernel, &plan);
   EXPECT_EQ(run.serial, "hello64: serial says hi\n");
-  EXPECT_EQ(run.last_ucall.cmd, MMV_UCALL_DONE);
-  EXPECT_STREQ(run.last_ucall.text + 1, "ello64: Hello from vCPU 0 at CPL0!");
+  EXPECT_EQ(run.ucalls[0].cmd, MMV_UCALL_DONE);
+  EXPECT_STREQ(run.ucalls[0].text + 1, "ello64: Hello from vCPU 0 at CPL0!");
 }
 
 TEST_F(QemuBootTest, Hello16InRealMode) {
   BootPlan plan;
   const QemuRun run = Boot("hello16", GuestPrivilege::kUser, &plan);
   EXPECT_EQ(run.serial, "hello16: Hello from real mode!\n");
-  EXPECT_EQ(run.last_ucall.cmd, MMV_UCALL_DONE);
-  EXPECT_EQ(run.last_ucall.args[0], 0u);
+  EXPECT_EQ(run.ucalls[0].cmd, MMV_UCALL_DONE);
+  EXPECT_EQ(run.ucalls[0].args[0], 0u);
 }
 
 TEST_F(QemuBootTest, SmpOnOneVcpu) {
   BootPlan plan;
   const QemuRun run = Boot("smp", GuestPrivilege::kUser, &plan);
-  EXPECT_EQ(run.last_ucall.cmd, MMV_UCALL_DONE);
-  EXPECT_EQ(run.last_ucall.args[0], 0u);
-  EXPECT_STREQ(run.last_ucall.text + 1, "mp: vCPU 0 of 1: sum(1..1000) = 500500");
+  EXPECT_EQ(run.ucalls[0].cmd, MMV_UCALL_DONE);
+  EXPECT_EQ(run.ucalls[0].args[0], 0u);
+  EXPECT_STREQ(run.ucalls[0].text + 1, "mp: vCPU 0 of 1: sum(1..1000) = 500500");
+}
+
+TEST_F(QemuBootTest, SmpOnTwoVcpus) {
+  BootPlan plan;
+  const QemuRun run = Boot("smp", GuestPrivilege::kUser, &plan, 2);
+  for (uint32_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(run.ucalls[i].cmd, MMV_UCALL_DONE) << "vCPU " << i;
+    EXPECT_EQ(run.ucalls[i].args[0], 0u) << "vCPU " << i;
+  }
+  EXPECT_STREQ(run.ucalls[0].text + 1, "mp: vCPU 0 of 2: sum(1..1000) = 500500");
+  EXPECT_STREQ(run.ucalls[1].text + 1, "mp: vCPU 1 of 2: sum(1..2000) = 2001000");
 }
 
 TEST_F(QemuBootTest, CrashFaultsInsideTheImage) {
