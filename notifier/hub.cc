@@ -227,13 +227,17 @@ size_t NotifierSubscriptions::subscription_count() const {
 }
 
 PairingSummary NotifierSubscriptions::pairing_summary() const {
-  int64_t open = 0;
+  PairingCounters linked;
   {
     MutexLock lock(&reg_mu_);
-    // relaxed: statistic.
-    for (const Subscription* sub : linked_) open += sub->open_.load(std::memory_order_relaxed);
+    for (const Subscription* sub : linked_) {
+      const PairingCounters c = sub->pairing();
+      linked.starts += c.starts;
+      linked.ends += c.ends;
+      linked.open += c.open;
+    }
   }
-  return checker_.Summary(open);
+  return checker_.Summary(linked);
 }
 
 // ---- Teardown -------------------------------------------------------------------------

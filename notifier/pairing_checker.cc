@@ -61,15 +61,18 @@ void PairingChecker::OnStart(Subscription& sub, const Range& range, StartResult 
   if (!enabled_) return;
   CheckLinked(sub, range);
   // relaxed (all counters here): statistics owned by one subscription; pairing is judged
-  // on the counts, not on their order with other memory.
+  // on the counts, not on their order with other memory. One read-modify-write per
+  // callback on the common path: for a subscription with an end, starts = ends + open.
   if (result == StartResult::kOk) {
-    sub.starts_.fetch_add(1, std::memory_order_relaxed);
-    starts_.fetch_add(1, std::memory_order_relaxed);
-    // Only a subscription with an end has a window to pair.
-    if (!sub.ops().Has(Op::kInvalidateRangeEnd)) return;
-    int64_t open = sub.open_.fetch_add(1, std::memory_order_relaxed) + 1;
-    RaiseMax(sub.max_depth_, open);
-    RaiseMax(max_depth_, open);
+    if (!sub.ops().Has(Op::kInvalidateRangeEnd)) {
+      sub.starts_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    const int64_t open = sub.open_.fetch_add(1, std::memory_order_relaxed) + 1;
+    if (open > sub.max_depth_.load(std::memory_order_relaxed)) {
+      RaiseMax(sub.max_depth_, open);
+      RaiseMax(max_depth_, open);
+    }
     return;
   }
   sub.failed_starts_.fetch_add(1, std::memory_order_relaxed);
@@ -86,14 +89,15 @@ void PairingChecker::OnStart(Subscription& sub, const Range& range, StartResult 
 void PairingChecker::OnEnd(Subscription& sub, const Range& range) {
   if (!enabled_) return;
   CheckLinked(sub, range);
-  sub.ends_.fetch_add(1, std::memory_order_relaxed);
-  ends_.fetch_add(1, std::memory_order_relaxed);
   // relaxed: see OnStart. A decrement that takes the count below zero is an end that had
-  // no start; the count is put back so one bug is reported once.
+  // no start; the count is put back so one bug is reported once (and not counted as an
+  // end, keeping starts = ends + open).
   if (sub.open_.fetch_sub(1, std::memory_order_relaxed) <= 0) {
     sub.open_.fetch_add(1, std::memory_order_relaxed);
     Report(ViolationKind::kEndWithoutStart, sub, range);
+    return;
   }
+  sub.ends_.fetch_add(1, std::memory_order_relaxed);
 }
 
 void PairingChecker::OnOtherOp(Subscription& sub, uint64_t start, uint64_t end) {
@@ -103,9 +107,12 @@ void PairingChecker::OnOtherOp(Subscription& sub, uint64_t start, uint64_t end) 
 
 void PairingChecker::OnUnlinked(Subscription& sub) {
   if (!enabled_) return;
-  // relaxed: statistic.
-  int64_t open = sub.open_.load(std::memory_order_relaxed);
-  if (open > 0) unlinked_with_open_.fetch_add(open, std::memory_order_relaxed);
+  // relaxed: statistics. The subscription's totals move to the retired sums so that
+  // Summary() still counts them after it is gone.
+  const PairingCounters c = sub.pairing();
+  retired_starts_.fetch_add(c.starts, std::memory_order_relaxed);
+  retired_ends_.fetch_add(c.ends, std::memory_order_relaxed);
+  if (c.open > 0) unlinked_with_open_.fetch_add(c.open, std::memory_order_relaxed);
 }
 
 void PairingChecker::Report(ViolationKind kind, const Subscription& sub, const Range& range) {
@@ -115,13 +122,13 @@ void PairingChecker::Report(ViolationKind kind, const Subscription& sub, const R
   if (kept_.size() < kMaxKept) kept_.push_back(Violation{kind, sub.name(), &sub, range});
 }
 
-PairingSummary PairingChecker::Summary(int64_t linked_open) const {
+PairingSummary PairingChecker::Summary(const PairingCounters& linked) const {
   PairingSummary s;
   // relaxed: statistics, exact once the hub is quiescent.
-  s.starts = starts_.load(std::memory_order_relaxed);
-  s.ends = ends_.load(std::memory_order_relaxed);
+  s.starts = linked.starts + retired_starts_.load(std::memory_order_relaxed);
+  s.ends = linked.ends + retired_ends_.load(std::memory_order_relaxed);
   s.failed_starts = failed_starts_.load(std::memory_order_relaxed);
-  s.open = linked_open;
+  s.open = linked.open;
   s.max_depth = max_depth_.load(std::memory_order_relaxed);
   s.unlinked_with_open = unlinked_with_open_.load(std::memory_order_relaxed);
   s.violations = violation_count_.load(std::memory_order_relaxed);

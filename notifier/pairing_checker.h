@@ -1,9 +1,9 @@
 // notifier/pairing_checker.h: checks that every subscription sees start/end paired.
 //
 // Each hub owns one checker (on unless HubOptions::check_pairing is false). The hub calls
-// it around every classic callback it delivers. The per-subscription counters live in the
-// Subscription itself (relaxed atomics on its own cache lines), so the common path costs
-// two uncontended atomic adds per callback; only violations take the checker's lock.
+// it after every classic callback it delivers. The per-subscription counters live in the
+// Subscription itself (relaxed atomics), so the common path costs one atomic add per start
+// and two per end, nothing shared between subscriptions; only violations take the lock.
 //
 // A violation is recorded for:
 //   kEndWithoutStart          end delivered while the subscription had no open window;
@@ -81,8 +81,8 @@ class PairingChecker {
   void Report(ViolationKind kind, const Subscription& sub, const Range& range)
       ABSL_LOCKS_EXCLUDED(mu_);
 
-  // `linked_open` is the sum of open windows over the hub's linked subscriptions.
-  PairingSummary Summary(int64_t linked_open) const ABSL_LOCKS_EXCLUDED(mu_);
+  // `linked` sums the counters of the hub's linked subscriptions (max_depth unused).
+  PairingSummary Summary(const PairingCounters& linked) const ABSL_LOCKS_EXCLUDED(mu_);
   uint64_t violation_count() const {
     // relaxed: a statistic; Summary() takes the lock for an exact list.
     return violation_count_.load(std::memory_order_relaxed);
@@ -93,8 +93,8 @@ class PairingChecker {
 
   const bool enabled_;
   std::atomic<uint64_t> violation_count_{0};
-  std::atomic<uint64_t> starts_{0};
-  std::atomic<uint64_t> ends_{0};
+  std::atomic<uint64_t> retired_starts_{0};  // totals of unlinked subscriptions
+  std::atomic<uint64_t> retired_ends_{0};
   std::atomic<uint64_t> failed_starts_{0};
   std::atomic<int64_t> max_depth_{0};
   std::atomic<uint64_t> unlinked_with_open_{0};

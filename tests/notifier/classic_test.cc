@@ -481,7 +481,7 @@ TEST(PairingCheckerTest, ReportsEndWithoutStartWithSubscriptionAndRange) {
   checker.OnStart(a, MakeRange(0, 4096), StartResult::kOk);
   checker.OnEnd(a, MakeRange(0, 4096));
   checker.OnEnd(a, MakeRange(0x5000, 0x6000));
-  const PairingSummary s = checker.Summary(a.pairing().open);
+  const PairingSummary s = checker.Summary(a.pairing());
   ASSERT_EQ(s.violations, 1u) << s.ToString();
   EXPECT_EQ(s.first_violations[0].kind, ViolationKind::kEndWithoutStart);
   EXPECT_EQ(s.first_violations[0].range.start, 0x5000u);
@@ -514,7 +514,7 @@ TEST(PairingCheckerTest, ReportsCallbackAfterUnregister) {
   ASSERT_THAT(hub.Register(a), IsOk());
   ASSERT_THAT(hub.Unregister(a), IsOk());
   checker.OnStart(a, MakeRange(0, 4096), StartResult::kOk);  // as a buggy hub would
-  const PairingSummary s = checker.Summary(0);
+  const PairingSummary s = checker.Summary(PairingCounters{});
   ASSERT_EQ(s.violations, 1u);
   EXPECT_EQ(s.first_violations[0].kind, ViolationKind::kCallbackAfterUnregister);
 }
