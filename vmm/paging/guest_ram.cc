@@ -56,8 +56,8 @@ GuestRam::~GuestRam() {
 
 absl::Status GuestRam::Discard(uint64_t first, uint64_t count) {
   if (first > num_pages() || count > num_pages() - first) {
-    return absl::OutOfRangeError(absl::StrFormat(
-        "GuestRam::Discard pages [%d, %d) outside [0, %d)", first, first + count, num_pages()));
+    return absl::OutOfRangeError(absl::StrFormat("GuestRam::Discard pages [%d, %d) outside [0, %d)",
+                                                 first, first + count, num_pages()));
   }
   if (count == 0) return absl::OkStatus();
   const int advice = backing_ == GuestRamBacking::kMemfdShared ? MADV_REMOVE : MADV_DONTNEED;

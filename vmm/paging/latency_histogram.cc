@@ -37,13 +37,15 @@ uint64_t LatencyHistogram::Snapshot::PercentileNs(double q) const {
   if (count == 0) return 0;
   q = std::clamp(q, 0.0, 1.0);
   // Rank of the wanted sample, 1-based.
-  const uint64_t rank = std::max<uint64_t>(1, static_cast<uint64_t>(q * static_cast<double>(count) + 0.5));
+  const uint64_t rank =
+      std::max<uint64_t>(1, static_cast<uint64_t>(q * static_cast<double>(count) + 0.5));
   uint64_t below = 0;
   for (int i = 0; i < kBuckets; ++i) {
     if (buckets[i] == 0) continue;
     if (below + buckets[i] >= rank) {
       const double lo = i == 0 ? 0.0 : static_cast<double>(uint64_t{1} << i);
-      const double hi = i >= 63 ? static_cast<double>(max_ns) : static_cast<double>(uint64_t{1} << (i + 1));
+      const double hi =
+          i >= 63 ? static_cast<double>(max_ns) : static_cast<double>(uint64_t{1} << (i + 1));
       const double frac = static_cast<double>(rank - below) / static_cast<double>(buckets[i]);
       const double value = lo + frac * (hi - lo);
       // Compare in double first: near 2^64 the cast itself would overflow.

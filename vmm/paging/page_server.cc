@@ -42,8 +42,9 @@ absl::StatusOr<int> OpenUserfaultfd() {
   const int syscall_errno = errno;
   const int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
   if (dev < 0) {
-    return absl::ErrnoToStatus(syscall_errno, "userfaultfd(O_CLOEXEC|O_NONBLOCK) (and "
-                                              "/dev/userfaultfd cannot be opened)");
+    return absl::ErrnoToStatus(syscall_errno,
+                               "userfaultfd(O_CLOEXEC|O_NONBLOCK) (and "
+                               "/dev/userfaultfd cannot be opened)");
   }
   fd = ioctl(dev, USERFAULTFD_IOC_NEW, flags);
   const int e = errno;
@@ -73,9 +74,8 @@ absl::StatusOr<std::unique_ptr<PageServer>> PageServer::Start(const PagedRange& 
   }
   if (store == nullptr || store->num_pages() < range.num_pages ||
       store->page_size() != range.page_size) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("PageServer: swap store missing or smaller than the range (%d pages)",
-                        range.num_pages));
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "PageServer: swap store missing or smaller than the range (%d pages)", range.num_pages));
   }
   if (options.handler_threads < 0) {
     return absl::InvalidArgumentError(
@@ -90,8 +90,7 @@ absl::StatusOr<std::unique_ptr<PageServer>> PageServer::Start(const PagedRange& 
   if (ioctl(*uffd, UFFDIO_API, &api) != 0) {
     const int e = errno;
     close(*uffd);
-    return absl::ErrnoToStatus(
-        e, "UFFDIO_API features=EVENT_REMOVE|THREAD_ID|MISSING_SHMEM");
+    return absl::ErrnoToStatus(e, "UFFDIO_API features=EVENT_REMOVE|THREAD_ID|MISSING_SHMEM");
   }
   uffdio_register reg{};
   reg.range.start = reinterpret_cast<uintptr_t>(range.base);
@@ -100,16 +99,16 @@ absl::StatusOr<std::unique_ptr<PageServer>> PageServer::Start(const PagedRange& 
   if (ioctl(*uffd, UFFDIO_REGISTER, &reg) != 0) {
     const int e = errno;
     close(*uffd);
-    return absl::ErrnoToStatus(e, absl::StrFormat("UFFDIO_REGISTER MISSING start=%p len=0x%x",
-                                                  range.base, reg.range.len));
+    return absl::ErrnoToStatus(
+        e, absl::StrFormat("UFFDIO_REGISTER MISSING start=%p len=0x%x", range.base, reg.range.len));
   }
   const uint64_t needed = (uint64_t{1} << _UFFDIO_COPY) | (uint64_t{1} << _UFFDIO_ZEROPAGE) |
                           (uint64_t{1} << _UFFDIO_WAKE);
   if ((reg.ioctls & needed) != needed) {
     close(*uffd);
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "UFFDIO_REGISTER start=%p: range lacks COPY/ZEROPAGE/WAKE (ioctls=0x%x)", range.base,
-        reg.ioctls));
+    return absl::FailedPreconditionError(
+        absl::StrFormat("UFFDIO_REGISTER start=%p: range lacks COPY/ZEROPAGE/WAKE (ioctls=0x%x)",
+                        range.base, reg.ioctls));
   }
   const int stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (stop_fd < 0) {
@@ -359,8 +358,8 @@ void PageServer::Shutdown() {
   uffd_msg msg;
   while (read(uffd_, &msg, sizeof(msg)) == static_cast<ssize_t>(sizeof(msg))) {
     if (msg.event == UFFD_EVENT_PAGEFAULT) {
-      keep_closed.push_back(
-          (msg.arg.pagefault.address - reinterpret_cast<uintptr_t>(range_.base)) / range_.page_size);
+      keep_closed.push_back((msg.arg.pagefault.address - reinterpret_cast<uintptr_t>(range_.base)) /
+                            range_.page_size);
       shutdown_aborted_faults_.fetch_add(1, std::memory_order_relaxed);
     } else if (msg.event == UFFD_EVENT_REMOVE) {
       HandleRemove(msg.arg.remove.start, msg.arg.remove.end);
@@ -420,7 +419,8 @@ absl::Status PageServer::Populate(uint64_t page, const void* data) {
         absl::StrFormat("PageServer::Populate page %d >= %d", page, range_.num_pages));
   }
   if (shut_down_.load(std::memory_order_relaxed)) {
-    return absl::FailedPreconditionError(absl::StrFormat("PageServer::Populate page %d: shut down", page));
+    return absl::FailedPreconditionError(
+        absl::StrFormat("PageServer::Populate page %d: shut down", page));
   }
   uffdio_copy copy{};
   copy.dst = reinterpret_cast<uintptr_t>(PageAddress(page));
@@ -446,12 +446,14 @@ absl::Status PageServer::Populate(uint64_t page, const void* data) {
 
 absl::StatusOr<std::vector<uint8_t>> PageServer::Residency(uint64_t first, uint64_t count) const {
   if (first > range_.num_pages || count > range_.num_pages - first) {
-    return absl::OutOfRangeError(absl::StrFormat("PageServer::Residency pages [%d, %d) outside [0, %d)",
-                                                 first, first + count, range_.num_pages));
+    return absl::OutOfRangeError(
+        absl::StrFormat("PageServer::Residency pages [%d, %d) outside [0, %d)", first,
+                        first + count, range_.num_pages));
   }
   std::vector<unsigned char> vec(count);
   if (count > 0 && mincore(PageAddress(first), count * range_.page_size, vec.data()) != 0) {
-    return absl::ErrnoToStatus(errno, absl::StrFormat("mincore pages [%d, %d)", first, first + count));
+    return absl::ErrnoToStatus(errno,
+                               absl::StrFormat("mincore pages [%d, %d)", first, first + count));
   }
   std::vector<uint8_t> out(count);
   for (uint64_t i = 0; i < count; ++i) out[i] = vec[i] & 1;

@@ -53,8 +53,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "vmm/paging/paging_mutex.h"
 #include "vmm/paging/latency_histogram.h"
+#include "vmm/paging/paging_mutex.h"
 #include "vmm/paging/swap_store.h"
 
 struct uffd_msg;  // <linux/userfaultfd.h>
@@ -88,14 +88,14 @@ struct PageServerOptions {
 // reader may see a transient over-count that is taken back on EEXIST); fault-around pages,
 // remove events and latency are counted after (wait for them).
 struct PageServerStats {
-  uint64_t faults = 0;              // MISSING faults handled
-  uint64_t swap_ins = 0;            // faults answered from the store
-  uint64_t zero_fills = 0;          // faults answered with a zero page
-  uint64_t copy_races = 0;          // EEXIST: page already populated (counted as resolved)
-  uint64_t fault_around_pages = 0;  // neighbours brought back by fault-around
-  uint64_t remove_events = 0;       // UFFD_EVENT_REMOVE received
-  uint64_t removed_pages = 0;       // pages of the range covered by those events
-  uint64_t failures = 0;            // pages that could not be served (poisoned)
+  uint64_t faults = 0;                   // MISSING faults handled
+  uint64_t swap_ins = 0;                 // faults answered from the store
+  uint64_t zero_fills = 0;               // faults answered with a zero page
+  uint64_t copy_races = 0;               // EEXIST: page already populated (counted as resolved)
+  uint64_t fault_around_pages = 0;       // neighbours brought back by fault-around
+  uint64_t remove_events = 0;            // UFFD_EVENT_REMOVE received
+  uint64_t removed_pages = 0;            // pages of the range covered by those events
+  uint64_t failures = 0;                 // pages that could not be served (poisoned)
   uint64_t shutdown_aborted_faults = 0;  // faults still blocked at Shutdown (failed, not zeroed)
 };
 

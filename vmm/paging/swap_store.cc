@@ -31,12 +31,18 @@ absl::StatusOr<int> OpenAnonymousFile(const std::string& dir) {
 
 const char* ErrnoName(int e) {
   switch (e) {
-    case ENOSPC: return "ENOSPC";
-    case EIO: return "EIO";
-    case EDQUOT: return "EDQUOT";
-    case EFBIG: return "EFBIG";
-    case EINTR: return "EINTR";
-    default: return "errno";
+    case ENOSPC:
+      return "ENOSPC";
+    case EIO:
+      return "EIO";
+    case EDQUOT:
+      return "EDQUOT";
+    case EFBIG:
+      return "EFBIG";
+    case EINTR:
+      return "EINTR";
+    default:
+      return "errno";
   }
 }
 
@@ -64,8 +70,9 @@ absl::Status StoreIoError(int e, IoKind kind, const std::string& message) {
 absl::StatusOr<std::unique_ptr<SwapStore>> SwapStore::Create(uint64_t num_pages, size_t page_size,
                                                              const SwapStoreOptions& options) {
   if (num_pages == 0 || page_size == 0 || (page_size & (page_size - 1)) != 0) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "SwapStore: num_pages=%d page_size=%d (need > 0 and a power of two)", num_pages, page_size));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("SwapStore: num_pages=%d page_size=%d (need > 0 and a power of two)",
+                        num_pages, page_size));
   }
   std::string dir = options.directory;
   if (dir.empty()) {
@@ -78,7 +85,8 @@ absl::StatusOr<std::unique_ptr<SwapStore>> SwapStore::Create(uint64_t num_pages,
   if (ftruncate(*fd, static_cast<off_t>(bytes)) != 0) {
     const int e = errno;
     close(*fd);
-    return absl::ErrnoToStatus(e, absl::StrFormat("SwapStore: ftruncate to %d bytes in %s", bytes, dir));
+    return absl::ErrnoToStatus(
+        e, absl::StrFormat("SwapStore: ftruncate to %d bytes in %s", bytes, dir));
   }
   return std::unique_ptr<SwapStore>(new SwapStore(*fd, num_pages, page_size));
 }
@@ -140,7 +148,8 @@ void SwapStore::ClearFaultInjection() {
 
 absl::Status SwapStore::Save(uint64_t page, const void* data) {
   if (page >= num_pages_) {
-    return absl::OutOfRangeError(absl::StrFormat("SwapStore::Save page %d >= %d", page, num_pages_));
+    return absl::OutOfRangeError(
+        absl::StrFormat("SwapStore::Save page %d >= %d", page, num_pages_));
   }
   // Snapshot first, outside the lock: the checksum and the file then describe the same bytes
   // even if the caller broke the REQUIRES, and if `data` is a non-resident guest page its
@@ -233,7 +242,8 @@ absl::Status SwapStore::ReadVerifiedLocked(uint64_t page, void* out) {
 
 absl::Status SwapStore::Load(uint64_t page, void* out) {
   if (page >= num_pages_) {
-    return absl::OutOfRangeError(absl::StrFormat("SwapStore::Load page %d >= %d", page, num_pages_));
+    return absl::OutOfRangeError(
+        absl::StrFormat("SwapStore::Load page %d >= %d", page, num_pages_));
   }
   PagingReaderLock lock(&StripeOf(page));
   return ReadVerifiedLocked(page, out);
@@ -266,10 +276,11 @@ absl::Status SwapStore::Drop(uint64_t first, uint64_t count) {
   if (count == 0) return absl::OkStatus();
   // Space only: the slots are already forgotten, so a failure here loses nothing.
   if (fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                static_cast<off_t>(first * page_size_), static_cast<off_t>(count * page_size_)) != 0 &&
+                static_cast<off_t>(first * page_size_),
+                static_cast<off_t>(count * page_size_)) != 0 &&
       errno != EOPNOTSUPP) {
-    return absl::ErrnoToStatus(errno, absl::StrFormat("SwapStore::Drop punch pages [%d, %d)", first,
-                                                      first + count));
+    return absl::ErrnoToStatus(
+        errno, absl::StrFormat("SwapStore::Drop punch pages [%d, %d)", first, first + count));
   }
   return absl::OkStatus();
 }
@@ -286,8 +297,7 @@ bool SwapStore::IsSaved(uint64_t page) const {
 }
 
 bool SwapStore::IsSavedClean(uint64_t page) const {
-  return page < num_pages_ &&
-         flags_[page].load(std::memory_order_acquire) == (kSaved | kClean);
+  return page < num_pages_ && flags_[page].load(std::memory_order_acquire) == (kSaved | kClean);
 }
 
 uint64_t SwapStore::SavedPageCount() const {

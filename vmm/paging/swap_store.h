@@ -30,8 +30,8 @@
 #define MMUVISOR_VMM_PAGING_SWAP_STORE_H_
 
 #include <array>
-#include <cerrno>
 #include <atomic>
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -64,12 +64,12 @@ struct IoFaultInjection {
 };
 
 struct SwapStoreStats {
-  uint64_t saves = 0;            // successful Save()
-  uint64_t save_failures = 0;    // Save() that returned an error
-  uint64_t loads = 0;            // successful loads (checksum verified)
-  uint64_t load_failures = 0;    // I/O errors on load
+  uint64_t saves = 0;          // successful Save()
+  uint64_t save_failures = 0;  // Save() that returned an error
+  uint64_t loads = 0;          // successful loads (checksum verified)
+  uint64_t load_failures = 0;  // I/O errors on load
   uint64_t checksum_failures = 0;
-  uint64_t drops = 0;            // pages dropped while saved
+  uint64_t drops = 0;  // pages dropped while saved
   uint64_t bytes_written = 0;
   uint64_t bytes_read = 0;
 };
@@ -144,7 +144,8 @@ class SwapStore {
 
   PagingSharedMutex& StripeOf(uint64_t page) const { return stripes_[page % kStripes]; }
   // Returns 0 or the errno to inject for this operation, and whether to go partial.
-  int NextInjectedError(Injector& injector, bool* partial) ABSL_EXCLUSIVE_LOCKS_REQUIRED(inject_mu_);
+  int NextInjectedError(Injector& injector, bool* partial)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(inject_mu_);
   int InjectedWriteError(bool* partial) ABSL_LOCKS_EXCLUDED(inject_mu_);
   int InjectedReadError(bool* partial) ABSL_LOCKS_EXCLUDED(inject_mu_);
   // Full-page read into `out` plus checksum check. REQUIRES: stripe of `page` held.

@@ -88,9 +88,9 @@ void BM_DemandPaging(benchmark::State& state) {
       data[0] = static_cast<uint8_t>(p);
       if (!store->Save(p, data.data()).ok()) std::abort();
     }
-    auto server = Must(PageServer::Start({ram->base(), kPages, page}, store.get(),
-                                         {.handler_threads = threads,
-                                          .fault_around_pages = fault_around}));
+    auto server =
+        Must(PageServer::Start({ram->base(), kPages, page}, store.get(),
+                               {.handler_threads = threads, .fault_around_pages = fault_around}));
     const uint64_t ns = TouchAll(*ram, threads, &touch_latency);
     state.SetIterationTime(static_cast<double>(ns) * 1e-9);
     paged_ns += static_cast<double>(ns);
@@ -102,7 +102,8 @@ void BM_DemandPaging(benchmark::State& state) {
     }
     server->Shutdown();
     const auto snap = server->FaultLatency();
-    for (int i = 0; i < LatencyHistogram::kBuckets; ++i) server_latency.buckets[i] += snap.buckets[i];
+    for (int i = 0; i < LatencyHistogram::kBuckets; ++i)
+      server_latency.buckets[i] += snap.buckets[i];
     server_latency.count += snap.count;
     server_latency.sum_ns += snap.sum_ns;
     server_latency.max_ns = std::max(server_latency.max_ns, snap.max_ns);
@@ -112,7 +113,8 @@ void BM_DemandPaging(benchmark::State& state) {
   const auto lat = touch_latency.TakeSnapshot();
   state.SetItemsProcessed(static_cast<int64_t>(pages));
   state.counters["pages_per_s"] = static_cast<double>(pages) / (paged_ns * 1e-9);
-  state.counters["baseline_pages_per_s"] = static_cast<double>(kPages) * iters / (baseline_ns * 1e-9);
+  state.counters["baseline_pages_per_s"] =
+      static_cast<double>(kPages) * iters / (baseline_ns * 1e-9);
   state.counters["x_baseline"] = paged_ns / baseline_ns;
   state.counters["p50_us"] = static_cast<double>(lat.PercentileNs(0.5)) / 1e3;
   state.counters["p99_us"] = static_cast<double>(lat.PercentileNs(0.99)) / 1e3;

@@ -16,9 +16,9 @@ TEST(LatencyHistogram, EmptyReportsZero) {
 
 TEST(LatencyHistogram, PercentilesFallInTheRightLog2Bucket) {
   LatencyHistogram h;
-  for (int i = 0; i < 90; ++i) h.Record(1000);   // bucket [512, 1024)
-  for (int i = 0; i < 9; ++i) h.Record(20000);   // bucket [16384, 32768)
-  h.Record(1000000);                             // bucket [2^19, 2^20)
+  for (int i = 0; i < 90; ++i) h.Record(1000);  // bucket [512, 1024)
+  for (int i = 0; i < 9; ++i) h.Record(20000);  // bucket [16384, 32768)
+  h.Record(1000000);                            // bucket [2^19, 2^20)
   const auto s = h.TakeSnapshot();
   EXPECT_EQ(s.count, 100u);
   EXPECT_EQ(s.max_ns, 1000000u);

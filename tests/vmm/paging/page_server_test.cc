@@ -29,7 +29,9 @@ using ::mmuvisor::testing::StatusIs;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 
-uint8_t PatternByte(uint64_t page, size_t i) { return static_cast<uint8_t>(page * 37 + i * 11 + 1); }
+uint8_t PatternByte(uint64_t page, size_t i) {
+  return static_cast<uint8_t>(page * 37 + i * 11 + 1);
+}
 
 void FillPattern(uint8_t* p, uint64_t page, size_t size) {
   for (size_t i = 0; i < size; ++i) p[i] = PatternByte(page, i);
@@ -120,8 +122,8 @@ class PageServerTest : public ::testing::TestWithParam<GuestRamBacking> {
     ASSERT_OK_AND_ASSIGN(ram_, GuestRam::Create(pages * PageSize(), GetParam()));
     ASSERT_OK_AND_ASSIGN(store_, SwapStore::Create(pages, PageSize()));
     options.on_failure = failures_.Callback();
-    ASSERT_OK_AND_ASSIGN(server_, PageServer::Start({ram_->base(), pages, PageSize()},
-                                                    store_.get(), std::move(options)));
+    ASSERT_OK_AND_ASSIGN(server_, PageServer::Start({ram_->base(), pages, PageSize()}, store_.get(),
+                                                    std::move(options)));
   }
   static size_t PageSize() { return static_cast<size_t>(sysconf(_SC_PAGESIZE)); }
   uint8_t* Page(uint64_t p) { return ram_->PageAddress(p); }
@@ -193,7 +195,8 @@ TEST_P(PageServerTest, CorruptedStoreIsReportedWithThePageAndNeverReadsWrongData
   FillPattern(Page(4), 4, PageSize());
   ASSERT_EQ(Reclaim(3, 2), 0);
   const uint8_t junk = 0x5A;
-  ASSERT_EQ(pwrite(store_->file_descriptor(), &junk, 1, static_cast<off_t>(3 * PageSize() + 17)), 1);
+  ASSERT_EQ(pwrite(store_->file_descriptor(), &junk, 1, static_cast<off_t>(3 * PageSize() + 17)),
+            1);
 
   std::vector<uint8_t> got;
   EXPECT_EQ(KernelRead(Page(3), PageSize(), &got), EFAULT);
@@ -237,7 +240,8 @@ TEST_P(PageServerTest, FailingStoreLosesNothing) {
   ASSERT_OK_AND_ASSIGN(auto resident, server_->Residency(4, 1));
   EXPECT_EQ(resident[0], 1);  // the page whose save failed stayed resident
   store_->ClearFaultInjection();
-  for (uint64_t p = 0; p < kPages; ++p) EXPECT_TRUE(HasPattern(Page(p), p, PageSize())) << "page " << p;
+  for (uint64_t p = 0; p < kPages; ++p)
+    EXPECT_TRUE(HasPattern(Page(p), p, PageSize())) << "page " << p;
   const PageServerStats s = server_->Stats();
   EXPECT_EQ(s.swap_ins, kPages - 1 - static_cast<uint64_t>(kept));
   EXPECT_EQ(s.failures, 0u);
@@ -290,7 +294,8 @@ TEST_P(PageServerTest, ManyThreadsFaultingConcurrentlyGetTheirData) {
     guests.emplace_back([&, t] {
       for (uint64_t i = 0; i < kPages; ++i) {
         const uint64_t p = (i + static_cast<uint64_t>(t) * kPages / kThreads) % kPages;
-        const bool ok = p % 2 == 0 ? HasPattern(Page(p), p, PageSize()) : IsZero(Page(p), PageSize());
+        const bool ok =
+            p % 2 == 0 ? HasPattern(Page(p), p, PageSize()) : IsZero(Page(p), PageSize());
         if (!ok) bad.fetch_add(1);
       }
     });
@@ -298,7 +303,7 @@ TEST_P(PageServerTest, ManyThreadsFaultingConcurrentlyGetTheirData) {
   for (auto& g : guests) g.join();
   EXPECT_EQ(bad.load(), 0);
   const PageServerStats s = server_->Stats();
-  EXPECT_EQ(s.swap_ins, kPages / 2);            // each page installed exactly once
+  EXPECT_EQ(s.swap_ins, kPages / 2);                 // each page installed exactly once
   EXPECT_EQ(s.zero_fills, kPages / 2 + kPages / 2);  // first touches + the odd pages
   EXPECT_EQ(s.faults, s.swap_ins + s.zero_fills + s.copy_races);
   EXPECT_EQ(s.failures, 0u);
@@ -404,7 +409,8 @@ INSTANTIATE_TEST_SUITE_P(Backings, PageServerTest,
                          ::testing::Values(GuestRamBacking::kMemfdShared,
                                            GuestRamBacking::kAnonymousPrivate),
                          [](const ::testing::TestParamInfo<GuestRamBacking>& param_info) {
-                           return param_info.param == GuestRamBacking::kMemfdShared ? "Memfd" : "Anon";
+                           return param_info.param == GuestRamBacking::kMemfdShared ? "Memfd"
+                                                                                    : "Anon";
                          });
 
 }  // namespace

@@ -69,7 +69,8 @@ TEST(SwapStore, LoadOfAnUnsavedPageIsNotFound) {
 TEST(SwapStore, PagesOutsideTheStoreAreOutOfRange) {
   ASSERT_OK_AND_ASSIGN(auto store, SwapStore::Create(4, kPage));
   const auto data = Pattern(0);
-  EXPECT_THAT(store->Save(4, data.data()), StatusIs(absl::StatusCode::kOutOfRange, HasSubstr("page 4")));
+  EXPECT_THAT(store->Save(4, data.data()),
+              StatusIs(absl::StatusCode::kOutOfRange, HasSubstr("page 4")));
   EXPECT_THAT(store->Drop(3, 2), StatusIs(absl::StatusCode::kOutOfRange, HasSubstr("[3, 5)")));
 }
 
@@ -106,7 +107,8 @@ TEST(SwapStore, FailedWriteLeavesNothingHalfRecorded) {
   // Neither the torn new copy nor the stale old one may be served.
   EXPECT_FALSE(store->IsSaved(1));
   std::vector<uint8_t> out(kPage);
-  EXPECT_THAT(store->Load(1, out.data()), StatusIs(absl::StatusCode::kNotFound, HasSubstr("page 1")));
+  EXPECT_THAT(store->Load(1, out.data()),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("page 1")));
   const SwapStoreStats s = store->Stats();
   EXPECT_EQ(s.saves, 1u);
   EXPECT_EQ(s.save_failures, 1u);
@@ -120,13 +122,14 @@ TEST(SwapStore, WriteEioIsUnavailableAndReadEioIsDataLoss) {
   ASSERT_OK_AND_ASSIGN(auto store, SwapStore::Create(8, kPage));
   const auto data = Pattern(2);
   store->SetWriteFaultInjection({.fail_nth = 1, .error = EIO});
-  EXPECT_THAT(store->Save(2, data.data()),
-              StatusIs(absl::StatusCode::kUnavailable, AllOf(HasSubstr("page 2"), HasSubstr("EIO"))));
+  EXPECT_THAT(store->Save(2, data.data()), StatusIs(absl::StatusCode::kUnavailable,
+                                                    AllOf(HasSubstr("page 2"), HasSubstr("EIO"))));
   ASSERT_OK(store->Save(2, data.data()));
   store->SetReadFaultInjection({.fail_nth = 1, .error = EIO});
   std::vector<uint8_t> out(kPage);
-  EXPECT_THAT(store->Load(2, out.data()),
-              StatusIs(absl::StatusCode::kDataLoss, AllOf(HasSubstr("load page 2"), HasSubstr("EIO"))));
+  EXPECT_THAT(
+      store->Load(2, out.data()),
+      StatusIs(absl::StatusCode::kDataLoss, AllOf(HasSubstr("load page 2"), HasSubstr("EIO"))));
   EXPECT_EQ(store->Stats().load_failures, 1u);
   ASSERT_OK(store->Load(2, out.data()));  // the injection fired once
   EXPECT_EQ(out, data);
@@ -179,7 +182,8 @@ TEST(SwapStore, DropForgetsThePagesAndReturnsTheSpace) {
   EXPECT_LT(after.st_blocks, before.st_blocks);
   EXPECT_EQ(after.st_size, before.st_size);
   std::vector<uint8_t> out(kPage);
-  EXPECT_THAT(store->Load(10, out.data()), StatusIs(absl::StatusCode::kNotFound, HasSubstr("page 10")));
+  EXPECT_THAT(store->Load(10, out.data()),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("page 10")));
 }
 
 TEST(SwapStore, FileInAChosenDirectoryIsInvisibleAndGoneAfterDestruction) {
