@@ -102,3 +102,52 @@ TEST(ResolveGuestTest, BuiltinNamesResolveToEmbeddedElf) {
 
 }  // namespace
 }  // namespace mmuvisor::vmm
+
+// Machine::Create checks the user's input before it opens the KVM device, and marks which
+// errors are the user's (exit 2) and which the host's (exit 5).
+#include "vmm/boot/guest_images.h"
+#include "vmm/machine/machine.h"
+
+namespace mmuvisor::vmm {
+namespace {
+
+TEST(MachineCreateTest, BadImageIsAnInputErrorEvenWithoutKvm) {
+  MachineConfig config;
+  config.kvm_path = "/nonexistent/kvm";
+  const uint8_t garbage[] = {'n', 'o', 't', ' ', 'e', 'l', 'f'};
+  absl::StatusOr<std::unique_ptr<Machine>> m = Machine::Create(config, garbage);
+  EXPECT_THAT(m, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("ELF")));
+  EXPECT_TRUE(IsInputError(m.status()));
+}
+
+TEST(MachineCreateTest, MissingKvmIsAHostErrorAfterTheImageChecksOut) {
+  MachineConfig config;
+  config.kvm_path = "/nonexistent/kvm";
+  ASSERT_OK_AND_ASSIGN(absl::Span<const uint8_t> elf, BuiltinGuestImage("hello64"));
+  absl::StatusOr<std::unique_ptr<Machine>> m = Machine::Create(config, elf);
+  EXPECT_THAT(m, StatusIs(absl::StatusCode::kNotFound,
+                          HasSubstr("cannot open /nonexistent/kvm: it does not exist")));
+  EXPECT_FALSE(IsInputError(m.status()));
+}
+
+TEST(MachineCreateTest, SizesAndVcpuCountsAreInputErrors) {
+  ASSERT_OK_AND_ASSIGN(absl::Span<const uint8_t> elf, BuiltinGuestImage("hello64"));
+  MachineConfig config;
+  config.kvm_path = "/nonexistent/kvm";
+  config.vcpus = 0;
+  absl::StatusOr<std::unique_ptr<Machine>> m = Machine::Create(config, elf);
+  EXPECT_THAT(m, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("0 vCPUs requested")));
+  EXPECT_TRUE(IsInputError(m.status()));
+  config.vcpus = 1;
+  config.ram_size = ByteSize{(2ull << 20) + 100};
+  m = Machine::Create(config, elf);
+  EXPECT_THAT(m, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a positive multiple")));
+  EXPECT_TRUE(IsInputError(m.status()));
+  config.ram_size = ByteSize{1ull << 20};  // the image at 1 MiB cannot fit
+  m = Machine::Create(config, elf);
+  EXPECT_FALSE(m.ok());
+  EXPECT_TRUE(IsInputError(m.status())) << m.status();
+}
+
+}  // namespace
+}  // namespace mmuvisor::vmm
