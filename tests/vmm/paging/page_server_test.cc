@@ -211,6 +211,22 @@ TEST_P(PageServerTest, CorruptedStoreIsReportedWithThePageAndNeverReadsWrongData
   EXPECT_TRUE(HasPattern(got.data(), 4, PageSize()));
 }
 
+TEST_P(PageServerTest, OnFailureIsCalledOnceAndTheFirstErrorIsKept) {
+  Start(4, {.handler_threads = 2});
+  for (uint64_t p = 0; p < 2; ++p) FillPattern(Page(p), p, PageSize());
+  ASSERT_EQ(Reclaim(0, 2), 0);
+  const uint8_t junk = 0x5A;
+  for (uint64_t p = 0; p < 2; ++p) {
+    ASSERT_EQ(pwrite(store_->file_descriptor(), &junk, 1, static_cast<off_t>(p * PageSize())), 1);
+  }
+  std::vector<uint8_t> got;
+  EXPECT_EQ(KernelRead(Page(0), PageSize(), &got), EFAULT);
+  EXPECT_EQ(KernelRead(Page(1), PageSize(), &got), EFAULT);
+  EXPECT_EQ(server_->Stats().failures, 2u);
+  EXPECT_EQ(failures_.calls(), 1);
+  EXPECT_THAT(server_->failure(), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("page 0 ")));
+}
+
 TEST_P(PageServerTest, StoreReadErrorStopsTheFaultWithEfaultNotZeros) {
   Start(4);
   FillPattern(Page(2), 2, PageSize());
