@@ -1,0 +1,352 @@
+// HostAddressSpace without KVM: the test thread plays the guest (touching guest RAM
+// directly, faulting through the page server); DmaPort is the secondary-MMU reader.
+#include "vmm/host/host_address_space.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "host_test_support.h"
+#include "support/status_matchers.h"
+#include "vmm/host/dma_port.h"
+#include "vmm/host/fault_injection.h"
+#include "vmm/host/reclaim_driver.h"
+
+namespace mmuvisor::vmm {
+namespace {
+
+using ::mmuvisor::testing::IsOk;
+using ::mmuvisor::testing::StatusIs;
+using ::mmuvisor::vmm::testing::FakeDirtyLog;
+using ::mmuvisor::vmm::testing::FillPattern;
+using ::mmuvisor::vmm::testing::FirstMismatch;
+using ::mmuvisor::vmm::testing::IsZeroPage;
+using ::mmuvisor::vmm::testing::OpenFdCount;
+using ::mmuvisor::vmm::testing::RecordingMemslotControl;
+using ::mmuvisor::vmm::testing::ThreadCount;
+
+constexpr uint64_t kPages = 64;
+
+HostAddressSpaceOptions SmallOptions(GuestRamBacking backing = GuestRamBacking::kMemfdShared) {
+  HostAddressSpaceOptions o;
+  o.ram_bytes = kPages * kPageSize;
+  o.backing = backing;
+  return o;
+}
+
+void FillAll(HostAddressSpace& space, uint64_t version) {
+  for (uint64_t p = 0; p < space.num_pages(); ++p) FillPattern(space.PagePointer(p), p, version);
+}
+
+uint64_t ResidentCount(HostAddressSpace& space) {
+  absl::StatusOr<std::vector<uint8_t>> r = space.page_server()->Residency(0, space.num_pages());
+  EXPECT_THAT(r.status(), IsOk());
+  uint64_t n = 0;
+  for (uint8_t b : *r) n += b;
+  return n;
+}
+
+class BackingTest : public ::testing::TestWithParam<GuestRamBacking> {};
+
+TEST_P(BackingTest, ReclaimAllThenRereadGivesIdenticalDataWithSwapIns) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<HostAddressSpace> space,
+                       HostAddressSpace::Create(SmallOptions(GetParam())));
+  EXPECT_EQ(space->dirty_tracking().mode, DirtyTrackingMode::kAlwaysWriteBack);
+  FillAll(*space, 1);
+  ASSERT_OK_AND_ASSIGN(ReclaimResult r, space->Reclaim(PageRange{0, kPages}));
+  EXPECT_EQ(r.written_back, kPages);
+  EXPECT_EQ(r.reclaimed, kPages);
+  EXPECT_EQ(r.save_failures, 0u);
+  EXPECT_EQ(ResidentCount(*space), 0u);
+  for (uint64_t p = 0; p < kPages; ++p) {
+    ASSERT_EQ(FirstMismatch(space->PagePointer(p), p, 1), -1) << "page " << p;
+  }
+  EXPECT_EQ(space->stats().swapped_in, kPages);
+  EXPECT_EQ(space->stats().reclaimed_pages, kPages);
+  EXPECT_EQ(space->open_windows(), 0u);
+}
+
+TEST_P(BackingTest, DiscardGivesZerosEvenForSwappedOutPages) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<HostAddressSpace> space,
+                       HostAddressSpace::Create(SmallOptions(GetParam())));
+  FillAll(*space, 2);
+  ASSERT_THAT(space->Reclaim(PageRange{0, kPages / 2}).status(), IsOk());  // half swapped out
+  ASSERT_THAT(space->Discard(PageRange{0, kPages}), IsOk());
+  for (uint64_t p = 0; p < kPages; ++p) ASSERT_TRUE(IsZeroPage(space->PagePointer(p))) << p;
+  EXPECT_EQ(space->store()->SavedPageCount(), 0u);
+  EXPECT_EQ(space->stats().discarded_pages, kPages);
+}
+
+TEST_P(BackingTest, MigrateKeepsDataAndLeavesPagesResident) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<HostAddressSpace> space,
+                       HostAddressSpace::Create(SmallOptions(GetParam())));
+  FillAll(*space, 3);
+  ASSERT_OK_AND_ASSIGN(ReclaimResult r, space->Migrate(PageRange{8, 16}));
+  EXPECT_EQ(r.reclaimed, 16u);
+  EXPECT_EQ(ResidentCount(*space), kPages);  // faulted back into new pages in the window
+  for (uint64_t p = 0; p < kPages; ++p) {
+    ASSERT_EQ(FirstMismatch(space->PagePointer(p), p, 3), -1) << "page " << p;
+  }
+  EXPECT_EQ(space->stats().migrated_pages, 16u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backings, BackingTest,
+                         ::testing::Values(GuestRamBacking::kMemfdShared,
+                                           GuestRamBacking::kAnonymousPrivate),
+                         [](const auto& param_info) {
+                           return param_info.param == GuestRamBacking::kMemfdShared ? "memfd"
+                                                                              : "anonymous";
+                         });
+
+TEST(HostAddressSpaceTest, VerifiedDirtyLogSkipsCleanPagesAndWritesBackLoggedOnes) {
+  FakeDirtyLog log;
+  HostAddressSpaceOptions o = SmallOptions();
+  o.dirty_log = &log;
+  o.dirty_probe = [&log](Gpa gpa) {
+    log.MarkWritten(gpa);  // the "guest" write the self-check looks for
+    return absl::OkStatus();
+  };
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<HostAddressSpace> space, HostAddressSpace::Create(o));
+  ASSERT_EQ(space->dirty_tracking().mode, DirtyTrackingMode::kDirtyLog)
+      << space->dirty_tracking().reason;
+  FillAll(*space, 1);
+  ASSERT_OK_AND_ASSIGN(ReclaimResult first, space->Reclaim(PageRange{0, kPages}));
+  EXPECT_EQ(first.written_back, kPages);  // never saved: always written
+  for (uint64_t p = 0; p < kPages; ++p) ASSERT_EQ(FirstMismatch(space->PagePointer(p), p, 1), -1);
+  // Swapped back in, not written: the second reclaim writes nothing.
+  ASSERT_OK_AND_ASSIGN(ReclaimResult second, space->Reclaim(PageRange{0, kPages}));
+  EXPECT_EQ(second.written_back, 0u);
+  EXPECT_EQ(second.skipped_clean, kPages);
+  // The guest writes page 5 (and the log says so): only that page is written back.
+  for (uint64_t p = 0; p < kPages; ++p) (void)*static_cast<volatile uint8_t*>(space->PagePointer(p));
+  FillPattern(space->PagePointer(5), 5, 2);
+  log.MarkWritten(Gpa{5 * kPageSize});
+  ASSERT_OK_AND_ASSIGN(ReclaimResult third, space->Reclaim(PageRange{0, kPages}));
+  EXPECT_EQ(third.written_back, 1u);
+  EXPECT_EQ(third.skipped_clean, kPages - 1);
+  EXPECT_EQ(FirstMismatch(space->PagePointer(5), 5, 2), -1);
+  EXPECT_EQ(FirstMismatch(space->PagePointer(6), 6, 1), -1);
+}
+
+TEST(HostAddressSpaceTest, DirtyLogThatMissesTheProbeFallsBackToAlwaysWriteBack) {
+  FakeDirtyLog log;
+  HostAddressSpaceOptions o = SmallOptions();
+  o.dirty_log = &log;
+  o.dirty_probe = [](Gpa) { return absl::OkStatus(); };  // the write is never logged
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<HostAddressSpace> space, HostAddressSpace::Create(o));
+  EXPECT_EQ(space->dirty_tracking().mode, DirtyTrackingMode::kAlwaysWriteBack);
+  EXPECT_THAT(space->dirty_tracking().reason, ::testing::HasSubstr("missed a guest write"));
+  FillAll(*space, 1);
+  ASSERT_THAT(space->Reclaim(PageRange{0, kPages}).status(), IsOk());
+  for (uint64_t p = 0; p < kPages; ++p) (void)*static_cast<volatile uint8_t*>(space->PagePointer(p));
+  ASSERT_OK_AND_ASSIGN(ReclaimResult again, space->Reclaim(PageRange{0, kPages}));
+  EXPECT_EQ(again.written_back, kPages);  // nothing trusted: every page written again
+}
+
+TEST(HostAddressSpaceTest, FailingStoreLosesNothingAndEveryWindowEnds) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<HostAddressSpace> space,
+                       HostAddressSpace::Create(SmallOptions()));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DmaPort> dma, DmaPort::Create(*space));
+  FillAll(*space, 4);
+  space->store()->SetWriteFaultInjection(IoFaultInjection{.probability = 1.0, .error = ENOSPC});
+  ASSERT_OK_AND_ASSIGN(ReclaimResult r, space->Reclaim(PageRange{0, kPages}));
+  EXPECT_EQ(r.save_failures, kPages);
+  EXPECT_EQ(r.reclaimed, 0u);
+  EXPECT_THAT(r.first_save_error, StatusIs(absl::StatusCode::kResourceExhausted, ::testing::_));
+  EXPECT_EQ(ResidentCount(*space), kPages);
+  // Every third write fails, half-written (a torn slot on disk): those pages stay.
+  space->store()->SetWriteFaultInjection(
+      IoFaultInjection{.fail_nth = 3, .error = EIO, .partial = true});
+  ASSERT_OK_AND_ASSIGN(ReclaimResult r2, space->Reclaim(PageRange{0, kPages}));
+  EXPECT_EQ(r2.save_failures, 1u);
+  EXPECT_EQ(r2.reclaimed, kPages - 1);
+  space->store()->ClearFaultInjection();
+  for (uint64_t p = 0; p < kPages; ++p) {
+    std::vector<uint8_t> buf(kPageSize);
+    ASSERT_THAT(dma->Read(Gpa{p * kPageSize}, absl::MakeSpan(buf)), IsOk());
+    ASSERT_EQ(FirstMismatch(buf.data(), p, 4), -1) << "page " << p;
+  }
+  EXPECT_EQ(space->open_windows(), 0u);
+  EXPECT_EQ(dma->mmu().in_progress(), 0);
+  EXPECT_EQ(space->hub().pairing_summary().open, 0);
+  EXPECT_EQ(space->hub().pairing_summary().violations, 0u);
+}
+
+TEST(HostAddressSpaceTest, ProtectedPagesRefuseWritesUntilUnprotected) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<HostAddressSpace> space,
+                       HostAddressSpace::Create(SmallOptions()));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DmaPort> dma, DmaPort::Create(*space));
+  FillAll(*space, 5);
+  ASSERT_THAT(space->Protect(PageRange{2, 2}, PageProtection::kReadOnly), IsOk());
+  // A guest-side store through the kernel (as KVM_RUN would do it) fails with EFAULT.
+  const int zero = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(zero, 0);
+  errno = 0;
+  EXPECT_EQ(read(zero, space->PagePointer(2), 64), -1);
+  EXPECT_EQ(errno, EFAULT);
+  GuestFaultVerdict v = space->ClassifyGuestFault(Gpa{2 * kPageSize}, /*write=*/true);
+  EXPECT_EQ(v.kind, GuestFaultKind::kProtected) << v.detail;
+  EXPECT_EQ(space->ClassifyGuestFault(Gpa{2 * kPageSize}, false).kind, GuestFaultKind::kRetry);
+  EXPECT_EQ(space->ClassifyGuestFault(Gpa{kPages * kPageSize}, true).kind,
+            GuestFaultKind::kNotMapped);
+  std::vector<uint8_t> buf(16, 0xab);
+  EXPECT_THAT(dma->Write(Gpa{2 * kPageSize}, absl::MakeSpan(buf)),
+              StatusIs(absl::StatusCode::kPermissionDenied, ::testing::_));
+  EXPECT_THAT(space->Resolve(space->AddressOf(3), mmu::Access::kWrite).status(),
+              StatusIs(absl::StatusCode::kPermissionDenied, ::testing::_));
+  ASSERT_THAT(dma->Read(Gpa{2 * kPageSize}, absl::MakeSpan(buf)), IsOk());  // reads allowed
+  ASSERT_THAT(space->Unprotect(PageRange{2, 2}), IsOk());
+  EXPECT_EQ(read(zero, space->PagePointer(2), 64), 64);
+  EXPECT_THAT(dma->Write(Gpa{3 * kPageSize}, absl::MakeSpan(buf)), IsOk());
+  close(zero);
+  EXPECT_EQ(space->stats().protects, 2u);
+}
+
+TEST(HostAddressSpaceTest, ResolveRejectsAddressesOutsideGuestRam) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<HostAddressSpace> space,
+                       HostAddressSpace::Create(SmallOptions()));
+  EXPECT_THAT(space->Resolve(space->AddressOf(kPages), mmu::Access::kRead).status(),
+              StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+  EXPECT_THAT(space->Resolve(space->AddressOf(1) + 8, mmu::Access::kRead).status(),
+              StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+  ASSERT_OK_AND_ASSIGN(mmu::PrimaryPage page,
+                       space->Resolve(space->AddressOf(1), mmu::Access::kWrite));
+  EXPECT_EQ(page.host_address, space->AddressOf(1));
+  EXPECT_TRUE(page.writable);
+  EXPECT_THAT(space->Reclaim(PageRange{kPages - 1, 2}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
+}
+
+TEST(HostAddressSpaceTest, UnmapWaitsForOpenWindowsThenRemovesTheSlot) {
+  RecordingMemslotControl control;
+  absl::Notification in_window, release_window;
+  HostAddressSpaceOptions o = SmallOptions();
+  o.slots = {RamSlot{0, Gpa{0}, 0, kPages / 2}, RamSlot{1, Gpa{1ull << 30}, kPages / 2, kPages / 2}};
+  o.memslot_control = &control;
+  o.window_hook = [&](WindowPoint point, const notifier::Range& range) {
+    if (point == WindowPoint::kBeforeEnd && range.event == notifier::Event::kClear &&
+        !release_window.HasBeenNotified()) {
+      in_window.Notify();
+      release_window.WaitForNotification();
+      control.Record("reclaim window ends");
+    }
+  };
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<HostAddressSpace> space, HostAddressSpace::Create(o));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DmaPort> dma, DmaPort::Create(*space));
+  std::vector<uint8_t> buf(8, 1);
+  ASSERT_THAT(dma->Write(Gpa{1ull << 30}, absl::MakeSpan(buf)), IsOk());
+
+  std::thread reclaimer([&] { EXPECT_THAT(space->Reclaim(PageRange{0, 4}).status(), IsOk()); });
+  in_window.WaitForNotification();
+  std::thread unmapper([&] { EXPECT_THAT(space->Unmap(1), IsOk()); });
+  absl::SleepFor(absl::Milliseconds(50));  // give a broken Unmap time to run early
+  release_window.Notify();
+  reclaimer.join();
+  unmapper.join();
+  EXPECT_THAT(control.events(), ::testing::ElementsAre("set 0", "set 1", "reclaim window ends",
+                                                       "delete 1"));
+  EXPECT_THAT(space->Unmap(1), StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+  EXPECT_THAT(dma->Read(Gpa{1ull << 30}, absl::MakeSpan(buf)),
+              StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+  EXPECT_THAT(space->PagesOf(Gpa{1ull << 30}, ByteSize{kPageSize}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
+  EXPECT_THAT(space->Resolve(space->AddressOf(kPages / 2), mmu::Access::kRead).status(),
+              StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+  EXPECT_THAT(dma->Read(Gpa{0}, absl::MakeSpan(buf)), IsOk());  // slot 0 still there
+}
+
+TEST(HostAddressSpaceTest, OomReapWithInjectedEagainLeavesTheRangeUntouched) {
+  HostAddressSpaceOptions o = SmallOptions();
+  o.oom.max_attempts = 4;
+  o.oom.initial_backoff = absl::Microseconds(10);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<HostAddressSpace> space, HostAddressSpace::Create(o));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DmaPort> dma, DmaPort::Create(*space));
+  StartFaultSubscription injector(StartFaults{.eagain_next = 1000});
+  ASSERT_THAT(space->hub().Register(injector), IsOk());
+  FillAll(*space, 6);
+  std::vector<uint8_t> buf(kPageSize);
+  for (uint64_t p = 0; p < kPages; ++p) {  // map every page in the secondary MMU
+    ASSERT_THAT(dma->Read(Gpa{p * kPageSize}, absl::MakeSpan(buf)), IsOk());
+  }
+  const uint64_t mapped = dma->mmu().mapped_count();
+  ASSERT_OK_AND_ASSIGN(OomReapResult r, space->OomReap(PageRange{0, kPages}));
+  EXPECT_FALSE(r.reaped);
+  EXPECT_EQ(r.attempts, 4);
+  EXPECT_EQ(r.eagain_retries, 4u);
+  EXPECT_EQ(injector.eagains(), 4u);
+  // Untouched: resident, not saved, same data; the store saw no write.
+  EXPECT_EQ(ResidentCount(*space), kPages);
+  EXPECT_EQ(space->store()->SavedPageCount(), 0u);
+  EXPECT_EQ(space->store()->Stats().saves, 0u);
+  for (uint64_t p = 0; p < kPages; ++p) ASSERT_EQ(FirstMismatch(space->PagePointer(p), p, 6), -1);
+  // Balanced: the secondary MMU got an end for each start (upstream policy), nothing open.
+  mmu::SecondaryMmuStats ms = dma->mmu().stats();
+  EXPECT_EQ(ms.starts, ms.ends);
+  EXPECT_EQ(dma->mmu().in_progress(), 0);
+  EXPECT_EQ(dma->mmu().active_invalidations(), 0);
+  EXPECT_LE(dma->mmu().mapped_count(), mapped);
+  notifier::PairingSummary pairing = space->hub().pairing_summary();
+  EXPECT_EQ(pairing.open, 0);
+  EXPECT_EQ(pairing.violations, 0u) << pairing.ToString();
+  EXPECT_EQ(space->hub().active_invalidate_ranges(), 0u);
+  EXPECT_EQ(space->open_windows(), 0u);
+  HostStats stats = space->stats();
+  EXPECT_EQ(stats.oom_skipped, 1u);
+  EXPECT_EQ(stats.oom_eagain_retries, 4u);
+
+  // Two more refusals, then the third attempt reaps (saving first: nothing is lost).
+  injector.Configure(StartFaults{.eagain_next = 2});
+  ASSERT_OK_AND_ASSIGN(OomReapResult r2, space->OomReap(PageRange{0, kPages}));
+  EXPECT_TRUE(r2.reaped);
+  EXPECT_EQ(r2.attempts, 3);
+  EXPECT_EQ(r2.reclaim.reclaimed, kPages);
+  EXPECT_EQ(ResidentCount(*space), 0u);
+  for (uint64_t p = 0; p < kPages; ++p) ASSERT_EQ(FirstMismatch(space->PagePointer(p), p, 6), -1);
+  ASSERT_THAT(space->hub().Unregister(injector), IsOk());
+}
+
+TEST(HostAddressSpaceTest, TeardownWithPagesOutReleasesEachSubscriptionOnceAndLeaksNothing) {
+  const int fds_before = OpenFdCount();
+  const int threads_before = ThreadCount();
+  int stops = 0;
+  StartFaultSubscription a, b;
+  {
+    HostAddressSpaceOptions o = SmallOptions();
+    o.page_server_threads = 2;
+    o.stop_guests = [&stops] { ++stops; };
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<HostAddressSpace> space, HostAddressSpace::Create(o));
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<DmaPort> dma, DmaPort::Create(*space));
+    ASSERT_THAT(space->hub().Register(a), IsOk());
+    ASSERT_THAT(space->hub().Register(b), IsOk());
+    FillAll(*space, 7);
+    std::vector<uint8_t> buf(kPageSize);
+    ASSERT_THAT(dma->Read(Gpa{0}, absl::MakeSpan(buf)), IsOk());
+    ASSERT_OK_AND_ASSIGN(ReclaimResult r, space->Reclaim(PageRange{0, kPages}));
+    ASSERT_EQ(r.reclaimed, kPages);  // everything swapped out
+    ASSERT_THAT(space->StartReclaimDriver(ReclaimDriverOptions{}), IsOk());
+    EXPECT_GT(ThreadCount(), threads_before);
+    space->Teardown();
+    space->Teardown();  // idempotent
+    EXPECT_EQ(stops, 1);
+    EXPECT_EQ(a.releases(), 1u);
+    EXPECT_EQ(b.releases(), 1u);
+    EXPECT_THAT(dma->Read(Gpa{0}, absl::MakeSpan(buf)),
+                StatusIs(absl::StatusCode::kFailedPrecondition, ::testing::_));
+    EXPECT_THAT(space->Reclaim(PageRange{0, 1}).status(),
+                StatusIs(absl::StatusCode::kFailedPrecondition, ::testing::_));
+    EXPECT_EQ(space->ram(), nullptr);
+  }
+  EXPECT_EQ(a.releases(), 1u);
+  EXPECT_EQ(OpenFdCount(), fds_before);
+  EXPECT_EQ(ThreadCount(), threads_before);
+}
+
+}  // namespace
+}  // namespace mmuvisor::vmm

@@ -1,0 +1,115 @@
+// Fakes and helpers for the HostAddressSpace tests (no KVM): a memslot control that
+// records its calls, a dirty log the test writes into, fd/thread counting, patterns.
+#ifndef MMUVISOR_TESTS_VMM_HOST_HOST_TEST_SUPPORT_H_
+#define MMUVISOR_TESTS_VMM_HOST_HOST_TEST_SUPPORT_H_
+
+#include <dirent.h>
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "vmm/host/dirty_tracking.h"
+#include "vmm/host/memslot_control.h"
+
+namespace mmuvisor::vmm::testing {
+
+class RecordingMemslotControl : public MemslotControl {
+ public:
+  absl::Status SetSlot(const GuestMemorySlot& slot) override {
+    Record("set " + std::to_string(slot.slot));
+    return absl::OkStatus();
+  }
+  absl::Status DeleteSlot(const GuestMemorySlot& slot) override {
+    Record("delete " + std::to_string(slot.slot));
+    return absl::OkStatus();
+  }
+  void Record(const std::string& event) {
+    absl::MutexLock lock(&mu_);
+    events_.push_back(event);
+  }
+  std::vector<std::string> events() const {
+    absl::MutexLock lock(&mu_);
+    return events_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::vector<std::string> events_ ABSL_GUARDED_BY(mu_);
+};
+
+// A dirty log the test feeds: MarkWritten(gpa) plays KVM's mark_page_dirty.
+class FakeDirtyLog : public DirtyLog {
+ public:
+  void MarkWritten(Gpa gpa) {
+    absl::MutexLock lock(&mu_);
+    written_.push_back(gpa.value);
+  }
+  absl::StatusOr<std::vector<uint64_t>> Fetch(const GuestMemorySlot& slot) override {
+    absl::MutexLock lock(&mu_);
+    ++fetches_;
+    const uint64_t pages = slot.size.value / kPageSize;
+    std::vector<uint64_t> bits((pages + 63) / 64, 0);
+    std::vector<uint64_t> rest;
+    for (uint64_t gpa : written_) {
+      if (gpa >= slot.gpa.value && gpa < slot.end().value) {
+        const uint64_t i = (gpa - slot.gpa.value) / kPageSize;
+        bits[i / 64] |= uint64_t{1} << (i % 64);
+      } else {
+        rest.push_back(gpa);
+      }
+    }
+    written_ = std::move(rest);
+    return bits;
+  }
+  std::string Describe() const override { return "fake-dirty-log"; }
+  int fetches() const {
+    absl::MutexLock lock(&mu_);
+    return fetches_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::vector<uint64_t> written_ ABSL_GUARDED_BY(mu_);
+  int fetches_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+inline int CountDirEntries(const char* path) {
+  DIR* dir = opendir(path);
+  if (dir == nullptr) return -1;
+  int n = 0;
+  while (dirent* e = readdir(dir)) {
+    if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) ++n;
+  }
+  closedir(dir);
+  return n;
+}
+inline int OpenFdCount() { return CountDirEntries("/proc/self/fd"); }
+inline int ThreadCount() { return CountDirEntries("/proc/self/task"); }
+
+// The byte at `offset` of page `page` in version `version` of a test pattern.
+inline uint8_t PatternByte(uint64_t page, uint64_t version, uint64_t offset) {
+  return static_cast<uint8_t>((page * 131 + version * 31 + offset * 7 + 1) & 0xff);
+}
+inline void FillPattern(uint8_t* dst, uint64_t page, uint64_t version) {
+  for (uint64_t i = 0; i < kPageSize; ++i) dst[i] = PatternByte(page, version, i);
+}
+// First offset that differs from the pattern, or -1.
+inline int64_t FirstMismatch(const uint8_t* p, uint64_t page, uint64_t version) {
+  for (uint64_t i = 0; i < kPageSize; ++i) {
+    if (p[i] != PatternByte(page, version, i)) return static_cast<int64_t>(i);
+  }
+  return -1;
+}
+inline bool IsZeroPage(const uint8_t* p) {
+  for (uint64_t i = 0; i < kPageSize; ++i) {
+    if (p[i] != 0) return false;
+  }
+  return true;
+}
+
+}  // namespace mmuvisor::vmm::testing
+
+#endif  // MMUVISOR_TESTS_VMM_HOST_HOST_TEST_SUPPORT_H_

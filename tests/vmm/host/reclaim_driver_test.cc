@@ -1,0 +1,86 @@
+// The reclaim driver: target resident fraction, aging through the hub's young ops.
+#include "vmm/host/reclaim_driver.h"
+
+#include <memory>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "host_test_support.h"
+#include "support/status_matchers.h"
+#include "vmm/host/dma_port.h"
+#include "vmm/host/host_address_space.h"
+
+namespace mmuvisor::vmm {
+namespace {
+
+using ::mmuvisor::testing::IsOk;
+using ::mmuvisor::vmm::testing::FillPattern;
+using ::mmuvisor::vmm::testing::FirstMismatch;
+
+constexpr uint64_t kPages = 64;
+
+uint64_t Resident(HostAddressSpace& space) {
+  auto r = space.page_server()->Residency(0, space.num_pages());
+  uint64_t n = 0;
+  for (uint8_t b : *r) n += b;
+  return n;
+}
+
+TEST(ReclaimDriverTest, KeepsTheResidentSetAtTheTargetAndSparesYoungPages) {
+  HostAddressSpaceOptions o;
+  o.ram_bytes = kPages * kPageSize;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<HostAddressSpace> space, HostAddressSpace::Create(o));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DmaPort> dma, DmaPort::Create(*space));
+  for (uint64_t p = 0; p < kPages; ++p) FillPattern(space->PagePointer(p), p, 1);
+  // Pages 0..7 are used by the device: young in its SecondaryMmu.
+  std::vector<uint8_t> buf(kPageSize);
+  for (uint64_t p = 0; p < 8; ++p) ASSERT_THAT(dma->Read(Gpa{p * kPageSize}, absl::MakeSpan(buf)), IsOk());
+
+  ReclaimDriver driver(*space, ReclaimDriverOptions{.target_resident_fraction = 0.25,
+                                                    .max_pages_per_second = 1000000,
+                                                    .max_batch_pages = 1000});
+  ASSERT_OK_AND_ASSIGN(uint64_t reclaimed, driver.RunOnce());
+  EXPECT_EQ(reclaimed, kPages - kPages / 4);
+  EXPECT_EQ(Resident(*space), kPages / 4);
+  auto resident = space->page_server()->Residency(0, kPages);
+  for (uint64_t p = 0; p < 8; ++p) EXPECT_EQ((*resident)[p], 1) << "young page " << p;
+  ReclaimDriverStats s = driver.stats();
+  EXPECT_EQ(s.reclaimed, reclaimed);
+  EXPECT_EQ(s.written_back, reclaimed);
+  EXPECT_GE(s.second_chances, 8u);
+  // At the target: nothing more to do.
+  ASSERT_OK_AND_ASSIGN(uint64_t again, driver.RunOnce());
+  EXPECT_EQ(again, 0u);
+  for (uint64_t p = 0; p < kPages; ++p) ASSERT_EQ(FirstMismatch(space->PagePointer(p), p, 1), -1);
+  EXPECT_EQ(driver.stats().swapped_in, kPages - kPages / 4);
+}
+
+TEST(ReclaimDriverTest, RateLimitsEachPass) {
+  HostAddressSpaceOptions o;
+  o.ram_bytes = kPages * kPageSize;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<HostAddressSpace> space, HostAddressSpace::Create(o));
+  for (uint64_t p = 0; p < kPages; ++p) FillPattern(space->PagePointer(p), p, 1);
+  ReclaimDriver driver(*space, ReclaimDriverOptions{.target_resident_fraction = 0.0,
+                                                    .max_pages_per_second = 1000,
+                                                    .period = absl::Milliseconds(10)});
+  ASSERT_OK_AND_ASSIGN(uint64_t reclaimed, driver.RunOnce());
+  EXPECT_EQ(reclaimed, 10u);  // 1000 pages/s * 10 ms
+}
+
+TEST(ReclaimDriverTest, ThreadReachesTheTargetAndStops) {
+  HostAddressSpaceOptions o;
+  o.ram_bytes = kPages * kPageSize;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<HostAddressSpace> space, HostAddressSpace::Create(o));
+  for (uint64_t p = 0; p < kPages; ++p) FillPattern(space->PagePointer(p), p, 1);
+  ASSERT_THAT(space->StartReclaimDriver(ReclaimDriverOptions{
+                  .target_resident_fraction = 0.5, .period = absl::Milliseconds(1)}),
+              IsOk());
+  while (Resident(*space) > kPages / 2) absl::SleepFor(absl::Milliseconds(1));
+  space->reclaim_driver()->Stop();
+  EXPECT_EQ(Resident(*space), kPages / 2);
+  EXPECT_THAT(space->reclaim_driver()->last_error(), IsOk());
+}
+
+}  // namespace
+}  // namespace mmuvisor::vmm

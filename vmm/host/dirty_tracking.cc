@@ -1,0 +1,62 @@
+#include "vmm/host/dirty_tracking.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace mmuvisor::vmm {
+
+const char* DirtyTrackingModeName(DirtyTrackingMode mode) {
+  switch (mode) {
+    case DirtyTrackingMode::kDirtyLog:
+      return "dirty-log";
+    case DirtyTrackingMode::kAlwaysWriteBack:
+      return "always-write-back";
+  }
+  return "?";
+}
+
+DirtyTrackingChoice ChooseDirtyTracking(DirtyLog* log, const MemslotTable& slots,
+                                        const GuestWriteProbe& probe) {
+  DirtyTrackingChoice fallback;
+  if (log == nullptr) {
+    fallback.reason = "no dirty log (no KVM): every resident page is written back on reclaim";
+    return fallback;
+  }
+  if (!probe) {
+    fallback.reason = absl::StrCat(log->Describe(),
+                                   " not verified (no guest write probe): writing back always");
+    return fallback;
+  }
+  if (slots.slots().empty()) {
+    fallback.reason = "no memslot to probe: writing back always";
+    return fallback;
+  }
+  const GuestMemorySlot& slot = slots.slots().front();
+  // Drain whatever is logged so far, so the next fetch shows only the probe's write.
+  if (absl::StatusOr<std::vector<uint64_t>> drained = log->Fetch(slot); !drained.ok()) {
+    fallback.reason = absl::StrCat(log->Describe(), " unusable: ",
+                                   drained.status().ToString(), "; writing back always");
+    return fallback;
+  }
+  if (absl::Status s = probe(slot.gpa); !s.ok()) {
+    fallback.reason = absl::StrCat("dirty-log self-check: the guest write probe failed (",
+                                   s.ToString(), "); writing back always");
+    return fallback;
+  }
+  absl::StatusOr<std::vector<uint64_t>> bits = log->Fetch(slot);
+  if (!bits.ok()) {
+    fallback.reason = absl::StrCat(log->Describe(), " unusable: ", bits.status().ToString(),
+                                   "; writing back always");
+    return fallback;
+  }
+  if (bits->empty() || ((*bits)[0] & 1) == 0) {
+    fallback.reason = absl::StrCat(log->Describe(),
+                                   " missed a guest write in the self-check: writing back always");
+    return fallback;
+  }
+  return DirtyTrackingChoice{
+      DirtyTrackingMode::kDirtyLog,
+      absl::StrCat(log->Describe(), " verified by the self-check (guest write to gpa 0x",
+                   absl::Hex(slot.gpa.value), " was logged)")};
+}
+
+}  // namespace mmuvisor::vmm

@@ -1,0 +1,63 @@
+// Dirty tracking for reclaim: which guest pages were written since they were last saved.
+//
+// DirtyLog is the source: KVM's dirty log (KVM_GET_DIRTY_LOG, get-and-clear, one bit per
+// page of a memslot registered with KVM_MEM_LOG_DIRTY_PAGES; see kvm_bindings.h) or a fake
+// in tests. ChooseDirtyTracking() runs the startup self-check: drain the log, write one
+// page from the guest side, fetch again; only if that page's bit is set is the log
+// trusted (PLATFORM.md: unproven on PVM). Otherwise, and whenever there is no log (no
+// KVM), reclaim falls back to writing back every resident page: always correct, slower.
+// The choice and its reason are logged once by HostAddressSpace::Create.
+//
+// Writes that do not go through a vCPU (device DMA through a SecondaryMmu, the VMM's own
+// copies into guest memory) are invisible to KVM's log: their writers must call
+// HostAddressSpace::NoteHostWrite() before writing (DmaPort does).
+//
+// Threads: DirtyLog::Fetch is called with HostAddressSpace's harvest lock held (one
+// fetch at a time); ChooseDirtyTracking from the creating thread.
+#ifndef MMUVISOR_VMM_HOST_DIRTY_TRACKING_H_
+#define MMUVISOR_VMM_HOST_DIRTY_TRACKING_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "vmm/memory/memslot_table.h"
+
+namespace mmuvisor::vmm {
+
+class DirtyLog {
+ public:
+  virtual ~DirtyLog() = default;
+  // Pages of `slot` written since the previous Fetch of that slot, as a bitmap (bit i of
+  // word i / 64 = page i of the slot), and clears them (KVM_GET_DIRTY_LOG semantics).
+  virtual absl::StatusOr<std::vector<uint64_t>> Fetch(const GuestMemorySlot& slot) = 0;
+  // "kvm-dirty-log (KVM_GET_DIRTY_LOG)", for the startup log line.
+  virtual std::string Describe() const = 0;
+};
+
+enum class DirtyTrackingMode {
+  kDirtyLog,         // write back only saved pages the log reports as written
+  kAlwaysWriteBack,  // write back every resident page on every reclaim
+};
+const char* DirtyTrackingModeName(DirtyTrackingMode mode);
+
+struct DirtyTrackingChoice {
+  DirtyTrackingMode mode = DirtyTrackingMode::kAlwaysWriteBack;
+  std::string reason;  // one line, for the log and the report
+};
+
+// Writes (from the guest side: a vCPU store) to the page at `gpa` and returns when the
+// write is done. OK or the error that prevented it.
+using GuestWriteProbe = std::function<absl::Status(Gpa gpa)>;
+
+// The self-check above. `log` and `probe` may be null (-> kAlwaysWriteBack, reason says
+// which is missing). Probes the first page of the first slot.
+DirtyTrackingChoice ChooseDirtyTracking(DirtyLog* log, const MemslotTable& slots,
+                                        const GuestWriteProbe& probe);
+
+}  // namespace mmuvisor::vmm
+
+#endif  // MMUVISOR_VMM_HOST_DIRTY_TRACKING_H_

@@ -1,0 +1,58 @@
+// StartFaultSubscription: a classic subscription that injects faults into the hub's
+// invalidation windows, for tests and the stress scenarios (DESIGN §5, reclaim driver):
+//   - "try again" (EAGAIN) from non-blockable starts: with a probability, or for the next
+//     N such starts (deterministic). It declares kStartMayFail and therefore has no end,
+//     as the notifier rules require;
+//   - a delay inside every blockable start (widens the race windows between a primary
+//     change and the faults that race with it).
+// Swap-store errors are injected on the store itself (SwapStore::SetWriteFaultInjection).
+//
+// Threads: ops run on invalidating threads; Configure() from any thread. mu_ guards the
+// configuration and the random state; counters are relaxed atomics.
+#ifndef MMUVISOR_VMM_HOST_FAULT_INJECTION_H_
+#define MMUVISOR_VMM_HOST_FAULT_INJECTION_H_
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "notifier/subscription.h"
+
+namespace mmuvisor::vmm {
+
+struct StartFaults {
+  double eagain_probability = 0.0;  // per non-blockable start
+  uint64_t eagain_next = 0;         // fail this many non-blockable starts first
+  absl::Duration blockable_delay = absl::ZeroDuration();
+  uint64_t seed = 0x2545F4914F6CDD1Dull;
+};
+
+class StartFaultSubscription : public notifier::Subscription {
+ public:
+  explicit StartFaultSubscription(StartFaults faults = {},
+                                  std::string name = "start-fault-injector");
+
+  void Configure(const StartFaults& faults) ABSL_LOCKS_EXCLUDED(mu_);
+
+  uint64_t eagains() const { return eagains_.load(std::memory_order_relaxed); }
+  uint64_t starts() const { return starts_.load(std::memory_order_relaxed); }
+  uint64_t releases() const { return releases_.load(std::memory_order_relaxed); }
+
+  void Release(notifier::NotifierSubscriptions& hub) override;
+  notifier::StartResult InvalidateRangeStart(const notifier::Range& range) override
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  absl::Mutex mu_;
+  StartFaults faults_ ABSL_GUARDED_BY(mu_);
+  uint64_t rng_ ABSL_GUARDED_BY(mu_);
+  // Statistics: relaxed, no ordering partner.
+  std::atomic<uint64_t> starts_{0}, eagains_{0}, releases_{0};
+};
+
+}  // namespace mmuvisor::vmm
+
+#endif  // MMUVISOR_VMM_HOST_FAULT_INJECTION_H_

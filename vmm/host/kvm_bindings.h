@@ -1,0 +1,48 @@
+// The KVM side of HostAddressSpace's two hypervisor interfaces, over the typed KVM layer:
+//   KvmMemslotControl  MemslotControl via KvmVm::SetUserMemoryRegion (size 0 deletes);
+//   KvmDirtyLog        DirtyLog via KVM_GET_DIRTY_LOG on the VM fd.
+// KvmDirtyLog issues its ioctl itself because vmm/kvm has no GetDirtyLog method yet
+// (TODO(lead): move it into KvmVm as GetDirtyLog(slot, bitmap) and call that here).
+//
+// Threads: KVM serialises memslot ioctls itself; KvmDirtyLog::Fetch is called one at a
+// time by HostAddressSpace. The KvmVm must outlive both objects.
+#ifndef MMUVISOR_VMM_HOST_KVM_BINDINGS_H_
+#define MMUVISOR_VMM_HOST_KVM_BINDINGS_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "vmm/host/dirty_tracking.h"
+#include "vmm/host/memslot_control.h"
+#include "vmm/kvm/vm.h"
+
+namespace mmuvisor::vmm {
+
+class KvmMemslotControl : public MemslotControl {
+ public:
+  explicit KvmMemslotControl(const KvmVm& vm) : vm_(vm) {}
+  absl::Status SetSlot(const GuestMemorySlot& slot) override;
+  absl::Status DeleteSlot(const GuestMemorySlot& slot) override;
+
+ private:
+  const KvmVm& vm_;
+};
+
+class KvmDirtyLog : public DirtyLog {
+ public:
+  explicit KvmDirtyLog(const KvmVm& vm) : vm_(vm) {}
+  // KVM_GET_DIRTY_LOG: get-and-clear (without KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 enabled,
+  // which this project does not enable). REQUIRES: the slot has KVM_MEM_LOG_DIRTY_PAGES.
+  absl::StatusOr<std::vector<uint64_t>> Fetch(const GuestMemorySlot& slot) override;
+  std::string Describe() const override { return "kvm-dirty-log (KVM_GET_DIRTY_LOG)"; }
+
+ private:
+  const KvmVm& vm_;
+};
+
+}  // namespace mmuvisor::vmm
+
+#endif  // MMUVISOR_VMM_HOST_KVM_BINDINGS_H_

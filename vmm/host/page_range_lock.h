@@ -1,0 +1,71 @@
+// PageRangeLock: which pages of guest RAM are inside an open HostAddressSpace operation
+// (an invalidation window), and the gate memslot changes and teardown wait on.
+//
+// A holder owns a half-open page range [first, first + count). Two holders never own
+// overlapping ranges: Lock() waits until its range overlaps no held range. LockAll() is
+// the exclusive mode (memslot update, teardown): it waits until no range is held (KVM's
+// rule: memslot changes wait while any invalidation window is open) and keeps new
+// holders out until UnlockAll(). A waiting LockAll() takes precedence over new Lock()s,
+// so a stream of reclaims cannot starve a memslot update.
+//
+// Locks: mu_ guards everything; nothing else is taken under it. Threads: any.
+#ifndef MMUVISOR_VMM_HOST_PAGE_RANGE_LOCK_H_
+#define MMUVISOR_VMM_HOST_PAGE_RANGE_LOCK_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+
+namespace mmuvisor::vmm {
+
+// Half-open range of guest RAM pages, [first, first + count). Page p is the host page at
+// GuestRam::base() + p * page size.
+struct PageRange {
+  uint64_t first = 0;
+  uint64_t count = 0;
+  uint64_t end() const { return first + count; }
+  bool Contains(uint64_t page) const { return page >= first && page < first + count; }
+  bool Overlaps(const PageRange& o) const { return first < o.end() && o.first < end(); }
+};
+
+class PageRangeLock {
+ public:
+  PageRangeLock() = default;
+  PageRangeLock(const PageRangeLock&) = delete;
+  PageRangeLock& operator=(const PageRangeLock&) = delete;
+
+  // Waits until `range` overlaps no held range and no exclusive holder (or waiter).
+  // REQUIRES: range.count > 0; the caller holds no range (no nesting).
+  void Lock(PageRange range) ABSL_LOCKS_EXCLUDED(mu_);
+  // Lock() without waiting; false if it would wait (the OOM reaper's trylock).
+  bool TryLock(PageRange range) ABSL_LOCKS_EXCLUDED(mu_);
+  // REQUIRES: `range` was locked by this holder.
+  void Unlock(PageRange range) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Waits until no range is held, then holds everything.
+  void LockAll() ABSL_LOCKS_EXCLUDED(mu_);
+  void UnlockAll() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Waits while `page` lies in a held range (or everything is held).
+  void WaitUntilUnlocked(uint64_t page) ABSL_LOCKS_EXCLUDED(mu_);
+  bool IsLocked(uint64_t page) const ABSL_LOCKS_EXCLUDED(mu_);
+  // Open windows right now (held ranges, plus one for an exclusive holder).
+  size_t held() const ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  bool FreeLocked(PageRange range) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool IsLockedLocked(uint64_t page) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  mutable absl::Mutex mu_;
+  absl::CondVar changed_;
+  std::vector<PageRange> held_ ABSL_GUARDED_BY(mu_);
+  bool all_ ABSL_GUARDED_BY(mu_) = false;
+  int all_waiters_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace mmuvisor::vmm
+
+#endif  // MMUVISOR_VMM_HOST_PAGE_RANGE_LOCK_H_

@@ -1,0 +1,132 @@
+#include "vmm/host/reclaim_driver.h"
+
+#include <pthread.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "vmm/host/host_address_space.h"
+
+namespace mmuvisor::vmm {
+
+ReclaimDriver::ReclaimDriver(HostAddressSpace& space, const ReclaimDriverOptions& options)
+    : space_(space), options_(options), clock_(space.num_pages()) {}
+
+ReclaimDriver::~ReclaimDriver() { Stop(); }
+
+void ReclaimDriver::Start() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = false;
+  }
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void ReclaimDriver::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+    wake_.SignalAll();
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+void ReclaimDriver::Loop() {
+  pthread_setname_np(pthread_self(), "reclaimd");
+  for (;;) {
+    {
+      absl::MutexLock lock(&mu_);
+      wake_.WaitWithTimeout(&mu_, options_.period);
+      if (stop_) return;
+    }
+    absl::StatusOr<uint64_t> r = RunOnce();
+    if (!r.ok()) {
+      absl::MutexLock lock(&mu_);
+      last_error_ = r.status();
+    }
+  }
+}
+
+absl::StatusOr<uint64_t> ReclaimDriver::RunOnce() {
+  passes_.fetch_add(1, std::memory_order_relaxed);
+  auto fail = [&](absl::Status s) -> absl::Status {
+    errors_.fetch_add(1, std::memory_order_relaxed);
+    return s;
+  };
+  PageServer* server = space_.page_server();
+  if (server == nullptr) return fail(absl::FailedPreconditionError("reclaim driver: torn down"));
+  const uint64_t n = space_.num_pages();
+  absl::StatusOr<std::vector<uint8_t>> resident = server->Residency(0, n);
+  if (!resident.ok()) return fail(resident.status());
+  const uint64_t resident_count =
+      static_cast<uint64_t>(std::count(resident->begin(), resident->end(), uint8_t{1}));
+  const auto target = static_cast<uint64_t>(
+      std::floor(options_.target_resident_fraction * static_cast<double>(n)));
+  if (resident_count <= target) return 0;
+  const auto budget = static_cast<uint64_t>(
+      static_cast<double>(options_.max_pages_per_second) *
+      absl::ToDoubleSeconds(options_.period));
+  const uint64_t want = std::min({resident_count - target, options_.max_batch_pages,
+                                  std::max<uint64_t>(budget, 1)});
+  if (absl::Status s = space_.HarvestDirtyLog(); !s.ok()) return fail(s);
+
+  const uint64_t chances_before = clock_.second_chances();
+  std::vector<uint64_t> victims = clock_.PickVictims(want, *resident, [&](uint64_t page) {
+    const uint64_t address = space_.AddressOf(page);
+    const bool young = space_.hub().ClearYoung(address, address + kPageSize);
+    return space_.TestAndClearLoggedWrite(page) || young;
+  });
+  second_chances_.fetch_add(clock_.second_chances() - chances_before,
+                            std::memory_order_relaxed);
+  std::sort(victims.begin(), victims.end());
+
+  uint64_t reclaimed = 0;
+  size_t i = 0;
+  while (i < victims.size()) {
+    size_t j = i + 1;
+    while (j < victims.size() && victims[j] == victims[j - 1] + 1) ++j;
+    const PageRange range{victims[i], j - i};
+    if (options_.non_blocking) {
+      absl::StatusOr<OomReapResult> r = space_.OomReap(range);
+      if (!r.ok()) return fail(r.status());
+      eagain_retries_.fetch_add(r->eagain_retries, std::memory_order_relaxed);
+      if (!r->reaped) skipped_.fetch_add(range.count, std::memory_order_relaxed);
+      reclaimed += r->reclaim.reclaimed;
+      written_back_.fetch_add(r->reclaim.written_back, std::memory_order_relaxed);
+      skipped_.fetch_add(r->reclaim.save_failures, std::memory_order_relaxed);
+    } else {
+      absl::StatusOr<ReclaimResult> r = space_.Reclaim(range);
+      if (!r.ok()) return fail(r.status());
+      reclaimed += r->reclaimed;
+      written_back_.fetch_add(r->written_back, std::memory_order_relaxed);
+      skipped_.fetch_add(r->save_failures, std::memory_order_relaxed);
+    }
+    i = j;
+  }
+  reclaimed_.fetch_add(reclaimed, std::memory_order_relaxed);
+  return reclaimed;
+}
+
+ReclaimDriverStats ReclaimDriver::stats() const {
+  auto get = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+  ReclaimDriverStats s;
+  s.passes = get(passes_);
+  s.reclaimed = get(reclaimed_);
+  s.written_back = get(written_back_);
+  s.skipped = get(skipped_);
+  s.eagain_retries = get(eagain_retries_);
+  s.second_chances = get(second_chances_);
+  s.errors = get(errors_);
+  if (PageServer* server = space_.page_server(); server != nullptr) {
+    s.swapped_in = server->Stats().swap_ins;
+  }
+  return s;
+}
+
+absl::Status ReclaimDriver::last_error() const {
+  absl::MutexLock lock(&mu_);
+  return last_error_;
+}
+
+}  // namespace mmuvisor::vmm
