@@ -41,6 +41,11 @@ uint32_t mmv_vcpu_index(void);
 void mmv_ucall(uint32_t cmd, const uint64_t args[6], const char* text);
 void mmv_print(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 void mmv_sync(uint64_t stage, uint64_t v1, uint64_t v2, uint64_t v3);
+/* REPORT: kind plus up to five values (progress, mismatches, ...). */
+void mmv_report(uint64_t kind, uint64_t v1, uint64_t v2, uint64_t v3, uint64_t v4,
+                uint64_t v5);
+/* BALLOON: hand [gpa, gpa + len) back to the host. */
+void mmv_balloon(uint64_t gpa, uint64_t len);
 __attribute__((noreturn)) void mmv_done(uint64_t code);
 __attribute__((noreturn)) void mmv_assert_fail(const char* file, int line, const char* expr,
                                                uint64_t a, uint64_t b);

@@ -50,6 +50,17 @@ void mmv_sync(uint64_t stage, uint64_t v1, uint64_t v2, uint64_t v3) {
   mmv_ucall(MMV_UCALL_SYNC, args, 0);
 }
 
+void mmv_report(uint64_t kind, uint64_t v1, uint64_t v2, uint64_t v3, uint64_t v4,
+                uint64_t v5) {
+  const uint64_t args[6] = {kind, v1, v2, v3, v4, v5};
+  mmv_ucall(MMV_UCALL_REPORT, args, 0);
+}
+
+void mmv_balloon(uint64_t gpa, uint64_t len) {
+  const uint64_t args[6] = {gpa, len, 0, 0, 0, 0};
+  mmv_ucall(MMV_UCALL_BALLOON, args, 0);
+}
+
 void mmv_done(uint64_t code) {
   const uint64_t args[6] = {code, 0, 0, 0, 0, 0};
   mmv_ucall(MMV_UCALL_DONE, args, 0);
