@@ -4,6 +4,8 @@
 #include <cassert>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "mmu/mutex_lock.h"
 
 namespace mmuvisor::mmu {
 
@@ -84,11 +86,11 @@ absl::Status InvalidateState::End(const absl::Mutex& mmu_lock) {
 }
 
 uint64_t InvalidateState::SnapshotSeq() const {
-  const uint64_t snapshot = seq_.load(std::memory_order_relaxed);
-  // smp_rmb(). Pairs with the release store of seq in End(): the resolve that follows
-  // cannot observe primary state older than the End whose seq we read.
-  std::atomic_thread_fence(std::memory_order_acquire);
-  return snapshot;
+  // smp_rmb() after the read, as an acquire load (same ordering for this one load, and
+  // visible to TSan, which does not model fences). Pairs with the release store of seq
+  // in End(): the resolve that follows cannot observe primary state older than the End
+  // whose seq we read.
+  return seq_.load(std::memory_order_acquire);
 }
 
 bool InvalidateState::RetryGfn(const absl::Mutex& mmu_lock, uint64_t snapshot,
@@ -137,12 +139,12 @@ bool InvalidateState::AccessRetry(uint64_t snapshot, Gfn gfn) const {
 }
 
 void InvalidateState::ActiveInvalidationBegin() {
-  absl::MutexLock lock(&active_mu_);
+  MutexLock lock(&active_mu_);
   ++active_invalidations_;
 }
 
 absl::Status InvalidateState::ActiveInvalidationEnd() {
-  absl::MutexLock lock(&active_mu_);
+  MutexLock lock(&active_mu_);
   if (active_invalidations_ <= 0) {
     bugs_.fetch_add(1, std::memory_order_relaxed);
     return absl::InternalError(
@@ -154,17 +156,24 @@ absl::Status InvalidateState::ActiveInvalidationEnd() {
 }
 
 int64_t InvalidateState::active_invalidations() const {
-  absl::MutexLock lock(&active_mu_);
+  MutexLock lock(&active_mu_);
   return active_invalidations_;
 }
 
 void InvalidateState::UpdateLayout(absl::FunctionRef<void()> publish) {
-  absl::MutexLock lock(&active_mu_);
-  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(active_mu_) {
-    return active_invalidations_ == 0;
-  };
-  active_mu_.Await(absl::Condition(&idle));
-  publish();
+  // KVM sleeps on an rcuwait that the last end wakes. We poll instead of Mutex::Await:
+  // Await's condition runs on the ending thread, invisible to TSan (mmu/mutex_lock.h),
+  // and layout changes are rare. Like KVM, a storm of starts can delay the update.
+  for (;;) {
+    {
+      MutexLock lock(&active_mu_);
+      if (active_invalidations_ == 0) {
+        publish();  // under active_mu_: no start can begin until the layout is in place
+        return;
+      }
+    }
+    absl::SleepFor(absl::Microseconds(20));
+  }
 }
 
 }  // namespace mmuvisor::mmu

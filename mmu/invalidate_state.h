@@ -61,7 +61,7 @@ class InvalidateState {
   // --- Reader side: the fault path. ---------------------------------------------------
 
   // Snapshot of seq for a fault (fault->mmu_seq = kvm->mmu_invalidate_seq; smp_rmb()).
-  // The acquire fence after the load pairs with the release increment of seq in End():
+  // The acquire load pairs with the release increment of seq in End():
   // whatever the primary changed before an End() whose seq we read is visible to the
   // resolve that follows. Lockless.
   uint64_t SnapshotSeq() const;

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "mmu/mutex_lock.h"
 #include "notifier/hub.h"
 
 namespace mmuvisor::mmu {
@@ -36,7 +37,7 @@ absl::Status Mirror::Attach(notifier::NotifierSubscriptions& hub, uint64_t start
                                                    ": not page aligned"));
   }
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (attached_) {
       return absl::FailedPreconditionError(absl::StrCat(
           "Mirror::Attach start=0x", absl::Hex(start), ": ", options_.name,
@@ -45,7 +46,7 @@ absl::Status Mirror::Attach(notifier::NotifierSubscriptions& hub, uint64_t start
   }
   absl::Status inserted = Insert(hub, start, length);
   if (!inserted.ok()) return inserted;
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   attached_ = true;
   first_page_ = start >> kPageShift;
   end_page_ = (start + length) >> kPageShift;
@@ -56,7 +57,7 @@ absl::Status Mirror::Detach() {
   absl::Status removed = Remove();
   if (!removed.ok()) return removed;
   // No Invalidate runs any more: drop every entry (dmirror release: xa_destroy).
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   attached_ = false;
   zapped_.fetch_add(pt_.ZapRange({0, kMaxGfn + 1}), std::memory_order_relaxed);
   pt_.ReclaimRetired();
@@ -76,6 +77,7 @@ bool Mirror::Invalidate(const notifier::Range& range, uint64_t cur_seq) {
     refusals_.fetch_add(1, std::memory_order_relaxed);
     return false;
   }
+  TsanAcquired(&mu_);  // see mmu/mutex_lock.h
   // Under the user lock, before tearing down: pairs with ReadRetry in Fault.
   SetSeq(cur_seq);
   // Round the end up without overflowing (teardown invalidates up to UINT64_MAX).
@@ -84,6 +86,7 @@ bool Mirror::Invalidate(const notifier::Range& range, uint64_t cur_seq) {
   zapped_.fetch_add(pt_.ZapRange(pages), std::memory_order_relaxed);
   pt_.ReclaimRetired();  // no lockless readers of pt_
   invalidations_.fetch_add(1, std::memory_order_relaxed);
+  TsanReleasing(&mu_);
   mu_.Unlock();
   return true;
 }
@@ -95,7 +98,7 @@ absl::Status Mirror::Fault(uint64_t address, Access access) {
   const uint64_t page_address = address & ~(kPageSize - 1);
   const Gfn page_index = address >> kPageShift;
   {
-    absl::ReaderMutexLock lock(&mu_);
+    ReaderMutexLock lock(&mu_);
     if (!Covers(address)) {
       return absl::OutOfRangeError(absl::StrCat("Mirror::Fault address=0x", absl::Hex(address),
                                                 ": outside the mirrored interval of ",
@@ -147,7 +150,7 @@ absl::Status Mirror::Fault(uint64_t address, Access access) {
     }
     if (hooks != nullptr && hooks->before_install) hooks->before_install(page_index, attempt);
 
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (!attached_) {
       return absl::FailedPreconditionError(absl::StrCat(
           "Mirror::Fault address=0x", absl::Hex(address), ": ", options_.name,
@@ -172,7 +175,7 @@ absl::Status Mirror::AccessPage(uint64_t address, Access access,
   const Gfn page_index = address >> kPageShift;
   for (int faults = 0;; ++faults) {
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       const std::optional<ShadowEntry> entry = pt_.Lookup(page_index);
       if (entry.has_value() && (access == Access::kRead || entry->writable)) {
         pt_.MarkAccessed(page_index, entry->Encode(), access == Access::kWrite);
@@ -189,12 +192,12 @@ absl::Status Mirror::AccessPage(uint64_t address, Access access,
 }
 
 std::optional<ShadowEntry> Mirror::Lookup(uint64_t address) const {
-  absl::ReaderMutexLock lock(&mu_);
+  ReaderMutexLock lock(&mu_);
   return pt_.Lookup(address >> kPageShift);
 }
 
 uint64_t Mirror::mapped_count() const {
-  absl::ReaderMutexLock lock(&mu_);
+  ReaderMutexLock lock(&mu_);
   return pt_.mapped_count();
 }
 

@@ -9,7 +9,9 @@
 //
 // Invariants: a section that began before an unlink either sees the unlinked pointer and
 // is counted when Quiescent() reads its stripe, or began after the unlink and cannot see
-// the table (the seq_cst fences on both sides form a Dekker pair).
+// the table (seq_cst increment + seq_cst pointer loads on the reader side, seq_cst unlink
+// store + seq_cst count loads on the reclaim side: a Dekker pair). No fences, so TSan
+// models all of it.
 // Threads: Enter/exit from any thread, nested sections allowed; Quiescent() from any
 // thread (typically under the MMU lock). No locks.
 #ifndef MMUVISOR_MMU_READER_SECTIONS_H_
@@ -32,17 +34,8 @@ class ReaderSections {
   // sections.
   class Section {
    public:
-    explicit Section(ReaderSections& sections) : count_(&sections.stripes_[ThisStripe()].count) {
-      count_->fetch_add(1, std::memory_order_relaxed);
-      // Pairs with the seq_cst fence in Quiescent() (Dekker): either that check sees this
-      // reader, or this reader's walk sees the tables already unlinked.
-      std::atomic_thread_fence(std::memory_order_seq_cst);
-    }
-    ~Section() {
-      // Release pairs with the acquire load in Quiescent(): the walk's loads happen
-      // before any free that follows a zero count.
-      count_->fetch_sub(1, std::memory_order_release);
-    }
+    explicit Section(ReaderSections& sections);
+    ~Section();
     Section(const Section&) = delete;
     Section& operator=(const Section&) = delete;
 
@@ -51,14 +44,7 @@ class ReaderSections {
   };
 
   // True if no section is open right now. Call it after unlinking (release stores).
-  bool Quiescent() const {
-    // Pairs with the seq_cst fence in Section's constructor.
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    for (const Stripe& stripe : stripes_) {
-      if (stripe.count.load(std::memory_order_acquire) != 0) return false;
-    }
-    return true;
-  }
+  bool Quiescent() const;
 
  private:
   struct alignas(64) Stripe {

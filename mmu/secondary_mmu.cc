@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "mmu/mutex_lock.h"
 
 namespace mmuvisor::mmu {
 namespace {
@@ -33,7 +34,7 @@ void SecondaryMmu::SetFaultHooksForTesting(FaultHooks hooks) {
 }
 
 std::shared_ptr<const SecondaryMmu::Layout> SecondaryMmu::CurrentLayout() const {
-  absl::ReaderMutexLock lock(&layout_mu_);
+  ReaderMutexLock lock(&layout_mu_);
   return layout_;
 }
 
@@ -52,8 +53,8 @@ std::vector<GfnRange> SecondaryMmu::GfnRangesOf(const Layout& layout, uint64_t s
 }
 
 void SecondaryMmu::MaybeReclaim() {
-  // Tables were unlinked with release stores before this point; Quiescent()'s fence pairs
-  // with the fence in Section's constructor.
+  // Tables were unlinked with seq_cst stores before this point; Quiescent()'s seq_cst
+  // loads complete the Dekker pair with Section's increment (reader_sections.h).
   if (spt_.retired_count() != 0 && readers_.Quiescent()) spt_.ReclaimRetired();
 }
 
@@ -86,7 +87,7 @@ absl::Status SecondaryMmu::SetLayout(std::vector<MemorySlot> slots) {
   // kvm_swap_active_memslots: wait for open start/end windows, publish with the
   // invalidation lock held so no start can see a half-done update.
   state_.UpdateLayout([&] {
-    absl::MutexLock lock(&layout_mu_);
+    MutexLock lock(&layout_mu_);
     old = std::exchange(layout_, fresh);
   });
   // Frames whose slot went away or changed: zap them inside a begin/end, so a fault that
@@ -99,7 +100,7 @@ absl::Status SecondaryMmu::SetLayout(std::vector<MemorySlot> slots) {
     if (!kept) gone.push_back(GfnRange{slot.base_gfn, slot.base_gfn + slot.npages});
   }
   if (gone.empty()) return absl::OkStatus();
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   state_.Begin(mu_);
   for (const GfnRange& range : gone) {
     RecordBug(state_.RangeAdd(mu_, range));
@@ -181,7 +182,7 @@ absl::StatusOr<ShadowEntry> SecondaryMmu::Fault(Gfn gfn, Access access) {
     if (hooks != nullptr && hooks->before_install) hooks->before_install(gfn, attempt);
 
     // 4. Take the MMU lock; is_page_fault_stale() -> retry, else install.
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (released_) {
       return absl::FailedPreconditionError(absl::StrCat(
           "SecondaryMmu::Fault gfn=0x", absl::Hex(gfn), ": the address space was released"));
@@ -208,7 +209,7 @@ notifier::StartResult SecondaryMmu::InvalidateRangeStart(const notifier::Range& 
   const std::vector<GfnRange> ranges = GfnRangesOf(*CurrentLayout(), range.start, range.end);
   if (ranges.empty()) return notifier::StartResult::kOk;  // no slot: no begin, no end
   // KVM never fails a start, even a non-blockable one: mu_ is only ever held briefly.
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   state_.Begin(mu_);
   for (const GfnRange& gfns : ranges) {
     RecordBug(state_.RangeAdd(mu_, gfns));
@@ -222,7 +223,7 @@ void SecondaryMmu::InvalidateRangeEnd(const notifier::Range& range) {
   ends_.fetch_add(1, std::memory_order_relaxed);
   // Same layout as the start saw (UpdateLayout waits for the active count).
   if (!GfnRangesOf(*CurrentLayout(), range.start, range.end).empty()) {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     RecordBug(state_.End(mu_));
   }
   RecordBug(state_.ActiveInvalidationEnd());
@@ -236,14 +237,14 @@ bool SecondaryMmu::ClearFlushYoung(uint64_t start, uint64_t end) {
 bool SecondaryMmu::ClearYoung(uint64_t start, uint64_t end) {
   bool young = false;
   const std::vector<GfnRange> ranges = GfnRangesOf(*CurrentLayout(), start, end);
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   for (const GfnRange& gfns : ranges) young |= spt_.ClearYoung(gfns);
   return young;
 }
 
 bool SecondaryMmu::TestYoung(uint64_t address) {
   const std::vector<GfnRange> ranges = GfnRangesOf(*CurrentLayout(), address, address + 1);
-  absl::ReaderMutexLock lock(&mu_);
+  ReaderMutexLock lock(&mu_);
   for (const GfnRange& gfns : ranges) {
     if (spt_.TestYoung(gfns)) return true;
   }
@@ -254,7 +255,7 @@ void SecondaryMmu::Release(notifier::NotifierSubscriptions& /*hub*/) {
   // kvm_mmu_notifier_release -> kvm_flush_shadow_all: drop everything, map nothing again.
   // Bracketed by a begin/end of its own: the seq bump tells lockless accessors that
   // validate with AccessRetry() that whatever they read may already be gone.
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   released_ = true;
   state_.Begin(mu_);
   RecordBug(state_.RangeAdd(mu_, {0, kMaxGfn + 1}));
@@ -264,22 +265,22 @@ void SecondaryMmu::Release(notifier::NotifierSubscriptions& /*hub*/) {
 }
 
 std::optional<ShadowEntry> SecondaryMmu::Lookup(Gfn gfn) const {
-  absl::ReaderMutexLock lock(&mu_);
+  ReaderMutexLock lock(&mu_);
   return spt_.Lookup(gfn);
 }
 
 uint64_t SecondaryMmu::mapped_count() const {
-  absl::ReaderMutexLock lock(&mu_);
+  ReaderMutexLock lock(&mu_);
   return spt_.mapped_count();
 }
 
 size_t SecondaryMmu::table_count() const {
-  absl::ReaderMutexLock lock(&mu_);
+  ReaderMutexLock lock(&mu_);
   return spt_.table_count();
 }
 
 size_t SecondaryMmu::retired_table_count() const {
-  absl::ReaderMutexLock lock(&mu_);
+  ReaderMutexLock lock(&mu_);
   return spt_.retired_count();
 }
 

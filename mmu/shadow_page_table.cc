@@ -105,7 +105,8 @@ uint64_t ShadowPageTable::ZapTable(Table* table, unsigned level, Gfn base, GfnRa
       zapped += ZapTable(child, level - 1, base + i * span, range);
       if (child->count != 0) return true;
       // Unlink; lockless readers may still be inside `child`, so retire, don't free.
-      table->slots[i].store(0, std::memory_order_release);
+      // seq_cst: the reclaim side of the Dekker pair in reader_sections.h.
+      table->slots[i].store(0, std::memory_order_seq_cst);
       retired_.push_back(child);
       --tables_;
     }
@@ -174,7 +175,8 @@ void ShadowPageTable::MarkAccessed(Gfn gfn, uint64_t observed, bool dirty) {
   if ((observed & bits) == bits) return;
   const Table* table = root_;
   for (unsigned level = kLevels - 1; level > 0; --level) {
-    const uint64_t child = table->slots[Index(gfn, level)].load(std::memory_order_acquire);
+    // seq_cst: same walk as LookupRaw (reader side of the Dekker pair).
+    const uint64_t child = table->slots[Index(gfn, level)].load(std::memory_order_seq_cst);
     if (child == 0) return;
     table = reinterpret_cast<const Table*>(child);
   }

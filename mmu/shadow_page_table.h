@@ -84,14 +84,16 @@ class ShadowPageTable {
   // Clears the accessed bit of every entry in `range`; true if any was set.
   bool ClearYoung(GfnRange range);
 
-  // Lockless: the raw encoded entry for gfn, or 0 when absent. Acquire loads pair with the
-  // release stores in Map() (a reader that sees a table pointer sees it zero-initialised;
-  // one that sees an entry sees the entry whole).
+  // Lockless: the raw encoded entry for gfn, or 0 when absent. Table-pointer loads are
+  // seq_cst (a plain load on x86): they acquire (pair with the release publish in Map(),
+  // so a new table is seen zeroed) and take part in the Dekker pair with the seq_cst
+  // unlink in ZapTable() (see reader_sections.h). The leaf load acquires, pairing with
+  // the release store of the entry in Map().
   uint64_t LookupRaw(Gfn gfn) const {
     if (gfn > kMaxGfn) return 0;
     const Table* table = root_;
     for (unsigned level = kLevels - 1; level > 0; --level) {
-      const uint64_t child = table->slots[Index(gfn, level)].load(std::memory_order_acquire);
+      const uint64_t child = table->slots[Index(gfn, level)].load(std::memory_order_seq_cst);
       if (child == 0) return 0;
       table = reinterpret_cast<const Table*>(child);
     }

@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
+#include "mmu/mutex_lock.h"
 
 namespace mmuvisor::mmu::testing {
 
@@ -12,7 +13,7 @@ FakeAddressSpace::FakeAddressSpace(notifier::NotifierSubscriptions& hub, uint64_
     : hub_(hub), pages_(npages) {}
 
 FakeAddressSpace::~FakeAddressSpace() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   for (void* page : pool_) std::free(page);
 }
 
@@ -53,7 +54,7 @@ void FakeAddressSpace::PoisonLocked(uint64_t host) {
 }
 
 absl::StatusOr<PrimaryPage> FakeAddressSpace::Resolve(uint64_t address, Access access) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   ++resolves_;
   const uint64_t page = (address - kBase) / kPageSize;
   if (torn_down_ || address < kBase || page >= pages_.size() || !pages_[page].mapped) {
@@ -78,7 +79,7 @@ absl::Status FakeAddressSpace::StartChange(uint64_t page, bool blockable) {
 }
 
 void FakeAddressSpace::SwapBacking(uint64_t page) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   PageState& state = pages_[page];
   if (state.host != 0) PoisonLocked(state.host);
   state.host = NewBackingLocked(page, ++state.version);
@@ -108,7 +109,7 @@ absl::Status FakeAddressSpace::Unmap(uint64_t first, uint64_t count) {
   absl::Status started = hub_.InvalidateRangeStart(*range);
   if (!started.ok()) return started;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     for (uint64_t page = first; page < first + count; ++page) {
       PageState& state = pages_[page];
       if (state.host != 0) PoisonLocked(state.host);
@@ -122,7 +123,7 @@ absl::Status FakeAddressSpace::Unmap(uint64_t first, uint64_t count) {
 
 void FakeAddressSpace::Remap(uint64_t first, uint64_t count) {
   // A new mapping where nothing was mapped needs no invalidation (Linux: mmap).
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   for (uint64_t page = first; page < first + count; ++page) pages_[page].mapped = true;
 }
 
@@ -130,11 +131,11 @@ void FakeAddressSpace::Teardown() {
   // Like exit_mmap: the address space stops resolving (mmget_not_zero fails) before the
   // secondaries are released, then the pages go.
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     torn_down_ = true;
   }
   hub_.Release();
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   for (PageState& state : pages_) {
     if (state.host != 0) PoisonLocked(state.host);
     state.host = 0;
@@ -142,17 +143,17 @@ void FakeAddressSpace::Teardown() {
 }
 
 void FakeAddressSpace::SetWritable(uint64_t page, bool writable) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   pages_[page].writable = writable;
 }
 
 uint64_t FakeAddressSpace::CurrentHost(uint64_t page) const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return pages_[page].host;
 }
 
 uint64_t FakeAddressSpace::resolves() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return resolves_;
 }
 

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "gmock/gmock.h"
+#include "mmu/mutex_lock.h"
 #include "gtest/gtest.h"
 #include "support/status_matchers.h"
 
@@ -19,16 +20,16 @@ using ::testing::HasSubstr;
 class InvalidateStateTest : public ::testing::Test {
  protected:
   void Begin(GfnRange range) {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     state_.Begin(mu_);
     ASSERT_THAT(state_.RangeAdd(mu_, range), IsOk());
   }
   absl::Status End() {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     return state_.End(mu_);
   }
   bool RetryGfn(uint64_t snapshot, Gfn gfn) {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     return state_.RetryGfn(mu_, snapshot, gfn);
   }
 
@@ -97,7 +98,7 @@ TEST_F(InvalidateStateTest, EndWithoutBeginIsAnErrorAndCountStaysAtZero) {
 }
 
 TEST_F(InvalidateStateTest, RangeAddWithoutBeginIsAnError) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   EXPECT_THAT(state_.RangeAdd(mu_, {1, 2}),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("missing Begin")));
   state_.Begin(mu_);
