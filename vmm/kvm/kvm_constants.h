@@ -6,8 +6,24 @@
 #define MMUVISOR_VMM_KVM_KVM_CONSTANTS_H_
 
 #include <linux/kvm.h>
+#include <sys/ioctl.h>
+
+#include <cstdint>
 
 namespace mmuvisor::vmm::kvm_abi {
+
+// struct kvm_cpuid2 in C++: the 6.1 UAPI declares its `entries` with __DECLARE_FLEX_ARRAY,
+// which in C++ wraps the array after an empty struct (size 1 in C++, 0 in C). So g++ and
+// clang++ see offsetof(entries) == 12 and sizeof == 12 where the kernel has 8, and
+// KVM_GET_SUPPORTED_CPUID / KVM_SET_CPUID2 expand to ioctl numbers whose size field is 12:
+// KVM answers EINVAL (found by booting under nested KVM in QEMU: the C probe worked, the
+// C++ call did not; 0xc00cae05 vs 0xc008ae05). The project therefore lays the struct out
+// by hand and spells both ioctl numbers with the kernel's size.
+inline constexpr size_t kCpuid2HeaderBytes = 8;  // __u32 nent; __u32 padding;
+inline constexpr unsigned long kGetSupportedCpuid =
+    _IOC(_IOC_READ | _IOC_WRITE, KVMIO, 0x05, kCpuid2HeaderBytes);
+inline constexpr unsigned long kSetCpuid2 = _IOC(_IOC_WRITE, KVMIO, 0x90, kCpuid2HeaderBytes);
+static_assert(sizeof(kvm_cpuid_entry2) == 40, "kvm_cpuid_entry2 layout");
 
 // Capabilities (KVM_CHECK_EXTENSION), Linux 6.8 unless noted.
 inline constexpr int kCapUserMemory2 = 231;     // KVM_CAP_USER_MEMORY2

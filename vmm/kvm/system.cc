@@ -5,10 +5,12 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "vmm/kvm/errno_status.h"
+#include "vmm/kvm/kvm_constants.h"
 #include "vmm/kvm/vm.h"
 #include "vmm/status_macros.h"
 
@@ -84,20 +86,24 @@ absl::StatusOr<int> KvmSystem::VcpuMmapSize() const {
 }
 
 absl::StatusOr<std::vector<kvm_cpuid_entry2>> KvmSystem::SupportedCpuid() const {
-  // struct kvm_cpuid2 ends in a flexible array: allocate header + n entries, grow on E2BIG.
+  // struct kvm_cpuid2 is laid out by hand (kvm_constants.h explains why): an 8-byte header
+  // {nent, padding} followed by nent entries. Grow on E2BIG.
   for (uint32_t n = 64; n <= 4096; n *= 2) {
-    const size_t bytes = sizeof(kvm_cpuid2) + n * sizeof(kvm_cpuid_entry2);
-    auto* cpuid = static_cast<kvm_cpuid2*>(std::calloc(1, bytes));
-    if (cpuid == nullptr) return absl::ResourceExhaustedError("KVM_GET_SUPPORTED_CPUID: no memory");
-    cpuid->nent = n;
-    int r = ::ioctl(fd_.get(), KVM_GET_SUPPORTED_CPUID, cpuid);
+    std::vector<uint8_t> buffer(kvm_abi::kCpuid2HeaderBytes + n * sizeof(kvm_cpuid_entry2));
+    std::memcpy(buffer.data(), &n, sizeof(n));
+    int r = ::ioctl(fd_.get(), kvm_abi::kGetSupportedCpuid, buffer.data());
     const int err = errno;
     if (r == 0) {
-      std::vector<kvm_cpuid_entry2> entries(cpuid->entries, cpuid->entries + cpuid->nent);
-      std::free(cpuid);
+      uint32_t nent = 0;
+      std::memcpy(&nent, buffer.data(), sizeof(nent));
+      if (nent > n) return absl::InternalError("KVM_GET_SUPPORTED_CPUID: nent grew");
+      std::vector<kvm_cpuid_entry2> entries(nent);
+      if (nent > 0) {
+        std::memcpy(entries.data(), buffer.data() + kvm_abi::kCpuid2HeaderBytes,
+                    nent * sizeof(kvm_cpuid_entry2));
+      }
       return entries;
     }
-    std::free(cpuid);
     if (err != E2BIG) {
       return ErrnoToStatus(err, absl::StrCat("KVM_GET_SUPPORTED_CPUID nent=", n));
     }

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "vmm/kvm/errno_status.h"
+#include "vmm/kvm/kvm_constants.h"
 
 namespace mmuvisor::vmm {
 
@@ -53,18 +54,18 @@ absl::Status KvmVcpu::SetSregs(const kvm_sregs& sregs) const {
 }
 
 absl::Status KvmVcpu::SetCpuid(const std::vector<kvm_cpuid_entry2>& entries) const {
-  const size_t bytes = sizeof(kvm_cpuid2) + entries.size() * sizeof(kvm_cpuid_entry2);
-  auto* cpuid = static_cast<kvm_cpuid2*>(std::calloc(1, bytes));
-  if (cpuid == nullptr) return absl::ResourceExhaustedError("KVM_SET_CPUID2: no memory");
-  cpuid->nent = static_cast<uint32_t>(entries.size());
+  // Hand-laid struct kvm_cpuid2 (see kvm_constants.h): 8-byte header, then the entries.
+  std::vector<uint8_t> buffer(kvm_abi::kCpuid2HeaderBytes +
+                              entries.size() * sizeof(kvm_cpuid_entry2));
+  const uint32_t nent = static_cast<uint32_t>(entries.size());
+  std::memcpy(buffer.data(), &nent, sizeof(nent));
   if (!entries.empty()) {
-    std::memcpy(cpuid->entries, entries.data(), entries.size() * sizeof(kvm_cpuid_entry2));
+    std::memcpy(buffer.data() + kvm_abi::kCpuid2HeaderBytes, entries.data(),
+                entries.size() * sizeof(kvm_cpuid_entry2));
   }
-  int r = ::ioctl(fd_.get(), KVM_SET_CPUID2, cpuid);
-  const int err = errno;
-  std::free(cpuid);
-  if (r < 0) {
-    return ErrnoToStatus(err, absl::StrCat("KVM_SET_CPUID2 vcpu=", id_, " nent=", entries.size()));
+  if (::ioctl(fd_.get(), kvm_abi::kSetCpuid2, buffer.data()) < 0) {
+    return ErrnoToStatus(errno,
+                         absl::StrCat("KVM_SET_CPUID2 vcpu=", id_, " nent=", entries.size()));
   }
   return absl::OkStatus();
 }

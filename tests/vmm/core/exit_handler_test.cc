@@ -179,3 +179,17 @@ TEST(VcpuStateTest, OnlyTheDocumentedEdgesAreAllowed) {
 
 }  // namespace
 }  // namespace mmuvisor::vmm
+
+namespace mmuvisor::vmm {
+namespace {
+
+// The CPUID ioctls must carry the kernel's struct size (8), not the 12 that C++ computes
+// from the 6.1 header (kvm_constants.h); values as the C compiler spells them.
+TEST(KvmAbiTest, CpuidIoctlNumbersUseTheKernelLayout) {
+  EXPECT_EQ(kvm_abi::kGetSupportedCpuid, 0xc008ae05ul);
+  EXPECT_EQ(kvm_abi::kSetCpuid2, 0x4008ae90ul);
+  EXPECT_EQ(kvm_abi::kCpuid2HeaderBytes, 8u);
+}
+
+}  // namespace
+}  // namespace mmuvisor::vmm
