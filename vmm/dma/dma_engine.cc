@@ -130,8 +130,8 @@ void DmaEngine::ExecuteChain(uint64_t gpa) {
                       " bytes)"));
     return;
   }
-  uint64_t cur = gpa;
-  for (uint32_t index = 0; cur != 0; ++index) {
+  uint64_t cur = gpa;  // 0 is a valid first descriptor; as a `next` link it ends the chain
+  for (uint32_t index = 0;; ++index) {
     // Copy the descriptor out once; everything below works on the copy.
     mmv_dma_desc desc;
     uint64_t words[sizeof(mmv_dma_desc) / 8];
@@ -162,6 +162,7 @@ void DmaEngine::ExecuteChain(uint64_t gpa) {
       }
       return;
     }
+    if (next == 0) return;
     cur = next;
   }
 }

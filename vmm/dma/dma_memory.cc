@@ -40,7 +40,7 @@ void StoreValue(uint64_t* page_words, uint64_t value, uint64_t count) {
   }
 }
 
-SecondaryMmuMemory::SecondaryMmuMemory(mmu::SecondaryMmu& mmu, LatencyHistogram* latency,
+SecondaryMmuMemory::SecondaryMmuMemory(DeviceMmu& mmu, LatencyHistogram* latency,
                                        bool skip_retry_check_for_testing)
     : mmu_(mmu), latency_(latency), skip_retry_(skip_retry_check_for_testing) {}
 
@@ -69,6 +69,7 @@ absl::Status SecondaryMmuMemory::Access(uint64_t gpa, Kind kind, uint64_t* words
     bool stale = false;
     {
       mmu::ReaderSections::Section section = mmu_.ReadSection();
+      DeviceMmu::AccessSection access_section(mmu_);
       // The snapshot before the lookup: its acquire fence pairs with the release in the
       // invalidation's End(), and AccessRetry below pairs with Begin()'s release fence.
       const uint64_t seq = mmu_.SnapshotSeq();
@@ -88,9 +89,11 @@ absl::Status SecondaryMmuMemory::Access(uint64_t gpa, Kind kind, uint64_t* words
     if (stale) {
       retries_.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistic
       if (trace_ != nullptr) trace_->OnDmaRetry(gpa);
-      continue;
+      // Fall through to Fault(): it waits out the window (with backoff) instead of
+      // spinning here against the invalidation.
     }
-    // A miss: fault the page in (outside the read section: Fault may sleep), then again.
+    // A miss (or a stale access): fault the page in outside the sections (Fault may
+    // sleep), then access again.
     if (absl::Status s = FaultIn(gpa, access); !s.ok()) return s;
   }
   return absl::DeadlineExceededError(absl::StrCat(

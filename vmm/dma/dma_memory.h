@@ -27,6 +27,7 @@
 #include "absl/types/span.h"
 #include "mmu/mirror.h"
 #include "mmu/secondary_mmu.h"
+#include "vmm/dma/device_mmu.h"
 #include "vmm/paging/latency_histogram.h"
 
 namespace mmuvisor::vmm::dma {
@@ -67,7 +68,7 @@ class SecondaryMmuMemory : public DmaMemory {
   // so a test can show that the oracle catches stale data without it; such a test also
   // turns the MMU's own checks off (mmu::FaultHooks::retry_checks = false), which the
   // owner of the MMU installs (it may add fault-path delays in the same hooks).
-  SecondaryMmuMemory(mmu::SecondaryMmu& mmu, LatencyHistogram* latency,
+  SecondaryMmuMemory(DeviceMmu& mmu, LatencyHistogram* latency,
                      bool skip_retry_check_for_testing = false);
   void set_trace(DmaTraceSink* sink) { trace_ = sink; }  // REQUIRES: before any access
 
@@ -81,7 +82,7 @@ class SecondaryMmuMemory : public DmaMemory {
   absl::Status Access(uint64_t gpa, Kind kind, uint64_t* words, uint64_t count, uint64_t value);
   absl::Status FaultIn(uint64_t gpa, mmu::Access access);
 
-  mmu::SecondaryMmu& mmu_;
+  DeviceMmu& mmu_;
   LatencyHistogram* const latency_;
   const bool skip_retry_;
   DmaTraceSink* trace_ = nullptr;

@@ -44,24 +44,38 @@ absl::StatusOr<HostStressOutcome> RunHostStress(const StressOptions& options,
   notifier::NotifierSubscriptions& hub = space.hub();
   LatencyHistogram fault_latency;
 
-  // Subscriptions: the EAGAIN injector (if any) first, then the vCPU MMU and the DMA MMU.
+  // Subscriptions: the EAGAIN injector (if any) first, then the vCPU MMU and the DMA MMU
+  // (or mirror). All are declared before the teardown guard, so on every return the
+  // guard detaches and releases them (hub.Release) before they are destroyed.
   std::optional<EagainInjector> injector;
-  if (options.eagain_probability > 0) {
-    injector.emplace(options.eagain_probability, options.seed);
-    if (absl::Status s = hub.Register(*injector); !s.ok()) return s;
-  }
   mmu::SecondaryMmuOptions vcpu_mmu_options;
   vcpu_mmu_options.name = "vcpu-mmu";
   vcpu_mmu_options.retry_timeout = options.fault_timeout;
   TracedSecondaryMmu vcpu_mmu(space, vcpu_mmu_options, &trace, 0);
-  const std::vector<mmu::MemorySlot> layout = {{0, pages, space.base()}};
-  if (absl::Status s = vcpu_mmu.SetLayout(layout); !s.ok()) return s;
-  DelayOptions delays{options.delay_probability, options.delay, options.seed, true};
-  vcpu_mmu.SetFaultHooksForTesting(MakeDelayHooks(delays));
-  if (absl::Status s = hub.Register(vcpu_mmu); !s.ok()) return s;
-
   std::unique_ptr<TracedSecondaryMmu> dma_mmu;
   std::unique_ptr<mmu::Mirror> mirror;
+  bool mirror_attached = false;
+  struct TeardownGuard {
+    PagePoolSpace& space;
+    std::unique_ptr<mmu::Mirror>& mirror;
+    bool& attached;
+    ~TeardownGuard() {
+      if (attached) (void)mirror->Detach();
+      space.Teardown();
+    }
+  } guard{space, mirror, mirror_attached};
+
+  if (options.eagain_probability > 0) {
+    injector.emplace(options.eagain_probability, options.seed);
+    if (absl::Status s = hub.Register(*injector); !s.ok()) return s;
+  }
+  const std::vector<mmu::MemorySlot> layout = {{0, pages, space.base()}};
+  if (absl::Status s = vcpu_mmu.SetLayout(layout); !s.ok()) return s;
+  // Delays go into the DMA path's fault windows only: a KVM run cannot delay the kernel's
+  // own MMU either, so both kinds of run inject at the same place.
+  DelayOptions delays{options.delay_probability, options.delay, options.seed, true};
+  if (absl::Status s = hub.Register(vcpu_mmu); !s.ok()) return s;
+
   std::unique_ptr<dma::DmaMemory> dma_memory;
   DmaTrace dma_trace(trace, "dma fault", "dma retry");
   DmaTrace vcpu_trace(trace, "vcpu fault", "vcpu retry");
@@ -87,6 +101,7 @@ absl::StatusOr<HostStressOutcome> RunHostStress(const StressOptions& options,
     mirror = std::make_unique<mmu::Mirror>(space, mirror_options);
     mirror->SetFaultHooksForTesting(MakeDelayHooks(dma_delays));
     if (absl::Status s = mirror->Attach(hub, space.base(), space.ram_size()); !s.ok()) return s;
+    mirror_attached = true;
     dma_memory = std::make_unique<dma::MirrorMemory>(*mirror, space.base());
   }
   dma::SecondaryMmuMemory vcpu_memory(vcpu_mmu, &fault_latency);
@@ -138,11 +153,7 @@ absl::StatusOr<HostStressOutcome> RunHostStress(const StressOptions& options,
   std::optional<ProgressPrinter> printer;
   if (progress != nullptr && options.progress) printer.emplace(progress, tty, sample);
 
-  if (absl::Status s = workload.Start(); !s.ok()) {
-    engine.Stop();
-    if (mirror) (void)mirror->Detach();
-    return s;
-  }
+  if (absl::Status s = workload.Start(); !s.ok()) return s;
   driver.Start();
   if (printer) printer->Start();
   // Run for the duration (or until every vCPU ran its rounds or failed).
@@ -183,7 +194,8 @@ absl::StatusOr<HostStressOutcome> RunHostStress(const StressOptions& options,
   run.AddHub(hub);
   run.result.fault_latency = Percentiles(fault_latency);
 
-  if (mirror) (void)mirror->Detach();
+  if (mirror_attached) (void)mirror->Detach();
+  mirror_attached = false;
   space.Teardown();
   DecideVerdict(run.result);
 

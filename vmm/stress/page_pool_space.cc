@@ -187,6 +187,17 @@ absl::StatusOr<uint64_t> PagePoolSpace::ReadWordForTesting(uint64_t gpa) {
   return value;
 }
 
+absl::Status PagePoolSpace::WriteWordForTesting(uint64_t gpa, uint64_t value) {
+  if (gpa % 8 != 0 || gpa >= ram_size()) {
+    return absl::InvalidArgumentError(absl::StrCat("bad gpa 0x", absl::Hex(gpa)));
+  }
+  absl::MutexLock lock(&mu_);
+  // A CPU store: it needs a writable page, as a write fault would make it.
+  table_[gpa / kPage].write_protected = false;
+  dma::StoreWords(ResidentPage(gpa / kPage) + (gpa % kPage) / 8, &value, 1);
+  return absl::OkStatus();
+}
+
 PagePoolStats PagePoolSpace::stats() const {
   auto get = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
   PagePoolStats s{get(invalidations_), get(eagain_),     get(reap_skipped_),

@@ -88,6 +88,7 @@ class PagePoolSpace : public mmu::Primary {
 
   // Test access to the current contents (faulting the page in like a CPU would).
   absl::StatusOr<uint64_t> ReadWordForTesting(uint64_t gpa) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status WriteWordForTesting(uint64_t gpa, uint64_t value) ABSL_LOCKS_EXCLUDED(mu_);
 
   PagePoolStats stats() const ABSL_LOCKS_EXCLUDED(mu_);
 

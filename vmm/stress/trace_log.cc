@@ -69,7 +69,7 @@ void TraceLog::NameThisThread(const std::string& name) {
 
 uint32_t TraceLog::TrackFor(uint32_t slot, const std::string& name) {
   const uint32_t base = ThreadTrack();
-  const uint32_t track = base | (slot & 15u);
+  const uint32_t track = base | (1u + slot % 15u);  // low bits 0: the thread's own row
   absl::MutexLock lock(&mu_);
   auto it = track_names_.find(track);
   if (it == track_names_.end()) {

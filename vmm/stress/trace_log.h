@@ -55,7 +55,7 @@ class TraceLog {
   // "thread-N" otherwise). Cheap after the first call.
   uint32_t ThreadTrack();
   // A named row derived from the calling thread's track, e.g. one per subscription:
-  // (thread track << 4) | (slot & 15). Named once on first use.
+  // (thread number << 4) | (1 + slot % 15). Named once on first use.
   uint32_t TrackFor(uint32_t slot, const std::string& name);
   void NameThisThread(const std::string& name);
 

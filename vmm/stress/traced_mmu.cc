@@ -17,14 +17,14 @@ thread_local std::vector<OpenWindow> tls_open_windows;
 TracedSecondaryMmu::TracedSecondaryMmu(mmu::Primary& primary,
                                        mmu::SecondaryMmuOptions options, TraceLog* trace,
                                        uint32_t slot)
-    : mmu::SecondaryMmu(primary, options),
+    : dma::DeviceMmu(primary, options),
       trace_(trace != nullptr && trace->enabled() ? trace : nullptr),
       slot_(slot),
       name_(options.name) {}
 
 notifier::StartResult TracedSecondaryMmu::InvalidateRangeStart(const notifier::Range& range) {
   if (trace_ != nullptr) tls_open_windows.push_back(OpenWindow{this, trace_->NowNs()});
-  return mmu::SecondaryMmu::InvalidateRangeStart(range);
+  return dma::DeviceMmu::InvalidateRangeStart(range);
 }
 
 void TracedSecondaryMmu::InvalidateRangeEnd(const notifier::Range& range) {

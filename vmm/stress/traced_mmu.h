@@ -1,5 +1,5 @@
 // Trace plumbing for stress runs:
-//   - TracedSecondaryMmu: an mmu::SecondaryMmu that records each invalidation window it
+//   - TracedSecondaryMmu: a dma::DeviceMmu (an mmu::SecondaryMmu) that records each invalidation window it
 //     sees (start..end) as a complete event on a per-subscription row of the invalidating
 //     thread. Recording is an append to a per-thread buffer (trace_log.h); with the trace
 //     off it adds one branch.
@@ -13,12 +13,13 @@
 #include <string>
 
 #include "mmu/secondary_mmu.h"
+#include "vmm/dma/device_mmu.h"
 #include "vmm/dma/dma_memory.h"
 #include "vmm/stress/trace_log.h"
 
 namespace mmuvisor::vmm::stress {
 
-class TracedSecondaryMmu : public mmu::SecondaryMmu {
+class TracedSecondaryMmu : public dma::DeviceMmu {
  public:
   // `trace` may be null or disabled; `slot` (0..15) picks this MMU's row per thread.
   TracedSecondaryMmu(mmu::Primary& primary, mmu::SecondaryMmuOptions options,
