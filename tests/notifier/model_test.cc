@@ -286,7 +286,13 @@ void RunSeed(uint64_t seed) {
       }
     }
     Compare(*h);
-    if (::testing::Test::HasFailure()) return;
+    if (::testing::Test::HasFailure()) {
+      // Keep the harness alive: tearing down a hub that disagrees with the model could
+      // block (a frozen tree) and hide the report.
+      static auto* failed = new std::vector<std::unique_ptr<Harness>>();
+      failed->push_back(std::move(h));
+      return;
+    }
   }
 
   // Teardown: close the windows, release everything, compare once more.
