@@ -37,7 +37,7 @@ DirtyTrackingChoice ChooseDirtyTracking(DirtyLog* log, const MemslotTable& slots
                                    drained.status().ToString(), "; writing back always");
     return fallback;
   }
-  if (absl::Status s = probe(slot.gpa); !s.ok()) {
+  if (absl::Status s = probe(slot); !s.ok()) {
     fallback.reason = absl::StrCat("dirty-log self-check: the guest write probe failed (",
                                    s.ToString(), "); writing back always");
     return fallback;

@@ -49,9 +49,10 @@ struct DirtyTrackingChoice {
   std::string reason;  // one line, for the log and the report
 };
 
-// Writes (from the guest side: a vCPU store) to the page at `gpa` and returns when the
-// write is done. OK or the error that prevented it.
-using GuestWriteProbe = std::function<absl::Status(Gpa gpa)>;
+// Makes the guest store to the first page of `slot` (guest-physical slot.gpa; a vCPU
+// store, e.g. RunRealModeWriteProbe in kvm_bindings.h) and returns when it is done. It may
+// use the rest of the slot for code (slot.hva is mapped). OK or what prevented it.
+using GuestWriteProbe = std::function<absl::Status(const GuestMemorySlot& slot)>;
 
 // The self-check above. `log` and `probe` may be null (-> kAlwaysWriteBack, reason says
 // which is missing). Probes the first page of the first slot.

@@ -96,15 +96,13 @@ absl::Status HostAddressSpace::Init() {
           "HostAddressSpace: slot %d pages [%d, %d) outside guest RAM [0, %d)", rs.slot,
           rs.first_page, rs.first_page + rs.num_pages, num_pages_));
     }
-    uint32_t flags = rs.flags;
-    if (options_.dirty_log != nullptr) flags |= KVM_MEM_LOG_DIRTY_PAGES;
     slots.push_back(GuestMemorySlot{rs.slot, rs.gpa, ByteSize{rs.num_pages * kPageSize},
-                                    Hva{AddressOf(rs.first_page)}, flags});
+                                    Hva{AddressOf(rs.first_page)}, rs.flags});
   }
   absl::StatusOr<MemslotTable> table = MemslotTable::Create(std::move(slots));
   if (!table.ok()) return table.status();
   {
-    absl::MutexLock lock(&mu_);
+    HostMutexLock lock(&mu_);
     memslots_ = std::make_shared<const MemslotTable>(*std::move(table));
   }
 
@@ -125,12 +123,37 @@ absl::Status HostAddressSpace::Init() {
 
   hub_ = std::make_unique<notifier::NotifierSubscriptions>(options_.hub);
 
-  if (options_.memslot_control != nullptr) {
+  MemslotControl* control = options_.memslot_control;
+  DirtyLog* log = options_.dirty_log;
+  options_.memslot_control = nullptr;
+  options_.dirty_log = nullptr;
+  return AttachHypervisor(control, log, options_.dirty_probe);
+}
+
+absl::Status HostAddressSpace::AttachHypervisor(MemslotControl* control, DirtyLog* log,
+                                                GuestWriteProbe probe) {
+  if (torn_down()) return absl::FailedPreconditionError("AttachHypervisor: torn down");
+  if (options_.memslot_control != nullptr || options_.dirty_log != nullptr) {
+    return absl::FailedPreconditionError("AttachHypervisor: a hypervisor is already attached");
+  }
+  if (log != nullptr) {
+    // The dirty log needs KVM_MEM_LOG_DIRTY_PAGES on every slot before registration.
+    HostMutexLock lock(&mu_);
+    std::vector<GuestMemorySlot> slots = memslots_->slots();
+    for (GuestMemorySlot& slot : slots) slot.flags |= KVM_MEM_LOG_DIRTY_PAGES;
+    absl::StatusOr<MemslotTable> table = MemslotTable::Create(std::move(slots));
+    if (!table.ok()) return table.status();
+    memslots_ = std::make_shared<const MemslotTable>(*std::move(table));
+  }
+  if (control != nullptr) {
     for (const GuestMemorySlot& slot : memslots()->slots()) {
-      if (absl::Status s = options_.memslot_control->SetSlot(slot); !s.ok()) return s;
+      if (absl::Status s = control->SetSlot(slot); !s.ok()) return s;
     }
   }
-  dirty_choice_ = ChooseDirtyTracking(options_.dirty_log, *memslots(), options_.dirty_probe);
+  options_.memslot_control = control;
+  options_.dirty_log = log;
+  options_.dirty_probe = std::move(probe);
+  dirty_choice_ = ChooseDirtyTracking(log, *memslots(), options_.dirty_probe);
   // Logging at the edge (creation), never in the reclaim path.
   spdlog::info("host address space: {} KiB {} RAM, {} memslot(s), dirty tracking: {} ({})",
                options_.ram_bytes >> 10, GuestRamBackingName(options_.backing),
@@ -147,7 +170,7 @@ void HostAddressSpace::Teardown() {
   if (options_.stop_guests) options_.stop_guests();
   windows_.LockAll();  // every window closed; no new one opens
   {
-    absl::MutexLock lock(&teardown_mu_);  // waits for Resolves touching RAM
+    HostWriterLock lock(&teardown_mu_);  // waits for Resolves touching RAM
     // Pairs with the acquire loads in torn_down() and Resolve/operations.
     torn_down_.store(true, std::memory_order_release);
   }
@@ -180,7 +203,7 @@ absl::StatusOr<mmu::PrimaryPage> HostAddressSpace::Resolve(uint64_t address,
   const uint64_t page = (address - base_) / kPageSize;
   // Outside the teardown lock: Teardown holds every page while it waits for that lock.
   windows_.WaitUntilUnlocked(page);
-  absl::ReaderMutexLock lock(&teardown_mu_);
+  HostReaderLock lock(&teardown_mu_);
   if (torn_down_.load(std::memory_order_acquire)) {
     return absl::FailedPreconditionError("HostAddressSpace::Resolve: torn down");
   }
@@ -263,7 +286,7 @@ absl::Status HostAddressSpace::HarvestDirtyLog() {
   if (dirty_choice_.mode != DirtyTrackingMode::kDirtyLog || options_.dirty_log == nullptr) {
     return absl::OkStatus();
   }
-  absl::MutexLock harvest(&harvest_mu_);
+  HostMutexLock harvest(&harvest_mu_);
   Counters::Add(counters_->dirty_harvests, 1);
   for (const GuestMemorySlot& slot : memslots()->slots()) {
     absl::StatusOr<std::vector<uint64_t>> bits = options_.dirty_log->Fetch(slot);
@@ -314,7 +337,7 @@ absl::StatusOr<PageRange> HostAddressSpace::PagesOf(Gpa gpa, ByteSize len) const
 }
 
 std::shared_ptr<const MemslotTable> HostAddressSpace::memslots() const {
-  absl::MutexLock lock(&mu_);
+  HostMutexLock lock(&mu_);
   return memslots_;
 }
 
@@ -328,14 +351,14 @@ std::vector<mmu::MemorySlot> HostAddressSpace::SecondaryLayout() const {
 }
 
 int HostAddressSpace::AddMemslotObserver(MemslotObserver observer) {
-  absl::MutexLock lock(&mu_);
+  HostMutexLock lock(&mu_);
   const int id = next_observer_++;
   observers_.emplace_back(id, std::move(observer));
   return id;
 }
 
 void HostAddressSpace::RemoveMemslotObserver(int id) {
-  absl::MutexLock lock(&mu_);
+  HostMutexLock lock(&mu_);
   std::erase_if(observers_, [id](const auto& o) { return o.first == id; });
 }
 

@@ -69,6 +69,7 @@
 #include "notifier/hub.h"
 #include "notifier/range.h"
 #include "vmm/host/dirty_tracking.h"
+#include "vmm/host/host_mutex.h"
 #include "vmm/host/memslot_control.h"
 #include "vmm/host/page_range_lock.h"
 #include "vmm/memory/address.h"
@@ -171,6 +172,15 @@ class HostAddressSpace final : public mmu::Primary {
   HostAddressSpace(const HostAddressSpace&) = delete;
   HostAddressSpace& operator=(const HostAddressSpace&) = delete;
 
+  // Late attachment of the hypervisor, for a VMM that creates guest RAM (and loads the
+  // image into it) before it opens /dev/kvm: registers every memslot with `control`, then
+  // runs the dirty-log self-check with `log` and `probe` (either may be null) and logs the
+  // choice. FailedPrecondition if a control is already attached or torn down.
+  // REQUIRES: before any guest runs and before any operation; control/log outlive
+  // Teardown() (call Teardown before destroying the VM).
+  absl::Status AttachHypervisor(MemslotControl* control, DirtyLog* log, GuestWriteProbe probe)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
   // ---- Operations (errors: InvalidArgument bad range, FailedPrecondition torn down) ----
   // Blockable. The result counts what happened per page; save errors are in it, not in
   // the status (a failed page is not an error of the call).
@@ -209,16 +219,12 @@ class HostAddressSpace final : public mmu::Primary {
   // the gate would wait for the fault, which waits for the window).
   class DeviceAccess {
    public:
-    explicit DeviceAccess(HostAddressSpace& space) ABSL_NO_THREAD_SAFETY_ANALYSIS
-        : gate_(&space.device_gate_) {
-      gate_->ReaderLock();
-    }
-    ~DeviceAccess() ABSL_NO_THREAD_SAFETY_ANALYSIS { gate_->ReaderUnlock(); }
+    explicit DeviceAccess(HostAddressSpace& space) : lock_(&space.device_gate_) {}
     DeviceAccess(const DeviceAccess&) = delete;
     DeviceAccess& operator=(const DeviceAccess&) = delete;
 
    private:
-    absl::Mutex* gate_;
+    HostReaderLock lock_;
   };
   uint64_t device_drain_refusals() const {
     return drain_refusals_.load(std::memory_order_relaxed);  // relaxed: statistic
@@ -303,16 +309,16 @@ class HostAddressSpace final : public mmu::Primary {
   // ages a page one round early).
   std::unique_ptr<std::atomic<uint8_t>[]> logged_write_;
 
-  absl::Mutex harvest_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  HostMutex harvest_mu_ ABSL_ACQUIRED_BEFORE(mu_);
 
-  mutable absl::Mutex mu_;
+  mutable HostMutex mu_;
   std::shared_ptr<const MemslotTable> memslots_ ABSL_GUARDED_BY(mu_);
   std::vector<std::pair<int, MemslotObserver>> observers_ ABSL_GUARDED_BY(mu_);
   int next_observer_ ABSL_GUARDED_BY(mu_) = 1;
 
-  absl::Mutex device_gate_;
+  HostSharedMutex device_gate_;
   std::atomic<uint64_t> drain_refusals_{0};
-  absl::Mutex teardown_mu_;
+  HostSharedMutex teardown_mu_;
   // release in Teardown pairs with the acquire loads in torn_down()/Resolve.
   std::atomic<bool> torn_down_{false};
   std::atomic<bool> teardown_started_{false};  // relaxed: only makes Teardown run once

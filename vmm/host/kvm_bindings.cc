@@ -4,6 +4,7 @@
 #include <sys/ioctl.h>
 
 #include <cerrno>
+#include <vector>
 
 #include "absl/strings/str_format.h"
 #include "vmm/kvm/errno_status.h"
@@ -30,6 +31,55 @@ absl::StatusOr<std::vector<uint64_t>> KvmDirtyLog::Fetch(const GuestMemorySlot& 
                                                 slot.slot, pages));
   }
   return bitmap;
+}
+
+absl::Status RunRealModeWriteProbe(KvmVcpu& vcpu, const GuestMemorySlot& slot) {
+  if (slot.size.value < 2 * kPageSize || slot.gpa.value + 2 * kPageSize > 0xF0000) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "dirty-log probe: slot %d at gpa 0x%x (%d bytes) cannot hold the real-mode stub",
+        slot.slot, slot.gpa.value, slot.size.value));
+  }
+  auto* data = slot.hva.As<volatile uint8_t>();
+  // The VMM may have loaded the guest image already: keep both pages as they were.
+  std::vector<uint8_t> saved(2 * kPageSize);
+  for (size_t i = 0; i < saved.size(); ++i) saved[i] = data[i];
+  struct Restore {
+    volatile uint8_t* data;
+    const std::vector<uint8_t>& saved;
+    ~Restore() {
+      for (size_t i = 0; i < saved.size(); ++i) data[i] = saved[i];
+    }
+  } restore{data, saved};
+  data[0] = 0;
+  // mov byte [0x0000], 0x5a ; hlt   (ds = cs = slot.gpa >> 4)
+  static constexpr uint8_t kStub[] = {0xC6, 0x06, 0x00, 0x00, 0x5A, 0xF4};
+  for (size_t i = 0; i < sizeof(kStub); ++i) data[kPageSize + i] = kStub[i];
+  absl::StatusOr<kvm_sregs> sregs = vcpu.GetSregs();
+  if (!sregs.ok()) return sregs.status();
+  for (kvm_segment* seg : {&sregs->cs, &sregs->ds}) {
+    seg->base = slot.gpa.value;
+    seg->selector = static_cast<uint16_t>(slot.gpa.value >> 4);
+  }
+  sregs->cr0 &= ~uint64_t{1};  // real mode
+  if (absl::Status s = vcpu.SetSregs(*sregs); !s.ok()) return s;
+  kvm_regs regs{};
+  regs.rip = kPageSize;
+  regs.rflags = 2;
+  if (absl::Status s = vcpu.SetRegs(regs); !s.ok()) return s;
+  for (int exits = 0; exits < 16; ++exits) {
+    absl::Status s = vcpu.Run();
+    if (absl::IsUnavailable(s)) continue;  // EINTR: enter again
+    if (!s.ok()) return s;
+    if (vcpu.run()->exit_reason == KVM_EXIT_HLT) {
+      if (data[0] != 0x5A) {
+        return absl::InternalError("dirty-log probe: the guest store did not land");
+      }
+      return absl::OkStatus();
+    }
+    return absl::InternalError(absl::StrFormat("dirty-log probe: unexpected exit reason %d",
+                                               vcpu.run()->exit_reason));
+  }
+  return absl::InternalError("dirty-log probe: no HLT after 16 entries");
 }
 
 }  // namespace mmuvisor::vmm

@@ -1,6 +1,7 @@
 // The KVM side of HostAddressSpace's two hypervisor interfaces, over the typed KVM layer:
 //   KvmMemslotControl  MemslotControl via KvmVm::SetUserMemoryRegion (size 0 deletes);
-//   KvmDirtyLog        DirtyLog via KVM_GET_DIRTY_LOG on the VM fd.
+//   KvmDirtyLog        DirtyLog via KVM_GET_DIRTY_LOG on the VM fd;
+//   RunRealModeWriteProbe  the self-check's guest store.
 // KvmDirtyLog issues its ioctl itself because vmm/kvm has no GetDirtyLog method yet
 // (TODO(lead): move it into KvmVm as GetDirtyLog(slot, bitmap) and call that here).
 //
@@ -17,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "vmm/host/dirty_tracking.h"
 #include "vmm/host/memslot_control.h"
+#include "vmm/kvm/vcpu.h"
 #include "vmm/kvm/vm.h"
 
 namespace mmuvisor::vmm {
@@ -42,6 +44,14 @@ class KvmDirtyLog : public DirtyLog {
  private:
   const KvmVm& vm_;
 };
+
+// The dirty-log self-check's guest write (a GuestWriteProbe): puts a real-mode stub in
+// the second page of `slot` ("mov byte [0], 0x5a; hlt", data segment at slot.gpa), runs
+// `vcpu` until the HLT exit and checks the byte landed. The vCPU's registers are left
+// changed: call it before the boot plan sets them; the two pages are restored. REQUIRES:
+// slot at least 2 pages, gpa below 1 MiB - 64 KiB (real-mode segments);
+// on the vCPU's thread. Errors: KVM_RUN's, or Internal naming an unexpected exit.
+absl::Status RunRealModeWriteProbe(KvmVcpu& vcpu, const GuestMemorySlot& slot);
 
 }  // namespace mmuvisor::vmm
 

@@ -13,42 +13,42 @@ bool PageRangeLock::FreeLocked(PageRange range) const {
 
 void PageRangeLock::Lock(PageRange range) {
   assert(range.count > 0);
-  absl::MutexLock lock(&mu_);
-  while (!FreeLocked(range)) changed_.Wait(&mu_);
+  HostMutexLock lock(&mu_);
+  mu_.Await(changed_, [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return FreeLocked(range); });
   held_.push_back(range);
 }
 
 bool PageRangeLock::TryLock(PageRange range) {
   assert(range.count > 0);
-  absl::MutexLock lock(&mu_);
+  HostMutexLock lock(&mu_);
   if (!FreeLocked(range)) return false;
   held_.push_back(range);
   return true;
 }
 
 void PageRangeLock::Unlock(PageRange range) {
-  absl::MutexLock lock(&mu_);
+  HostMutexLock lock(&mu_);
   auto it = std::find_if(held_.begin(), held_.end(), [&](const PageRange& h) {
     return h.first == range.first && h.count == range.count;
   });
   assert(it != held_.end());
   if (it != held_.end()) held_.erase(it);
-  changed_.SignalAll();
+  changed_.notify_all();
 }
 
 void PageRangeLock::LockAll() {
-  absl::MutexLock lock(&mu_);
+  HostMutexLock lock(&mu_);
   ++all_waiters_;
-  while (all_ || !held_.empty()) changed_.Wait(&mu_);
+  mu_.Await(changed_, [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return !all_ && held_.empty(); });
   --all_waiters_;
   all_ = true;
 }
 
 void PageRangeLock::UnlockAll() {
-  absl::MutexLock lock(&mu_);
+  HostMutexLock lock(&mu_);
   assert(all_);
   all_ = false;
-  changed_.SignalAll();
+  changed_.notify_all();
 }
 
 bool PageRangeLock::IsLockedLocked(uint64_t page) const {
@@ -58,17 +58,17 @@ bool PageRangeLock::IsLockedLocked(uint64_t page) const {
 }
 
 void PageRangeLock::WaitUntilUnlocked(uint64_t page) {
-  absl::MutexLock lock(&mu_);
-  while (IsLockedLocked(page)) changed_.Wait(&mu_);
+  HostMutexLock lock(&mu_);
+  mu_.Await(changed_, [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return !IsLockedLocked(page); });
 }
 
 bool PageRangeLock::IsLocked(uint64_t page) const {
-  absl::MutexLock lock(&mu_);
+  HostMutexLock lock(&mu_);
   return IsLockedLocked(page);
 }
 
 size_t PageRangeLock::held() const {
-  absl::MutexLock lock(&mu_);
+  HostMutexLock lock(&mu_);
   return held_.size() + (all_ ? 1 : 0);
 }
 

@@ -16,8 +16,10 @@
 #include <cstdint>
 #include <vector>
 
+#include <condition_variable>
+
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
+#include "vmm/host/host_mutex.h"
 
 namespace mmuvisor::vmm {
 
@@ -59,8 +61,8 @@ class PageRangeLock {
   bool FreeLocked(PageRange range) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool IsLockedLocked(uint64_t page) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  mutable absl::Mutex mu_;
-  absl::CondVar changed_;
+  mutable HostMutex mu_;
+  std::condition_variable changed_;
   std::vector<PageRange> held_ ABSL_GUARDED_BY(mu_);
   bool all_ ABSL_GUARDED_BY(mu_) = false;
   int all_waiters_ ABSL_GUARDED_BY(mu_) = 0;

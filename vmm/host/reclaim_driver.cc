@@ -17,7 +17,7 @@ ReclaimDriver::~ReclaimDriver() { Stop(); }
 
 void ReclaimDriver::Start() {
   {
-    absl::MutexLock lock(&mu_);
+    HostMutexLock lock(&mu_);
     stop_ = false;
   }
   thread_ = std::thread([this] { Loop(); });
@@ -25,9 +25,9 @@ void ReclaimDriver::Start() {
 
 void ReclaimDriver::Stop() {
   {
-    absl::MutexLock lock(&mu_);
+    HostMutexLock lock(&mu_);
     stop_ = true;
-    wake_.SignalAll();
+    wake_.notify_all();
   }
   if (thread_.joinable()) thread_.join();
 }
@@ -36,13 +36,13 @@ void ReclaimDriver::Loop() {
   pthread_setname_np(pthread_self(), "reclaimd");
   for (;;) {
     {
-      absl::MutexLock lock(&mu_);
-      wake_.WaitWithTimeout(&mu_, options_.period);
+      HostMutexLock lock(&mu_);
+      mu_.AwaitFor(wake_, options_.period, [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return stop_; });
       if (stop_) return;
     }
     absl::StatusOr<uint64_t> r = RunOnce();
     if (!r.ok()) {
-      absl::MutexLock lock(&mu_);
+      HostMutexLock lock(&mu_);
       last_error_ = r.status();
     }
   }
@@ -125,7 +125,7 @@ ReclaimDriverStats ReclaimDriver::stats() const {
 }
 
 absl::Status ReclaimDriver::last_error() const {
-  absl::MutexLock lock(&mu_);
+  HostMutexLock lock(&mu_);
   return last_error_;
 }
 

@@ -15,14 +15,15 @@
 #define MMUVISOR_VMM_HOST_RECLAIM_DRIVER_H_
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "vmm/host/host_mutex.h"
 #include "vmm/host/page_clock.h"
 
 namespace mmuvisor::vmm {
@@ -73,8 +74,8 @@ class ReclaimDriver {
   PageClock clock_;
   std::thread thread_;
 
-  mutable absl::Mutex mu_;
-  absl::CondVar wake_;
+  mutable HostMutex mu_;
+  std::condition_variable wake_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status last_error_ ABSL_GUARDED_BY(mu_);
 

@@ -109,8 +109,8 @@ TEST(HostAddressSpaceTest, VerifiedDirtyLogSkipsCleanPagesAndWritesBackLoggedOne
   FakeDirtyLog log;
   HostAddressSpaceOptions o = SmallOptions();
   o.dirty_log = &log;
-  o.dirty_probe = [&log](Gpa gpa) {
-    log.MarkWritten(gpa);  // the "guest" write the self-check looks for
+  o.dirty_probe = [&log](const GuestMemorySlot& slot) {
+    log.MarkWritten(slot.gpa);  // the "guest" write the self-check looks for
     return absl::OkStatus();
   };
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<HostAddressSpace> space, HostAddressSpace::Create(o));
@@ -139,7 +139,7 @@ TEST(HostAddressSpaceTest, DirtyLogThatMissesTheProbeFallsBackToAlwaysWriteBack)
   FakeDirtyLog log;
   HostAddressSpaceOptions o = SmallOptions();
   o.dirty_log = &log;
-  o.dirty_probe = [](Gpa) { return absl::OkStatus(); };  // the write is never logged
+  o.dirty_probe = [](const GuestMemorySlot&) { return absl::OkStatus(); };  // the write is never logged
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<HostAddressSpace> space, HostAddressSpace::Create(o));
   EXPECT_EQ(space->dirty_tracking().mode, DirtyTrackingMode::kAlwaysWriteBack);
   EXPECT_THAT(space->dirty_tracking().reason, ::testing::HasSubstr("missed a guest write"));

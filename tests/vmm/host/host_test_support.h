@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "absl/synchronization/mutex.h"
 #include "vmm/host/dirty_tracking.h"
+#include "vmm/host/host_mutex.h"
 #include "vmm/host/memslot_control.h"
 
 namespace mmuvisor::vmm::testing {
@@ -27,16 +27,16 @@ class RecordingMemslotControl : public MemslotControl {
     return absl::OkStatus();
   }
   void Record(const std::string& event) {
-    absl::MutexLock lock(&mu_);
+    HostMutexLock lock(&mu_);
     events_.push_back(event);
   }
   std::vector<std::string> events() const {
-    absl::MutexLock lock(&mu_);
+    HostMutexLock lock(&mu_);
     return events_;
   }
 
  private:
-  mutable absl::Mutex mu_;
+  mutable HostMutex mu_;
   std::vector<std::string> events_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -44,11 +44,11 @@ class RecordingMemslotControl : public MemslotControl {
 class FakeDirtyLog : public DirtyLog {
  public:
   void MarkWritten(Gpa gpa) {
-    absl::MutexLock lock(&mu_);
+    HostMutexLock lock(&mu_);
     written_.push_back(gpa.value);
   }
   absl::StatusOr<std::vector<uint64_t>> Fetch(const GuestMemorySlot& slot) override {
-    absl::MutexLock lock(&mu_);
+    HostMutexLock lock(&mu_);
     ++fetches_;
     const uint64_t pages = slot.size.value / kPageSize;
     std::vector<uint64_t> bits((pages + 63) / 64, 0);
@@ -66,12 +66,12 @@ class FakeDirtyLog : public DirtyLog {
   }
   std::string Describe() const override { return "fake-dirty-log"; }
   int fetches() const {
-    absl::MutexLock lock(&mu_);
+    HostMutexLock lock(&mu_);
     return fetches_;
   }
 
  private:
-  mutable absl::Mutex mu_;
+  mutable HostMutex mu_;
   std::vector<uint64_t> written_ ABSL_GUARDED_BY(mu_);
   int fetches_ ABSL_GUARDED_BY(mu_) = 0;
 };
