@@ -3,7 +3,9 @@
 #include <cassert>
 
 #include "absl/strings/cord.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "vmm/machine/exception_stubs.h"
 #include "vmm/status_macros.h"
 #include "vmm/vcpu/watchdog.h"
 
@@ -52,6 +54,10 @@ absl::StatusOr<std::unique_ptr<Machine>> Machine::Create(const MachineConfig& co
   absl::StatusOr<BootPlan> plan = PrepareGuest(ram, elf, options);
   if (!plan.ok()) return InputError(plan.status());
 
+  if (plan->image.mode == BootMode::kLong64) {
+    // Exceptions exit to us with their frame instead of triple-faulting (exception_stubs.h).
+    if (absl::Status st = InstallExceptionStubs(*memory); !st.ok()) return InputError(st);
+  }
   std::unique_ptr<Machine> machine(
       new Machine(config, created, std::move(*memory), std::move(*plan)));
   // 3 and 4.
@@ -164,7 +170,22 @@ void Machine::KickAll() {
   for (auto& r : runners_) r->Kick();
 }
 
-void Machine::OnVcpuStop(uint32_t vcpu, const VcpuStop& stop) {
+void Machine::OnVcpuStop(uint32_t vcpu, const VcpuStop& stop_in) {
+  VcpuStop stop = stop_in;
+  if (stop.guest_exception && stop.registers) {
+    // The faulting state is the frame the stub left on the ring-0 stack.
+    absl::StatusOr<ExceptionFrame> frame = ReadExceptionFrame(memory_, stop.registers->rsp);
+    if (frame.ok()) {
+      stop.detail = frame->Describe();
+      stop.registers->rip = frame->rip;
+      stop.registers->rsp = frame->rsp;
+      stop.registers->rflags = frame->rflags;
+      stop.registers->cs_selector = static_cast<uint16_t>(frame->cs);
+      stop.registers->cs_dpl = static_cast<uint8_t>(frame->cs & 3);
+    } else {
+      absl::StrAppend(&stop.detail, " (frame unreadable: ", frame.status().message(), ")");
+    }
+  }
   bool broken = stop.kind == StopKind::kCrashed || stop.kind == StopKind::kHostError;
   {
     VmmLock lock(&mu_);

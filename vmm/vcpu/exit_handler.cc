@@ -58,6 +58,11 @@ ExitDecision ExitHandler::HandleIo(uint32_t vcpu, kvm_run& run, size_t run_size)
                         "data_offset=%#x (kvm_run is %#x bytes)",
                         io.port, io.size, io.count, io.data_offset, run_size));
   }
+  if (io.port == kGuestExceptionPort && io.direction == KVM_EXIT_IO_OUT) {
+    ExitDecision d = ExitDecision::Stop(StopKind::kCrashed, "guest exception");
+    d.guest_exception = true;
+    return d;
+  }
   uint8_t* data = reinterpret_cast<uint8_t*>(&run) + io.data_offset;
   // String I/O (rep outs/ins) arrives as `count` elements of `size` bytes each.
   for (uint32_t i = 0; i < io.count; ++i) {

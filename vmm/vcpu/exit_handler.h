@@ -1,7 +1,7 @@
 // ExitHandler: one handler per KVM exit reason. Given the struct kvm_run of a vCPU that just
 // returned from KVM_RUN, decides whether the vCPU re-enters the guest or stops, and why.
 //
-//   KVM_EXIT_IO             -> the port bus (each element of a string I/O in turn); a
+//   KVM_EXIT_IO             -> kGuestExceptionPort: crash (guest exception); else the port bus (each element of a string I/O in turn); a
 //                              device may stop the vCPU (ucall DONE/ASSERT/protocol error)
 //   KVM_EXIT_HLT            -> stop: halted (only a CPL0 guest without an in-kernel
 //                              irqchip exits on HLT; at CPL3 HLT is a #GP)
@@ -40,14 +40,19 @@ enum class StopKind {
 
 absl::string_view StopKindName(StopKind kind);
 
+// A 1-byte OUT here means "the guest took exception stub" (vmm/machine/exception_stubs.h):
+// a crash whose faulting state is on the guest's ring-0 stack.
+inline constexpr uint16_t kGuestExceptionPort = 0x0e08;  // between ucall 0xe00 and DMA 0xe10
+
 struct ExitDecision {
   bool stop = false;
   StopKind kind = StopKind::kGuestStop;
   std::string detail;  // for crashes: what happened, e.g. "triple fault (KVM_EXIT_SHUTDOWN)"
+  bool guest_exception = false;  // an OUT to kGuestExceptionPort
 
   static ExitDecision Continue() { return {}; }
   static ExitDecision Stop(StopKind kind, std::string detail) {
-    return {true, kind, std::move(detail)};
+    return {true, kind, std::move(detail), false};
   }
 };
 

@@ -161,6 +161,7 @@ VcpuStop VcpuRunner::RunLoop() {
     ExitDecision decision = handler_->Handle(id, *run, run_size_);
     if (!decision.stop) continue;
     VcpuStop stop{decision.kind, run->exit_reason, std::move(decision.detail), {}, {}};
+    stop.guest_exception = decision.guest_exception;
     if (stop.kind == StopKind::kCrashed) AddRegisters(stop);
     if (stop.kind == StopKind::kHostError) stop.error = absl::InternalError(stop.detail);
     return stop;

@@ -59,6 +59,7 @@ struct VcpuStop {
   std::string detail;
   std::optional<RegisterDump> registers;  // crashes only
   absl::Status error;                     // kHostError only
+  bool guest_exception = false;  // via the exception stubs: the frame is on the guest stack
 };
 
 class VcpuRunner {
