@@ -32,7 +32,7 @@ std::string ReadFile(const std::string& path) {
 
 StressOptions Short() {
   StressOptions o;
-  o.host_threads = true;
+  o.mode = StressMode::kHostThreads;
   o.mem_bytes = 6ull << 20;
   o.vcpus = 2;
   o.duration = absl::Seconds(2);

@@ -246,7 +246,7 @@ TEST(StressFlagsTest, ParsesEveryFlag) {
   EXPECT_EQ(o.dma_path, DmaPath::kMirror);
   EXPECT_EQ(o.json_path, "r.json");
   EXPECT_EQ(o.trace_path, "t.json");
-  EXPECT_TRUE(o.host_threads);
+  EXPECT_EQ(o.mode, StressMode::kHostThreads);
   EXPECT_FALSE(o.balloon);
   EXPECT_TRUE(o.skip_dma_retry_check_for_testing);
   EXPECT_EQ(o.rounds, 4u);

@@ -201,7 +201,16 @@ absl::StatusOr<StressOptions> ParseStressFlags(absl::Span<const std::string> arg
       if (absl::Status s = boolean(b); !s.ok()) return s;
       o.progress = false;
     } else if (flag == "--host-threads") {
-      if (absl::Status s = boolean(o.host_threads); !s.ok()) return s;
+      bool b = false;
+      if (absl::Status s = boolean(b); !s.ok()) return s;
+      o.mode = StressMode::kHostThreads;
+    } else if (flag == "--mode") {
+      absl::StatusOr<std::string> v = next();
+      if (!v.ok()) return v.status();
+      if (*v == "auto") o.mode = StressMode::kAuto;
+      else if (*v == "kvm") o.mode = StressMode::kKvm;
+      else if (*v == "host-threads") o.mode = StressMode::kHostThreads;
+      else return Bad(flag, *v, "modes are auto, kvm, host-threads");
     } else if (flag == "--test-skip-dma-retry") {
       if (absl::Status s = boolean(o.skip_dma_retry_check_for_testing); !s.ok()) return s;
     } else if (flag == "--json") {
@@ -235,7 +244,7 @@ std::string StressHelp() {
 Runs the memstress guest (every vCPU writes seeded patterns, re-reads and verifies them,
 drives DMA copies and gives pages back) while the host reclaims, migrates, protects and
 OOM-reaps its memory underneath; ends with PASS/FAIL and a report. Exit code 0 on PASS,
-1 on FAIL, 2 for bad flags, 5 when /dev/kvm is unusable (use --host-threads there).
+1 on FAIL, 2 for bad flags, 5 when --mode kvm cannot run (no usable /dev/kvm).
 
   --mem SIZE            guest memory (default 32M)
   --vcpus N             vCPUs (default 2)
@@ -258,7 +267,9 @@ OOM-reaps its memory underneath; ends with PASS/FAIL and a report. Exit code 0 o
   --fault-timeout DUR   a fault still racing after this gives up (default 2s)
   --dma-path PATH       secondary (default: SecondaryMmu) or mirror (interval Mirror)
   --no-dma, --no-balloon  leave those parts of the workload out
-  --host-threads        run the workload on host threads instead of a KVM guest
+  --mode M              where the workload runs: auto (default: kvm if it can run
+                        here, else host-threads), kvm, host-threads
+  --host-threads        same as --mode host-threads
   --json FILE           write the report as JSON
   --trace FILE          write a Chrome/Perfetto trace (open in ui.perfetto.dev)
   --no-progress         no live progress line

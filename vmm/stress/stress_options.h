@@ -15,6 +15,8 @@
 namespace mmuvisor::vmm::stress {
 
 enum class DmaPath { kSecondary, kMirror };
+// Where the workload runs (stress_command.h).
+enum class StressMode { kAuto, kKvm, kHostThreads };
 const char* DmaPathName(DmaPath path);
 
 // Host operations per second (0 = off). Each operation covers op_pages pages.
@@ -43,7 +45,7 @@ struct StressOptions {
   bool dma = true;
   bool balloon = true;
   bool skip_dma_retry_check_for_testing = false;  // --test-skip-dma-retry (must FAIL)
-  bool host_threads = false;  // run the workload on host threads instead of a KVM guest
+  StressMode mode = StressMode::kAuto;
   absl::Duration fault_timeout = absl::Seconds(2);  // a fault stuck this long gives up
   std::string json_path;
   std::string trace_path;

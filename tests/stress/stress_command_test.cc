@@ -1,0 +1,81 @@
+// `mmuvisor stress` as the CLI runs it (RunStressCommand): exit codes, the auto fallback
+// to host threads with its notice, the report on stdout, and bad flags.
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "vmm/stress/stress_command.h"
+
+namespace mmuvisor::vmm::stress {
+namespace {
+
+using ::testing::HasSubstr;
+
+struct Captured {
+  int code = -1;
+  std::string out, err;
+};
+
+Captured RunCli(std::vector<std::string> args) {
+  char *out_buf = nullptr, *err_buf = nullptr;
+  size_t out_len = 0, err_len = 0;
+  std::FILE* out = open_memstream(&out_buf, &out_len);
+  std::FILE* err = open_memstream(&err_buf, &err_len);
+  Captured c;
+  c.code = RunStressCommand(args, out, err, /*out_is_tty=*/false);
+  std::fclose(out);
+  std::fclose(err);
+  c.out.assign(out_buf, out_len);
+  c.err.assign(err_buf, err_len);
+  std::free(out_buf);
+  std::free(err_buf);
+  return c;
+}
+
+const std::vector<std::string> kShort = {"--mem", "6M", "--duration", "1s"};
+
+std::vector<std::string> With(std::vector<std::string> extra) {
+  std::vector<std::string> args = kShort;
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
+TEST(StressCommandTest, HostThreadRunPrintsProgressAndAPassingReport) {
+  const Captured c = RunCli(With({"--mode", "host-threads"}));
+  EXPECT_EQ(c.code, kStressExitPass) << c.out << c.err;
+  EXPECT_THAT(c.out, HasSubstr("verdict: PASS"));
+  EXPECT_THAT(c.out, HasSubstr("] verified "));  // a plain progress line (not a tty)
+}
+
+TEST(StressCommandTest, AutoFallsBackToHostThreadsAndSaysWhy) {
+  const Captured c = RunCli(With({"--kvm", "/nonexistent/kvm"}));
+  EXPECT_EQ(c.code, kStressExitPass) << c.out << c.err;
+  EXPECT_THAT(c.out, HasSubstr("KVM run not possible here (cannot open /nonexistent/kvm"));
+  EXPECT_THAT(c.out, HasSubstr("verdict: PASS"));
+}
+
+TEST(StressCommandTest, ForcedKvmModeWithoutKvmIsAHostError) {
+  const Captured c = RunCli(With({"--mode", "kvm", "--kvm", "/nonexistent/kvm"}));
+  EXPECT_EQ(c.code, kStressExitHostError);
+  EXPECT_THAT(c.err, HasSubstr("cannot open /nonexistent/kvm"));
+}
+
+TEST(StressCommandTest, FailingRunExitsOne) {
+  const Captured c = RunCli(With({"--mode", "host-threads", "--policy", "legacy", "--eagain",
+                               "1", "--oom-reap-rate", "200", "--fault-timeout", "300ms"}));
+  EXPECT_EQ(c.code, kStressExitFail) << c.out;
+  EXPECT_THAT(c.out, HasSubstr("verdict: FAIL"));
+  EXPECT_THAT(c.out, HasSubstr("in_progress="));
+}
+
+TEST(StressCommandTest, BadFlagsExitTwo) {
+  const Captured c = RunCli({"--policy", "newest"});
+  EXPECT_EQ(c.code, kStressExitBadInput);
+  EXPECT_THAT(c.err, HasSubstr("--policy \"newest\""));
+}
+
+}  // namespace
+}  // namespace mmuvisor::vmm::stress

@@ -1,0 +1,67 @@
+#include "vmm/stress/stress_command.h"
+
+#include "absl/strings/str_cat.h"
+#include "vmm/stress/host_scenario.h"
+#include "vmm/stress/stress_kvm.h"
+#include "vmm/stress/stress_options.h"
+#include "vmm/stress/stress_result.h"
+
+namespace mmuvisor::vmm::stress {
+namespace {
+
+int Fail(std::FILE* err, int code, absl::string_view message) {
+  std::fprintf(err, "mmuvisor stress: %.*s\n", static_cast<int>(message.size()),
+               message.data());
+  return code;
+}
+
+}  // namespace
+
+int RunStressCommand(absl::Span<const std::string> args, std::FILE* out, std::FILE* err,
+                     bool out_is_tty) {
+  absl::StatusOr<StressOptions> options = ParseStressFlags(args);
+  if (!options.ok()) return Fail(err, kStressExitBadInput, options.status().message());
+  if (options->guest != "memstress") {
+    return Fail(err, kStressExitBadInput,
+                absl::StrCat("--guest ", options->guest,
+                             ": only memstress is a stress workload (dmahostile is run by "
+                             "the DMA tests)"));
+  }
+
+  absl::StatusOr<HostStressOutcome> outcome;
+  if (options->mode == StressMode::kHostThreads) {
+    outcome = RunHostStress(*options, out, out_is_tty);
+  } else {
+    outcome = RunKvmStress(*options, out, out_is_tty);
+    const bool unusable = absl::IsFailedPrecondition(outcome.status()) ||
+                          absl::IsUnimplemented(outcome.status());
+    if (!outcome.ok() && unusable && options->mode == StressMode::kAuto) {
+      std::fprintf(out,
+                   "mmuvisor stress: KVM run not possible here (%s);\n"
+                   "  running the memstress workload on host threads over the same notifier, "
+                   "MMU, DMA and reclaim stack (--mode host-threads).\n",
+                   std::string(outcome.status().message()).c_str());
+      std::fflush(out);
+      outcome = RunHostStress(*options, out, out_is_tty);
+    } else if (!outcome.ok() && unusable) {
+      return Fail(err, kStressExitHostError, outcome.status().message());
+    }
+  }
+  if (!outcome.ok()) {
+    return Fail(err,
+                absl::IsInvalidArgument(outcome.status()) ? kStressExitBadInput
+                                                          : kStressExitHostError,
+                outcome.status().message());
+  }
+  const std::string report = FormatReport(outcome->result);
+  std::fputs(report.c_str(), out);
+  if (!options->json_path.empty()) std::fprintf(out, "  json report: %s\n", options->json_path.c_str());
+  if (!options->trace_path.empty()) {
+    std::fprintf(out, "  trace: %s (open in https://ui.perfetto.dev or chrome://tracing)\n",
+                 options->trace_path.c_str());
+  }
+  std::fflush(out);
+  return outcome->result.pass ? kStressExitPass : kStressExitFail;
+}
+
+}  // namespace mmuvisor::vmm::stress
