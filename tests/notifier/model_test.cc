@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "notifier/hub.h"
@@ -90,7 +91,7 @@ struct Model {
               [](ModelInterval* x, ModelInterval* y) { return x->start < y->start; });
     seq |= 1;
     for (ModelInterval* m : hit) {
-      log.push_back(m->name + ".invalidate");
+      log.push_back(absl::StrCat(m->name, ".invalidate"));
       if (m->fail_nonblock && !r.blockable) {
         ItreeEnd();
         return false;
@@ -104,7 +105,7 @@ struct Model {
   void ClassicEnd() {
     for (ModelClassic* c : DispatchOrder()) {
       if (!c->kvm) continue;
-      log.push_back(c->name + ".end");
+      log.push_back(absl::StrCat(c->name, ".end"));
       --c->in_progress;
     }
   }
@@ -119,7 +120,7 @@ struct Model {
       failed = true;
     } else {
       for (ModelClassic* c : order) {
-        log.push_back(c->name + ".start");
+        log.push_back(absl::StrCat(c->name, ".start"));
         if (c->kvm) {
           ++c->in_progress;
         } else if (!r.blockable) {
@@ -208,7 +209,7 @@ void RunSeed(uint64_t seed) {
       h->hub.InvalidateRangeEnd(r);
     } else if (op == 4 && h->windows.empty()) {  // register (never inside a window)
       const bool kvm = rng() % 3 != 0;
-      const std::string name = "c" + std::to_string(h->classic.size());
+      const std::string name = absl::StrCat("c", h->classic.size());
       if (kvm) {
         h->classic.push_back(std::make_unique<KvmLikeSubscription>(name, &h->log));
       } else {
@@ -220,13 +221,13 @@ void RunSeed(uint64_t seed) {
       const size_t i = rng() % h->classic.size();
       ModelClassic& m = h->model.classic[i];
       if (!m.linked) continue;
-      if (m.kvm) h->model.log.push_back(m.name + ".release");
+      if (m.kvm) h->model.log.push_back(absl::StrCat(m.name, ".release"));
       m.released = m.kvm;
       m.linked = false;
       m.unregistered = true;
       ASSERT_THAT(h->hub.Unregister(*h->classic[i]), IsOk());
     } else if (op == 6) {  // insert an interval with a fresh start
-      const std::string name = "i" + std::to_string(h->intervals.size());
+      const std::string name = absl::StrCat("i", h->intervals.size());
       ModelInterval m{name};
       m.start = (rng() % 64) * 4096 + h->intervals.size();  // distinct starts
       m.last = m.start + (1 + rng() % 4) * 4096 - 1;
@@ -270,7 +271,7 @@ void RunSeed(uint64_t seed) {
       bool want = false;
       for (ModelClassic* c : h->model.DispatchOrder()) {
         if (!c->kvm) continue;
-        h->model.log.push_back(c->name + ".test_young");
+        h->model.log.push_back(absl::StrCat(c->name, ".test_young"));
         if (c->young) {
           want = true;
           break;
@@ -309,7 +310,7 @@ void RunSeed(uint64_t seed) {
     mo.ItreeEnd();
     for (ModelClassic* c : mo.DispatchOrder()) {
       if (c->kvm && !c->released) {
-        mo.log.push_back(c->name + ".release");
+        mo.log.push_back(absl::StrCat(c->name, ".release"));
         c->released = true;
       }
       c->linked = false;

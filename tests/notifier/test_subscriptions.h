@@ -13,6 +13,7 @@
 #include <vector>
 
 #include <mutex>
+#include "absl/strings/str_cat.h"
 #include "notifier/hub.h"
 #include "notifier/interval_subscription.h"
 #include "notifier/subscription.h"
@@ -42,25 +43,25 @@ class KvmLikeSubscription : public Subscription {
       : Subscription(OpSet::KvmLike(), std::move(name)), log_(log) {}
 
   StartResult InvalidateRangeStart(const Range&) override {
-    if (log_ != nullptr) log_->Add(name() + ".start");
+    if (log_ != nullptr) log_->Add(absl::StrCat(name(), ".start"));
     // relaxed: the tests read these after joining threads.
     in_progress_.fetch_add(1, std::memory_order_relaxed);
     return StartResult::kOk;
   }
   void InvalidateRangeEnd(const Range&) override {
-    if (log_ != nullptr) log_->Add(name() + ".end");
+    if (log_ != nullptr) log_->Add(absl::StrCat(name(), ".end"));
     seq_.fetch_add(1, std::memory_order_relaxed);
     // release: pairs with the acquire in in_progress() (as KVM's wmb before the drop).
     in_progress_.fetch_sub(1, std::memory_order_release);
   }
   void Release(NotifierSubscriptions&) override {
-    if (log_ != nullptr) log_->Add(name() + ".release");
+    if (log_ != nullptr) log_->Add(absl::StrCat(name(), ".release"));
     releases_.fetch_add(1, std::memory_order_relaxed);
   }
   bool ClearFlushYoung(uint64_t, uint64_t) override { return young_.exchange(false); }
   bool ClearYoung(uint64_t, uint64_t) override { return young_.exchange(false); }
   bool TestYoung(uint64_t) override {
-    if (log_ != nullptr) log_->Add(name() + ".test_young");
+    if (log_ != nullptr) log_->Add(absl::StrCat(name(), ".test_young"));
     return young_.load();
   }
 
@@ -85,7 +86,7 @@ class FailingSubscription : public Subscription {
                      std::move(name)),
         log_(log) {}
   StartResult InvalidateRangeStart(const Range& range) override {
-    if (log_ != nullptr) log_->Add(name() + ".start");
+    if (log_ != nullptr) log_->Add(absl::StrCat(name(), ".start"));
     starts_.fetch_add(1, std::memory_order_relaxed);
     return range.blockable ? StartResult::kOk : StartResult::kAgain;
   }
@@ -103,7 +104,7 @@ class MirrorInterval : public IntervalSubscription {
   explicit MirrorInterval(CallLog* log = nullptr, std::string name = "mirror")
       : log_(log), name_(std::move(name)) {}
   bool Invalidate(const Range& range, uint64_t cur_seq) override {
-    if (log_ != nullptr) log_->Add(name_ + ".invalidate");
+    if (log_ != nullptr) log_->Add(absl::StrCat(name_, ".invalidate"));
     if (fail_nonblock_.load() && !range.blockable) return false;
     if (range.blockable) {
       user_lock.lock();
