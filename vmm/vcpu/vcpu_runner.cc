@@ -97,11 +97,13 @@ void VcpuRunner::Kick() {
 }
 
 void VcpuRunner::Join() {
-  {
-    VmmLock lock(&kick_mu_);
-    signalable_ = false;
-  }
+  // signalable_ is cleared by the thread itself as it leaves ThreadMain, not here: the
+  // owner calls Join() while the guest still runs, and a kick (watchdog, another vCPU's
+  // crash) must still reach it then. (Clearing it here made timeouts hang: found under
+  // nested KVM in QEMU.)
   if (thread_.joinable()) thread_.join();
+  VmmLock lock(&kick_mu_);
+  signalable_ = false;
 }
 
 void VcpuRunner::Transition(VcpuState to) {
@@ -124,6 +126,11 @@ void VcpuRunner::ThreadMain() {
 
   stop_ = RunLoop();
   if (on_stop_) on_stop_(static_cast<uint32_t>(vcpu_->id()), stop_);
+  {
+    // From here on nobody signals this thread (its handle stays valid until the join).
+    VmmLock lock(&kick_mu_);
+    signalable_ = false;
+  }
   Transition(VcpuState::kStopped);
 }
 

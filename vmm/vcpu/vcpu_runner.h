@@ -98,7 +98,8 @@ class VcpuRunner {
   std::atomic<VcpuState> state_{VcpuState::kCreated};
   std::atomic<bool> stop_requested_{false};
   std::thread thread_;  // touched only by the owner (Start, Join, destructor)
-  // Whether pthread_kill(handle_) is allowed: from Start() until Join() begins.
+  // Whether pthread_kill(handle_) is allowed: from Start() until the thread leaves
+  // ThreadMain (it clears the flag itself).
   VmmMutex kick_mu_;
   bool signalable_ ABSL_GUARDED_BY(kick_mu_) = false;
   pthread_t handle_ ABSL_GUARDED_BY(kick_mu_){};
