@@ -13,7 +13,7 @@ unsigned DeviceMmu::ThisStripe() {
 
 notifier::StartResult DeviceMmu::InvalidateRangeStart(const notifier::Range& range) {
   const notifier::StartResult result = mmu::SecondaryMmu::InvalidateRangeStart(range);
-  WaitForAccesses();
+  if (wait_enabled_.load(std::memory_order_relaxed)) WaitForAccesses();
   return result;
 }
 

@@ -32,6 +32,7 @@
 #include <atomic>
 #include <cstdint>
 #include <thread>
+#include <utility>
 
 #include "mmu/secondary_mmu.h"
 
@@ -73,6 +74,9 @@ class DeviceMmu : public mmu::SecondaryMmu {
 
   notifier::StartResult InvalidateRangeStart(const notifier::Range& range) override;
 
+  // Test only: false makes starts skip the wait (to show what it prevents).
+  void SetAccessWaitForTesting(bool on) { wait_enabled_.store(on, std::memory_order_relaxed); }
+
   // Times an invalidation had to wait for an access in flight.
   uint64_t access_waits() const { return waits_.load(std::memory_order_relaxed); }
 
@@ -85,6 +89,7 @@ class DeviceMmu : public mmu::SecondaryMmu {
 
   Stripe stripes_[kStripes];
   std::atomic<int64_t> waiters_{0};  // invalidations inside WaitForAccesses
+  std::atomic<bool> wait_enabled_{true};  // relaxed: set before the test's accesses
   std::atomic<uint64_t> waits_{0};
 };
 

@@ -62,6 +62,7 @@ void DmaEngine::WaitIdle() {
 }
 
 void DmaEngine::Loop() {
+  if (options_.on_thread_start) options_.on_thread_start();
   for (;;) {
     uint64_t gpa = 0;
     {

@@ -22,6 +22,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -40,6 +41,7 @@ struct DmaEngineOptions {
   uint64_t ram_size = 0;       // guest RAM is [0, ram_size)
   size_t queue_limit = 4096;   // doorbells beyond this are dropped (counted)
   size_t warnings_kept = 16;   // first warnings kept verbatim for the report
+  std::function<void()> on_thread_start;  // runs first on the device thread (naming)
 };
 
 struct DmaStats {

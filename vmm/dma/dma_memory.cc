@@ -75,6 +75,7 @@ absl::Status SecondaryMmuMemory::Access(uint64_t gpa, Kind kind, uint64_t* words
       const uint64_t seq = mmu_.SnapshotSeq();
       const uint64_t hva = mmu_.Translate(gfn, access);
       if (hva != 0) {
+        if (after_translate_) after_translate_(gpa);
         auto* page_words = reinterpret_cast<uint64_t*>(hva + offset);
         switch (kind) {
           case Kind::kRead: LoadWords(page_words, words, count); break;

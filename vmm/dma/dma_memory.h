@@ -22,6 +22,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
@@ -71,6 +72,10 @@ class SecondaryMmuMemory : public DmaMemory {
   SecondaryMmuMemory(DeviceMmu& mmu, LatencyHistogram* latency,
                      bool skip_retry_check_for_testing = false);
   void set_trace(DmaTraceSink* sink) { trace_ = sink; }  // REQUIRES: before any access
+  // Test only: runs inside the access section, after a Translate hit, before the copy.
+  void set_after_translate_for_testing(std::function<void(uint64_t gpa)> hook) {
+    after_translate_ = std::move(hook);
+  }
 
   absl::Status ReadWords(uint64_t gpa, absl::Span<uint64_t> out) override;
   absl::Status WriteWords(uint64_t gpa, absl::Span<const uint64_t> in) override;
@@ -86,6 +91,7 @@ class SecondaryMmuMemory : public DmaMemory {
   LatencyHistogram* const latency_;
   const bool skip_retry_;
   DmaTraceSink* trace_ = nullptr;
+  std::function<void(uint64_t gpa)> after_translate_;  // test only
   std::atomic<uint64_t> faults_{0};
   std::atomic<uint64_t> fault_errors_{0};
   std::atomic<uint64_t> retries_{0};

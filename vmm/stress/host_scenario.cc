@@ -109,6 +109,7 @@ absl::StatusOr<HostStressOutcome> RunHostStress(const StressOptions& options,
 
   dma::DmaEngineOptions engine_options;
   engine_options.ram_size = space.ram_size();
+  if (trace.enabled()) engine_options.on_thread_start = [&trace] { trace.NameThisThread("dma device"); };
   dma::DmaEngine engine(*dma_memory, engine_options);
   engine.Start();
 
@@ -120,6 +121,11 @@ absl::StatusOr<HostStressOutcome> RunHostStress(const StressOptions& options,
   workload_config.rounds = options.rounds;
   workload_config.dma = options.dma;
   workload_config.balloon = options.balloon;
+  if (trace.enabled()) {
+    workload_config.on_thread_start = [&trace](uint32_t v) {
+      trace.NameThisThread(absl::StrCat("vcpu ", v));
+    };
+  }
   HostWorkload workload(workload_config, vcpu_memory, &engine,
                         [&space](uint64_t gpa, uint64_t len) {
                           (void)space.Discard(gpa, len);  // errors: impossible ranges only
@@ -171,7 +177,7 @@ absl::StatusOr<HostStressOutcome> RunHostStress(const StressOptions& options,
   StressRun run;
   run.result.seed = options.seed;
   run.result.mode = "host-threads";
-  run.result.policy = notifier::PolicyName(options.policy);
+  run.result.policy = PolicyFlagName(options.policy);
   run.result.dma_path = DmaPathName(options.dma_path);
   run.result.duration_s = absl::ToDoubleSeconds(absl::Now() - start);
   run.result.guest_rounds = workload.rounds_done();

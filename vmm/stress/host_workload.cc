@@ -58,6 +58,7 @@ absl::Status HostWorkload::Start() {
   }
   for (uint32_t v = 0; v < config_.vcpus; ++v) {
     threads_.emplace_back([this, v] {
+      if (config_.on_thread_start) config_.on_thread_start(v);
       Vcpu(v);
       // Release pairs with the acquire in finished(): the thread's results are visible.
       finished_.fetch_add(1, std::memory_order_release);

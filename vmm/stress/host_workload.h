@@ -32,6 +32,7 @@ struct HostWorkloadConfig {
   uint64_t rounds = 0;      // 0: until Stop()
   bool dma = true;
   bool balloon = true;
+  std::function<void(uint32_t vcpu)> on_thread_start;  // first thing on each vCPU thread
 };
 
 class HostWorkload {

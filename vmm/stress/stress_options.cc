@@ -76,6 +76,15 @@ absl::StatusOr<absl::Duration> Duration(absl::string_view flag, absl::string_vie
 
 }  // namespace
 
+const char* PolicyFlagName(notifier::Policy policy) {
+  switch (policy) {
+    case notifier::Policy::kUpstream: return "upstream";
+    case notifier::Policy::kSortedEndLast: return "sorted";
+    case notifier::Policy::kLegacyUnpaired: return "legacy";
+  }
+  return "?";
+}
+
 const char* DmaPathName(DmaPath path) {
   return path == DmaPath::kSecondary ? "secondary" : "mirror";
 }

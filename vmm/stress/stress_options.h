@@ -18,6 +18,8 @@ enum class DmaPath { kSecondary, kMirror };
 // Where the workload runs (stress_command.h).
 enum class StressMode { kAuto, kKvm, kHostThreads };
 const char* DmaPathName(DmaPath path);
+// The --policy spelling: "upstream", "sorted", "legacy".
+const char* PolicyFlagName(notifier::Policy policy);
 
 // Host operations per second (0 = off). Each operation covers op_pages pages.
 struct HostOpRates {

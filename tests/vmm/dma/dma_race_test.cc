@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/time/clock.h"
 #include "dma_test_rig.h"
 #include "gtest/gtest.h"
 #include "vmm/dma/descriptor.h"
@@ -158,6 +159,70 @@ TEST_P(DmaStormTest, CopiesStayExactWhileTheHostInvalidates) {
 
 INSTANTIATE_TEST_SUITE_P(Paths, DmaStormTest, ::testing::Bool(),
                          [](const ::testing::TestParamInfo<bool>& p) { return p.param ? "Mirror" : "SecondaryMmu"; });
+
+}  // namespace
+}  // namespace mmuvisor::vmm::dma
+
+namespace mmuvisor::vmm::dma {
+namespace {
+
+// The hazard DeviceMmu closes (device_mmu.h): the DMA translated its destination page P
+// and is about to write; meanwhile the host migrates P (freeing its old backing page X)
+// and then migrates another page Q, which gets X (LIFO reuse) with Q's data. A write
+// through the old translation now lands in Q. AccessRetry makes the DMA redo its own
+// write correctly, but Q stays corrupted. With DeviceMmu's wait the migration of P cannot
+// complete while the access is in flight, so the write lands in P's page before the copy.
+class DeviceMmuWaitTest : public ::testing::TestWithParam<bool> {};  // param: wait on
+
+TEST_P(DeviceMmuWaitTest, InFlightWriteCannotLandInAReusedPage) {
+  const bool wait = GetParam();
+  constexpr uint64_t kP = kDst;            // DMA destination page
+  constexpr uint64_t kQ = kDst + 0x8000;   // an unrelated resident page
+  DmaRig rig;
+  rig.mmu()->SetAccessWaitForTesting(wait);
+  for (uint64_t a = kSrc; a < kSrc + 0x1000; a += 8) rig.PutWord(a, Pattern(a, 7));
+  for (uint64_t a = kQ; a < kQ + 0x1000; a += 8) rig.PutWord(a, Pattern(a, 9));
+  // Map P in the DMA MMU first, so the copy takes the Translate fast path.
+  ASSERT_EQ(rig.RunOne(kDesc, Desc(MMV_DMA_OP_FILL, 0, kP, 0x1000, 1)).status, MMV_DMA_STATUS_OK);
+
+  auto* memory = dynamic_cast<SecondaryMmuMemory*>(&rig.engine_memory());
+  ASSERT_NE(memory, nullptr);
+  std::thread host;
+  std::atomic<bool> host_done{false};
+  bool fired = false;
+  memory->set_after_translate_for_testing([&](uint64_t gpa) {
+    if (fired || gpa / 4096 != kP / 4096) return;
+    fired = true;
+    host = std::thread([&] {
+      EXPECT_TRUE(rig.space().Migrate(kP, 0x1000).ok());
+      EXPECT_TRUE(rig.space().Migrate(kQ, 0x1000).ok());
+      host_done.store(true);
+    });
+    // Without the wait the host finishes here; with it, it cannot until we are done.
+    for (int i = 0; i < 1000 && !host_done.load(); ++i) absl::SleepFor(absl::Milliseconds(1));
+  });
+  const mmv_dma_desc back = rig.RunOne(kDesc + 64, Desc(MMV_DMA_OP_COPY, kSrc, kP, 0x1000));
+  host.join();
+  ASSERT_TRUE(fired);
+  ASSERT_EQ(back.status, MMV_DMA_STATUS_OK);
+  uint64_t p_wrong = 0, q_wrong = 0;
+  for (uint64_t off = 0; off < 0x1000; off += 8) {
+    p_wrong += rig.GetWord(kP + off) != Pattern(kSrc + off, 7);
+    q_wrong += rig.GetWord(kQ + off) != Pattern(kQ + off, 9);
+  }
+  EXPECT_EQ(p_wrong, 0u) << "the DMA's own write is redone either way";
+  if (wait) {
+    EXPECT_EQ(q_wrong, 0u);
+    EXPECT_GT(rig.mmu()->access_waits(), 0u);
+  } else {
+    EXPECT_EQ(q_wrong, 512u) << "without the wait the stray write must land in Q's page";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Wait, DeviceMmuWaitTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& p) {
+                           return p.param ? "WaitOn" : "WaitOffShowsTheHazard";
+                         });
 
 }  // namespace
 }  // namespace mmuvisor::vmm::dma

@@ -32,6 +32,7 @@ class DmaRig {
 
   stress::PagePoolSpace& space() { return *space_; }
   DmaEngine& engine() { return *engine_; }
+  DmaMemory& engine_memory() { return *memory_; }
   DeviceMmu* mmu() { return mmu_.get(); }
   uint64_t ram_size() const { return options_.pages * 4096; }
 
