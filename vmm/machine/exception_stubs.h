@@ -27,7 +27,7 @@ namespace mmuvisor::vmm {
 class GuestMemory;
 
 inline constexpr uint16_t kExceptionPort = kGuestExceptionPort;
-inline constexpr uint64_t kExceptionStubGpa = MMV_BOOT_INFO_GPA + 0x800;
+inline constexpr uint64_t kExceptionStubGpa = MMV_EXCEPTION_STUB_GPA;
 inline constexpr uint32_t kExceptionVectors = 32;
 
 absl::string_view ExceptionName(uint32_t vector);  // "#PF", "#GP", ...

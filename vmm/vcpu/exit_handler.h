@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <string>
 
+#include "mmuvisor/guest_abi.h"
 #include "vmm/devices/port_io_bus.h"
 
 namespace mmuvisor::vmm {
@@ -42,7 +43,7 @@ absl::string_view StopKindName(StopKind kind);
 
 // A 1-byte OUT here means "the guest took exception stub" (vmm/machine/exception_stubs.h):
 // a crash whose faulting state is on the guest's ring-0 stack.
-inline constexpr uint16_t kGuestExceptionPort = 0x0e08;  // between ucall 0xe00 and DMA 0xe10
+inline constexpr uint16_t kGuestExceptionPort = MMV_PORT_EXCEPTION;
 
 struct ExitDecision {
   bool stop = false;

@@ -6,7 +6,10 @@
  *   [0x0000, 0x1000)    never mapped in guest page tables: a null dereference faults
  *   [0x1000, 0x2000)    GDT and TSS built by the VMM
  *   [0x2000, 0x3000)    IDT page (reserved; empty unless the VMM installs handlers)
- *   [0x3000, 0x4000)    struct mmv_boot_info, read-only for the guest by convention
+ *   [0x3000, 0x3800)    struct mmv_boot_info, read-only for the guest by convention
+ *   [0x3800, 0x4000)    exception stubs the VMM installs behind the IDT: each OUTs its
+ *                       vector to MMV_PORT_EXCEPTION so a guest exception exits to the VMM
+ *                       with its frame instead of triple-faulting
  *   [0x4000, 0x8000)    per-vCPU ucall blocks (struct mmv_ucall, 512 bytes each)
  *   [0x8000, 0x10000)   real-mode guests are linked and loaded here (CS base 0)
  *   [0x10000, 0x100000) identity page tables built by the VMM (2 MiB pages, U bit set)
@@ -29,14 +32,16 @@ extern "C" {
 #include <stdint.h>
 #endif
 
-/* Ports. Both are exits to the VMM from any ring when IOPL=3. */
+/* Ports. All are exits to the VMM from any ring when IOPL=3. */
 #define MMV_PORT_SERIAL 0x3f8u  /* 8250 UART, THR at +0, LSR at +5 */
 #define MMV_PORT_UCALL 0x0e00u  /* 32-bit OUT: guest-physical address of a struct mmv_ucall */
+#define MMV_PORT_EXCEPTION 0x0e08u /* 8-bit OUT by a VMM exception stub: the vector */
 #define MMV_PORT_DMA 0x0e10u    /* 32-bit OUT: guest-physical address of a DMA descriptor */
 
 #define MMV_GDT_GPA 0x1000u
 #define MMV_IDT_GPA 0x2000u
 #define MMV_BOOT_INFO_GPA 0x3000u
+#define MMV_EXCEPTION_STUB_GPA 0x3800u
 #define MMV_UCALL_GPA 0x4000u
 #define MMV_UCALL_STRIDE 512u
 #define MMV_UCALL_MAX_VCPUS 32u
