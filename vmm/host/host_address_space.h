@@ -120,6 +120,10 @@ struct HostAddressSpaceOptions {
   GuestWriteProbe dirty_probe;                // the self-check's guest write
   std::function<void()> stop_guests;          // Teardown's first step
   OomReapOptions oom;
+  // Map Reclaim/Migrate/OomReap ranges read-only for the window (see above). false is only
+  // correct while nothing writes guest RAM except through DeviceAccess (vCPUs paused); it
+  // saves the mprotect pair, which dominates a window's cost (bench_host_reclaim).
+  bool write_protect_windows = true;
   WindowHook window_hook;  // tests only
 };
 

@@ -128,7 +128,9 @@ absl::StatusOr<ReclaimResult> HostAddressSpace::SaveAndDiscardLocked(PageRange r
   auto body = [&]() -> absl::Status {
     // Read-only first: from here no guest store can land between the copy and the
     // discard (a vCPU gets EFAULT and waits for this window; see ClassifyGuestFault).
-    if (absl::Status s = MapProtection(range, PROT_READ); !s.ok()) return s;
+    if (options_.write_protect_windows) {
+      if (absl::Status s = MapProtection(range, PROT_READ); !s.ok()) return s;
+    }
     // Harvest after write-protecting, so every write before it is in the log.
     bool trust_clean = dirty_choice_.mode == DirtyTrackingMode::kDirtyLog;
     if (trust_clean && !HarvestDirtyLog().ok()) trust_clean = false;
@@ -180,7 +182,8 @@ absl::StatusOr<ReclaimResult> HostAddressSpace::SaveAndDiscardLocked(PageRange r
   };
   const absl::Status status = body();
   RunHook(WindowPoint::kBeforeEnd, hub_range);
-  const absl::Status restored = RestoreProtection(range);
+  const absl::Status restored =
+      options_.write_protect_windows ? RestoreProtection(range) : absl::OkStatus();
   hub_->InvalidateRangeEnd(hub_range);
   if (!status.ok()) return status;
   if (!restored.ok()) return restored;
