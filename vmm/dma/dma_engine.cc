@@ -32,7 +32,7 @@ DmaEngine::DmaEngine(DmaMemory& memory, DmaEngineOptions options)
 DmaEngine::~DmaEngine() { Stop(); }
 
 void DmaEngine::Start() {
-  absl::MutexLock lock(&mu_);
+  VmmLock lock(&mu_);
   if (running_) return;
   running_ = true;
   stopping_ = false;
@@ -41,24 +41,21 @@ void DmaEngine::Start() {
 
 void DmaEngine::Stop() {
   {
-    absl::MutexLock lock(&mu_);
+    VmmLock lock(&mu_);
     if (!running_) return;
     stopping_ = true;
   }
+  cv_.notify_all();
   thread_.join();
-  absl::MutexLock lock(&mu_);
+  VmmLock lock(&mu_);
   Count(dropped_, queue_.size());
   queue_.clear();
   running_ = false;
 }
 
 void DmaEngine::WaitIdle() {
-  absl::MutexLock lock(&mu_);
-  mu_.Await(absl::Condition(
-      +[](DmaEngine* e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(e->mu_) {
-        return (e->queue_.empty() && !e->busy_) || e->stopping_ || !e->running_;
-      },
-      this));
+  VmmLock lock(&mu_);
+  while (!((queue_.empty() && !busy_) || stopping_ || !running_)) cv_.wait(mu_);
 }
 
 void DmaEngine::Loop() {
@@ -66,13 +63,10 @@ void DmaEngine::Loop() {
   for (;;) {
     uint64_t gpa = 0;
     {
-      absl::MutexLock lock(&mu_);
+      VmmLock lock(&mu_);
       busy_ = false;
-      mu_.Await(absl::Condition(
-          +[](DmaEngine* e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(e->mu_) {
-            return !e->queue_.empty() || e->stopping_;
-          },
-          this));
+      cv_.notify_all();  // WaitIdle
+      while (queue_.empty() && !stopping_) cv_.wait(mu_);
       if (stopping_) return;
       gpa = queue_.front();
       queue_.pop_front();
@@ -95,13 +89,14 @@ IoAction DmaEngine::Write(uint32_t vcpu, uint16_t offset, absl::Span<const uint8
   std::memcpy(&gpa, data.data(), sizeof(gpa));
   bool dropped = false;
   {
-    absl::MutexLock lock(&mu_);
+    VmmLock lock(&mu_);
     if (!running_ || stopping_ || queue_.size() >= options_.queue_limit) {
       dropped = true;
     } else {
       queue_.push_back(gpa);
     }
   }
+  if (!dropped) cv_.notify_all();
   if (dropped) {
     Count(dropped_);
     Count(errors_unrequested_);
@@ -114,7 +109,7 @@ IoAction DmaEngine::Write(uint32_t vcpu, uint16_t offset, absl::Span<const uint8
 void DmaEngine::Read(uint32_t /*vcpu*/, uint16_t /*offset*/, absl::Span<uint8_t> data) {
   uint32_t pending = 0;
   {
-    absl::MutexLock lock(&mu_);
+    VmmLock lock(&mu_);
     pending = static_cast<uint32_t>(queue_.size() + (busy_ ? 1 : 0));
   }
   std::memset(data.data(), 0, data.size());
@@ -241,12 +236,12 @@ void DmaEngine::Finish(uint64_t desc_gpa, const mmv_dma_desc& desc, uint32_t sta
 
 void DmaEngine::Warn(std::string message) {
   Count(warnings_total_);
-  absl::MutexLock lock(&mu_);
+  VmmLock lock(&mu_);
   if (warnings_.size() < options_.warnings_kept) warnings_.push_back(std::move(message));
 }
 
 std::vector<std::string> DmaEngine::warnings() const {
-  absl::MutexLock lock(&mu_);
+  VmmLock lock(&mu_);
   return warnings_;
 }
 

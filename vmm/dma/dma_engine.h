@@ -13,7 +13,8 @@
 //
 // Threads: Write() (the doorbell) on vCPU threads; one device thread, started by Start()
 // and joined by Stop() or the destructor; ExecuteChain() on any thread when no device
-// thread runs (tests). mu_ guards the doorbell queue and the warning list; statistics are
+// thread runs (tests). mu_ guards the doorbell queue and the warning list (cv_ signals its
+// changes); statistics are
 // relaxed atomics (exact once the device is idle).
 #ifndef MMUVISOR_VMM_DMA_DMA_ENGINE_H_
 #define MMUVISOR_VMM_DMA_DMA_ENGINE_H_
@@ -28,7 +29,9 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
+#include <condition_variable>
+
+#include "vmm/vmm_mutex.h"
 #include "absl/types/span.h"
 #include "mmuvisor/guest_abi.h"
 #include "vmm/devices/port_io_bus.h"
@@ -105,7 +108,9 @@ class DmaEngine : public PortIoDevice {
   DmaMemory& memory_;
   const DmaEngineOptions options_;
 
-  mutable absl::Mutex mu_;
+  // std::mutex underneath (vmm_mutex.h): TSan sees it; Debian's absl::Mutex it cannot.
+  mutable VmmMutex mu_;
+  std::condition_variable_any cv_;  // queue_, busy_, stopping_ changed
   std::deque<uint64_t> queue_ ABSL_GUARDED_BY(mu_);
   bool busy_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -53,7 +53,7 @@ absl::Status HostWorkload::Start() {
     }
   }
   {
-    absl::MutexLock lock(&mu_);
+    VmmLock lock(&mu_);
     digests_.assign(config_.vcpus, {});
   }
   for (uint32_t v = 0; v < config_.vcpus; ++v) {
@@ -83,7 +83,7 @@ void HostWorkload::Vcpu(uint32_t index) {
     if (stop_.load(std::memory_order_relaxed)) return;
     if (!RunRound(index, round, digest, prev_balloon)) return;
     rounds_.fetch_add(1, std::memory_order_relaxed);
-    absl::MutexLock lock(&mu_);
+    VmmLock lock(&mu_);
     digests_[index].push_back(digest);
   }
 }
@@ -220,29 +220,29 @@ bool HostWorkload::Dma(uint32_t vcpu, uint64_t round, uint64_t batch) {
 void HostWorkload::Mismatched(uint32_t vcpu, uint64_t round, uint32_t source, uint64_t gpa,
                               uint64_t expected, uint64_t found) {
   mismatches_.fetch_add(1, std::memory_order_relaxed);
-  absl::MutexLock lock(&mu_);
+  VmmLock lock(&mu_);
   if (first_.size() < kMismatchesKept) {
     first_.push_back(Mismatch{gpa, expected, found, round, vcpu, source});
   }
 }
 
 void HostWorkload::Fail(uint32_t vcpu, const std::string& what) {
-  absl::MutexLock lock(&mu_);
+  VmmLock lock(&mu_);
   if (problem_.empty()) problem_ = absl::StrCat("vCPU ", vcpu, ": ", what);
 }
 
 std::vector<Mismatch> HostWorkload::first_mismatches() const {
-  absl::MutexLock lock(&mu_);
+  VmmLock lock(&mu_);
   return first_;
 }
 
 std::vector<std::vector<uint64_t>> HostWorkload::digests() const {
-  absl::MutexLock lock(&mu_);
+  VmmLock lock(&mu_);
   return digests_;
 }
 
 std::string HostWorkload::problem() const {
-  absl::MutexLock lock(&mu_);
+  VmmLock lock(&mu_);
   return problem_;
 }
 

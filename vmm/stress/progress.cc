@@ -1,6 +1,7 @@
 #include "vmm/stress/progress.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -46,7 +47,7 @@ ProgressPrinter::ProgressPrinter(std::FILE* out, bool tty,
 ProgressPrinter::~ProgressPrinter() { Stop(); }
 
 void ProgressPrinter::Start() {
-  absl::MutexLock lock(&mu_);
+  VmmLock lock(&mu_);
   if (started_) return;
   started_ = true;
   thread_ = std::thread([this] { Loop(); });
@@ -54,15 +55,16 @@ void ProgressPrinter::Start() {
 
 void ProgressPrinter::Stop() {
   {
-    absl::MutexLock lock(&mu_);
+    VmmLock lock(&mu_);
     if (!started_ || stop_) return;
     stop_ = true;
   }
+  cv_.notify_all();
   thread_.join();
 }
 
 uint64_t ProgressPrinter::lines_printed() const {
-  absl::MutexLock lock(&mu_);
+  VmmLock lock(&mu_);
   return lines_;
 }
 
@@ -76,7 +78,7 @@ void ProgressPrinter::PrintOnce(ProgressSample& prev) {
   }
   std::fflush(out_);
   prev = now;
-  absl::MutexLock lock(&mu_);
+  VmmLock lock(&mu_);
   ++lines_;
 }
 
@@ -84,8 +86,10 @@ void ProgressPrinter::Loop() {
   ProgressSample prev;
   for (;;) {
     {
-      absl::MutexLock lock(&mu_);
-      mu_.AwaitWithTimeout(absl::Condition(&stop_), period_);
+      VmmLock lock(&mu_);
+      const auto deadline =
+          std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(period_);
+      while (!stop_ && std::chrono::steady_clock::now() < deadline) cv_.wait_until(mu_, deadline);
       if (stop_) break;
     }
     PrintOnce(prev);

@@ -15,7 +15,9 @@
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
+#include <condition_variable>
+
+#include "vmm/vmm_mutex.h"
 #include "absl/time/time.h"
 
 namespace mmuvisor::vmm::stress {
@@ -56,7 +58,8 @@ class ProgressPrinter {
   const bool tty_;
   const std::function<ProgressSample()> sample_;
   const absl::Duration period_;
-  mutable absl::Mutex mu_;
+  mutable VmmMutex mu_;  // TSan-visible (vmm_mutex.h)
+  std::condition_variable_any cv_;  // stop_ set
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t lines_ ABSL_GUARDED_BY(mu_) = 0;
