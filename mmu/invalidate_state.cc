@@ -5,17 +5,17 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "mmu/mutex_lock.h"
+#include "notifier/mutex.h"
 
 namespace mmuvisor::mmu {
 
-void InvalidateState::CheckLock(const absl::Mutex& mmu_lock) const {
+void InvalidateState::CheckLock(const SharedMutex& mmu_lock) const {
   // Programmer bug: the caller passed some other mutex than the MMU's own.
   assert(&mmu_lock == mmu_lock_);
   (void)mmu_lock;
 }
 
-void InvalidateState::Begin(const absl::Mutex& mmu_lock) {
+void InvalidateState::Begin(const SharedMutex& mmu_lock) {
   CheckLock(mmu_lock);
   mmu_lock.AssertHeld();
   const int64_t count = in_progress_.load(std::memory_order_relaxed) + 1;
@@ -29,7 +29,7 @@ void InvalidateState::Begin(const absl::Mutex& mmu_lock) {
   std::atomic_thread_fence(std::memory_order_release);
 }
 
-absl::Status InvalidateState::RangeAdd(const absl::Mutex& mmu_lock, GfnRange range) {
+absl::Status InvalidateState::RangeAdd(const SharedMutex& mmu_lock, GfnRange range) {
   CheckLock(mmu_lock);
   mmu_lock.AssertHeld();
   if (in_progress_.load(std::memory_order_relaxed) <= 0) {
@@ -58,7 +58,7 @@ absl::Status InvalidateState::RangeAdd(const absl::Mutex& mmu_lock, GfnRange ran
   return absl::OkStatus();
 }
 
-absl::Status InvalidateState::End(const absl::Mutex& mmu_lock) {
+absl::Status InvalidateState::End(const SharedMutex& mmu_lock) {
   CheckLock(mmu_lock);
   mmu_lock.AssertHeld();
   const int64_t count = in_progress_.load(std::memory_order_relaxed);
@@ -93,7 +93,7 @@ uint64_t InvalidateState::SnapshotSeq() const {
   return seq_.load(std::memory_order_acquire);
 }
 
-bool InvalidateState::RetryGfn(const absl::Mutex& mmu_lock, uint64_t snapshot,
+bool InvalidateState::RetryGfn(const SharedMutex& mmu_lock, uint64_t snapshot,
                                Gfn gfn) const {
   CheckLock(mmu_lock);
   mmu_lock.AssertReaderHeld();
@@ -151,7 +151,7 @@ absl::Status InvalidateState::ActiveInvalidationEnd() {
         absl::StrCat("InvalidateState::ActiveInvalidationEnd: active count would become ",
                      active_invalidations_ - 1, " (end without start)"));
   }
-  --active_invalidations_;  // Reaching 0 wakes UpdateLayout() through Await's condition.
+  --active_invalidations_;  // UpdateLayout() polls for 0.
   return absl::OkStatus();
 }
 
@@ -161,9 +161,9 @@ int64_t InvalidateState::active_invalidations() const {
 }
 
 void InvalidateState::UpdateLayout(absl::FunctionRef<void()> publish) {
-  // KVM sleeps on an rcuwait that the last end wakes. We poll instead of Mutex::Await:
-  // Await's condition runs on the ending thread, invisible to TSan (mmu/mutex_lock.h),
-  // and layout changes are rare. Like KVM, a storm of starts can delay the update.
+  // KVM sleeps on an rcuwait that the last end wakes. We poll (layout changes are rare),
+  // which keeps ActiveInvalidationEnd() free of wake-ups. Like KVM, a storm of starts can
+  // delay the update.
   for (;;) {
     {
       MutexLock lock(&active_mu_);

@@ -28,8 +28,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
 #include "mmu/types.h"
+#include "notifier/mutex.h"
 
 namespace mmuvisor::mmu {
 
@@ -37,7 +37,7 @@ class InvalidateState {
  public:
   // `mmu_lock` is the lock of the MMU that owns this state; every locked call below must
   // be passed that same mutex (checked).
-  explicit InvalidateState(const absl::Mutex* mmu_lock) : mmu_lock_(mmu_lock) {}
+  explicit InvalidateState(const SharedMutex* mmu_lock) : mmu_lock_(mmu_lock) {}
   InvalidateState(const InvalidateState&) = delete;
   InvalidateState& operator=(const InvalidateState&) = delete;
 
@@ -45,18 +45,18 @@ class InvalidateState {
 
   // kvm_mmu_invalidate_begin: in_progress++; the first concurrent Begin resets the range
   // to "none added yet".
-  void Begin(const absl::Mutex& mmu_lock) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mmu_lock);
+  void Begin(const SharedMutex& mmu_lock) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mmu_lock);
 
   // kvm_mmu_invalidate_range_add: widen the in-progress range to include [start, end).
   // Returns kFailedPrecondition (and changes nothing) if no Begin() is open or the range
   // is empty.
-  absl::Status RangeAdd(const absl::Mutex& mmu_lock, GfnRange range)
+  absl::Status RangeAdd(const SharedMutex& mmu_lock, GfnRange range)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mmu_lock);
 
   // kvm_mmu_invalidate_end: seq++, then (release) in_progress--. Returns kInternal when
   // there was no open Begin (the count would go negative; it stays at 0), and kInternal
   // after ending when the window never added a range. Never silent.
-  absl::Status End(const absl::Mutex& mmu_lock) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mmu_lock);
+  absl::Status End(const SharedMutex& mmu_lock) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mmu_lock);
 
   // --- Reader side: the fault path. ---------------------------------------------------
 
@@ -69,7 +69,7 @@ class InvalidateState {
   // mmu_invalidate_retry_gfn: true if a fault that snapshotted `snapshot` must not install
   // a mapping of `gfn`: an invalidation in progress covers gfn (or added no range yet), or
   // seq moved since the snapshot.
-  bool RetryGfn(const absl::Mutex& mmu_lock, uint64_t snapshot, Gfn gfn) const
+  bool RetryGfn(const SharedMutex& mmu_lock, uint64_t snapshot, Gfn gfn) const
       ABSL_SHARED_LOCKS_REQUIRED(mmu_lock);
 
   // mmu_invalidate_retry_gfn_unsafe: the same test without the lock. It has false
@@ -112,9 +112,9 @@ class InvalidateState {
  private:
   static constexpr Gfn kNoRange = ~Gfn{0};
 
-  void CheckLock(const absl::Mutex& mmu_lock) const;
+  void CheckLock(const SharedMutex& mmu_lock) const;
 
-  const absl::Mutex* const mmu_lock_;
+  const SharedMutex* const mmu_lock_;
   // Written only under *mmu_lock_; read locklessly through atomics.
   std::atomic<int64_t> in_progress_{0};
   std::atomic<uint64_t> seq_{0};
@@ -122,7 +122,7 @@ class InvalidateState {
   std::atomic<Gfn> range_end_{kNoRange};
   std::atomic<uint64_t> bugs_{0};
 
-  mutable absl::Mutex active_mu_;
+  mutable Mutex active_mu_;
   int64_t active_invalidations_ ABSL_GUARDED_BY(active_mu_) = 0;
 };
 

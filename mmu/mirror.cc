@@ -5,7 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "mmu/mutex_lock.h"
+#include "notifier/mutex.h"
 #include "notifier/hub.h"
 
 namespace mmuvisor::mmu {
@@ -77,7 +77,6 @@ bool Mirror::Invalidate(const notifier::Range& range, uint64_t cur_seq) {
     refusals_.fetch_add(1, std::memory_order_relaxed);
     return false;
   }
-  TsanAcquired(&mu_);  // see mmu/mutex_lock.h
   // Under the user lock, before tearing down: pairs with ReadRetry in Fault.
   SetSeq(cur_seq);
   // Round the end up without overflowing (teardown invalidates up to UINT64_MAX).
@@ -86,7 +85,6 @@ bool Mirror::Invalidate(const notifier::Range& range, uint64_t cur_seq) {
   zapped_.fetch_add(pt_.ZapRange(pages), std::memory_order_relaxed);
   pt_.ReclaimRetired();  // no lockless readers of pt_
   invalidations_.fetch_add(1, std::memory_order_relaxed);
-  TsanReleasing(&mu_);
   mu_.Unlock();
   return true;
 }

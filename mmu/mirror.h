@@ -29,13 +29,13 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "mmu/fault_hooks.h"
 #include "mmu/primary.h"
 #include "mmu/shadow_page_table.h"
 #include "mmu/types.h"
 #include "notifier/interval_subscription.h"
+#include "notifier/mutex.h"
 #include "notifier/range.h"
 
 namespace mmuvisor::notifier {
@@ -110,7 +110,7 @@ class Mirror : public notifier::IntervalSubscription {
   const MirrorOptions options_;
   std::unique_ptr<FaultHooks> hooks_;  // test only
 
-  mutable absl::Mutex mu_;
+  mutable SharedMutex mu_;
   ShadowPageTable pt_ ABSL_GUARDED_BY(mu_);
   bool attached_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t first_page_ ABSL_GUARDED_BY(mu_) = 0;

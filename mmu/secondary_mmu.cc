@@ -6,7 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "mmu/mutex_lock.h"
+#include "notifier/mutex.h"
 
 namespace mmuvisor::mmu {
 namespace {

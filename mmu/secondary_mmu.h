@@ -37,7 +37,6 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "mmu/fault_hooks.h"
 #include "mmu/invalidate_state.h"
@@ -45,6 +44,7 @@
 #include "mmu/reader_sections.h"
 #include "mmu/shadow_page_table.h"
 #include "mmu/types.h"
+#include "notifier/mutex.h"
 #include "notifier/range.h"
 #include "notifier/subscription.h"
 
@@ -156,14 +156,14 @@ class SecondaryMmu : public notifier::Subscription {
   const SecondaryMmuOptions options_;
   std::unique_ptr<FaultHooks> hooks_;  // test only; null in production
 
-  mutable absl::Mutex mu_;
+  mutable SharedMutex mu_;
   // Written under mu_; Translate reads it locklessly (see shadow_page_table.h).
   ShadowPageTable spt_;
   InvalidateState state_{&mu_};
   bool released_ ABSL_GUARDED_BY(mu_) = false;
   ReaderSections readers_;
 
-  mutable absl::Mutex layout_mu_;  // leaf lock
+  mutable SharedMutex layout_mu_;  // leaf lock
   std::shared_ptr<const Layout> layout_ ABSL_GUARDED_BY(layout_mu_);
 
   std::atomic<uint64_t> faults_{0};

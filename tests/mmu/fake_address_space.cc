@@ -5,7 +5,7 @@
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
-#include "mmu/mutex_lock.h"
+#include "notifier/mutex.h"
 
 namespace mmuvisor::mmu::testing {
 

@@ -17,7 +17,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include "notifier/mutex.h"
 #include "mmu/primary.h"
 #include "notifier/hub.h"
 
@@ -74,7 +74,7 @@ class FakeAddressSpace : public Primary {
   void PoisonLocked(uint64_t host) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   notifier::NotifierSubscriptions& hub_;
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   std::vector<PageState> pages_ ABSL_GUARDED_BY(mu_);
   std::vector<void*> pool_ ABSL_GUARDED_BY(mu_);  // every host page ever handed out
   bool torn_down_ ABSL_GUARDED_BY(mu_) = false;

@@ -6,7 +6,6 @@
 #include <thread>
 
 #include "gmock/gmock.h"
-#include "mmu/mutex_lock.h"
 #include "gtest/gtest.h"
 #include "support/status_matchers.h"
 
@@ -33,7 +32,7 @@ class InvalidateStateTest : public ::testing::Test {
     return state_.RetryGfn(mu_, snapshot, gfn);
   }
 
-  absl::Mutex mu_;
+  SharedMutex mu_;
   InvalidateState state_{&mu_};
 };
 

@@ -4,7 +4,6 @@
 
 #include <thread>
 
-#include "absl/synchronization/notification.h"
 #include "fake_address_space.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

@@ -10,7 +10,6 @@
 #include <thread>
 #include <vector>
 
-#include "absl/synchronization/mutex.h"
 #include "fake_address_space.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

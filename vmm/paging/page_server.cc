@@ -327,7 +327,7 @@ void PageServer::Fail(uint64_t page, uint32_t tid, const absl::Status& cause) {
                                     tid, cause.message()));
   bool first = false;
   {
-    PagingLock lock(&mu_);
+    MutexLock lock(&mu_);
     first = failure_.ok();
     if (first) failure_ = annotated;
     poisoned_.push_back(page);
@@ -367,7 +367,7 @@ void PageServer::Shutdown() {
   }
   bool all_closed = false;
   {
-    PagingLock lock(&mu_);
+    MutexLock lock(&mu_);
     for (uint64_t p : poisoned_) {
       if (p == kWholeRange) all_closed = true;
       keep_closed.push_back(p);
@@ -395,7 +395,7 @@ void PageServer::Shutdown() {
 }
 
 absl::Status PageServer::failure() const {
-  PagingLock lock(&mu_);
+  MutexLock lock(&mu_);
   return failure_;
 }
 

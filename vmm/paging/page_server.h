@@ -53,8 +53,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "notifier/mutex.h"
 #include "vmm/paging/latency_histogram.h"
-#include "vmm/paging/paging_mutex.h"
 #include "vmm/paging/swap_store.h"
 
 struct uffd_msg;  // <linux/userfaultfd.h>
@@ -175,7 +175,7 @@ class PageServer {
   std::vector<std::thread> handlers_;
   std::atomic<bool> shut_down_{false};
 
-  mutable PagingMutex mu_;
+  mutable Mutex mu_;
   absl::Status failure_ ABSL_GUARDED_BY(mu_);
   std::vector<uint64_t> poisoned_ ABSL_GUARDED_BY(mu_);  // pages left PROT_NONE (or kWholeRange)
 

@@ -121,27 +121,27 @@ int SwapStore::NextInjectedError(Injector& injector, bool* partial) {
 }
 
 int SwapStore::InjectedWriteError(bool* partial) {
-  PagingLock lock(&inject_mu_);
+  MutexLock lock(&inject_mu_);
   return NextInjectedError(write_inject_, partial);
 }
 
 int SwapStore::InjectedReadError(bool* partial) {
-  PagingLock lock(&inject_mu_);
+  MutexLock lock(&inject_mu_);
   return NextInjectedError(read_inject_, partial);
 }
 
 void SwapStore::SetWriteFaultInjection(const IoFaultInjection& injection) {
-  PagingLock lock(&inject_mu_);
+  MutexLock lock(&inject_mu_);
   write_inject_ = Injector{injection, 0, injection.seed | 1};
 }
 
 void SwapStore::SetReadFaultInjection(const IoFaultInjection& injection) {
-  PagingLock lock(&inject_mu_);
+  MutexLock lock(&inject_mu_);
   read_inject_ = Injector{injection, 0, injection.seed | 1};
 }
 
 void SwapStore::ClearFaultInjection() {
-  PagingLock lock(&inject_mu_);
+  MutexLock lock(&inject_mu_);
   write_inject_ = Injector{};
   read_inject_ = Injector{};
 }
@@ -160,7 +160,7 @@ absl::Status SwapStore::Save(uint64_t page, const void* data) {
   data = snapshot.data();
   const uint32_t crc = Crc32c(data, page_size_);
   const off_t offset = static_cast<off_t>(page * page_size_);
-  PagingWriterLock lock(&StripeOf(page));
+  MutexLock lock(&StripeOf(page));
   // Not-saved before the first byte hits the file: a failure below leaves no valid-looking
   // slot. Release pairs with the acquire in IsSaved().
   flags_[page].store(0, std::memory_order_release);
@@ -245,7 +245,7 @@ absl::Status SwapStore::Load(uint64_t page, void* out) {
     return absl::OutOfRangeError(
         absl::StrFormat("SwapStore::Load page %d >= %d", page, num_pages_));
   }
-  PagingReaderLock lock(&StripeOf(page));
+  ReaderMutexLock lock(&StripeOf(page));
   return ReadVerifiedLocked(page, out);
 }
 
@@ -255,7 +255,7 @@ absl::Status SwapStore::LoadInto(uint64_t page, void* scratch,
     return absl::OutOfRangeError(
         absl::StrFormat("SwapStore::LoadInto page %d >= %d", page, num_pages_));
   }
-  PagingReaderLock lock(&StripeOf(page));
+  ReaderMutexLock lock(&StripeOf(page));
   absl::Status s = ReadVerifiedLocked(page, scratch);
   if (!s.ok()) return s;
   return install(scratch);
@@ -267,7 +267,7 @@ absl::Status SwapStore::Drop(uint64_t first, uint64_t count) {
                                                  first, first + count, num_pages_));
   }
   for (uint64_t p = first; p < first + count; ++p) {
-    PagingWriterLock lock(&StripeOf(p));
+    MutexLock lock(&StripeOf(p));
     if ((flags_[p].load(std::memory_order_relaxed) & kSaved) != 0) {
       drops_.fetch_add(1, std::memory_order_relaxed);
     }

@@ -42,7 +42,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "vmm/paging/paging_mutex.h"
+#include "notifier/mutex.h"
 
 namespace mmuvisor::vmm {
 
@@ -142,7 +142,7 @@ class SwapStore {
 
   SwapStore(int fd, uint64_t num_pages, size_t page_size);
 
-  PagingSharedMutex& StripeOf(uint64_t page) const { return stripes_[page % kStripes]; }
+  SharedMutex& StripeOf(uint64_t page) const { return stripes_[page % kStripes]; }
   // Returns 0 or the errno to inject for this operation, and whether to go partial.
   int NextInjectedError(Injector& injector, bool* partial)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(inject_mu_);
@@ -154,14 +154,14 @@ class SwapStore {
   const int fd_;
   const uint64_t num_pages_;
   const size_t page_size_;
-  mutable std::array<PagingSharedMutex, kStripes> stripes_;
+  mutable std::array<SharedMutex, kStripes> stripes_;
   // crc_[p] is guarded by StripeOf(p); flags_[p] is written under StripeOf(p) (release) and
   // read lock-free (acquire): a reader that sees kSaved also sees crc_[p] and the file data
   // once it takes the stripe (the lock itself orders them; the atomics only serve queries).
   std::vector<uint32_t> crc_;
   std::unique_ptr<std::atomic<uint8_t>[]> flags_;
 
-  PagingMutex inject_mu_;
+  Mutex inject_mu_;
   Injector write_inject_ ABSL_GUARDED_BY(inject_mu_);
   Injector read_inject_ ABSL_GUARDED_BY(inject_mu_);
 

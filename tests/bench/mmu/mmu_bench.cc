@@ -16,13 +16,12 @@
 #include <thread>
 #include <vector>
 
-#include "absl/synchronization/mutex.h"
 #include "benchmark/benchmark.h"
-#include "mmu/mutex_lock.h"
 #include "mmu/primary.h"
 #include "mmu/secondary_mmu.h"
 #include "mmu/shadow_page_table.h"
 #include "notifier/hub.h"
+#include "notifier/mutex.h"
 
 namespace mmuvisor::mmu {
 namespace {
@@ -127,7 +126,7 @@ constexpr size_t kFaultBatch = 1024;
 void BM_Fault(benchmark::State& state) {
   MmuFixture f(kFaultPages);
   IdentityPrimary primary;
-  absl::Mutex mu;
+  SharedMutex mu;  // the lock type of SecondaryMmu::mu_
   ShadowPageTable plain;
   const std::vector<Gfn> idx = Indices(true, kFaultPages);
   double fault_s = 0, base_s = 0;

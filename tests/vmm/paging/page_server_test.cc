@@ -17,9 +17,9 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "notifier/mutex.h"
 #include "support/status_matchers.h"
 #include "vmm/paging/guest_ram.h"
-#include "vmm/paging/paging_mutex.h"
 #include "vmm/paging/swap_store.h"
 
 namespace mmuvisor::vmm {
@@ -96,22 +96,22 @@ class FailureRecorder {
  public:
   PageServerFailureCallback Callback() {
     return [this](const absl::Status& s) {
-      PagingLock lock(&mu_);
+      MutexLock lock(&mu_);
       ++calls_;
       status_ = s;
     };
   }
   int calls() {
-    PagingLock lock(&mu_);
+    MutexLock lock(&mu_);
     return calls_;
   }
   absl::Status status() {
-    PagingLock lock(&mu_);
+    MutexLock lock(&mu_);
     return status_;
   }
 
  private:
-  PagingMutex mu_;
+  Mutex mu_;
   int calls_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Status status_ ABSL_GUARDED_BY(mu_);
 };
