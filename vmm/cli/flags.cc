@@ -194,7 +194,8 @@ absl::StatusOr<absl::Duration> ParseTimeout(absl::string_view text) {
 }
 
 absl::StatusOr<Command> ParseCommandLine(absl::Span<const std::string> args) {
-  if (args.empty()) return Command{};  // the default: run hello64 with default flags
+  // The default: the short stress scenario with its default flags.
+  if (args.empty()) return Command{CommandKind::kStress, "", {}, {}};
   const absl::string_view first = args[0];
   if (IsHelpFlag(first)) return Command{CommandKind::kHelp, "", {}};
   if (first == "help") {
@@ -203,12 +204,19 @@ absl::StatusOr<Command> ParseCommandLine(absl::Span<const std::string> args) {
           absl::StrCat("help: unexpected argument '", args[2], "'"));
     }
     std::string topic = args.size() == 2 ? args[1] : "";
-    if (!topic.empty() && topic != "run") {
+    if (!topic.empty() && topic != "run" && topic != "stress") {
       return absl::InvalidArgumentError(absl::StrCat("help: unknown command '", topic, "'"));
     }
     return Command{CommandKind::kHelp, topic, {}};
   }
   if (first == "run") return ParseRun(args.subspan(1));
+  if (first == "stress") {
+    for (const std::string& a : args.subspan(1)) {
+      if (IsHelpFlag(a)) return Command{CommandKind::kHelp, "stress", {}, {}};
+    }
+    return Command{CommandKind::kStress, "", {}, std::vector<std::string>(args.begin() + 1,
+                                                                         args.end())};
+  }
   if (absl::StartsWith(first, "-")) {
     return absl::InvalidArgumentError(absl::StrCat(
         "unknown flag '", first, "' before a command (try 'mmuvisor --help')"));
@@ -222,17 +230,20 @@ std::string GeneralHelp() {
       "mmuvisor: a KVM-based hypervisor memory subsystem you can run, break and measure.\n"
       "\n"
       "Usage:\n"
-      "  mmuvisor                    boot the default guest (",
+      "  mmuvisor                    run the short default stress scenario (mmuvisor stress)\n"
+      "  mmuvisor run GUEST [flags]  boot GUEST (e.g. ",
       kDefaultGuest,
-      ") and show its output\n"
-      "  mmuvisor run GUEST [flags]  boot GUEST; 'mmuvisor run --help' lists the flags\n"
+      "); 'mmuvisor run --help' lists the flags\n"
+      "  mmuvisor stress [flags]     a memory-stress guest under a reclaim storm, with a\n"
+      "                              verdict; 'mmuvisor stress --help' lists the flags\n"
       "  mmuvisor help [COMMAND]     this text, or a command's\n"
       "\n"
       "Exit status: 0 the guest finished cleanly (ucall DONE with code 0); 1 the guest\n"
       "reported a failure (assertion, non-zero DONE, malformed ucall, stopped without\n"
       "DONE); 2 bad input (flags, guest image, sizes); 3 the guest crashed; 4 it ran past\n"
       "--timeout; 5 the host could not run it (/dev/kvm missing or not permitted, a KVM\n"
-      "call failed).\n");
+      "call failed). 'mmuvisor stress' exits 0 on PASS, 1 on FAIL, 2 for bad flags, 5 when\n"
+      "--mode kvm cannot run.\n");
 }
 
 std::string RunHelp() {

@@ -1,8 +1,9 @@
 // The mmuvisor command line: a small hand-written parser (no global flag registry, so the
 // library stays free of process-wide state and every error is an absl::Status).
 //
-//   mmuvisor                          run the default guest (hello64)
+//   mmuvisor                          the short default stress scenario (= mmuvisor stress)
 //   mmuvisor run GUEST [flags]        boot GUEST (a built-in name or an ELF path)
+//   mmuvisor stress [flags]           the stress scenario (flags: vmm/stress/stress_options.h)
 //   mmuvisor help [COMMAND] | --help  usage
 // Flags take "--flag VALUE" or "--flag=VALUE"; "--" ends the flags. A flag given twice,
 // an unknown flag, a missing or malformed value, or a stray argument is an
@@ -39,12 +40,14 @@ struct RunOptions {
   std::string kvm_path = "/dev/kvm";
 };
 
-enum class CommandKind { kHelp, kRun };
+enum class CommandKind { kHelp, kRun, kStress };
 
 struct Command {
   CommandKind kind = CommandKind::kRun;
   std::string help_topic;  // kHelp: "" (general) or a command name
   RunOptions run;
+  // kStress: the arguments after "stress", parsed by vmm/stress (ParseStressFlags).
+  std::vector<std::string> stress_args;
 };
 
 // args: argv[1..argc).

@@ -1,5 +1,7 @@
 #include "vmm/cli/run_command.h"
 
+#include <unistd.h>
+
 #include <string>
 #include <vector>
 
@@ -7,6 +9,8 @@
 #include "vmm/cli/exit_codes.h"
 #include "vmm/cli/guest_source.h"
 #include "vmm/machine/machine.h"
+#include "vmm/stress/stress_command.h"
+#include "vmm/stress/stress_options.h"
 
 namespace mmuvisor::vmm::cli {
 namespace {
@@ -69,12 +73,17 @@ int Main(int argc, char** argv, std::FILE* out, std::FILE* err) {
   if (!command.ok()) return Fail(err, kExitBadInput, command.status().message());
   switch (command->kind) {
     case CommandKind::kHelp: {
-      const std::string text = command->help_topic == "run" ? RunHelp() : GeneralHelp();
+      const std::string text = command->help_topic == "run"      ? RunHelp()
+                               : command->help_topic == "stress" ? stress::StressHelp()
+                                                                 : GeneralHelp();
       std::fputs(text.c_str(), out);
       return kExitClean;
     }
     case CommandKind::kRun:
       return RunGuest(command->run, out, err);
+    case CommandKind::kStress:
+      return stress::RunStressCommand(command->stress_args, out, err,
+                                      ::isatty(::fileno(out)) == 1);
   }
   return kExitBadInput;
 }
