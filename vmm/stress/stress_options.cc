@@ -260,7 +260,7 @@ OOM-reaps its memory underneath; ends with PASS/FAIL and a report. Exit code 0 o
   --duration DUR        run time (default 3s)
   --rounds N            stop each vCPU after N rounds instead (0 = use --duration)
   --seed N              workload seed (default 1): same seed + flags = same workload
-  --resident FRACTION   reclaim keeps resident memory near this (default 50%)
+  --resident FRACTION   reclaim runs while resident memory is above this (default 50%)
   --ops LIST            host operations to run: reclaim,discard,migrate,protect,oom-reap
                         or none (default: all)
   --reclaim-rate R      operations per second (defaults 200, discard 10, migrate 100,
