@@ -15,7 +15,7 @@ StartFaultSubscription::StartFaultSubscription(StartFaults faults, std::string n
       rng_(faults.seed | 1) {}
 
 void StartFaultSubscription::Configure(const StartFaults& faults) {
-  HostMutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   faults_ = faults;
   rng_ = faults.seed | 1;
 }
@@ -30,7 +30,7 @@ notifier::StartResult StartFaultSubscription::InvalidateRangeStart(
   absl::Duration delay;
   bool fail = false;
   {
-    HostMutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (range.blockable) {
       delay = faults_.blockable_delay;
     } else if (faults_.eagain_next > 0) {

@@ -19,7 +19,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/time/time.h"
 #include "notifier/subscription.h"
-#include "vmm/host/host_mutex.h"
+#include "notifier/mutex.h"
 
 namespace mmuvisor::vmm {
 
@@ -46,7 +46,7 @@ class StartFaultSubscription : public notifier::Subscription {
       ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
-  HostMutex mu_;
+  Mutex mu_;
   StartFaults faults_ ABSL_GUARDED_BY(mu_);
   uint64_t rng_ ABSL_GUARDED_BY(mu_);
   // Statistics: relaxed, no ordering partner.

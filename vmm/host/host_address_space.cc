@@ -102,7 +102,7 @@ absl::Status HostAddressSpace::Init() {
   absl::StatusOr<MemslotTable> table = MemslotTable::Create(std::move(slots));
   if (!table.ok()) return table.status();
   {
-    HostMutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     memslots_ = std::make_shared<const MemslotTable>(*std::move(table));
   }
 
@@ -138,7 +138,7 @@ absl::Status HostAddressSpace::AttachHypervisor(MemslotControl* control, DirtyLo
   }
   if (log != nullptr) {
     // The dirty log needs KVM_MEM_LOG_DIRTY_PAGES on every slot before registration.
-    HostMutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     std::vector<GuestMemorySlot> slots = memslots_->slots();
     for (GuestMemorySlot& slot : slots) slot.flags |= KVM_MEM_LOG_DIRTY_PAGES;
     absl::StatusOr<MemslotTable> table = MemslotTable::Create(std::move(slots));
@@ -170,7 +170,7 @@ void HostAddressSpace::Teardown() {
   if (options_.stop_guests) options_.stop_guests();
   windows_.LockAll();  // every window closed; no new one opens
   {
-    HostWriterLock lock(&teardown_mu_);  // waits for Resolves touching RAM
+    MutexLock lock(&teardown_mu_);  // waits for Resolves touching RAM
     // Pairs with the acquire loads in torn_down() and Resolve/operations.
     torn_down_.store(true, std::memory_order_release);
   }
@@ -203,7 +203,7 @@ absl::StatusOr<mmu::PrimaryPage> HostAddressSpace::Resolve(uint64_t address,
   const uint64_t page = (address - base_) / kPageSize;
   // Outside the teardown lock: Teardown holds every page while it waits for that lock.
   windows_.WaitUntilUnlocked(page);
-  HostReaderLock lock(&teardown_mu_);
+  ReaderMutexLock lock(&teardown_mu_);
   if (torn_down_.load(std::memory_order_acquire)) {
     return absl::FailedPreconditionError("HostAddressSpace::Resolve: torn down");
   }
@@ -286,7 +286,7 @@ absl::Status HostAddressSpace::HarvestDirtyLog() {
   if (dirty_choice_.mode != DirtyTrackingMode::kDirtyLog || options_.dirty_log == nullptr) {
     return absl::OkStatus();
   }
-  HostMutexLock harvest(&harvest_mu_);
+  MutexLock harvest(&harvest_mu_);
   Counters::Add(counters_->dirty_harvests, 1);
   for (const GuestMemorySlot& slot : memslots()->slots()) {
     absl::StatusOr<std::vector<uint64_t>> bits = options_.dirty_log->Fetch(slot);
@@ -337,7 +337,7 @@ absl::StatusOr<PageRange> HostAddressSpace::PagesOf(Gpa gpa, ByteSize len) const
 }
 
 std::shared_ptr<const MemslotTable> HostAddressSpace::memslots() const {
-  HostMutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return memslots_;
 }
 
@@ -351,14 +351,14 @@ std::vector<mmu::MemorySlot> HostAddressSpace::SecondaryLayout() const {
 }
 
 int HostAddressSpace::AddMemslotObserver(MemslotObserver observer) {
-  HostMutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   const int id = next_observer_++;
   observers_.emplace_back(id, std::move(observer));
   return id;
 }
 
 void HostAddressSpace::RemoveMemslotObserver(int id) {
-  HostMutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   std::erase_if(observers_, [id](const auto& o) { return o.first == id; });
 }
 

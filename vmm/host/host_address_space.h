@@ -69,7 +69,7 @@
 #include "notifier/hub.h"
 #include "notifier/range.h"
 #include "vmm/host/dirty_tracking.h"
-#include "vmm/host/host_mutex.h"
+#include "notifier/mutex.h"
 #include "vmm/host/memslot_control.h"
 #include "vmm/host/page_range_lock.h"
 #include "vmm/memory/address.h"
@@ -228,7 +228,7 @@ class HostAddressSpace final : public mmu::Primary {
     DeviceAccess& operator=(const DeviceAccess&) = delete;
 
    private:
-    HostReaderLock lock_;
+    ReaderMutexLock lock_;
   };
   uint64_t device_drain_refusals() const {
     return drain_refusals_.load(std::memory_order_relaxed);  // relaxed: statistic
@@ -313,16 +313,16 @@ class HostAddressSpace final : public mmu::Primary {
   // ages a page one round early).
   std::unique_ptr<std::atomic<uint8_t>[]> logged_write_;
 
-  HostMutex harvest_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  Mutex harvest_mu_ ABSL_ACQUIRED_BEFORE(mu_);
 
-  mutable HostMutex mu_;
+  mutable Mutex mu_;
   std::shared_ptr<const MemslotTable> memslots_ ABSL_GUARDED_BY(mu_);
   std::vector<std::pair<int, MemslotObserver>> observers_ ABSL_GUARDED_BY(mu_);
   int next_observer_ ABSL_GUARDED_BY(mu_) = 1;
 
-  HostSharedMutex device_gate_;
+  SharedMutex device_gate_;
   std::atomic<uint64_t> drain_refusals_{0};
-  HostSharedMutex teardown_mu_;
+  SharedMutex teardown_mu_;
   // release in Teardown pairs with the acquire loads in torn_down()/Resolve.
   std::atomic<bool> torn_down_{false};
   std::atomic<bool> teardown_started_{false};  // relaxed: only makes Teardown run once

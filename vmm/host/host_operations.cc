@@ -296,7 +296,7 @@ absl::Status HostAddressSpace::Unmap(uint32_t slot_id) {
     absl::StatusOr<MemslotTable> next = MemslotTable::Create(std::move(rest));
     if (next.ok()) {
       published = std::make_shared<const MemslotTable>(*std::move(next));
-      HostMutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       memslots_ = published;
     } else {
       status = next.status();
@@ -308,7 +308,7 @@ absl::Status HostAddressSpace::Unmap(uint32_t slot_id) {
   Counters::Add(counters_->unmaps, 1);
   std::vector<MemslotObserver> observers;
   {
-    HostMutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     for (const auto& o : observers_) observers.push_back(o.second);
   }
   windows_.UnlockAll();

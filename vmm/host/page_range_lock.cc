@@ -13,21 +13,21 @@ bool PageRangeLock::FreeLocked(PageRange range) const {
 
 void PageRangeLock::Lock(PageRange range) {
   assert(range.count > 0);
-  HostMutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   mu_.Await(changed_, [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return FreeLocked(range); });
   held_.push_back(range);
 }
 
 bool PageRangeLock::TryLock(PageRange range) {
   assert(range.count > 0);
-  HostMutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (!FreeLocked(range)) return false;
   held_.push_back(range);
   return true;
 }
 
 void PageRangeLock::Unlock(PageRange range) {
-  HostMutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto it = std::find_if(held_.begin(), held_.end(), [&](const PageRange& h) {
     return h.first == range.first && h.count == range.count;
   });
@@ -37,7 +37,7 @@ void PageRangeLock::Unlock(PageRange range) {
 }
 
 void PageRangeLock::LockAll() {
-  HostMutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   ++all_waiters_;
   mu_.Await(changed_, [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return !all_ && held_.empty(); });
   --all_waiters_;
@@ -45,7 +45,7 @@ void PageRangeLock::LockAll() {
 }
 
 void PageRangeLock::UnlockAll() {
-  HostMutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   assert(all_);
   all_ = false;
   changed_.notify_all();
@@ -58,17 +58,17 @@ bool PageRangeLock::IsLockedLocked(uint64_t page) const {
 }
 
 void PageRangeLock::WaitUntilUnlocked(uint64_t page) {
-  HostMutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   mu_.Await(changed_, [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return !IsLockedLocked(page); });
 }
 
 bool PageRangeLock::IsLocked(uint64_t page) const {
-  HostMutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return IsLockedLocked(page);
 }
 
 size_t PageRangeLock::held() const {
-  HostMutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return held_.size() + (all_ ? 1 : 0);
 }
 

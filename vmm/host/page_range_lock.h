@@ -19,7 +19,7 @@
 #include <condition_variable>
 
 #include "absl/base/thread_annotations.h"
-#include "vmm/host/host_mutex.h"
+#include "notifier/mutex.h"
 
 namespace mmuvisor::vmm {
 
@@ -61,7 +61,7 @@ class PageRangeLock {
   bool FreeLocked(PageRange range) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool IsLockedLocked(uint64_t page) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  mutable HostMutex mu_;
+  mutable Mutex mu_;
   std::condition_variable changed_;
   std::vector<PageRange> held_ ABSL_GUARDED_BY(mu_);
   bool all_ ABSL_GUARDED_BY(mu_) = false;

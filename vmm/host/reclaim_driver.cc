@@ -17,7 +17,7 @@ ReclaimDriver::~ReclaimDriver() { Stop(); }
 
 void ReclaimDriver::Start() {
   {
-    HostMutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     stop_ = false;
   }
   thread_ = std::thread([this] { Loop(); });
@@ -25,7 +25,7 @@ void ReclaimDriver::Start() {
 
 void ReclaimDriver::Stop() {
   {
-    HostMutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     stop_ = true;
     wake_.notify_all();
   }
@@ -36,13 +36,13 @@ void ReclaimDriver::Loop() {
   pthread_setname_np(pthread_self(), "reclaimd");
   for (;;) {
     {
-      HostMutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       mu_.AwaitFor(wake_, options_.period, [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return stop_; });
       if (stop_) return;
     }
     absl::StatusOr<uint64_t> r = RunOnce();
     if (!r.ok()) {
-      HostMutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       last_error_ = r.status();
     }
   }
@@ -125,7 +125,7 @@ ReclaimDriverStats ReclaimDriver::stats() const {
 }
 
 absl::Status ReclaimDriver::last_error() const {
-  HostMutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return last_error_;
 }
 

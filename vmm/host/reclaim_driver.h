@@ -23,7 +23,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "vmm/host/host_mutex.h"
+#include "notifier/mutex.h"
 #include "vmm/host/page_clock.h"
 
 namespace mmuvisor::vmm {
@@ -74,7 +74,7 @@ class ReclaimDriver {
   PageClock clock_;
   std::thread thread_;
 
-  mutable HostMutex mu_;
+  mutable Mutex mu_;
   std::condition_variable wake_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status last_error_ ABSL_GUARDED_BY(mu_);

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "vmm/host/dirty_tracking.h"
-#include "vmm/host/host_mutex.h"
+#include "notifier/mutex.h"
 #include "vmm/host/memslot_control.h"
 
 namespace mmuvisor::vmm::testing {
@@ -27,16 +27,16 @@ class RecordingMemslotControl : public MemslotControl {
     return absl::OkStatus();
   }
   void Record(const std::string& event) {
-    HostMutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     events_.push_back(event);
   }
   std::vector<std::string> events() const {
-    HostMutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     return events_;
   }
 
  private:
-  mutable HostMutex mu_;
+  mutable Mutex mu_;
   std::vector<std::string> events_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -44,11 +44,11 @@ class RecordingMemslotControl : public MemslotControl {
 class FakeDirtyLog : public DirtyLog {
  public:
   void MarkWritten(Gpa gpa) {
-    HostMutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     written_.push_back(gpa.value);
   }
   absl::StatusOr<std::vector<uint64_t>> Fetch(const GuestMemorySlot& slot) override {
-    HostMutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     ++fetches_;
     const uint64_t pages = slot.size.value / kPageSize;
     std::vector<uint64_t> bits((pages + 63) / 64, 0);
@@ -66,12 +66,12 @@ class FakeDirtyLog : public DirtyLog {
   }
   std::string Describe() const override { return "fake-dirty-log"; }
   int fetches() const {
-    HostMutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     return fetches_;
   }
 
  private:
-  mutable HostMutex mu_;
+  mutable Mutex mu_;
   std::vector<uint64_t> written_ ABSL_GUARDED_BY(mu_);
   int fetches_ ABSL_GUARDED_BY(mu_) = 0;
 };
