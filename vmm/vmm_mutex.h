@@ -1,3 +1,7 @@
+// DEPRECATED: use mmuvisor::Mutex / MutexLock from notifier/mutex.h (the project's one lock
+// set; it has Await/AwaitFor on a std::condition_variable). The vmm core no longer uses this
+// file; vmm/dma and vmm/stress still do, and it goes away once they are converted.
+//
 // VmmMutex / VmmLock: std::mutex with clang thread-safety annotations, for the vmm core.
 //
 // Why not absl::Mutex: the Abseil on these machines is Debian's shared library, built

@@ -12,10 +12,10 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kvm/kvm_test_support.h"
+#include "notifier/mutex.h"
 #include "support/status_matchers.h"
 #include "vmm/boot/guest_images.h"
 #include "vmm/machine/machine.h"
-#include "vmm/vmm_mutex.h"
 
 namespace mmuvisor::vmm {
 namespace {
@@ -107,16 +107,16 @@ TEST(BootGuestsTest, SmpEveryVcpuReportsItsSum) {
 class CrashSiteObserver : public MachineObserver {
  public:
   void OnSync(uint32_t, uint64_t stage, absl::Span<const uint64_t> values) override {
-    VmmLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (stage == 0xc7a5) site_ = values[0];
   }
   uint64_t site() {
-    VmmLock lock(&mu_);
+    MutexLock lock(&mu_);
     return site_;
   }
 
  private:
-  VmmMutex mu_;
+  Mutex mu_;
   uint64_t site_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

@@ -8,7 +8,7 @@ IoAction SerialConsole::Write(uint32_t vcpu, uint16_t offset, absl::Span<const u
   if (data.empty() || offset >= kPortCount) return IoAction::kContinue;
   // A wider OUT to a byte register writes its low byte (what an ISA UART sees).
   const uint8_t value = data[0];
-  VmmLock lock(&mu_);
+  MutexLock lock(&mu_);
   switch (offset) {
     case 0:
       if (dlab()) {
@@ -38,7 +38,7 @@ void SerialConsole::Read(uint32_t /*vcpu*/, uint16_t offset, absl::Span<uint8_t>
   if (data.empty()) return;
   std::memset(data.data(), 0, data.size());
   if (offset >= kPortCount) return;
-  VmmLock lock(&mu_);
+  MutexLock lock(&mu_);
   switch (offset) {
     case 0:
       data[0] = dlab() ? divisor_[0] : 0;  // RBR: nothing ever received

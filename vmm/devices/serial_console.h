@@ -15,7 +15,7 @@
 #include <cstdint>
 
 #include "absl/base/thread_annotations.h"
-#include "vmm/vmm_mutex.h"
+#include "notifier/mutex.h"
 #include "vmm/devices/port_io_bus.h"
 
 namespace mmuvisor::vmm {
@@ -42,7 +42,7 @@ class SerialConsole : public PortIoDevice {
   bool dlab() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return (regs_[3] & 0x80) != 0; }
 
   SerialSink* const sink_;
-  VmmMutex mu_;
+  Mutex mu_;
   uint8_t regs_[kPortCount] ABSL_GUARDED_BY(mu_) = {};
   uint8_t divisor_[2] ABSL_GUARDED_BY(mu_) = {};
 };

@@ -3,7 +3,7 @@
 namespace mmuvisor::vmm {
 
 void GuestConsole::SerialByte(uint32_t vcpu, uint8_t byte) {
-  VmmLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (byte == '\r') return;  // CRLF from guests written for real terminals
   std::string& line = partial_[vcpu];
   line.push_back(static_cast<char>(byte));
@@ -14,14 +14,14 @@ void GuestConsole::SerialByte(uint32_t vcpu, uint8_t byte) {
 }
 
 void GuestConsole::PrintLine(uint32_t /*vcpu*/, absl::string_view text) {
-  VmmLock lock(&mu_);
+  MutexLock lock(&mu_);
   std::string line(text);
   if (line.empty() || line.back() != '\n') line.push_back('\n');
   EmitLocked(line);
 }
 
 void GuestConsole::Flush() {
-  VmmLock lock(&mu_);
+  MutexLock lock(&mu_);
   for (auto& [vcpu, line] : partial_) {
     if (!line.empty()) {
       line.push_back('\n');
@@ -33,7 +33,7 @@ void GuestConsole::Flush() {
 }
 
 std::string GuestConsole::transcript() const {
-  VmmLock lock(&mu_);
+  MutexLock lock(&mu_);
   return transcript_;
 }
 

@@ -14,7 +14,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/string_view.h"
-#include "vmm/vmm_mutex.h"
+#include "notifier/mutex.h"
 #include "vmm/devices/serial_console.h"
 
 namespace mmuvisor::vmm {
@@ -36,7 +36,7 @@ class GuestConsole : public SerialSink {
   void EmitLocked(absl::string_view line) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   std::FILE* const echo_;
-  mutable VmmMutex mu_;
+  mutable Mutex mu_;
   std::map<uint32_t, std::string> partial_ ABSL_GUARDED_BY(mu_);  // per-vCPU serial line
   std::string transcript_ ABSL_GUARDED_BY(mu_);
 };

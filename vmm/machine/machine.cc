@@ -111,7 +111,7 @@ absl::Status Machine::SetUpKvm() {
   RETURN_IF_ERROR(memory_.RegisterWith(*vm_));
   ASSIGN_OR_RETURN(std::vector<kvm_cpuid_entry2> cpuid, system_->SupportedCpuid());
   for (uint32_t i = 0; i < config_.vcpus; ++i) RETURN_IF_ERROR(SetUpVcpu(i, cpuid));
-  VmmLock lock(&mu_);
+  MutexLock lock(&mu_);
   reports_.resize(config_.vcpus);
   for (uint32_t i = 0; i < config_.vcpus; ++i) reports_[i].index = i;
   return absl::OkStatus();
@@ -132,7 +132,7 @@ absl::Status Machine::SetUpVcpu(uint32_t index, const std::vector<kvm_cpuid_entr
 
 RunResult Machine::Run() {
   {
-    VmmLock lock(&mu_);
+    MutexLock lock(&mu_);
     assert(!ran_ && "Machine::Run called twice");
     ran_ = true;
   }
@@ -158,7 +158,7 @@ RunResult Machine::Run() {
   result.timeout = config_.timeout;
   result.exit = absl::Now() - created_;
   {
-    VmmLock lock(&mu_);
+    MutexLock lock(&mu_);
     result.vcpus = reports_;
     result.first_ucall = first_ucall_;
   }
@@ -188,7 +188,7 @@ void Machine::OnVcpuStop(uint32_t vcpu, const VcpuStop& stop_in) {
   }
   bool broken = stop.kind == StopKind::kCrashed || stop.kind == StopKind::kHostError;
   {
-    VmmLock lock(&mu_);
+    MutexLock lock(&mu_);
     VcpuReport& report = reports_[vcpu];
     report.stop = stop;
     broken = broken || report.assertion.has_value() || !report.protocol_error.empty();
@@ -197,7 +197,7 @@ void Machine::OnVcpuStop(uint32_t vcpu, const VcpuStop& stop_in) {
 }
 
 void Machine::MarkUcall() {
-  VmmLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (!first_ucall_) first_ucall_ = absl::Now() - created_;
 }
 
@@ -213,13 +213,13 @@ void Machine::OnSync(uint32_t vcpu, uint64_t stage, absl::Span<const uint64_t> v
 
 void Machine::OnAssert(uint32_t vcpu, const GuestAssertion& assertion) {
   MarkUcall();
-  VmmLock lock(&mu_);
+  MutexLock lock(&mu_);
   reports_[vcpu].assertion = assertion;
 }
 
 void Machine::OnDone(uint32_t vcpu, uint64_t exit_code) {
   MarkUcall();
-  VmmLock lock(&mu_);
+  MutexLock lock(&mu_);
   reports_[vcpu].done_code = exit_code;
 }
 
@@ -234,7 +234,7 @@ void Machine::OnReport(uint32_t vcpu, uint64_t kind, absl::Span<const uint64_t> 
 }
 
 void Machine::OnProtocolError(uint32_t vcpu, absl::string_view what) {
-  VmmLock lock(&mu_);
+  MutexLock lock(&mu_);
   reports_[vcpu].protocol_error = std::string(what);
 }
 

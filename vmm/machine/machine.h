@@ -25,9 +25,9 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "vmm/vmm_mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "notifier/mutex.h"
 #include "vmm/boot/boot.h"
 #include "vmm/devices/port_io_bus.h"
 #include "vmm/devices/serial_console.h"
@@ -118,7 +118,7 @@ class Machine : private UcallHandler {
   ExitHandler exit_handler_{&bus_};
   std::vector<std::unique_ptr<VcpuRunner>> runners_;  // declared last: destroyed first
 
-  VmmMutex mu_;
+  Mutex mu_;
   std::vector<VcpuReport> reports_ ABSL_GUARDED_BY(mu_);
   std::optional<absl::Duration> first_ucall_ ABSL_GUARDED_BY(mu_);
   bool ran_ ABSL_GUARDED_BY(mu_) = false;

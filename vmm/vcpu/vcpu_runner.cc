@@ -81,7 +81,7 @@ VcpuRunner::~VcpuRunner() {
 void VcpuRunner::Start() {
   // Held across thread creation so a Kick() from another thread (or from the new thread's
   // own on_stop) never sees a half-assigned handle.
-  VmmLock lock(&kick_mu_);
+  MutexLock lock(&kick_mu_);
   thread_ = std::thread([this] { ThreadMain(); });
   handle_ = thread_.native_handle();
   signalable_ = true;
@@ -90,7 +90,7 @@ void VcpuRunner::Start() {
 void VcpuRunner::Kick() {
   stop_requested_.store(true, std::memory_order_release);  // pairs with RunLoop's acquire
   vcpu_->RequestImmediateExit(true);
-  VmmLock lock(&kick_mu_);
+  MutexLock lock(&kick_mu_);
   // A thread that has returned but is not yet joined may still be signalled (its handle
   // stays valid until join); a joined one may not, hence signalable_.
   if (signalable_) pthread_kill(handle_, KickSignal());
@@ -102,7 +102,7 @@ void VcpuRunner::Join() {
   // crash) must still reach it then. (Clearing it here made timeouts hang: found under
   // nested KVM in QEMU.)
   if (thread_.joinable()) thread_.join();
-  VmmLock lock(&kick_mu_);
+  MutexLock lock(&kick_mu_);
   signalable_ = false;
 }
 
@@ -128,7 +128,7 @@ void VcpuRunner::ThreadMain() {
   if (on_stop_) on_stop_(static_cast<uint32_t>(vcpu_->id()), stop_);
   {
     // From here on nobody signals this thread (its handle stays valid until the join).
-    VmmLock lock(&kick_mu_);
+    MutexLock lock(&kick_mu_);
     signalable_ = false;
   }
   Transition(VcpuState::kStopped);

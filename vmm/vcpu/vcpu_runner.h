@@ -34,10 +34,10 @@
 
 
 #include "absl/base/thread_annotations.h"
-#include "vmm/vmm_mutex.h"
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "notifier/mutex.h"
 #include "vmm/kvm/vcpu.h"
 #include "vmm/vcpu/exit_handler.h"
 #include "vmm/vcpu/register_dump.h"
@@ -100,7 +100,7 @@ class VcpuRunner {
   std::thread thread_;  // touched only by the owner (Start, Join, destructor)
   // Whether pthread_kill(handle_) is allowed: from Start() until the thread leaves
   // ThreadMain (it clears the flag itself).
-  VmmMutex kick_mu_;
+  Mutex kick_mu_;
   bool signalable_ ABSL_GUARDED_BY(kick_mu_) = false;
   pthread_t handle_ ABSL_GUARDED_BY(kick_mu_){};
   VcpuStop stop_;  // written by the vCPU thread, read after Join()

@@ -2,9 +2,6 @@
 
 #include <pthread.h>
 
-#include <algorithm>
-#include <chrono>
-
 namespace mmuvisor::vmm {
 
 Watchdog::Watchdog(absl::Duration timeout, std::function<void()> on_expire)
@@ -16,30 +13,26 @@ Watchdog::~Watchdog() {
 }
 
 void Watchdog::Cancel() {
-  VmmLock lock(&mu_);
+  MutexLock lock(&mu_);
   cancelled_ = true;
   cv_.notify_all();
   // If on_expire is running, wait for it: the caller may free what it touches.
-  while (!done_) cv_.wait(mu_);
+  mu_.Await(cv_, [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return done_; });  // mu_ held
 }
 
 bool Watchdog::expired() const {
-  VmmLock lock(&mu_);
+  MutexLock lock(&mu_);
   return expired_;
 }
 
 void Watchdog::ThreadMain() {
   pthread_setname_np(pthread_self(), "watchdog");
   {
-    VmmLock lock(&mu_);
-    // Clamped so now() + timeout cannot overflow the clock's 64-bit nanoseconds.
-    const absl::Duration timeout = std::min(timeout_, absl::Hours(24 * 365));
-    const auto deadline =
-        std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(timeout);
-    while (!cancelled_ && std::chrono::steady_clock::now() < deadline) {
-      cv_.wait_until(mu_, deadline);
-    }
-    if (cancelled_) {
+    MutexLock lock(&mu_);
+    // AwaitFor clamps the timeout to a year, so the deadline cannot overflow the clock.
+    const bool cancelled =
+        mu_.AwaitFor(cv_, timeout_, [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return cancelled_; });
+    if (cancelled) {
       done_ = true;
       cv_.notify_all();
       return;
@@ -47,7 +40,7 @@ void Watchdog::ThreadMain() {
     expired_ = true;
   }
   on_expire_();
-  VmmLock lock(&mu_);
+  MutexLock lock(&mu_);
   done_ = true;
   cv_.notify_all();
 }

@@ -14,7 +14,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/time/time.h"
-#include "vmm/vmm_mutex.h"
+#include "notifier/mutex.h"
 
 namespace mmuvisor::vmm {
 
@@ -35,8 +35,8 @@ class Watchdog {
 
   const absl::Duration timeout_;
   std::function<void()> on_expire_;
-  mutable VmmMutex mu_;
-  std::condition_variable_any cv_;  // signalled on cancelled_ and done_
+  mutable Mutex mu_;
+  std::condition_variable cv_;  // signalled on cancelled_ and done_
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   bool expired_ ABSL_GUARDED_BY(mu_) = false;
   bool done_ ABSL_GUARDED_BY(mu_) = false;  // on_expire finished, or will never run

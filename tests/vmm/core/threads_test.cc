@@ -70,10 +70,10 @@ TEST(GuestConsoleTest, SerialLinesFromConcurrentVcpusStayWhole) {
 #include <fcntl.h>
 #include <sys/mman.h>
 
+#include "notifier/mutex.h"
 #include "vmm/kvm/host_mapping.h"
 #include "vmm/kvm/vcpu.h"
 #include "vmm/vcpu/vcpu_runner.h"
-#include "vmm/vmm_mutex.h"
 
 namespace mmuvisor::vmm {
 namespace {
@@ -88,16 +88,16 @@ KvmVcpu FakeVcpu(int id) {
 class StopLog {
  public:
   void Record(uint32_t vcpu, const VcpuStop& stop) {
-    VmmLock lock(&mu_);
+    MutexLock lock(&mu_);
     stops_.emplace_back(vcpu, stop.kind);
   }
   std::vector<std::pair<uint32_t, StopKind>> stops() {
-    VmmLock lock(&mu_);
+    MutexLock lock(&mu_);
     return stops_;
   }
 
  private:
-  VmmMutex mu_;
+  Mutex mu_;
   std::vector<std::pair<uint32_t, StopKind>> stops_ ABSL_GUARDED_BY(mu_);
 };
 
