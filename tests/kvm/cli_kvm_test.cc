@@ -47,9 +47,9 @@ CliRun RunCli(std::vector<std::string> args) {
   return r;
 }
 
-TEST(CliKvmTest, NoArgumentsBootsHello64) {
+TEST(CliKvmTest, RunHello64PrintsTheGreeting) {
   MMUVISOR_SKIP_WITHOUT_KVM();
-  CliRun r = RunCli({});
+  CliRun r = RunCli({"run", "hello64"});
   EXPECT_EQ(r.code, kExitClean) << r.err;
   EXPECT_EQ(r.out, "hello64: Hello from vCPU 0 at CPL3!\nhello64: serial says hi\n");
   EXPECT_EQ(r.err, "mmuvisor: hello64: guest finished: exit code 0\n");

@@ -52,8 +52,14 @@ TEST(ParseTimeoutTest, FormsAndErrors) {
                                             HasSubstr("positive, finite")));
 }
 
-TEST(ParseCommandLineTest, NoArgumentsRunsTheDefaultGuest) {
+TEST(ParseCommandLineTest, NoArgumentsRunsTheDefaultStressScenario) {
   ASSERT_OK_AND_ASSIGN(Command c, Parse({}));
+  EXPECT_EQ(c.kind, CommandKind::kStress);
+  EXPECT_TRUE(c.stress_args.empty());
+}
+
+TEST(ParseCommandLineTest, RunDefaults) {
+  ASSERT_OK_AND_ASSIGN(Command c, Parse({"run", "hello64"}));
   EXPECT_EQ(c.kind, CommandKind::kRun);
   EXPECT_EQ(c.run.guest, "hello64");
   EXPECT_EQ(c.run.mem_bytes, kDefaultMemBytes);
