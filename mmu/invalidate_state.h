@@ -114,7 +114,7 @@ class InvalidateState {
 
   void CheckLock(const SharedMutex& mmu_lock) const;
 
-  const SharedMutex* const mmu_lock_;
+  [[maybe_unused]] const SharedMutex* const mmu_lock_;  // only asserted on (NDEBUG drops it)
   // Written only under *mmu_lock_; read locklessly through atomics.
   std::atomic<int64_t> in_progress_{0};
   std::atomic<uint64_t> seq_{0};

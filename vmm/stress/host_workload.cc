@@ -43,7 +43,7 @@ HostWorkload::~HostWorkload() {
 }
 
 absl::Status HostWorkload::Start() {
-  memstress_layout layout;
+  memstress_layout layout{};
   for (uint32_t v = 0; v < config_.vcpus; ++v) {
     if (memstress_layout_of(config_.free_start, config_.free_end, config_.vcpus, v, 0,
                             &layout) != 0) {
@@ -90,7 +90,7 @@ void HostWorkload::Vcpu(uint32_t index) {
 
 bool HostWorkload::RunRound(uint32_t vcpu, uint64_t round, uint64_t& digest,
                             uint64_t& prev_balloon) {
-  memstress_layout l;
+  memstress_layout l{};
   memstress_layout_of(config_.free_start, config_.free_end, config_.vcpus, vcpu, 0, &l);
   uint64_t words[kWords];
   for (uint64_t i = 0; i < l.work_pages; ++i) {
@@ -133,7 +133,7 @@ bool HostWorkload::RunRound(uint32_t vcpu, uint64_t round, uint64_t& digest,
 }
 
 bool HostWorkload::Dma(uint32_t vcpu, uint64_t round, uint64_t batch) {
-  memstress_layout l, target;
+  memstress_layout l{}, target{};
   memstress_layout_of(config_.free_start, config_.free_end, config_.vcpus, vcpu, 0, &l);
   memstress_layout_of(config_.free_start, config_.free_end, config_.vcpus,
                       (vcpu + 1) % config_.vcpus, 0, &target);
