@@ -12,19 +12,6 @@
 namespace mmuvisor::notifier {
 namespace {
 
-// RAII read-side section of the hub's SRCU domain.
-class SrcuReadSection {
- public:
-  explicit SrcuReadSection(SrcuDomain& srcu) : srcu_(srcu), idx_(srcu.ReadLock()) {}
-  ~SrcuReadSection() { srcu_.ReadUnlock(idx_); }
-  SrcuReadSection(const SrcuReadSection&) = delete;
-  SrcuReadSection& operator=(const SrcuReadSection&) = delete;
-
- private:
-  SrcuDomain& srcu_;
-  int idx_;
-};
-
 absl::Status CheckOpCombination(const Subscription& sub) {
   const OpSet ops = sub.ops();
   if (ops.Has(Op::kArchInvalidateSecondaryTlbs) &&

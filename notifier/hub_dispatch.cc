@@ -4,21 +4,6 @@
 #include "notifier/hub.h"
 
 namespace mmuvisor::notifier {
-namespace {
-
-class SrcuReadSection {
- public:
-  explicit SrcuReadSection(SrcuDomain& srcu) : srcu_(srcu), idx_(srcu.ReadLock()) {}
-  ~SrcuReadSection() { srcu_.ReadUnlock(idx_); }
-  SrcuReadSection(const SrcuReadSection&) = delete;
-  SrcuReadSection& operator=(const SrcuReadSection&) = delete;
-
- private:
-  SrcuDomain& srcu_;
-  int idx_;
-};
-
-}  // namespace
 
 absl::Status NotifierSubscriptions::InvalidateRangeStart(const Range& range) {
   if (absl::Status s = range.Validate(); !s.ok()) return s;

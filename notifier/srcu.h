@@ -67,6 +67,19 @@ class SrcuDomain {
   std::vector<std::function<void()>> queue_ ABSL_GUARDED_BY(queue_mu_);
 };
 
+// RAII read-side section: ReadLock on construction, ReadUnlock on destruction.
+class SrcuReadSection {
+ public:
+  explicit SrcuReadSection(SrcuDomain& srcu) : srcu_(srcu), idx_(srcu.ReadLock()) {}
+  ~SrcuReadSection() { srcu_.ReadUnlock(idx_); }
+  SrcuReadSection(const SrcuReadSection&) = delete;
+  SrcuReadSection& operator=(const SrcuReadSection&) = delete;
+
+ private:
+  SrcuDomain& srcu_;
+  int idx_;
+};
+
 }  // namespace mmuvisor::notifier
 
 #endif  // MMUVISOR_NOTIFIER_SRCU_H_
