@@ -1,12 +1,13 @@
 // The hot paths of the hub: start/end dispatch under each policy, young ops, arch TLBs.
-// No lock is taken here when the hub has no interval subscriptions: one SRCU read-side
-// section per walk and one window-gate entry per start/end pair.
+// No lock and no locked instruction is taken here when the hub has no interval
+// subscriptions: one SRCU read-side section per walk and one window-gate entry per
+// start/end pair, each a store to this thread's own counter slot (thread_shard.h).
 #include "notifier/hub.h"
 
 namespace mmuvisor::notifier {
 
 absl::Status NotifierSubscriptions::InvalidateRangeStart(const Range& range) {
-  if (absl::Status s = range.Validate(); !s.ok()) return s;
+  if (range.end <= range.start) return range.Validate();  // InvalidArgument
   // A non-blockable start cannot wait for a registration (the kernel's OOM reaper would
   // fail its mmap_read_trylock): report "try again" with nothing started.
   if (!gate_.Enter(range.blockable)) {

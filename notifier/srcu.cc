@@ -6,35 +6,28 @@
 
 namespace mmuvisor::notifier {
 
+SrcuDomain::SrcuDomain() { internal::InitAsymmetricFences(); }
+
 SrcuDomain::~SrcuDomain() { Synchronize(); }
 
-int SrcuDomain::ReadLock() {
-  std::array<std::atomic<int64_t>, 2>& count = shards_[internal::ThreadShard(kShards)].count;
+int SrcuDomain::ReadLockShared(std::array<std::atomic<int64_t>, 2>& count) {
   for (;;) {
     // seq_cst (this load, the add and the re-check): the reader half of the
-    // store-buffering pair with Synchronize's epoch store and count loads.
-    int idx = epoch_.load(std::memory_order_seq_cst);
+    // store-buffering pair, for a slot shared with other threads (no LightFence needed:
+    // a locked RMW is a full barrier, and seq_cst orders it in the C++ model).
+    const int idx = epoch_.load(std::memory_order_seq_cst);
     count[idx].fetch_add(1, std::memory_order_seq_cst);
     if (epoch_.load(std::memory_order_seq_cst) == idx) return idx;
-    // The epoch flipped under us: a writer may already have drained `idx`. Back out.
-    // release: our section has not begun, nothing to publish, but keep the counter
-    // updates ordered like a ReadUnlock for the drain's acquire loads.
+    // release: as a ReadUnlock (nothing was read yet).
     count[idx].fetch_sub(1, std::memory_order_release);
   }
-}
-
-void SrcuDomain::ReadUnlock(int idx) {
-  // release: everything the read-side section did happens-before the writer's acquire
-  // load of the count in WaitForEpochDrained (and so before anything freed after it).
-  shards_[internal::ThreadShard(kShards)].count[idx].fetch_sub(1, std::memory_order_release);
 }
 
 void SrcuDomain::WaitForEpochDrained(int idx) {
   for (int round = 0;; ++round) {
     int64_t sum = 0;
-    // seq_cst: the writer half of the store-buffering pair (see ReadLock); also an
-    // acquire of every ReadUnlock's release. A section may ReadLock on one shard and
-    // ReadUnlock on another (moved threads do not exist here, but sums are what count).
+    // seq_cst: the writer half of the store-buffering pair (after HeavyFence in
+    // Synchronize); also an acquire of every ReadUnlock's release store.
     for (Shard& shard : shards_) sum += shard.count[idx].load(std::memory_order_seq_cst);
     if (sum == 0) return;
     internal::WaitStep(round);
@@ -54,6 +47,9 @@ void SrcuDomain::Synchronize() {
     int old = epoch_.load(std::memory_order_relaxed);
     // seq_cst: writer half of the store-buffering pair with ReadLock.
     epoch_.store(old ^ 1, std::memory_order_seq_cst);
+    // Writer half of the asymmetric pair: after it, every reader that loaded the old
+    // epoch without seeing the new one has its count visible to the loads below.
+    internal::HeavyFence();
     WaitForEpochDrained(old);
     // relaxed: statistic.
     grace_periods_.fetch_add(1, std::memory_order_relaxed);

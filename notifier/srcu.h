@@ -1,23 +1,25 @@
 // notifier/srcu.h: a small sleepable-RCU domain (Linux: SRCU) for the hub's classic list.
 //
-// Readers: idx = ReadLock(); ...may sleep...; ReadUnlock(idx). Lock-free: two atomic
-// read-modify-writes on a per-thread-shard cache line, never a shared lock.
+// Readers: idx = ReadLock(); ...may sleep...; ReadUnlock(idx). Lock-free, and on the
+// common path free of locked instructions: a thread owns its counter slot
+// (thread_shard.h) and updates it with a plain load + store.
 // Writers: Synchronize() returns after every read-side section that began before it has
 // ended. CallAfterGracePeriod(fn) queues fn; Barrier() runs a grace period and then every
 // queued fn (Linux: call_srcu + srcu_barrier). Queued fns also run at the end of every
 // Synchronize and in the destructor.
 //
-// Algorithm: two epochs. A reader adds 1 to counts[shard][epoch] and re-reads the epoch;
+// Algorithm: two epochs. A reader adds 1 to counts[slot][epoch] and re-reads the epoch;
 // if it moved, it backs out and tries again, so no reader enters on an epoch a writer has
 // already drained. Synchronize flips the epoch and waits for the old epoch's counts to
-// sum to zero. All the epoch/count accesses are seq_cst: the reader's "add, then load
-// epoch" and the writer's "store epoch, then load counts" form a store-buffering pair that
-// only seq_cst orders (at least one side sees the other).
+// sum to zero. The reader's "add, then load epoch" and the writer's "store epoch, then
+// load counts" form a store-buffering pair: LightFence on the reader side, HeavyFence
+// (membarrier) on the writer side guarantee that at least one side sees the other. A
+// ReadUnlock is a release store that the drain's acquire loads pair with.
 //
-// Threads: ReadLock/ReadUnlock from any thread, nested freely. Synchronize and Barrier
-// may sleep and must not be called inside a read-side section of the same domain.
-// Queued fns run under sync_mu_ and must not call Synchronize.
-// Synchronize calls are serialised by sync_mu_.
+// Threads: ReadLock/ReadUnlock from any thread, nested freely; ReadUnlock on the thread
+// that called ReadLock. Synchronize and Barrier may sleep and must not be called inside a
+// read-side section of the same domain. Queued fns run under sync_mu_ and must not call
+// Synchronize. Synchronize calls are serialised by sync_mu_.
 #ifndef MMUVISOR_NOTIFIER_SRCU_H_
 #define MMUVISOR_NOTIFIER_SRCU_H_
 
@@ -29,20 +31,48 @@
 
 #include "absl/base/thread_annotations.h"
 #include "notifier/mutex.h"
+#include "notifier/thread_shard.h"
 
 namespace mmuvisor::notifier {
 
 class SrcuDomain {
  public:
-  static constexpr int kShards = 16;
-
-  SrcuDomain() = default;
+  SrcuDomain();
   ~SrcuDomain();  // runs queued callbacks
   SrcuDomain(const SrcuDomain&) = delete;
   SrcuDomain& operator=(const SrcuDomain&) = delete;
 
-  int ReadLock();
-  void ReadUnlock(int idx);
+  int ReadLock() {
+    const int slot = internal::ThreadSlot();
+    std::array<std::atomic<int64_t>, 2>& count = shards_[slot].count;
+    if (slot >= internal::kExclusiveSlots) return ReadLockShared(count);
+    for (;;) {
+      // kPairOrder (this load, the store, the re-check), with LightFence: the reader half
+      // of the store-buffering pair with Synchronize's epoch store and count loads.
+      const int idx = epoch_.load(internal::kPairOrder);
+      // relaxed load: only this thread writes its exclusive slot.
+      const int64_t mine = count[idx].load(std::memory_order_relaxed);
+      count[idx].store(mine + 1, internal::kPairOrder);
+      internal::LightFence();
+      if (epoch_.load(internal::kPairOrder) == idx) return idx;
+      // The epoch flipped under us: a writer may already have drained `idx`. Back out.
+      // release: as a ReadUnlock (nothing was read yet).
+      count[idx].store(mine, std::memory_order_release);
+    }
+  }
+  void ReadUnlock(int idx) {
+    const int slot = internal::ThreadSlot();
+    std::atomic<int64_t>& count = shards_[slot].count[idx];
+    // release (both branches): everything the read-side section did happens-before the
+    // writer's acquire load of the count in WaitForEpochDrained (and so before anything
+    // freed after it).
+    if (slot >= internal::kExclusiveSlots) {
+      count.fetch_sub(1, std::memory_order_release);
+    } else {
+      // relaxed load: only this thread writes its exclusive slot.
+      count.store(count.load(std::memory_order_relaxed) - 1, std::memory_order_release);
+    }
+  }
 
   void Synchronize() ABSL_LOCKS_EXCLUDED(sync_mu_, queue_mu_);
   void CallAfterGracePeriod(std::function<void()> fn) ABSL_LOCKS_EXCLUDED(queue_mu_);
@@ -56,10 +86,10 @@ class SrcuDomain {
   struct alignas(64) Shard {
     std::array<std::atomic<int64_t>, 2> count{};
   };
-  static int MyShard();
+  int ReadLockShared(std::array<std::atomic<int64_t>, 2>& count);
   void WaitForEpochDrained(int idx) ABSL_EXCLUSIVE_LOCKS_REQUIRED(sync_mu_);
 
-  std::array<Shard, kShards> shards_{};
+  std::array<Shard, internal::kSlots> shards_{};
   alignas(64) std::atomic<int> epoch_{0};
   std::atomic<uint64_t> grace_periods_{0};
   Mutex sync_mu_;

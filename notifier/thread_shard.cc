@@ -1,17 +1,82 @@
 #include "notifier/thread_shard.h"
 
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
-#include <atomic>
+#include <bitset>
 #include <chrono>
+#include <mutex>
 #include <thread>
 
 namespace mmuvisor::notifier::internal {
+namespace {
 
-int ThreadShard(int shards) {
-  // relaxed: only distinctness matters, not ordering.
-  static std::atomic<unsigned> next{0};
-  thread_local const unsigned mine = next.fetch_add(1, std::memory_order_relaxed);
-  return static_cast<int>(mine & static_cast<unsigned>(shards - 1));
+std::mutex slot_mu;
+std::bitset<kExclusiveSlots> slot_used;  // guarded by slot_mu
+unsigned next_shared = 0;               // guarded by slot_mu
+
+// Gives the exclusive slot back when its thread exits.
+struct SlotReleaser {
+  ~SlotReleaser() {
+    std::lock_guard<std::mutex> lock(slot_mu);
+    slot_used.reset(static_cast<size_t>(tls_slot));
+    tls_slot = -1;
+  }
+};
+
+long Membarrier(int cmd) { return syscall(__NR_membarrier, cmd, 0, 0); }
+
+bool RegisterMembarrier() {
+  const long cmds = Membarrier(MEMBARRIER_CMD_QUERY);
+  if (cmds < 0 || (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) return false;
+  return Membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0;
+}
+
+}  // namespace
+
+int AssignThreadSlot() {
+  int slot;
+  {
+    std::lock_guard<std::mutex> lock(slot_mu);
+    slot = -1;
+    for (int i = 0; i < kExclusiveSlots; ++i) {
+      if (!slot_used.test(static_cast<size_t>(i))) {
+        slot_used.set(static_cast<size_t>(i));
+        slot = i;
+        break;
+      }
+    }
+    if (slot < 0) slot = kExclusiveSlots + static_cast<int>(next_shared++ % kSharedSlots);
+  }
+  tls_slot = slot;
+  if (slot < kExclusiveSlots) {
+    thread_local SlotReleaser releaser;  // registered on first use; runs at thread exit
+    (void)releaser;
+  }
+  return slot;
+}
+
+void InitAsymmetricFences() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    // release: not needed for correctness (a reader that sees true only skips a fence
+    // that the writer's membarrier now provides), kept for clarity.
+    if (RegisterMembarrier()) membarrier_ready.store(true, std::memory_order_release);
+  });
+}
+
+void HeavyFence() {
+  InitAsymmetricFences();
+  // acquire: pairs with the release in InitAsymmetricFences.
+  if (membarrier_ready.load(std::memory_order_acquire) &&
+      Membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) {
+    return;
+  }
+#if !defined(MMUVISOR_NOTIFIER_TSAN)  // under TSan both sides use seq_cst accesses instead
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+#endif
 }
 
 void WaitStep(int round) {

@@ -1,14 +1,83 @@
-// notifier/thread_shard.h: which counter shard the calling thread uses (internal).
+// notifier/thread_shard.h: per-thread counter slots and asymmetric fences (internal).
 //
-// Threads get shards round-robin on first use, so up to kShards threads never share a
-// cache line in SrcuDomain or WindowGate. Also a polite wait used by their slow paths.
+// SrcuDomain and WindowGate keep one counter line per slot. A thread takes a slot on first
+// use and keeps it until it exits:
+//  - slots [0, kExclusiveSlots) are exclusive: only their owner thread writes them, so the
+//    owner updates its counter with a plain load + store (no locked instruction);
+//  - threads beyond that share slots [kExclusiveSlots, kSlots) and update them with
+//    atomic read-modify-writes.
+// Writers (grace periods, registration) only read the counters.
+//
+// Asymmetric fences: both users have a store-buffering pair ("reader: store my count,
+// load flag" vs "writer: store flag, load counts"). The reader side calls LightFence (a
+// compiler barrier when membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) is available, else a
+// full fence); the writer side calls HeavyFence (membarrier, which runs a full barrier on
+// every CPU running a thread of this process; else a full fence). Either way, at least one
+// side sees the other's store. This is liburcu's urcu-memb / folly's asymmetric barrier.
+// Under TSan (which models neither fences nor membarrier) the accesses themselves are
+// seq_cst (kPairOrder), which orders the pair in the C++ model.
+//
+// Threads: everything here is thread-safe. A slot is handed to a new thread only after
+// its previous owner exited (through a mutex: the old owner's stores happen-before).
 #ifndef MMUVISOR_NOTIFIER_THREAD_SHARD_H_
 #define MMUVISOR_NOTIFIER_THREAD_SHARD_H_
 
+#include <atomic>
+
 namespace mmuvisor::notifier::internal {
 
-// In [0, shards). REQUIRES: shards is a power of two.
-int ThreadShard(int shards);
+inline constexpr int kExclusiveSlots = 64;
+inline constexpr int kSharedSlots = 16;
+inline constexpr int kSlots = kExclusiveSlots + kSharedSlots;
+
+#if defined(__SANITIZE_THREAD__)
+#define MMUVISOR_NOTIFIER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define MMUVISOR_NOTIFIER_TSAN 1
+#endif
+#endif
+#if defined(MMUVISOR_NOTIFIER_TSAN)
+inline constexpr bool kTsan = true;
+#else
+inline constexpr bool kTsan = false;
+#endif
+// Memory order of the two accesses on each side of a store-buffering pair.
+inline constexpr std::memory_order kPairOrder =
+    kTsan ? std::memory_order_seq_cst : std::memory_order_relaxed;
+
+// -1 until the thread first asks for a slot. Constant-initialised: no TLS wrapper call.
+inline thread_local int tls_slot = -1;
+int AssignThreadSlot();
+
+// The calling thread's slot in [0, kSlots); exclusive if < kExclusiveSlots.
+inline int ThreadSlot() {
+  const int slot = tls_slot;
+  return slot >= 0 ? slot : AssignThreadSlot();
+}
+
+// True once membarrier is registered; set once, before any HeavyFence returns.
+// relaxed readers: a reader that sees false uses a full fence, which is always enough.
+inline std::atomic<bool> membarrier_ready{false};
+
+// Reader half of an asymmetric store-buffering pair. Between "store my count" and "load
+// the writer's flag".
+inline void LightFence() {
+#if !defined(MMUVISOR_NOTIFIER_TSAN)  // under TSan kPairOrder is seq_cst: no fence needed
+  // relaxed: see membarrier_ready.
+  if (membarrier_ready.load(std::memory_order_relaxed)) {
+    std::atomic_signal_fence(std::memory_order_seq_cst);  // the compiler must not reorder
+  } else {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
+#endif
+}
+// Writer half: between "store my flag" and "load the counts". May take microseconds.
+void HeavyFence();
+// Registers this process for membarrier (idempotent); called by the counters' owners'
+// constructors so that readers take the cheap path from the start.
+void InitAsymmetricFences();
+
 // Backoff step `round` of a wait loop: yields first, then sleeps up to 100 us.
 void WaitStep(int round);
 

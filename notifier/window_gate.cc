@@ -5,14 +5,15 @@
 namespace mmuvisor::notifier {
 namespace {
 
-// Windows this thread holds, per gate. A thread rarely works on more than one address
-// space at a time; past kSlots gates nesting is not tracked (documented in the header).
+// Windows this thread holds, per gate, for threads on a shared slot. A thread rarely
+// works on more than one address space at a time; past kDepthSlots gates nesting is not
+// tracked.
 struct DepthSlot {
   const WindowGate* gate = nullptr;
   int depth = 0;
 };
-constexpr int kSlots = 4;
-thread_local DepthSlot tls_depth[kSlots];
+constexpr int kDepthSlots = 4;
+thread_local DepthSlot tls_depth[kDepthSlots];
 
 }  // namespace
 
@@ -40,11 +41,29 @@ void WindowGate::AddThreadDepth(int delta) {
   }
 }
 
-bool WindowGate::Enter(bool may_wait) {
-  std::atomic<int64_t>& count = shards_[internal::ThreadShard(kShards)].count;
+WindowGate::WindowGate() { internal::InitAsymmetricFences(); }
+
+bool WindowGate::EnterAfterWait() {
+  std::atomic<int64_t>& count = shards_[internal::ThreadSlot()].count;
+  for (int round = 0;; ++round) {
+    // relaxed: only a hint to stop waiting; the re-check below decides.
+    while (closed_.load(std::memory_order_relaxed)) internal::WaitStep(round++);
+    // As in Enter (the slot's depth is 0 here: not nested).
+    const int64_t depth = count.load(std::memory_order_relaxed);
+    count.store(depth + 1, internal::kPairOrder);
+    internal::LightFence();
+    if (!closed_.load(internal::kPairOrder)) return true;
+    // release: pairs with the acquire loads in Close's drain.
+    count.store(depth, std::memory_order_release);
+  }
+}
+
+bool WindowGate::EnterShared(bool may_wait) {
+  std::atomic<int64_t>& count = shards_[internal::ThreadSlot()].count;
   const bool nested = ThreadDepth() > 0;
   for (int round = 0;; ++round) {
-    // seq_cst (add and load): entrant half of the store-buffering pair with Close.
+    // seq_cst (add and load): entrant half of the store-buffering pair with Close; the
+    // locked add is a full barrier, so no LightFence is needed.
     count.fetch_add(1, std::memory_order_seq_cst);
     if (nested || !closed_.load(std::memory_order_seq_cst)) {
       AddThreadDepth(1);
@@ -58,15 +77,18 @@ bool WindowGate::Enter(bool may_wait) {
   }
 }
 
-void WindowGate::Exit() {
+void WindowGate::ExitShared() {
   AddThreadDepth(-1);
   // release: the window's work happens-before a registrar's drain (acquire in Close).
-  shards_[internal::ThreadShard(kShards)].count.fetch_sub(1, std::memory_order_release);
+  shards_[internal::ThreadSlot()].count.fetch_sub(1, std::memory_order_release);
 }
 
 void WindowGate::Close() {
   // seq_cst: closer half of the store-buffering pair with Enter.
   closed_.store(true, std::memory_order_seq_cst);
+  // Closer half of the asymmetric pair: every entrant that missed `closed_` now has its
+  // count visible to the loads in open_windows().
+  internal::HeavyFence();
   for (int round = 0; open_windows() != 0; ++round) internal::WaitStep(round);
 }
 

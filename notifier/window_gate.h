@@ -5,15 +5,19 @@
 // counts open windows here instead. Enter/Exit bracket a window (start .. end); Close
 // stops new windows and waits until the open ones end; Open lets them in again.
 //
-// Fast path: Enter is one seq_cst add on a per-thread-shard counter plus one load of
-// `closed_`; nothing is shared between invalidating threads but those two cache lines,
-// and `closed_` is only written by a registrar. The entrant's "add count, load closed" and
-// the closer's "store closed, load counts" are a store-buffering pair: seq_cst on both
-// sides guarantees that either the closer sees the count or the entrant sees `closed_`.
+// Fast path: Enter is a plain load + store of the thread's own counter slot
+// (thread_shard.h), LightFence, and one load of `closed_`; Exit is one release store.
+// Nothing is shared between invalidating threads but `closed_`, which only a registrar
+// writes. The entrant's "add count, load closed" and the closer's "store closed, load
+// counts" are a store-buffering pair: LightFence on the entrant side and HeavyFence
+// (membarrier) on the closer side guarantee that either the closer sees the count or the
+// entrant sees `closed_`. Threads past the exclusive slots share a slot and use seq_cst
+// read-modify-writes instead.
 //
 // Nesting: a thread that already has a window open on this gate enters even while it is
 // closed (the kernel's nested start/end runs under locks its thread already holds);
-// otherwise a registrar waiting for that window would deadlock with it.
+// otherwise a registrar waiting for that window would deadlock with it. An exclusive
+// slot's count is its thread's depth; shared slots track depth in thread-local storage.
 // REQUIRES (callers): Exit on the thread that called Enter. Close/Open are serialised by
 // the caller (the hub's registration lock).
 #ifndef MMUVISOR_NOTIFIER_WINDOW_GATE_H_
@@ -23,20 +27,41 @@
 #include <atomic>
 #include <cstdint>
 
+#include "notifier/thread_shard.h"
+
 namespace mmuvisor::notifier {
 
 class WindowGate {
  public:
-  static constexpr int kShards = 16;
-
-  WindowGate() = default;
+  WindowGate();
   WindowGate(const WindowGate&) = delete;
   WindowGate& operator=(const WindowGate&) = delete;
 
   // Opens a window. If the gate is closed: waits when `may_wait`, else returns false
   // without entering (the caller reports "try again", like the OOM reaper's trylock).
-  bool Enter(bool may_wait);
-  void Exit();
+  bool Enter(bool may_wait) {
+    const int slot = internal::ThreadSlot();
+    if (slot >= internal::kExclusiveSlots) return EnterShared(may_wait);
+    std::atomic<int64_t>& count = shards_[slot].count;
+    // relaxed: only this thread writes its exclusive slot; the value is its depth.
+    const int64_t depth = count.load(std::memory_order_relaxed);
+    // kPairOrder (the store and the load of closed_), with LightFence: entrant half of
+    // the store-buffering pair with Close.
+    count.store(depth + 1, internal::kPairOrder);
+    internal::LightFence();
+    if (depth > 0 || !closed_.load(internal::kPairOrder)) return true;
+    // release: pairs with the acquire loads in Close's drain.
+    count.store(depth, std::memory_order_release);
+    return may_wait && EnterAfterWait();
+  }
+  void Exit() {
+    const int slot = internal::ThreadSlot();
+    if (slot >= internal::kExclusiveSlots) return ExitShared();
+    std::atomic<int64_t>& count = shards_[slot].count;
+    // release: the window's work happens-before a registrar's drain (acquire in Close).
+    // relaxed load: only this thread writes its exclusive slot.
+    count.store(count.load(std::memory_order_relaxed) - 1, std::memory_order_release);
+  }
   // Blocks new windows, then waits for open ones to end. May sleep.
   void Close();
   void Open();
@@ -47,10 +72,14 @@ class WindowGate {
   struct alignas(64) Shard {
     std::atomic<int64_t> count{0};
   };
+  bool EnterShared(bool may_wait);
+  void ExitShared();
+  // Waits while closed, then enters (exclusive slot, not nested).
+  bool EnterAfterWait();
   int ThreadDepth() const;
   void AddThreadDepth(int delta);
 
-  std::array<Shard, kShards> shards_{};
+  std::array<Shard, internal::kSlots> shards_{};
   alignas(64) std::atomic<bool> closed_{false};
 };
 
