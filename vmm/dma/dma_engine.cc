@@ -32,7 +32,7 @@ DmaEngine::DmaEngine(DmaMemory& memory, DmaEngineOptions options)
 DmaEngine::~DmaEngine() { Stop(); }
 
 void DmaEngine::Start() {
-  VmmLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (running_) return;
   running_ = true;
   stopping_ = false;
@@ -41,21 +41,23 @@ void DmaEngine::Start() {
 
 void DmaEngine::Stop() {
   {
-    VmmLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (!running_) return;
     stopping_ = true;
   }
   cv_.notify_all();
   thread_.join();
-  VmmLock lock(&mu_);
+  MutexLock lock(&mu_);
   Count(dropped_, queue_.size());
   queue_.clear();
   running_ = false;
 }
 
 void DmaEngine::WaitIdle() {
-  VmmLock lock(&mu_);
-  while (!((queue_.empty() && !busy_) || stopping_ || !running_)) cv_.wait(mu_);
+  MutexLock lock(&mu_);
+  mu_.Await(cv_, [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return (queue_.empty() && !busy_) || stopping_ || !running_;
+  });
 }
 
 void DmaEngine::Loop() {
@@ -63,10 +65,12 @@ void DmaEngine::Loop() {
   for (;;) {
     uint64_t gpa = 0;
     {
-      VmmLock lock(&mu_);
+      MutexLock lock(&mu_);
       busy_ = false;
       cv_.notify_all();  // WaitIdle
-      while (queue_.empty() && !stopping_) cv_.wait(mu_);
+      mu_.Await(cv_, [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        return !queue_.empty() || stopping_;
+      });
       if (stopping_) return;
       gpa = queue_.front();
       queue_.pop_front();
@@ -89,7 +93,7 @@ IoAction DmaEngine::Write(uint32_t vcpu, uint16_t offset, absl::Span<const uint8
   std::memcpy(&gpa, data.data(), sizeof(gpa));
   bool dropped = false;
   {
-    VmmLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (!running_ || stopping_ || queue_.size() >= options_.queue_limit) {
       dropped = true;
     } else {
@@ -109,7 +113,7 @@ IoAction DmaEngine::Write(uint32_t vcpu, uint16_t offset, absl::Span<const uint8
 void DmaEngine::Read(uint32_t /*vcpu*/, uint16_t /*offset*/, absl::Span<uint8_t> data) {
   uint32_t pending = 0;
   {
-    VmmLock lock(&mu_);
+    MutexLock lock(&mu_);
     pending = static_cast<uint32_t>(queue_.size() + (busy_ ? 1 : 0));
   }
   std::memset(data.data(), 0, data.size());
@@ -236,12 +240,12 @@ void DmaEngine::Finish(uint64_t desc_gpa, const mmv_dma_desc& desc, uint32_t sta
 
 void DmaEngine::Warn(std::string message) {
   Count(warnings_total_);
-  VmmLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (warnings_.size() < options_.warnings_kept) warnings_.push_back(std::move(message));
 }
 
 std::vector<std::string> DmaEngine::warnings() const {
-  VmmLock lock(&mu_);
+  MutexLock lock(&mu_);
   return warnings_;
 }
 

@@ -21,6 +21,7 @@
 
 #include <array>
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -29,11 +30,9 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include <condition_variable>
-
-#include "vmm/vmm_mutex.h"
 #include "absl/types/span.h"
 #include "mmuvisor/guest_abi.h"
+#include "notifier/mutex.h"
 #include "vmm/devices/port_io_bus.h"
 #include "vmm/dma/descriptor.h"
 #include "vmm/dma/dma_memory.h"
@@ -108,9 +107,8 @@ class DmaEngine : public PortIoDevice {
   DmaMemory& memory_;
   const DmaEngineOptions options_;
 
-  // std::mutex underneath (vmm_mutex.h): TSan sees it; Debian's absl::Mutex it cannot.
-  mutable VmmMutex mu_;
-  std::condition_variable_any cv_;  // queue_, busy_, stopping_ changed
+  mutable Mutex mu_;  // notifier/mutex.h: TSan sees it
+  std::condition_variable cv_;  // queue_, busy_, stopping_ changed
   std::deque<uint64_t> queue_ ABSL_GUARDED_BY(mu_);
   bool busy_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -40,7 +40,11 @@ void HostOpDriver::Start() {
 }
 
 void HostOpDriver::Stop() {
-  if (!stop_.HasBeenNotified()) stop_.Notify();
+  {
+    MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
   for (std::thread& t : threads_) {
     if (t.joinable()) t.join();
   }
@@ -48,6 +52,11 @@ void HostOpDriver::Stop() {
 
 uint64_t HostOpDriver::ops_done() const { return done_.load(std::memory_order_relaxed); }
 uint64_t HostOpDriver::ops_failed() const { return failed_.load(std::memory_order_relaxed); }
+
+bool HostOpDriver::StopRequested(absl::Duration period) {
+  MutexLock lock(&mu_);
+  return mu_.AwaitFor(cv_, period, [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return stop_; });
+}
 
 void HostOpDriver::Loop(HostOp op, double rate) {
   const int kind = static_cast<int>(op);
@@ -57,7 +66,7 @@ void HostOpDriver::Loop(HostOp op, double rate) {
   const uint64_t span = std::min<uint64_t>(options_.op_pages, pages);
   if (span == 0) return;
   uint64_t hand = 0;  // reclaim's clock hand, in pages
-  for (uint64_t n = 0; !stop_.WaitForNotificationWithTimeout(period); ++n) {
+  for (uint64_t n = 0; !StopRequested(period); ++n) {
     uint64_t first;
     if (op == HostOp::kReclaim) {
       if (callbacks_.resident_fraction &&

@@ -6,19 +6,22 @@
 // HostAddressSpace (KVM runs) and against PagePoolSpace (host-thread runs).
 //
 // Threads: Start/Stop from the owner; callbacks run on the driver's threads (one per
-// kind) and must be thread-safe. Counters are relaxed atomics.
+// kind) and must be thread-safe. Counters are relaxed atomics; mu_ guards the stop flag.
 #ifndef MMUVISOR_VMM_STRESS_HOST_OPS_H_
 #define MMUVISOR_VMM_STRESS_HOST_OPS_H_
 
 #include <array>
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
-#include "absl/synchronization/notification.h"
+#include "absl/base/thread_annotations.h"
+#include "absl/time/time.h"
+#include "notifier/mutex.h"
 #include "vmm/stress/stress_options.h"
 #include "vmm/stress/trace_log.h"
 
@@ -46,13 +49,17 @@ class HostOpDriver {
   uint64_t ops_failed() const;  // callbacks that returned an error (EAGAIN skips included)
 
  private:
-  void Loop(HostOp op, double rate);
+  void Loop(HostOp op, double rate) ABSL_LOCKS_EXCLUDED(mu_);
+  // Sleeps up to `period`; true once Stop() was called.
+  bool StopRequested(absl::Duration period) ABSL_LOCKS_EXCLUDED(mu_);
 
   const StressOptions options_;
   const uint64_t start_, end_;
   const HostOpCallbacks callbacks_;
   TraceLog* const trace_;
-  absl::Notification stop_;
+  Mutex mu_;
+  std::condition_variable cv_;  // stop_ set
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;
   std::atomic<uint64_t> done_{0}, failed_{0};
 };

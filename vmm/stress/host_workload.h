@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "vmm/vmm_mutex.h"
+#include "notifier/mutex.h"
 #include "vmm/dma/dma_engine.h"
 #include "vmm/dma/dma_memory.h"
 #include "vmm/stress/stress_result.h"
@@ -77,7 +77,7 @@ class HostWorkload {
 
   std::atomic<uint64_t> pages_verified_{0}, rounds_{0}, mismatches_{0}, dma_ops_{0};
   std::atomic<uint32_t> finished_{0};
-  mutable VmmMutex mu_;  // TSan-visible (vmm_mutex.h), unlike Debian's absl::Mutex
+  mutable Mutex mu_;  // notifier/mutex.h: TSan-visible
   std::vector<Mismatch> first_ ABSL_GUARDED_BY(mu_);
   std::vector<std::vector<uint64_t>> digests_ ABSL_GUARDED_BY(mu_);
   std::string problem_ ABSL_GUARDED_BY(mu_);

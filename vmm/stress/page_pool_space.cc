@@ -24,7 +24,7 @@ void CopyPage(const uint64_t* from, uint64_t* to) {
 
 PagePoolSpace::PagePoolSpace(PagePoolSpaceOptions options)
     : options_(options), hub_(options.hub) {
-  VmmLock lock(&mu_);
+  MutexLock lock(&mu_);
   table_.resize(options_.pages);
 }
 
@@ -86,7 +86,7 @@ absl::Status PagePoolSpace::Bracketed(uint64_t gpa, uint64_t len, Kind kind, boo
 }
 
 void PagePoolSpace::Apply(uint64_t first, uint64_t end, Kind kind) {
-  VmmLock lock(&mu_);
+  MutexLock lock(&mu_);
   for (uint64_t gfn = first; gfn < end; ++gfn) {
     PageState& state = table_[gfn];
     if (state.page == nullptr) {
@@ -168,7 +168,7 @@ absl::StatusOr<mmu::PrimaryPage> PagePoolSpace::Resolve(uint64_t address, mmu::A
         absl::StrCat("PagePoolSpace: nothing mapped at 0x", absl::Hex(address)));
   }
   const uint64_t gfn = (address - kBase) / kPage;
-  VmmLock lock(&mu_);
+  MutexLock lock(&mu_);
   uint64_t* page = ResidentPage(gfn);
   PageState& state = table_[gfn];
   // A write fault on a write-protected page makes it writable again (dirty tracking):
@@ -181,7 +181,7 @@ absl::StatusOr<uint64_t> PagePoolSpace::ReadWordForTesting(uint64_t gpa) {
   if (gpa % 8 != 0 || gpa >= ram_size()) {
     return absl::InvalidArgumentError(absl::StrCat("bad gpa 0x", absl::Hex(gpa)));
   }
-  VmmLock lock(&mu_);
+  MutexLock lock(&mu_);
   uint64_t value = 0;
   dma::LoadWords(ResidentPage(gpa / kPage) + (gpa % kPage) / 8, &value, 1);
   return value;
@@ -191,7 +191,7 @@ absl::Status PagePoolSpace::WriteWordForTesting(uint64_t gpa, uint64_t value) {
   if (gpa % 8 != 0 || gpa >= ram_size()) {
     return absl::InvalidArgumentError(absl::StrCat("bad gpa 0x", absl::Hex(gpa)));
   }
-  VmmLock lock(&mu_);
+  MutexLock lock(&mu_);
   // A CPU store: it needs a writable page, as a write fault would make it.
   table_[gpa / kPage].write_protected = false;
   dma::StoreWords(ResidentPage(gpa / kPage) + (gpa % kPage) / 8, &value, 1);
@@ -203,7 +203,7 @@ PagePoolStats PagePoolSpace::stats() const {
   PagePoolStats s{get(invalidations_), get(eagain_),     get(reap_skipped_),
                   get(swap_outs_),     get(swap_ins_),   get(zero_fills_),
                   get(migrated_),      get(discarded_),  get(protected_)};
-  VmmLock lock(&mu_);
+  MutexLock lock(&mu_);
   s.resident = resident_;
   return s;
 }

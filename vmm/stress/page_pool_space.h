@@ -31,9 +31,9 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "vmm/vmm_mutex.h"
 #include "mmu/primary.h"
 #include "notifier/hub.h"
+#include "notifier/mutex.h"
 
 namespace mmuvisor::vmm::stress {
 
@@ -110,7 +110,7 @@ class PagePoolSpace : public mmu::Primary {
   const PagePoolSpaceOptions options_;
   notifier::NotifierSubscriptions hub_;
 
-  mutable VmmMutex mu_;  // TSan-visible (vmm_mutex.h), unlike Debian's absl::Mutex
+  mutable Mutex mu_;  // notifier/mutex.h: TSan-visible
   std::vector<PageState> table_ ABSL_GUARDED_BY(mu_);
   struct FreeDeleter {
     void operator()(uint64_t* p) const;

@@ -1,7 +1,6 @@
 #include "vmm/stress/progress.h"
 
 #include <algorithm>
-#include <chrono>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -47,7 +46,7 @@ ProgressPrinter::ProgressPrinter(std::FILE* out, bool tty,
 ProgressPrinter::~ProgressPrinter() { Stop(); }
 
 void ProgressPrinter::Start() {
-  VmmLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (started_) return;
   started_ = true;
   thread_ = std::thread([this] { Loop(); });
@@ -55,7 +54,7 @@ void ProgressPrinter::Start() {
 
 void ProgressPrinter::Stop() {
   {
-    VmmLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (!started_ || stop_) return;
     stop_ = true;
   }
@@ -64,7 +63,7 @@ void ProgressPrinter::Stop() {
 }
 
 uint64_t ProgressPrinter::lines_printed() const {
-  VmmLock lock(&mu_);
+  MutexLock lock(&mu_);
   return lines_;
 }
 
@@ -78,7 +77,7 @@ void ProgressPrinter::PrintOnce(ProgressSample& prev) {
   }
   std::fflush(out_);
   prev = now;
-  VmmLock lock(&mu_);
+  MutexLock lock(&mu_);
   ++lines_;
 }
 
@@ -86,11 +85,10 @@ void ProgressPrinter::Loop() {
   ProgressSample prev;
   for (;;) {
     {
-      VmmLock lock(&mu_);
-      const auto deadline =
-          std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(period_);
-      while (!stop_ && std::chrono::steady_clock::now() < deadline) cv_.wait_until(mu_, deadline);
-      if (stop_) break;
+      MutexLock lock(&mu_);
+      if (mu_.AwaitFor(cv_, period_, [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return stop_; })) {
+        break;
+      }
     }
     PrintOnce(prev);
   }

@@ -8,6 +8,7 @@
 #ifndef MMUVISOR_VMM_STRESS_PROGRESS_H_
 #define MMUVISOR_VMM_STRESS_PROGRESS_H_
 
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <functional>
@@ -15,10 +16,8 @@
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
-#include <condition_variable>
-
-#include "vmm/vmm_mutex.h"
 #include "absl/time/time.h"
+#include "notifier/mutex.h"
 
 namespace mmuvisor::vmm::stress {
 
@@ -58,8 +57,8 @@ class ProgressPrinter {
   const bool tty_;
   const std::function<ProgressSample()> sample_;
   const absl::Duration period_;
-  mutable VmmMutex mu_;  // TSan-visible (vmm_mutex.h)
-  std::condition_variable_any cv_;  // stop_ set
+  mutable Mutex mu_;
+  std::condition_variable cv_;  // stop_ set
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t lines_ ABSL_GUARDED_BY(mu_) = 0;

@@ -46,7 +46,7 @@ TraceLog::ThreadBuffer* TraceLog::Buffer() {
 }
 
 TraceLog::ThreadBuffer* TraceLog::NewBuffer() {
-  VmmLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto buffer = std::make_unique<ThreadBuffer>();
   buffer->track = next_track_++ << 4;
   buffer->events.reserve(4096);
@@ -58,7 +58,7 @@ TraceLog::ThreadBuffer* TraceLog::NewBuffer() {
 uint32_t TraceLog::ThreadTrack() { return Buffer()->track; }
 
 void TraceLog::NameTrack(uint32_t track, const std::string& name) {
-  VmmLock lock(&mu_);
+  MutexLock lock(&mu_);
   track_names_[track] = name;
 }
 
@@ -70,7 +70,7 @@ void TraceLog::NameThisThread(const std::string& name) {
 uint32_t TraceLog::TrackFor(uint32_t slot, const std::string& name) {
   const uint32_t base = ThreadTrack();
   const uint32_t track = base | (1u + slot % 15u);  // low bits 0: the thread's own row
-  VmmLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto it = track_names_.find(track);
   if (it == track_names_.end()) {
     const auto thread_name = track_names_.find(base);
@@ -100,7 +100,7 @@ void TraceLog::Instant(const char* category, const char* name, const char* arg0_
 
 std::vector<TraceEvent> TraceLog::Events() const {
   std::vector<TraceEvent> all;
-  VmmLock lock(&mu_);
+  MutexLock lock(&mu_);
   for (const auto& buffer : buffers_) {
     all.insert(all.end(), buffer->events.begin(), buffer->events.end());
   }
@@ -117,7 +117,7 @@ std::string TraceLog::ToJson() const {
   json.Key("displayTimeUnit").String("ns");
   json.Key("traceEvents").BeginArray();
   {
-    VmmLock lock(&mu_);
+    MutexLock lock(&mu_);
     for (const auto& [track, name] : track_names_) {
       json.BeginObject();
       json.Key("ph").String("M");

@@ -24,7 +24,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
-#include "vmm/vmm_mutex.h"
+#include "notifier/mutex.h"
 
 namespace mmuvisor::vmm::stress {
 
@@ -86,7 +86,7 @@ class TraceLog {
   const uint64_t id_;      // distinguishes logs in the thread_local cache
   const uint64_t origin_ns_;
 
-  mutable VmmMutex mu_;  // TSan-visible (vmm_mutex.h), unlike Debian's absl::Mutex
+  mutable Mutex mu_;  // notifier/mutex.h: TSan-visible
   std::vector<std::unique_ptr<ThreadBuffer>> buffers_ ABSL_GUARDED_BY(mu_);
   std::map<uint32_t, std::string> track_names_ ABSL_GUARDED_BY(mu_);
   uint32_t next_track_ ABSL_GUARDED_BY(mu_) = 1;
