@@ -71,4 +71,19 @@ bool DescriptorAddressValid(uint64_t gpa, uint64_t ram_size) {
          InRam(gpa, sizeof(mmv_dma_desc), ram_size);
 }
 
+mmv_dma_desc MakeDescriptor(uint32_t op, uint64_t src, uint64_t dst, uint64_t len,
+                            uint64_t value, uint64_t next, uint32_t flags) {
+  mmv_dma_desc d{};
+  d.magic = MMV_DMA_DESC_MAGIC;
+  d.op = op;
+  d.src = src;
+  d.dst = dst;
+  d.len = len;
+  d.value = value;
+  d.next = next;
+  d.flags = flags;
+  d.status = MMV_DMA_STATUS_PENDING;
+  return d;
+}
+
 }  // namespace mmuvisor::vmm::dma

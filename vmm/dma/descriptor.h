@@ -37,6 +37,11 @@ uint32_t ValidateDescriptor(const mmv_dma_desc& desc, uint64_t ram_size);
 // doorbell; as a `next` link it means "end of chain" and is not passed here.)
 bool DescriptorAddressValid(uint64_t gpa, uint64_t ram_size);
 
+// A well-formed descriptor as a guest writes it: magic set, status PENDING, result 0.
+// (Tests and the host-thread workload build their chains with it.)
+mmv_dma_desc MakeDescriptor(uint32_t op, uint64_t src, uint64_t dst, uint64_t len,
+                            uint64_t value = 0, uint64_t next = 0, uint32_t flags = 0);
+
 // The CHECKSUM op's fold (guest_abi.h), one 64-bit word at a time. `index` counts words
 // from the start of the descriptor's range.
 inline uint64_t DmaChecksumStep(uint64_t sum, uint64_t word, uint64_t index) {

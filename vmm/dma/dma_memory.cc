@@ -66,27 +66,34 @@ absl::Status SecondaryMmuMemory::Access(uint64_t gpa, Kind kind, uint64_t* words
   const uint64_t offset = gpa & (mmu::kPageSize - 1);
   const mmu::Access access = kind == Kind::kRead ? mmu::Access::kRead : mmu::Access::kWrite;
   for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
-    bool stale = false;
-    {
+    bool done = false, stale = false;
+    auto attempt_access = [&] {
       mmu::ReaderSections::Section section = mmu_.ReadSection();
       DeviceMmu::AccessSection access_section(mmu_);
       // The snapshot before the lookup: its acquire fence pairs with the release in the
       // invalidation's End(), and AccessRetry below pairs with Begin()'s release fence.
       const uint64_t seq = mmu_.SnapshotSeq();
       const uint64_t hva = mmu_.Translate(gfn, access);
-      if (hva != 0) {
-        if (after_translate_) after_translate_(gpa);
-        auto* page_words = reinterpret_cast<uint64_t*>(hva + offset);
-        switch (kind) {
-          case Kind::kRead: LoadWords(page_words, words, count); break;
-          case Kind::kWrite: StoreWords(page_words, words, count); break;
-          case Kind::kFill: StoreValue(page_words, value, count); break;
-        }
-        // REQUIRES of AccessRetry: the data accesses above come first.
-        if (skip_retry_ || !mmu_.AccessRetry(seq, gfn)) return absl::OkStatus();
-        stale = true;
+      if (hva == 0) return;
+      if (after_translate_) after_translate_(gpa);
+      if (hooks_ != nullptr && kind != Kind::kRead) hooks_->BeforeWrite(hva);
+      const uint64_t target = hooks_ != nullptr ? hooks_->DeviceAddress(hva) : hva;
+      auto* page_words = reinterpret_cast<uint64_t*>(target + offset);
+      switch (kind) {
+        case Kind::kRead: LoadWords(page_words, words, count); break;
+        case Kind::kWrite: StoreWords(page_words, words, count); break;
+        case Kind::kFill: StoreValue(page_words, value, count); break;
       }
+      // REQUIRES of AccessRetry: the data accesses above come first.
+      done = skip_retry_ || !mmu_.AccessRetry(seq, gfn);
+      stale = !done;
+    };
+    if (hooks_ != nullptr) {
+      hooks_->Access(attempt_access);
+    } else {
+      attempt_access();
     }
+    if (done) return absl::OkStatus();
     if (stale) {
       retries_.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistic
       if (trace_ != nullptr) trace_->OnDmaRetry(gpa);
@@ -136,6 +143,7 @@ absl::Status MirrorMemory::WriteWords(uint64_t gpa, absl::Span<const uint64_t> i
   const uint64_t address = base_ + gpa;
   return mirror_.AccessPage(address & ~(mmu::kPageSize - 1), mmu::Access::kWrite,
                             [&](uint64_t host) {
+                              if (hooks_ != nullptr) hooks_->BeforeWrite(host);
                               StoreWords(reinterpret_cast<uint64_t*>(
                                              host + (address & (mmu::kPageSize - 1))),
                                          in.data(), in.size());
@@ -146,6 +154,7 @@ absl::Status MirrorMemory::FillWords(uint64_t gpa, uint64_t value, uint64_t word
   const uint64_t address = base_ + gpa;
   return mirror_.AccessPage(address & ~(mmu::kPageSize - 1), mmu::Access::kWrite,
                             [&](uint64_t host) {
+                              if (hooks_ != nullptr) hooks_->BeforeWrite(host);
                               StoreValue(reinterpret_cast<uint64_t*>(
                                              host + (address & (mmu::kPageSize - 1))),
                                          value, words);

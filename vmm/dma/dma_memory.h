@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <functional>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/types/span.h"
 #include "mmu/mirror.h"
@@ -42,6 +43,24 @@ class DmaTraceSink {
   virtual void OnDmaFault(uint64_t gpa, uint64_t duration_ns, bool ok) = 0;
   // An access was found stale (raced an invalidation) and is redone.
   virtual void OnDmaRetry(uint64_t gpa) = 0;
+};
+
+// What the owner of guest memory must see of device accesses (vmm/host's
+// HostAddressSpace: its device-access gate, which every page-changing window drains, and
+// writes no dirty log sees). Optional; the stress runner's KVM mode installs one. Called
+// on the accessing thread.
+class DeviceAccessHooks {
+ public:
+  virtual ~DeviceAccessHooks() = default;
+  // Runs `access` (Translate + copy of at most one page; never a Fault) as one device
+  // access (e.g. under HostAddressSpace::DeviceAccess).
+  virtual void Access(absl::FunctionRef<void()> access) = 0;
+  // The device is about to write the page holding host address `host`.
+  virtual void BeforeWrite(uint64_t host) = 0;
+  // The address the device really touches for translated host address `host` (default:
+  // `host`). A view that bypasses the CPU-side page protection (as bus-mastering DMA
+  // does) lets a test show what a stale translation does; see vmm/stress/stress_kvm.cc.
+  virtual uint64_t DeviceAddress(uint64_t host) { return host; }
 };
 
 struct DmaMemoryStats {
@@ -72,6 +91,7 @@ class SecondaryMmuMemory : public DmaMemory {
   SecondaryMmuMemory(DeviceMmu& mmu, LatencyHistogram* latency,
                      bool skip_retry_check_for_testing = false);
   void set_trace(DmaTraceSink* sink) { trace_ = sink; }  // REQUIRES: before any access
+  void set_hooks(DeviceAccessHooks* hooks) { hooks_ = hooks; }  // REQUIRES: likewise
   // Test only: runs inside the access section, after a Translate hit, before the copy.
   void set_after_translate_for_testing(std::function<void(uint64_t gpa)> hook) {
     after_translate_ = std::move(hook);
@@ -91,6 +111,7 @@ class SecondaryMmuMemory : public DmaMemory {
   LatencyHistogram* const latency_;
   const bool skip_retry_;
   DmaTraceSink* trace_ = nullptr;
+  DeviceAccessHooks* hooks_ = nullptr;
   std::function<void(uint64_t gpa)> after_translate_;  // test only
   std::atomic<uint64_t> faults_{0};
   std::atomic<uint64_t> fault_errors_{0};
@@ -101,6 +122,9 @@ class MirrorMemory : public DmaMemory {
  public:
   // The mirror must cover the addresses accessed; `base` is the primary address of gpa 0.
   MirrorMemory(mmu::Mirror& mirror, uint64_t base) : mirror_(mirror), base_(base) {}
+  // Only BeforeWrite is used: the mirror's lock already keeps invalidations out of an
+  // access (and AccessPage may fault, which must not happen inside a gate).
+  void set_hooks(DeviceAccessHooks* hooks) { hooks_ = hooks; }  // REQUIRES: before any access
 
   absl::Status ReadWords(uint64_t gpa, absl::Span<uint64_t> out) override;
   absl::Status WriteWords(uint64_t gpa, absl::Span<const uint64_t> in) override;
@@ -110,6 +134,7 @@ class MirrorMemory : public DmaMemory {
  private:
   mmu::Mirror& mirror_;
   const uint64_t base_;
+  DeviceAccessHooks* hooks_ = nullptr;
 };
 
 // Relaxed word copies between a host page and a buffer (see the header comment).

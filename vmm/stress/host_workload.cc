@@ -16,20 +16,6 @@ constexpr size_t kMismatchesKept = 32;
 constexpr uint64_t kCopyPages = MEMSTRESS_DMA_PAGES - 1;  // the last slot page is FILLed
 constexpr absl::Duration kDmaTimeout = absl::Seconds(20);
 
-mmv_dma_desc MakeDesc(uint32_t op, uint64_t src, uint64_t dst, uint64_t len, uint64_t value,
-                      uint64_t next) {
-  mmv_dma_desc d{};
-  d.magic = MMV_DMA_DESC_MAGIC;
-  d.op = op;
-  d.src = src;
-  d.dst = dst;
-  d.len = len;
-  d.value = value;
-  d.next = next;
-  d.status = MMV_DMA_STATUS_PENDING;
-  return d;
-}
-
 }  // namespace
 
 HostWorkload::HostWorkload(HostWorkloadConfig config, dma::DmaMemory& memory,
@@ -53,7 +39,7 @@ absl::Status HostWorkload::Start() {
     }
   }
   {
-    VmmLock lock(&mu_);
+    MutexLock lock(&mu_);
     digests_.assign(config_.vcpus, {});
   }
   for (uint32_t v = 0; v < config_.vcpus; ++v) {
@@ -83,7 +69,7 @@ void HostWorkload::Vcpu(uint32_t index) {
     if (stop_.load(std::memory_order_relaxed)) return;
     if (!RunRound(index, round, digest, prev_balloon)) return;
     rounds_.fetch_add(1, std::memory_order_relaxed);
-    VmmLock lock(&mu_);
+    MutexLock lock(&mu_);
     digests_[index].push_back(digest);
   }
 }
@@ -145,9 +131,9 @@ bool HostWorkload::Dma(uint32_t vcpu, uint64_t round, uint64_t batch) {
   const uint64_t len = kCopyPages * MEMSTRESS_PAGE;
   const uint64_t d0 = l.desc_page, d1 = d0 + 64, d2 = d0 + 128;
   const mmv_dma_desc descs[3] = {
-      MakeDesc(MMV_DMA_OP_COPY, src, dst, len, 0, d1),
-      MakeDesc(MMV_DMA_OP_CHECKSUM, src, 0, len, 0, d2),
-      MakeDesc(MMV_DMA_OP_FILL, 0, fill_gpa, MEMSTRESS_PAGE, fill_value, 0)};
+      dma::MakeDescriptor(MMV_DMA_OP_COPY, src, dst, len, 0, d1),
+      dma::MakeDescriptor(MMV_DMA_OP_CHECKSUM, src, 0, len, 0, d2),
+      dma::MakeDescriptor(MMV_DMA_OP_FILL, 0, fill_gpa, MEMSTRESS_PAGE, fill_value, 0)};
   for (int i = 0; i < 3; ++i) {
     uint64_t w[8];
     std::memcpy(w, &descs[i], sizeof(w));
@@ -220,29 +206,29 @@ bool HostWorkload::Dma(uint32_t vcpu, uint64_t round, uint64_t batch) {
 void HostWorkload::Mismatched(uint32_t vcpu, uint64_t round, uint32_t source, uint64_t gpa,
                               uint64_t expected, uint64_t found) {
   mismatches_.fetch_add(1, std::memory_order_relaxed);
-  VmmLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (first_.size() < kMismatchesKept) {
     first_.push_back(Mismatch{gpa, expected, found, round, vcpu, source});
   }
 }
 
 void HostWorkload::Fail(uint32_t vcpu, const std::string& what) {
-  VmmLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (problem_.empty()) problem_ = absl::StrCat("vCPU ", vcpu, ": ", what);
 }
 
 std::vector<Mismatch> HostWorkload::first_mismatches() const {
-  VmmLock lock(&mu_);
+  MutexLock lock(&mu_);
   return first_;
 }
 
 std::vector<std::vector<uint64_t>> HostWorkload::digests() const {
-  VmmLock lock(&mu_);
+  MutexLock lock(&mu_);
   return digests_;
 }
 
 std::string HostWorkload::problem() const {
-  VmmLock lock(&mu_);
+  MutexLock lock(&mu_);
   return problem_;
 }
 

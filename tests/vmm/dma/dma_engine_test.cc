@@ -3,6 +3,7 @@
 // hostile guest can provoke (status written back, counted, nothing outside the
 // descriptor's own status touched), bad doorbells, loops, and a fuzz sweep of garbage.
 #include <cstring>
+#include <vector>
 
 #include "dma_test_rig.h"
 #include "gmock/gmock.h"
@@ -32,7 +33,7 @@ TEST_P(DmaPathTest, CopyFillAndChecksumMoveTheRightBytes) {
   DmaRig rig({.pages = 64, .mirror = GetParam()});
   FillSource(rig);
   // Unaligned-to-page offsets: the copy crosses page boundaries at different points.
-  const mmv_dma_desc copy = rig.RunOne(kDesc, Desc(MMV_DMA_OP_COPY, kSrc + 0x18, kDst + 0x800, kLen - 0x40));
+  const mmv_dma_desc copy = rig.RunOne(kDesc, MakeDescriptor(MMV_DMA_OP_COPY, kSrc + 0x18, kDst + 0x800, kLen - 0x40));
   ASSERT_EQ(copy.status, MMV_DMA_STATUS_OK) << DmaStatusName(copy.status);
   for (uint64_t off = 0; off < kLen - 0x40; off += 8) {
     ASSERT_EQ(rig.GetWord(kDst + 0x800 + off), Pattern(kSrc + 0x18 + off)) << off;
@@ -40,11 +41,11 @@ TEST_P(DmaPathTest, CopyFillAndChecksumMoveTheRightBytes) {
   EXPECT_EQ(rig.GetWord(kDst + 0x7f8), 0u) << "byte before the destination untouched";
   EXPECT_EQ(rig.GetWord(kDst + 0x800 + kLen - 0x40), 0u) << "byte after untouched";
 
-  const mmv_dma_desc fill = rig.RunOne(kDesc + 64, Desc(MMV_DMA_OP_FILL, 0, kDst, 0x2000, 0xabcdef));
+  const mmv_dma_desc fill = rig.RunOne(kDesc + 64, MakeDescriptor(MMV_DMA_OP_FILL, 0, kDst, 0x2000, 0xabcdef));
   ASSERT_EQ(fill.status, MMV_DMA_STATUS_OK);
   for (uint64_t off = 0; off < 0x2000; off += 8) ASSERT_EQ(rig.GetWord(kDst + off), 0xabcdefu);
 
-  const mmv_dma_desc sum = rig.RunOne(kDesc + 128, Desc(MMV_DMA_OP_CHECKSUM, kSrc, 0, kLen));
+  const mmv_dma_desc sum = rig.RunOne(kDesc + 128, MakeDescriptor(MMV_DMA_OP_CHECKSUM, kSrc, 0, kLen));
   ASSERT_EQ(sum.status, MMV_DMA_STATUS_OK);
   uint64_t want = 0, i = 0;
   for (uint64_t a = kSrc; a < kSrc + kLen; a += 8) want = DmaChecksumStep(want, Pattern(a), i++);
@@ -62,7 +63,7 @@ TEST_P(DmaPathTest, ReclaimedSourcePagesAreFaultedBackWithTheirData) {
   DmaRig rig({.pages = 64, .mirror = GetParam()});
   FillSource(rig);
   ASSERT_TRUE(rig.space().Reclaim(kSrc, kLen).ok());
-  ASSERT_EQ(rig.RunOne(kDesc, Desc(MMV_DMA_OP_COPY, kSrc, kDst, kLen)).status, MMV_DMA_STATUS_OK);
+  ASSERT_EQ(rig.RunOne(kDesc, MakeDescriptor(MMV_DMA_OP_COPY, kSrc, kDst, kLen)).status, MMV_DMA_STATUS_OK);
   for (uint64_t off = 0; off < kLen; off += 8) ASSERT_EQ(rig.GetWord(kDst + off), Pattern(kSrc + off));
   EXPECT_EQ(rig.space().stats().swap_ins, 3u);
 }
@@ -73,9 +74,9 @@ INSTANTIATE_TEST_SUITE_P(Paths, DmaPathTest, ::testing::Bool(),
 TEST(DmaEngineTest, DoorbellRunsAChainOnTheDeviceThread) {
   DmaRig rig;
   FillSource(rig);
-  rig.PutDesc(kDesc, Desc(MMV_DMA_OP_COPY, kSrc, kDst, kLen, 0, kDesc + 64));
-  rig.PutDesc(kDesc + 64, Desc(MMV_DMA_OP_CHECKSUM, kDst, 0, kLen, 0, kDesc + 128));
-  rig.PutDesc(kDesc + 128, Desc(MMV_DMA_OP_FILL, 0, kSrc, 0x1000, 5));
+  rig.PutDesc(kDesc, MakeDescriptor(MMV_DMA_OP_COPY, kSrc, kDst, kLen, 0, kDesc + 64));
+  rig.PutDesc(kDesc + 64, MakeDescriptor(MMV_DMA_OP_CHECKSUM, kDst, 0, kLen, 0, kDesc + 128));
+  rig.PutDesc(kDesc + 128, MakeDescriptor(MMV_DMA_OP_FILL, 0, kSrc, 0x1000, 5));
   rig.engine().Start();
   const uint32_t gpa = kDesc;
   uint8_t bytes[4];
@@ -102,15 +103,15 @@ TEST(DmaEngineTest, HostileDescriptorsGetErrorStatusesAndTouchNothing) {
     uint32_t status;
   };
   const Case cases[] = {
-      {Desc(MMV_DMA_OP_COPY, kSrc, ram - 0x1000, 0x2000), MMV_DMA_STATUS_OUT_OF_RANGE},
-      {Desc(MMV_DMA_OP_FILL, 0, uint64_t{1} << 50, 0x1000), MMV_DMA_STATUS_OUT_OF_RANGE},
-      {Desc(MMV_DMA_OP_COPY, kSrc, kDst, uint64_t{1} << 32), MMV_DMA_STATUS_BAD_LENGTH},
-      {Desc(MMV_DMA_OP_COPY, ~uint64_t{0} - 0xff7, kDst, 0x1000), MMV_DMA_STATUS_WRAP},
-      {Desc(MMV_DMA_OP_COPY, kSrc, kSrc + 0x800, 0x1000), MMV_DMA_STATUS_OVERLAP},
-      {Desc(MMV_DMA_OP_CHECKSUM, kSrc + 3, 0, 0x1000), MMV_DMA_STATUS_MISALIGNED},
-      {Desc(9, kSrc, kDst, 0x1000), MMV_DMA_STATUS_BAD_DESC},
-      {Desc(MMV_DMA_OP_COPY, kSrc, kDst, 0x1000, 0, /*next=*/ram + 64), MMV_DMA_STATUS_BAD_CHAIN},
-      {Desc(MMV_DMA_OP_COPY, kSrc, kDst, 0x1000, 0, /*next=*/kDesc + 8), MMV_DMA_STATUS_BAD_CHAIN},
+      {MakeDescriptor(MMV_DMA_OP_COPY, kSrc, ram - 0x1000, 0x2000), MMV_DMA_STATUS_OUT_OF_RANGE},
+      {MakeDescriptor(MMV_DMA_OP_FILL, 0, uint64_t{1} << 50, 0x1000), MMV_DMA_STATUS_OUT_OF_RANGE},
+      {MakeDescriptor(MMV_DMA_OP_COPY, kSrc, kDst, uint64_t{1} << 32), MMV_DMA_STATUS_BAD_LENGTH},
+      {MakeDescriptor(MMV_DMA_OP_COPY, ~uint64_t{0} - 0xff7, kDst, 0x1000), MMV_DMA_STATUS_WRAP},
+      {MakeDescriptor(MMV_DMA_OP_COPY, kSrc, kSrc + 0x800, 0x1000), MMV_DMA_STATUS_OVERLAP},
+      {MakeDescriptor(MMV_DMA_OP_CHECKSUM, kSrc + 3, 0, 0x1000), MMV_DMA_STATUS_MISALIGNED},
+      {MakeDescriptor(9, kSrc, kDst, 0x1000), MMV_DMA_STATUS_BAD_DESC},
+      {MakeDescriptor(MMV_DMA_OP_COPY, kSrc, kDst, 0x1000, 0, /*next=*/ram + 64), MMV_DMA_STATUS_BAD_CHAIN},
+      {MakeDescriptor(MMV_DMA_OP_COPY, kSrc, kDst, 0x1000, 0, /*next=*/kDesc + 8), MMV_DMA_STATUS_BAD_CHAIN},
   };
   uint64_t n = 0;
   for (const Case& c : cases) {
@@ -134,7 +135,7 @@ TEST(DmaEngineTest, HostileDescriptorsGetErrorStatusesAndTouchNothing) {
   EXPECT_EQ(rig.engine().warnings_total(), 2 * std::size(cases));
   EXPECT_THAT(rig.engine().warnings().front(), HasSubstr("out-of-range"));
   // Still working.
-  EXPECT_EQ(rig.RunOne(kDesc, Desc(MMV_DMA_OP_COPY, kSrc, kDst, kLen)).status, MMV_DMA_STATUS_OK);
+  EXPECT_EQ(rig.RunOne(kDesc, MakeDescriptor(MMV_DMA_OP_COPY, kSrc, kDst, kLen)).status, MMV_DMA_STATUS_OK);
 }
 
 TEST(DmaEngineTest, BadDoorbellsAreCountedAndIgnored) {
@@ -154,7 +155,7 @@ TEST(DmaEngineTest, ASelfLinkedChainStopsAtTheLimit) {
   DmaRig rig;
   FillSource(rig);
   const uint64_t self = kDesc + 64;  // (a next of 0 would end the chain)
-  rig.PutDesc(self, Desc(MMV_DMA_OP_CHECKSUM, kSrc, 0, 0x1000, 0, /*next=*/self));
+  rig.PutDesc(self, MakeDescriptor(MMV_DMA_OP_CHECKSUM, kSrc, 0, 0x1000, 0, /*next=*/self));
   rig.engine().ExecuteChain(self);
   const DmaStats stats = rig.engine().stats();
   EXPECT_EQ(stats.descriptors, MMV_DMA_MAX_CHAIN);
@@ -201,6 +202,62 @@ TEST(DmaEngineTest, FuzzGarbageChainsNeverCrash) {
   EXPECT_EQ(stats.by_status[MMV_DMA_STATUS_FAULT], 0u);
   EXPECT_GT(stats.ops_ok, 0u) << "the sweep must also run some descriptors";
   EXPECT_GT(stats.errors_unrequested, 0u);
+}
+
+// What the stress runner's KVM mode relies on: every SecondaryMmuMemory access runs inside
+// the owner's Access() (HostAddressSpace's device gate), each write is announced first
+// with the host address of its page, and DeviceAddress() decides where the bytes go.
+class RecordingHooks : public DeviceAccessHooks {
+ public:
+  void Access(absl::FunctionRef<void()> access) override {
+    ++accesses;
+    inside = true;
+    access();
+    inside = false;
+  }
+  void BeforeWrite(uint64_t host) override {
+    EXPECT_TRUE(inside) << "a write must be announced inside the access";
+    writes.push_back(host);
+  }
+  uint64_t DeviceAddress(uint64_t host) override {
+    if (redirect == nullptr) return host;
+    return reinterpret_cast<uint64_t>(redirect) + (host & 4095);
+  }
+  int accesses = 0;
+  bool inside = false;
+  std::vector<uint64_t> writes;
+  uint64_t* redirect = nullptr;  // one page
+};
+
+TEST(DmaMemoryHooksTest, AccessesRunInsideTheGateAndWritesAreAnnounced) {
+  DmaRig rig({.pages = 16});
+  RecordingHooks hooks;
+  auto* memory = dynamic_cast<SecondaryMmuMemory*>(&rig.engine_memory());
+  ASSERT_NE(memory, nullptr);
+  memory->set_hooks(&hooks);
+  ASSERT_TRUE(memory->WriteWords(0x3008, std::vector<uint64_t>{7, 8}).ok());
+  ASSERT_TRUE(memory->FillWords(0x3100, 9, 4).ok());
+  std::vector<uint64_t> back(2);
+  ASSERT_TRUE(memory->ReadWords(0x3008, absl::MakeSpan(back)).ok());
+  EXPECT_THAT(back, ::testing::ElementsAre(7u, 8u));
+  EXPECT_EQ(rig.GetWord(0x3108), 9u);
+  EXPECT_GE(hooks.accesses, 3);  // a miss faults outside the gate and tries again
+  ASSERT_EQ(hooks.writes.size(), 2u);
+  EXPECT_NE(hooks.writes[0], 0u);
+  EXPECT_EQ(hooks.writes[0], hooks.writes[1]) << "both writes went to the page of gpa 0x3000";
+}
+
+TEST(DmaMemoryHooksTest, DeviceAddressDecidesWhereTheBytesGo) {
+  DmaRig rig({.pages = 16});
+  RecordingHooks hooks;
+  std::vector<uint64_t> other(512, 0);
+  hooks.redirect = other.data();
+  auto* memory = dynamic_cast<SecondaryMmuMemory*>(&rig.engine_memory());
+  ASSERT_NE(memory, nullptr);
+  memory->set_hooks(&hooks);
+  ASSERT_TRUE(memory->WriteWords(0x2010, std::vector<uint64_t>{0x5a5a}).ok());
+  EXPECT_EQ(other[2], 0x5a5au);
+  EXPECT_EQ(rig.GetWord(0x2010), 0u) << "the VMM's view of the page is untouched";
 }
 
 }  // namespace

@@ -64,7 +64,7 @@ TEST_P(DmaWindowTest, InvalidationInsideTheFaultWindow) {
   for (uint64_t a = kSrc; a < kSrc + kLen; a += 8) rig.PutWord(a, Pattern(a, 1));
   rig_ptr.store(&rig);
 
-  const mmv_dma_desc back = rig.RunOne(kDesc, Desc(MMV_DMA_OP_COPY, kSrc, kDst, kLen));
+  const mmv_dma_desc back = rig.RunOne(kDesc, MakeDescriptor(MMV_DMA_OP_COPY, kSrc, kDst, kLen));
   ASSERT_EQ(landed.load(), 1) << "the hook never ran: the test proves nothing";
   ASSERT_EQ(back.status, MMV_DMA_STATUS_OK);
   uint64_t wrong = 0, poison = 0;
@@ -128,8 +128,8 @@ TEST_P(DmaStormTest, CopiesStayExactWhileTheHostInvalidates) {
   uint64_t copies = 0;
   for (uint64_t round = 1; round <= 150; ++round) {
     for (uint64_t a = kSrc; a < kSrc + kLen; a += 8) rig.PutWord(a, Pattern(a, round));
-    rig.PutDesc(kDesc, Desc(MMV_DMA_OP_COPY, kSrc, kDst, kLen, 0, kDesc + 64));
-    rig.PutDesc(kDesc + 64, Desc(MMV_DMA_OP_FILL, 0, kDst + kLen, 0x1000, round));
+    rig.PutDesc(kDesc, MakeDescriptor(MMV_DMA_OP_COPY, kSrc, kDst, kLen, 0, kDesc + 64));
+    rig.PutDesc(kDesc + 64, MakeDescriptor(MMV_DMA_OP_FILL, 0, kDst + kLen, 0x1000, round));
     const uint32_t gpa = kDesc;
     uint8_t bytes[4];
     std::memcpy(bytes, &gpa, 4);
@@ -183,7 +183,7 @@ TEST_P(DeviceMmuWaitTest, InFlightWriteCannotLandInAReusedPage) {
   for (uint64_t a = kSrc; a < kSrc + 0x1000; a += 8) rig.PutWord(a, Pattern(a, 7));
   for (uint64_t a = kQ; a < kQ + 0x1000; a += 8) rig.PutWord(a, Pattern(a, 9));
   // Map P in the DMA MMU first, so the copy takes the Translate fast path.
-  ASSERT_EQ(rig.RunOne(kDesc, Desc(MMV_DMA_OP_FILL, 0, kP, 0x1000, 1)).status, MMV_DMA_STATUS_OK);
+  ASSERT_EQ(rig.RunOne(kDesc, MakeDescriptor(MMV_DMA_OP_FILL, 0, kP, 0x1000, 1)).status, MMV_DMA_STATUS_OK);
 
   auto* memory = dynamic_cast<SecondaryMmuMemory*>(&rig.engine_memory());
   ASSERT_NE(memory, nullptr);
@@ -201,7 +201,7 @@ TEST_P(DeviceMmuWaitTest, InFlightWriteCannotLandInAReusedPage) {
     // Without the wait the host finishes here; with it, it cannot until we are done.
     for (int i = 0; i < 1000 && !host_done.load(); ++i) absl::SleepFor(absl::Milliseconds(1));
   });
-  const mmv_dma_desc back = rig.RunOne(kDesc + 64, Desc(MMV_DMA_OP_COPY, kSrc, kP, 0x1000));
+  const mmv_dma_desc back = rig.RunOne(kDesc + 64, MakeDescriptor(MMV_DMA_OP_COPY, kSrc, kP, 0x1000));
   host.join();
   ASSERT_TRUE(fired);
   ASSERT_EQ(back.status, MMV_DMA_STATUS_OK);

@@ -6,21 +6,6 @@
 
 namespace mmuvisor::vmm::dma {
 
-mmv_dma_desc Desc(uint32_t op, uint64_t src, uint64_t dst, uint64_t len, uint64_t value,
-                  uint64_t next, uint32_t flags) {
-  mmv_dma_desc d{};
-  d.magic = MMV_DMA_DESC_MAGIC;
-  d.op = op;
-  d.src = src;
-  d.dst = dst;
-  d.len = len;
-  d.value = value;
-  d.next = next;
-  d.flags = flags;
-  d.status = MMV_DMA_STATUS_PENDING;
-  return d;
-}
-
 DmaRig::DmaRig(DmaRigOptions options) : options_(std::move(options)) {
   stress::PagePoolSpaceOptions space_options;
   space_options.pages = options_.pages;

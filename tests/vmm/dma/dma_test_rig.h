@@ -11,6 +11,7 @@
 #include "mmu/mirror.h"
 #include "mmu/secondary_mmu.h"
 #include "mmuvisor/guest_abi.h"
+#include "vmm/dma/descriptor.h"
 #include "vmm/dma/device_mmu.h"
 #include "vmm/dma/dma_engine.h"
 #include "vmm/dma/dma_memory.h"
@@ -52,9 +53,6 @@ class DmaRig {
   std::unique_ptr<DmaMemory> memory_;
   std::unique_ptr<DmaEngine> engine_;
 };
-
-mmv_dma_desc Desc(uint32_t op, uint64_t src, uint64_t dst, uint64_t len, uint64_t value = 0,
-                  uint64_t next = 0, uint32_t flags = 0);
 
 }  // namespace mmuvisor::vmm::dma
 
