@@ -58,6 +58,13 @@ void SecondaryMmu::MaybeReclaim() {
   if (spt_.retired_count() != 0 && readers_.Quiescent()) spt_.ReclaimRetired();
 }
 
+uint64_t SecondaryMmu::TranslateSlow(Gfn gfn, uint64_t raw, bool write) {
+  if ((raw & ShadowEntry::kPresent) == 0) return 0;
+  if (write && (raw & ShadowEntry::kWritable) == 0) return 0;
+  spt_.MarkAccessed(gfn, raw, write);
+  return raw & ShadowEntry::kAddressMask;
+}
+
 void SecondaryMmu::RecordBug(const absl::Status& status) {
   // Callbacks cannot return errors. InvalidateState already counted this one in bugs(),
   // which stats() reports and the stress checks assert on (no logging in this path).

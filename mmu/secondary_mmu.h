@@ -103,14 +103,15 @@ class SecondaryMmu : public notifier::Subscription {
   // A hit is valid until an invalidation of gfn starts. An accessor that must not race
   // takes seq = SnapshotSeq() before Translate and discards its access if
   // AccessRetry(seq, gfn) afterwards (a seqlock read; see README).
+  // Cost: two dependent loads through the calling thread's directory cache
+  // (shadow_page_table.h), one test on the hit path; misses and bit updates go out of line.
   uint64_t Translate(Gfn gfn, Access access) {
     const uint64_t raw = spt_.LookupRaw(gfn);
-    if ((raw & ShadowEntry::kPresent) == 0) return 0;
     const bool write = access == Access::kWrite;
-    if (write && (raw & ShadowEntry::kWritable) == 0) return 0;
-    const uint64_t want = ShadowEntry::kAccessed | (write ? ShadowEntry::kDirty : 0);
-    if ((raw & want) != want) spt_.MarkAccessed(gfn, raw, write);
-    return raw & ShadowEntry::kAddressMask;
+    const uint64_t hit = ShadowEntry::kPresent | ShadowEntry::kAccessed |
+                         (write ? ShadowEntry::kWritable | ShadowEntry::kDirty : 0);
+    if ((raw & hit) == hit) [[likely]] return raw & ShadowEntry::kAddressMask;
+    return TranslateSlow(gfn, raw, write);
   }
   ReaderSections::Section ReadSection() { return ReaderSections::Section(readers_); }
   uint64_t SnapshotSeq() const { return state_.SnapshotSeq(); }
@@ -148,6 +149,8 @@ class SecondaryMmu : public notifier::Subscription {
   // Guest frames of `layout` backed by primary addresses [start, end), one range per slot.
   static std::vector<GfnRange> GfnRangesOf(const Layout& layout, uint64_t start,
                                            uint64_t end);
+  // Translate's rare cases: absent, read-only for a write, or A/D bits to set.
+  uint64_t TranslateSlow(Gfn gfn, uint64_t raw, bool write);
   // Frees retired tables if no read section is open.
   void MaybeReclaim() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RecordBug(const absl::Status& status);

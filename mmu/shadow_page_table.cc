@@ -28,7 +28,29 @@ bool ForEachSetBit(const uint64_t* bits, unsigned lo, unsigned hi, const F& f) {
 
 }  // namespace
 
-ShadowPageTable::ShadowPageTable() : root_(new Table()) {}
+uint64_t ShadowPageTable::NextToken() {
+  // relaxed: only uniqueness matters; the publication order is token_'s own seq_cst store.
+  static std::atomic<uint64_t> next{1};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
+
+ShadowPageTable::ShadowPageTable() : root_(new Table()), token_(NextToken()) {}
+
+const ShadowPageTable::Table* ShadowPageTable::FillDirectoryCache(Gfn gfn,
+                                                                  uint64_t token) const {
+  if (gfn > kMaxGfn) return nullptr;
+  const Table* table = root_;
+  for (unsigned level = kLevels - 1; level > 1; --level) {
+    // seq_cst: as in LookupRaw (reader side of the Dekker pair).
+    const uint64_t child = table->slots[Index(gfn, level)].load(std::memory_order_seq_cst);
+    if (child == 0) return nullptr;
+    table = reinterpret_cast<const Table*>(child);
+  }
+  // `token` was loaded before this walk: if the directory is unlinked after we read it,
+  // ZapRange stores a newer token and this entry stops matching.
+  directory_cache_ = DirectoryCache{token, gfn >> kDirectoryShift, table};
+  return table;
+}
 
 ShadowPageTable::~ShadowPageTable() {
   FreeTree(root_, kLevels - 1);
@@ -86,10 +108,19 @@ absl::Status ShadowPageTable::Map(Gfn gfn, const ShadowEntry& entry) {
 uint64_t ShadowPageTable::ZapRange(GfnRange range) {
   range.end = std::min(range.end, kMaxGfn + 1);
   if (range.empty()) return 0;
-  return ZapTable(root_, kLevels - 1, 0, range);
+  bool directory_unlinked = false;
+  const uint64_t zapped = ZapTable(root_, kLevels - 1, 0, range, directory_unlinked);
+  if (directory_unlinked) {
+    // After every unlink, before the owner's Quiescent(): seq_cst pairs with the seq_cst
+    // token load in LookupRaw (header comment), so no thread keeps using a directory that
+    // could be freed.
+    token_.store(NextToken(), std::memory_order_seq_cst);
+  }
+  return zapped;
 }
 
-uint64_t ShadowPageTable::ZapTable(Table* table, unsigned level, Gfn base, GfnRange range) {
+uint64_t ShadowPageTable::ZapTable(Table* table, unsigned level, Gfn base, GfnRange range,
+                                   bool& directory_unlinked) {
   const Gfn span = LevelSpan(level);
   const Gfn first = std::max(range.start, base);
   const Gfn last = std::min(range.end, base + span * kFanout) - 1;
@@ -102,11 +133,12 @@ uint64_t ShadowPageTable::ZapTable(Table* table, unsigned level, Gfn base, GfnRa
       table->slots[i].store(0, std::memory_order_release);
     } else {
       auto* child = reinterpret_cast<Table*>(table->slots[i].load(std::memory_order_relaxed));
-      zapped += ZapTable(child, level - 1, base + i * span, range);
+      zapped += ZapTable(child, level - 1, base + i * span, range, directory_unlinked);
       if (child->count != 0) return true;
       // Unlink; lockless readers may still be inside `child`, so retire, don't free.
       // seq_cst: the reclaim side of the Dekker pair in reader_sections.h.
       table->slots[i].store(0, std::memory_order_seq_cst);
+      if (level - 1 == 1) directory_unlinked = true;
       retired_.push_back(child);
       --tables_;
     }

@@ -16,6 +16,21 @@
 //     walk atomics only. Unlinked tables are not freed at once but retired; the owner calls
 //     ReclaimRetired() once no lockless reader can still hold a pointer to them (the owner's
 //     read-side sections, see mmu/reader_sections.h).
+//
+// The directory cache (what makes LookupRaw() two loads instead of four)
+//   Each thread remembers the last level-1 table ("directory": 512 leaf pointers, 1 GiB of
+//   guest frames) it walked to, keyed by gfn >> 18 and tagged with the table's `token_`.
+//   - A directory is cached only if it was linked when the walk read it, and the token the
+//     entry carries was loaded BEFORE that walk.
+//   - Every ZapRange() that unlinks a directory stores a fresh token (seq_cst) AFTER the
+//     unlinks and before the owner's Quiescent() check; tokens come from one process-wide
+//     counter, so a token never matches another table or a later state of this one.
+//   - LookupRaw() loads the token (seq_cst) after the reader's section began (seq_cst
+//     increment). Same Dekker pair as the walk: either Quiescent() sees the section open
+//     (nothing is freed), or the section sees the new token and re-walks. A stale cached
+//     directory that is unlinked but not yet freed only yields misses: a table is unlinked
+//     only once all its slots are 0 and nothing writes to it afterwards.
+//   - A missing directory is never cached (a later Map must be seen at once).
 #ifndef MMUVISOR_MMU_SHADOW_PAGE_TABLE_H_
 #define MMUVISOR_MMU_SHADOW_PAGE_TABLE_H_
 
@@ -84,20 +99,26 @@ class ShadowPageTable {
   // Clears the accessed bit of every entry in `range`; true if any was set.
   bool ClearYoung(GfnRange range);
 
-  // Lockless: the raw encoded entry for gfn, or 0 when absent. Table-pointer loads are
-  // seq_cst (a plain load on x86): they acquire (pair with the release publish in Map(),
-  // so a new table is seen zeroed) and take part in the Dekker pair with the seq_cst
-  // unlink in ZapTable() (see reader_sections.h). The leaf load acquires, pairing with
-  // the release store of the entry in Map().
+  // Lockless: the raw encoded entry for gfn, or 0 when absent. Through this thread's
+  // directory cache when it is valid (see the header comment), else by a walk from the
+  // root that refills it. Table-pointer loads are seq_cst (a plain load on x86): they
+  // acquire (pair with the release publish in Map(), so a new table is seen zeroed) and
+  // take part in the Dekker pair with the seq_cst unlink in ZapTable() (see
+  // reader_sections.h). The leaf load acquires, pairing with the release store of the
+  // entry in Map().
   uint64_t LookupRaw(Gfn gfn) const {
-    if (gfn > kMaxGfn) return 0;
-    const Table* table = root_;
-    for (unsigned level = kLevels - 1; level > 0; --level) {
-      const uint64_t child = table->slots[Index(gfn, level)].load(std::memory_order_seq_cst);
-      if (child == 0) return 0;
-      table = reinterpret_cast<const Table*>(child);
+    // seq_cst: pairs with the seq_cst token store in ZapRange() (the Dekker pair above).
+    const uint64_t token = token_.load(std::memory_order_seq_cst);
+    const DirectoryCache& cache = directory_cache_;
+    const Table* directory = cache.table;
+    if (cache.key != (gfn >> kDirectoryShift) || cache.token != token) [[unlikely]] {
+      directory = FillDirectoryCache(gfn, token);
+      if (directory == nullptr) return 0;
     }
-    return table->slots[Index(gfn, 0)].load(std::memory_order_acquire);
+    const uint64_t leaf = directory->slots[Index(gfn, 1)].load(std::memory_order_seq_cst);
+    if (leaf == 0) return 0;
+    return reinterpret_cast<const Table*>(leaf)->slots[Index(gfn, 0)].load(
+        std::memory_order_acquire);
   }
   std::optional<ShadowEntry> Lookup(Gfn gfn) const {
     const uint64_t raw = LookupRaw(gfn);
@@ -134,13 +155,31 @@ class ShadowPageTable {
   }
   static Gfn LevelSpan(unsigned level) { return Gfn{1} << (level * kBitsPerLevel); }
 
-  uint64_t ZapTable(Table* table, unsigned level, Gfn base, GfnRange range);
+  // A directory covers 2^18 frames (level 1: 512 leaf tables of 512 entries).
+  static constexpr unsigned kDirectoryShift = 2 * kBitsPerLevel;
+  // One per thread, for the table it last looked up through (tokens are process-unique).
+  struct DirectoryCache {
+    uint64_t token;  // 0 (never a live token) until the first fill
+    Gfn key;         // gfn >> kDirectoryShift; ~0 (never a valid key) until the first fill
+    const Table* table;
+  };
+  static inline thread_local constinit DirectoryCache directory_cache_{0, ~Gfn{0}, nullptr};
+  static uint64_t NextToken();
+
+  // Walks root -> directory for gfn; caches it with `token` (loaded before the walk).
+  // nullptr (and nothing cached) if gfn > kMaxGfn or no directory exists for it.
+  const Table* FillDirectoryCache(Gfn gfn, uint64_t token) const;
+  uint64_t ZapTable(Table* table, unsigned level, Gfn base, GfnRange range,
+                    bool& directory_unlinked);
   template <typename Visit>
   bool Walk(const Table* table, unsigned level, Gfn base, GfnRange range,
             const Visit& visit) const;
   void FreeTree(Table* table, unsigned level);
 
   Table* const root_;
+  // Validates every thread's directory cache for this table; replaced (from NextToken())
+  // by each ZapRange() that unlinks a directory.
+  std::atomic<uint64_t> token_;
   uint64_t mapped_ = 0;
   size_t tables_ = 1;
   std::vector<Table*> retired_;

@@ -178,5 +178,22 @@ TEST_F(SecondaryMmuTest, TablesUnlinkedUnderAnOpenReadSectionAreFreedLater) {
   EXPECT_EQ(mmu_->table_count(), 4u);
 }
 
+// Translate goes through a per-thread directory cache (shadow_page_table.h). An
+// invalidation that unlinks the cached directory must send the next Translate to the new
+// one, even while this thread's read section keeps the old one from being freed.
+TEST_F(SecondaryMmuTest, TranslateAfterAnInvalidationThatUnlinkedItsDirectory) {
+  ASSERT_THAT(mmu_->Fault(2, Access::kRead), IsOk());
+  auto section = mmu_->ReadSection();
+  const uint64_t old_host = space_.CurrentHost(2);
+  EXPECT_EQ(mmu_->Translate(2, Access::kRead), old_host);
+  ASSERT_THAT(space_.Unmap(2, 1), IsOk());
+  EXPECT_EQ(mmu_->retired_table_count(), 3u);  // held by our section
+  EXPECT_EQ(mmu_->Translate(2, Access::kRead), 0u);  // zapped: never returned
+  space_.Remap(2, 1);
+  ASSERT_OK_AND_ASSIGN(ShadowEntry entry, mmu_->Fault(2, Access::kRead));
+  EXPECT_EQ(entry.host_address, space_.CurrentHost(2));
+  EXPECT_EQ(mmu_->Translate(2, Access::kRead), entry.host_address);
+}
+
 }  // namespace
 }  // namespace mmuvisor::mmu

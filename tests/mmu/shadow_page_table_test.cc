@@ -2,6 +2,7 @@
 // and that memory follows what is mapped.
 #include "mmu/shadow_page_table.h"
 
+#include <memory>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -134,6 +135,61 @@ TEST(ShadowPageTableTest, MarkAccessedNeverResurrectsAZappedEntry) {
   ASSERT_THAT(spt.Map(1, EntryFor(5)), IsOk());
   spt.MarkAccessed(1, observed, /*dirty=*/false);  // stale observation: no effect
   EXPECT_FALSE(spt.Lookup(1)->accessed);
+}
+
+// The per-thread directory cache (shadow_page_table.h): each test fills it with a lookup,
+// changes the table, and checks the next lookup sees the change.
+
+TEST(ShadowPageTableTest, DirectoryCacheIsInvalidatedByAZapThatUnlinksTheDirectory) {
+  ShadowPageTable spt;
+  const Gfn gfn = (Gfn{3} << 18) + 7;  // directory 3
+  ASSERT_THAT(spt.Map(gfn, EntryFor(gfn)), IsOk());
+  EXPECT_EQ(spt.Lookup(gfn), EntryFor(gfn));  // caches directory 3
+  EXPECT_EQ(spt.ZapRange({gfn, gfn + 1}), 1u);  // unlinks leaf, directory, level 2
+  EXPECT_EQ(spt.retired_count(), 3u);  // not reclaimed: the old directory stays readable
+  EXPECT_EQ(spt.Lookup(gfn), std::nullopt);
+  ASSERT_THAT(spt.Map(gfn, EntryFor(gfn + 100)), IsOk());  // a new directory
+  // With a stale cache this would read the retired (all-zero) directory: a miss forever.
+  EXPECT_EQ(spt.Lookup(gfn), EntryFor(gfn + 100));
+  spt.ReclaimRetired();
+  EXPECT_EQ(spt.Lookup(gfn), EntryFor(gfn + 100));
+}
+
+TEST(ShadowPageTableTest, DirectoryCacheSeesZapsAndMapsInsideALiveDirectory) {
+  ShadowPageTable spt;
+  ASSERT_THAT(spt.Map(0, EntryFor(0)), IsOk());
+  ASSERT_THAT(spt.Map(1, EntryFor(1)), IsOk());
+  EXPECT_EQ(spt.Lookup(1), EntryFor(1));   // caches directory 0
+  EXPECT_EQ(spt.ZapRange({1, 2}), 1u);     // the directory stays linked
+  EXPECT_EQ(spt.Lookup(1), std::nullopt);  // a zapped entry is never returned
+  EXPECT_EQ(spt.Lookup(5000), std::nullopt);
+  ASSERT_THAT(spt.Map(5000, EntryFor(5000)), IsOk());  // new leaf in the cached directory
+  EXPECT_EQ(spt.Lookup(5000), EntryFor(5000));
+  const Gfn far = Gfn{9} << 18;
+  EXPECT_EQ(spt.Lookup(far), std::nullopt);  // no directory: nothing cached
+  ASSERT_THAT(spt.Map(far, EntryFor(far)), IsOk());
+  EXPECT_EQ(spt.Lookup(far), EntryFor(far));
+  EXPECT_EQ(spt.Lookup(kMaxGfn + 1), std::nullopt);
+  EXPECT_EQ(spt.Lookup(~Gfn{0}), std::nullopt);
+}
+
+TEST(ShadowPageTableTest, DirectoryCacheNeverServesAnotherTable) {
+  auto first = std::make_unique<ShadowPageTable>();
+  ShadowPageTable second;
+  ASSERT_THAT(first->Map(4, EntryFor(4)), IsOk());
+  ASSERT_THAT(second.Map(4, EntryFor(40)), IsOk());
+  for (int i = 0; i < 3; ++i) {  // alternate: same key, different tables
+    EXPECT_EQ(first->Lookup(4), EntryFor(4));
+    EXPECT_EQ(second.Lookup(4), EntryFor(40));
+  }
+  // A table created after another was destroyed (perhaps at its address) starts with a
+  // fresh token; under ASan a stale cache here is a heap-use-after-free.
+  EXPECT_EQ(first->Lookup(4), EntryFor(4));
+  first.reset();
+  auto third = std::make_unique<ShadowPageTable>();
+  EXPECT_EQ(third->Lookup(4), std::nullopt);
+  ASSERT_THAT(third->Map(4, EntryFor(44)), IsOk());
+  EXPECT_EQ(third->Lookup(4), EntryFor(44));
 }
 
 }  // namespace

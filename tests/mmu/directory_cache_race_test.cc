@@ -1,0 +1,141 @@
+// Directory-cache race: Translate reads through a per-thread cache of the last directory
+// (level-1 table) it walked to (mmu/shadow_page_table.h). Here readers translate and verify
+// pages spread over 8 directories while an invalidator unmaps whole directories (so they
+// are unlinked, retired and freed, and the table's token moves), remaps them and migrates
+// pages. Every read must return the intact current contents or be discarded by
+// AccessRetry; a reader whose cache kept an unlinked directory would miss forever (counted
+// as gave_up), one that kept a freed directory is a use-after-free (ASan) or a race (TSan).
+#include <atomic>
+#include <cstdio>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "fake_address_space.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "mmu/secondary_mmu.h"
+#include "notifier/hub.h"
+#include "support/status_matchers.h"
+
+namespace mmuvisor::mmu {
+namespace {
+
+using ::mmuvisor::mmu::testing::FakeAddressSpace;
+using ::mmuvisor::testing::IsOk;
+
+constexpr uint64_t kDirectories = 8;
+constexpr uint64_t kPagesPerDirectory = 4;
+constexpr uint64_t kPages = kDirectories * kPagesPerDirectory;
+constexpr unsigned kDirectoryShift = 18;  // a directory covers 2^18 frames
+constexpr int kInvalidations = 600;
+constexpr int kMaxAttempts = 1000;  // Fault + Translate rounds before a read gives up
+
+struct Tally {
+  std::atomic<uint64_t> verified{0};
+  std::atomic<uint64_t> failed{0};      // kNotFound: the directory's pages were unmapped
+  std::atomic<uint64_t> discarded{0};   // AccessRetry said the copy raced: redone
+  std::atomic<uint64_t> stale{0};       // MUST stay 0
+  std::atomic<uint64_t> unexpected{0};  // other errors: MUST stay 0
+  std::atomic<uint64_t> gave_up{0};     // MUST stay 0 (a cache stuck on a dead directory)
+};
+
+Gfn GfnOf(uint64_t page) {
+  return ((page / kPagesPerDirectory) << kDirectoryShift) + page % kPagesPerDirectory;
+}
+
+void Read(SecondaryMmu& mmu, uint64_t page, Tally& tally) {
+  uint64_t words[FakeAddressSpace::kWords];
+  const Gfn gfn = GfnOf(page);
+  for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
+    {
+      auto section = mmu.ReadSection();
+      const uint64_t seq = mmu.SnapshotSeq();
+      const uint64_t host = mmu.Translate(gfn, Access::kRead);
+      if (host != 0) {
+        FakeAddressSpace::ReadPage(host, words);
+        if (mmu.AccessRetry(seq, gfn)) {
+          tally.discarded.fetch_add(1, std::memory_order_relaxed);
+          continue;
+        }
+        uint64_t version = 0;
+        const bool intact = FakeAddressSpace::Intact(words, page, &version);
+        (intact ? tally.verified : tally.stale).fetch_add(1, std::memory_order_relaxed);
+        return;
+      }
+    }
+    absl::StatusOr<ShadowEntry> faulted = mmu.Fault(gfn, Access::kRead);
+    if (!faulted.ok()) {
+      (absl::IsNotFound(faulted.status()) ? tally.failed : tally.unexpected)
+          .fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+  }
+  tally.gave_up.fetch_add(1, std::memory_order_relaxed);
+}
+
+TEST(DirectoryCacheRaceTest, TranslateFollowsDirectoriesThatAreUnlinkedAndFreed) {
+  notifier::NotifierSubscriptions hub;
+  FakeAddressSpace space(hub, kPages);
+  SecondaryMmu mmu(space, SecondaryMmuOptions{"directory-mmu", absl::Seconds(20)});
+  std::vector<MemorySlot> slots;
+  for (uint64_t d = 0; d < kDirectories; ++d) {
+    slots.push_back({d << kDirectoryShift, kPagesPerDirectory,
+                     FakeAddressSpace::Address(d * kPagesPerDirectory)});
+  }
+  ASSERT_THAT(mmu.SetLayout(slots), IsOk());
+  ASSERT_THAT(hub.Register(mmu), IsOk());
+
+  Tally tally;
+  std::atomic<bool> stop{false};
+  auto reader = [&](int seed) {
+    std::mt19937 rng(seed);
+    while (!stop.load(std::memory_order_relaxed)) Read(mmu, rng() % kPages, tally);
+  };
+  std::vector<std::thread> threads;
+  threads.emplace_back(reader, 1);
+  threads.emplace_back(reader, 2);
+
+  std::mt19937 rng(42);
+  for (int i = 0; i < kInvalidations; ++i) {
+    const uint64_t directory = rng() % kDirectories;
+    if (i % 2 == 0) {
+      // Every page of one directory: its leaf and the directory itself are unlinked.
+      ASSERT_THAT(space.Unmap(directory * kPagesPerDirectory, kPagesPerDirectory), IsOk());
+      std::this_thread::yield();
+      space.Remap(directory * kPagesPerDirectory, kPagesPerDirectory);
+    } else {
+      ASSERT_THAT(space.ChangeBacking(directory * kPagesPerDirectory + rng() % 4), IsOk());
+    }
+  }
+  stop.store(true, std::memory_order_relaxed);
+  for (std::thread& t : threads) t.join();
+
+  EXPECT_EQ(tally.stale.load(), 0u);
+  EXPECT_EQ(tally.unexpected.load(), 0u);
+  EXPECT_EQ(tally.gave_up.load(), 0u);
+  EXPECT_GT(tally.verified.load(), 0u);
+  // Quiescent now: each directory read once, then all unmapped: every table but the root
+  // is unlinked and, with no read section open, freed.
+  for (uint64_t page = 0; page < kPages; page += kPagesPerDirectory) Read(mmu, page, tally);
+  // The root, one level-2 table, and a directory and a leaf per directory.
+  EXPECT_EQ(mmu.table_count(), 2u + 2u * kDirectories);
+  ASSERT_THAT(space.Unmap(0, kPages), IsOk());
+  EXPECT_EQ(mmu.table_count(), 1u);
+  EXPECT_EQ(mmu.retired_table_count(), 0u);
+  for (uint64_t page = 0; page < kPages; page += kPagesPerDirectory) {
+    auto section = mmu.ReadSection();
+    EXPECT_EQ(mmu.Translate(GfnOf(page), Access::kRead), 0u);
+  }
+  EXPECT_EQ(mmu.in_progress(), 0);
+  EXPECT_EQ(mmu.stats().bugs, 0u);
+  EXPECT_THAT(hub.Unregister(mmu), IsOk());
+  std::printf("reads: %llu verified, %llu failed (unmapped), %llu discarded; faults %llu\n",
+              static_cast<unsigned long long>(tally.verified.load()),
+              static_cast<unsigned long long>(tally.failed.load()),
+              static_cast<unsigned long long>(tally.discarded.load()),
+              static_cast<unsigned long long>(mmu.stats().faults));
+}
+
+}  // namespace
+}  // namespace mmuvisor::mmu
