@@ -10,8 +10,10 @@
 // Invariants: a section that began before an unlink either sees the unlinked pointer and
 // is counted when Quiescent() reads its stripe, or began after the unlink and cannot see
 // the table (seq_cst increment + seq_cst pointer loads on the reader side, seq_cst unlink
-// store + seq_cst count loads on the reclaim side: a Dekker pair). No fences, so TSan
-// models all of it.
+// store + seq_cst count loads on the reclaim side: a Dekker pair). The directory cache's
+// token (shadow_page_table.h) rides on the same pair: seq_cst token load after the
+// increment, seq_cst token store after the unlinks and before the count loads. No
+// fences, so TSan models all of it.
 // Threads: Enter/exit from any thread, nested sections allowed; Quiescent() from any
 // thread (typically under the MMU lock). No locks.
 #ifndef MMUVISOR_MMU_READER_SECTIONS_H_
