@@ -163,6 +163,8 @@ class NotifierSubscriptions {
       ABSL_LOCKS_EXCLUDED(itree_mu_);
   void IntervalRemove(IntervalSubscription& sub) ABSL_LOCKS_EXCLUDED(itree_mu_);
   uint64_t IntervalReadBegin(IntervalSubscription& sub) ABSL_LOCKS_EXCLUDED(itree_mu_);
+  void TreeInsertLocked(IntervalSubscription& sub) ABSL_EXCLUSIVE_LOCKS_REQUIRED(itree_mu_);
+  void TreeRemoveLocked(IntervalSubscription& sub) ABSL_EXCLUSIVE_LOCKS_REQUIRED(itree_mu_);
   void DeferLocked(IntervalSubscription& sub) ABSL_EXCLUSIVE_LOCKS_REQUIRED(itree_mu_);
   void UndeferLocked(IntervalSubscription& sub) ABSL_EXCLUSIVE_LOCKS_REQUIRED(itree_mu_);
 

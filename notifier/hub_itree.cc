@@ -37,9 +37,9 @@ bool NotifierSubscriptions::ItreeStart(const Range& range) {
   // until the last end), so it is walked without itree_mu_; the lock acquisition above
   // orders every earlier mutation before this walk.
   auto walk = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    itree_.ForEachOverlap(range.start, range.end - 1, [&](IntervalNode* node) {
+    itree_.ForEachOverlap(range.start, range.end - 1, [&](IntervalSubscription* sub) {
       if (!ok) return;
-      if (node->sub->Invalidate(range, cur_seq)) return;
+      if (sub->Invalidate(range, cur_seq)) return;
       // false is legal only for a non-blockable range; Linux WARNs and goes on otherwise.
       if (!range.blockable) ok = false;
     });
@@ -63,11 +63,21 @@ void NotifierSubscriptions::ItreeEnd() {
     const IntervalSubscription::Deferred what = sub->deferred_;
     UndeferLocked(*sub);
     if (what == IntervalSubscription::Deferred::kInsert) {
-      itree_.Insert(&sub->node_);
+      TreeInsertLocked(*sub);
     } else {
-      itree_.Remove(&sub->node_);
+      TreeRemoveLocked(*sub);
     }
   }
+}
+
+void NotifierSubscriptions::TreeInsertLocked(IntervalSubscription& sub) {
+  itree_.Insert(sub.start_, sub.last_, &sub);
+  sub.in_tree_ = true;
+}
+
+void NotifierSubscriptions::TreeRemoveLocked(IntervalSubscription& sub) {
+  itree_.Remove(sub.start_, &sub);
+  sub.in_tree_ = false;
 }
 
 void NotifierSubscriptions::DeferLocked(IntervalSubscription& sub) {
@@ -107,9 +117,8 @@ absl::Status NotifierSubscriptions::IntervalInsert(IntervalSubscription& sub, ui
   }
   EnsureItree();
   MutexLock lock(&itree_mu_);
-  sub.node_.start = start;
-  sub.node_.last = start + (length - 1);
-  sub.node_.sub = &sub;
+  sub.start_ = start;
+  sub.last_ = start + (length - 1);
   // relaxed (the stores of invalidate_seq_ below): the sub is not yet visible to
   // Invalidate; its owner reads it under itree_mu_ or after Insert returns.
   if (active_invalidate_ranges_ != 0) {
@@ -122,13 +131,13 @@ absl::Status NotifierSubscriptions::IntervalInsert(IntervalSubscription& sub, ui
       // Partially excluded: no walk is running, but an open range may cover us and we
       // were not told. Become a writer so ReadBegin waits for the last end.
       invalidate_seq_ |= 1;
-      itree_.Insert(&sub.node_);
+      TreeInsertLocked(sub);
     }
     sub.invalidate_seq_.store(invalidate_seq_, std::memory_order_relaxed);
   } else {
     // Idle: an odd seq that differs from the hub's and will not come round soon.
     sub.invalidate_seq_.store(invalidate_seq_ - 1, std::memory_order_relaxed);
-    itree_.Insert(&sub.node_);
+    TreeInsertLocked(sub);
   }
   sub.hub_ = this;
   return absl::OkStatus();
@@ -139,7 +148,7 @@ void NotifierSubscriptions::IntervalRemove(IntervalSubscription& sub) {
   {
     MutexLock lock(&itree_mu_);
     if ((invalidate_seq_ & 1) != 0) {
-      if (!sub.node_.in_tree) {
+      if (!sub.in_tree_) {
         // Its insert is still deferred: cancel it; no walk can have seen it.
         UndeferLocked(sub);
       } else {
@@ -148,7 +157,7 @@ void NotifierSubscriptions::IntervalRemove(IntervalSubscription& sub) {
         wait_from = invalidate_seq_;
       }
     } else {
-      itree_.Remove(&sub.node_);
+      TreeRemoveLocked(sub);
     }
     if (wait_from != 0) {
       // Wait for the last end: it removes us, and no walk can be running on us after.

@@ -29,7 +29,6 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
-#include "notifier/interval_tree.h"
 #include "notifier/range.h"
 
 namespace mmuvisor::notifier {
@@ -76,8 +75,8 @@ class IntervalSubscription {
     invalidate_seq_.store(cur_seq, std::memory_order_release);
   }
 
-  uint64_t start() const { return node_.start; }
-  uint64_t last() const { return node_.last; }  // inclusive
+  uint64_t start() const { return start_; }
+  uint64_t last() const { return last_; }  // inclusive
   NotifierSubscriptions* hub() const { return hub_; }
 
  private:
@@ -85,9 +84,12 @@ class IntervalSubscription {
 
   enum class Deferred : uint8_t { kNone, kInsert, kRemove };
 
-  IntervalNode node_;
   NotifierSubscriptions* hub_ = nullptr;  // set by Insert, cleared when removed
-  // The rest is guarded by the hub's interval lock.
+  // The rest is guarded by the hub's interval lock (start_/last_: written by Insert
+  // before the subscription is in the tree).
+  uint64_t start_ = 0;
+  uint64_t last_ = 0;  // inclusive
+  bool in_tree_ = false;
   Deferred deferred_ = Deferred::kNone;
   IntervalSubscription* deferred_next_ = nullptr;
   IntervalSubscription* deferred_prev_ = nullptr;

@@ -2,38 +2,55 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cstdint>
 
 namespace mmuvisor::notifier {
 namespace {
 
-// splitmix64 of the node address: a fixed pseudo-random heap priority, no RNG state.
-uint64_t PriorityOf(const IntervalNode* node) {
-  uint64_t z = reinterpret_cast<uintptr_t>(node) + 0x9e3779b97f4a7c15ull;
+using Leaf = IntervalTree::Leaf;
+
+// splitmix64 of the leaf address: a fixed pseudo-random heap priority, no RNG state.
+uint64_t PriorityOf(const Leaf* leaf) {
+  uint64_t z = reinterpret_cast<uintptr_t>(leaf) + 0x9e3779b97f4a7c15ull;
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
   return z ^ (z >> 31);
 }
 
-// Key order: (start, address), so equal starts are fine and keys are unique.
-bool Less(const IntervalNode* a, const IntervalNode* b) {
-  if (a->start != b->start) return a->start < b->start;
-  return a < b;
+// Key order: (start, subscription address); keys are unique.
+bool KeyLess(uint64_t a_start, const IntervalSubscription* a_sub, uint64_t b_start,
+             const IntervalSubscription* b_sub) {
+  if (a_start != b_start) return a_start < b_start;
+  return reinterpret_cast<uintptr_t>(a_sub) < reinterpret_cast<uintptr_t>(b_sub);
+}
+// Leaf order: by first entry.
+bool LeafLess(const Leaf* a, const Leaf* b) {
+  return KeyLess(a->start[0], a->sub[0], b->start[0], b->sub[0]);
 }
 
-void Update(IntervalNode* n) {
-  uint64_t m = n->last;
-  if (n->left != nullptr) m = std::max(m, n->left->subtree_last);
-  if (n->right != nullptr) m = std::max(m, n->right->subtree_last);
-  n->subtree_last = m;
+void UpdateLeafLast(Leaf* n) {
+  uint64_t m = 0;
+  for (uint32_t i = 0; i < n->count; ++i) m = std::max(m, n->last[i]);
+  n->leaf_last = m;
 }
 
-// Splits `n` into keys < pivot (l) and keys > pivot (r); pivot itself is not in the tree.
-void Split(IntervalNode* n, const IntervalNode* pivot, IntervalNode** l, IntervalNode** r) {
+uint64_t SubtreeLast(const Leaf* n) {
+  return std::max({n->leaf_last, n->left_last, n->right_last});
+}
+
+void Update(Leaf* n) {
+  n->first_start = n->start[0];
+  n->left_last = n->left != nullptr ? SubtreeLast(n->left) : 0;
+  n->right_last = n->right != nullptr ? SubtreeLast(n->right) : 0;
+}
+
+// Splits `n` into leaves < pivot (l) and > pivot (r); pivot itself is not in the tree.
+void Split(Leaf* n, const Leaf* pivot, Leaf** l, Leaf** r) {
   if (n == nullptr) {
     *l = *r = nullptr;
     return;
   }
-  if (Less(n, pivot)) {
+  if (LeafLess(n, pivot)) {
     Split(n->right, pivot, &n->right, r);
     *l = n;
   } else {
@@ -43,8 +60,8 @@ void Split(IntervalNode* n, const IntervalNode* pivot, IntervalNode** l, Interva
   Update(n);
 }
 
-// Every key of l is smaller than every key of r.
-IntervalNode* Merge(IntervalNode* l, IntervalNode* r) {
+// Every leaf of l is smaller than every leaf of r.
+Leaf* Merge(Leaf* l, Leaf* r) {
   if (l == nullptr) return r;
   if (r == nullptr) return l;
   if (l->priority > r->priority) {
@@ -57,65 +74,197 @@ IntervalNode* Merge(IntervalNode* l, IntervalNode* r) {
   return r;
 }
 
-IntervalNode* InsertAt(IntervalNode* n, IntervalNode* node) {
-  if (n == nullptr) return node;
-  if (node->priority > n->priority) {
-    Split(n, node, &node->left, &node->right);
-    Update(node);
-    return node;
+Leaf* InsertAt(Leaf* n, Leaf* leaf) {
+  if (n == nullptr) return leaf;
+  if (leaf->priority > n->priority) {
+    Split(n, leaf, &leaf->left, &leaf->right);
+    Update(leaf);
+    return leaf;
   }
-  if (Less(node, n)) {
-    n->left = InsertAt(n->left, node);
+  if (LeafLess(leaf, n)) {
+    n->left = InsertAt(n->left, leaf);
   } else {
-    n->right = InsertAt(n->right, node);
+    n->right = InsertAt(n->right, leaf);
   }
   Update(n);
   return n;
 }
 
-IntervalNode* RemoveAt(IntervalNode* n, IntervalNode* node) {
-  assert(n != nullptr && "IntervalTree::Remove: node not found");
-  if (n == node) return Merge(n->left, n->right);
-  if (Less(node, n)) {
-    n->left = RemoveAt(n->left, node);
+Leaf* RemoveAt(Leaf* n, Leaf* leaf) {
+  assert(n != nullptr && "IntervalTree: leaf not found");
+  if (n == leaf) return Merge(n->left, n->right);
+  if (LeafLess(leaf, n)) {
+    n->left = RemoveAt(n->left, leaf);
   } else {
-    n->right = RemoveAt(n->right, node);
+    n->right = RemoveAt(n->right, leaf);
   }
   Update(n);
   return n;
+}
+
+// Recomputes the maxima on the path from `n` down to `leaf` (whose entries changed
+// without changing its place in the leaf order).
+void RefreshPath(Leaf* n, Leaf* leaf) {
+  assert(n != nullptr && "IntervalTree: leaf not found");
+  if (n != leaf) RefreshPath(LeafLess(leaf, n) ? n->left : n->right, leaf);
+  Update(n);
+}
+
+void FreeAll(Leaf* n) {
+  while (n != nullptr) {
+    FreeAll(n->left);
+    Leaf* right = n->right;
+    delete n;
+    n = right;
+  }
+}
+
+Leaf* NewLeaf() {
+  Leaf* leaf = new Leaf;
+  leaf->priority = PriorityOf(leaf);
+  return leaf;
+}
+
+// Index of the first entry of `n` whose key is not less than (start, sub).
+uint32_t LowerBound(const Leaf* n, uint64_t start, const IntervalSubscription* sub) {
+  uint32_t lo = 0, hi = n->count;
+  while (lo < hi) {
+    const uint32_t mid = (lo + hi) / 2;
+    if (KeyLess(n->start[mid], n->sub[mid], start, sub)) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return lo;
+}
+
+void InsertEntry(Leaf* n, uint32_t pos, uint64_t start, uint64_t last,
+                 IntervalSubscription* sub) {
+  assert(n->count < IntervalTree::kLeafCapacity);
+  for (uint32_t i = n->count; i > pos; --i) {
+    n->start[i] = n->start[i - 1];
+    n->last[i] = n->last[i - 1];
+    n->sub[i] = n->sub[i - 1];
+  }
+  n->start[pos] = start;
+  n->last[pos] = last;
+  n->sub[pos] = sub;
+  ++n->count;
+  n->leaf_last = std::max(n->leaf_last, last);
 }
 
 }  // namespace
 
-void IntervalTree::Insert(IntervalNode* node) {
-  assert(!node->in_tree && node->start <= node->last);
-  node->left = node->right = nullptr;
-  node->priority = PriorityOf(node);
-  node->subtree_last = node->last;
-  root_ = InsertAt(root_, node);
-  node->in_tree = true;
-  ++size_;
+IntervalTree::~IntervalTree() { FreeAll(root_); }
+
+IntervalTree::Leaf* IntervalTree::FindLeaf(uint64_t start,
+                                           const IntervalSubscription* sub) const {
+  // The last leaf whose first key is <= (start, sub); the leftmost leaf if there is none.
+  Leaf* floor = nullptr;
+  Leaf* leftmost = root_;
+  for (Leaf* n = root_; n != nullptr;) {
+    if (KeyLess(start, sub, n->start[0], n->sub[0])) {
+      leftmost = n;
+      n = n->left;
+    } else {
+      floor = n;
+      n = n->right;
+    }
+  }
+  return floor != nullptr ? floor : leftmost;
 }
 
-void IntervalTree::Remove(IntervalNode* node) {
-  assert(node->in_tree);
-  root_ = RemoveAt(root_, node);
-  node->left = node->right = nullptr;
-  node->in_tree = false;
+void IntervalTree::Insert(uint64_t start, uint64_t last, IntervalSubscription* sub) {
+  assert(start <= last);
+  ++size_;
+  if (root_ == nullptr) {
+    Leaf* leaf = NewLeaf();
+    InsertEntry(leaf, 0, start, last, sub);
+    Update(leaf);
+    root_ = leaf;
+    ++leaves_;
+    return;
+  }
+  Leaf* leaf = FindLeaf(start, sub);
+  const uint32_t pos = LowerBound(leaf, start, sub);
+  assert(pos == leaf->count || leaf->sub[pos] != sub || leaf->start[pos] != start);
+  if (leaf->count < kLeafCapacity) {
+    // A new first entry only happens in the leftmost leaf: the leaf order is kept.
+    InsertEntry(leaf, pos, start, last, sub);
+    RefreshPath(root_, leaf);
+    return;
+  }
+  // Full: split. Appending (ascending inserts) moves nothing, so such leaves stay full.
+  Leaf* right = NewLeaf();
+  ++leaves_;
+  if (pos == kLeafCapacity) {
+    InsertEntry(right, 0, start, last, sub);
+  } else {
+    constexpr uint32_t kHalf = kLeafCapacity / 2;
+    for (uint32_t i = kHalf; i < kLeafCapacity; ++i) {
+      right->start[i - kHalf] = leaf->start[i];
+      right->last[i - kHalf] = leaf->last[i];
+      right->sub[i - kHalf] = leaf->sub[i];
+    }
+    right->count = kLeafCapacity - kHalf;
+    leaf->count = kHalf;
+    UpdateLeafLast(leaf);
+    UpdateLeafLast(right);
+    if (pos <= kHalf) {
+      InsertEntry(leaf, pos, start, last, sub);
+    } else {
+      InsertEntry(right, pos - kHalf, start, last, sub);
+    }
+  }
+  // `leaf` kept its first key; refresh its path, then link `right` (which updates its own).
+  RefreshPath(root_, leaf);
+  Update(right);
+  root_ = InsertAt(root_, right);
+}
+
+void IntervalTree::Remove(uint64_t start, IntervalSubscription* sub) {
+  Leaf* leaf = FindLeaf(start, sub);
+  assert(leaf != nullptr);
+  const uint32_t pos = LowerBound(leaf, start, sub);
+  assert(pos < leaf->count && leaf->sub[pos] == sub && leaf->start[pos] == start &&
+         "IntervalTree::Remove: not in the tree");
   --size_;
+  if (leaf->count == 1) {
+    root_ = RemoveAt(root_, leaf);
+    delete leaf;
+    --leaves_;
+    return;
+  }
+  for (uint32_t i = pos + 1; i < leaf->count; ++i) {
+    leaf->start[i - 1] = leaf->start[i];
+    leaf->last[i - 1] = leaf->last[i];
+    leaf->sub[i - 1] = leaf->sub[i];
+  }
+  --leaf->count;
+  // A removed first entry leaves the next one first: still between its neighbours.
+  UpdateLeafLast(leaf);
+  RefreshPath(root_, leaf);
 }
 
 bool IntervalTree::AnyOverlap(uint64_t start, uint64_t last) const {
-  const IntervalNode* n = root_;
+  const Leaf* n = root_;
   while (n != nullptr) {
     // Leftmost-first descent: if the left subtree can reach `start`, an overlap (if any
-    // exists at all) with the smallest start is there or at n.
-    if (n->left != nullptr && n->left->subtree_last >= start) {
+    // exists at all) with the smallest key is there or later; none can be skipped.
+    if (n->left != nullptr && n->left_last >= start) {
       n = n->left;
       continue;
     }
-    if (n->start > last) return false;
-    if (n->last >= start) return true;
+    if (n->first_start > last) return false;
+    if (n->leaf_last >= start) {
+      // The first entry reaching `start` decides: if it starts after `last`, every
+      // later entry (here and to the right) does too.
+      for (uint32_t i = 0; i < n->count; ++i) {
+        if (n->last[i] >= start) return n->start[i] <= last;
+      }
+    }
+    if (n->right_last < start) return false;
     n = n->right;
   }
   return false;
