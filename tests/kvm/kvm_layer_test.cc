@@ -2,6 +2,7 @@
 // ioctls (including the errors KVM returns for overlap and misalignment), vCPU state.
 // Skips without /dev/kvm.
 #include <linux/kvm.h>
+#include <memory>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -10,7 +11,7 @@
 #include "vmm/kvm/system.h"
 #include "vmm/kvm/vcpu.h"
 #include "vmm/kvm/vm.h"
-#include "vmm/memory/guest_memory.h"
+#include "vmm/paging/guest_ram.h"
 
 namespace mmuvisor::vmm {
 namespace {
@@ -36,10 +37,9 @@ TEST(KvmVmTest, MemslotErrorsNameTheIoctlAndArguments) {
   MMUVISOR_SKIP_WITHOUT_KVM();
   ASSERT_OK_AND_ASSIGN(KvmSystem kvm, KvmSystem::Open());
   ASSERT_OK_AND_ASSIGN(KvmVm vm, kvm.CreateVm());
-  ASSERT_OK_AND_ASSIGN(GuestMemory mem,
-                       GuestMemory::Create(ByteSize{4ull << 20}, MemoryBacking::kMemfd));
-  ASSERT_THAT(mem.RegisterWith(vm), IsOk());
-  const uint64_t hva = reinterpret_cast<uint64_t>(mem.host_base());
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<GuestRam> ram, GuestRam::Create(4ull << 20));
+  const uint64_t hva = reinterpret_cast<uint64_t>(ram->base());
+  ASSERT_THAT(vm.SetUserMemoryRegion(0, 0, 0, ram->bytes(), hva), IsOk());
   // A second slot over the same guest range: KVM says EEXIST.
   EXPECT_THAT(vm.SetUserMemoryRegion(1, 0, 0x100000, 0x200000, hva),
               StatusIs(absl::StatusCode::kAlreadyExists,

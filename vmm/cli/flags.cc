@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "mmuvisor/guest_abi.h"
+#include "vmm/memory/address.h"
 
 namespace mmuvisor::vmm::cli {
 namespace {
@@ -62,6 +63,23 @@ std::pair<absl::string_view, std::optional<absl::string_view>> SplitFlag(absl::s
   return {arg.substr(0, eq), arg.substr(eq + 1)};
 }
 
+// "25%" or "0.25": a fraction in (0, 1].
+absl::StatusOr<double> ParseResident(absl::string_view value) {
+  double v = 0;
+  if (absl::EndsWith(value, "%")) {
+    if (!absl::SimpleAtod(value.substr(0, value.size() - 1), &v)) {
+      return absl::InvalidArgumentError("not a percentage (expected e.g. 25%)");
+    }
+    v /= 100.0;
+  } else if (!absl::SimpleAtod(value, &v)) {
+    return absl::InvalidArgumentError("not a fraction (expected e.g. 25% or 0.25)");
+  }
+  if (!(v > 0.0 && v <= 1.0)) {
+    return absl::InvalidArgumentError("must be more than 0% and at most 100%");
+  }
+  return v;
+}
+
 absl::StatusOr<Command> ParseRun(absl::Span<const std::string> args) {
   Command command;
   command.kind = CommandKind::kRun;
@@ -88,7 +106,8 @@ absl::StatusOr<Command> ParseRun(absl::Span<const std::string> args) {
     }
     auto [flag, inline_value] = SplitFlag(arg);
     static constexpr absl::string_view kFlags[] = {"--mem", "--vcpus", "--timeout",
-                                                   "--memory", "--cpl", "--kvm"};
+                                                   "--memory", "--cpl", "--kvm",
+                                                   "--resident"};
     bool known = false;
     for (absl::string_view f : kFlags) known = known || f == flag;
     if (!known) {
@@ -128,6 +147,10 @@ absl::StatusOr<Command> ParseRun(absl::Span<const std::string> args) {
       absl::StatusOr<GuestPrivilege> v = ParseCpl(value);
       if (!v.ok()) return v.status();
       run.privilege = *v;
+    } else if (flag == "--resident") {
+      absl::StatusOr<double> v = ParseResident(value);
+      if (!v.ok()) return Bad("--resident", value, v.status().message());
+      run.resident_fraction = *v;
     } else {  // --kvm
       run.kvm_path = std::string(value);
     }
@@ -249,7 +272,7 @@ std::string GeneralHelp() {
 std::string RunHelp() {
   return absl::StrCat(
       "Usage: mmuvisor run GUEST [--mem SIZE] [--vcpus N] [--timeout D] [--memory memfd|anon]\n"
-      "                          [--cpl 0|3] [--kvm PATH]\n"
+      "                          [--cpl 0|3] [--kvm PATH] [--resident P]\n"
       "\n"
       "Boots GUEST in a fresh KVM virtual machine, prints what it writes to the serial port\n"
       "and through ucall PRINT on stdout, and exits with the guest's verdict (see\n"
@@ -269,6 +292,9 @@ std::string RunHelp() {
       "                   runs natively on shadow-paging hosts; the default) or 0 (kernel\n"
       "                   mode, instruction-emulated on such hosts: setup code only)\n"
       "  --kvm PATH       the KVM device. Default /dev/kvm\n"
+      "  --resident P     keep at most P of guest RAM resident (25% or 0.25): a reclaim\n"
+      "                   thread swaps the rest out to a temporary swap file while the\n"
+      "                   guest runs; it comes back on access. Default: no reclaim\n"
       "  -h, --help       this text\n"
       "Flags take '--flag VALUE' or '--flag=VALUE'; '--' ends the flags.\n");
 }

@@ -13,6 +13,7 @@
 #define MMUVISOR_VMM_CLI_FLAGS_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,7 +22,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "vmm/boot/x86_state.h"
-#include "vmm/memory/guest_memory.h"
+#include "vmm/memory/memory_backing.h"
 
 namespace mmuvisor::vmm::cli {
 
@@ -38,6 +39,8 @@ struct RunOptions {
   MemoryBacking backing = MemoryBacking::kMemfd;
   GuestPrivilege privilege = GuestPrivilege::kUser;
   std::string kvm_path = "/dev/kvm";
+  // --resident: target resident fraction of guest RAM for the reclaim thread; unset = none.
+  std::optional<double> resident_fraction;
 };
 
 enum class CommandKind { kHelp, kRun, kStress };

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "spdlog/spdlog.h"
 #include "vmm/cli/exit_codes.h"
 #include "vmm/cli/guest_source.h"
 #include "vmm/machine/machine.h"
@@ -55,6 +56,14 @@ int RunGuest(const RunOptions& options, std::FILE* out, std::FILE* err) {
   config.privilege = options.privilege;
   config.timeout = options.timeout;
   config.console_echo = out;
+  if (options.resident_fraction.has_value()) {
+    ReclaimDriverOptions reclaim;
+    reclaim.target_resident_fraction = *options.resident_fraction;
+    config.reclaim = reclaim;
+  }
+  // The library logs its choices at info level (spdlog); the CLI's stdout and stderr
+  // carry only the guest's output and the one report line.
+  spdlog::set_level(spdlog::level::warn);
   absl::StatusOr<std::unique_ptr<Machine>> machine = Machine::Create(config, guest->bytes);
   if (!machine.ok()) {
     const absl::Status& st = machine.status();

@@ -5,7 +5,6 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
-#include "vmm/memory/guest_memory.h"
 
 namespace mmuvisor::vmm {
 
@@ -90,7 +89,7 @@ IoAction UcallDevice::Write(uint32_t vcpu, uint16_t offset, absl::Span<const uin
   }
   // Copy first, validate the copy: the guest (or another vCPU) may rewrite the block.
   mmv_ucall block;
-  if (absl::Status st = memory_->Read(
+  if (absl::Status st = memory_->ReadGuest(
           gpa, absl::Span<uint8_t>(reinterpret_cast<uint8_t*>(&block), sizeof(block)));
       !st.ok()) {
     handler_->OnProtocolError(vcpu, absl::StrCat("ucall: block: ", st.message()));
@@ -124,7 +123,7 @@ IoAction UcallDevice::Dispatch(uint32_t vcpu, const Ucall& call) {
       const Gpa gpa{args[0]};
       const ByteSize len{args[1]};
       if (len.value == 0 || !IsPageAligned(gpa.value) || !IsPageAligned(len.value) ||
-          !memory_->HostRange(gpa, len).ok()) {
+          !memory_->ContainsGuestRange(gpa, len)) {
         handler_->OnProtocolError(
             vcpu, absl::StrFormat("ucall BALLOON range gpa=%#x len=%#x is empty, unaligned "
                                   "or outside guest RAM",

@@ -1,6 +1,7 @@
 // The ucall port (MMV_PORT_UCALL): guest -> VMM calls. The guest fills a struct mmv_ucall
 // (guests/include/mmuvisor/guest_abi.h) and writes its guest-physical address with a 32-bit
-// OUT. The device copies the block out of guest memory first, then validates the copy
+// OUT. The device copies the block out of guest memory first (through GuestMemoryAccess:
+// the host address space, which waits out a reclaim window on the block's page), then validates the copy
 // (the guest may keep writing), decodes it and routes it to a UcallHandler.
 //
 // Validation (any failure -> UcallHandler::OnProtocolError and the vCPU stops):
@@ -25,10 +26,9 @@
 #include "mmuvisor/guest_abi.h"
 #include "vmm/devices/port_io_bus.h"
 #include "vmm/memory/address.h"
+#include "vmm/memory/guest_memory_access.h"
 
 namespace mmuvisor::vmm {
-
-class GuestMemory;
 
 // A guest assertion, from text "file:line: expression" and args[0] = line.
 struct GuestAssertion {
@@ -71,7 +71,7 @@ class UcallHandler {
 class UcallDevice : public PortIoDevice {
  public:
   // Neither is owned; both must outlive the device.
-  UcallDevice(const GuestMemory* memory, UcallHandler* handler)
+  UcallDevice(GuestMemoryAccess* memory, UcallHandler* handler)
       : memory_(memory), handler_(handler) {}
 
   IoAction Write(uint32_t vcpu, uint16_t offset, absl::Span<const uint8_t> data) override;
@@ -80,7 +80,7 @@ class UcallDevice : public PortIoDevice {
  private:
   IoAction Dispatch(uint32_t vcpu, const Ucall& call);
 
-  const GuestMemory* const memory_;
+  GuestMemoryAccess* const memory_;
   UcallHandler* const handler_;
 };
 

@@ -73,6 +73,7 @@
 #include "vmm/host/memslot_control.h"
 #include "vmm/host/page_range_lock.h"
 #include "vmm/memory/address.h"
+#include "vmm/memory/guest_memory_access.h"
 #include "vmm/memory/memslot_table.h"
 #include "vmm/paging/guest_ram.h"
 #include "vmm/paging/page_server.h"
@@ -167,7 +168,7 @@ struct HostStats {
   uint64_t swapped_in = 0;  // page server swap-ins (copy from the store)
 };
 
-class HostAddressSpace final : public mmu::Primary {
+class HostAddressSpace final : public mmu::Primary, public GuestMemoryAccess {
  public:
   static absl::StatusOr<std::unique_ptr<HostAddressSpace>> Create(
       HostAddressSpaceOptions options);
@@ -216,6 +217,36 @@ class HostAddressSpace final : public mmu::Primary {
   // ---- What the VMM needs for KVM_RUN = EFAULT -----------------------------------------
   GuestFaultVerdict ClassifyGuestFault(Gpa gpa, bool write) const ABSL_LOCKS_EXCLUDED(mu_);
   void WaitForPage(Gpa gpa) const ABSL_LOCKS_EXCLUDED(mu_);
+  // For a fault whose address the kernel did not report (Linux 6.1: a bare EFAULT):
+  // `at_entry` = window_counts() taken before the KVM_RUN that failed. If no window was
+  // open at entry or now and none opened in between, no window caused it: kProtected when
+  // any page is user-protected (the detail names how many and the first), else
+  // kNotMapped ("not a host operation's doing"). Otherwise kRetry: call
+  // WaitForWindowsOpenedBy(window_counts().opened) and re-enter.
+  GuestFaultVerdict ClassifyAddresslessGuestFault(PageRangeLock::Counts at_entry) const
+      ABSL_LOCKS_EXCLUDED(mu_);
+  PageRangeLock::Counts window_counts() const { return windows_.counts(); }
+  // Waits until at least `opened` windows have closed (so every window open at the time
+  // `opened` was read has, or as many others), at most `timeout`; returns whether.
+  bool WaitForWindowsOpenedBy(uint64_t opened, absl::Duration timeout) const {
+    return windows_.WaitForClosed(opened, timeout);
+  }
+  // Pages the owner protected (Protect with kReadOnly or kNone), and the first one.
+  uint64_t ProtectedPages(uint64_t* first = nullptr) const;
+
+  // ---- GuestMemoryAccess: host copies to and from guest RAM -------------------------
+  // Bounds-checked over the memslots (OutOfRange), page by page: waits while a window
+  // covers the page, refuses user-protected pages (PermissionDenied: kNone for reads,
+  // anything but read-write for writes), and copies holding the device-access gate, so
+  // no window changes the page during the copy (a discarded page is faulted back by the
+  // page server). WriteGuest calls NoteHostWrite for each page inside that hold. FailedPrecondition after
+  // Teardown; the page server's error if it failed. REQUIRES: not inside a window's hook,
+  // a hub callback or a page-server handler.
+  absl::Status ReadGuest(Gpa gpa, absl::Span<uint8_t> out) override
+      ABSL_LOCKS_EXCLUDED(mu_, teardown_mu_, device_gate_);
+  absl::Status WriteGuest(Gpa gpa, absl::Span<const uint8_t> in) override
+      ABSL_LOCKS_EXCLUDED(mu_, teardown_mu_, device_gate_);
+  bool ContainsGuestRange(Gpa gpa, ByteSize len) const override ABSL_LOCKS_EXCLUDED(mu_);
 
   // ---- Device accesses (DMA) ----------------------------------------------------------
   // Held (shared) by a device while it translates through its SecondaryMmu and copies.
@@ -294,6 +325,9 @@ class HostAddressSpace final : public mmu::Primary {
   // Waits until no DeviceAccess is in flight (blockable), or checks it (non-blockable:
   // false when one is). REQUIRES: inside a window (the secondaries already zapped).
   bool DrainDeviceAccesses(bool blockable) ABSL_LOCKS_EXCLUDED(device_gate_);
+  // One page's part of ReadGuest/WriteGuest: [hva, hva + len) inside RAM page `page`.
+  absl::Status CopyPage(uint64_t page, uint8_t* hva, uint8_t* buffer, size_t len, bool write)
+      ABSL_LOCKS_EXCLUDED(teardown_mu_, device_gate_);
 
   HostAddressSpaceOptions options_;
   uint64_t base_ = 0;

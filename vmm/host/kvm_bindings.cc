@@ -1,13 +1,10 @@
 #include "vmm/host/kvm_bindings.h"
 
 #include <linux/kvm.h>
-#include <sys/ioctl.h>
 
-#include <cerrno>
 #include <vector>
 
 #include "absl/strings/str_format.h"
-#include "vmm/kvm/errno_status.h"
 
 namespace mmuvisor::vmm {
 
@@ -23,13 +20,7 @@ absl::Status KvmMemslotControl::DeleteSlot(const GuestMemorySlot& slot) {
 absl::StatusOr<std::vector<uint64_t>> KvmDirtyLog::Fetch(const GuestMemorySlot& slot) {
   const uint64_t pages = slot.size.value / kPageSize;
   std::vector<uint64_t> bitmap((pages + 63) / 64, 0);
-  kvm_dirty_log log{};
-  log.slot = slot.slot;
-  log.dirty_bitmap = bitmap.data();
-  if (ioctl(vm_.fd(), KVM_GET_DIRTY_LOG, &log) != 0) {
-    return ErrnoToStatus(errno, absl::StrFormat("KVM_GET_DIRTY_LOG slot=%d pages=%d",
-                                                slot.slot, pages));
-  }
+  if (absl::Status s = vm_.GetDirtyLog(slot.slot, absl::MakeSpan(bitmap)); !s.ok()) return s;
   return bitmap;
 }
 

@@ -1,9 +1,7 @@
 // The KVM side of HostAddressSpace's two hypervisor interfaces, over the typed KVM layer:
 //   KvmMemslotControl  MemslotControl via KvmVm::SetUserMemoryRegion (size 0 deletes);
-//   KvmDirtyLog        DirtyLog via KVM_GET_DIRTY_LOG on the VM fd;
+//   KvmDirtyLog        DirtyLog via KvmVm::GetDirtyLog (KVM_GET_DIRTY_LOG);
 //   RunRealModeWriteProbe  the self-check's guest store.
-// KvmDirtyLog issues its ioctl itself because vmm/kvm has no GetDirtyLog method yet
-// (TODO(lead): move it into KvmVm as GetDirtyLog(slot, bitmap) and call that here).
 //
 // Threads: KVM serialises memslot ioctls itself; KvmDirtyLog::Fetch is called one at a
 // time by HostAddressSpace. The KvmVm must outlive both objects.

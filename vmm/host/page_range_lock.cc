@@ -16,6 +16,7 @@ void PageRangeLock::Lock(PageRange range) {
   MutexLock lock(&mu_);
   mu_.Await(changed_, [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return FreeLocked(range); });
   held_.push_back(range);
+  ++counts_.opened;
 }
 
 bool PageRangeLock::TryLock(PageRange range) {
@@ -23,6 +24,7 @@ bool PageRangeLock::TryLock(PageRange range) {
   MutexLock lock(&mu_);
   if (!FreeLocked(range)) return false;
   held_.push_back(range);
+  ++counts_.opened;
   return true;
 }
 
@@ -33,6 +35,7 @@ void PageRangeLock::Unlock(PageRange range) {
   });
   assert(it != held_.end());
   if (it != held_.end()) held_.erase(it);
+  ++counts_.closed;
   changed_.notify_all();
 }
 
@@ -42,12 +45,14 @@ void PageRangeLock::LockAll() {
   mu_.Await(changed_, [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return !all_ && held_.empty(); });
   --all_waiters_;
   all_ = true;
+  ++counts_.opened;
 }
 
 void PageRangeLock::UnlockAll() {
   MutexLock lock(&mu_);
   assert(all_);
   all_ = false;
+  ++counts_.closed;
   changed_.notify_all();
 }
 
@@ -70,6 +75,18 @@ bool PageRangeLock::IsLocked(uint64_t page) const {
 size_t PageRangeLock::held() const {
   MutexLock lock(&mu_);
   return held_.size() + (all_ ? 1 : 0);
+}
+
+PageRangeLock::Counts PageRangeLock::counts() const {
+  MutexLock lock(&mu_);
+  return counts_;
+}
+
+bool PageRangeLock::WaitForClosed(uint64_t closed, absl::Duration timeout) {
+  MutexLock lock(&mu_);
+  return mu_.AwaitFor(changed_, timeout, [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return counts_.closed >= closed;
+  });
 }
 
 }  // namespace mmuvisor::vmm

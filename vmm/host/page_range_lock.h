@@ -8,6 +8,11 @@
 // holders out until UnlockAll(). A waiting LockAll() takes precedence over new Lock()s,
 // so a stream of reclaims cannot starve a memslot update.
 //
+// Every successful Lock/TryLock/LockAll opens a window and every Unlock/UnlockAll closes
+// one; counts() reports both totals (a vCPU that took an address-less EFAULT compares the
+// counts from before its entry with the ones after: if no window opened and none was open,
+// no window caused the fault).
+//
 // Locks: mu_ guards everything; nothing else is taken under it. Threads: any.
 #ifndef MMUVISOR_VMM_HOST_PAGE_RANGE_LOCK_H_
 #define MMUVISOR_VMM_HOST_PAGE_RANGE_LOCK_H_
@@ -19,6 +24,7 @@
 #include <condition_variable>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/time/time.h"
 #include "notifier/mutex.h"
 
 namespace mmuvisor::vmm {
@@ -57,6 +63,15 @@ class PageRangeLock {
   // Open windows right now (held ranges, plus one for an exclusive holder).
   size_t held() const ABSL_LOCKS_EXCLUDED(mu_);
 
+  struct Counts {
+    uint64_t opened = 0;
+    uint64_t closed = 0;
+  };
+  Counts counts() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Waits until at least `closed` windows have closed in total, at most `timeout`;
+  // returns whether they have.
+  bool WaitForClosed(uint64_t closed, absl::Duration timeout) ABSL_LOCKS_EXCLUDED(mu_);
+
  private:
   bool FreeLocked(PageRange range) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool IsLockedLocked(uint64_t page) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -66,6 +81,7 @@ class PageRangeLock {
   std::vector<PageRange> held_ ABSL_GUARDED_BY(mu_);
   bool all_ ABSL_GUARDED_BY(mu_) = false;
   int all_waiters_ ABSL_GUARDED_BY(mu_) = 0;
+  Counts counts_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace mmuvisor::vmm

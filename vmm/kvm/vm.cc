@@ -38,6 +38,17 @@ absl::Status KvmVm::SetUserMemoryRegion(uint32_t slot, uint32_t flags, uint64_t 
   return absl::OkStatus();
 }
 
+absl::Status KvmVm::GetDirtyLog(uint32_t slot, absl::Span<uint64_t> bitmap) const {
+  kvm_dirty_log log{};
+  log.slot = slot;
+  log.dirty_bitmap = bitmap.data();
+  if (::ioctl(fd_.get(), KVM_GET_DIRTY_LOG, &log) < 0) {
+    return ErrnoToStatus(errno, absl::StrFormat("KVM_GET_DIRTY_LOG slot=%u bitmap_words=%u",
+                                                slot, bitmap.size()));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status KvmVm::SetTssAddr(uint64_t gpa) const {
   // The argument is passed by value (an unsigned long), not by pointer.
   if (::ioctl(fd_.get(), KVM_SET_TSS_ADDR, static_cast<unsigned long>(gpa)) < 0) {

@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "vmm/kvm/unique_fd.h"
 
 namespace mmuvisor::vmm {
@@ -33,6 +34,14 @@ class KvmVm {
   //           the host range stays mapped until the slot is deleted.
   absl::Status SetUserMemoryRegion(uint32_t slot, uint32_t flags, uint64_t gpa, uint64_t size,
                                    uint64_t hva) const;
+
+  // KVM_GET_DIRTY_LOG: copies slot `slot`'s dirty bitmap (bit i = page i of the slot
+  // written since the last call) into `bitmap` and clears it in KVM (get-and-clear, as
+  // long as KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 is not enabled; this project never enables
+  // it). REQUIRES: the slot has KVM_MEM_LOG_DIRTY_PAGES; bitmap holds at least
+  // ceil(pages / 64) words (KVM writes that many, rounded up to 64 bits).
+  // Errors: ENOENT (no such slot / no logging) -> NotFound, naming slot and size.
+  absl::Status GetDirtyLog(uint32_t slot, absl::Span<uint64_t> bitmap) const;
 
   // KVM_SET_TSS_ADDR: three pages of guest-physical space KVM may use for its real-mode
   // TSS on Intel hosts without unrestricted guest. Must not overlap a memslot. Call before

@@ -5,7 +5,6 @@
 
 #include "absl/strings/str_format.h"
 #include "vmm/boot/x86_state.h"
-#include "vmm/memory/guest_memory.h"
 #include "vmm/status_macros.h"
 
 namespace mmuvisor::vmm {
@@ -46,7 +45,7 @@ bool ExceptionHasErrorCode(uint32_t vector) {
   return false;
 }
 
-absl::Status InstallExceptionStubs(const GuestMemory& memory) {
+absl::Status InstallExceptionStubs(GuestMemoryAccess& memory) {
   // Stubs: push imm8 (6a ii); jmp rel32 (e9 ..) to the common tail; int3 pad.
   std::vector<uint8_t> code;
   for (uint32_t v = 0; v < kExceptionVectors; ++v) {
@@ -62,7 +61,7 @@ absl::Status InstallExceptionStubs(const GuestMemory& memory) {
   const uint8_t tail[] = {0x66, 0xba, kExceptionPort & 0xff, kExceptionPort >> 8, 0xee,
                           0xeb, 0xfe};
   code.insert(code.end(), tail, tail + sizeof(tail));
-  RETURN_IF_ERROR(memory.Write(Gpa{kExceptionStubGpa}, code));
+  RETURN_IF_ERROR(memory.WriteGuest(Gpa{kExceptionStubGpa}, code));
 
   // 64-bit interrupt gates: offset[15:0], selector, ist=0, type 0xe | P, DPL 0,
   // offset[31:16], offset[63:32], reserved.
@@ -81,12 +80,12 @@ absl::Status InstallExceptionStubs(const GuestMemory& memory) {
     const uint32_t high = static_cast<uint32_t>(handler >> 32);
     std::memcpy(g + 8, &high, 4);
   }
-  return memory.Write(Gpa{MMV_IDT_GPA}, idt);
+  return memory.WriteGuest(Gpa{MMV_IDT_GPA}, idt);
 }
 
-absl::StatusOr<ExceptionFrame> ReadExceptionFrame(const GuestMemory& memory, uint64_t rsp) {
+absl::StatusOr<ExceptionFrame> ReadExceptionFrame(GuestMemoryAccess& memory, uint64_t rsp) {
   uint64_t words[7] = {};
-  RETURN_IF_ERROR(memory.Read(
+  RETURN_IF_ERROR(memory.ReadGuest(
       Gpa{rsp}, absl::Span<uint8_t>(reinterpret_cast<uint8_t*>(words), sizeof(words))));
   ExceptionFrame f;
   if (words[0] >= kExceptionVectors) {

@@ -20,11 +20,10 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "mmuvisor/guest_abi.h"
+#include "vmm/memory/guest_memory_access.h"
 #include "vmm/vcpu/exit_handler.h"
 
 namespace mmuvisor::vmm {
-
-class GuestMemory;
 
 inline constexpr uint16_t kExceptionPort = kGuestExceptionPort;
 inline constexpr uint64_t kExceptionStubGpa = MMV_EXCEPTION_STUB_GPA;
@@ -36,7 +35,7 @@ bool ExceptionHasErrorCode(uint32_t vector);
 // Writes the stubs and the 32 gates. REQUIRES: the boot plan is long mode and has been
 // written (the GDT's kernel code selector and IDTR exist). Errors: OutOfRange if RAM does
 // not cover the pages.
-absl::Status InstallExceptionStubs(const GuestMemory& memory);
+absl::Status InstallExceptionStubs(GuestMemoryAccess& memory);
 
 struct ExceptionFrame {
   uint32_t vector = 0;
@@ -49,7 +48,7 @@ struct ExceptionFrame {
 
 // Reads the frame at guest address `rsp` (identity mapped, so guest-physical). Errors:
 // OutOfRange if the frame is outside RAM; InvalidArgument for a vector >= 32.
-absl::StatusOr<ExceptionFrame> ReadExceptionFrame(const GuestMemory& memory, uint64_t rsp);
+absl::StatusOr<ExceptionFrame> ReadExceptionFrame(GuestMemoryAccess& memory, uint64_t rsp);
 
 }  // namespace mmuvisor::vmm
 

@@ -1,3 +1,5 @@
+// Machine: creation (host address space, boot plan, KVM, devices) and destruction.
+// Running and the vCPU callbacks are in machine_run.cc, guest faults in machine_faults.cc.
 #include "vmm/machine/machine.h"
 
 #include <cassert>
@@ -7,7 +9,6 @@
 #include "absl/strings/str_format.h"
 #include "vmm/machine/exception_stubs.h"
 #include "vmm/status_macros.h"
-#include "vmm/vcpu/watchdog.h"
 
 namespace mmuvisor::vmm {
 namespace {
@@ -22,6 +23,11 @@ constexpr absl::string_view kErrorClassUrl = "mmuvisor/error-class";
 absl::Status InputError(absl::Status status) {
   status.SetPayload(kErrorClassUrl, absl::Cord("input"));
   return status;
+}
+
+GuestRamBacking RamBackingOf(MemoryBacking backing) {
+  return backing == MemoryBacking::kAnonymous ? GuestRamBacking::kAnonymousPrivate
+                                              : GuestRamBacking::kMemfdShared;
 }
 
 }  // namespace
@@ -39,51 +45,88 @@ absl::StatusOr<std::unique_ptr<Machine>> Machine::Create(const MachineConfig& co
         "%u vCPUs requested: mmuvisor guests support 1 to %u", config.vcpus,
         MMV_UCALL_MAX_VCPUS)));
   }
-  // 1 and 2: memory and boot plan, before /dev/kvm is opened.
-  absl::StatusOr<GuestMemory> memory = GuestMemory::Create(config.ram_size, config.backing);
-  if (!memory.ok()) {
-    // A bad size is the user's; failing to map a valid one is the host's.
-    return absl::IsInvalidArgument(memory.status()) ? InputError(memory.status())
-                                                    : memory.status();
+  if (config.ram_size.value == 0 || !IsPageAligned(config.ram_size.value)) {
+    return InputError(absl::InvalidArgumentError(absl::StrFormat(
+        "guest RAM size %#x is not a positive multiple of the %u-byte page",
+        config.ram_size.value, kPageSize)));
   }
-  const GuestRamView ram{memory->host_base(), memory->ram_size().value};
-  BootOptions options;
-  options.nr_vcpus = config.vcpus;
-  options.privilege = config.privilege;
-  options.seed = config.seed;
-  absl::StatusOr<BootPlan> plan = PrepareGuest(ram, elf, options);
-  if (!plan.ok()) return InputError(plan.status());
-
-  if (plan->image.mode == BootMode::kLong64) {
-    // Exceptions exit to us with their frame instead of triple-faulting (exception_stubs.h).
-    if (absl::Status st = InstallExceptionStubs(*memory); !st.ok()) return InputError(st);
-  }
-  std::unique_ptr<Machine> machine(
-      new Machine(config, created, std::move(*memory), std::move(*plan)));
-  // 3 and 4.
-  RETURN_IF_ERROR(machine->SetUpKvm());
-  RETURN_IF_ERROR(
-      machine->bus_.Register(MMV_PORT_SERIAL, SerialConsole::kPortCount, &machine->serial_,
-                             "serial"));
-  RETURN_IF_ERROR(machine->bus_.Register(MMV_PORT_UCALL, 4, &machine->ucall_, "ucall"));
+  std::unique_ptr<Machine> machine(new Machine(config, created));
+  RETURN_IF_ERROR(machine->Init(elf));
   return machine;
 }
 
-Machine::Machine(const MachineConfig& config, absl::Time created, GuestMemory memory,
-                 BootPlan plan)
-    : config_(config),
-      created_(created),
-      memory_(std::move(memory)),
-      plan_(std::move(plan)),
-      console_(config.console_echo) {}
+Machine::Machine(const MachineConfig& config, absl::Time created)
+    : config_(config), created_(created), console_(config.console_echo) {}
+
+absl::Status Machine::Init(absl::Span<const uint8_t> elf) {
+  // 1. The host address space. Its callbacks reach this object, which outlives it.
+  HostAddressSpaceOptions options = config_.host;
+  options.ram_bytes = config_.ram_size.value;
+  options.backing = RamBackingOf(config_.backing);
+  options.slots.clear();  // one slot: all of RAM at gpa 0, as the boot layout expects
+  options.memslot_control = nullptr;  // attached in SetUpKvm, once the VM exists
+  options.dirty_log = nullptr;
+  options.dirty_probe = nullptr;
+  PageServerFailureCallback user_failure = std::move(options.on_page_server_failure);
+  options.on_page_server_failure = [this, user_failure](const absl::Status& status) {
+    OnPageServerFailure(status);
+    if (user_failure) user_failure(status);
+  };
+  options.stop_guests = [this] {
+    KickAll();
+    JoinAll();
+  };
+  absl::StatusOr<std::unique_ptr<HostAddressSpace>> space =
+      HostAddressSpace::Create(std::move(options));
+  if (!space.ok()) {
+    // A bad size is the user's; failing to map a valid one is the host's.
+    return absl::IsInvalidArgument(space.status()) ? InputError(space.status())
+                                                   : space.status();
+  }
+  space_ = *std::move(space);
+
+  // 2. The boot plan, written through the space's mapping: nothing runs yet, no window is
+  // open, and the store holds nothing, so no write can be lost; the first touch of each
+  // page is the page server's zero-fill.
+  const GuestRamView ram{space_->PagePointer(0), space_->num_pages() * kPageSize};
+  BootOptions boot;
+  boot.nr_vcpus = config_.vcpus;
+  boot.privilege = config_.privilege;
+  boot.seed = config_.seed;
+  absl::StatusOr<BootPlan> plan = PrepareGuest(ram, elf, boot);
+  if (!plan.ok()) return InputError(plan.status());
+  plan_ = *std::move(plan);
+  if (plan_.image.mode == BootMode::kLong64) {
+    // Exceptions exit to us with their frame instead of triple-faulting (exception_stubs.h).
+    if (absl::Status st = InstallExceptionStubs(*space_); !st.ok()) return InputError(st);
+  }
+  ucall_.emplace(space_.get(), static_cast<UcallHandler*>(this));
+
+  // 3 and 4.
+  RETURN_IF_ERROR(SetUpKvm());
+  RETURN_IF_ERROR(bus_.Register(MMV_PORT_SERIAL, SerialConsole::kPortCount, &serial_, "serial"));
+  RETURN_IF_ERROR(bus_.Register(MMV_PORT_UCALL, 4, &*ucall_, "ucall"));
+  for (auto& vcpu : vcpus_) {
+    runners_.push_back(std::make_unique<VcpuRunner>(
+        vcpu.get(), static_cast<size_t>(limits_.vcpu_mmap_size), &exit_handler_,
+        [this](uint32_t index, const VcpuStop& stop) { OnVcpuStop(index, stop); },
+        static_cast<GuestFaultHandler*>(this)));
+  }
+  return absl::OkStatus();
+}
 
 Machine::~Machine() {
-  // Runners first (they reference the vCPUs); Run() has joined them already if it ran.
-  for (auto& r : runners_) {
-    r->Kick();
-    r->Join();
-  }
+  // Runners stopped -> space torn down (Release to every subscription; memslots deleted
+  // through the VM, which must still exist) -> vCPUs -> VM -> the space itself.
+  KickAll();
+  JoinAll();
+  if (space_ != nullptr) space_->Teardown();
   runners_.clear();
+  vcpus_.clear();
+  kvm_dirty_log_.reset();
+  kvm_slots_.reset();
+  vm_.reset();
+  space_.reset();
 }
 
 absl::Status Machine::SetUpKvm() {
@@ -95,147 +138,75 @@ absl::Status Machine::SetUpKvm() {
         "%u vCPUs requested: KVM on this host allows at most %d (KVM_CAP_MAX_VCPUS)",
         config_.vcpus, limits_.max_vcpus)));
   }
-  if (limits_.nr_memslots < static_cast<int>(memory_.slots().slots().size())) {
+  const size_t slots = space_->memslots()->slots().size();
+  if (limits_.nr_memslots < static_cast<int>(slots)) {
     return absl::ResourceExhaustedError(absl::StrFormat(
-        "guest memory needs %u memslots, KVM allows %d (KVM_CAP_NR_MEMSLOTS)",
-        memory_.slots().slots().size(), limits_.nr_memslots));
+        "guest memory needs %u memslots, KVM allows %d (KVM_CAP_NR_MEMSLOTS)", slots,
+        limits_.nr_memslots));
   }
   ASSIGN_OR_RETURN(KvmVm vm, system_->CreateVm());
   vm_.emplace(std::move(vm));
-  if (memory_.ram_size().value <= kTssAddr) {
+  if (space_->num_pages() * kPageSize <= kTssAddr) {
     // Best effort: SVM and VMX with unrestricted guest never use it, and some KVM
     // implementations (e.g. kvm-pvm) may not implement it; real-mode guests on hosts that
     // need it then fail at KVM_RUN with a reported error rather than here.
     (void)vm_->SetTssAddr(kTssAddr);
   }
-  RETURN_IF_ERROR(memory_.RegisterWith(*vm_));
   ASSIGN_OR_RETURN(std::vector<kvm_cpuid_entry2> cpuid, system_->SupportedCpuid());
-  for (uint32_t i = 0; i < config_.vcpus; ++i) RETURN_IF_ERROR(SetUpVcpu(i, cpuid));
+  // Every vCPU with its CPUID and the register state KVM gave it, before the dirty-log
+  // probe changes vCPU 0's.
+  std::vector<kvm_sregs> base;
+  for (uint32_t i = 0; i < config_.vcpus; ++i) {
+    RETURN_IF_ERROR(CreateVcpu(i, cpuid));
+    ASSIGN_OR_RETURN(kvm_sregs sregs, vcpus_.back()->GetSregs());
+    base.push_back(sregs);
+  }
+  kvm_slots_.emplace(*vm_);
+  kvm_dirty_log_.emplace(*vm_);
+  KvmVcpu* probe_vcpu = vcpus_[0].get();
+  RETURN_IF_ERROR(space_->AttachHypervisor(
+      &*kvm_slots_, &*kvm_dirty_log_,
+      [probe_vcpu](const GuestMemorySlot& slot) {
+        return RunRealModeWriteProbe(*probe_vcpu, slot);
+      }));
+  for (uint32_t i = 0; i < config_.vcpus; ++i) {
+    // CPUID was set before SREGS: KVM refuses EFER.LME unless the guest CPUID has it.
+    RETURN_IF_ERROR(vcpus_[i]->SetSregs(InitialSregs(plan_, i, base[i])));
+    // The start argument is the vCPU index until a scenario needs something else.
+    RETURN_IF_ERROR(vcpus_[i]->SetRegs(InitialRegs(plan_, i, i)));
+  }
   MutexLock lock(&mu_);
   reports_.resize(config_.vcpus);
   for (uint32_t i = 0; i < config_.vcpus; ++i) reports_[i].index = i;
   return absl::OkStatus();
 }
 
-absl::Status Machine::SetUpVcpu(uint32_t index, const std::vector<kvm_cpuid_entry2>& cpuid) {
+absl::Status Machine::CreateVcpu(uint32_t index, const std::vector<kvm_cpuid_entry2>& cpuid) {
   ASSIGN_OR_RETURN(KvmVcpu vcpu, vm_->CreateVcpu(static_cast<int>(index),
                                                  limits_.vcpu_mmap_size));
-  // CPUID before SREGS: KVM refuses EFER.LME unless the guest CPUID has long mode.
   RETURN_IF_ERROR(vcpu.SetCpuid(cpuid));
-  ASSIGN_OR_RETURN(kvm_sregs base, vcpu.GetSregs());
-  RETURN_IF_ERROR(vcpu.SetSregs(InitialSregs(plan_, index, base)));
-  // The start argument is the vCPU index until a scenario needs something else.
-  RETURN_IF_ERROR(vcpu.SetRegs(InitialRegs(plan_, index, index)));
   vcpus_.push_back(std::make_unique<KvmVcpu>(std::move(vcpu)));
   return absl::OkStatus();
 }
 
-RunResult Machine::Run() {
+absl::Status Machine::AttachPortDevice(uint16_t base, uint32_t count, PortIoDevice* device) {
   {
     MutexLock lock(&mu_);
-    assert(!ran_ && "Machine::Run called twice");
-    ran_ = true;
+    if (ran_) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "AttachPortDevice(%#x, %u): the machine is already running", base, count));
+    }
   }
-  for (auto& vcpu : vcpus_) {
-    runners_.push_back(std::make_unique<VcpuRunner>(
-        vcpu.get(), static_cast<size_t>(limits_.vcpu_mmap_size), &exit_handler_,
-        [this](uint32_t index, const VcpuStop& stop) { OnVcpuStop(index, stop); }));
-  }
-  std::optional<Watchdog> watchdog;
-  if (config_.timeout != absl::InfiniteDuration()) {
-    watchdog.emplace(config_.timeout, [this] { KickAll(); });
-  }
-  for (auto& r : runners_) r->Start();
-  for (auto& r : runners_) r->Join();
-  bool timed_out = false;
-  if (watchdog) {
-    watchdog->Cancel();
-    timed_out = watchdog->expired();
-  }
-  console_.Flush();
-
-  RunResult result;
-  result.timeout = config_.timeout;
-  result.exit = absl::Now() - created_;
-  {
-    MutexLock lock(&mu_);
-    result.vcpus = reports_;
-    result.first_ucall = first_ucall_;
-  }
-  DecideVerdict(result, timed_out);
-  return result;
+  return bus_.Register(base, count, device, absl::StrFormat("device@%#x", base));
 }
 
 void Machine::KickAll() {
   for (auto& r : runners_) r->Kick();
 }
 
-void Machine::OnVcpuStop(uint32_t vcpu, const VcpuStop& stop_in) {
-  VcpuStop stop = stop_in;
-  if (stop.guest_exception && stop.registers) {
-    // The faulting state is the frame the stub left on the ring-0 stack.
-    absl::StatusOr<ExceptionFrame> frame = ReadExceptionFrame(memory_, stop.registers->rsp);
-    if (frame.ok()) {
-      stop.detail = frame->Describe();
-      stop.registers->rip = frame->rip;
-      stop.registers->rsp = frame->rsp;
-      stop.registers->rflags = frame->rflags;
-      stop.registers->cs_selector = static_cast<uint16_t>(frame->cs);
-      stop.registers->cs_dpl = static_cast<uint8_t>(frame->cs & 3);
-    } else {
-      absl::StrAppend(&stop.detail, " (frame unreadable: ", frame.status().message(), ")");
-    }
-  }
-  bool broken = stop.kind == StopKind::kCrashed || stop.kind == StopKind::kHostError;
-  {
-    MutexLock lock(&mu_);
-    VcpuReport& report = reports_[vcpu];
-    report.stop = stop;
-    broken = broken || report.assertion.has_value() || !report.protocol_error.empty();
-  }
-  if (broken) KickAll();
-}
-
-void Machine::MarkUcall() {
-  MutexLock lock(&mu_);
-  if (!first_ucall_) first_ucall_ = absl::Now() - created_;
-}
-
-void Machine::OnPrint(uint32_t vcpu, absl::string_view text) {
-  MarkUcall();
-  console_.PrintLine(vcpu, text);
-}
-
-void Machine::OnSync(uint32_t vcpu, uint64_t stage, absl::Span<const uint64_t> values) {
-  MarkUcall();
-  if (config_.observer != nullptr) config_.observer->OnSync(vcpu, stage, values);
-}
-
-void Machine::OnAssert(uint32_t vcpu, const GuestAssertion& assertion) {
-  MarkUcall();
-  MutexLock lock(&mu_);
-  reports_[vcpu].assertion = assertion;
-}
-
-void Machine::OnDone(uint32_t vcpu, uint64_t exit_code) {
-  MarkUcall();
-  MutexLock lock(&mu_);
-  reports_[vcpu].done_code = exit_code;
-}
-
-void Machine::OnBalloon(uint32_t vcpu, Gpa gpa, ByteSize len) {
-  MarkUcall();
-  if (config_.observer != nullptr) config_.observer->OnBalloon(vcpu, gpa, len);
-}
-
-void Machine::OnReport(uint32_t vcpu, uint64_t kind, absl::Span<const uint64_t> values) {
-  MarkUcall();
-  if (config_.observer != nullptr) config_.observer->OnReport(vcpu, kind, values);
-}
-
-void Machine::OnProtocolError(uint32_t vcpu, absl::string_view what) {
-  MutexLock lock(&mu_);
-  reports_[vcpu].protocol_error = std::string(what);
+void Machine::JoinAll() {
+  MutexLock lock(&join_mu_);
+  for (auto& r : runners_) r->Join();
 }
 
 }  // namespace mmuvisor::vmm

@@ -1,22 +1,49 @@
-// Machine: one guest VM, built and run. Create() prepares everything in an order that
-// checks the user's input before touching /dev/kvm:
-//   1. guest memory (memfd or anonymous, MAP_NORESERVE: nothing is allocated yet);
-//   2. the boot plan (vmm/boot: ELF load, layout, page tables, GDT/TSS, boot info), so a
-//      bad image or a size that cannot hold it is reported even on hosts without KVM;
-//   3. /dev/kvm, its limits (vCPUs, memslots), the VM, the memslot, CPUID and the initial
-//      registers of every vCPU;
-//   4. the port bus: serial console at MMV_PORT_SERIAL, ucall at MMV_PORT_UCALL.
-// Run() starts one VcpuRunner thread per vCPU and a watchdog, and returns when every vCPU
-// has stopped. A crash, failed assertion, malformed ucall or host error on one vCPU kicks
-// the others (the guest is broken; nothing is gained by waiting). Run() may be called once.
+// Machine: one guest VM, built and run, on guest RAM owned by vmm/host's HostAddressSpace
+// (so every host operation — reclaim, discard, protect, migrate, unmap — really happens
+// under the running guest, bracketed by the notifier hub). Create() prepares everything
+// in an order that checks the user's input before touching /dev/kvm:
+//   1. the host address space: guest RAM (memfd or anonymous, nothing allocated yet), its
+//      hub, swap store and userfaultfd page server;
+//   2. the boot plan (vmm/boot: ELF load, layout, page tables, GDT/TSS, boot info), loaded
+//      through the space (first touches are zero-fills by the page server), so a bad image
+//      or a size that cannot hold it is reported even on hosts without KVM;
+//   3. /dev/kvm, its limits, the VM and every vCPU (CPUID), then
+//      HostAddressSpace::AttachHypervisor (memslots via KVM_SET_USER_MEMORY_REGION with
+//      dirty logging, the dirty-log self-check on vCPU 0), then the boot registers;
+//   4. the port bus: serial console at MMV_PORT_SERIAL, ucall at MMV_PORT_UCALL (ucall reads
+//      guest memory through the space). More devices: AttachPortDevice before Run.
+// Run() starts the reclaim driver (config.reclaim), one VcpuRunner thread per vCPU and a
+// watchdog, and returns when every vCPU has stopped. A crash, failed assertion, malformed
+// ucall, host error or page-server failure on one vCPU kicks the others. Run() may be
+// called once.
 //
-// Thread-safety: Create/Run/accessors from the owning thread. UcallHandler callbacks come
-// from vCPU threads; mu_ guards the per-vCPU reports and timing marks.
-// Destruction order: runners, then vCPUs, then the VM, then guest memory (the memslot's host
-// range outlives the VM, as KVM_SET_USER_MEMORY_REGION requires).
+// Guest memory faults (vcpu/guest_fault.h): a store into a range a host window mapped
+// read-only fails KVM_RUN with EFAULT. With an address (KVM_EXIT_MEMORY_FAULT, Linux
+// >= 6.8; or an emulated access exiting as MMIO inside RAM) the space classifies it:
+// kRetry -> WaitForPage, re-enter (MMIO: the access is completed through WriteGuest /
+// ReadGuest first); kProtected -> the observer's OnProtectedWrite decides (default: stop
+// the vCPU, kCrashed, "guest write to write-protected memory at gpa ..."); kPoisoned ->
+// stop (page server failed). Without an address (plain EFAULT, Linux 6.1): if any window
+// was open during the failed entry (window counts before and after), wait until the
+// windows open at the fault have closed and re-enter; if none was, the fault is not a
+// window's: kProtected when any page is protected (the event names the first protected
+// page; the kernel gave no address), else a host error. A guest that takes
+// kMaxIdenticalEfaults EFAULTs in a row with identical registers while pages are
+// protected is reported as a protected write even if windows kept opening (a reclaim
+// storm must not turn a protected write into an endless retry). Every re-entry is counted
+// (RunResult::guest_fault_retries), every protected-write report too.
+//
+// Thread-safety: Create/Run/AttachPortDevice/accessors from the owning thread;
+// RequestStop, ReadGuest, WriteGuest and host() from any thread. UcallHandler and
+// GuestFaultHandler callbacks come from vCPU threads; mu_ guards the per-vCPU reports,
+// timing marks and stop reasons. join_mu_ serialises joining the runners (Run and the
+// space's Teardown may both join).
+// Destruction: runners stopped -> host().Teardown() (hub Release, memslots deleted
+// through the still-open VM) -> vCPUs -> VM -> the space.
 #ifndef MMUVISOR_VMM_MACHINE_MACHINE_H_
 #define MMUVISOR_VMM_MACHINE_MACHINE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -32,13 +59,17 @@
 #include "vmm/devices/port_io_bus.h"
 #include "vmm/devices/serial_console.h"
 #include "vmm/devices/ucall.h"
+#include "vmm/host/host_address_space.h"
+#include "vmm/host/kvm_bindings.h"
+#include "vmm/host/reclaim_driver.h"
 #include "vmm/kvm/system.h"
 #include "vmm/kvm/vcpu.h"
 #include "vmm/kvm/vm.h"
 #include "vmm/machine/guest_console.h"
 #include "vmm/machine/run_result.h"
-#include "vmm/memory/guest_memory.h"
+#include "vmm/memory/memory_backing.h"
 #include "vmm/vcpu/exit_handler.h"
+#include "vmm/vcpu/guest_fault.h"
 #include "vmm/vcpu/vcpu_runner.h"
 
 namespace mmuvisor::vmm {
@@ -53,6 +84,13 @@ class MachineObserver {
   virtual void OnBalloon(uint32_t /*vcpu*/, Gpa /*gpa*/, ByteSize /*len*/) {}
   virtual void OnReport(uint32_t /*vcpu*/, uint64_t /*kind*/,
                         absl::Span<const uint64_t> /*values*/) {}
+  // The guest wrote memory the host protected (gpa when the kernel reported it). Return
+  // true to re-enter the guest (e.g. after Unprotect: the write is retried), false to stop
+  // the vCPU with the event. Counted either way.
+  virtual bool OnProtectedWrite(uint32_t /*vcpu*/, std::optional<Gpa> /*gpa*/,
+                                absl::string_view /*detail*/) {
+    return false;
+  }
 };
 
 struct MachineConfig {
@@ -65,33 +103,76 @@ struct MachineConfig {
   uint64_t seed = 0;
   std::FILE* console_echo = nullptr;    // where guest lines are echoed (stdout in the CLI)
   MachineObserver* observer = nullptr;  // not owned
+  // The host address space. Machine sets ram_bytes/backing (from ram_size/backing),
+  // slots (one: all RAM at gpa 0), memslot_control, dirty_log, dirty_probe and
+  // stop_guests itself; on_page_server_failure, if set, is called after the Machine's own
+  // (which stops the VM). Everything else (swap dir, page_server_threads,
+  // fault_around_pages, hub options incl. dispatch policy, oom, write_protect_windows,
+  // window_hook) is used as given.
+  HostAddressSpaceOptions host;
+  // Started by Run() when set (the CLI's `--resident`); stopped by Teardown.
+  std::optional<ReclaimDriverOptions> reclaim;
 };
 
 // Whether a Create() error was caused by the user's input (image, sizes, vCPU count) rather
 // than by the host (/dev/kvm, a failed ioctl). The CLI maps them to different exit codes.
 bool IsInputError(const absl::Status& status);
 
-class Machine : private UcallHandler {
+class Machine : private UcallHandler, private GuestFaultHandler {
  public:
+  // EFAULTs in a row with identical registers after which a fault is a protected write
+  // (while pages are protected) even if windows kept opening. See the header comment.
+  static constexpr uint32_t kMaxIdenticalEfaults = 256;
+
   // Errors: whatever the step that failed returns (see the order above); their messages
   // name the ioctl, ELF field or limit. `elf` must stay valid during Create() only.
   static absl::StatusOr<std::unique_ptr<Machine>> Create(const MachineConfig& config,
                                                          absl::Span<const uint8_t> elf);
   ~Machine() override;
+  Machine(const Machine&) = delete;
+  Machine& operator=(const Machine&) = delete;
 
-  RunResult Run() ABSL_LOCKS_EXCLUDED(mu_);
+  RunResult Run() ABSL_LOCKS_EXCLUDED(mu_, join_mu_);
+
+  // Any thread, any time (before Run: Run returns at once). Kicks every vCPU; Run()
+  // returns with the vCPUs stopped by the host: RunResult::host_stop = reason, and the
+  // kicked vCPUs do not count as failures (the verdict is what the guest did until then).
+  void RequestStop(absl::string_view reason) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Adds a device to the port bus. REQUIRES: `device` outlives the Machine.
+  // FailedPrecondition once Run() has started; the bus's error on overlap or bad range.
+  absl::Status AttachPortDevice(uint16_t base, uint32_t count, PortIoDevice* device)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Bounds-checked copies through the host address space (see
+  // HostAddressSpace::ReadGuest/WriteGuest: waits out windows, refuses protected pages,
+  // notes host writes for dirty tracking). Any thread.
+  absl::Status ReadGuest(Gpa gpa, absl::Span<uint8_t> out) {
+    return space_->ReadGuest(gpa, out);
+  }
+  absl::Status WriteGuest(Gpa gpa, absl::Span<const uint8_t> in) {
+    return space_->WriteGuest(gpa, in);
+  }
+
+  // Valid from Create until destruction (torn down by the destructor; do not call its
+  // Teardown() while Run() is running on another thread unless you mean to stop the VM).
+  HostAddressSpace& host() { return *space_; }
+  const HostAddressSpace& host() const { return *space_; }
 
   const BootPlan& boot_plan() const { return plan_; }
-  const GuestMemory& memory() const { return memory_; }
   const KvmLimits& limits() const { return limits_; }
+  uint32_t vcpu_count() const { return config_.vcpus; }
   std::string console_transcript() const { return console_.transcript(); }
 
  private:
-  Machine(const MachineConfig& config, absl::Time created, GuestMemory memory, BootPlan plan);
+  Machine(const MachineConfig& config, absl::Time created);
+  absl::Status Init(absl::Span<const uint8_t> elf);
   absl::Status SetUpKvm();
-  absl::Status SetUpVcpu(uint32_t index, const std::vector<kvm_cpuid_entry2>& cpuid);
+  absl::Status CreateVcpu(uint32_t index, const std::vector<kvm_cpuid_entry2>& cpuid);
   void OnVcpuStop(uint32_t vcpu, const VcpuStop& stop) ABSL_LOCKS_EXCLUDED(mu_);
+  void OnPageServerFailure(const absl::Status& status) ABSL_LOCKS_EXCLUDED(mu_);
   void KickAll();
+  void JoinAll() ABSL_LOCKS_EXCLUDED(join_mu_);
   void MarkUcall() ABSL_LOCKS_EXCLUDED(mu_);
 
   // UcallHandler (vCPU threads).
@@ -103,25 +184,45 @@ class Machine : private UcallHandler {
   void OnReport(uint32_t vcpu, uint64_t kind, absl::Span<const uint64_t> values) override;
   void OnProtocolError(uint32_t vcpu, absl::string_view what) override;
 
+  // GuestFaultHandler (vCPU threads; machine_faults.cc).
+  WindowToken BeforeEntry() override;
+  GuestFaultAction OnGuestFault(uint32_t vcpu, const GuestFault& fault, kvm_run& run,
+                                const std::atomic<bool>& stop_requested) override;
+  GuestFaultAction OnMmioFault(uint32_t vcpu, const GuestFault& fault, kvm_run& run,
+                               const std::atomic<bool>& stop_requested);
+  GuestFaultAction ActionFor(uint32_t vcpu, const GuestFaultVerdict& verdict,
+                           std::optional<uint64_t> gpa);
+  bool WaitForWindows(uint64_t opened, const std::atomic<bool>& stop_requested);
+
   const MachineConfig config_;
   const absl::Time created_;
-  GuestMemory memory_;  // declared before the VM: destroyed after it
+  // Declared before the VM: destroyed after it (the memslots' host range outlives it).
+  std::unique_ptr<HostAddressSpace> space_;
   BootPlan plan_;
   GuestConsole console_;
   std::optional<KvmSystem> system_;
   KvmLimits limits_;
   std::optional<KvmVm> vm_;
+  std::optional<KvmMemslotControl> kvm_slots_;  // reference vm_
+  std::optional<KvmDirtyLog> kvm_dirty_log_;
   std::vector<std::unique_ptr<KvmVcpu>> vcpus_;
   PortIoBus bus_;
   SerialConsole serial_{&console_};
-  UcallDevice ucall_{&memory_, this};
+  std::optional<UcallDevice> ucall_;
   ExitHandler exit_handler_{&bus_};
-  std::vector<std::unique_ptr<VcpuRunner>> runners_;  // declared last: destroyed first
+  // Created by Init (immutable afterwards: KickAll may run on any thread); started by Run.
+  std::vector<std::unique_ptr<VcpuRunner>> runners_;
 
-  Mutex mu_;
+  std::atomic<uint64_t> fault_retries_{0};      // relaxed: statistic
+  std::atomic<uint64_t> protected_writes_{0};   // relaxed: statistic
+
+  Mutex join_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  mutable Mutex mu_;
   std::vector<VcpuReport> reports_ ABSL_GUARDED_BY(mu_);
   std::optional<absl::Duration> first_ucall_ ABSL_GUARDED_BY(mu_);
   bool ran_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<std::string> host_stop_ ABSL_GUARDED_BY(mu_);
+  absl::Status page_server_error_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace mmuvisor::vmm

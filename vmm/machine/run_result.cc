@@ -38,6 +38,12 @@ void DecideVerdict(RunResult& result, bool timed_out) {
       result.guest_exit_code = *r.done_code;
     }
   }
+  if (!result.page_server_error.ok()) {
+    result.verdict = Verdict::kHostError;
+    result.summary = absl::StrCat("page server failed, VM stopped: ",
+                                  result.page_server_error.message());
+    return;
+  }
   for (const VcpuReport& r : result.vcpus) {
     if (r.stop.kind == StopKind::kHostError) {
       result.verdict = Verdict::kHostError;
@@ -56,7 +62,8 @@ void DecideVerdict(RunResult& result, bool timed_out) {
   // it actually stopped someone counts as timed out.
   bool kicked = false;
   for (const VcpuReport& r : result.vcpus) kicked = kicked || r.stop.kind == StopKind::kKicked;
-  if (timed_out && kicked) {
+  const bool host_stop = result.host_stop.has_value();
+  if (timed_out && kicked && !host_stop) {
     result.verdict = Verdict::kTimedOut;
     result.summary = absl::StrCat("guest timed out after ", absl::FormatDuration(result.timeout));
     return;
@@ -81,7 +88,7 @@ void DecideVerdict(RunResult& result, bool timed_out) {
     }
   }
   for (const VcpuReport& r : result.vcpus) {
-    if (!r.done_code) {
+    if (!r.done_code && !(host_stop && r.stop.kind == StopKind::kKicked)) {
       result.summary = absl::StrFormat("vcpu %u stopped without reporting DONE (%s%s%s)",
                                        r.index, StopKindName(r.stop.kind),
                                        r.stop.detail.empty() ? "" : ": ", r.stop.detail);
@@ -89,7 +96,8 @@ void DecideVerdict(RunResult& result, bool timed_out) {
     }
   }
   result.verdict = Verdict::kClean;
-  result.summary = "guest finished: exit code 0";
+  result.summary = host_stop ? absl::StrCat("stopped by host: ", *result.host_stop)
+                             : "guest finished: exit code 0";
 }
 
 }  // namespace mmuvisor::vmm

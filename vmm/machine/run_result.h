@@ -2,12 +2,15 @@
 // the per-vCPU facts into the verdict (pure, unit-tested without KVM).
 //
 // Verdict, first match wins:
-//   kHostError    a vCPU stopped on a failed ioctl (the VMM, not the guest, failed)
+//   kHostError    the page server failed, or a vCPU stopped on a failed ioctl (the VMM,
+//                 not the guest, failed)
 //   kCrashed      a vCPU crashed (triple fault, internal error, failed entry, stray MMIO)
 //   kTimedOut     the watchdog fired and stopped at least one vCPU
 //   kGuestFailed  an assertion, a malformed ucall, a DONE with a non-zero code, or a vCPU
 //                 that halted or was stopped without reporting DONE
-//   kClean        every vCPU reported DONE with code 0
+//   kClean        every vCPU reported DONE with code 0 — or the host stopped the run
+//                 (Machine::RequestStop): vCPUs it kicked count as neither failed nor
+//                 timed out, and the summary says "stopped by host: <reason>"
 #ifndef MMUVISOR_VMM_MACHINE_RUN_RESULT_H_
 #define MMUVISOR_VMM_MACHINE_RUN_RESULT_H_
 
@@ -16,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "vmm/devices/ucall.h"
@@ -44,6 +48,14 @@ struct RunResult {
   // Process-internal timings from the start of Machine::Create.
   std::optional<absl::Duration> first_ucall;
   absl::Duration exit;
+  // Machine::RequestStop's reason, if the host stopped the run.
+  std::optional<std::string> host_stop;
+  // The page server's failure, if it failed (the VM was stopped because of it).
+  absl::Status page_server_error;
+  // Guest memory faults resolved by waiting for a host window and re-entering KVM_RUN.
+  uint64_t guest_fault_retries = 0;
+  // Guest writes to memory the host protected (reported; stopped or continued).
+  uint64_t protected_write_events = 0;
 };
 
 // Fills verdict, guest_exit_code and summary from vcpus, timed_out and timeout.

@@ -4,7 +4,7 @@
 //   ByteSize  a length in bytes.
 // Ranges are half-open [start, start + size) everywhere. Arithmetic is only what makes
 // sense (Gpa + ByteSize, Gpa - Gpa); overflow is checked by the callers that take guest
-// input (see MemslotTable and GuestMemory).
+// input (see MemslotTable and HostAddressSpace::ReadGuest/WriteGuest).
 #ifndef MMUVISOR_VMM_MEMORY_ADDRESS_H_
 #define MMUVISOR_VMM_MEMORY_ADDRESS_H_
 

@@ -63,8 +63,12 @@ bool IsValidTransition(VcpuState from, VcpuState to) {
 }
 
 VcpuRunner::VcpuRunner(KvmVcpu* vcpu, size_t run_size, ExitHandler* handler,
-                       StopCallback on_stop)
-    : vcpu_(vcpu), run_size_(run_size), handler_(handler), on_stop_(std::move(on_stop)) {
+                       StopCallback on_stop, GuestFaultHandler* faults)
+    : vcpu_(vcpu),
+      run_size_(run_size),
+      handler_(handler),
+      on_stop_(std::move(on_stop)),
+      faults_(faults) {
   InstallKickHandlerOnce();
 }
 
@@ -141,29 +145,24 @@ VcpuStop VcpuRunner::RunLoop() {
     if (stop_requested_.load(std::memory_order_acquire)) {  // pairs with Kick()'s release
       return VcpuStop{StopKind::kKicked, run->exit_reason, "stopped on request", {}, {}};
     }
+    const WindowToken entry = faults_ != nullptr ? faults_->BeforeEntry() : WindowToken{};
     Transition(VcpuState::kInGuest);
     absl::Status st = vcpu_->Run();
     Transition(VcpuState::kHandlingExit);
     if (!st.ok()) {
       // EINTR (a kick or a stray signal) and EAGAIN: loop; the top checks for a stop.
       if (absl::IsUnavailable(st)) continue;
-      VcpuStop stop{StopKind::kHostError, run->exit_reason, std::string(st.message()), {}, st};
-      if (run->exit_reason == kvm_abi::kExitMemoryFault) {
-        // Linux >= 6.8 with KVM_CAP_MEMORY_FAULT_INFO: KVM_RUN fails (EFAULT/EHWPOISON)
-        // with the faulting range in kvm_run (union member at the same offset as
-        // memory_fault {flags, gpa, size}, read as raw words: 6.1 lacks the struct).
-        uint64_t words[3];
-        static_assert(sizeof(words) <= sizeof(run->padding));
-        std::memcpy(words, run->padding, sizeof(words));
-        stop.kind = StopKind::kCrashed;
-        stop.detail = absl::StrFormat(
-            "memory fault KVM could not resolve (KVM_EXIT_MEMORY_FAULT): gpa=%#x size=%#x "
-            "flags=%#x; %s",
-            words[1], words[2], words[0], st.message());
-        stop.error = absl::OkStatus();
-        AddRegisters(stop);
-      }
-      return stop;
+      std::optional<VcpuStop> stop = OnRunError(st, entry);
+      if (!stop.has_value()) continue;
+      return *std::move(stop);
+    }
+    identical_efaults_ = 0;
+    last_efault_regs_.reset();
+    if (faults_ != nullptr && run->exit_reason == KVM_EXIT_MMIO) {
+      VcpuStop stop;
+      const MmioOutcome outcome = OnMmio(entry, stop);
+      if (outcome == MmioOutcome::kReenter) continue;
+      if (outcome == MmioOutcome::kStop) return stop;
     }
     ExitDecision decision = handler_->Handle(id, *run, run_size_);
     if (!decision.stop) continue;
@@ -173,6 +172,91 @@ VcpuStop VcpuRunner::RunLoop() {
     if (stop.kind == StopKind::kHostError) stop.error = absl::InternalError(stop.detail);
     return stop;
   }
+}
+
+std::optional<VcpuStop> VcpuRunner::OnRunError(const absl::Status& st, WindowToken entry) {
+  kvm_run* run = vcpu_->run();
+  const uint32_t id = static_cast<uint32_t>(vcpu_->id());
+  const bool memory_fault_exit = run->exit_reason == kvm_abi::kExitMemoryFault;
+  // KVM_RUN's EFAULT is the only errno ErrnoToStatus maps to OutOfRange.
+  const bool efault = absl::IsOutOfRange(st);
+  if (faults_ != nullptr && (memory_fault_exit || efault)) {
+    GuestFault fault;
+    fault.entry = entry;
+    if (memory_fault_exit) {
+      // Linux >= 6.8 with KVM_CAP_MEMORY_FAULT_INFO: the faulting range is in kvm_run
+      // (union member at the same offset as memory_fault {flags, gpa, size}, read as raw
+      // words: 6.1 lacks the struct).
+      uint64_t words[3];
+      static_assert(sizeof(words) <= sizeof(run->padding));
+      std::memcpy(words, run->padding, sizeof(words));
+      fault.source = GuestFaultSource::kMemoryFault;
+      fault.gpa = words[1];
+      fault.size = words[2];
+    } else {
+      // No address on this kernel: count how often the guest fails with exactly the same
+      // state (no progress at all), for the handler's bound.
+      absl::StatusOr<kvm_regs> regs = vcpu_->GetRegs();
+      if (regs.ok() && last_efault_regs_.has_value() &&
+          std::memcmp(&*regs, &*last_efault_regs_, sizeof(kvm_regs)) == 0) {
+        ++identical_efaults_;
+      } else {
+        identical_efaults_ = 1;
+      }
+      if (regs.ok()) last_efault_regs_ = *regs;
+      fault.identical_repeats = identical_efaults_;
+    }
+    GuestFaultAction action = faults_->OnGuestFault(id, fault, *run, stop_requested_);
+    if (action.kind == GuestFaultAction::kReenter) return std::nullopt;
+    if (!action.gpa.has_value()) action.gpa = fault.gpa;
+    return StopFrom(action);
+  }
+  VcpuStop stop{StopKind::kHostError, run->exit_reason, std::string(st.message()), {}, st};
+  if (memory_fault_exit) {
+    uint64_t words[3];
+    static_assert(sizeof(words) <= sizeof(run->padding));
+    std::memcpy(words, run->padding, sizeof(words));
+    stop.kind = StopKind::kCrashed;
+    stop.detail = absl::StrFormat(
+        "memory fault KVM could not resolve (KVM_EXIT_MEMORY_FAULT): gpa=%#x size=%#x "
+        "flags=%#x; %s",
+        words[1], words[2], words[0], st.message());
+    stop.fault_gpa = words[1];
+    stop.error = absl::OkStatus();
+    AddRegisters(stop);
+  }
+  return stop;
+}
+
+VcpuRunner::MmioOutcome VcpuRunner::OnMmio(WindowToken entry, VcpuStop& stop) {
+  kvm_run* run = vcpu_->run();
+  GuestFault fault;
+  fault.source = GuestFaultSource::kMmio;
+  fault.gpa = run->mmio.phys_addr;
+  fault.size = run->mmio.len;
+  fault.entry = entry;
+  GuestFaultAction action =
+      faults_->OnGuestFault(static_cast<uint32_t>(vcpu_->id()), fault, *run, stop_requested_);
+  switch (action.kind) {
+    case GuestFaultAction::kReenter:
+      return MmioOutcome::kReenter;
+    case GuestFaultAction::kNotMine:
+      return MmioOutcome::kExitHandler;
+    case GuestFaultAction::kStop:
+      if (!action.gpa.has_value()) action.gpa = fault.gpa;
+      stop = StopFrom(action);
+      return MmioOutcome::kStop;
+  }
+  return MmioOutcome::kExitHandler;
+}
+
+VcpuStop VcpuRunner::StopFrom(const GuestFaultAction& action) {
+  VcpuStop stop{action.stop_kind, vcpu_->run()->exit_reason, action.detail, {}, {}};
+  stop.protected_write = action.protected_write;
+  stop.fault_gpa = action.gpa;
+  if (stop.kind == StopKind::kCrashed) AddRegisters(stop);
+  if (stop.kind == StopKind::kHostError) stop.error = absl::InternalError(stop.detail);
+  return stop;
 }
 
 void VcpuRunner::AddRegisters(VcpuStop& stop) {

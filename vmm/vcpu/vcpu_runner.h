@@ -16,6 +16,12 @@
 // once because of immediate_exit; a thread handling an exit sees the flag before
 // re-entering. So a kick always ends the run: no hang, whatever the guest does.
 //
+// Guest memory faults (KVM_RUN = EFAULT, KVM_EXIT_MEMORY_FAULT, an MMIO exit that may be
+// RAM) go to the GuestFaultHandler, if one is given (guest_fault.h): it re-enters (the
+// host window closed; the re-entry is the retry) or stops the vCPU with its report.
+// Without a handler, or for any other failed KVM_RUN, the vCPU stops: kHostError, or
+// kCrashed for KVM_EXIT_MEMORY_FAULT (naming gpa, size and flags).
+//
 // On a crash the runner takes KVM_GET_REGS / KVM_GET_SREGS itself (vCPU ioctls belong on
 // the vCPU thread) and puts a RegisterDump in the VcpuStop.
 // The thread is named "vcpu<N>". on_stop is called once, on the vCPU thread, after the
@@ -40,6 +46,7 @@
 #include "notifier/mutex.h"
 #include "vmm/kvm/vcpu.h"
 #include "vmm/vcpu/exit_handler.h"
+#include "vmm/vcpu/guest_fault.h"
 #include "vmm/vcpu/register_dump.h"
 
 namespace mmuvisor::vmm {
@@ -60,6 +67,8 @@ struct VcpuStop {
   std::optional<RegisterDump> registers;  // crashes only
   absl::Status error;                     // kHostError only
   bool guest_exception = false;  // via the exception stubs: the frame is on the guest stack
+  bool protected_write = false;  // a guest write to memory the host write-protected
+  std::optional<uint64_t> fault_gpa;  // guest memory faults, when the address is known
 };
 
 class VcpuRunner {
@@ -68,7 +77,9 @@ class VcpuRunner {
 
   // `vcpu`, `handler` are not owned and must outlive the runner. run_size: the kvm_run
   // mapping size.
-  VcpuRunner(KvmVcpu* vcpu, size_t run_size, ExitHandler* handler, StopCallback on_stop);
+  // `faults` may be null (every memory fault stops the vCPU).
+  VcpuRunner(KvmVcpu* vcpu, size_t run_size, ExitHandler* handler, StopCallback on_stop,
+             GuestFaultHandler* faults = nullptr);
   ~VcpuRunner();  // REQUIRES: Join() was called if Start() was.
   VcpuRunner(const VcpuRunner&) = delete;
   VcpuRunner& operator=(const VcpuRunner&) = delete;
@@ -88,6 +99,12 @@ class VcpuRunner {
  private:
   void ThreadMain();
   VcpuStop RunLoop();
+  // A failed KVM_RUN (not EINTR): nullopt to re-enter, else the stop.
+  std::optional<VcpuStop> OnRunError(const absl::Status& st, WindowToken entry);
+  // KVM_EXIT_MMIO with a handler: nullopt to re-enter, a stop, or the ExitHandler's turn.
+  enum class MmioOutcome : uint8_t { kReenter, kStop, kExitHandler };
+  MmioOutcome OnMmio(WindowToken entry, VcpuStop& stop);
+  VcpuStop StopFrom(const GuestFaultAction& action);
   void Transition(VcpuState to);
   void AddRegisters(VcpuStop& stop);
 
@@ -95,6 +112,10 @@ class VcpuRunner {
   const size_t run_size_;
   ExitHandler* const handler_;
   StopCallback on_stop_;
+  GuestFaultHandler* const faults_;
+  // EFAULTs in a row with identical registers (vCPU thread only).
+  uint32_t identical_efaults_ = 0;
+  std::optional<kvm_regs> last_efault_regs_;
   std::atomic<VcpuState> state_{VcpuState::kCreated};
   std::atomic<bool> stop_requested_{false};
   std::thread thread_;  // touched only by the owner (Start, Join, destructor)

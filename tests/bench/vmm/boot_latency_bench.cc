@@ -152,7 +152,7 @@ void BM_BootHello64(benchmark::State& state) {
     first_ucall_us += absl::ToDoubleMicroseconds(*result.first_ucall);
     exit_us += absl::ToDoubleMicroseconds(result.exit);
     baseline_us += absl::ToDoubleMicroseconds(baseline);
-    rss_mib = std::max(rss_mib, RssExcludingGuestMiB((*machine)->memory().host_base()));
+    rss_mib = std::max(rss_mib, RssExcludingGuestMiB((*machine)->host().PagePointer(0)));
     ++n;
   }
   if (n == 0) return;

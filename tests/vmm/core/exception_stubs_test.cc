@@ -4,6 +4,7 @@
 #include "vmm/machine/exception_stubs.h"
 
 #include <linux/kvm.h>
+#include <memory>
 
 #include <cstring>
 
@@ -11,7 +12,7 @@
 #include "gtest/gtest.h"
 #include "support/status_matchers.h"
 #include "vmm/boot/x86_state.h"
-#include "vmm/memory/guest_memory.h"
+#include "vmm/host/host_address_space.h"
 #include "vmm/vcpu/exit_handler.h"
 
 namespace mmuvisor::vmm {
@@ -24,11 +25,13 @@ using ::testing::HasSubstr;
 class ExceptionStubsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_OK_AND_ASSIGN(memory_, GuestMemory::Create(ByteSize{4 << 20}, MemoryBacking::kMemfd));
+    HostAddressSpaceOptions options;
+    options.ram_bytes = 4 << 20;
+    ASSERT_OK_AND_ASSIGN(memory_, HostAddressSpace::Create(options));
     ASSERT_THAT(InstallExceptionStubs(*memory_), IsOk());
   }
-  uint8_t* At(uint64_t gpa) { return memory_->host_base() + gpa; }
-  std::optional<GuestMemory> memory_;
+  uint8_t* At(uint64_t gpa) { return memory_->PagePointer(0) + gpa; }
+  std::unique_ptr<HostAddressSpace> memory_;
 };
 
 TEST_F(ExceptionStubsTest, GatesPointAtPushVectorStubs) {

@@ -3,6 +3,7 @@
 #include "vmm/devices/ucall.h"
 
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -10,7 +11,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "support/status_matchers.h"
-#include "vmm/memory/guest_memory.h"
+#include "vmm/host/host_address_space.h"
 
 namespace mmuvisor::vmm {
 namespace {
@@ -57,11 +58,13 @@ mmv_ucall Block(uint32_t cmd, std::vector<uint64_t> args = {}, const std::string
 class UcallDeviceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_OK_AND_ASSIGN(memory_, GuestMemory::Create(ByteSize{1 << 20}, MemoryBacking::kMemfd));
-    device_.emplace(&*memory_, &handler_);
+    HostAddressSpaceOptions options;
+    options.ram_bytes = 1 << 20;
+    ASSERT_OK_AND_ASSIGN(memory_, HostAddressSpace::Create(options));
+    device_.emplace(memory_.get(), &handler_);
   }
   IoAction Call(uint32_t vcpu, const mmv_ucall& block, uint32_t gpa = MMV_UCALL_GPA) {
-    EXPECT_TRUE(memory_->Write(Gpa{gpa}, absl::Span<const uint8_t>(
+    EXPECT_TRUE(memory_->WriteGuest(Gpa{gpa}, absl::Span<const uint8_t>(
                                              reinterpret_cast<const uint8_t*>(&block),
                                              sizeof(block))).ok());
     return Out(vcpu, gpa);
@@ -71,7 +74,7 @@ class UcallDeviceTest : public ::testing::Test {
     std::memcpy(data, &gpa, 4);
     return device_->Write(vcpu, 0, data);
   }
-  std::optional<GuestMemory> memory_;
+  std::unique_ptr<HostAddressSpace> memory_;
   RecordingHandler handler_;
   std::optional<UcallDevice> device_;
 };

@@ -1,0 +1,132 @@
+// HostAddressSpace: host copies to and from guest RAM (GuestMemoryAccess) and the
+// classification of guest faults whose address the kernel did not report.
+#include <cstring>
+
+#include "absl/strings/str_format.h"
+#include "vmm/host/host_address_space.h"
+#include "vmm/host/host_address_space_internal.h"
+
+namespace mmuvisor::vmm {
+
+bool HostAddressSpace::ContainsGuestRange(Gpa gpa, ByteSize len) const {
+  return memslots()->Translate(gpa, len).has_value();
+}
+
+uint64_t HostAddressSpace::ProtectedPages(uint64_t* first) const {
+  uint64_t count = 0;
+  for (uint64_t p = 0; p < num_pages_; ++p) {
+    if (user_prot_[p].load(std::memory_order_relaxed) !=
+        static_cast<uint8_t>(PageProtection::kReadWrite)) {
+      if (count == 0 && first != nullptr) *first = p;
+      ++count;
+    }
+  }
+  return count;
+}
+
+GuestFaultVerdict HostAddressSpace::ClassifyAddresslessGuestFault(
+    PageRangeLock::Counts at_entry) const {
+  if (torn_down()) return {GuestFaultKind::kPoisoned, "host address space torn down"};
+  if (absl::Status failure = page_server_->failure(); !failure.ok()) {
+    return {GuestFaultKind::kPoisoned, failure.ToString()};
+  }
+  const PageRangeLock::Counts now = windows_.counts();
+  const bool window_during_entry = at_entry.opened != at_entry.closed ||
+                                   now.opened != now.closed || now.opened != at_entry.opened;
+  if (window_during_entry) {
+    return {GuestFaultKind::kRetry, "a host window was open during the entry"};
+  }
+  uint64_t first = 0;
+  const uint64_t protected_pages = ProtectedPages(&first);
+  if (protected_pages > 0) {
+    std::optional<Gpa> gpa = memslots()->Reverse(Hva{AddressOf(first)});
+    return {GuestFaultKind::kProtected,
+            absl::StrFormat("guest write to write-protected memory (this kernel does not "
+                            "report the address; %d page(s) protected, the first at gpa %#x)",
+                            protected_pages, gpa.has_value() ? gpa->value : 0)};
+  }
+  return {GuestFaultKind::kNotMapped,
+          "KVM_RUN failed with EFAULT while no host window was open and no page was "
+          "protected: not a host operation's doing"};
+}
+
+absl::Status HostAddressSpace::CopyPage(uint64_t page, uint8_t* hva, uint8_t* buffer,
+                                        size_t len, bool write) {
+  for (;;) {
+    {
+      ReaderMutexLock teardown(&teardown_mu_);
+      if (torn_down_.load(std::memory_order_acquire)) {  // pairs with Teardown's release
+        return absl::FailedPreconditionError("guest memory access: torn down");
+      }
+      if (absl::Status failure = page_server_->failure(); !failure.ok()) return failure;
+      const auto prot =
+          static_cast<PageProtection>(user_prot_[page].load(std::memory_order_relaxed));
+      if (prot == PageProtection::kNone || (write && prot != PageProtection::kReadWrite)) {
+        return absl::PermissionDeniedError(absl::StrFormat(
+            "host %s of page %d: protected %s", write ? "write" : "read", page,
+            PageProtectionName(prot)));
+      }
+      // Held across the copy: a window that starts now drains the gate (waits for us)
+      // before it changes the mapping; one already past its drain holds the page in
+      // windows_, which we see below.
+      ReaderMutexLock gate(&device_gate_);
+      if (!windows_.IsLocked(page)) {
+        if (write) {
+          // Under the gate: no window can save this page between the note and the copy.
+          NoteHostWrite(PageRange{page, 1});
+          std::memcpy(hva, buffer, len);
+        } else {
+          std::memcpy(buffer, hva, len);
+        }
+        return absl::OkStatus();
+      }
+    }
+    windows_.WaitUntilUnlocked(page);  // no lock of ours held while waiting
+  }
+}
+
+absl::Status HostAddressSpace::ReadGuest(Gpa gpa, absl::Span<uint8_t> out) {
+  std::optional<Hva> hva = memslots()->Translate(gpa, ByteSize{out.size()});
+  if (!hva.has_value()) {
+    return absl::OutOfRangeError(absl::StrFormat(
+        "guest range gpa=%#x len=%#x is outside guest RAM (no memslot holds all of it)",
+        gpa.value, out.size()));
+  }
+  size_t done = 0;
+  while (done < out.size()) {
+    const uint64_t address = hva->value + done;
+    const size_t len = std::min<size_t>(out.size() - done, kPageSize - (address % kPageSize));
+    if (absl::Status s = CopyPage((address - base_) / kPageSize,
+                                  reinterpret_cast<uint8_t*>(address), out.data() + done, len,
+                                  /*write=*/false);
+        !s.ok()) {
+      return s;
+    }
+    done += len;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status HostAddressSpace::WriteGuest(Gpa gpa, absl::Span<const uint8_t> in) {
+  std::optional<Hva> hva = memslots()->Translate(gpa, ByteSize{in.size()});
+  if (!hva.has_value()) {
+    return absl::OutOfRangeError(absl::StrFormat(
+        "guest range gpa=%#x len=%#x is outside guest RAM (no memslot holds all of it)",
+        gpa.value, in.size()));
+  }
+  size_t done = 0;
+  while (done < in.size()) {
+    const uint64_t address = hva->value + done;
+    const size_t len = std::min<size_t>(in.size() - done, kPageSize - (address % kPageSize));
+    if (absl::Status s = CopyPage((address - base_) / kPageSize,
+                                  reinterpret_cast<uint8_t*>(address),
+                                  const_cast<uint8_t*>(in.data() + done), len, /*write=*/true);
+        !s.ok()) {
+      return s;
+    }
+    done += len;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace mmuvisor::vmm

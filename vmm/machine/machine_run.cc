@@ -1,0 +1,143 @@
+// Machine: Run, stopping, and the vCPU-thread callbacks (ucall, vCPU stops).
+#include <cassert>
+
+#include "absl/strings/str_cat.h"
+#include "vmm/machine/exception_stubs.h"
+#include "vmm/machine/machine.h"
+#include "vmm/vcpu/watchdog.h"
+
+namespace mmuvisor::vmm {
+
+RunResult Machine::Run() {
+  {
+    MutexLock lock(&mu_);
+    assert(!ran_ && "Machine::Run called twice");
+    ran_ = true;
+  }
+  RunResult result;
+  result.timeout = config_.timeout;
+  if (config_.reclaim.has_value()) {
+    if (absl::Status s = space_->StartReclaimDriver(*config_.reclaim); !s.ok()) {
+      for (const auto& r : runners_) r->Kick();  // nothing runs: report the error
+      MutexLock lock(&mu_);
+      for (VcpuReport& report : reports_) {
+        report.stop = VcpuStop{StopKind::kHostError, 0, std::string(s.message()), {}, s};
+      }
+    }
+  }
+  std::optional<Watchdog> watchdog;
+  if (config_.timeout != absl::InfiniteDuration()) {
+    watchdog.emplace(config_.timeout, [this] { KickAll(); });
+  }
+  for (auto& r : runners_) r->Start();
+  JoinAll();
+  bool timed_out = false;
+  if (watchdog) {
+    watchdog->Cancel();
+    timed_out = watchdog->expired();
+  }
+  console_.Flush();
+
+  result.exit = absl::Now() - created_;
+  {
+    MutexLock lock(&mu_);
+    result.vcpus = reports_;
+    result.first_ucall = first_ucall_;
+    result.host_stop = host_stop_;
+    result.page_server_error = page_server_error_;
+  }
+  result.guest_fault_retries = fault_retries_.load(std::memory_order_relaxed);
+  result.protected_write_events = protected_writes_.load(std::memory_order_relaxed);
+  DecideVerdict(result, timed_out);
+  return result;
+}
+
+void Machine::RequestStop(absl::string_view reason) {
+  {
+    MutexLock lock(&mu_);
+    if (!host_stop_.has_value()) host_stop_ = std::string(reason);
+  }
+  KickAll();
+}
+
+void Machine::OnPageServerFailure(const absl::Status& status) {
+  {
+    MutexLock lock(&mu_);
+    if (page_server_error_.ok()) page_server_error_ = status;
+  }
+  KickAll();  // a vCPU blocked on a poisoned page gets its fault; the rest stop
+}
+
+void Machine::OnVcpuStop(uint32_t vcpu, const VcpuStop& stop_in) {
+  VcpuStop stop = stop_in;
+  if (stop.guest_exception && stop.registers) {
+    // The faulting state is the frame the stub left on the ring-0 stack.
+    absl::StatusOr<ExceptionFrame> frame = ReadExceptionFrame(*space_, stop.registers->rsp);
+    if (frame.ok()) {
+      stop.detail = frame->Describe();
+      stop.registers->rip = frame->rip;
+      stop.registers->rsp = frame->rsp;
+      stop.registers->rflags = frame->rflags;
+      stop.registers->cs_selector = static_cast<uint16_t>(frame->cs);
+      stop.registers->cs_dpl = static_cast<uint8_t>(frame->cs & 3);
+    } else {
+      absl::StrAppend(&stop.detail, " (frame unreadable: ", frame.status().message(), ")");
+    }
+  }
+  bool broken = stop.kind == StopKind::kCrashed || stop.kind == StopKind::kHostError;
+  {
+    MutexLock lock(&mu_);
+    VcpuReport& report = reports_[vcpu];
+    // A kick after the Run's start-up error keeps that error.
+    if (!(stop.kind == StopKind::kKicked && report.stop.kind == StopKind::kHostError &&
+          !report.stop.error.ok())) {
+      report.stop = stop;
+    }
+    broken = broken || report.assertion.has_value() || !report.protocol_error.empty();
+  }
+  if (broken) KickAll();
+}
+
+void Machine::MarkUcall() {
+  MutexLock lock(&mu_);
+  if (!first_ucall_) first_ucall_ = absl::Now() - created_;
+}
+
+void Machine::OnPrint(uint32_t vcpu, absl::string_view text) {
+  MarkUcall();
+  console_.PrintLine(vcpu, text);
+}
+
+void Machine::OnSync(uint32_t vcpu, uint64_t stage, absl::Span<const uint64_t> values) {
+  MarkUcall();
+  if (config_.observer != nullptr) config_.observer->OnSync(vcpu, stage, values);
+}
+
+void Machine::OnAssert(uint32_t vcpu, const GuestAssertion& assertion) {
+  MarkUcall();
+  MutexLock lock(&mu_);
+  reports_[vcpu].assertion = assertion;
+}
+
+void Machine::OnDone(uint32_t vcpu, uint64_t exit_code) {
+  MarkUcall();
+  MutexLock lock(&mu_);
+  reports_[vcpu].done_code = exit_code;
+}
+
+void Machine::OnBalloon(uint32_t vcpu, Gpa gpa, ByteSize len) {
+  MarkUcall();
+  if (config_.observer != nullptr) config_.observer->OnBalloon(vcpu, gpa, len);
+}
+
+void Machine::OnReport(uint32_t vcpu, uint64_t kind, absl::Span<const uint64_t> values) {
+  MarkUcall();
+  if (config_.observer != nullptr) config_.observer->OnReport(vcpu, kind, values);
+}
+
+void Machine::OnProtocolError(uint32_t vcpu, absl::string_view what) {
+  MutexLock lock(&mu_);
+  reports_[vcpu].protocol_error = std::string(what);
+}
+
+}  // namespace mmuvisor::vmm
