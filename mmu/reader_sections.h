@@ -34,10 +34,24 @@ class ReaderSections {
 
   // RAII read-side section. Keep it short: retired tables are freed only between
   // sections.
+  // Inline: Translate callers that open a section per access pay two atomic RMWs and
+  // nothing more.
   class Section {
    public:
-    explicit Section(ReaderSections& sections);
-    ~Section();
+    explicit Section(ReaderSections& sections)
+        : count_(&sections.stripes_[ThisStripe()].count) {
+      // seq_cst, with the seq_cst table-pointer and token loads of the walk
+      // (ShadowPageTable::LookupRaw) and, on the reclaim side, the seq_cst unlink and
+      // token stores (ShadowPageTable::ZapRange) and the seq_cst count loads in
+      // Quiescent(): a store-buffering (Dekker) pair that only seq_cst orders. Either
+      // Quiescent() sees this increment, or the walk sees the unlink and the new token.
+      count_->fetch_add(1, std::memory_order_seq_cst);
+    }
+    ~Section() {
+      // Release pairs with the acquire load in Quiescent(): the walk's loads happen
+      // before any free that follows a zero count.
+      count_->fetch_sub(1, std::memory_order_release);
+    }
     Section(const Section&) = delete;
     Section& operator=(const Section&) = delete;
 
@@ -52,7 +66,14 @@ class ReaderSections {
   struct alignas(64) Stripe {
     std::atomic<int64_t> count{0};
   };
-  static unsigned ThisStripe();
+  // This thread's stripe, assigned round-robin on first use (so two threads rarely share
+  // a cache line); stripe_plus_one_ is 0 until then.
+  static unsigned ThisStripe() {
+    const unsigned stripe = stripe_plus_one_;
+    return stripe != 0 ? stripe - 1 : AssignStripe();
+  }
+  static unsigned AssignStripe();
+  static inline thread_local constinit unsigned stripe_plus_one_ = 0;
 
   Stripe stripes_[kStripes];
 };
