@@ -2,7 +2,7 @@
 // baseline measured in the same run:
 //   BM_StartEndDispatch/<subs>/<checker>: hub start+end vs calling the same callbacks
 //     directly (target <= 1.5).
-//   BM_DisjointParallelInvalidation: two threads on disjoint ranges vs one thread,
+//   BM_DisjointInvalidation/threads:N: N threads on disjoint ranges vs one thread,
 //     aggregate throughput ratio (2.0 = perfect scaling; no global lock on the path).
 //   BM_IntervalInvalidation/<intervals>: one overlapping invalidation with N intervals
 //     registered vs with 10 (target: 10^5 within 3x of 10).
@@ -13,7 +13,6 @@
 #include <ctime>
 #include <memory>
 #include <mutex>
-#include <thread>
 #include <vector>
 
 #include "benchmark/benchmark.h"
@@ -131,44 +130,50 @@ class ShardedSub : public Subscription {
   std::array<Slot, kSlots> slots_{};
 };
 
-void BM_DisjointParallelInvalidation(benchmark::State& state) {
-  NotifierSubscriptions hub({.check_pairing = false});
-  std::vector<std::unique_ptr<ShardedSub>> subs;
-  for (int i = 0; i < 4; ++i) {
-    subs.push_back(std::make_unique<ShardedSub>());
-    if (!hub.Register(*subs.back()).ok()) state.SkipWithError("register failed");
-  }
-  constexpr int64_t kPairs = 300000;
-  auto worker = [&](int t) {
-    const Range r{uint64_t(t + 1) << 20, (uint64_t(t + 1) << 20) + 0x1000, Event::kClear,
-                  true, nullptr};
-    for (int64_t i = 0; i < kPairs; ++i) {
-      if (hub.InvalidateRangeStart(r).ok()) hub.InvalidateRangeEnd(r);
+// One hub shared by every thread of every BM_DisjointInvalidation instance, with four
+// sharded subscriptions (leaked on purpose: benchmark threads may outlive a local).
+NotifierSubscriptions& SharedParallelHub() {
+  static NotifierSubscriptions* hub = [] {
+    auto* h = new NotifierSubscriptions({.check_pairing = false});
+    for (int i = 0; i < 4; ++i) {
+      if (!h->Register(*new ShardedSub()).ok()) abort();
     }
-  };
-  double ratio = 0;
-  for (auto _ : state) {
-    Clock::time_point t0 = Clock::now();
-    std::thread one(worker, 0);
-    one.join();
-    const double one_s = std::chrono::duration<double>(Clock::now() - t0).count();
-    t0 = Clock::now();
-    std::thread a(worker, 0), b(worker, 1);
-    a.join();
-    b.join();
-    const double two_s = std::chrono::duration<double>(Clock::now() - t0).count();
-    // Aggregate throughput of two threads over that of one.
-    ratio = (2.0 * kPairs / two_s) / (kPairs / one_s);
-    state.counters["one_thread_Mpairs_s"] = kPairs / one_s / 1e6;
-    state.counters["two_threads_Mpairs_s"] = 2.0 * kPairs / two_s / 1e6;
-  }
-  state.counters["x_baseline"] = ratio;
-  for (auto& s : subs) {
-    if (!hub.Unregister(*s).ok()) state.SkipWithError("unregister failed");
-  }
+    return h;
+  }();
+  return *hub;
 }
-BENCHMARK(BM_DisjointParallelInvalidation)->Iterations(3)->UseRealTime()
-    ->Unit(benchmark::kMillisecond);
+
+// Pairs per second of one thread alone, measured by the Threads(1) instance of this run.
+std::atomic<double> one_thread_pairs_per_s{0};
+
+// Each thread invalidates its own range (thread t: [(t+1) MiB, +4 KiB)) in a loop.
+// x_baseline (summed over threads) = aggregate pairs/s over that of one thread alone:
+// 2.0 is perfect scaling for Threads(2); a global lock on the path would give <= 1.
+void BM_DisjointInvalidation(benchmark::State& state) {
+  NotifierSubscriptions& hub = SharedParallelHub();
+  const uint64_t base = uint64_t(state.thread_index() + 1) << 20;
+  const Range r{base, base + 0x1000, Event::kClear, true, nullptr};
+  const double cpu0 = ThreadCpuNs();
+  const Clock::time_point t0 = Clock::now();
+  for (auto _ : state) {
+    if (hub.InvalidateRangeStart(r).ok()) hub.InvalidateRangeEnd(r);
+  }
+  const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+  // CPU time per pair, averaged over threads: load-independent; it would rise with
+  // threads if they bounced a shared cache line or waited on a lock.
+  state.counters["cpu_ns_pair"] = benchmark::Counter(
+      (ThreadCpuNs() - cpu0) / static_cast<double>(state.iterations()),
+      benchmark::Counter::kAvgThreads);
+  const double rate = static_cast<double>(state.iterations()) / s;
+  if (state.threads() == 1) one_thread_pairs_per_s.store(rate);
+  state.SetItemsProcessed(state.iterations());
+  // Summed over threads by the framework.
+  state.counters["Mpairs_s"] = rate / 1e6;
+  const double one = one_thread_pairs_per_s.load();
+  state.counters["x_baseline"] = one > 0 ? rate / one : 0;
+}
+BENCHMARK(BM_DisjointInvalidation)->Threads(1)->Threads(2)->UseRealTime()
+    ->MinTime(1.0);
 
 class BenchInterval : public IntervalSubscription {
  public:
@@ -201,6 +206,15 @@ struct IntervalSetup {
     benchmark::DoNotOptimize(hub.InvalidateRangeStart(r));
     hub.InvalidateRangeEnd(r);
   }
+  // The floor: the same callback on the same subscription, called without the hub (its
+  // cost grows with n only through the memory the subscriptions themselves occupy).
+  void CallDirect(int64_t i) {
+    const size_t k = static_cast<size_t>(i % static_cast<int64_t>(subs.size()));
+    const uint64_t start = static_cast<uint64_t>(k) << 16;
+    const Range r{start, start + 4096, Event::kClear, true, nullptr};
+    IntervalSubscription& sub = subs[k];  // through the base, as the hub calls it
+    benchmark::DoNotOptimize(sub.Invalidate(r, 3));
+  }
   NotifierSubscriptions hub{HubOptions{.check_pairing = false}};
   std::vector<BenchInterval> subs;
 };
@@ -213,6 +227,7 @@ void BM_IntervalInvalidation(benchmark::State& state) {
     IntervalSetup base(10);
     NsPerOp(kReps / 4, [&](int64_t i) { base.Invalidate(i); });
     base_ns = NsPerOp(kReps, [&](int64_t i) { base.Invalidate(i); });
+    state.counters["direct10_ns"] = NsPerOp(kReps, [&](int64_t i) { base.CallDirect(i); });
   }
   IntervalSetup setup(n);
   int64_t i = 0;
@@ -220,6 +235,18 @@ void BM_IntervalInvalidation(benchmark::State& state) {
   // Scattered ranges (a reclaim sweep over many mirrors), and a sequential sweep.
   const double n_ns = NsPerOp(kReps, [&](int64_t k) { setup.Invalidate(k * 7919); });
   state.counters["n_seq_ns"] = NsPerOp(kReps, [&](int64_t k) { setup.Invalidate(k); });
+  state.counters["direct_n_ns"] =
+      NsPerOp(kReps, [&](int64_t k) { setup.CallDirect(k * 7919); });
+  // Latency floor: the next subscription's index depends on a load from this one (as in
+  // the hub, where the walk must finish before the callback runs), so misses cannot
+  // overlap. One cold subscription per invalidation costs at least this.
+  uint64_t dep = 0;
+  state.counters["direct_n_dep_ns"] = NsPerOp(kReps, [&](int64_t k) {
+    const int64_t idx = k * 7919 + static_cast<int64_t>(dep);
+    setup.CallDirect(idx);
+    const size_t j = static_cast<size_t>(idx % static_cast<int64_t>(setup.subs.size()));
+    dep = setup.subs[j].start() & 1;  // always 0, but the CPU must wait for the load
+  });
   state.SetItemsProcessed(state.iterations());
   state.counters["base10_ns"] = base_ns;
   state.counters["n_ns"] = n_ns;
