@@ -93,6 +93,13 @@ class MachineObserver {
   }
 };
 
+// Live guest-fault counters (relaxed reads: exact once the vCPUs have stopped).
+struct MachineFaultStats {
+  uint64_t faults = 0;            // memory faults the vCPUs reported to the Machine
+  uint64_t retries = 0;           // resolved by waiting for a window and re-entering
+  uint64_t protected_writes = 0;  // guest writes to host-protected memory
+};
+
 struct MachineConfig {
   std::string kvm_path = std::string(kDefaultKvmPath);
   ByteSize ram_size{64ull << 20};
@@ -159,6 +166,8 @@ class Machine : private UcallHandler, private GuestFaultHandler {
   HostAddressSpace& host() { return *space_; }
   const HostAddressSpace& host() const { return *space_; }
 
+  MachineFaultStats fault_stats() const;
+
   const BootPlan& boot_plan() const { return plan_; }
   const KvmLimits& limits() const { return limits_; }
   uint32_t vcpu_count() const { return config_.vcpus; }
@@ -213,6 +222,7 @@ class Machine : private UcallHandler, private GuestFaultHandler {
   // Created by Init (immutable afterwards: KickAll may run on any thread); started by Run.
   std::vector<std::unique_ptr<VcpuRunner>> runners_;
 
+  std::atomic<uint64_t> faults_{0};             // relaxed: statistic
   std::atomic<uint64_t> fault_retries_{0};      // relaxed: statistic
   std::atomic<uint64_t> protected_writes_{0};   // relaxed: statistic
 

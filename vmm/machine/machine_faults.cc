@@ -13,6 +13,12 @@ constexpr absl::Duration kWindowWaitSlice = absl::Milliseconds(20);
 
 }  // namespace
 
+MachineFaultStats Machine::fault_stats() const {
+  return MachineFaultStats{faults_.load(std::memory_order_relaxed),
+                           fault_retries_.load(std::memory_order_relaxed),
+                           protected_writes_.load(std::memory_order_relaxed)};
+}
+
 WindowToken Machine::BeforeEntry() {
   const PageRangeLock::Counts counts = space_->window_counts();
   return WindowToken{counts.opened, counts.closed};
@@ -70,6 +76,7 @@ GuestFaultAction Machine::ActionFor(uint32_t vcpu, const GuestFaultVerdict& verd
 GuestFaultAction Machine::OnGuestFault(uint32_t vcpu, const GuestFault& fault, kvm_run& run,
                                        const std::atomic<bool>& stop_requested) {
   if (fault.source == GuestFaultSource::kMmio) return OnMmioFault(vcpu, fault, run, stop_requested);
+  faults_.fetch_add(1, std::memory_order_relaxed);
   GuestFaultAction action;
   if (fault.gpa.has_value()) {
     // KVM_EXIT_MEMORY_FAULT: the address is known. Reads never fault on a readable page,
@@ -115,6 +122,7 @@ GuestFaultAction Machine::OnMmioFault(uint32_t vcpu, const GuestFault& fault, kv
     not_mine.kind = GuestFaultAction::kNotMine;  // a real stray MMIO: the ExitHandler's
     return not_mine;
   }
+  faults_.fetch_add(1, std::memory_order_relaxed);
   const bool write = run.mmio.is_write != 0;
   // An emulated access that could not use the host mapping. Complete it through the
   // space (which waits out windows) so KVM can retire the instruction on re-entry.
