@@ -9,7 +9,6 @@
 #include <thread>
 #include <vector>
 
-#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -226,7 +225,7 @@ TEST(HostAddressSpaceTest, ResolveRejectsAddressesOutsideGuestRam) {
 
 TEST(HostAddressSpaceTest, UnmapWaitsForOpenWindowsThenRemovesTheSlot) {
   RecordingMemslotControl control;
-  absl::Notification in_window, release_window;
+  testing::TestEvent in_window, release_window;
   HostAddressSpaceOptions o = SmallOptions();
   o.slots = {RamSlot{0, Gpa{0}, 0, kPages / 2}, RamSlot{1, Gpa{1ull << 30}, kPages / 2, kPages / 2}};
   o.memslot_control = &control;

@@ -5,6 +5,7 @@
 
 #include <dirent.h>
 
+#include <condition_variable>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -74,6 +75,30 @@ class FakeDirtyLog : public DirtyLog {
   mutable Mutex mu_;
   std::vector<uint64_t> written_ ABSL_GUARDED_BY(mu_);
   int fetches_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// A one-shot event (absl::Notification's job) on the TSan-visible Mutex of
+// notifier/mutex.h.
+class TestEvent {
+ public:
+  void Notify() {
+    MutexLock lock(&mu_);
+    set_ = true;
+    cv_.notify_all();
+  }
+  bool HasBeenNotified() const {
+    MutexLock lock(&mu_);
+    return set_;
+  }
+  void WaitForNotification() {
+    MutexLock lock(&mu_);
+    mu_.Await(cv_, [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return set_; });
+  }
+
+ private:
+  mutable Mutex mu_;
+  std::condition_variable cv_;
+  bool set_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 inline int CountDirEntries(const char* path) {

@@ -1,0 +1,407 @@
+// A real Machine on HostAddressSpace-owned RAM under KVM: every host operation happens
+// while the guest (machine_test_guest.h) writes and verifies a pattern, and the guest is
+// the oracle (its mismatch counts come back through port I/O, its total as the DONE code).
+// Skips visibly without /dev/kvm.
+#include <linux/kvm.h>
+
+#include <atomic>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "kvm/kvm_test_support.h"
+#include "kvm/machine_test_guest.h"
+#include "notifier/mutex.h"
+#include "support/status_matchers.h"
+#include "vmm/host/dma_port.h"
+#include "vmm/host/fault_injection.h"
+#include "vmm/machine/machine.h"
+#include "vmm/host/host_address_space.h"
+#include "vmm/host/host_test_support.h"
+
+namespace mmuvisor::vmm {
+namespace {
+
+using ::mmuvisor::testing::IsOk;
+using ::mmuvisor::testing::StatusIs;
+using ::mmuvisor::vmm::testing::GuestWord;
+using ::mmuvisor::vmm::testing::kGuestDataGpa;
+using ::mmuvisor::vmm::testing::kGuestDataPages;
+using ::mmuvisor::vmm::testing::kGuestPort;
+using ::testing::Each;
+using ::testing::HasSubstr;
+
+constexpr uint64_t kRamBytes = 8ull << 20;
+
+// The guest's port: calls on_written(round) after each write phase (vCPU thread), records
+// the per-round mismatch counts and runs `rounds` rounds (or until `more` says stop).
+class RoundsDevice : public PortIoDevice {
+ public:
+  explicit RoundsDevice(uint64_t rounds) : rounds_(rounds) {}
+  std::function<void(uint64_t round)> on_written;
+  std::function<bool(uint64_t round)> more;  // overrides `rounds` when set
+
+  IoAction Write(uint32_t /*vcpu*/, uint16_t offset, absl::Span<const uint8_t> data) override {
+    uint32_t v = 0;
+    std::memcpy(&v, data.data(), std::min<size_t>(data.size(), sizeof(v)));
+    if (offset == 0) {
+      round_ = v;
+      if (on_written) on_written(v);
+    } else if (offset == 4) {
+      mismatches_.push_back(v);
+    }
+    return IoAction::kContinue;
+  }
+  void Read(uint32_t /*vcpu*/, uint16_t offset, absl::Span<uint8_t> data) override {
+    const uint32_t again = offset == 8 && (more ? more(round_) : round_ < rounds_) ? 1 : 0;
+    std::memset(data.data(), 0, data.size());
+    std::memcpy(data.data(), &again, std::min<size_t>(data.size(), sizeof(again)));
+  }
+  // After Run() returned (the vCPU thread is joined).
+  const std::vector<uint32_t>& mismatches() const { return mismatches_; }
+  uint64_t rounds_done() const { return round_; }
+
+ private:
+  const uint64_t rounds_;
+  uint64_t round_ = 0;
+  std::vector<uint32_t> mismatches_;
+};
+
+MachineConfig Config() {
+  MachineConfig config;
+  config.ram_size = ByteSize{kRamBytes};
+  config.timeout = absl::Seconds(120);  // nested KVM under TCG is slow
+  config.host.page_server_threads = 2;
+  return config;
+}
+
+absl::StatusOr<std::unique_ptr<Machine>> MakeMachine(const MachineConfig& config,
+                                                     RoundsDevice* device) {
+  const std::vector<uint8_t> elf = testing::RoundsGuestElf();
+  absl::StatusOr<std::unique_ptr<Machine>> m = Machine::Create(config, elf);
+  if (!m.ok()) return m;
+  if (absl::Status s = (*m)->AttachPortDevice(kGuestPort, 12, device); !s.ok()) return s;
+  return m;
+}
+
+PageRange AllPages(Machine& m) { return PageRange{0, m.host().num_pages()}; }
+PageRange DataPages(Machine& m) {
+  absl::StatusOr<PageRange> r =
+      m.host().PagesOf(Gpa{kGuestDataGpa}, ByteSize{kGuestDataPages * kPageSize});
+  EXPECT_TRUE(r.ok()) << r.status();
+  return r.ok() ? *r : PageRange{};
+}
+
+void ExpectCleanRun(const RunResult& r, const RoundsDevice& device, uint64_t rounds) {
+  EXPECT_EQ(r.verdict, Verdict::kClean) << r.summary;
+  EXPECT_EQ(device.rounds_done(), rounds);
+  EXPECT_EQ(device.mismatches().size(), rounds);
+  EXPECT_THAT(device.mismatches(), Each(0u));
+}
+
+TEST(MachineHostTest, ReclaimAllThenTheGuestRereadsIdenticalDataThroughSwapIns) {
+  MMUVISOR_SKIP_WITHOUT_KVM();
+  RoundsDevice device(2);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Machine> m, MakeMachine(Config(), &device));
+  ReclaimResult reclaimed;
+  uint64_t swap_ins_before = 0;
+  device.on_written = [&](uint64_t round) {
+    if (round != 1) return;
+    swap_ins_before = m->host().stats().swapped_in;
+    absl::StatusOr<ReclaimResult> r = m->host().Reclaim(AllPages(*m));
+    ASSERT_THAT(r.status(), IsOk());
+    reclaimed = *r;
+  };
+  const RunResult r = m->Run();
+  ExpectCleanRun(r, device, 2);
+  EXPECT_GE(reclaimed.reclaimed, kGuestDataPages);
+  EXPECT_EQ(reclaimed.save_failures, 0u);
+  // The verify phase after the reclaim read every data page back through the page server.
+  EXPECT_GE(m->host().stats().swapped_in - swap_ins_before, kGuestDataPages);
+  RecordProperty("dirty_tracking", DirtyTrackingModeName(m->host().dirty_tracking().mode));
+}
+
+TEST(MachineHostTest, AGuestWriteIntoAnOpenWindowIsRetriedAfterItClosesAndNotLost) {
+  MMUVISOR_SKIP_WITHOUT_KVM();
+  std::atomic<bool> hold{false};
+  std::atomic<Machine*> machine{nullptr};
+  MachineConfig config = Config();
+  // Keeps the round-2 reclaim window open (range read-only) until a vCPU has faulted on it.
+  config.host.window_hook = [&](WindowPoint point, const notifier::Range&) {
+    if (point != WindowPoint::kBeforeEnd || !hold.load()) return;
+    const absl::Time deadline = absl::Now() + absl::Seconds(60);
+    while (machine.load()->fault_stats().faults == 0 && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+  };
+  RoundsDevice device(3);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Machine> m, MakeMachine(config, &device));
+  machine.store(m.get());
+  std::thread storm;
+  device.on_written = [&](uint64_t round) {
+    if (round != 1) return;
+    storm = std::thread([&] {
+      hold.store(true);
+      EXPECT_THAT(m->host().Reclaim(DataPages(*m)).status(), IsOk());
+      hold.store(false);
+    });
+    // Let the window open before the guest goes on (it then writes round 2 into it).
+    while (m->host().open_windows() == 0) absl::SleepFor(absl::Microseconds(100));
+  };
+  const RunResult r = m->Run();
+  storm.join();
+  ExpectCleanRun(r, device, 3);
+  EXPECT_GE(r.guest_fault_retries, 1u);
+  EXPECT_EQ(r.protected_write_events, 0u);
+  RecordProperty("guest_fault_retries", static_cast<int>(r.guest_fault_retries));
+}
+
+class ProtectedWriteObserver : public MachineObserver {
+ public:
+  bool OnProtectedWrite(uint32_t /*vcpu*/, std::optional<Gpa> gpa,
+                        absl::string_view detail) override {
+    MutexLock lock(&mu_);
+    details_.push_back(std::string(detail));
+    gpa_ = gpa;
+    if (unprotect_ == nullptr) return false;
+    return unprotect_().ok();
+  }
+  std::function<absl::Status()> unprotect_;
+  std::vector<std::string> details() {
+    MutexLock lock(&mu_);
+    return details_;
+  }
+
+ private:
+  Mutex mu_;
+  std::vector<std::string> details_ ABSL_GUARDED_BY(mu_);
+  std::optional<Gpa> gpa_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST(MachineHostTest, AProtectedWriteIsAReportedEventAndUnprotectLetsTheGuestContinue) {
+  MMUVISOR_SKIP_WITHOUT_KVM();
+  ProtectedWriteObserver observer;
+  MachineConfig config = Config();
+  config.observer = &observer;
+  RoundsDevice device(2);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Machine> m, MakeMachine(config, &device));
+  const PageRange target{DataPages(*m).first + 5, 1};
+  observer.unprotect_ = [&] { return m->host().Unprotect(target); };
+  device.on_written = [&](uint64_t round) {
+    if (round == 1) {
+      ASSERT_THAT(m->host().Protect(target, PageProtection::kReadOnly), IsOk());
+    }
+  };
+  const RunResult r = m->Run();
+  ExpectCleanRun(r, device, 2);
+  EXPECT_EQ(r.protected_write_events, 1u);
+  ASSERT_EQ(observer.details().size(), 1u);
+  EXPECT_THAT(observer.details()[0], HasSubstr("guest write to write-protected memory"));
+}
+
+TEST(MachineHostTest, AProtectedWriteStopsTheVcpuWithTheEventInsteadOfHanging) {
+  MMUVISOR_SKIP_WITHOUT_KVM();
+  RoundsDevice device(2);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Machine> m, MakeMachine(Config(), &device));
+  const PageRange target{DataPages(*m).first, 1};
+  device.on_written = [&](uint64_t round) {
+    if (round == 1) {
+      ASSERT_THAT(m->host().Protect(target, PageProtection::kReadOnly), IsOk());
+    }
+  };
+  const RunResult r = m->Run();
+  EXPECT_EQ(r.verdict, Verdict::kCrashed) << r.summary;
+  EXPECT_THAT(r.summary, HasSubstr("guest write to write-protected memory"));
+  ASSERT_EQ(r.vcpus.size(), 1u);
+  EXPECT_TRUE(r.vcpus[0].stop.protected_write);
+  EXPECT_EQ(r.protected_write_events, 1u);
+  // The write did not land: the page still holds round 1's word.
+  uint64_t word = 0;
+  ASSERT_THAT(m->ReadGuest(Gpa{kGuestDataGpa}, absl::Span<uint8_t>(
+                                                   reinterpret_cast<uint8_t*>(&word), 8)),
+              IsOk());
+  EXPECT_EQ(word, GuestWord(0, 1));
+}
+
+TEST(MachineHostTest, AFailingSwapStoreLosesNothing) {
+  MMUVISOR_SKIP_WITHOUT_KVM();
+  RoundsDevice device(3);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Machine> m, MakeMachine(Config(), &device));
+  ReclaimResult failed;
+  device.on_written = [&](uint64_t round) {
+    if (round == 1) {
+      m->host().store()->SetWriteFaultInjection(IoFaultInjection{.probability = 1.0, .error = ENOSPC});
+      absl::StatusOr<ReclaimResult> r = m->host().Reclaim(DataPages(*m));
+      m->host().store()->ClearFaultInjection();
+      ASSERT_THAT(r.status(), IsOk());
+      failed = *r;
+    } else if (round == 2) {
+      // Half the saves fail (EIO, some torn halfway): those pages stay resident.
+      m->host().store()->SetWriteFaultInjection(
+          IoFaultInjection{.probability = 0.5, .error = EIO, .partial = true});
+      ASSERT_THAT(m->host().Reclaim(AllPages(*m)).status(), IsOk());
+      m->host().store()->ClearFaultInjection();
+    }
+  };
+  const RunResult r = m->Run();
+  ExpectCleanRun(r, device, 3);
+  EXPECT_EQ(failed.reclaimed, 0u);
+  EXPECT_EQ(failed.save_failures, kGuestDataPages);
+  EXPECT_THAT(failed.first_save_error, StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("")));
+}
+
+TEST(MachineHostTest, APageServerFailureStopsTheVmWithAClearError) {
+  MMUVISOR_SKIP_WITHOUT_KVM();
+  RoundsDevice device(2);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Machine> m, MakeMachine(Config(), &device));
+  device.on_written = [&](uint64_t round) {
+    if (round != 1) return;
+    ASSERT_THAT(m->host().Reclaim(DataPages(*m)).status(), IsOk());
+    m->host().store()->SetReadFaultInjection(IoFaultInjection{.fail_nth = 1, .error = EIO});
+  };
+  const RunResult r = m->Run();  // must return: no vCPU hangs on the poisoned page
+  EXPECT_EQ(r.verdict, Verdict::kHostError) << r.summary;
+  EXPECT_THAT(r.summary, HasSubstr("page server failed"));
+  EXPECT_FALSE(r.page_server_error.ok());
+}
+
+TEST(MachineHostTest, RequestStopEndsTheRunAsStoppedByTheHost) {
+  MMUVISOR_SKIP_WITHOUT_KVM();
+  RoundsDevice device(0);
+  std::atomic<bool> running{false};
+  device.more = [&](uint64_t) {
+    running.store(true);
+    return true;  // forever
+  };
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Machine> m, MakeMachine(Config(), &device));
+  std::thread stopper([&] {
+    while (!running.load()) absl::SleepFor(absl::Milliseconds(1));
+    m->RequestStop("test is done");
+  });
+  const RunResult r = m->Run();
+  stopper.join();
+  EXPECT_EQ(r.verdict, Verdict::kClean) << r.summary;
+  EXPECT_EQ(r.summary, "stopped by host: test is done");
+  ASSERT_TRUE(r.host_stop.has_value());
+  EXPECT_EQ(r.vcpus[0].stop.kind, StopKind::kKicked);
+  EXPECT_THAT(m->AttachPortDevice(0x0f00, 1, &device),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("already running")));
+}
+
+// A joined thread may stay listed in /proc/self/task for a moment (join returns when
+// the kernel clears its tid, before the task is reaped): wait until the count is at most
+// `want` (any value: the lowest seen), for at most 5 s.
+int SettledThreadCount(int want) {
+  int n = testing::ThreadCount();
+  for (int i = 0; i < 500 && n > want; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+    n = testing::ThreadCount();
+  }
+  return n;
+}
+
+TEST(MachineHostTest, TeardownWithPagesOutAndSubscriptionsReleasesOnceAndLeaksNothing) {
+  MMUVISOR_SKIP_WITHOUT_KVM();
+  std::thread([] {}).join();  // sanitizer helper threads exist before the baseline
+  const int fds_before = testing::OpenFdCount();
+  const int threads_before = SettledThreadCount(1);  // earlier tests' threads reaped
+  StartFaultSubscription a, b;
+  {
+    RoundsDevice device(1);
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Machine> m, MakeMachine(Config(), &device));
+    ASSERT_THAT(m->host().hub().Register(a), IsOk());
+    ASSERT_THAT(m->host().hub().Register(b), IsOk());
+    const RunResult r = m->Run();
+    ExpectCleanRun(r, device, 1);
+    ASSERT_OK_AND_ASSIGN(ReclaimResult out, m->host().Reclaim(AllPages(*m)));
+    EXPECT_GE(out.reclaimed, kGuestDataPages);
+    ASSERT_THAT(m->host().StartReclaimDriver(ReclaimDriverOptions{}), IsOk());
+    EXPECT_GT(testing::ThreadCount(), threads_before);
+    EXPECT_EQ(a.releases(), 0u);
+  }
+  EXPECT_EQ(a.releases(), 1u);
+  EXPECT_EQ(b.releases(), 1u);
+  EXPECT_EQ(testing::OpenFdCount(), fds_before);
+  EXPECT_EQ(SettledThreadCount(threads_before), threads_before);
+}
+
+TEST(MachineHostTest, ASecondaryMmuReaderWriterSeesNoStaleDataInAReclaimStormWhileTheGuestRuns) {
+  MMUVISOR_SKIP_WITHOUT_KVM();
+  constexpr uint64_t kDmaGpa = 0x400000;  // the device's region; the guest's is below
+  constexpr uint64_t kDmaPages = 32;
+  constexpr int kStormOps = 150;
+  std::atomic<bool> storm_done{false};
+  RoundsDevice device(0);
+  device.more = [&](uint64_t round) { return round < 2 || !storm_done.load(); };
+  MachineConfig config = Config();
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Machine> m, MakeMachine(config, &device));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DmaPort> dma, DmaPort::Create(m->host()));
+  RunResult result;
+  std::thread vcpus([&] { result = m->Run(); });
+
+  std::vector<uint64_t> version(kDmaPages, 0);
+  std::atomic<bool> stop_dma{false};
+  std::atomic<uint64_t> dma_checks{0};
+  std::thread dma_thread([&] {
+    std::vector<uint8_t> out(kPageSize), in(kPageSize);
+    std::mt19937_64 rng(7);
+    auto fill = [](std::vector<uint8_t>& b, uint64_t page, uint64_t v) {
+      for (uint64_t i = 0; i < kPageSize; ++i) b[i] = static_cast<uint8_t>(page * 131 + v * 31 + i * 7);
+    };
+    for (uint64_t round = 1; !stop_dma.load(); ++round) {
+      const uint64_t i = rng() % kDmaPages;
+      fill(out, i, round);
+      ASSERT_THAT(dma->Write(Gpa{kDmaGpa + i * kPageSize}, absl::MakeSpan(out)), IsOk());
+      version[i] = round;
+      const uint64_t j = rng() % kDmaPages;
+      ASSERT_THAT(dma->Read(Gpa{kDmaGpa + j * kPageSize}, absl::MakeSpan(in)), IsOk());
+      std::vector<uint8_t> want(kPageSize, 0);
+      if (version[j] != 0) fill(want, j, version[j]);
+      ASSERT_EQ(in, want) << "stale DMA read of page " << j << " version " << version[j];
+      dma_checks.fetch_add(1);
+    }
+  });
+  std::mt19937_64 rng(42);
+  const uint64_t pages = m->host().num_pages();
+  for (int op = 0; op < kStormOps; ++op) {
+    const uint64_t first = rng() % pages;
+    const uint64_t count = 1 + rng() % std::min<uint64_t>(64, pages - first);
+    if (rng() % 3 == 0) {
+      ASSERT_THAT(m->host().Migrate(PageRange{first, count}).status(), IsOk());
+    } else {
+      ASSERT_THAT(m->host().Reclaim(PageRange{first, count}).status(), IsOk());
+    }
+  }
+  stop_dma.store(true);
+  dma_thread.join();
+  storm_done.store(true);
+  vcpus.join();
+  EXPECT_EQ(result.verdict, Verdict::kClean) << result.summary;
+  EXPECT_THAT(device.mismatches(), Each(0u));
+  EXPECT_GE(device.rounds_done(), 2u);
+  // Everything out, then every DMA page back with its last version.
+  ASSERT_THAT(m->host().Reclaim(AllPages(*m)).status(), IsOk());
+  for (uint64_t i = 0; i < kDmaPages; ++i) {
+    std::vector<uint8_t> in(kPageSize), want(kPageSize, 0);
+    ASSERT_THAT(dma->Read(Gpa{kDmaGpa + i * kPageSize}, absl::MakeSpan(in)), IsOk());
+    for (uint64_t k = 0; version[i] != 0 && k < kPageSize; ++k) {
+      want[k] = static_cast<uint8_t>(i * 131 + version[i] * 31 + k * 7);
+    }
+    ASSERT_EQ(in, want) << "lost DMA write to page " << i;
+  }
+  EXPECT_GT(dma_checks.load(), 0u);
+  EXPECT_GT(m->host().stats().swapped_in, 0u);
+  EXPECT_EQ(m->host().open_windows(), 0u);
+  RecordProperty("guest_fault_retries", static_cast<int>(result.guest_fault_retries));
+  RecordProperty("dma_checks", static_cast<int>(dma_checks.load()));
+  dma.reset();  // before the space
+}
+
+}  // namespace
+}  // namespace mmuvisor::vmm
