@@ -152,6 +152,8 @@ class NotifierSubscriptions {
 
   // Classic dispatch; returns true when a start failed (policy handling done).
   bool ClassicStart(const Range& range);
+  // The rest of a walk whose start at list.subs[failed] returned kAgain (non-blockable).
+  void ClassicStartFailed(const SubscriptionList& list, size_t failed, const Range& range);
   void ClassicEnd(const Range& range);
 
   // Interval part (Linux mn_itree_*). ItreeStart returns false when a non-blockable

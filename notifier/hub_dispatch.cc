@@ -2,9 +2,80 @@
 // No lock and no locked instruction is taken here when the hub has no interval
 // subscriptions: one SRCU read-side section per walk and one window-gate entry per
 // start/end pair, each a store to this thread's own counter slot (thread_shard.h).
+#include "absl/base/attributes.h"
 #include "notifier/hub.h"
 
 namespace mmuvisor::notifier {
+
+// The classic walks are inlined into start/end (one call level less on the hot path);
+// a failed start continues in the out-of-line ClassicStartFailed.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool NotifierSubscriptions::ClassicStart(
+    const Range& range) {
+  SrcuReadSection read(srcu_);
+  // acquire: pairs with the release in PublishLocked.
+  const SubscriptionList* list = list_.load(std::memory_order_acquire);
+  if (options_.policy == Policy::kSortedEndLast && !range.blockable &&
+      list->end_needers >= 2) {
+    // v3: with two end-needing subscriptions the subset already called cannot be
+    // unwound, so non-blocking invalidation is off for this hub.
+    // relaxed: statistic.
+    sorted_refusals_.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+  const bool check = checker_.enabled();
+  const size_t n = list->subs.size();
+  for (size_t i = 0; i < n; ++i) {
+    Subscription* sub = list->subs[i];
+    if (!sub->ops().Has(Op::kInvalidateRangeStart)) continue;
+    const StartResult result = sub->InvalidateRangeStart(range);
+    if (check) checker_.OnStart(*sub, range, result);
+    // A blockable start may not fail. Linux WARNs and its blockable caller ignores the
+    // result; mmuvisor reports it (checker) and treats the start as done, so the
+    // caller's end stays paired.
+    if (result != StartResult::kOk && !range.blockable) {
+      ClassicStartFailed(*list, i, range);
+      return true;
+    }
+  }
+  return false;
+}
+
+void NotifierSubscriptions::ClassicStartFailed(const SubscriptionList& list, size_t failed,
+                                               const Range& range) {
+  const Policy policy = options_.policy;
+  const bool check = checker_.enabled();
+  // v3: every end-needing subscription sits after the failed one; nothing to unwind.
+  if (policy == Policy::kSortedEndLast) return;
+  // kUpstream and kLegacyUnpaired call every remaining start.
+  for (size_t i = failed + 1; i < list.subs.size(); ++i) {
+    Subscription* sub = list.subs[i];
+    if (!sub->ops().Has(Op::kInvalidateRangeStart)) continue;
+    const StartResult result = sub->InvalidateRangeStart(range);
+    if (check) checker_.OnStart(*sub, range, result);
+  }
+  if (policy == Policy::kUpstream) {
+    // c2655835fd8c: every subscription with an end gets it (none of them could fail).
+    for (Subscription* sub : list.subs) {
+      if (!sub->ops().Has(Op::kInvalidateRangeEnd)) continue;
+      sub->InvalidateRangeEnd(range);
+      if (check) checker_.OnEnd(*sub, range);
+    }
+  }
+  // kLegacyUnpaired: pre-5.12, no end at all; the caller skips end too.
+}
+
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void NotifierSubscriptions::ClassicEnd(
+    const Range& range) {
+  SrcuReadSection read(srcu_);
+  // acquire: pairs with the release in PublishLocked.
+  const SubscriptionList* list = list_.load(std::memory_order_acquire);
+  const bool check = checker_.enabled();
+  for (Subscription* sub : list->subs) {
+    if (!sub->ops().Has(Op::kInvalidateRangeEnd)) continue;
+    sub->InvalidateRangeEnd(range);
+    if (check) checker_.OnEnd(*sub, range);
+  }
+}
 
 absl::Status NotifierSubscriptions::InvalidateRangeStart(const Range& range) {
   if (range.end <= range.start) return range.Validate();  // InvalidArgument
@@ -36,58 +107,6 @@ void NotifierSubscriptions::InvalidateRangeEnd(const Range& range) {
   if (has_itree_.load(std::memory_order_acquire)) ItreeEnd();
   ClassicEnd(range);
   gate_.Exit();
-}
-
-bool NotifierSubscriptions::ClassicStart(const Range& range) {
-  SrcuReadSection read(srcu_);
-  // acquire: pairs with the release in PublishLocked.
-  const SubscriptionList* list = list_.load(std::memory_order_acquire);
-  const Policy policy = options_.policy;
-  if (policy == Policy::kSortedEndLast && !range.blockable && list->end_needers >= 2) {
-    // v3: with two end-needing subscriptions the subset already called cannot be
-    // unwound, so non-blocking invalidation is off for this hub.
-    // relaxed: statistic.
-    sorted_refusals_.fetch_add(1, std::memory_order_relaxed);
-    return true;
-  }
-  const bool check = checker_.enabled();
-  bool failed = false;
-  for (Subscription* sub : list->subs) {
-    if (!sub->ops().Has(Op::kInvalidateRangeStart)) continue;
-    const StartResult result = sub->InvalidateRangeStart(range);
-    if (check) checker_.OnStart(*sub, range, result);
-    if (result == StartResult::kOk) continue;
-    // A blockable start may not fail. Linux WARNs and its blockable caller ignores the
-    // result; mmuvisor reports it (checker) and treats the start as done, so the
-    // caller's end stays paired.
-    if (range.blockable) continue;
-    failed = true;
-    // v3: every end-needing subscription sits after this one; nothing to unwind.
-    if (policy == Policy::kSortedEndLast) break;
-  }
-  if (!failed) return false;
-  if (policy == Policy::kUpstream) {
-    // c2655835fd8c: every subscription with an end gets it (none of them could fail).
-    for (Subscription* sub : list->subs) {
-      if (!sub->ops().Has(Op::kInvalidateRangeEnd)) continue;
-      sub->InvalidateRangeEnd(range);
-      if (check) checker_.OnEnd(*sub, range);
-    }
-  }
-  // kLegacyUnpaired: pre-5.12, no end at all; the caller skips end too.
-  return true;
-}
-
-void NotifierSubscriptions::ClassicEnd(const Range& range) {
-  SrcuReadSection read(srcu_);
-  // acquire: pairs with the release in PublishLocked.
-  const SubscriptionList* list = list_.load(std::memory_order_acquire);
-  const bool check = checker_.enabled();
-  for (Subscription* sub : list->subs) {
-    if (!sub->ops().Has(Op::kInvalidateRangeEnd)) continue;
-    sub->InvalidateRangeEnd(range);
-    if (check) checker_.OnEnd(*sub, range);
-  }
 }
 
 bool NotifierSubscriptions::ClearFlushYoung(uint64_t start, uint64_t end) {

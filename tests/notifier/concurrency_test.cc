@@ -11,6 +11,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "notifier/hub.h"
+#include "notifier/thread_shard.h"
 #include "support/status_matchers.h"
 #include "test_subscriptions.h"
 
@@ -133,6 +134,63 @@ TEST_P(ConcurrencyTest, StormKeepsEveryWindowPaired) {
   ASSERT_THAT(hub.Unregister(a), IsOk());
   ASSERT_THAT(hub.Unregister(b), IsOk());
   ASSERT_THAT(hub.Unregister(c), IsOk());
+}
+
+// More threads than exclusive counter slots (thread_shard.h): the extra ones share slots
+// and use read-modify-writes; windows must stay paired while a registrar closes the gate
+// and runs grace periods. All threads are alive at once, so some must share.
+TEST(ThreadSlotTest, ThreadsBeyondTheExclusiveSlotsStayPaired) {
+  NotifierSubscriptions hub;
+  KvmLikeSubscription a("A");
+  ASSERT_THAT(hub.Register(a), IsOk());
+  constexpr int kThreads = internal::kExclusiveSlots + 16;
+  std::atomic<int> arrived{0}, shared_slots{0}, done{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      if (internal::ThreadSlot() >= internal::kExclusiveSlots) shared_slots.fetch_add(1);
+      arrived.fetch_add(1);
+      while (arrived.load() < kThreads) std::this_thread::yield();  // all hold a slot
+      std::mt19937_64 rng(500 + t);
+      for (int i = 0; i < 200; ++i) {
+        const Range outer = RandomRange(rng, true);
+        ASSERT_THAT(hub.InvalidateRangeStart(outer), IsOk());
+        if (i % 5 == 0) {
+          const Range inner = RandomRange(rng, true);
+          ASSERT_THAT(hub.InvalidateRangeStart(inner), IsOk());
+          hub.InvalidateRangeEnd(inner);
+        }
+        hub.InvalidateRangeEnd(outer);
+      }
+      done.fetch_add(1);
+    });
+  }
+  int registrations = 0;
+  while (done.load() < kThreads || registrations < 5) {
+    KvmLikeSubscription extra("extra");
+    ASSERT_THAT(hub.Register(extra), IsOk());
+    std::this_thread::yield();
+    ASSERT_THAT(hub.Unregister(extra), IsOk());  // release, unlink, grace period
+    ++registrations;
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_GT(shared_slots.load(), 0) << "no thread landed on a shared slot";
+  const PairingSummary s = hub.pairing_summary();
+  EXPECT_EQ(s.violations, 0u) << s.ToString();
+  EXPECT_EQ(s.open, 0) << s.ToString();
+  EXPECT_EQ(a.in_progress(), 0);
+  EXPECT_EQ(a.pairing().starts, a.pairing().ends);
+  ASSERT_THAT(hub.Unregister(a), IsOk());
+}
+
+// An exclusive slot goes back to the pool when its thread exits.
+TEST(ThreadSlotTest, AnExitedThreadsSlotIsReused) {
+  internal::ThreadSlot();  // this thread's own slot is taken before the others
+  int first = -1, second = -2;
+  std::thread([&] { first = internal::ThreadSlot(); }).join();
+  std::thread([&] { second = internal::ThreadSlot(); }).join();
+  ASSERT_LT(first, internal::kExclusiveSlots);
+  EXPECT_EQ(first, second);
 }
 
 INSTANTIATE_TEST_SUITE_P(PairedPolicies, ConcurrencyTest,

@@ -6,6 +6,7 @@
 //     aggregate throughput ratio (2.0 = perfect scaling; no global lock on the path).
 //   BM_IntervalInvalidation/<intervals>: one overlapping invalidation with N intervals
 //     registered vs with 10 (target: 10^5 within 3x of 10).
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -31,6 +32,8 @@ double ThreadCpuNs() {
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return static_cast<double>(ts.tv_sec) * 1e9 + static_cast<double>(ts.tv_nsec);
 }
+
+constexpr int kRounds = 8;
 
 template <typename Fn>
 double NsPerOp(int64_t iterations, Fn&& fn) {
@@ -92,9 +95,14 @@ void BM_StartEndDispatch(benchmark::State& state) {
     hub.InvalidateRangeEnd(range);
   };
   NsPerOp(kReps / 4, direct_pair);  // warm up
-  const double direct_ns = NsPerOp(kReps, direct_pair);
   for (auto _ : state) hub_pair(0);
-  const double hub_ns = NsPerOp(kReps, hub_pair);
+  // Alternate the two, several rounds, and keep each one's minimum: on a shared machine
+  // a round that another process interrupted only ever looks slower, for either side.
+  double direct_ns = 1e18, hub_ns = 1e18;
+  for (int round = 0; round < kRounds; ++round) {
+    direct_ns = std::min(direct_ns, NsPerOp(kReps / kRounds, direct_pair));
+    hub_ns = std::min(hub_ns, NsPerOp(kReps / kRounds, hub_pair));
+  }
   state.SetItemsProcessed(state.iterations());
   state.counters["direct_ns"] = direct_ns;
   state.counters["hub_ns"] = hub_ns;
@@ -226,14 +234,23 @@ void BM_IntervalInvalidation(benchmark::State& state) {
   {
     IntervalSetup base(10);
     NsPerOp(kReps / 4, [&](int64_t i) { base.Invalidate(i); });
-    base_ns = NsPerOp(kReps, [&](int64_t i) { base.Invalidate(i); });
+    base_ns = 1e18;  // minimum over rounds, as in BM_StartEndDispatch
+    for (int round = 0; round < kRounds; ++round) {
+      base_ns = std::min(base_ns,
+                         NsPerOp(kReps / kRounds, [&](int64_t i) { base.Invalidate(i); }));
+    }
     state.counters["direct10_ns"] = NsPerOp(kReps, [&](int64_t i) { base.CallDirect(i); });
   }
   IntervalSetup setup(n);
   int64_t i = 0;
   for (auto _ : state) setup.Invalidate(i++);
   // Scattered ranges (a reclaim sweep over many mirrors), and a sequential sweep.
-  const double n_ns = NsPerOp(kReps, [&](int64_t k) { setup.Invalidate(k * 7919); });
+  double n_ns = 1e18;
+  for (int round = 0; round < kRounds; ++round) {
+    n_ns = std::min(n_ns, NsPerOp(kReps / kRounds, [&](int64_t k) {
+      setup.Invalidate((round * kReps / kRounds + k) * 7919);
+    }));
+  }
   state.counters["n_seq_ns"] = NsPerOp(kReps, [&](int64_t k) { setup.Invalidate(k); });
   state.counters["direct_n_ns"] =
       NsPerOp(kReps, [&](int64_t k) { setup.CallDirect(k * 7919); });
