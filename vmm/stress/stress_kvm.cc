@@ -1,34 +1,455 @@
 #include "vmm/stress/stress_kvm.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
+#include <atomic>
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
+#include <memory>
+#include <optional>
+#include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "mmu/mirror.h"
+#include "mmuvisor/guest_abi.h"
+#include "vmm/boot/guest_images.h"
+#include "vmm/dma/dma_engine.h"
+#include "vmm/dma/dma_memory.h"
+#include "vmm/host/host_address_space.h"
+#include "vmm/host/reclaim_driver.h"
+#include "vmm/machine/machine.h"
+#include "vmm/paging/latency_histogram.h"
+#include "vmm/stress/fault_injection.h"
+#include "vmm/stress/guest_reports.h"
+#include "vmm/stress/host_ops.h"
+#include "vmm/stress/json_writer.h"
+#include "vmm/stress/progress.h"
+#include "vmm/stress/stress_run.h"
+#include "vmm/stress/trace_log.h"
+#include "vmm/stress/traced_mmu.h"
 
 namespace mmuvisor::vmm::stress {
+namespace {
+
+constexpr uint64_t kPage = 4096;
+// After the stop word: how long the guest gets to finish its round before RequestStop.
+constexpr absl::Duration kStopGrace = absl::Seconds(20);
+// With --rounds the guest stops by itself; it gets this long beyond --duration.
+constexpr absl::Duration kRoundsGrace = absl::Seconds(60);
+
+// The device side of HostAddressSpace's protocol (the one DmaPort follows): every
+// translate + copy holds DeviceAccess (page-changing windows drain it after their start),
+// and a device write is announced with NoteHostWrite (no dirty log sees it).
+//
+// --test-skip-dma-retry also gives the device a second mapping of the guest RAM memfd:
+// like bus-mastering DMA it then ignores the read-only mapping reclaim/migrate windows
+// put on the VMM's view. With the checks on this changes nothing (no translation is used
+// outside its validity); with them off, a stale translation that outlives a window's zap
+// writes between "save" and "discard" (a lost write) or into a discarded page (a page the
+// page server never fills again): the guest's verification sees it. Through the VMM's
+// own, write-protected view the same stale write would be a SIGSEGV of the VMM instead.
+class HostDeviceHooks : public dma::DeviceAccessHooks {
+ public:
+  explicit HostDeviceHooks(HostAddressSpace& space) : space_(space) {}
+  ~HostDeviceHooks() override {
+    if (alias_ != nullptr) ::munmap(alias_, alias_bytes_);
+  }
+  HostDeviceHooks(const HostDeviceHooks&) = delete;
+  HostDeviceHooks& operator=(const HostDeviceHooks&) = delete;
+
+  absl::Status MapDeviceView() {
+    const int fd = space_.ram() != nullptr ? space_.ram()->memfd() : -1;
+    if (fd < 0) return absl::FailedPreconditionError("device view: guest RAM has no memfd");
+    alias_bytes_ = space_.num_pages() * kPage;
+    void* p = ::mmap(nullptr, alias_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
+      const int e = errno;
+      return absl::InternalError(absl::StrCat("mmap of the guest RAM memfd: ", std::strerror(e)));
+    }
+    alias_ = p;
+    return absl::OkStatus();
+  }
+
+  void Access(absl::FunctionRef<void()> access) override {
+    HostAddressSpace::DeviceAccess gate(space_);
+    access();
+  }
+  void BeforeWrite(uint64_t host) override {
+    space_.NoteHostWrite(PageRange{(host - space_.AddressOf(0)) / kPage, 1});
+  }
+  uint64_t DeviceAddress(uint64_t host) override {
+    if (alias_ == nullptr) return host;
+    return reinterpret_cast<uint64_t>(alias_) + (host - space_.AddressOf(0));
+  }
+
+ private:
+  HostAddressSpace& space_;
+  void* alias_ = nullptr;
+  size_t alias_bytes_ = 0;
+};
+
+// Resident fraction of guest RAM (mincore), for the progress line.
+double ResidentFraction(HostAddressSpace& space) {
+  const uint64_t pages = space.num_pages();
+  std::vector<unsigned char> vec(pages);
+  if (::mincore(space.PagePointer(0), pages * kPage, vec.data()) != 0) return 0;
+  uint64_t resident = 0;
+  for (unsigned char v : vec) resident += v & 1;
+  return static_cast<double>(resident) / static_cast<double>(pages);
+}
+
+uint64_t WindowsOpened(const HostStats& s) {
+  return s.reclaims + s.discards + s.migrates + s.protects + s.unmaps + s.oom_reaps +
+         s.oom_eagain_retries;
+}
+
+// Why the vCPUs did not end as a finished workload, or "" when they did. A vCPU that
+// RequestStop stopped (the guest overran the grace period) is a problem too.
+std::string RunProblem(const RunResult& run) {
+  if (run.verdict == Verdict::kClean) return "";
+  return absl::StrCat("guest run ended ", VerdictName(run.verdict), ": ", run.summary);
+}
+
+absl::Status WriteBootArgs(Machine& machine, const std::array<uint64_t, 8>& args) {
+  return machine.WriteGuest(
+      Gpa{MMV_BOOT_INFO_GPA + offsetof(mmv_boot_info, args)},
+      absl::Span<const uint8_t>(reinterpret_cast<const uint8_t*>(args.data()),
+                                sizeof(uint64_t) * args.size()));
+}
+
+absl::Status WriteStopWord(Machine& machine) {
+  const uint64_t one = 1;
+  return machine.WriteGuest(
+      Gpa{MMV_BOOT_INFO_GPA + offsetof(mmv_boot_info, args) +
+          sizeof(uint64_t) * MMV_MEMSTRESS_ARG_STOP},
+      absl::Span<const uint8_t>(reinterpret_cast<const uint8_t*>(&one), sizeof(one)));
+}
+
+absl::StatusOr<mmv_boot_info> ReadBootInfo(Machine& machine) {
+  mmv_boot_info info{};
+  if (absl::Status s = machine.ReadGuest(
+          Gpa{MMV_BOOT_INFO_GPA},
+          absl::Span<uint8_t>(reinterpret_cast<uint8_t*>(&info), sizeof(info)));
+      !s.ok()) {
+    return s;
+  }
+  return info;
+}
+
+}  // namespace
 
 absl::Status ProbeKvm(const std::string& kvm_path) {
   const int fd = ::open(kvm_path.c_str(), O_RDWR | O_CLOEXEC);
   if (fd < 0) {
     const int e = errno;
     return absl::FailedPreconditionError(
-        absl::StrCat("cannot open ", kvm_path, ": ", std::strerror(e)));
+        absl::StrCat("needs ", kvm_path, ": ", std::strerror(e)));
   }
   ::close(fd);
   return absl::OkStatus();
 }
 
 absl::StatusOr<HostStressOutcome> RunKvmStress(const StressOptions& options,
-                                               std::FILE* /*progress*/, bool /*tty*/) {
+                                               std::FILE* progress, bool tty) {
   if (absl::Status s = ProbeKvm(options.kvm_path); !s.ok()) return s;
-  return absl::UnimplementedError(
-      "the KVM stress run needs three VMM-core pieces that are not there yet: Machine "
-      "RAM from a HostAddressSpace (and a UcallDevice reading through it), extra port "
-      "devices on the Machine (the DMA engine), and KVM_RUN=EFAULT handling in VcpuRunner "
-      "(HostAddressSpace::ClassifyGuestFault/WaitForPage); see vmm/stress/README.md");
+  const bool hostile = options.guest == "dmahostile";
+  if (options.guest != "memstress" && !hostile) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--guest ", options.guest, ": KVM stress runs take memstress or dmahostile"));
+  }
+  absl::StatusOr<absl::Span<const uint8_t>> elf = BuiltinGuestImage(options.guest);
+  if (!elf.ok()) return elf.status();
+  const uint64_t mem_bytes = options.mem_given ? options.mem_bytes : kKvmDefaultMemBytes;
+  const absl::Duration fault_timeout =
+      options.fault_timeout_given ? options.fault_timeout : kKvmDefaultFaultTimeout;
+
+  TraceLog trace(!options.trace_path.empty());
+  trace.NameThisThread("stress main");
+  LatencyHistogram fault_latency;
+  DmaTrace dma_trace(trace, "dma fault", "dma retry");
+  // Everything the machine reaches (observer, port device, hub subscriptions and what they
+  // use) is declared before it, so it outlives the machine's teardown; it is built once
+  // the machine (and so its HostAddressSpace) exists.
+  GuestReports reports(options.vcpus);
+  std::optional<EagainInjector> injector;
+  std::unique_ptr<HostDeviceHooks> device_hooks;
+  std::unique_ptr<TracedSecondaryMmu> dma_mmu;
+  std::unique_ptr<mmu::Mirror> mirror;
+  std::unique_ptr<dma::DmaMemory> dma_memory;
+  std::unique_ptr<dma::DmaEngine> engine;
+  bool mirror_attached = false;
+
+  MachineConfig config;
+  config.kvm_path = options.kvm_path;
+  config.ram_size = ByteSize{mem_bytes};
+  config.vcpus = options.vcpus;
+  config.privilege = GuestPrivilege::kUser;
+  config.timeout = absl::InfiniteDuration();  // the runner stops the guest itself
+  config.seed = options.seed;
+  config.observer = &reports;
+  config.host.hub.policy = options.policy;
+  config.host.page_server_threads = static_cast<int>(options.vcpus);
+  if (options.ops.reclaim > 0) {
+    ReclaimDriverOptions reclaim;
+    reclaim.target_resident_fraction = options.resident_target;
+    reclaim.max_pages_per_second =
+        static_cast<uint64_t>(options.ops.reclaim * static_cast<double>(options.op_pages)) + 1;
+    config.reclaim = reclaim;
+  }
+  absl::StatusOr<std::unique_ptr<Machine>> created = Machine::Create(config, *elf);
+  if (!created.ok()) {
+    if (IsInputError(created.status())) {
+      return absl::InvalidArgumentError(created.status().message());
+    }
+    return created.status();
+  }
+  std::unique_ptr<Machine> machine = std::move(*created);
+  HostAddressSpace& space = machine->host();
+  notifier::NotifierSubscriptions& hub = space.hub();
+
+  absl::StatusOr<mmv_boot_info> boot_info = ReadBootInfo(*machine);
+  if (!boot_info.ok()) return boot_info.status();
+  std::array<uint64_t, 8> args{};
+  args[MMV_MEMSTRESS_ARG_ROUNDS] = options.rounds;
+  args[MMV_MEMSTRESS_ARG_FLAGS] = (options.dma ? MMV_MEMSTRESS_F_DMA : 0u) |
+                                  (options.balloon ? MMV_MEMSTRESS_F_BALLOON : 0u);
+  if (absl::Status s = WriteBootArgs(*machine, args); !s.ok()) return s;
+  const uint64_t free_start = boot_info->free_start;
+  const uint64_t free_end = std::min<uint64_t>(boot_info->free_end, mem_bytes);
+  if (free_end <= free_start + options.op_pages * kPage) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--mem ", mem_bytes, ": leaves [0x", absl::Hex(free_start), ", 0x", absl::Hex(free_end),
+        ") for the workload, too small for ", options.vcpus, " vCPUs"));
+  }
+
+  // Subscriptions on the space's hub: the EAGAIN injector first, then the DMA path.
+  if (options.eagain_probability > 0) {
+    injector.emplace(options.eagain_probability, options.seed);
+    if (absl::Status s = hub.Register(*injector); !s.ok()) return s;
+  }
+  DelayOptions dma_delays{options.delay_probability, options.delay, Mix64(options.seed),
+                          !options.skip_dma_retry_check_for_testing};
+  device_hooks = std::make_unique<HostDeviceHooks>(space);
+  if (options.skip_dma_retry_check_for_testing) {
+    if (absl::Status s = device_hooks->MapDeviceView(); !s.ok()) return s;
+  }
+  // Every return from here on detaches the mirror and tears the space down (hub.Release
+  // reaches every subscription exactly once) before anything above is destroyed.
+  struct TeardownGuard {
+    HostAddressSpace& space;
+    std::unique_ptr<mmu::Mirror>& mirror;
+    bool& attached;
+    ~TeardownGuard() {
+      if (attached) (void)mirror->Detach();
+      space.Teardown();
+    }
+  } guard{space, mirror, mirror_attached};
+
+  if (options.dma_path == DmaPath::kSecondary) {
+    mmu::SecondaryMmuOptions dma_options;
+    dma_options.name = "dma-mmu";
+    dma_options.retry_timeout = fault_timeout;
+    dma_mmu = std::make_unique<TracedSecondaryMmu>(space, dma_options, &trace, 1);
+    if (absl::Status s = dma_mmu->SetLayout(space.SecondaryLayout()); !s.ok()) return s;
+    dma_mmu->SetFaultHooksForTesting(MakeDelayHooks(dma_delays));
+    if (absl::Status s = hub.Register(*dma_mmu); !s.ok()) return s;
+    auto memory = std::make_unique<dma::SecondaryMmuMemory>(
+        *dma_mmu, &fault_latency, options.skip_dma_retry_check_for_testing);
+    memory->set_hooks(device_hooks.get());
+    if (trace.enabled()) memory->set_trace(&dma_trace);
+    dma_memory = std::move(memory);
+  } else {
+    mmu::MirrorOptions mirror_options;
+    mirror_options.name = "dma-mirror";
+    mirror_options.retry_timeout = fault_timeout;
+    mirror = std::make_unique<mmu::Mirror>(space, mirror_options);
+    mirror->SetFaultHooksForTesting(MakeDelayHooks(dma_delays));
+    if (absl::Status s = mirror->Attach(hub, space.AddressOf(0), mem_bytes); !s.ok()) return s;
+    mirror_attached = true;
+    auto memory = std::make_unique<dma::MirrorMemory>(*mirror, space.AddressOf(0));
+    memory->set_hooks(device_hooks.get());
+    dma_memory = std::move(memory);
+  }
+
+  dma::DmaEngineOptions engine_options;
+  engine_options.ram_size = mem_bytes;
+  if (trace.enabled()) {
+    engine_options.on_thread_start = [&trace] { trace.NameThisThread("dma device"); };
+  }
+  engine = std::make_unique<dma::DmaEngine>(*dma_memory, engine_options);
+  if (absl::Status s = machine->AttachPortDevice(MMV_PORT_DMA, 4, engine.get()); !s.ok()) {
+    return s;
+  }
+
+  // Balloon: the guest gives pages back; the host discards them (next access: zeros).
+  reports.set_balloon([&space](uint64_t gpa, uint64_t len) -> absl::Status {
+    absl::StatusOr<PageRange> pages = space.PagesOf(Gpa{gpa}, ByteSize{len});
+    if (!pages.ok()) return pages.status();
+    return space.Discard(*pages);
+  });
+
+  auto pages_of = [&space](uint64_t gpa, uint64_t len) {
+    return space.PagesOf(Gpa{gpa}, ByteSize{len});
+  };
+  HostOpCallbacks callbacks;
+  callbacks.op[static_cast<int>(HostOp::kReclaim)] = nullptr;  // the reclaim driver's job
+  callbacks.op[static_cast<int>(HostOp::kDiscard)] = nullptr;  // discards come from the balloon
+  callbacks.op[static_cast<int>(HostOp::kMigrate)] = [&](uint64_t g, uint64_t l) -> absl::Status {
+    absl::StatusOr<PageRange> p = pages_of(g, l);
+    if (!p.ok()) return p.status();
+    return space.Migrate(*p).status();
+  };
+  // A kProtectionVma window that leaves the pages read-write: every secondary MMU zaps
+  // and refaults the range, the guest's stores keep working (a read-only protect would
+  // make them protected-write events, not a stress condition).
+  callbacks.op[static_cast<int>(HostOp::kProtect)] = [&](uint64_t g, uint64_t l) -> absl::Status {
+    absl::StatusOr<PageRange> p = pages_of(g, l);
+    if (!p.ok()) return p.status();
+    return space.Protect(*p, PageProtection::kReadWrite);
+  };
+  callbacks.op[static_cast<int>(HostOp::kOomReap)] = [&](uint64_t g, uint64_t l) -> absl::Status {
+    absl::StatusOr<PageRange> p = pages_of(g, l);
+    if (!p.ok()) return p.status();
+    absl::StatusOr<OomReapResult> r = space.OomReap(*p);
+    if (!r.ok()) return r.status();
+    if (!r->reaped) return absl::UnavailableError("OOM reap skipped after EAGAIN retries");
+    return absl::OkStatus();
+  };
+  const uint64_t ops_start = (free_start + kPage - 1) / kPage * kPage;
+  const uint64_t ops_end = free_end / kPage * kPage;
+  HostOpDriver driver(options, ops_start, ops_end, callbacks, &trace);
+
+  const absl::Time start = absl::Now();
+  auto sample = [&] {
+    const HostStats s = space.stats();
+    ProgressSample p;
+    p.elapsed_s = absl::ToDoubleSeconds(absl::Now() - start);
+    p.pages_verified = reports.pages_verified();
+    p.invalidations = WindowsOpened(s);
+    const MachineFaultStats vcpu_faults = machine->fault_stats();
+    p.faults = dma_memory->stats().faults + vcpu_faults.faults;
+    p.retries = dma_memory->stats().access_retries + vcpu_faults.retries;
+    p.swap_ins = s.swapped_in;
+    p.mismatches = reports.mismatches();
+    p.resident_fraction = ResidentFraction(space);
+    return p;
+  };
+  std::optional<ProgressPrinter> printer;
+  if (progress != nullptr && options.progress) printer.emplace(progress, tty, sample);
+
+  engine->Start();
+  std::atomic<bool> run_done{false};  // release by the run thread, acquire below
+  RunResult run_result;
+  std::thread run_thread([&] {
+    if (trace.enabled()) trace.NameThisThread("machine run");
+    run_result = machine->Run();
+    run_done.store(true, std::memory_order_release);
+  });
+  driver.Start();
+  if (printer) printer->Start();
+
+  // Run for the duration (or, with --rounds, until the guest is done), then ask the guest
+  // to stop at its next round end; stop the vCPUs if it does not within the grace period.
+  const absl::Duration limit = options.rounds > 0 ? options.duration + kRoundsGrace
+                                                  : options.duration;
+  auto wait_done = [&](absl::Time until) {
+    while (!run_done.load(std::memory_order_acquire) && absl::Now() < until) {
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    return run_done.load(std::memory_order_acquire);
+  };
+  bool stop_requested = false;
+  bool done = wait_done(start + limit);
+  // memstress: at least kKvmMinRounds rounds per vCPU (the first verifying round) first.
+  const absl::Time min_rounds_deadline = start + limit + kMinRoundsGrace;
+  while (!done && !hostile && options.rounds == 0 && !reports.AllReachedRound(kKvmMinRounds) &&
+         absl::Now() < min_rounds_deadline) {
+    done = wait_done(absl::Now() + absl::Milliseconds(100));
+  }
+  if (!done) {
+    (void)WriteStopWord(*machine);  // errors: only a torn-down space, and then Run is over
+    if (!wait_done(absl::Now() + kStopGrace)) {
+      machine->RequestStop("stress: the guest did not stop within the grace period");
+      stop_requested = true;
+    }
+  }
+  run_thread.join();
+  driver.Stop();
+  engine->WaitIdle();
+  engine->Stop();
+  if (printer) printer->Stop();
+
+  // Collect, while every subscription is still registered.
+  StressRun run;
+  run.result.seed = options.seed;
+  run.result.mode = "kvm";
+  run.result.policy = PolicyFlagName(options.policy);
+  run.result.dma_path = DmaPathName(options.dma_path);
+  run.result.duration_s = absl::ToDoubleSeconds(absl::Now() - start);
+  run.result.guest_rounds = reports.rounds_done();
+  run.result.guest_pages_verified = reports.pages_verified();
+  run.result.guest_mismatches = reports.mismatches();
+  run.result.first_mismatches = reports.first_mismatches();
+  std::string problem = RunProblem(run_result);
+  if (stop_requested && problem.empty()) {
+    problem = "the guest did not stop at a round end within the grace period";
+  }
+  if (hostile) {
+    if (!reports.hostile_reported()) {
+      problem = absl::StrCat("dmahostile sent no report", problem.empty() ? "" : "; ", problem);
+    } else if (!reports.hostile_problem().empty()) {
+      problem = reports.hostile_problem();
+    }
+  } else if (reports.balloon_errors() != 0) {
+    problem = absl::StrCat(reports.balloon_errors(), " balloon discard(s) failed");
+  }
+  run.result.workload_problem = problem;
+  run.result.workload_ok = problem.empty();
+  const HostStats host = space.stats();
+  run.result.invalidations = WindowsOpened(host);
+  run.result.eagain = host.oom_eagain_retries;
+  if (ReclaimDriver* reclaimd = space.reclaim_driver(); reclaimd != nullptr) {
+    run.result.eagain += reclaimd->stats().eagain_retries;
+  }
+  run.result.host_ops = driver.ops_done() + driver.ops_failed() + host.reclaims + host.discards;
+  run.result.swap_ins = host.swapped_in;
+  run.result.swap_outs = host.written_back;
+  if (dma_mmu) run.AddMmu(*dma_mmu);
+  if (mirror) run.AddMirror(*mirror);
+  run.AddDmaPathStats(dma_memory->stats());
+  run.AddEngine(*engine);
+  run.AddHub(hub);
+  run.result.fault_latency = Percentiles(fault_latency);
+  // vCPU faults: KVM_RUN = EFAULT exits the VMM resolved (reclaim/migrate windows).
+  run.result.faults += run_result.guest_fault_retries;
+  run.result.fault_retries += run_result.guest_fault_retries;
+
+  if (mirror_attached) (void)mirror->Detach();
+  mirror_attached = false;
+  space.Teardown();
+  // (dmahostile runs FAIL by this rule — they verify no pages and ring doorbells the
+  // device cannot read — callers judge them by workload_ok and the DMA error counts.)
+  DecideVerdict(run.result);
+
+  if (!options.json_path.empty()) {
+    if (absl::Status s = WriteTextFile(options.json_path, ReportToJson(run.result)); !s.ok()) {
+      return s;
+    }
+  }
+  if (trace.enabled()) {
+    if (absl::Status s = trace.WriteJson(options.trace_path); !s.ok()) return s;
+  }
+  HostStressOutcome outcome;
+  outcome.result = std::move(run.result);
+  outcome.digests = reports.digests();
+  return outcome;
 }
 
 }  // namespace mmuvisor::vmm::stress

@@ -1,17 +1,24 @@
-// The KVM side of a stress run: the memstress guest on real vCPUs, its RAM owned by
-// vmm/host's HostAddressSpace (reclaim, page server, hub), the DMA engine on the port bus.
+// The KVM side of a stress run: the memstress guest (or dmahostile) on real vCPUs, its RAM
+// owned by vmm/host's HostAddressSpace (Machine::host()), while the host operates on that
+// RAM through the space's hub:
+//   - the reclaim driver (MachineConfig::reclaim) keeps residency near --resident;
+//   - balloon calls from the guest discard pages (HostAddressSpace::Discard);
+//   - HostOpDriver threads migrate, protect (a kProtectionVma window that leaves the
+//     pages read-write: the guest never sees it) and OOM-reap (non-blockable) ranges;
+//   - the EAGAIN injector (a hub subscription) and fault-path delays (the DMA MMU's hooks);
+//   - the DMA engine at MMV_PORT_DMA (Machine::AttachPortDevice) reaches guest memory only
+//     through a SecondaryMmu subscribed to the hub (TracedSecondaryMmu) under the space's
+//     device-access gate (windows drain it), or through an interval Mirror (--dma-path).
+// The guest reports progress, mismatches and DMA errors through ucall (GuestReports); the
+// verdict, report, JSON, trace and progress line are the host-thread mode's.
 //
-// Status (see vmm/stress/README.md): the pieces this run needs from the VMM core are not
-// there yet, so RunKvmStress checks /dev/kvm and then returns Unimplemented naming them:
-//   1. Machine with RAM supplied by a HostAddressSpace (today it maps its own GuestMemory,
-//      so no host operation or notifier window ever covers guest memory), and a UcallDevice
-//      that reads through it;
-//   2. Machine accepting extra port devices (the DMA engine at MMV_PORT_DMA);
-//   3. VcpuRunner handling KVM_RUN = EFAULT the way HostAddressSpace requires
-//      (ClassifyGuestFault -> WaitForPage -> re-enter) — reclaim and migrate windows map
-//      the range read-only, so without it the first vCPU store into a window stops the VM.
-// The host-thread runner (host_scenario.h) exercises everything else of the stack.
-// Threads: the caller's.
+// Stopping: at --duration the runner writes the memstress stop word (boot info args[7]);
+// each vCPU ends its round and reports DONE. If the guest has not stopped within a grace
+// period the runner calls Machine::RequestStop. With --rounds the guest stops by itself.
+//
+// Threads: the caller's thread orchestrates; Machine::Run runs on a thread of its own;
+// the DMA device thread, host-op threads and the progress printer are started and joined
+// here.
 #ifndef MMUVISOR_VMM_STRESS_STRESS_KVM_H_
 #define MMUVISOR_VMM_STRESS_STRESS_KVM_H_
 
@@ -20,16 +27,33 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "vmm/stress/host_scenario.h"
 #include "vmm/stress/stress_options.h"
 
 namespace mmuvisor::vmm::stress {
 
-// OK when `kvm_path` opens read-write; FailedPrecondition naming the path and errno
+// Guest memory of a KVM run when --mem is not given: small, so that the guest's working
+// set is most of RAM (reclaim to --resident then has work) and a round is short even
+// under nested KVM on TCG (there a round of 8 MiB took ~15 s).
+inline constexpr uint64_t kKvmDefaultMemBytes = 2ull << 20;
+// --fault-timeout of a KVM run when not given. Host windows under KVM take milliseconds
+// (mprotect, dirty-log harvest, swap writes) and several run at once; a SecondaryMmu fault
+// retries while any overlapping window is open (KVM's rule), so it can wait long.
+inline constexpr absl::Duration kKvmDefaultFaultTimeout = absl::Seconds(30);
+// The stop word is not written before every vCPU has finished this many rounds (round 1
+// only writes; round 2 is the first that verifies), unless that takes longer than
+// --duration plus kMinRoundsGrace.
+inline constexpr uint64_t kKvmMinRounds = 2;
+inline constexpr absl::Duration kMinRoundsGrace = absl::Seconds(60);
+
+// OK when `kvm_path` opens read-write; FailedPrecondition "needs <path>: <errno text>"
 // otherwise (absent on this kind of machine when the host kernel does not expose KVM).
 absl::Status ProbeKvm(const std::string& kvm_path);
 
-// FailedPrecondition from ProbeKvm, else Unimplemented (see the header comment).
+// Errors: FailedPrecondition from ProbeKvm; InvalidArgument for options the guest cannot
+// run with (unknown guest, memory too small) or a bad image; the Machine's errors
+// otherwise. The JSON and trace files are written when their paths are set.
 absl::StatusOr<HostStressOutcome> RunKvmStress(const StressOptions& options,
                                                std::FILE* progress, bool tty);
 

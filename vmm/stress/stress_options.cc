@@ -120,6 +120,7 @@ absl::StatusOr<StressOptions> ParseStressFlags(absl::Span<const std::string> arg
     if (flag == "--mem") {
       MMV_TAKE(v, Size);
       o.mem_bytes = *v;
+      o.mem_given = true;
     } else if (flag == "--vcpus") {
       MMV_TAKE(v, [](absl::string_view f, absl::string_view t) { return Count(f, t, false); });
       if (*v > 32) return Bad(flag, *v_s, "at most 32 vCPUs");
@@ -191,6 +192,7 @@ absl::StatusOr<StressOptions> ParseStressFlags(absl::Span<const std::string> arg
     } else if (flag == "--fault-timeout") {
       MMV_TAKE(v, Duration);
       o.fault_timeout = *v;
+      o.fault_timeout_given = true;
     } else if (flag == "--dma-path") {
       absl::StatusOr<std::string> v = next();
       if (!v.ok()) return v.status();
@@ -255,7 +257,7 @@ drives DMA copies and gives pages back) while the host reclaims, migrates, prote
 OOM-reaps its memory underneath; ends with PASS/FAIL and a report. Exit code 0 on PASS,
 1 on FAIL, 2 for bad flags, 5 when --mode kvm cannot run (no usable /dev/kvm).
 
-  --mem SIZE            guest memory (default 32M)
+  --mem SIZE            guest memory (default 2M under KVM, 32M on host threads)
   --vcpus N             vCPUs (default 2)
   --duration DUR        run time (default 3s)
   --rounds N            stop each vCPU after N rounds instead (0 = use --duration)
@@ -273,7 +275,8 @@ OOM-reaps its memory underneath; ends with PASS/FAIL and a report. Exit code 0 o
   --eagain P            probability that a non-blockable start fails with EAGAIN
   --delay-prob P        probability of a delay in each fault-path race window
   --delay DUR           that delay (default 200us)
-  --fault-timeout DUR   a fault still racing after this gives up (default 2s)
+  --fault-timeout DUR   a fault still racing after this gives up (default 2s; 30s
+                        under KVM, where windows are long and overlap)
   --dma-path PATH       secondary (default: SecondaryMmu) or mirror (interval Mirror)
   --no-dma, --no-balloon  leave those parts of the workload out
   --mode M              where the workload runs: auto (default: kvm if it can run

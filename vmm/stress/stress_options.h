@@ -31,7 +31,8 @@ struct HostOpRates {
 };
 
 struct StressOptions {
-  uint64_t mem_bytes = 32ull << 20;
+  uint64_t mem_bytes = 32ull << 20;  // host-thread runs; KVM runs use it only if mem_given
+  bool mem_given = false;            // --mem was on the command line
   uint32_t vcpus = 2;
   absl::Duration duration = absl::Seconds(3);
   uint64_t rounds = 0;  // > 0: stop after this many rounds per vCPU (replay tests)
@@ -49,6 +50,7 @@ struct StressOptions {
   bool skip_dma_retry_check_for_testing = false;  // --test-skip-dma-retry (must FAIL)
   StressMode mode = StressMode::kAuto;
   absl::Duration fault_timeout = absl::Seconds(2);  // a fault stuck this long gives up
+  bool fault_timeout_given = false;  // KVM runs default to a longer one (stress_kvm.h)
   std::string json_path;
   std::string trace_path;
   bool progress = true;

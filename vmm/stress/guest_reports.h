@@ -1,0 +1,80 @@
+// GuestReports: what the memstress / dmahostile guests tell the VMM through ucall REPORT
+// and BALLOON during a KVM stress run, gathered for the verdict and the live progress:
+// per-vCPU progress (rounds, pages verified, the digest after every round: the replay
+// check compares them), mismatches (the first few kept verbatim), DMA errors the guest
+// saw, and dmahostile's summary. Balloon calls are handed to a callback (the runner
+// discards the pages through the HostAddressSpace).
+//
+// Threads: the MachineObserver calls come on vCPU threads; the accessors on any thread.
+// mu_ guards everything but the relaxed counters (read live by the progress line).
+#ifndef MMUVISOR_VMM_STRESS_GUEST_REPORTS_H_
+#define MMUVISOR_VMM_STRESS_GUEST_REPORTS_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/types/span.h"
+#include "notifier/mutex.h"
+#include "vmm/machine/machine.h"
+#include "vmm/stress/stress_result.h"
+
+namespace mmuvisor::vmm::stress {
+
+class GuestReports : public MachineObserver {
+ public:
+  explicit GuestReports(uint32_t vcpus);
+  // `balloon(gpa, len)` runs on the reporting vCPU's thread; its errors are counted.
+  // REQUIRES: before the guest runs.
+  void set_balloon(std::function<absl::Status(uint64_t, uint64_t)> balloon) {
+    balloon_ = std::move(balloon);
+  }
+
+  void OnReport(uint32_t vcpu, uint64_t kind, absl::Span<const uint64_t> values) override
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void OnBalloon(uint32_t vcpu, Gpa gpa, ByteSize len) override;
+
+  // Live values (relaxed).
+  uint64_t pages_verified() const { return verified_.load(std::memory_order_relaxed); }
+  uint64_t mismatches() const { return mismatches_.load(std::memory_order_relaxed); }
+
+  // End-of-run values (call after the guest stopped).
+  uint64_t rounds_done() const ABSL_LOCKS_EXCLUDED(mu_);  // summed over vCPUs
+  // Every vCPU reported progress for round `round` (or later). Any time.
+  bool AllReachedRound(uint64_t round) const ABSL_LOCKS_EXCLUDED(mu_);
+  uint64_t guest_dma_errors() const ABSL_LOCKS_EXCLUDED(mu_);
+  uint64_t balloon_errors() const ABSL_LOCKS_EXCLUDED(mu_);
+  std::vector<Mismatch> first_mismatches() const ABSL_LOCKS_EXCLUDED(mu_);
+  std::vector<std::vector<uint64_t>> digests() const ABSL_LOCKS_EXCLUDED(mu_);
+  // dmahostile: empty when it reported that every malformed descriptor got the expected
+  // error and a valid copy still worked; else why not. memstress runs: always empty.
+  std::string hostile_problem() const ABSL_LOCKS_EXCLUDED(mu_);
+  bool hostile_reported() const ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  struct PerVcpu {
+    uint64_t rounds = 0;
+    uint64_t verified = 0;
+    std::vector<uint64_t> digests;  // after each round
+  };
+
+  std::function<absl::Status(uint64_t, uint64_t)> balloon_;  // set before the run
+  mutable Mutex mu_;
+  std::vector<PerVcpu> vcpus_ ABSL_GUARDED_BY(mu_);
+  std::vector<Mismatch> first_mismatches_ ABSL_GUARDED_BY(mu_);
+  uint64_t dma_errors_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t balloon_errors_ ABSL_GUARDED_BY(mu_) = 0;
+  bool hostile_reported_ ABSL_GUARDED_BY(mu_) = false;
+  std::string hostile_problem_ ABSL_GUARDED_BY(mu_);
+  std::atomic<uint64_t> verified_{0};    // relaxed: live statistic
+  std::atomic<uint64_t> mismatches_{0};  // relaxed: live statistic
+};
+
+}  // namespace mmuvisor::vmm::stress
+
+#endif  // MMUVISOR_VMM_STRESS_GUEST_REPORTS_H_
