@@ -9,7 +9,8 @@ namespace {
 
 using Leaf = IntervalTree::Leaf;
 
-// splitmix64 of the leaf address: a fixed pseudo-random heap priority, no RNG state.
+// splitmix64 of the header address: a fixed pseudo-random heap priority, no RNG state
+// and no space in the header.
 uint64_t PriorityOf(const Leaf* leaf) {
   uint64_t z = reinterpret_cast<uintptr_t>(leaf) + 0x9e3779b97f4a7c15ull;
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -25,12 +26,12 @@ bool KeyLess(uint64_t a_start, const IntervalSubscription* a_sub, uint64_t b_sta
 }
 // Leaf order: by first entry.
 bool LeafLess(const Leaf* a, const Leaf* b) {
-  return KeyLess(a->start[0], a->sub[0], b->start[0], b->sub[0]);
+  return KeyLess(a->e->start[0], a->e->sub[0], b->e->start[0], b->e->sub[0]);
 }
 
 void UpdateLeafLast(Leaf* n) {
   uint64_t m = 0;
-  for (uint32_t i = 0; i < n->count; ++i) m = std::max(m, n->last[i]);
+  for (uint32_t i = 0; i < n->count; ++i) m = std::max(m, n->e->last[i]);
   n->leaf_last = m;
 }
 
@@ -39,7 +40,7 @@ uint64_t SubtreeLast(const Leaf* n) {
 }
 
 void Update(Leaf* n) {
-  n->first_start = n->start[0];
+  n->first_start = n->e->start[0];
   n->left_last = n->left != nullptr ? SubtreeLast(n->left) : 0;
   n->right_last = n->right != nullptr ? SubtreeLast(n->right) : 0;
 }
@@ -64,7 +65,7 @@ void Split(Leaf* n, const Leaf* pivot, Leaf** l, Leaf** r) {
 Leaf* Merge(Leaf* l, Leaf* r) {
   if (l == nullptr) return r;
   if (r == nullptr) return l;
-  if (l->priority > r->priority) {
+  if (PriorityOf(l) > PriorityOf(r)) {
     l->right = Merge(l->right, r);
     Update(l);
     return l;
@@ -76,7 +77,7 @@ Leaf* Merge(Leaf* l, Leaf* r) {
 
 Leaf* InsertAt(Leaf* n, Leaf* leaf) {
   if (n == nullptr) return leaf;
-  if (leaf->priority > n->priority) {
+  if (PriorityOf(leaf) > PriorityOf(n)) {
     Split(n, leaf, &leaf->left, &leaf->right);
     Update(leaf);
     return leaf;
@@ -110,19 +111,13 @@ void RefreshPath(Leaf* n, Leaf* leaf) {
   Update(n);
 }
 
-void FreeAll(Leaf* n) {
+// Frees every leaf's entries (the headers belong to the pool).
+void FreeEntries(Leaf* n) {
   while (n != nullptr) {
-    FreeAll(n->left);
-    Leaf* right = n->right;
-    delete n;
-    n = right;
+    FreeEntries(n->left);
+    delete n->e;
+    n = n->right;
   }
-}
-
-Leaf* NewLeaf() {
-  Leaf* leaf = new Leaf;
-  leaf->priority = PriorityOf(leaf);
-  return leaf;
 }
 
 // Index of the first entry of `n` whose key is not less than (start, sub).
@@ -130,7 +125,7 @@ uint32_t LowerBound(const Leaf* n, uint64_t start, const IntervalSubscription* s
   uint32_t lo = 0, hi = n->count;
   while (lo < hi) {
     const uint32_t mid = (lo + hi) / 2;
-    if (KeyLess(n->start[mid], n->sub[mid], start, sub)) {
+    if (KeyLess(n->e->start[mid], n->e->sub[mid], start, sub)) {
       lo = mid + 1;
     } else {
       hi = mid;
@@ -143,20 +138,43 @@ void InsertEntry(Leaf* n, uint32_t pos, uint64_t start, uint64_t last,
                  IntervalSubscription* sub) {
   assert(n->count < IntervalTree::kLeafCapacity);
   for (uint32_t i = n->count; i > pos; --i) {
-    n->start[i] = n->start[i - 1];
-    n->last[i] = n->last[i - 1];
-    n->sub[i] = n->sub[i - 1];
+    n->e->start[i] = n->e->start[i - 1];
+    n->e->last[i] = n->e->last[i - 1];
+    n->e->sub[i] = n->e->sub[i - 1];
   }
-  n->start[pos] = start;
-  n->last[pos] = last;
-  n->sub[pos] = sub;
+  n->e->start[pos] = start;
+  n->e->last[pos] = last;
+  n->e->sub[pos] = sub;
   ++n->count;
   n->leaf_last = std::max(n->leaf_last, last);
 }
 
 }  // namespace
 
-IntervalTree::~IntervalTree() { FreeAll(root_); }
+IntervalTree::~IntervalTree() { FreeEntries(root_); }
+
+IntervalTree::Leaf* IntervalTree::NewLeaf() {
+  if (free_headers_ == nullptr) {
+    headers_.push_back(std::make_unique<Leaf[]>(kPoolChunk));
+    Leaf* chunk = headers_.back().get();
+    for (size_t i = 0; i < kPoolChunk; ++i) {
+      chunk[i].left = free_headers_;
+      free_headers_ = &chunk[i];
+    }
+  }
+  Leaf* leaf = free_headers_;
+  free_headers_ = leaf->left;
+  *leaf = Leaf{};
+  leaf->e = new Entries;
+  return leaf;
+}
+
+void IntervalTree::FreeLeaf(Leaf* leaf) {
+  delete leaf->e;
+  *leaf = Leaf{};
+  leaf->left = free_headers_;
+  free_headers_ = leaf;
+}
 
 IntervalTree::Leaf* IntervalTree::FindLeaf(uint64_t start,
                                            const IntervalSubscription* sub) const {
@@ -164,7 +182,7 @@ IntervalTree::Leaf* IntervalTree::FindLeaf(uint64_t start,
   Leaf* floor = nullptr;
   Leaf* leftmost = root_;
   for (Leaf* n = root_; n != nullptr;) {
-    if (KeyLess(start, sub, n->start[0], n->sub[0])) {
+    if (KeyLess(start, sub, n->e->start[0], n->e->sub[0])) {
       leftmost = n;
       n = n->left;
     } else {
@@ -188,7 +206,7 @@ void IntervalTree::Insert(uint64_t start, uint64_t last, IntervalSubscription* s
   }
   Leaf* leaf = FindLeaf(start, sub);
   const uint32_t pos = LowerBound(leaf, start, sub);
-  assert(pos == leaf->count || leaf->sub[pos] != sub || leaf->start[pos] != start);
+  assert(pos == leaf->count || leaf->e->sub[pos] != sub || leaf->e->start[pos] != start);
   if (leaf->count < kLeafCapacity) {
     // A new first entry only happens in the leftmost leaf: the leaf order is kept.
     InsertEntry(leaf, pos, start, last, sub);
@@ -203,9 +221,9 @@ void IntervalTree::Insert(uint64_t start, uint64_t last, IntervalSubscription* s
   } else {
     constexpr uint32_t kHalf = kLeafCapacity / 2;
     for (uint32_t i = kHalf; i < kLeafCapacity; ++i) {
-      right->start[i - kHalf] = leaf->start[i];
-      right->last[i - kHalf] = leaf->last[i];
-      right->sub[i - kHalf] = leaf->sub[i];
+      right->e->start[i - kHalf] = leaf->e->start[i];
+      right->e->last[i - kHalf] = leaf->e->last[i];
+      right->e->sub[i - kHalf] = leaf->e->sub[i];
     }
     right->count = kLeafCapacity - kHalf;
     leaf->count = kHalf;
@@ -227,19 +245,19 @@ void IntervalTree::Remove(uint64_t start, IntervalSubscription* sub) {
   Leaf* leaf = FindLeaf(start, sub);
   assert(leaf != nullptr);
   const uint32_t pos = LowerBound(leaf, start, sub);
-  assert(pos < leaf->count && leaf->sub[pos] == sub && leaf->start[pos] == start &&
+  assert(pos < leaf->count && leaf->e->sub[pos] == sub && leaf->e->start[pos] == start &&
          "IntervalTree::Remove: not in the tree");
   --size_;
   if (leaf->count == 1) {
     root_ = RemoveAt(root_, leaf);
-    delete leaf;
+    FreeLeaf(leaf);
     --leaves_;
     return;
   }
   for (uint32_t i = pos + 1; i < leaf->count; ++i) {
-    leaf->start[i - 1] = leaf->start[i];
-    leaf->last[i - 1] = leaf->last[i];
-    leaf->sub[i - 1] = leaf->sub[i];
+    leaf->e->start[i - 1] = leaf->e->start[i];
+    leaf->e->last[i - 1] = leaf->e->last[i];
+    leaf->e->sub[i - 1] = leaf->e->sub[i];
   }
   --leaf->count;
   // A removed first entry leaves the next one first: still between its neighbours.
@@ -261,7 +279,7 @@ bool IntervalTree::AnyOverlap(uint64_t start, uint64_t last) const {
       // The first entry reaching `start` decides: if it starts after `last`, every
       // later entry (here and to the right) does too.
       for (uint32_t i = 0; i < n->count; ++i) {
-        if (n->last[i] >= start) return n->start[i] <= last;
+        if (n->e->last[i] >= start) return n->e->start[i] <= last;
       }
     }
     if (n->right_last < start) return false;
