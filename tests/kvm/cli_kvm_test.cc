@@ -55,6 +55,13 @@ TEST(CliKvmTest, RunHello64PrintsTheGreeting) {
   EXPECT_EQ(r.err, "mmuvisor: hello64: guest finished: exit code 0\n");
 }
 
+TEST(CliKvmTest, ResidentRunsTheReclaimDriverUnderTheGuest) {
+  MMUVISOR_SKIP_WITHOUT_KVM();
+  CliRun r = RunCli({"run", "smp", "--vcpus", "2", "--resident", "10%", "--timeout", "60s"});
+  EXPECT_EQ(r.code, kExitClean) << r.err;
+  EXPECT_EQ(r.err, "mmuvisor: smp: guest finished: exit code 0\n");
+}
+
 TEST(CliKvmTest, CrashExitsWithTheCrashCodeAndRegisters) {
   MMUVISOR_SKIP_WITHOUT_KVM();
   CliRun r = RunCli({"run", "crash"});

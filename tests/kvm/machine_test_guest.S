@@ -1,6 +1,8 @@
-# The guest of tests/kvm/machine_host_test.cc (see machine_test_guest.h, which carries
-# the assembled bytes). Long mode at CPL3, entry at MMV_IMAGE_GPA (0x100000).
-# ucall DONE with the total mismatches as exit code.
+# The guest of tests/kvm/machine_host_test.cc (machine_test_guest.h carries the assembled
+# bytes). Long mode at CPL3, entry at MMV_IMAGE_GPA (0x100000). Rounds r = 1, 2, ...: write
+# w[i] = (i * K) ^ r over DATA, OUT r to PORT (the host acts), verify every word, OUT the
+# mismatch count to PORT+4, IN PORT+8 (non-zero: next round). Then a ucall DONE with the
+# total mismatches as exit code.
 .intel_syntax noprefix
 .code64
 .set PORT, 0x0e40

@@ -84,6 +84,20 @@ TEST(ParseCommandLineTest, RunWithEveryFlagInBothForms) {
   EXPECT_EQ(c.run.kvm_path, "/tmp/kvm");
 }
 
+TEST(ParseCommandLineTest, ResidentTakesAPercentageOrAFraction) {
+  ASSERT_OK_AND_ASSIGN(Command none, Parse({"run", "hello64"}));
+  EXPECT_FALSE(none.run.resident_fraction.has_value());
+  ASSERT_OK_AND_ASSIGN(Command pct, Parse({"run", "hello64", "--resident", "25%"}));
+  EXPECT_EQ(pct.run.resident_fraction, 0.25);
+  ASSERT_OK_AND_ASSIGN(Command frac, Parse({"run", "hello64", "--resident=0.5"}));
+  EXPECT_EQ(frac.run.resident_fraction, 0.5);
+  for (const char* bad : {"0%", "150%", "-1", "lots", "%"}) {
+    EXPECT_THAT(Parse({"run", "hello64", "--resident", bad}),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--resident")))
+        << bad;
+  }
+}
+
 TEST(ParseCommandLineTest, DoubleDashEndsFlags) {
   ASSERT_OK_AND_ASSIGN(Command c, Parse({"run", "--", "--weird-name.elf"}));
   EXPECT_EQ(c.run.guest, "--weird-name.elf");
