@@ -4,6 +4,7 @@
 // must-fail runs of issue 6 that can be made real without /dev/kvm.
 #include <cstdio>
 #include <string>
+#include <utility>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -134,9 +135,17 @@ TEST(HostStressTest, SkippingTheDmaRetryCheckIsCaught) {
   o.ops.migrate = 1000;
   o.ops.reclaim = 1000;
   o.resident_target = 0.2;
-  ASSERT_OK_AND_ASSIGN(HostStressOutcome out, RunHostStress(o, nullptr, false));
-  EXPECT_FALSE(out.result.pass) << FormatReport(out.result);
-  EXPECT_GT(out.result.guest_mismatches, 0u) << FormatReport(out.result);
+  // The race is probabilistic and a loaded machine (TSan, parallel builds) may run few
+  // DMA copies in 3 s (seen: 24): up to three seeds, the first caught one counts.
+  StressResult result;
+  for (uint64_t seed = 1; seed <= 3; ++seed) {
+    o.seed = seed;
+    ASSERT_OK_AND_ASSIGN(HostStressOutcome out, RunHostStress(o, nullptr, false));
+    result = std::move(out.result);
+    if (!result.pass) break;
+  }
+  EXPECT_FALSE(result.pass) << FormatReport(result);
+  EXPECT_GT(result.guest_mismatches, 0u) << FormatReport(result);
 }
 
 TEST(HostStressTest, SameSeedReplaysTheSameVerifiedPageSequence) {
