@@ -56,8 +56,11 @@ TEST(KvmStressTest, SkippedDmaRetryCheckIsCaught) {
   StressOptions o = KvmShort();
   o.skip_dma_retry_check_for_testing = true;
   o.delay_probability = 1.0;
-  o.delay = absl::Milliseconds(1);
-  o.duration = absl::Seconds(10);  // more DMA faults, so a stale one gets written
+  // Windows under nested KVM take tens of milliseconds: a fault must sleep long enough
+  // between Resolve and install for a window to start *and* discard the page meanwhile.
+  o.delay = absl::Milliseconds(20);
+  o.op_pages = 64;
+  o.duration = absl::Seconds(10);  // more DMA faults, so a stale one gets used
   RUN_KVM_OR_SKIP(out, o);
   EXPECT_FALSE(out->result.pass);
   EXPECT_GT(out->result.guest_mismatches, 0u);

@@ -15,7 +15,9 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "mmu/mirror.h"
 #include "mmuvisor/guest_abi.h"
@@ -406,6 +408,10 @@ absl::StatusOr<HostStressOutcome> RunKvmStress(const StressOptions& options,
       problem = absl::StrCat("dmahostile sent no report", problem.empty() ? "" : "; ", problem);
     } else if (!reports.hostile_problem().empty()) {
       problem = reports.hostile_problem();
+      // The guest printed which cases went wrong: keep those lines.
+      for (absl::string_view line : absl::StrSplit(machine->console_transcript(), '\n')) {
+        if (absl::StrContains(line, "case")) absl::StrAppend(&problem, "; ", line);
+      }
     }
   } else if (reports.balloon_errors() != 0) {
     problem = absl::StrCat(reports.balloon_errors(), " balloon discard(s) failed");
