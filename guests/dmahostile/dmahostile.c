@@ -27,10 +27,21 @@ static void set(volatile struct mmv_dma_desc* d, uint32_t magic, uint32_t op, ui
   d->status = MMV_DMA_STATUS_PENDING;
 }
 
+/* A read of the DMA port: chains queued or running (0 = the device is idle). */
+static inline uint32_t dma_busy(void) {
+  uint32_t value;
+  __asm__ volatile("inl %1, %0" : "=a"(value) : "Nd"((uint16_t)MMV_PORT_DMA));
+  return value;
+}
+
+/* Rings the doorbell and waits until the device is idle again: a chain may write a status
+ * into the same descriptor more than once (the self-linked chain writes OK on each pass
+ * and BAD_CHAIN on the last), so the first non-PENDING status is not the final one. */
 static uint32_t ring_and_wait(uint64_t gpa) {
   mmv_outl(MMV_PORT_DMA, (uint32_t)gpa);
   uint64_t spins = 0;
   while (desc_at(gpa)->status == MMV_DMA_STATUS_PENDING && spins++ < POLL_LIMIT) mmv_pause();
+  while (dma_busy() != 0 && spins++ < POLL_LIMIT) mmv_pause();
   return desc_at(gpa)->status;
 }
 

@@ -3,14 +3,20 @@
 // /dev/kvm cannot be opened (tests/nested/run-kvm-tests runs them under nested KVM). The
 // same scenarios run without KVM in host_threads_test.cc. Runs are short and the guest
 // small: under nested KVM on TCG guest code is slow.
+#include <cstdio>
 #include <string>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "json_parse.h"
+#include "support/status_matchers.h"
 #include "vmm/stress/stress_kvm.h"
 
 namespace mmuvisor::vmm::stress {
 namespace {
+
+using ::mmuvisor::testing::Json;
+using ::mmuvisor::testing::JsonParser;
 
 StressOptions KvmShort() {
   StressOptions o;
@@ -30,13 +36,39 @@ StressOptions KvmShort() {
   }                                                                                  \
   ASSERT_TRUE(outcome.ok()) << outcome.status()
 
+std::string ReadFile(const std::string& path) {
+  std::string text;
+  if (std::FILE* f = std::fopen(path.c_str(), "r")) {
+    char buf[4096];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0) text.append(buf, n);
+    std::fclose(f);
+  }
+  return text;
+}
+
 TEST(KvmStressTest, DefaultScenarioPassesWithWorkDone) {
-  RUN_KVM_OR_SKIP(out, KvmShort());
+  StressOptions o = KvmShort();
+  o.json_path = ::testing::TempDir() + "/kvm_stress_default.json";
+  o.trace_path = ::testing::TempDir() + "/kvm_stress_default_trace.json";
+  RUN_KVM_OR_SKIP(out, o);
   EXPECT_TRUE(out->result.pass) << FormatReport(out->result);
-  EXPECT_GT(out->result.invalidations, 0u);
-  EXPECT_GT(out->result.faults, 0u);
-  EXPECT_GT(out->result.swap_ins, 0u);
-  EXPECT_GT(out->result.dma_ops, 0u);
+  const std::string text = ReadFile(o.json_path);
+  std::printf("%s\n", text.c_str());  // the numbers, in the nested runner's log
+  ASSERT_OK_AND_ASSIGN(Json json, JsonParser::Parse(text));
+  EXPECT_EQ(json["verdict"].string, "PASS");
+  EXPECT_EQ(json["mode"].string, "kvm");
+  for (const char* field : {"invalidations", "faults", "swap_ins", "dma_ops",
+                            "guest_pages_verified"}) {
+    EXPECT_GT(json[field].number, 0) << field;
+  }
+  EXPECT_EQ(json["in_progress_final"].number, 0);
+  ASSERT_OK_AND_ASSIGN(Json trace, JsonParser::Parse(ReadFile(o.trace_path)));
+  int windows = 0;
+  for (const Json& e : trace["traceEvents"].array) {
+    if (e.Has("cat") && e["cat"].string == "invalidate") ++windows;
+  }
+  EXPECT_GT(windows, 0) << "the trace shows the DMA MMU's invalidation windows";
 }
 
 TEST(KvmStressTest, LegacyPolicyWithEagainFails) {
