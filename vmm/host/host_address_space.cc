@@ -125,6 +125,7 @@ absl::Status HostAddressSpace::Init() {
 
   MemslotControl* control = options_.memslot_control;
   DirtyLog* log = options_.dirty_log;
+  attach_later_ = options_.attach_hypervisor_later;
   options_.memslot_control = nullptr;
   options_.dirty_log = nullptr;
   return AttachHypervisor(control, log, options_.dirty_probe);
@@ -154,7 +155,9 @@ absl::Status HostAddressSpace::AttachHypervisor(MemslotControl* control, DirtyLo
   options_.dirty_log = log;
   options_.dirty_probe = std::move(probe);
   dirty_choice_ = ChooseDirtyTracking(log, *memslots(), options_.dirty_probe);
-  // Logging at the edge (creation), never in the reclaim path.
+  // Logging at the edge (creation), never in the reclaim path. A space created without a
+  // hypervisor that gets one attached later (Machine) logs once, at the attachment.
+  if (control == nullptr && log == nullptr && attach_later_) return absl::OkStatus();
   spdlog::info("host address space: {} KiB {} RAM, {} memslot(s), dirty tracking: {} ({})",
                options_.ram_bytes >> 10, GuestRamBackingName(options_.backing),
                memslots()->slots().size(), DirtyTrackingModeName(dirty_choice_.mode),

@@ -118,6 +118,9 @@ struct HostAddressSpaceOptions {
   PageServerFailureCallback on_page_server_failure;  // "stop the VM"; from a handler
   MemslotControl* memslot_control = nullptr;  // not owned; null: no hypervisor (tests)
   DirtyLog* dirty_log = nullptr;              // not owned; null: always write back
+  // The owner will call AttachHypervisor after Create (Machine): Create does not log the
+  // (provisional) dirty-tracking choice, the attachment does.
+  bool attach_hypervisor_later = false;
   GuestWriteProbe dirty_probe;                // the self-check's guest write
   std::function<void()> stop_guests;          // Teardown's first step
   OomReapOptions oom;
@@ -337,6 +340,7 @@ class HostAddressSpace final : public mmu::Primary, public GuestMemoryAccess {
   std::unique_ptr<PageServer> page_server_;
   std::unique_ptr<notifier::NotifierSubscriptions> hub_;
   DirtyTrackingChoice dirty_choice_;
+  bool attach_later_ = false;  // written by Init only
   std::unique_ptr<ReclaimDriver> driver_;
 
   mutable PageRangeLock windows_;

@@ -67,6 +67,7 @@ absl::Status Machine::Init(absl::Span<const uint8_t> elf) {
   options.memslot_control = nullptr;  // attached in SetUpKvm, once the VM exists
   options.dirty_log = nullptr;
   options.dirty_probe = nullptr;
+  options.attach_hypervisor_later = true;
   PageServerFailureCallback user_failure = std::move(options.on_page_server_failure);
   options.on_page_server_failure = [this, user_failure](const absl::Status& status) {
     OnPageServerFailure(status);

@@ -111,7 +111,8 @@ struct MachineConfig {
   std::FILE* console_echo = nullptr;    // where guest lines are echoed (stdout in the CLI)
   MachineObserver* observer = nullptr;  // not owned
   // The host address space. Machine sets ram_bytes/backing (from ram_size/backing),
-  // slots (one: all RAM at gpa 0), memslot_control, dirty_log, dirty_probe and
+  // slots (one: all RAM at gpa 0), memslot_control, dirty_log, dirty_probe,
+  // attach_hypervisor_later and
   // stop_guests itself; on_page_server_failure, if set, is called after the Machine's own
   // (which stops the VM). Everything else (swap dir, page_server_threads,
   // fault_around_pages, hub options incl. dispatch policy, oom, write_protect_windows,
