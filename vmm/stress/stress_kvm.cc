@@ -1,7 +1,6 @@
 #include "vmm/stress/stress_kvm.h"
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -30,6 +29,7 @@
 #include "vmm/paging/latency_histogram.h"
 #include "vmm/stress/fault_injection.h"
 #include "vmm/stress/guest_reports.h"
+#include "vmm/stress/kvm_device_hooks.h"
 #include "vmm/stress/host_ops.h"
 #include "vmm/stress/json_writer.h"
 #include "vmm/stress/progress.h"
@@ -45,67 +45,6 @@ constexpr uint64_t kPage = 4096;
 constexpr absl::Duration kStopGrace = absl::Seconds(20);
 // With --rounds the guest stops by itself; it gets this long beyond --duration.
 constexpr absl::Duration kRoundsGrace = absl::Seconds(60);
-
-// The device side of HostAddressSpace's protocol (the one DmaPort follows): every
-// translate + copy holds DeviceAccess (page-changing windows drain it after their start),
-// and a device write is announced with NoteHostWrite (no dirty log sees it).
-//
-// --test-skip-dma-retry also gives the device a second mapping of the guest RAM memfd:
-// like bus-mastering DMA it then ignores the read-only mapping reclaim/migrate windows
-// put on the VMM's view. With the checks on this changes nothing (no translation is used
-// outside its validity); with them off, a stale translation that outlives a window's zap
-// writes between "save" and "discard" (a lost write) or into a discarded page (a page the
-// page server never fills again): the guest's verification sees it. Through the VMM's
-// own, write-protected view the same stale write would be a SIGSEGV of the VMM instead.
-class HostDeviceHooks : public dma::DeviceAccessHooks {
- public:
-  explicit HostDeviceHooks(HostAddressSpace& space) : space_(space) {}
-  ~HostDeviceHooks() override {
-    if (alias_ != nullptr) ::munmap(alias_, alias_bytes_);
-  }
-  HostDeviceHooks(const HostDeviceHooks&) = delete;
-  HostDeviceHooks& operator=(const HostDeviceHooks&) = delete;
-
-  absl::Status MapDeviceView() {
-    const int fd = space_.ram() != nullptr ? space_.ram()->memfd() : -1;
-    if (fd < 0) return absl::FailedPreconditionError("device view: guest RAM has no memfd");
-    alias_bytes_ = space_.num_pages() * kPage;
-    void* p = ::mmap(nullptr, alias_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (p == MAP_FAILED) {
-      const int e = errno;
-      return absl::InternalError(absl::StrCat("mmap of the guest RAM memfd: ", std::strerror(e)));
-    }
-    alias_ = p;
-    return absl::OkStatus();
-  }
-
-  void Access(absl::FunctionRef<void()> access) override {
-    HostAddressSpace::DeviceAccess gate(space_);
-    access();
-  }
-  void BeforeWrite(uint64_t host) override {
-    space_.NoteHostWrite(PageRange{(host - space_.AddressOf(0)) / kPage, 1});
-  }
-  uint64_t DeviceAddress(uint64_t host) override {
-    if (alias_ == nullptr) return host;
-    return reinterpret_cast<uint64_t>(alias_) + (host - space_.AddressOf(0));
-  }
-
- private:
-  HostAddressSpace& space_;
-  void* alias_ = nullptr;
-  size_t alias_bytes_ = 0;
-};
-
-// Resident fraction of guest RAM (mincore), for the progress line.
-double ResidentFraction(HostAddressSpace& space) {
-  const uint64_t pages = space.num_pages();
-  std::vector<unsigned char> vec(pages);
-  if (::mincore(space.PagePointer(0), pages * kPage, vec.data()) != 0) return 0;
-  uint64_t resident = 0;
-  for (unsigned char v : vec) resident += v & 1;
-  return static_cast<double>(resident) / static_cast<double>(pages);
-}
 
 uint64_t WindowsOpened(const HostStats& s) {
   return s.reclaims + s.discards + s.migrates + s.protects + s.unmaps + s.oom_reaps +
