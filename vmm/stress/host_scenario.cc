@@ -11,7 +11,6 @@
 #include "vmm/paging/latency_histogram.h"
 #include "vmm/stress/fault_injection.h"
 #include "vmm/stress/host_ops.h"
-#include "vmm/stress/json_writer.h"
 #include "vmm/stress/host_workload.h"
 #include "vmm/stress/page_pool_space.h"
 #include "vmm/stress/progress.h"
@@ -203,16 +202,7 @@ absl::StatusOr<HostStressOutcome> RunHostStress(const StressOptions& options,
   if (mirror_attached) (void)mirror->Detach();
   mirror_attached = false;
   space.Teardown();
-  DecideVerdict(run.result);
-
-  if (!options.json_path.empty()) {
-    if (absl::Status s = WriteTextFile(options.json_path, ReportToJson(run.result)); !s.ok()) {
-      return s;
-    }
-  }
-  if (trace.enabled()) {
-    if (absl::Status s = trace.WriteJson(options.trace_path); !s.ok()) return s;
-  }
+  if (absl::Status s = FinishStressRun(options, trace, run.result); !s.ok()) return s;
   HostStressOutcome outcome;
   outcome.result = std::move(run.result);
   outcome.digests = workload.digests();

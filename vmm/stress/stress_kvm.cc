@@ -31,7 +31,6 @@
 #include "vmm/stress/guest_reports.h"
 #include "vmm/stress/kvm_device_hooks.h"
 #include "vmm/stress/host_ops.h"
-#include "vmm/stress/json_writer.h"
 #include "vmm/stress/progress.h"
 #include "vmm/stress/stress_run.h"
 #include "vmm/stress/trace_log.h"
@@ -381,16 +380,7 @@ absl::StatusOr<HostStressOutcome> RunKvmStress(const StressOptions& options,
   space.Teardown();
   // (dmahostile runs FAIL by this rule — they verify no pages and ring doorbells the
   // device cannot read — callers judge them by workload_ok and the DMA error counts.)
-  DecideVerdict(run.result);
-
-  if (!options.json_path.empty()) {
-    if (absl::Status s = WriteTextFile(options.json_path, ReportToJson(run.result)); !s.ok()) {
-      return s;
-    }
-  }
-  if (trace.enabled()) {
-    if (absl::Status s = trace.WriteJson(options.trace_path); !s.ok()) return s;
-  }
+  if (absl::Status s = FinishStressRun(options, trace, run.result); !s.ok()) return s;
   HostStressOutcome outcome;
   outcome.result = std::move(run.result);
   outcome.digests = reports.digests();

@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include "vmm/stress/json_writer.h"
+
 namespace mmuvisor::vmm::stress {
 
 void StressRun::AddMmu(const mmu::SecondaryMmu& mmu) {
@@ -52,6 +54,18 @@ LatencyPercentiles Percentiles(const LatencyHistogram& histogram) {
   const LatencyHistogram::Snapshot s = histogram.TakeSnapshot();
   return LatencyPercentiles{s.count, s.PercentileNs(0.5), s.PercentileNs(0.9),
                             s.PercentileNs(0.99), s.max_ns};
+}
+
+absl::Status FinishStressRun(const StressOptions& options, const TraceLog& trace,
+                             StressResult& result) {
+  DecideVerdict(result);
+  if (!options.json_path.empty()) {
+    if (absl::Status s = WriteTextFile(options.json_path, ReportToJson(result)); !s.ok()) {
+      return s;
+    }
+  }
+  if (trace.enabled()) return trace.WriteJson(options.trace_path);
+  return absl::OkStatus();
 }
 
 }  // namespace mmuvisor::vmm::stress

@@ -6,13 +6,16 @@
 #ifndef MMUVISOR_VMM_STRESS_STRESS_RUN_H_
 #define MMUVISOR_VMM_STRESS_STRESS_RUN_H_
 
+#include "absl/status/status.h"
 #include "mmu/mirror.h"
 #include "mmu/secondary_mmu.h"
 #include "notifier/hub.h"
 #include "vmm/dma/dma_engine.h"
 #include "vmm/dma/dma_memory.h"
 #include "vmm/paging/latency_histogram.h"
+#include "vmm/stress/stress_options.h"
 #include "vmm/stress/stress_result.h"
+#include "vmm/stress/trace_log.h"
 
 namespace mmuvisor::vmm::stress {
 
@@ -27,6 +30,12 @@ struct StressRun {
 };
 
 LatencyPercentiles Percentiles(const LatencyHistogram& histogram);
+
+// The end of every run: decides `result`'s verdict, then writes the JSON report
+// (options.json_path) and the trace (when `trace` is enabled) if asked for.
+// REQUIRES: recording into `trace` has stopped. Errors: the failed file write's.
+absl::Status FinishStressRun(const StressOptions& options, const TraceLog& trace,
+                             StressResult& result);
 
 }  // namespace mmuvisor::vmm::stress
 
