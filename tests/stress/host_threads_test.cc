@@ -9,6 +9,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "json_parse.h"
+#include "support/read_file.h"
 #include "support/status_matchers.h"
 #include "vmm/stress/host_scenario.h"
 
@@ -20,16 +21,7 @@ using ::mmuvisor::testing::JsonParser;
 using ::testing::Contains;
 using ::testing::HasSubstr;
 
-std::string ReadFile(const std::string& path) {
-  std::string text;
-  if (std::FILE* f = std::fopen(path.c_str(), "r")) {
-    char buf[4096];
-    size_t n;
-    while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0) text.append(buf, n);
-    std::fclose(f);
-  }
-  return text;
-}
+using ::mmuvisor::testing::ReadFileOrEmpty;
 
 StressOptions Short() {
   StressOptions o;
@@ -52,7 +44,7 @@ TEST(HostStressTest, DefaultScenarioPassesAndIsNotVacuous) {
   ASSERT_OK_AND_ASSIGN(HostStressOutcome out, RunHostStress(o, nullptr, false));
   EXPECT_TRUE(out.result.pass) << FormatReport(out.result);
 
-  ASSERT_OK_AND_ASSIGN(Json json, JsonParser::Parse(ReadFile(o.json_path)));
+  ASSERT_OK_AND_ASSIGN(Json json, JsonParser::Parse(ReadFileOrEmpty(o.json_path)));
   EXPECT_EQ(json["verdict"].string, "PASS");
   for (const char* field : {"invalidations", "faults", "swap_ins", "swap_outs", "dma_ops",
                             "guest_pages_verified"}) {
@@ -62,7 +54,7 @@ TEST(HostStressTest, DefaultScenarioPassesAndIsNotVacuous) {
   EXPECT_EQ(json["guest_mismatches"].number, 0);
 
   // The trace: invalidation windows per subscription, faults, host operations.
-  ASSERT_OK_AND_ASSIGN(Json trace, JsonParser::Parse(ReadFile(o.trace_path)));
+  ASSERT_OK_AND_ASSIGN(Json trace, JsonParser::Parse(ReadFileOrEmpty(o.trace_path)));
   int windows = 0, faults = 0, host_ops = 0;
   bool vcpu_row = false, dma_row = false;
   for (const Json& e : trace["traceEvents"].array) {
@@ -117,7 +109,7 @@ TEST(HostStressTest, LegacyPolicyWithEagainFailsNamingTheStuckCount) {
   EXPECT_GT(out.result.eagain, 0u);
   EXPECT_THAT(out.result.failures,
               Contains(HasSubstr("in-progress count(s) not back at zero: vcpu-mmu.in_progress=")));
-  ASSERT_OK_AND_ASSIGN(Json json, JsonParser::Parse(ReadFile(o.json_path)));
+  ASSERT_OK_AND_ASSIGN(Json json, JsonParser::Parse(ReadFileOrEmpty(o.json_path)));
   EXPECT_EQ(json["verdict"].string, "FAIL");
   EXPECT_GT(json["in_progress_final"].number, 0);
   EXPECT_GT(json["in_progress_counts"]["vcpu-mmu.in_progress"].number, 0);

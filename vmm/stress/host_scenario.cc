@@ -174,11 +174,7 @@ absl::StatusOr<HostStressOutcome> RunHostStress(const StressOptions& options,
 
   // Collect, while every subscription is still registered.
   StressRun run;
-  run.result.seed = options.seed;
-  run.result.mode = "host-threads";
-  run.result.policy = PolicyFlagName(options.policy);
-  run.result.dma_path = DmaPathName(options.dma_path);
-  run.result.duration_s = absl::ToDoubleSeconds(absl::Now() - start);
+  run.SetHeader(options, "host-threads", start);
   run.result.guest_rounds = workload.rounds_done();
   run.result.guest_pages_verified = workload.pages_verified();
   run.result.guest_mismatches = workload.mismatches();

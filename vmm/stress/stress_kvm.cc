@@ -328,11 +328,7 @@ absl::StatusOr<HostStressOutcome> RunKvmStress(const StressOptions& options,
 
   // Collect, while every subscription is still registered.
   StressRun run;
-  run.result.seed = options.seed;
-  run.result.mode = "kvm";
-  run.result.policy = PolicyFlagName(options.policy);
-  run.result.dma_path = DmaPathName(options.dma_path);
-  run.result.duration_s = absl::ToDoubleSeconds(absl::Now() - start);
+  run.SetHeader(options, "kvm", start);
   run.result.guest_rounds = reports.rounds_done();
   run.result.guest_pages_verified = reports.pages_verified();
   run.result.guest_mismatches = reports.mismatches();

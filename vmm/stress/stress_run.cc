@@ -2,9 +2,18 @@
 
 #include <string>
 
+#include "absl/time/clock.h"
 #include "vmm/stress/json_writer.h"
 
 namespace mmuvisor::vmm::stress {
+
+void StressRun::SetHeader(const StressOptions& options, const char* mode, absl::Time start) {
+  result.seed = options.seed;
+  result.mode = mode;
+  result.policy = PolicyFlagName(options.policy);
+  result.dma_path = DmaPathName(options.dma_path);
+  result.duration_s = absl::ToDoubleSeconds(absl::Now() - start);
+}
 
 void StressRun::AddMmu(const mmu::SecondaryMmu& mmu) {
   // The MMU's name is not exposed; the traced subclass and the runners use these names.

@@ -7,6 +7,7 @@
 #define MMUVISOR_VMM_STRESS_STRESS_RUN_H_
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "mmu/mirror.h"
 #include "mmu/secondary_mmu.h"
 #include "notifier/hub.h"
@@ -21,6 +22,10 @@ namespace mmuvisor::vmm::stress {
 
 struct StressRun {
   StressResult result;
+
+  // The run's identity: seed, mode ("kvm" / "host-threads"), policy, DMA path, and the
+  // duration since `start`.
+  void SetHeader(const StressOptions& options, const char* mode, absl::Time start);
 
   void AddMmu(const mmu::SecondaryMmu& mmu);
   void AddMirror(const mmu::Mirror& mirror);
