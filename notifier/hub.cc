@@ -72,15 +72,17 @@ void NotifierSubscriptions::PublishLocked() {
   auto next = std::make_unique<SubscriptionList>();
   // Newest registered first (Linux hlist_add_head_rcu).
   next->subs.assign(linked_.rbegin(), linked_.rend());
-  for (Subscription* sub : next->subs) {
-    if (sub->ops().Has(Op::kInvalidateRangeEnd)) ++next->end_needers;
-  }
   if (options_.policy == Policy::kSortedEndLast) {
     // The thread's v3: end-needing subscriptions last, order kept within each group.
     std::stable_partition(next->subs.begin(), next->subs.end(), [](Subscription* s) {
       return !s->ops().Has(Op::kInvalidateRangeEnd);
     });
   }
+  for (Subscription* sub : next->subs) {
+    if (sub->ops().Has(Op::kInvalidateRangeStart)) next->starters.push_back(sub);
+    if (sub->ops().Has(Op::kInvalidateRangeEnd)) next->enders.push_back(sub);
+  }
+  next->end_needers = static_cast<int>(next->enders.size());
   // release: pairs with the acquire loads in dispatch, which then see a complete list.
   const SubscriptionList* old = list_.exchange(next.release(), std::memory_order_acq_rel);
   // Readers still walking `old` are in SRCU sections that began before the exchange.

@@ -35,6 +35,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "absl/base/attributes.h"
+#include "absl/base/optimization.h"
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -45,6 +47,7 @@
 #include "notifier/range.h"
 #include "notifier/srcu.h"
 #include "notifier/subscription.h"
+#include "notifier/thread_shard.h"
 #include "notifier/window_gate.h"
 
 namespace mmuvisor::notifier {
@@ -141,20 +144,37 @@ class NotifierSubscriptions {
 
   // An immutable snapshot of the classic list in dispatch order, published with a
   // release store and read under SRCU with an acquire load.
+  // `starters` and `enders` are `subs` filtered by op (same order), so the start and end
+  // walks test no op bits.
   struct SubscriptionList {
     std::vector<Subscription*> subs;
-    int end_needers = 0;
+    std::vector<Subscription*> starters;  // subs with kInvalidateRangeStart
+    std::vector<Subscription*> enders;    // subs with kInvalidateRangeEnd
+    int end_needers = 0;                  // enders.size()
   };
 
   absl::Status LinkLocked(Subscription& sub) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg_mu_);
   void UnlinkLocked(Subscription& sub) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg_mu_);
   void PublishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg_mu_);
 
-  // Classic dispatch; returns true when a start failed (policy handling done).
+  // Start/end after the inline fast path (hub_dispatch.cc) declined: a shared or not yet
+  // assigned thread slot, a closed gate, an epoch flip or interval subscriptions.
+  // StartSlow enters the gate itself; StartInWindow runs with the gate entered and exits
+  // it on failure; EndSlow exits it.
+  absl::Status StartSlow(const Range& range);
+  absl::Status StartInWindow(const Range& range);
+  void EndSlow(const Range& range);
+  // Classic dispatch over one list; returns true when a start failed (policy handling
+  // done). The walks run inside an SRCU read-side section of the caller's.
+  bool ClassicStartWalk(const SubscriptionList& list, const Range& range);
+  void ClassicEndWalk(const SubscriptionList& list, const Range& range);
+  // ClassicStartWalk in its own read-side section; ClassicEnd likewise.
   bool ClassicStart(const Range& range);
-  // The rest of a walk whose start at list.subs[failed] returned kAgain (non-blockable).
-  void ClassicStartFailed(const SubscriptionList& list, size_t failed, const Range& range);
   void ClassicEnd(const Range& range);
+  // The rest of a walk whose start at list.starters[failed] returned kAgain
+  // (non-blockable).
+  void ClassicStartFailed(const SubscriptionList& list, size_t failed, const Range& range);
+  ABSL_ATTRIBUTE_NOINLINE static absl::Status ClassicStartUnavailable();
 
   // Interval part (Linux mn_itree_*). ItreeStart returns false when a non-blockable
   // invalidate failed; it has then undone its own accounting.
@@ -193,6 +213,97 @@ class NotifierSubscriptions {
   // Linux subscriptions->wq: ReadBegin and Remove wait here for invalidate_seq_ to move.
   std::condition_variable itree_wq_;
 };
+
+// ---- Inline fast path of start/end ------------------------------------------------------
+// Like Linux's mmu_notifier_invalidate_range_start wrappers, the common case is inlined
+// into the caller: a thread with an exclusive slot (thread_shard.h), gate open, no
+// interval subscriptions. The window-gate entry and the SRCU read lock are two
+// store-buffering pairs on this thread's own slots: both stores, then one LightFence for
+// both, then both checks. Anything else backs out and takes the general path
+// (hub_dispatch.cc). A failed start continues out of line in ClassicStartFailed.
+
+inline bool NotifierSubscriptions::ClassicStartWalk(const SubscriptionList& list,
+                                                    const Range& range) {
+  if (ABSL_PREDICT_FALSE(options_.policy == Policy::kSortedEndLast && !range.blockable &&
+                         list.end_needers >= 2)) {
+    // v3: with two end-needing subscriptions the subset already called cannot be
+    // unwound, so non-blocking invalidation is off for this hub.
+    // relaxed: statistic.
+    sorted_refusals_.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+  const bool check = checker_.enabled();
+  Subscription* const* subs = list.starters.data();
+  const size_t n = list.starters.size();
+  for (size_t i = 0; i < n; ++i) {
+    Subscription* sub = subs[i];
+    const StartResult result = sub->InvalidateRangeStart(range);
+    if (check) checker_.OnStart(*sub, range, result);
+    // A blockable start may not fail. Linux WARNs and its blockable caller ignores the
+    // result; mmuvisor reports it (checker) and treats the start as done, so the
+    // caller's end stays paired.
+    if (ABSL_PREDICT_FALSE(result != StartResult::kOk) && !range.blockable) {
+      ClassicStartFailed(list, i, range);
+      return true;
+    }
+  }
+  return false;
+}
+
+inline void NotifierSubscriptions::ClassicEndWalk(const SubscriptionList& list,
+                                                  const Range& range) {
+  const bool check = checker_.enabled();
+  for (Subscription* sub : list.enders) {
+    sub->InvalidateRangeEnd(range);
+    if (check) checker_.OnEnd(*sub, range);
+  }
+}
+
+inline absl::Status NotifierSubscriptions::InvalidateRangeStart(const Range& range) {
+  if (ABSL_PREDICT_FALSE(range.end <= range.start)) return range.Validate();
+  // The raw slot: -1 (unassigned) and shared slots fail IsExclusiveSlot alike.
+  const int slot = internal::tls_slot;
+  if (ABSL_PREDICT_FALSE(!internal::IsExclusiveSlot(slot))) return StartSlow(range);
+  const int64_t depth = gate_.ArriveExclusive(slot);
+  const int idx = srcu_.ArriveExclusive(slot);
+  internal::LightFence();
+  if (ABSL_PREDICT_FALSE(!gate_.Admits(depth))) {
+    srcu_.ReadUnlockExclusive(slot, idx);
+    gate_.BackOutExclusive(slot, depth);
+    return StartSlow(range);  // waits, or reports Unavailable when non-blockable
+  }
+  // acquire: pairs with the release in EnsureItree; cannot change while a window is open.
+  if (ABSL_PREDICT_FALSE(!srcu_.EpochIs(idx) ||
+                         has_itree_.load(std::memory_order_acquire))) {
+    srcu_.ReadUnlockExclusive(slot, idx);
+    return StartInWindow(range);  // the window stays entered
+  }
+  // acquire: pairs with the release in PublishLocked.
+  const bool failed = ClassicStartWalk(*list_.load(std::memory_order_acquire), range);
+  srcu_.ReadUnlockExclusive(slot, idx);
+  if (ABSL_PREDICT_TRUE(!failed)) return absl::OkStatus();
+  gate_.ExitExclusive(slot);
+  return ClassicStartUnavailable();
+}
+
+inline void NotifierSubscriptions::InvalidateRangeEnd(const Range& range) {
+  const int slot = internal::tls_slot;
+  // acquire: as in InvalidateRangeStart.
+  if (ABSL_PREDICT_TRUE(internal::IsExclusiveSlot(slot) &&
+                        !has_itree_.load(std::memory_order_acquire))) {
+    const int idx = srcu_.ArriveExclusive(slot);
+    internal::LightFence();
+    if (ABSL_PREDICT_TRUE(srcu_.EpochIs(idx))) {
+      // acquire: pairs with the release in PublishLocked.
+      ClassicEndWalk(*list_.load(std::memory_order_acquire), range);
+      srcu_.ReadUnlockExclusive(slot, idx);
+      gate_.ExitExclusive(slot);
+      return;
+    }
+    srcu_.ReadUnlockExclusive(slot, idx);
+  }
+  EndSlow(range);
+}
 
 }  // namespace mmuvisor::notifier
 

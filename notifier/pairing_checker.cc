@@ -42,9 +42,8 @@ std::string PairingSummary::ToString() const {
   return out;
 }
 
-void PairingChecker::CheckLinked(Subscription& sub, const Range& range) {
-  // acquire: pairs with the release stores of link_state_ in the hub (unregister and
-  // teardown set it only after their grace period).
+void PairingChecker::ReportUnlinked(Subscription& sub, const Range& range) {
+  // acquire: as in CheckLinked.
   switch (sub.link_state_.load(std::memory_order_acquire)) {
     case Subscription::LinkState::kUnregistered:
       Report(ViolationKind::kCallbackAfterUnregister, sub, range);
@@ -57,24 +56,15 @@ void PairingChecker::CheckLinked(Subscription& sub, const Range& range) {
   }
 }
 
-void PairingChecker::OnStart(Subscription& sub, const Range& range, StartResult result) {
-  if (!enabled_) return;
-  CheckLinked(sub, range);
-  // relaxed (all counters here): statistics owned by one subscription; pairing is judged
-  // on the counts, not on their order with other memory. One read-modify-write per
-  // callback on the common path: for a subscription with an end, starts = ends + open.
-  if (result == StartResult::kOk) {
-    if (!sub.ops().Has(Op::kInvalidateRangeEnd)) {
-      sub.starts_.fetch_add(1, std::memory_order_relaxed);
-      return;
-    }
-    const int64_t open = sub.open_.fetch_add(1, std::memory_order_relaxed) + 1;
-    if (open > sub.max_depth_.load(std::memory_order_relaxed)) {
-      RaiseMax(sub.max_depth_, open);
-      RaiseMax(max_depth_, open);
-    }
-    return;
-  }
+void PairingChecker::RaiseDepth(Subscription& sub, int64_t open) {
+  // A racing end without start (kBorrowBit) makes the count meaningless for a moment.
+  if ((static_cast<uint64_t>(open) & Subscription::kBorrowBit) != 0) return;
+  RaiseMax(sub.max_depth_, open);
+  RaiseMax(max_depth_, open);
+}
+
+void PairingChecker::OnFailedStart(Subscription& sub, const Range& range) {
+  // relaxed: statistics (see OnStart).
   sub.failed_starts_.fetch_add(1, std::memory_order_relaxed);
   failed_starts_.fetch_add(1, std::memory_order_relaxed);
   if (range.blockable) Report(ViolationKind::kBlockableStartFailed, sub, range);
@@ -86,18 +76,11 @@ void PairingChecker::OnStart(Subscription& sub, const Range& range, StartResult 
   }
 }
 
-void PairingChecker::OnEnd(Subscription& sub, const Range& range) {
-  if (!enabled_) return;
-  CheckLinked(sub, range);
-  // relaxed: see OnStart. A decrement that takes the count below zero is an end that had
-  // no start; the count is put back so one bug is reported once (and not counted as an
-  // end, keeping starts = ends + open).
-  if (sub.open_.fetch_sub(1, std::memory_order_relaxed) <= 0) {
-    sub.open_.fetch_add(1, std::memory_order_relaxed);
-    Report(ViolationKind::kEndWithoutStart, sub, range);
-    return;
-  }
-  sub.ends_.fetch_add(1, std::memory_order_relaxed);
+void PairingChecker::EndWithoutStart(Subscription& sub, const Range& range) {
+  // relaxed: statistics. OnEnd's decrement found no open window and borrowed one start;
+  // give it back, so one bug is reported once and starts = ends + open still holds.
+  sub.pairs_.fetch_add(1, std::memory_order_relaxed);
+  Report(ViolationKind::kEndWithoutStart, sub, range);
 }
 
 void PairingChecker::OnOtherOp(Subscription& sub, uint64_t start, uint64_t end) {

@@ -3,7 +3,8 @@
 // Each hub owns one checker (on unless HubOptions::check_pairing is false). The hub calls
 // it after every classic callback it delivers. The per-subscription counters live in the
 // Subscription itself (relaxed atomics), so the common path costs one atomic add per start
-// and two per end, nothing shared between subscriptions; only violations take the lock.
+// and one per end (Subscription::pairs_ packs starts and open windows), nothing shared
+// between subscriptions; only violations take the lock.
 //
 // A violation is recorded for:
 //   kEndWithoutStart          end delivered while the subscription had no open window;
@@ -24,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/base/optimization.h"
 #include "absl/base/thread_annotations.h"
 #include "notifier/mutex.h"
 #include "notifier/range.h"
@@ -71,9 +73,39 @@ class PairingChecker {
 
   bool enabled() const { return enabled_; }
 
-  // Hooks the hub calls. Each checks the link state of `sub` first.
-  void OnStart(Subscription& sub, const Range& range, StartResult result);
-  void OnEnd(Subscription& sub, const Range& range);
+  // Hooks the hub calls. Each checks the link state of `sub` first. The common case
+  // (linked, start OK, end with a start) is inline: one acquire load and one relaxed
+  // read-modify-write of the subscription's pairs_ word; the rest is out of line.
+  void OnStart(Subscription& sub, const Range& range, StartResult result) {
+    if (!enabled_) return;
+    CheckLinked(sub, range);
+    if (ABSL_PREDICT_FALSE(result != StartResult::kOk)) return OnFailedStart(sub, range);
+    constexpr uint64_t kStart = uint64_t{1} << Subscription::kOpenBits;
+    // relaxed (all pairing counters): statistics owned by one subscription; pairing is
+    // judged on the counts, not on their order with other memory.
+    if (!sub.ops().Has(Op::kInvalidateRangeEnd)) {
+      sub.pairs_.fetch_add(kStart, std::memory_order_relaxed);
+      return;
+    }
+    const int64_t open = static_cast<int64_t>(
+        (sub.pairs_.fetch_add(kStart + 1, std::memory_order_relaxed) + 1) &
+        Subscription::kOpenMask);
+    // relaxed: see above.
+    if (ABSL_PREDICT_FALSE(open > sub.max_depth_.load(std::memory_order_relaxed))) {
+      RaiseDepth(sub, open);
+    }
+  }
+  void OnEnd(Subscription& sub, const Range& range) {
+    if (!enabled_) return;
+    CheckLinked(sub, range);
+    // relaxed: see OnStart. An end that finds no open window borrows from the start
+    // count (kBorrowBit shows it, also to a second such end racing with it);
+    // EndWithoutStart puts it back and reports it.
+    if (ABSL_PREDICT_FALSE(((sub.pairs_.fetch_sub(1, std::memory_order_relaxed) - 1) &
+                            Subscription::kBorrowBit) != 0)) {
+      EndWithoutStart(sub, range);
+    }
+  }
   void OnOtherOp(Subscription& sub, uint64_t start, uint64_t end);
   // The hub unlinked `sub` (unregister, put, teardown); its open windows are abandoned.
   void OnUnlinked(Subscription& sub);
@@ -89,7 +121,18 @@ class PairingChecker {
   }
 
  private:
-  void CheckLinked(Subscription& sub, const Range& range);
+  void CheckLinked(Subscription& sub, const Range& range) {
+    // acquire: pairs with the release stores of link_state_ in the hub (unregister and
+    // teardown set it only after their grace period).
+    if (ABSL_PREDICT_FALSE(sub.link_state_.load(std::memory_order_acquire) >=
+                           Subscription::LinkState::kUnregistered)) {
+      ReportUnlinked(sub, range);
+    }
+  }
+  void ReportUnlinked(Subscription& sub, const Range& range);
+  void OnFailedStart(Subscription& sub, const Range& range);
+  void RaiseDepth(Subscription& sub, int64_t open);
+  void EndWithoutStart(Subscription& sub, const Range& range);
 
   const bool enabled_;
   std::atomic<uint64_t> violation_count_{0};

@@ -44,34 +44,45 @@ class SrcuDomain {
 
   int ReadLock() {
     const int slot = internal::ThreadSlot();
-    std::array<std::atomic<int64_t>, 2>& count = shards_[slot].count;
-    if (slot >= internal::kExclusiveSlots) return ReadLockShared(count);
+    if (!internal::IsExclusiveSlot(slot)) return ReadLockShared(shards_[slot].count);
     for (;;) {
-      // kPairOrder (this load, the store, the re-check), with LightFence: the reader half
-      // of the store-buffering pair with Synchronize's epoch store and count loads.
-      const int idx = epoch_.load(internal::kPairOrder);
-      // relaxed load: only this thread writes its exclusive slot.
-      const int64_t mine = count[idx].load(std::memory_order_relaxed);
-      count[idx].store(mine + 1, internal::kPairOrder);
+      const int idx = ArriveExclusive(slot);
       internal::LightFence();
-      if (epoch_.load(internal::kPairOrder) == idx) return idx;
+      if (EpochIs(idx)) return idx;
       // The epoch flipped under us: a writer may already have drained `idx`. Back out.
-      // release: as a ReadUnlock (nothing was read yet).
-      count[idx].store(mine, std::memory_order_release);
+      ReadUnlockExclusive(slot, idx);
     }
   }
   void ReadUnlock(int idx) {
     const int slot = internal::ThreadSlot();
+    if (internal::IsExclusiveSlot(slot)) return ReadUnlockExclusive(slot, idx);
+    // release: as in ReadUnlockExclusive.
+    shards_[slot].count[idx].fetch_sub(1, std::memory_order_release);
+  }
+
+  // ReadLock split in two, for a caller that shares one LightFence between this domain's
+  // store-buffering pair and one of its own (the hub's window gate):
+  //   idx = ArriveExclusive(slot); ...; LightFence(); if (!EpochIs(idx)) back out;
+  // and ReadUnlockExclusive(slot, idx) ends the section. REQUIRES: slot ==
+  // ThreadSlot() and IsExclusiveSlot(slot).
+  int ArriveExclusive(int slot) {
+    // kPairOrder (this load, the store, EpochIs's load), with LightFence: the reader half
+    // of the store-buffering pair with Synchronize's epoch store and count loads.
+    const int idx = epoch_.load(internal::kPairOrder);
     std::atomic<int64_t>& count = shards_[slot].count[idx];
-    // release (both branches): everything the read-side section did happens-before the
-    // writer's acquire load of the count in WaitForEpochDrained (and so before anything
-    // freed after it).
-    if (slot >= internal::kExclusiveSlots) {
-      count.fetch_sub(1, std::memory_order_release);
-    } else {
-      // relaxed load: only this thread writes its exclusive slot.
-      count.store(count.load(std::memory_order_relaxed) - 1, std::memory_order_release);
-    }
+    // relaxed load: only this thread writes its exclusive slot.
+    count.store(count.load(std::memory_order_relaxed) + 1, internal::kPairOrder);
+    return idx;
+  }
+  // After LightFence: false when the epoch flipped since ArriveExclusive (a writer may
+  // already have drained `idx`); the caller must back out with ReadUnlockExclusive.
+  bool EpochIs(int idx) const { return epoch_.load(internal::kPairOrder) == idx; }
+  void ReadUnlockExclusive(int slot, int idx) {
+    std::atomic<int64_t>& count = shards_[slot].count[idx];
+    // release: everything the read-side section did happens-before the writer's acquire
+    // load of the count in WaitForEpochDrained (and so before anything freed after it).
+    // relaxed load: only this thread writes its exclusive slot.
+    count.store(count.load(std::memory_order_relaxed) - 1, std::memory_order_release);
   }
 
   void Synchronize() ABSL_LOCKS_EXCLUDED(sync_mu_, queue_mu_);

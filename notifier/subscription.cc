@@ -11,13 +11,11 @@ Subscription::~Subscription() = default;
 PairingCounters Subscription::pairing() const {
   // relaxed: statistics; exact once the hub is quiescent (callers join their threads).
   PairingCounters c;
-  c.ends = ends_.load(std::memory_order_relaxed);
+  const uint64_t pairs = pairs_.load(std::memory_order_relaxed);
+  c.starts = pairs >> kOpenBits;
+  c.open = static_cast<int64_t>(pairs & kOpenMask);
+  c.ends = c.starts - static_cast<uint64_t>(c.open);  // open is 0 without an end op
   c.failed_starts = failed_starts_.load(std::memory_order_relaxed);
-  c.open = open_.load(std::memory_order_relaxed);
-  // With an end, starts are not counted separately: starts = ends + open.
-  c.starts = ops_.Has(Op::kInvalidateRangeEnd)
-                 ? c.ends + static_cast<uint64_t>(c.open)
-                 : starts_.load(std::memory_order_relaxed);
   c.max_depth = max_depth_.load(std::memory_order_relaxed);
   return c;
 }

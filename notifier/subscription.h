@@ -127,10 +127,15 @@ class Subscription {
   std::atomic<bool> released_{false};       // exactly-once Release
   std::atomic<LinkState> link_state_{LinkState::kIdle};
   // Pairing counters (PairingChecker; relaxed: statistics, not synchronisation).
-  std::atomic<uint64_t> starts_{0};
-  std::atomic<uint64_t> ends_{0};
+  // pairs_ = (successful starts << kOpenBits) | open windows, so a start or an end is
+  // one read-modify-write; ends = starts - open. open stays 0 without an end op.
+  static constexpr int kOpenBits = 24;
+  static constexpr uint64_t kOpenMask = (uint64_t{1} << kOpenBits) - 1;
+  // An open count with this bit set is an end that found no window (it borrowed from
+  // the start count until the checker puts it back); real windows never reach 2^23.
+  static constexpr uint64_t kBorrowBit = uint64_t{1} << (kOpenBits - 1);
+  std::atomic<uint64_t> pairs_{0};
   std::atomic<uint64_t> failed_starts_{0};
-  std::atomic<int64_t> open_{0};
   std::atomic<int64_t> max_depth_{0};
 };
 

@@ -50,6 +50,12 @@ inline constexpr std::memory_order kPairOrder =
 inline thread_local int tls_slot = -1;
 int AssignThreadSlot();
 
+// True for an exclusive slot; false for a shared one and for -1 (not yet assigned), so a
+// fast path can test the raw tls_slot once: one unsigned compare.
+inline bool IsExclusiveSlot(int slot) {
+  return static_cast<unsigned>(slot) < static_cast<unsigned>(kExclusiveSlots);
+}
+
 // The calling thread's slot in [0, kSlots); exclusive if < kExclusiveSlots.
 inline int ThreadSlot() {
   const int slot = tls_slot;

@@ -41,22 +41,43 @@ class WindowGate {
   // without entering (the caller reports "try again", like the OOM reaper's trylock).
   bool Enter(bool may_wait) {
     const int slot = internal::ThreadSlot();
-    if (slot >= internal::kExclusiveSlots) return EnterShared(may_wait);
-    std::atomic<int64_t>& count = shards_[slot].count;
-    // relaxed: only this thread writes its exclusive slot; the value is its depth.
-    const int64_t depth = count.load(std::memory_order_relaxed);
-    // kPairOrder (the store and the load of closed_), with LightFence: entrant half of
-    // the store-buffering pair with Close.
-    count.store(depth + 1, internal::kPairOrder);
+    if (!internal::IsExclusiveSlot(slot)) return EnterShared(may_wait);
+    const int64_t depth = ArriveExclusive(slot);
     internal::LightFence();
-    if (depth > 0 || !closed_.load(internal::kPairOrder)) return true;
-    // release: pairs with the acquire loads in Close's drain.
-    count.store(depth, std::memory_order_release);
+    if (Admits(depth)) return true;
+    BackOutExclusive(slot, depth);
     return may_wait && EnterAfterWait();
   }
   void Exit() {
     const int slot = internal::ThreadSlot();
-    if (slot >= internal::kExclusiveSlots) return ExitShared();
+    if (!internal::IsExclusiveSlot(slot)) return ExitShared();
+    ExitExclusive(slot);
+  }
+
+  // Enter split in two, for a caller that shares one LightFence between this gate's
+  // store-buffering pair and one of its own (the hub's SRCU section):
+  //   depth = ArriveExclusive(slot); ...; LightFence();
+  //   if (!Admits(depth)) BackOutExclusive(slot, depth);
+  // and ExitExclusive(slot) closes the window. REQUIRES: slot == ThreadSlot() and
+  // IsExclusiveSlot(slot).
+  int64_t ArriveExclusive(int slot) {
+    std::atomic<int64_t>& count = shards_[slot].count;
+    // relaxed: only this thread writes its exclusive slot; the value is its depth.
+    const int64_t depth = count.load(std::memory_order_relaxed);
+    // kPairOrder (this store and Admits's load of closed_), with LightFence: entrant
+    // half of the store-buffering pair with Close.
+    count.store(depth + 1, internal::kPairOrder);
+    return depth;
+  }
+  // After LightFence: a nested window always enters; otherwise only while open.
+  bool Admits(int64_t depth) const {
+    return depth > 0 || !closed_.load(internal::kPairOrder);
+  }
+  void BackOutExclusive(int slot, int64_t depth) {
+    // release: pairs with the acquire loads in Close's drain.
+    shards_[slot].count.store(depth, std::memory_order_release);
+  }
+  void ExitExclusive(int slot) {
     std::atomic<int64_t>& count = shards_[slot].count;
     // release: the window's work happens-before a registrar's drain (acquire in Close).
     // relaxed load: only this thread writes its exclusive slot.

@@ -490,6 +490,27 @@ TEST(PairingCheckerTest, ReportsEndWithoutStartWithSubscriptionAndRange) {
   EXPECT_THAT(s.ToString(), HasSubstr("'a'"));
 }
 
+TEST(PairingCheckerTest, UnmatchedEndsInARowAreEachReportedAndLeaveTheCountsExact) {
+  // The checker packs starts and open windows in one word; an unmatched end borrows from
+  // the start count until it is put back. Each unmatched end is reported once and the
+  // windows after them count normally (starts = ends + open, depth from real windows).
+  PairingChecker checker(/*enabled=*/true);
+  KvmLikeSubscription a("a");
+  checker.OnEnd(a, MakeRange(0x1000, 0x2000));
+  checker.OnEnd(a, MakeRange(0x3000, 0x4000));
+  checker.OnStart(a, MakeRange(0, 4096), StartResult::kOk);
+  checker.OnStart(a, MakeRange(0, 4096), StartResult::kOk);
+  checker.OnEnd(a, MakeRange(0, 4096));
+  const PairingSummary s = checker.Summary(a.pairing());
+  ASSERT_EQ(s.violations, 2u) << s.ToString();
+  EXPECT_EQ(s.first_violations[0].kind, ViolationKind::kEndWithoutStart);
+  EXPECT_EQ(s.first_violations[1].kind, ViolationKind::kEndWithoutStart);
+  EXPECT_EQ(s.starts, 2u);
+  EXPECT_EQ(s.ends, 1u);
+  EXPECT_EQ(s.open, 1);
+  EXPECT_EQ(s.max_depth, 2);
+}
+
 TEST(PairingCheckerTest, TracksNestingDepth) {
   NotifierSubscriptions hub;
   KvmLikeSubscription a("a");
