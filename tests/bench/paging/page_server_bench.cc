@@ -9,6 +9,10 @@
 // max_us: fault latency seen by the touching thread (first write to a page, clock to clock;
 // both runs read the clock around every touch), baseline_p50_us / baseline_p99_us: the same
 // for the baseline, server_p50_us / server_p99_us: the server's per-fault service time.
+//
+// This is the no-KVM fallback (it runs on any Linux host with userfaultfd, so also here and
+// in CI). The same measurement with a real guest on 1 and 2 vCPUs is BM_GuestDemandPaging
+// (guest_demand_paging_bench.cc), which needs /dev/kvm.
 #include <benchmark/benchmark.h>
 #include <time.h>
 

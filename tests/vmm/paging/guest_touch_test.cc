@@ -1,0 +1,70 @@
+// Smoke test of the real-guest demand-paging benchmark's core (RunGuestTouch,
+// tests/bench/paging/guest_touch_run.h), so bench_guest_demand_paging cannot rot unnoticed:
+// one small run each way under KVM, with the guest as the oracle (it verifies every page)
+// and the page server's counters as the proof that every touched page was swapped in.
+// Skips visibly without /dev/kvm (run it with tests/nested/run-kvm-tests).
+#include "bench/paging/guest_touch_run.h"
+
+#include <string>
+
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "kvm/kvm_test_support.h"
+#include "support/status_matchers.h"
+
+namespace mmuvisor::vmm {
+namespace {
+
+using ::mmuvisor::testing::StatusIs;
+using ::testing::HasSubstr;
+
+constexpr uint64_t kPagesPerVcpu = 64;
+
+class GuestTouchDemandPagedTest : public ::testing::TestWithParam<uint32_t> {};
+
+TEST_P(GuestTouchDemandPagedTest, EveryTouchedPageIsSwappedInAndVerifiedByTheGuest) {
+  MMUVISOR_SKIP_WITHOUT_KVM();
+  const uint32_t vcpus = GetParam();
+  const uint64_t pages = kPagesPerVcpu * vcpus;
+  ASSERT_OK_AND_ASSIGN(GuestTouchResult r,
+                       RunGuestTouch({.vcpus = vcpus,
+                                      .pages_per_vcpu = kPagesPerVcpu,
+                                      .memory = TouchMemory::kDemandPaged}));
+  EXPECT_EQ(r.reclaimed, pages);
+  EXPECT_EQ(r.pages_touched, pages);
+  EXPECT_EQ(r.swap_ins, pages) << "each first touch must be one swap-in from the store";
+  EXPECT_EQ(r.pages_verified, pages);
+  EXPECT_EQ(r.pages_bad, 0u) << "first bad page at gpa 0x" << std::hex << r.first_bad_gpa;
+  EXPECT_GE(r.fault_latency.count, pages);
+  EXPECT_GT(r.touch_time, absl::ZeroDuration());
+}
+
+INSTANTIATE_TEST_SUITE_P(Vcpus, GuestTouchDemandPagedTest, ::testing::Values(1u, 2u),
+                         [](const ::testing::TestParamInfo<uint32_t>& param) {
+                           return std::to_string(param.param) + "vcpu";
+                         });
+
+TEST(GuestTouchTest, NeverTouchedBaselineRunsWithoutThePageServer) {
+  MMUVISOR_SKIP_WITHOUT_KVM();
+  ASSERT_OK_AND_ASSIGN(GuestTouchResult r,
+                       RunGuestTouch({.vcpus = 2,
+                                      .pages_per_vcpu = kPagesPerVcpu,
+                                      .memory = TouchMemory::kNeverTouched}));
+  EXPECT_EQ(r.reclaimed, 0u);
+  EXPECT_EQ(r.pages_touched, 2 * kPagesPerVcpu);
+  EXPECT_EQ(r.server_faults, 0u) << "the page server was shut down: no userfaultfd";
+  EXPECT_EQ(r.swap_ins, 0u);
+  EXPECT_EQ(r.pages_verified, 2 * kPagesPerVcpu);
+  EXPECT_EQ(r.pages_bad, 0u) << "first bad page at gpa 0x" << std::hex << r.first_bad_gpa;
+  EXPECT_EQ(r.fault_latency.count, 0u);
+}
+
+TEST(GuestTouchTest, ZeroPagesPerVcpuIsRejected) {
+  MMUVISOR_SKIP_WITHOUT_KVM();
+  EXPECT_THAT(RunGuestTouch({.pages_per_vcpu = 0}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("pages_per_vcpu")));
+}
+
+}  // namespace
+}  // namespace mmuvisor::vmm
