@@ -26,6 +26,9 @@
 // active_invalidate_ranges_ (held briefly by starts/ends only when intervals exist).
 // Lock order: reg_mu_ before itree_mu_. No lock is held while a callback runs.
 // Threads: every method is thread-safe. Start/end/young ops never take reg_mu_.
+// Start/end have an inline fast path (end of this file): without interval subscriptions
+// they take no lock and execute no locked instruction (checker off), only stores to this
+// thread's own gate and SRCU slots (thread_shard.h).
 // REQUIRES (all callbacks except Release): do not call into the same hub.
 #ifndef MMUVISOR_NOTIFIER_HUB_H_
 #define MMUVISOR_NOTIFIER_HUB_H_

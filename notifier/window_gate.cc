@@ -93,8 +93,10 @@ void WindowGate::Close() {
 }
 
 void WindowGate::Open() {
-  // release: the registration's list update happens-before windows that see it open
-  // (their seq_cst load of closed_ is also an acquire).
+  // release: orders the registration's writes before reopening. Entrants load closed_
+  // with kPairOrder (relaxed outside TSan), so they do not rely on this: a new window
+  // reads what the registration changed through its own acquire loads (the hub's list_
+  // and has_itree_, paired with PublishLocked's and EnsureItree's releases).
   closed_.store(false, std::memory_order_release);
 }
 
