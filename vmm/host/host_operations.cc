@@ -21,6 +21,9 @@ namespace {
 
 using notifier::Event;
 
+// Pages copied per pread when saving memfd RAM (128 KiB of staging).
+constexpr uint64_t kStagedPages = 32;
+
 // Calls fn(first, count) for each maximal run of pages i in [0, n) with pred(i) true.
 template <typename Pred, typename Fn>
 absl::Status ForEachRun(uint64_t n, Pred pred, Fn fn) {
@@ -125,10 +128,21 @@ absl::StatusOr<ReclaimResult> HostAddressSpace::SaveAndDiscardLocked(PageRange r
   }
 
   ReclaimResult result;
+  // memfd RAM under write protection: discard = drop mappings + punch (see below);
+  // anonymous RAM has no copy outside its mapping, so it keeps protect -> save -> discard.
+  const bool split_discard = options_.write_protect_windows &&
+                             ram_->backing() == GuestRamBacking::kMemfdShared;
   auto body = [&]() -> absl::Status {
     // Read-only first: from here no guest store can land between the copy and the
     // discard (a vCPU gets EFAULT and waits for this window; see ClassifyGuestFault).
+    // memfd RAM drops the page-table entries before (the contents stay in the memfd; a
+    // store in between lands there and is in the dirty log harvested below): then the
+    // read-only step and the hole punched at the end find no entries to rewrite, and the
+    // window costs one page-table pass, as a bare discard does (README, "Cost").
     if (options_.write_protect_windows) {
+      if (split_discard) {
+        if (absl::Status s = ram_->DropMappings(range.first, range.count); !s.ok()) return s;
+      }
       if (absl::Status s = MapProtection(range, PROT_READ); !s.ok()) return s;
     }
     // Harvest after write-protecting, so every write before it is in the log.
@@ -138,30 +152,56 @@ absl::StatusOr<ReclaimResult> HostAddressSpace::SaveAndDiscardLocked(PageRange r
         page_server_->Residency(range.first, range.count);
     if (!resident.ok()) return resident.status();
     std::vector<uint8_t> drop(range.count, 0);
+    std::vector<uint8_t> save(range.count, 0);
     for (uint64_t i = 0; i < range.count; ++i) {
-      const uint64_t page = range.first + i;
       if ((*resident)[i] == 0) {
         ++result.not_resident;
-        continue;
-      }
-      if (trust_clean && store_->IsSavedClean(page)) {
+      } else if (trust_clean && store_->IsSavedClean(range.first + i)) {
         ++result.skipped_clean;
         drop[i] = 1;
-        continue;
-      }
-      if (absl::Status s = store_->Save(page, PagePointer(page)); s.ok()) {
-        ++result.written_back;
-        drop[i] = 1;
       } else {
-        // The page stays resident: nothing is lost, the window still ends.
-        ++result.save_failures;
-        if (result.first_save_error.ok()) result.first_save_error = s;
+        save[i] = 1;
       }
     }
+    // memfd RAM is copied with pread, in runs: mapping each page again (read-only) only
+    // to copy it would cost a page-table update per page and another zap at the punch.
+    std::vector<uint8_t> staged;
+    absl::Status saved = ForEachRun(
+        range.count, [&](uint64_t i) { return save[i] != 0; },
+        [&](uint64_t i, uint64_t n) -> absl::Status {
+          for (uint64_t chunk = 0; chunk < n; chunk += kStagedPages) {
+            const uint64_t first = i + chunk;
+            const uint64_t pages = std::min(kStagedPages, n - chunk);
+            if (split_discard) {
+              staged.resize(pages * kPageSize);
+              if (absl::Status s = ram_->ReadPages(range.first + first, pages, staged.data());
+                  !s.ok()) {
+                return s;
+              }
+            }
+            for (uint64_t k = 0; k < pages; ++k) {
+              const uint64_t page = range.first + first + k;
+              const uint8_t* data =
+                  split_discard ? staged.data() + k * kPageSize : PagePointer(page);
+              if (absl::Status s = store_->Save(page, data); s.ok()) {
+                ++result.written_back;
+                drop[first + k] = 1;
+              } else {
+                // The page stays resident: nothing is lost, the window still ends.
+                ++result.save_failures;
+                if (result.first_save_error.ok()) result.first_save_error = s;
+              }
+            }
+          }
+          return absl::OkStatus();
+        });
+    if (!saved.ok()) return saved;
     absl::Status discarded = ForEachRun(
         range.count, [&](uint64_t i) { return drop[i] != 0; },
         [&](uint64_t i, uint64_t n) {
-          absl::Status s = ram_->Discard(range.first + i, n);
+          // The punch zaps whatever a reader mapped again (read-only) in the window.
+          absl::Status s = split_discard ? ram_->PunchHole(range.first + i, n)
+                                         : ram_->Discard(range.first + i, n);
           if (s.ok()) result.reclaimed += n;
           return s;
         });

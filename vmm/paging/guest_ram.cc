@@ -1,5 +1,6 @@
 #include "vmm/paging/guest_ram.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -54,11 +55,16 @@ GuestRam::~GuestRam() {
   if (memfd_ >= 0) close(memfd_);
 }
 
-absl::Status GuestRam::Discard(uint64_t first, uint64_t count) {
+absl::Status GuestRam::CheckPages(const char* op, uint64_t first, uint64_t count) const {
   if (first > num_pages() || count > num_pages() - first) {
-    return absl::OutOfRangeError(absl::StrFormat("GuestRam::Discard pages [%d, %d) outside [0, %d)",
-                                                 first, first + count, num_pages()));
+    return absl::OutOfRangeError(absl::StrFormat("GuestRam::%s pages [%d, %d) outside [0, %d)",
+                                                 op, first, first + count, num_pages()));
   }
+  return absl::OkStatus();
+}
+
+absl::Status GuestRam::Discard(uint64_t first, uint64_t count) {
+  if (absl::Status s = CheckPages("Discard", first, count); !s.ok()) return s;
   if (count == 0) return absl::OkStatus();
   const int advice = backing_ == GuestRamBacking::kMemfdShared ? MADV_REMOVE : MADV_DONTNEED;
   if (madvise(PageAddress(first), count * page_size_, advice) != 0) {
@@ -66,6 +72,58 @@ absl::Status GuestRam::Discard(uint64_t first, uint64_t count) {
         errno, absl::StrFormat("GuestRam::Discard madvise(%s) pages [%d, %d)",
                                advice == MADV_REMOVE ? "MADV_REMOVE" : "MADV_DONTNEED", first,
                                first + count));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status GuestRam::DropMappings(uint64_t first, uint64_t count) {
+  if (absl::Status s = CheckPages("DropMappings", first, count); !s.ok()) return s;
+  if (backing_ != GuestRamBacking::kMemfdShared) {
+    return absl::FailedPreconditionError(
+        "GuestRam::DropMappings: only memfd-shared RAM keeps its contents without a mapping");
+  }
+  if (count == 0) return absl::OkStatus();
+  if (madvise(PageAddress(first), count * page_size_, MADV_DONTNEED) != 0) {
+    return absl::ErrnoToStatus(
+        errno, absl::StrFormat("GuestRam::DropMappings madvise(MADV_DONTNEED) pages [%d, %d)",
+                               first, first + count));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status GuestRam::PunchHole(uint64_t first, uint64_t count) {
+  if (absl::Status s = CheckPages("PunchHole", first, count); !s.ok()) return s;
+  if (backing_ != GuestRamBacking::kMemfdShared) {
+    return absl::FailedPreconditionError("GuestRam::PunchHole: RAM is not memfd-shared");
+  }
+  if (count == 0) return absl::OkStatus();
+  if (fallocate(memfd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                static_cast<off_t>(first * page_size_),
+                static_cast<off_t>(count * page_size_)) != 0) {
+    return absl::ErrnoToStatus(
+        errno, absl::StrFormat("GuestRam::PunchHole fallocate(PUNCH_HOLE) pages [%d, %d)",
+                               first, first + count));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status GuestRam::ReadPages(uint64_t first, uint64_t count, uint8_t* out) const {
+  if (absl::Status s = CheckPages("ReadPages", first, count); !s.ok()) return s;
+  if (backing_ != GuestRamBacking::kMemfdShared) {
+    return absl::FailedPreconditionError("GuestRam::ReadPages: RAM is not memfd-shared");
+  }
+  const size_t total = count * page_size_;
+  size_t done = 0;
+  while (done < total) {
+    const ssize_t n = pread(memfd_, out + done, total - done,
+                            static_cast<off_t>(first * page_size_ + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      return absl::ErrnoToStatus(n < 0 ? errno : EIO,
+                                 absl::StrFormat("GuestRam::ReadPages pread pages [%d, %d)",
+                                                 first, first + count));
+    }
+    done += static_cast<size_t>(n);
   }
   return absl::OkStatus();
 }

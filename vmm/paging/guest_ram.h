@@ -7,6 +7,10 @@
 //    page would stay in the page cache and come back without a fault.)
 //  - kAnonymousPrivate: MAP_PRIVATE|MAP_ANONYMOUS; discard is MADV_DONTNEED (also raises
 //    UFFD_EVENT_REMOVE when registered).
+// Reclaim of memfd-shared RAM splits the discard in two (see vmm/host/README.md, "Cost"):
+// DropMappings (MADV_DONTNEED: the page-table entries go, the contents stay in the memfd),
+// then, once the pages are saved, PunchHole (fallocate: the contents go; no page-table
+// entries left to zap, no UFFD_EVENT_REMOVE, works on a read-only mapping).
 // Sizes are whole host pages. Page indexes are offsets from base() in pages; ranges are
 // half-open [first, first + count).
 //
@@ -52,7 +56,23 @@ class GuestRam {
   // served by a PageServer if registered). Does not touch any swap store.
   absl::Status Discard(uint64_t first, uint64_t count);
 
+  // memfd-shared only (FailedPrecondition otherwise). DropMappings zaps the range's
+  // page-table entries (and, through the kernel's notifiers, KVM's); the contents stay in
+  // the memfd, so the next access maps the same page again without a userfaultfd fault. On
+  // a range registered with a PageServer it raises UFFD_EVENT_REMOVE (and blocks until a
+  // handler reads it), like Discard.
+  absl::Status DropMappings(uint64_t first, uint64_t count);
+  // Frees the memfd's pages of the range (and zaps any mapping of them): the next access
+  // faults (zero-filled, or served by a PageServer if registered). Raises no userfaultfd
+  // event and works whatever the mapping's protection.
+  absl::Status PunchHole(uint64_t first, uint64_t count);
+  // Copies the memfd's contents of the range into `out` (count pages) without mapping
+  // them (pread; holes read as zeros). memfd-shared only.
+  absl::Status ReadPages(uint64_t first, uint64_t count, uint8_t* out) const;
+
  private:
+  absl::Status CheckPages(const char* op, uint64_t first, uint64_t count) const;
+
   GuestRam(uint8_t* base, size_t bytes, size_t page_size, int memfd, GuestRamBacking backing)
       : base_(base), bytes_(bytes), page_size_(page_size), memfd_(memfd), backing_(backing) {}
 

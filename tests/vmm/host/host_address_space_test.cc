@@ -3,9 +3,15 @@
 #include "vmm/host/host_address_space.h"
 
 #include <fcntl.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include <cinttypes>
+#include <cstdio>
+#include <fstream>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -94,6 +100,83 @@ TEST_P(BackingTest, MigrateKeepsDataAndLeavesPagesResident) {
     ASSERT_EQ(FirstMismatch(space->PagePointer(p), p, 3), -1) << "page " << p;
   }
   EXPECT_EQ(space->stats().migrated_pages, 16u);
+}
+
+// Mappings (lines of /proc/self/maps) that overlap guest RAM.
+int GuestRamMappings(HostAddressSpace& space) {
+  const uint64_t begin = space.AddressOf(0), end = space.AddressOf(space.num_pages());
+  std::ifstream maps("/proc/self/maps");
+  int count = 0;
+  std::string line;
+  while (std::getline(maps, line)) {
+    uint64_t lo = 0, hi = 0;
+    if (std::sscanf(line.c_str(), "%" SCNx64 "-%" SCNx64, &lo, &hi) == 2 && lo < end &&
+        hi > begin) {
+      ++count;
+    }
+  }
+  return count;
+}
+
+TEST_P(BackingTest, RepeatedReclaimsLeaveGuestRamOneMapping) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<HostAddressSpace> space,
+                       HostAddressSpace::Create(SmallOptions(GetParam())));
+  ASSERT_EQ(GuestRamMappings(*space), 1);
+  for (uint64_t round = 1; round <= 40; ++round) {
+    FillAll(*space, round);
+    // Inner, leading, trailing and whole ranges: each window splits the mapping; it must
+    // merge back.
+    const PageRange range = round % 4 == 0   ? PageRange{0, kPages}
+                            : round % 4 == 1 ? PageRange{8, 16}
+                            : round % 4 == 2 ? PageRange{0, 5}
+                                             : PageRange{kPages - 7, 7};
+    ASSERT_OK_AND_ASSIGN(ReclaimResult r, space->Reclaim(range));
+    ASSERT_EQ(r.reclaimed, range.count) << "round " << round;
+    ASSERT_EQ(GuestRamMappings(*space), 1) << "round " << round;
+    for (uint64_t p = 0; p < kPages; ++p) {
+      ASSERT_EQ(FirstMismatch(space->PagePointer(p), p, round), -1) << "round " << round
+                                                                     << " page " << p;
+    }
+  }
+}
+
+// Inside a reclaim window, after the discard: reads of the range are served from the
+// store (never a fresh zero page), and a store through the kernel fails (EFAULT).
+TEST_P(BackingTest, InsideTheWindowReadsSeeSavedDataAndWritesFail) {
+  HostAddressSpaceOptions o = SmallOptions(GetParam());
+  HostAddressSpace* self = nullptr;
+  int checked = 0;
+  int64_t mismatch = -1;
+  int write_errno = 0;
+  o.window_hook = [&](WindowPoint point, const notifier::Range& range) {
+    if (point != WindowPoint::kBeforeEnd || self == nullptr) return;
+    for (uint64_t a = range.start; a < range.end; a += kPageSize) {
+      const uint64_t p = (a - self->AddressOf(0)) / kPageSize;
+      if (FirstMismatch(self->PagePointer(p), p, 7) != -1) mismatch = static_cast<int64_t>(p);
+      ++checked;
+    }
+    uint8_t data[16] = {1};
+    iovec local{self->PagePointer((range.start - self->AddressOf(0)) / kPageSize), sizeof(data)};
+    iovec remote{data, sizeof(data)};
+    if (syscall(SYS_process_vm_readv, getpid(), &local, 1UL, &remote, 1UL, 0UL) < 0) {
+      write_errno = errno;
+    }
+  };
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<HostAddressSpace> space,
+                       HostAddressSpace::Create(std::move(o)));
+  FillAll(*space, 7);
+  self = space.get();
+  const uint64_t swap_ins = space->stats().swapped_in;
+  ASSERT_OK_AND_ASSIGN(ReclaimResult r, space->Reclaim(PageRange{4, 16}));
+  self = nullptr;
+  EXPECT_EQ(r.reclaimed, 16u);
+  EXPECT_EQ(checked, 16);
+  EXPECT_EQ(mismatch, -1);
+  EXPECT_EQ(write_errno, EFAULT);
+  EXPECT_EQ(space->stats().swapped_in - swap_ins, 16u);  // every in-window read: page server
+  for (uint64_t p = 0; p < kPages; ++p) {
+    ASSERT_EQ(FirstMismatch(space->PagePointer(p), p, 7), -1) << "page " << p;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Backings, BackingTest,
