@@ -21,33 +21,34 @@ void NotifierSubscriptions::EnsureItree() {
 
 bool NotifierSubscriptions::ItreeStart(const Range& range) {
   uint64_t cur_seq;
+  // One walk: the first overlap is found under itree_mu_ (it decides whether we become
+  // a writer), and the walk continues from it after the lock is dropped.
+  IntervalTree::Cursor cursor;
   bool overlap;
   {
     MutexLock lock(&itree_mu_);
     ++active_invalidate_ranges_;
-    overlap = itree_.AnyOverlap(range.start, range.end - 1);
+    overlap = itree_.First(range.start, range.end - 1, &cursor);
     // An overlapping writer freezes the tree and makes ReadBegin wait: seq |= 1.
     if (overlap) invalidate_seq_ |= 1;
     cur_seq = invalidate_seq_;
   }
   if (!overlap) return true;  // "partially excluded": no end work needed
 
-  bool ok = true;
   // The tree is frozen while invalidate_seq_ is odd (inserts and removes are deferred
-  // until the last end), so it is walked without itree_mu_; the lock acquisition above
-  // orders every earlier mutation before this walk.
-  auto walk = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    itree_.ForEachOverlap(range.start, range.end - 1, [&](IntervalSubscription* sub) {
-      if (!ok) return;
-      if (sub->Invalidate(range, cur_seq)) return;
-      // false is legal only for a non-blockable range; Linux WARNs and goes on otherwise.
-      if (!range.blockable) ok = false;
-    });
-  };
-  walk();
-  if (ok) return true;
-  ItreeEnd();  // undo our own accounting before reporting EAGAIN (Linux does the same)
-  return false;
+  // until the last end, which cannot come before our own ItreeEnd), so the cursor is
+  // advanced without itree_mu_; the lock acquisition above orders every earlier mutation
+  // before this walk.
+  auto next = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return itree_.Next(&cursor); };
+  do {
+    if (cursor.sub()->Invalidate(range, cur_seq)) continue;
+    // false is legal only for a non-blockable range; Linux WARNs and goes on otherwise.
+    if (!range.blockable) {
+      ItreeEnd();  // undo our own accounting before reporting EAGAIN (Linux does the same)
+      return false;
+    }
+  } while (next());
+  return true;
 }
 
 void NotifierSubscriptions::ItreeEnd() {

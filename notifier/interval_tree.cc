@@ -8,15 +8,12 @@ namespace mmuvisor::notifier {
 namespace {
 
 using Leaf = IntervalTree::Leaf;
-
-// splitmix64 of the header address: a fixed pseudo-random heap priority, no RNG state
-// and no space in the header.
-uint64_t PriorityOf(const Leaf* leaf) {
-  uint64_t z = reinterpret_cast<uintptr_t>(leaf) + 0x9e3779b97f4a7c15ull;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
+using Inner = IntervalTree::Inner;
+using Node = IntervalTree::Node;
+constexpr uint32_t kLeafCap = IntervalTree::kLeafCapacity;
+constexpr uint32_t kFanout = IntervalTree::kFanout;
+constexpr uint32_t kLeafMin = kLeafCap / 2;
+constexpr uint32_t kInnerMin = kFanout / 2;
 
 // Key order: (start, subscription address); keys are unique.
 bool KeyLess(uint64_t a_start, const IntervalSubscription* a_sub, uint64_t b_start,
@@ -24,108 +21,75 @@ bool KeyLess(uint64_t a_start, const IntervalSubscription* a_sub, uint64_t b_sta
   if (a_start != b_start) return a_start < b_start;
   return reinterpret_cast<uintptr_t>(a_sub) < reinterpret_cast<uintptr_t>(b_sub);
 }
-// Leaf order: by first entry.
-bool LeafLess(const Leaf* a, const Leaf* b) {
-  return KeyLess(a->e->start[0], a->e->sub[0], b->e->start[0], b->e->sub[0]);
+
+// What a parent keeps about one child.
+struct Summary {
+  uint64_t first_start;
+  const IntervalSubscription* first_sub;
+  uint64_t max_last;
+  Node* node;
+};
+
+// `level` 0 is a leaf.
+Leaf* AsLeaf(Node* n) { return static_cast<Leaf*>(n); }
+const Leaf* AsLeaf(const Node* n) { return static_cast<const Leaf*>(n); }
+Inner* AsInner(Node* n) { return static_cast<Inner*>(n); }
+const Inner* AsInner(const Node* n) { return static_cast<const Inner*>(n); }
+
+uint32_t CountOf(const Node* n, int level) {
+  return level == 0 ? AsLeaf(n)->count : AsInner(n)->count;
 }
 
-void UpdateLeafLast(Leaf* n) {
+Summary Summarize(Node* n, int level) {
+  if (level == 0) {
+    const Leaf* l = AsLeaf(n);
+    uint64_t m = 0;
+    for (uint32_t i = 0; i < l->count; ++i) m = std::max(m, l->last[i]);
+    return {l->start[0], l->sub[0], m, n};
+  }
+  const Inner* in = AsInner(n);
+  return {in->first_start[0], in->first_sub[0], in->prefix_last[in->count - 1], n};
+}
+
+void PutChild(Inner* in, uint32_t i, const Summary& s) {
+  in->first_start[i] = s.first_start;
+  in->first_sub[i] = s.first_sub;
+  in->max_last[i] = s.max_last;
+  in->child[i] = s.node;
+}
+
+Summary GetChild(const Inner* in, uint32_t i) {
+  return {in->first_start[i], in->first_sub[i], in->max_last[i], in->child[i]};
+}
+
+// Recomputes prefix_last and clears the slots past count (the query relies on both).
+void Seal(Inner* in) {
   uint64_t m = 0;
-  for (uint32_t i = 0; i < n->count; ++i) m = std::max(m, n->e->last[i]);
-  n->leaf_last = m;
-}
-
-uint64_t SubtreeLast(const Leaf* n) {
-  return std::max({n->leaf_last, n->left_last, n->right_last});
-}
-
-void Update(Leaf* n) {
-  n->first_start = n->e->start[0];
-  n->left_last = n->left != nullptr ? SubtreeLast(n->left) : 0;
-  n->right_last = n->right != nullptr ? SubtreeLast(n->right) : 0;
-}
-
-// Splits `n` into leaves < pivot (l) and > pivot (r); pivot itself is not in the tree.
-void Split(Leaf* n, const Leaf* pivot, Leaf** l, Leaf** r) {
-  if (n == nullptr) {
-    *l = *r = nullptr;
-    return;
-  }
-  if (LeafLess(n, pivot)) {
-    Split(n->right, pivot, &n->right, r);
-    *l = n;
-  } else {
-    Split(n->left, pivot, l, &n->left);
-    *r = n;
-  }
-  Update(n);
-}
-
-// Every leaf of l is smaller than every leaf of r.
-Leaf* Merge(Leaf* l, Leaf* r) {
-  if (l == nullptr) return r;
-  if (r == nullptr) return l;
-  if (PriorityOf(l) > PriorityOf(r)) {
-    l->right = Merge(l->right, r);
-    Update(l);
-    return l;
-  }
-  r->left = Merge(l, r->left);
-  Update(r);
-  return r;
-}
-
-Leaf* InsertAt(Leaf* n, Leaf* leaf) {
-  if (n == nullptr) return leaf;
-  if (PriorityOf(leaf) > PriorityOf(n)) {
-    Split(n, leaf, &leaf->left, &leaf->right);
-    Update(leaf);
-    return leaf;
-  }
-  if (LeafLess(leaf, n)) {
-    n->left = InsertAt(n->left, leaf);
-  } else {
-    n->right = InsertAt(n->right, leaf);
-  }
-  Update(n);
-  return n;
-}
-
-Leaf* RemoveAt(Leaf* n, Leaf* leaf) {
-  assert(n != nullptr && "IntervalTree: leaf not found");
-  if (n == leaf) return Merge(n->left, n->right);
-  if (LeafLess(leaf, n)) {
-    n->left = RemoveAt(n->left, leaf);
-  } else {
-    n->right = RemoveAt(n->right, leaf);
-  }
-  Update(n);
-  return n;
-}
-
-// Recomputes the maxima on the path from `n` down to `leaf` (whose entries changed
-// without changing its place in the leaf order).
-void RefreshPath(Leaf* n, Leaf* leaf) {
-  assert(n != nullptr && "IntervalTree: leaf not found");
-  if (n != leaf) RefreshPath(LeafLess(leaf, n) ? n->left : n->right, leaf);
-  Update(n);
-}
-
-// Frees every leaf's entries (the headers belong to the pool).
-void FreeEntries(Leaf* n) {
-  while (n != nullptr) {
-    FreeEntries(n->left);
-    delete n->e;
-    n = n->right;
+  for (uint32_t i = 0; i < kFanout; ++i) {
+    if (i < in->count) {
+      m = std::max(m, in->max_last[i]);
+      in->prefix_last[i] = m;
+    } else {
+      in->prefix_last[i] = UINT64_MAX;
+      in->child[i] = nullptr;
+    }
   }
 }
 
-// Index of the first entry of `n` whose key is not less than (start, sub).
-uint32_t LowerBound(const Leaf* n, uint64_t start, const IntervalSubscription* sub) {
-  uint32_t lo = 0, hi = n->count;
+// Index of the child whose subtree holds (or would hold) key (start, sub): the last one
+// whose first key is <= the key, or 0.
+uint32_t Route(const Inner* in, uint64_t start, const IntervalSubscription* sub) {
+  uint32_t i = in->count - 1;
+  while (i > 0 && KeyLess(start, sub, in->first_start[i], in->first_sub[i])) --i;
+  return i;
+}
+
+// Index of the first entry of `l` whose key is not less than (start, sub).
+uint32_t LowerBound(const Leaf* l, uint64_t start, const IntervalSubscription* sub) {
+  uint32_t lo = 0, hi = l->count;
   while (lo < hi) {
     const uint32_t mid = (lo + hi) / 2;
-    if (KeyLess(n->e->start[mid], n->e->sub[mid], start, sub)) {
+    if (KeyLess(l->start[mid], l->sub[mid], start, sub)) {
       lo = mid + 1;
     } else {
       hi = mid;
@@ -134,158 +98,449 @@ uint32_t LowerBound(const Leaf* n, uint64_t start, const IntervalSubscription* s
   return lo;
 }
 
-void InsertEntry(Leaf* n, uint32_t pos, uint64_t start, uint64_t last,
-                 IntervalSubscription* sub) {
-  assert(n->count < IntervalTree::kLeafCapacity);
-  for (uint32_t i = n->count; i > pos; --i) {
-    n->e->start[i] = n->e->start[i - 1];
-    n->e->last[i] = n->e->last[i - 1];
-    n->e->sub[i] = n->e->sub[i - 1];
+void LeafInsertAt(Leaf* l, uint32_t pos, uint64_t start, uint64_t last,
+                  IntervalSubscription* sub) {
+  assert(l->count < kLeafCap);
+  for (uint32_t i = l->count; i > pos; --i) {
+    l->start[i] = l->start[i - 1];
+    l->last[i] = l->last[i - 1];
+    l->sub[i] = l->sub[i - 1];
   }
-  n->e->start[pos] = start;
-  n->e->last[pos] = last;
-  n->e->sub[pos] = sub;
-  ++n->count;
-  n->leaf_last = std::max(n->leaf_last, last);
+  l->start[pos] = start;
+  l->last[pos] = last;
+  l->sub[pos] = sub;
+  ++l->count;
+}
+
+void LeafEraseAt(Leaf* l, uint32_t pos) {
+  for (uint32_t i = pos + 1; i < l->count; ++i) {
+    l->start[i - 1] = l->start[i];
+    l->last[i - 1] = l->last[i];
+    l->sub[i - 1] = l->sub[i];
+  }
+  --l->count;
+}
+
+// Moves entries [from, count) of `a` to the front of the empty leaf `b`.
+void LeafMoveTail(Leaf* a, uint32_t from, Leaf* b) {
+  assert(b->count == 0);
+  for (uint32_t i = from; i < a->count; ++i) {
+    b->start[i - from] = a->start[i];
+    b->last[i - from] = a->last[i];
+    b->sub[i - from] = a->sub[i];
+  }
+  b->count = a->count - from;
+  a->count = from;
+}
+
+void InnerInsertAt(Inner* in, uint32_t pos, const Summary& s) {
+  assert(in->count < kFanout);
+  for (uint32_t i = in->count; i > pos; --i) PutChild(in, i, GetChild(in, i - 1));
+  PutChild(in, pos, s);
+  ++in->count;
+}
+
+void InnerEraseAt(Inner* in, uint32_t pos) {
+  for (uint32_t i = pos + 1; i < in->count; ++i) PutChild(in, i - 1, GetChild(in, i));
+  --in->count;
+}
+
+void InnerMoveTail(Inner* a, uint32_t from, Inner* b) {
+  assert(b->count == 0);
+  for (uint32_t i = from; i < a->count; ++i) PutChild(b, i - from, GetChild(a, i));
+  b->count = a->count - from;
+  a->count = from;
+}
+
+// Copies `n` entries from a[from..] to b[to..] (a != b, or non-overlapping going down).
+void LeafCopy(const Leaf* a, uint32_t from, Leaf* b, uint32_t to, uint32_t n) {
+  for (uint32_t k = 0; k < n; ++k) {
+    b->start[to + k] = a->start[from + k];
+    b->last[to + k] = a->last[from + k];
+    b->sub[to + k] = a->sub[from + k];
+  }
+}
+
+// Appends every entry of `b` to `a` if they fit in one leaf, else moves entries between
+// them until their counts differ by at most one; keeps the key order (every key of a <
+// every key of b).
+void LeafBalance(Leaf* a, Leaf* b) {
+  const uint32_t total = a->count + b->count;
+  const uint32_t want_a = total <= kLeafCap ? total : total / 2;
+  if (a->count < want_a) {  // b's head to a's tail, then close b's gap
+    const uint32_t n = want_a - a->count;
+    LeafCopy(b, 0, a, a->count, n);
+    LeafCopy(b, n, b, 0, b->count - n);
+    b->count -= n;
+  } else if (a->count > want_a) {  // open a gap at b's head, then a's tail into it
+    const uint32_t n = a->count - want_a;
+    for (uint32_t k = b->count; k-- > 0;) LeafCopy(b, k, b, k + n, 1);
+    LeafCopy(a, want_a, b, 0, n);
+    b->count += n;
+  }
+  a->count = want_a;
+}
+
+void InnerBalance(Inner* a, Inner* b) {
+  const uint32_t total = a->count + b->count;
+  const uint32_t want_a = total <= kFanout ? total : total / 2;
+  if (a->count < want_a) {
+    const uint32_t n = want_a - a->count;
+    for (uint32_t k = 0; k < n; ++k) PutChild(a, a->count + k, GetChild(b, k));
+    for (uint32_t k = n; k < b->count; ++k) PutChild(b, k - n, GetChild(b, k));
+    b->count -= n;
+  } else if (a->count > want_a) {
+    const uint32_t n = a->count - want_a;
+    for (uint32_t k = b->count; k-- > 0;) PutChild(b, k + n, GetChild(b, k));
+    for (uint32_t k = 0; k < n; ++k) PutChild(b, k, GetChild(a, want_a + k));
+    b->count += n;
+  }
+  a->count = want_a;
+  Seal(a);
+  Seal(b);
+}
+
+void FreeSubtree(Node* n, int level) {
+  if (level == 0) {
+    delete AsLeaf(n);
+    return;
+  }
+  for (uint32_t i = 0; i < AsInner(n)->count; ++i) FreeSubtree(AsInner(n)->child[i], level - 1);
+  delete AsInner(n);
+}
+
+enum class Scan { kFound, kDone, kExhausted };
+
+// Looks in `l` from entry `from` on for the next entry meeting the cursor's query.
+// kDone: an entry starting after the query's last was reached (so is every later one).
+Scan ScanLeaf(const Leaf* l, uint32_t from, uint64_t qstart, uint64_t qlast,
+              const Leaf** leaf, uint32_t* pos) {
+  for (uint32_t p = from; p < l->count; ++p) {
+    if (l->start[p] > qlast) return Scan::kDone;
+    if (l->last[p] >= qstart) {
+      *leaf = l;
+      *pos = p;
+      // The caller calls into this subscription next: start its (likely cold) vtable
+      // pointer and seq lines loading now, for write (SetSeq, the driver's lock).
+      const char* obj = reinterpret_cast<const char*>(l->sub[p]);
+      __builtin_prefetch(obj, 1, 3);
+      __builtin_prefetch(obj + 64, 1, 3);
+      return Scan::kFound;
+    }
+  }
+  return Scan::kExhausted;
+}
+
+// Descends from `n` (at inner depth `depth`) along the leftmost path to the first entry
+// whose last reaches the query's start; true if that entry starts by the query's last.
+bool Descend(const Node* n, int depth, int height, uint64_t qstart, uint64_t qlast,
+             const Inner** inner, uint8_t* idx, const Leaf** leaf, uint32_t* pos) {
+  for (int d = depth; d < height; ++d) {
+    const Inner* in = AsInner(n);
+    // prefix_last is non-decreasing, so the first child whose own max reaches qstart is
+    // the number of prefixes below it: a branch-free count over two cache lines.
+    uint32_t i = 0;
+    for (uint32_t j = 0; j < kFanout; ++j) i += in->prefix_last[j] < qstart ? 1 : 0;
+    if (i == kFanout || in->child[i] == nullptr) return false;  // nothing reaches it
+    // That child holds the first entry reaching qstart, which starts at or after the
+    // child's first key: if that is past qlast, nothing overlaps.
+    if (in->first_start[i] > qlast) return false;
+    inner[d] = in;
+    idx[d] = static_cast<uint8_t>(i);
+    n = in->child[i];
+  }
+  return ScanLeaf(AsLeaf(n), 0, qstart, qlast, leaf, pos) == Scan::kFound;
 }
 
 }  // namespace
 
-IntervalTree::~IntervalTree() { FreeEntries(root_); }
+// ---- Queries ---------------------------------------------------------------------------
 
-IntervalTree::Leaf* IntervalTree::NewLeaf() {
-  if (free_headers_ == nullptr) {
-    headers_.push_back(std::make_unique<Leaf[]>(kPoolChunk));
-    Leaf* chunk = headers_.back().get();
-    for (size_t i = 0; i < kPoolChunk; ++i) {
-      chunk[i].left = free_headers_;
-      free_headers_ = &chunk[i];
+bool IntervalTree::First(uint64_t start, uint64_t last, Cursor* c) const {
+  if (size_ == 0) return false;
+  c->qstart_ = start;
+  c->qlast_ = last;
+  return Descend(root_, 0, height_, start, last, c->inner_, c->idx_, &c->leaf_, &c->pos_);
+}
+
+bool IntervalTree::Next(Cursor* c) const {
+  const uint64_t qstart = c->qstart_, qlast = c->qlast_;
+  switch (ScanLeaf(c->leaf_, c->pos_ + 1, qstart, qlast, &c->leaf_, &c->pos_)) {
+    case Scan::kFound:
+      return true;
+    case Scan::kDone:
+      return false;
+    case Scan::kExhausted:
+      break;
+  }
+  // Climb to the nearest ancestor with a later child that reaches qstart.
+  for (int d = height_ - 1; d >= 0; --d) {
+    const Inner* in = c->inner_[d];
+    for (uint32_t j = c->idx_[d] + 1u; j < in->count; ++j) {
+      if (in->first_start[j] > qlast) return false;  // so do all later children
+      if (in->max_last[j] >= qstart) {
+        c->idx_[d] = static_cast<uint8_t>(j);
+        return Descend(in->child[j], d + 1, height_, qstart, qlast, c->inner_, c->idx_,
+                       &c->leaf_, &c->pos_);
+      }
     }
   }
-  Leaf* leaf = free_headers_;
-  free_headers_ = leaf->left;
-  *leaf = Leaf{};
-  leaf->e = new Entries;
-  return leaf;
+  return false;
 }
 
-void IntervalTree::FreeLeaf(Leaf* leaf) {
-  delete leaf->e;
-  *leaf = Leaf{};
-  leaf->left = free_headers_;
-  free_headers_ = leaf;
-}
+// ---- Insert ----------------------------------------------------------------------------
 
-IntervalTree::Leaf* IntervalTree::FindLeaf(uint64_t start,
-                                           const IntervalSubscription* sub) const {
-  // The last leaf whose first key is <= (start, sub); the leftmost leaf if there is none.
-  Leaf* floor = nullptr;
-  Leaf* leftmost = root_;
-  for (Leaf* n = root_; n != nullptr;) {
-    if (KeyLess(start, sub, n->e->start[0], n->e->sub[0])) {
-      leftmost = n;
-      n = n->left;
+namespace {
+
+struct InsertArgs {
+  uint64_t start;
+  uint64_t last;
+  IntervalSubscription* sub;
+  size_t* leaves;
+  size_t* inners;
+};
+
+// Inserts into the subtree `n` at `level`; returns the new right sibling if `n` split
+// (null otherwise). `rightmost`: n is on the tree's rightmost root-to-leaf path.
+Node* InsertRec(Node* n, int level, bool rightmost, const InsertArgs& a) {
+  if (level == 0) {
+    Leaf* l = AsLeaf(n);
+    const uint32_t pos = LowerBound(l, a.start, a.sub);
+    assert((pos == l->count || l->sub[pos] != a.sub || l->start[pos] != a.start) &&
+           "IntervalTree::Insert: already in the tree");
+    if (l->count < kLeafCap) {
+      LeafInsertAt(l, pos, a.start, a.last, a.sub);
+      return nullptr;
+    }
+    Leaf* r = new Leaf;
+    ++*a.leaves;
+    if (rightmost && pos == kLeafCap) {
+      LeafInsertAt(r, 0, a.start, a.last, a.sub);  // an append: l stays full
     } else {
-      floor = n;
-      n = n->right;
+      LeafMoveTail(l, kLeafCap / 2, r);
+      if (pos <= kLeafCap / 2) {
+        LeafInsertAt(l, pos, a.start, a.last, a.sub);
+      } else {
+        LeafInsertAt(r, pos - kLeafCap / 2, a.start, a.last, a.sub);
+      }
+    }
+    return r;
+  }
+  Inner* in = AsInner(n);
+  const uint32_t i = Route(in, a.start, a.sub);
+  Node* const split = InsertRec(in->child[i], level - 1, rightmost && i == in->count - 1, a);
+  PutChild(in, i, Summarize(in->child[i], level - 1));
+  if (split == nullptr) {
+    Seal(in);
+    return nullptr;
+  }
+  const Summary s = Summarize(split, level - 1);
+  if (in->count < kFanout) {
+    InnerInsertAt(in, i + 1, s);
+    Seal(in);
+    return nullptr;
+  }
+  Inner* r = new Inner;
+  ++*a.inners;
+  if (rightmost && i + 1 == kFanout) {
+    InnerInsertAt(r, 0, s);
+  } else {
+    InnerMoveTail(in, kFanout / 2, r);
+    if (i + 1 <= kFanout / 2) {
+      InnerInsertAt(in, i + 1, s);
+    } else {
+      InnerInsertAt(r, i + 1 - kFanout / 2, s);
     }
   }
-  return floor != nullptr ? floor : leftmost;
+  Seal(in);
+  Seal(r);
+  return r;
 }
+
+}  // namespace
 
 void IntervalTree::Insert(uint64_t start, uint64_t last, IntervalSubscription* sub) {
   assert(start <= last);
-  ++size_;
   if (root_ == nullptr) {
-    Leaf* leaf = NewLeaf();
-    InsertEntry(leaf, 0, start, last, sub);
-    Update(leaf);
-    root_ = leaf;
+    root_ = new Leaf;
     ++leaves_;
-    return;
+    height_ = 0;
   }
-  Leaf* leaf = FindLeaf(start, sub);
-  const uint32_t pos = LowerBound(leaf, start, sub);
-  assert(pos == leaf->count || leaf->e->sub[pos] != sub || leaf->e->start[pos] != start);
-  if (leaf->count < kLeafCapacity) {
-    // A new first entry only happens in the leftmost leaf: the leaf order is kept.
-    InsertEntry(leaf, pos, start, last, sub);
-    RefreshPath(root_, leaf);
-    return;
-  }
-  // Full: split. Appending (ascending inserts) moves nothing, so such leaves stay full.
-  Leaf* right = NewLeaf();
-  ++leaves_;
-  if (pos == kLeafCapacity) {
-    InsertEntry(right, 0, start, last, sub);
-  } else {
-    constexpr uint32_t kHalf = kLeafCapacity / 2;
-    for (uint32_t i = kHalf; i < kLeafCapacity; ++i) {
-      right->e->start[i - kHalf] = leaf->e->start[i];
-      right->e->last[i - kHalf] = leaf->e->last[i];
-      right->e->sub[i - kHalf] = leaf->e->sub[i];
-    }
-    right->count = kLeafCapacity - kHalf;
-    leaf->count = kHalf;
-    UpdateLeafLast(leaf);
-    UpdateLeafLast(right);
-    if (pos <= kHalf) {
-      InsertEntry(leaf, pos, start, last, sub);
-    } else {
-      InsertEntry(right, pos - kHalf, start, last, sub);
-    }
-  }
-  // `leaf` kept its first key; refresh its path, then link `right` (which updates its own).
-  RefreshPath(root_, leaf);
-  Update(right);
-  root_ = InsertAt(root_, right);
+  Node* const split =
+      InsertRec(root_, height_, /*rightmost=*/true, {start, last, sub, &leaves_, &inners_});
+  ++size_;
+  if (split == nullptr) return;
+  Inner* root = new Inner;
+  ++inners_;
+  InnerInsertAt(root, 0, Summarize(root_, height_));
+  InnerInsertAt(root, 1, Summarize(split, height_));
+  Seal(root);
+  root_ = root;
+  ++height_;
+  assert(height_ <= kMaxHeight);
 }
+
+// ---- Remove ----------------------------------------------------------------------------
+
+namespace {
+
+struct RemoveArgs {
+  uint64_t start;
+  const IntervalSubscription* sub;
+  size_t* leaves;
+  size_t* inners;
+};
+
+void FreeNode(Node* n, int level, const RemoveArgs& a) {
+  if (level == 0) {
+    delete AsLeaf(n);
+    --*a.leaves;
+  } else {
+    delete AsInner(n);
+    --*a.inners;
+  }
+}
+
+// Removes the key from the subtree `n` at `level`; n may be left below its minimum (even
+// empty): its parent repairs it.
+void RemoveRec(Node* n, int level, const RemoveArgs& a) {
+  if (level == 0) {
+    Leaf* l = AsLeaf(n);
+    const uint32_t pos = LowerBound(l, a.start, a.sub);
+    assert(pos < l->count && l->sub[pos] == a.sub && l->start[pos] == a.start &&
+           "IntervalTree::Remove: not in the tree");
+    LeafEraseAt(l, pos);
+    return;
+  }
+  Inner* in = AsInner(n);
+  const uint32_t i = Route(in, a.start, a.sub);
+  Node* const child = in->child[i];
+  RemoveRec(child, level - 1, a);
+  const uint32_t min = level - 1 == 0 ? kLeafMin : kInnerMin;
+  const uint32_t count = CountOf(child, level - 1);
+  if (count >= min || (in->count == 1 && count > 0)) {
+    PutChild(in, i, Summarize(child, level - 1));
+  } else if (in->count == 1) {
+    // Emptied only child (of a node on the rightmost path): this node becomes empty and
+    // its own parent merges it away.
+    FreeNode(child, level - 1, a);
+    in->count = 0;
+  } else {
+    // Underfull: merge with a neighbour, or even the two out.
+    const uint32_t left = i > 0 ? i - 1 : i;
+    Node* const x = in->child[left];
+    Node* const y = in->child[left + 1];
+    if (level - 1 == 0) {
+      LeafBalance(AsLeaf(x), AsLeaf(y));
+    } else {
+      InnerBalance(AsInner(x), AsInner(y));
+    }
+    if (CountOf(y, level - 1) == 0) {
+      FreeNode(y, level - 1, a);
+      InnerEraseAt(in, left + 1);
+    } else {
+      PutChild(in, left + 1, Summarize(y, level - 1));
+    }
+    if (CountOf(x, level - 1) == 0) {  // both were empty (left was an empty rightmost node)
+      FreeNode(x, level - 1, a);
+      InnerEraseAt(in, left);
+    } else {
+      PutChild(in, left, Summarize(x, level - 1));
+    }
+  }
+  Seal(in);
+}
+
+}  // namespace
 
 void IntervalTree::Remove(uint64_t start, IntervalSubscription* sub) {
-  Leaf* leaf = FindLeaf(start, sub);
-  assert(leaf != nullptr);
-  const uint32_t pos = LowerBound(leaf, start, sub);
-  assert(pos < leaf->count && leaf->e->sub[pos] == sub && leaf->e->start[pos] == start &&
-         "IntervalTree::Remove: not in the tree");
+  assert(size_ > 0 && "IntervalTree::Remove: empty tree");
+  const RemoveArgs a{start, sub, &leaves_, &inners_};
+  RemoveRec(root_, height_, a);
   --size_;
-  if (leaf->count == 1) {
-    root_ = RemoveAt(root_, leaf);
-    FreeLeaf(leaf);
+  // An inner root keeps >= 2 children: collapse it while it has fewer.
+  while (height_ > 0 && AsInner(root_)->count <= 1) {
+    Inner* old = AsInner(root_);
+    root_ = old->count == 1 ? old->child[0] : nullptr;
+    delete old;
+    --inners_;
+    --height_;
+    if (root_ == nullptr) height_ = 0;
+  }
+  if (height_ == 0 && root_ != nullptr && AsLeaf(root_)->count == 0) {
+    delete AsLeaf(root_);
     --leaves_;
-    return;
+    root_ = nullptr;
   }
-  for (uint32_t i = pos + 1; i < leaf->count; ++i) {
-    leaf->e->start[i - 1] = leaf->e->start[i];
-    leaf->e->last[i - 1] = leaf->e->last[i];
-    leaf->e->sub[i - 1] = leaf->e->sub[i];
-  }
-  --leaf->count;
-  // A removed first entry leaves the next one first: still between its neighbours.
-  UpdateLeafLast(leaf);
-  RefreshPath(root_, leaf);
 }
 
-bool IntervalTree::AnyOverlap(uint64_t start, uint64_t last) const {
-  const Leaf* n = root_;
-  while (n != nullptr) {
-    // Leftmost-first descent: if the left subtree can reach `start`, an overlap (if any
-    // exists at all) with the smallest key is there or later; none can be skipped.
-    if (n->left != nullptr && n->left_last >= start) {
-      n = n->left;
+IntervalTree::~IntervalTree() {
+  if (root_ != nullptr) FreeSubtree(root_, height_);
+}
+
+// ---- Invariant check (tests) -------------------------------------------------------------
+
+bool IntervalTree::CheckNode(const Node* n, int level, bool rightmost, uint64_t* first_start,
+                             const IntervalSubscription** first_sub, uint64_t* max_last,
+                             size_t* entries) const {
+  if (n == nullptr) return false;
+  const bool is_root = n == root_;
+  if (level == 0) {
+    const Leaf* l = AsLeaf(n);
+    if (l->count == 0 || l->count > kLeafCap) return false;
+    if (!rightmost && !is_root && l->count < kLeafMin) return false;
+    uint64_t m = 0;
+    for (uint32_t i = 0; i < l->count; ++i) {
+      if (l->start[i] > l->last[i]) return false;
+      if (i > 0 && !KeyLess(l->start[i - 1], l->sub[i - 1], l->start[i], l->sub[i])) {
+        return false;
+      }
+      m = std::max(m, l->last[i]);
+    }
+    *first_start = l->start[0];
+    *first_sub = l->sub[0];
+    *max_last = m;
+    *entries += l->count;
+    return true;
+  }
+  const Inner* in = AsInner(n);
+  if (in->count == 0 || in->count > kFanout) return false;
+  if (is_root && in->count < 2) return false;
+  if (!rightmost && !is_root && in->count < kInnerMin) return false;
+  uint64_t prefix = 0;
+  for (uint32_t i = 0; i < kFanout; ++i) {
+    if (i >= in->count) {
+      if (in->prefix_last[i] != UINT64_MAX || in->child[i] != nullptr) return false;
       continue;
     }
-    if (n->first_start > last) return false;
-    if (n->leaf_last >= start) {
-      // The first entry reaching `start` decides: if it starts after `last`, every
-      // later entry (here and to the right) does too.
-      for (uint32_t i = 0; i < n->count; ++i) {
-        if (n->e->last[i] >= start) return n->e->start[i] <= last;
-      }
+    uint64_t fs, ml;
+    const IntervalSubscription* fsub;
+    if (!CheckNode(in->child[i], level - 1, rightmost && i == in->count - 1, &fs, &fsub, &ml,
+                   entries)) {
+      return false;
     }
-    if (n->right_last < start) return false;
-    n = n->right;
+    if (fs != in->first_start[i] || fsub != in->first_sub[i] || ml != in->max_last[i]) {
+      return false;
+    }
+    if (i > 0 && !KeyLess(in->first_start[i - 1], in->first_sub[i - 1], fs, fsub)) {
+      return false;
+    }
+    prefix = std::max(prefix, ml);
+    if (in->prefix_last[i] != prefix) return false;
   }
-  return false;
+  *first_start = in->first_start[0];
+  *first_sub = in->first_sub[0];
+  *max_last = prefix;
+  return true;
+}
+
+bool IntervalTree::CheckInvariants() const {
+  if (root_ == nullptr) return size_ == 0 && height_ == 0 && leaves_ == 0 && inners_ == 0;
+  uint64_t fs, ml;
+  const IntervalSubscription* fsub;
+  size_t entries = 0;
+  if (!CheckNode(root_, height_, /*rightmost=*/true, &fs, &fsub, &ml, &entries)) return false;
+  return entries == size_;
 }
 
 }  // namespace mmuvisor::notifier

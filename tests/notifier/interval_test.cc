@@ -1,18 +1,16 @@
-// Unit tests of interval subscriptions: the tree, the invalidate_seq algebra, deferred
-// insert/remove, ordering against classic subscriptions, and the unwind mmuvisor adds.
+// Unit tests of interval subscriptions: the invalidate_seq algebra, deferred insert/remove,
+// ordering against classic subscriptions, and the unwind mmuvisor adds. The tree itself
+// is tested in interval_tree_test.cc.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <memory>
-#include <random>
-#include <set>
 #include <thread>
 #include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "notifier/hub.h"
-#include "notifier/interval_tree.h"
 #include "support/status_matchers.h"
 #include "test_subscriptions.h"
 
@@ -29,90 +27,6 @@ using testing::FailingSubscription;
 using testing::KvmLikeSubscription;
 using testing::MakeRange;
 using testing::MirrorInterval;
-
-// A tree entry for the brute-force comparisons: the tree only uses its address.
-struct TreeEntry {
-  uint64_t start = 0;
-  uint64_t last = 0;
-  std::unique_ptr<MirrorInterval> sub = std::make_unique<MirrorInterval>();
-};
-
-// Compares every query answer (and AnyOverlap) with a brute-force scan of `live`.
-void ExpectTreeMatchesBruteForce(const IntervalTree& tree, const std::vector<TreeEntry>& all,
-                                 const std::set<size_t>& live, std::mt19937_64& rng,
-                                 uint64_t span, uint64_t max_len) {
-  ASSERT_EQ(tree.size(), live.size());
-  for (int q = 0; q < 500; ++q) {
-    const uint64_t start = rng() % span;
-    const uint64_t last = start + rng() % max_len;
-    std::vector<IntervalSubscription*> got, want;
-    uint64_t prev_start = 0;
-    bool ordered = true;
-    tree.ForEachOverlap(start, last, [&](IntervalSubscription* sub) { got.push_back(sub); });
-    for (IntervalSubscription* sub : got) {
-      for (size_t i : live) {
-        if (all[i].sub.get() != sub) continue;
-        ordered = ordered && all[i].start >= prev_start;
-        prev_start = all[i].start;
-      }
-    }
-    for (size_t i : live) {
-      if (all[i].start <= last && all[i].last >= start) want.push_back(all[i].sub.get());
-    }
-    EXPECT_TRUE(ordered) << "overlaps not reported in start order";
-    std::sort(got.begin(), got.end());
-    std::sort(want.begin(), want.end());
-    ASSERT_EQ(got, want) << "query [" << start << ", " << last << "]";
-    ASSERT_EQ(tree.AnyOverlap(start, last), !want.empty())
-        << "query [" << start << ", " << last << "]";
-  }
-}
-
-TEST(IntervalTreeTest, OverlapQueryMatchesBruteForce) {
-  std::mt19937_64 rng(7);
-  std::vector<TreeEntry> all(2000);
-  IntervalTree tree;
-  std::set<size_t> live;
-  for (size_t i = 0; i < all.size(); ++i) {
-    all[i].start = rng() % 100000;
-    all[i].last = all[i].start + rng() % 500;
-    tree.Insert(all[i].start, all[i].last, all[i].sub.get());
-    live.insert(i);
-  }
-  EXPECT_GT(tree.leaf_count(), 2000u / IntervalTree::kLeafCapacity);  // leaves did split
-  for (int i = 0; i < 700; ++i) {  // remove some, keep the rest
-    const size_t k = rng() % all.size();
-    if (live.erase(k) != 0) tree.Remove(all[k].start, all[k].sub.get());
-  }
-  ExpectTreeMatchesBruteForce(tree, all, live, rng, 101000, 2000);
-}
-
-// Many equal starts span several leaves (keys are (start, address)); ascending inserts
-// fill leaves completely; removing everything empties the tree.
-TEST(IntervalTreeTest, EqualStartsAscendingInsertsAndFullRemoval) {
-  std::mt19937_64 rng(11);
-  std::vector<TreeEntry> all(1500);
-  IntervalTree tree;
-  std::set<size_t> live;
-  for (size_t i = 0; i < all.size(); ++i) {
-    // A third share one start; the rest ascend.
-    all[i].start = i % 3 == 0 ? 5000 : i * 10;
-    all[i].last = all[i].start + (i % 7) * 3;
-    tree.Insert(all[i].start, all[i].last, all[i].sub.get());
-    live.insert(i);
-  }
-  ExpectTreeMatchesBruteForce(tree, all, live, rng, 16000, 300);
-  std::vector<size_t> order(live.begin(), live.end());
-  std::shuffle(order.begin(), order.end(), rng);
-  for (size_t n = 0; n < order.size(); ++n) {
-    tree.Remove(all[order[n]].start, all[order[n]].sub.get());
-    live.erase(order[n]);
-    if (n % 500 == 0) ExpectTreeMatchesBruteForce(tree, all, live, rng, 16000, 300);
-  }
-  EXPECT_TRUE(tree.empty());
-  EXPECT_EQ(tree.leaf_count(), 0u);
-  EXPECT_FALSE(tree.AnyOverlap(0, UINT64_MAX));
-}
 
 TEST(IntervalTest, InsertRejectsEmptyAndWrappingIntervals) {
   NotifierSubscriptions hub;
