@@ -229,6 +229,59 @@ TEST(MachineHostTest, AProtectedWriteStopsTheVcpuWithTheEventInsteadOfHanging) {
   EXPECT_EQ(word, GuestWord(0, 1));
 }
 
+// Windows that never stop opening (two host threads discarding pages the guest does not
+// use, each holding its window a few ms, staggered so that one is almost always open) must
+// not turn a protected write into an endless retry: on Linux 6.1 the EFAULT carries no
+// address, every failed entry overlaps a window, and only Machine's identical-EFAULT limit
+// (kMaxIdenticalEfaults) ends it. Without that limit this run ends by its timeout instead.
+TEST(MachineHostTest, AProtectedWriteIsReportedEvenWhileWindowsKeepOpening) {
+  MMUVISOR_SKIP_WITHOUT_KVM();
+  constexpr uint64_t kStormGpa = 0x600000;  // above the guest's data and the DMA tests' region
+  std::atomic<bool> stop_storm{false};
+  MachineConfig config = Config();
+  config.timeout = absl::Seconds(90);
+  config.host.window_hook = [&](WindowPoint point, const notifier::Range&) {
+    if (point == WindowPoint::kBeforeEnd && !stop_storm.load()) {
+      absl::SleepFor(absl::Milliseconds(3));
+    }
+  };
+  RoundsDevice device(2);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Machine> m, MakeMachine(config, &device));
+  ASSERT_OK_AND_ASSIGN(PageRange storm_pages,
+                       m->host().PagesOf(Gpa{kStormGpa}, ByteSize{2 * kPageSize}));
+  const PageRange target{DataPages(*m).first, 1};
+  std::vector<std::thread> storm;
+  std::atomic<uint64_t> storm_windows{0};
+  device.on_written = [&](uint64_t round) {
+    if (round != 1) return;
+    ASSERT_THAT(m->host().Protect(target, PageProtection::kReadOnly), IsOk());
+    for (uint64_t t = 0; t < 2; ++t) {
+      storm.emplace_back([&, t] {
+        if (t == 1) absl::SleepFor(absl::Milliseconds(1));  // stagger the two windows
+        while (!stop_storm.load()) {
+          EXPECT_THAT(m->host().Discard(PageRange{storm_pages.first + t, 1}), IsOk());
+          storm_windows.fetch_add(1);
+        }
+      });
+    }
+    // The guest's next write (round 2) must meet an open window.
+    while (m->host().open_windows() == 0) absl::SleepFor(absl::Microseconds(100));
+  };
+  const RunResult r = m->Run();
+  stop_storm.store(true);
+  for (std::thread& t : storm) t.join();
+  EXPECT_EQ(r.verdict, Verdict::kCrashed) << r.summary;
+  EXPECT_THAT(r.summary, HasSubstr("guest write to write-protected memory"));
+  ASSERT_EQ(r.vcpus.size(), 1u);
+  EXPECT_TRUE(r.vcpus[0].stop.protected_write);
+  EXPECT_EQ(r.protected_write_events, 1u);
+  EXPECT_GT(storm_windows.load(), 0u);
+  // Which rule ended it: the identical-EFAULT limit, or an entry that met no window.
+  RecordProperty("identical_efault_limit",
+                 r.summary.find("identical EFAULTs") != std::string::npos ? 1 : 0);
+  RecordProperty("guest_fault_retries", static_cast<int>(r.guest_fault_retries));
+}
+
 TEST(MachineHostTest, AFailingSwapStoreLosesNothing) {
   MMUVISOR_SKIP_WITHOUT_KVM();
   RoundsDevice device(3);
