@@ -42,7 +42,7 @@ const char* PolicyName(Policy policy) {
 }
 
 NotifierSubscriptions::NotifierSubscriptions(HubOptions options)
-    : options_(options), checker_(options.check_pairing) {
+    : options_(options), checker_(options.check_pairing), gate_(srcu_) {
   list_.store(new SubscriptionList(), std::memory_order_release);
 }
 

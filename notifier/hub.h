@@ -220,10 +220,11 @@ class NotifierSubscriptions {
 // ---- Inline fast path of start/end ------------------------------------------------------
 // Like Linux's mmu_notifier_invalidate_range_start wrappers, the common case is inlined
 // into the caller: a thread with an exclusive slot (thread_shard.h), gate open, no
-// interval subscriptions. The window-gate entry and the SRCU read lock are two
-// store-buffering pairs on this thread's own slots: both stores, then one LightFence for
-// both, then both checks. Anything else backs out and takes the general path
-// (hub_dispatch.cc). A failed start continues out of line in ClassicStartFailed.
+// interval subscriptions, membarrier available. The window-gate entry and the SRCU read
+// lock are two store-buffering pairs on this thread's own line: both stores, one
+// compiler barrier, one re-load of the domain's state word checks both
+// (SrcuDomain::TryEnterWindowAndRead). Anything else backs out and takes the general
+// path (hub_dispatch.cc). A failed start continues out of line in ClassicStartFailed.
 
 inline bool NotifierSubscriptions::ClassicStartWalk(const SubscriptionList& list,
                                                     const Range& range) {
@@ -266,18 +267,13 @@ inline absl::Status NotifierSubscriptions::InvalidateRangeStart(const Range& ran
   if (ABSL_PREDICT_FALSE(range.end <= range.start)) return range.Validate();
   // The raw slot: -1 (unassigned) and shared slots fail IsExclusiveSlot alike.
   const int slot = internal::tls_slot;
-  if (ABSL_PREDICT_FALSE(!internal::IsExclusiveSlot(slot))) return StartSlow(range);
-  const int64_t depth = gate_.ArriveExclusive(slot);
-  const int idx = srcu_.ArriveExclusive(slot);
-  internal::LightFence();
-  if (ABSL_PREDICT_FALSE(!gate_.Admits(depth))) {
-    srcu_.ReadUnlockExclusive(slot, idx);
-    gate_.BackOutExclusive(slot, depth);
+  int idx;
+  if (ABSL_PREDICT_FALSE(!internal::IsExclusiveSlot(slot) ||
+                         !srcu_.TryEnterWindowAndRead(slot, &idx))) {
     return StartSlow(range);  // waits, or reports Unavailable when non-blockable
   }
   // acquire: pairs with the release in EnsureItree; cannot change while a window is open.
-  if (ABSL_PREDICT_FALSE(!srcu_.EpochIs(idx) ||
-                         has_itree_.load(std::memory_order_acquire))) {
+  if (ABSL_PREDICT_FALSE(has_itree_.load(std::memory_order_acquire))) {
     srcu_.ReadUnlockExclusive(slot, idx);
     return StartInWindow(range);  // the window stays entered
   }
@@ -291,19 +287,16 @@ inline absl::Status NotifierSubscriptions::InvalidateRangeStart(const Range& ran
 
 inline void NotifierSubscriptions::InvalidateRangeEnd(const Range& range) {
   const int slot = internal::tls_slot;
+  int idx;
   // acquire: as in InvalidateRangeStart.
   if (ABSL_PREDICT_TRUE(internal::IsExclusiveSlot(slot) &&
-                        !has_itree_.load(std::memory_order_acquire))) {
-    const int idx = srcu_.ArriveExclusive(slot);
-    internal::LightFence();
-    if (ABSL_PREDICT_TRUE(srcu_.EpochIs(idx))) {
-      // acquire: pairs with the release in PublishLocked.
-      ClassicEndWalk(*list_.load(std::memory_order_acquire), range);
-      srcu_.ReadUnlockExclusive(slot, idx);
-      gate_.ExitExclusive(slot);
-      return;
-    }
+                        !has_itree_.load(std::memory_order_acquire) &&
+                        srcu_.TryReadLock(slot, &idx))) {
+    // acquire: pairs with the release in PublishLocked.
+    ClassicEndWalk(*list_.load(std::memory_order_acquire), range);
     srcu_.ReadUnlockExclusive(slot, idx);
+    gate_.ExitExclusive(slot);
+    return;
   }
   EndSlow(range);
 }

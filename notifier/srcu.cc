@@ -6,7 +6,15 @@
 
 namespace mmuvisor::notifier {
 
-SrcuDomain::SrcuDomain() { internal::InitAsymmetricFences(); }
+SrcuDomain::SrcuDomain() {
+  internal::InitAsymmetricFences();
+  // acquire: pairs with the release in InitAsymmetricFences. Without membarrier the
+  // fast paths' compiler barrier is not enough: keep them off for good.
+  if (!internal::membarrier_ready.load(std::memory_order_acquire)) {
+    // relaxed: not yet shared (the owner publishes the hub).
+    state_.store(kFullFenceBit, std::memory_order_relaxed);
+  }
+}
 
 SrcuDomain::~SrcuDomain() { Synchronize(); }
 
@@ -15,9 +23,11 @@ int SrcuDomain::ReadLockShared(std::array<std::atomic<int64_t>, 2>& count) {
     // seq_cst (this load, the add and the re-check): the reader half of the
     // store-buffering pair, for a slot shared with other threads (no LightFence needed:
     // a locked RMW is a full barrier, and seq_cst orders it in the C++ model).
-    const int idx = epoch_.load(std::memory_order_seq_cst);
+    const int idx = static_cast<int>(state_.load(std::memory_order_seq_cst) & kEpochBit);
     count[idx].fetch_add(1, std::memory_order_seq_cst);
-    if (epoch_.load(std::memory_order_seq_cst) == idx) return idx;
+    if (static_cast<int>(state_.load(std::memory_order_seq_cst) & kEpochBit) == idx) {
+      return idx;
+    }
     // release: as a ReadUnlock (nothing was read yet).
     count[idx].fetch_sub(1, std::memory_order_release);
   }
@@ -43,10 +53,10 @@ void SrcuDomain::Synchronize() {
   }
   {
     MutexLock lock(&sync_mu_);
-    // relaxed: only writers store the epoch, and they are serialised by sync_mu_.
-    int old = epoch_.load(std::memory_order_relaxed);
-    // seq_cst: writer half of the store-buffering pair with ReadLock.
-    epoch_.store(old ^ 1, std::memory_order_seq_cst);
+    // seq_cst: writer half of the store-buffering pair with ReadLock. A read-modify-write:
+    // the gate's Close/Open change kClosedBit of the same word (under another lock).
+    const uint32_t before = state_.fetch_xor(kEpochBit, std::memory_order_seq_cst);
+    const int old = static_cast<int>(before & kEpochBit);
     // Writer half of the asymmetric pair: after it, every reader that loaded the old
     // epoch without seeing the new one has its count visible to the loads below.
     internal::HeavyFence();

@@ -16,6 +16,15 @@
 // (membarrier) on the writer side guarantee that at least one side sees the other. A
 // ReadUnlock is a release store that the drain's acquire loads pair with.
 //
+// State word: state_ holds the epoch (kEpochBit), the closed flag of the WindowGate that
+// shares this domain's per-thread lines (kClosedBit), and kFullFenceBit when membarrier
+// is unavailable. One load therefore tells the hub's fused start (TryEnterWindowAndRead)
+// whether it may use its fast path (only kEpochBit may be set), and one re-load after
+// the fence confirms both store-buffering pairs at once: its window count against the
+// gate's Close, its read count against Synchronize. The fast path's fence is a compiler
+// barrier only, which membarrier makes sufficient; without membarrier (kFullFenceBit)
+// the fast path is never taken.
+//
 // Threads: ReadLock/ReadUnlock from any thread, nested freely; ReadUnlock on the thread
 // that called ReadLock. Synchronize and Barrier may sleep and must not be called inside a
 // read-side section of the same domain. Queued fns run under sync_mu_ and must not call
@@ -29,6 +38,7 @@
 #include <functional>
 #include <vector>
 
+#include "absl/base/optimization.h"
 #include "absl/base/thread_annotations.h"
 #include "notifier/mutex.h"
 #include "notifier/thread_shard.h"
@@ -42,15 +52,26 @@ class SrcuDomain {
   SrcuDomain(const SrcuDomain&) = delete;
   SrcuDomain& operator=(const SrcuDomain&) = delete;
 
+  static constexpr uint32_t kEpochBit = 1;      // the current epoch, 0 or 1
+  static constexpr uint32_t kClosedBit = 2;     // the sharing WindowGate is closed
+  static constexpr uint32_t kFullFenceBit = 4;  // no membarrier: no fast path
+
   int ReadLock() {
     const int slot = internal::ThreadSlot();
     if (!internal::IsExclusiveSlot(slot)) return ReadLockShared(shards_[slot].count);
     for (;;) {
-      const int idx = ArriveExclusive(slot);
+      // kPairOrder (this load, the store, the re-check), with LightFence: the reader half
+      // of the store-buffering pair with Synchronize's epoch flip and count loads.
+      const int idx = static_cast<int>(state_.load(internal::kPairOrder) & kEpochBit);
+      std::atomic<int64_t>& count = shards_[slot].count[idx];
+      // relaxed load: only this thread writes its exclusive slot.
+      const int64_t mine = count.load(std::memory_order_relaxed);
+      count.store(mine + 1, internal::kPairOrder);
       internal::LightFence();
       if (EpochIs(idx)) return idx;
       // The epoch flipped under us: a writer may already have drained `idx`. Back out.
-      ReadUnlockExclusive(slot, idx);
+      // release: as a ReadUnlock (nothing was read yet).
+      count.store(mine, std::memory_order_release);
     }
   }
   void ReadUnlock(int idx) {
@@ -60,23 +81,55 @@ class SrcuDomain {
     shards_[slot].count[idx].fetch_sub(1, std::memory_order_release);
   }
 
-  // ReadLock split in two, for a caller that shares one LightFence between this domain's
-  // store-buffering pair and one of its own (the hub's window gate):
-  //   idx = ArriveExclusive(slot); ...; LightFence(); if (!EpochIs(idx)) back out;
-  // and ReadUnlockExclusive(slot, idx) ends the section. REQUIRES: slot ==
-  // ThreadSlot() and IsExclusiveSlot(slot).
-  int ArriveExclusive(int slot) {
-    // kPairOrder (this load, the store, EpochIs's load), with LightFence: the reader half
-    // of the store-buffering pair with Synchronize's epoch store and count loads.
-    const int idx = epoch_.load(internal::kPairOrder);
-    std::atomic<int64_t>& count = shards_[slot].count[idx];
-    // relaxed load: only this thread writes its exclusive slot.
-    count.store(count.load(std::memory_order_relaxed) + 1, internal::kPairOrder);
-    return idx;
+  // ---- The hub's fast path. REQUIRES: slot == ThreadSlot(), IsExclusiveSlot(slot). ----
+  // Opens a window of the sharing WindowGate and a read-side section with one fence.
+  // false (nothing held): gate closed, epoch flipped, or no membarrier; the caller then
+  // uses WindowGate::Enter and ReadLock. Nested windows on a closed gate also land
+  // there (the gate admits them).
+  bool TryEnterWindowAndRead(int slot, int* idx) {
+    // kPairOrder (this load, both stores, the re-check), with the compiler barrier that
+    // membarrier makes enough (kFullFenceBit clear): the reader half of both
+    // store-buffering pairs (Close: closed bit, window counts; Synchronize: epoch, read
+    // counts).
+    const uint32_t snap = state_.load(internal::kPairOrder);
+    if (ABSL_PREDICT_FALSE(snap & ~kEpochBit)) return false;
+    Shard& line = shards_[slot];
+    // relaxed loads: only this thread writes its exclusive slot.
+    const int64_t windows = line.windows.load(std::memory_order_relaxed);
+    line.windows.store(windows + 1, internal::kPairOrder);
+    std::atomic<int64_t>& count = line.count[snap];
+    const int64_t mine = count.load(std::memory_order_relaxed);
+    count.store(mine + 1, internal::kPairOrder);
+    std::atomic_signal_fence(std::memory_order_seq_cst);  // LightFence, membarrier case
+    if (ABSL_PREDICT_TRUE(state_.load(internal::kPairOrder) == snap)) {
+      *idx = static_cast<int>(snap);
+      return true;
+    }
+    // release (both): as ReadUnlock and WindowGate::Exit (nothing was done yet).
+    count.store(mine, std::memory_order_release);
+    line.windows.store(windows, std::memory_order_release);
+    return false;
   }
-  // After LightFence: false when the epoch flipped since ArriveExclusive (a writer may
-  // already have drained `idx`); the caller must back out with ReadUnlockExclusive.
-  bool EpochIs(int idx) const { return epoch_.load(internal::kPairOrder) == idx; }
+  // A read-side section with the same fence rule; false (nothing held): epoch flipped or
+  // no membarrier, use ReadLock.
+  bool TryReadLock(int slot, int* idx) {
+    // kPairOrder: as in TryEnterWindowAndRead (the closed bit does not matter here).
+    const uint32_t snap = state_.load(internal::kPairOrder);
+    if (ABSL_PREDICT_FALSE(snap & kFullFenceBit)) return false;
+    const int i = static_cast<int>(snap & kEpochBit);
+    std::atomic<int64_t>& count = shards_[slot].count[i];
+    // relaxed load: only this thread writes its exclusive slot.
+    const int64_t mine = count.load(std::memory_order_relaxed);
+    count.store(mine + 1, internal::kPairOrder);
+    std::atomic_signal_fence(std::memory_order_seq_cst);  // LightFence, membarrier case
+    if (ABSL_PREDICT_TRUE(EpochIs(i))) {
+      *idx = i;
+      return true;
+    }
+    // release: as ReadUnlock (nothing was read yet).
+    count.store(mine, std::memory_order_release);
+    return false;
+  }
   void ReadUnlockExclusive(int slot, int idx) {
     std::atomic<int64_t>& count = shards_[slot].count[idx];
     // release: everything the read-side section did happens-before the writer's acquire
@@ -94,14 +147,23 @@ class SrcuDomain {
   }
 
  private:
+  friend class WindowGate;  // shares shards_ (windows) and state_ (kClosedBit)
+
+  // One line per thread slot: this domain's read counts and the sharing gate's open
+  // windows (an exclusive slot's windows count is its thread's nesting depth).
   struct alignas(64) Shard {
     std::array<std::atomic<int64_t>, 2> count{};
+    std::atomic<int64_t> windows{0};
   };
+  // After the caller's fence: is the epoch still `idx`? (kPairOrder, see ReadLock.)
+  bool EpochIs(int idx) const {
+    return static_cast<int>(state_.load(internal::kPairOrder) & kEpochBit) == idx;
+  }
   int ReadLockShared(std::array<std::atomic<int64_t>, 2>& count);
   void WaitForEpochDrained(int idx) ABSL_EXCLUSIVE_LOCKS_REQUIRED(sync_mu_);
 
   std::array<Shard, internal::kSlots> shards_{};
-  alignas(64) std::atomic<int> epoch_{0};
+  alignas(64) std::atomic<uint32_t> state_{0};
   std::atomic<uint64_t> grace_periods_{0};
   Mutex sync_mu_;
   Mutex queue_mu_;

@@ -1,7 +1,8 @@
 // notifier/thread_shard.h: per-thread counter slots and asymmetric fences (internal).
 //
-// SrcuDomain and WindowGate keep one counter line per slot. A thread takes a slot on first
-// use and keeps it until it exits:
+// SrcuDomain keeps one counter line per slot (its read counts and the open windows of
+// the WindowGate that shares it). A thread takes a slot on first use and keeps it until
+// it exits:
 //  - slots [0, kExclusiveSlots) are exclusive: only their owner thread writes them, so the
 //    owner updates its counter with a plain load + store (no locked instruction);
 //  - threads beyond that share slots [kExclusiveSlots, kSlots) and update them with

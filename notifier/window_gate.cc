@@ -15,6 +15,11 @@ struct DepthSlot {
 constexpr int kDepthSlots = 4;
 thread_local DepthSlot tls_depth[kDepthSlots];
 
+// relaxed: a hint to stop waiting; the caller's kPairOrder re-check decides.
+bool ClosedHintOf(const std::atomic<uint32_t>& state) {
+  return (state.load(std::memory_order_relaxed) & SrcuDomain::kClosedBit) != 0;
+}
+
 }  // namespace
 
 int WindowGate::ThreadDepth() const {
@@ -41,31 +46,30 @@ void WindowGate::AddThreadDepth(int delta) {
   }
 }
 
-WindowGate::WindowGate() { internal::InitAsymmetricFences(); }
-
 bool WindowGate::EnterAfterWait() {
-  std::atomic<int64_t>& count = shards_[internal::ThreadSlot()].count;
+  std::atomic<int64_t>& count = domain_.shards_[internal::ThreadSlot()].windows;
   for (int round = 0;; ++round) {
     // relaxed: only a hint to stop waiting; the re-check below decides.
-    while (closed_.load(std::memory_order_relaxed)) internal::WaitStep(round++);
+    while (ClosedHintOf(domain_.state_)) internal::WaitStep(round++);
     // As in Enter (the slot's depth is 0 here: not nested).
     const int64_t depth = count.load(std::memory_order_relaxed);
     count.store(depth + 1, internal::kPairOrder);
     internal::LightFence();
-    if (!closed_.load(internal::kPairOrder)) return true;
+    if (!closed()) return true;
     // release: pairs with the acquire loads in Close's drain.
     count.store(depth, std::memory_order_release);
   }
 }
 
 bool WindowGate::EnterShared(bool may_wait) {
-  std::atomic<int64_t>& count = shards_[internal::ThreadSlot()].count;
+  std::atomic<int64_t>& count = domain_.shards_[internal::ThreadSlot()].windows;
   const bool nested = ThreadDepth() > 0;
   for (int round = 0;; ++round) {
     // seq_cst (add and load): entrant half of the store-buffering pair with Close; the
     // locked add is a full barrier, so no LightFence is needed.
     count.fetch_add(1, std::memory_order_seq_cst);
-    if (nested || !closed_.load(std::memory_order_seq_cst)) {
+    if (nested || (domain_.state_.load(std::memory_order_seq_cst) &
+                   SrcuDomain::kClosedBit) == 0) {
       AddThreadDepth(1);
       return true;
     }
@@ -73,38 +77,41 @@ bool WindowGate::EnterShared(bool may_wait) {
     count.fetch_sub(1, std::memory_order_release);
     if (!may_wait) return false;
     // relaxed: only a hint to stop spinning; the seq_cst re-check above decides.
-    while (closed_.load(std::memory_order_relaxed)) internal::WaitStep(round++);
+    while (ClosedHintOf(domain_.state_)) internal::WaitStep(round++);
   }
 }
 
 void WindowGate::ExitShared() {
   AddThreadDepth(-1);
   // release: the window's work happens-before a registrar's drain (acquire in Close).
-  shards_[internal::ThreadSlot()].count.fetch_sub(1, std::memory_order_release);
+  domain_.shards_[internal::ThreadSlot()].windows.fetch_sub(1, std::memory_order_release);
 }
 
 void WindowGate::Close() {
-  // seq_cst: closer half of the store-buffering pair with Enter.
-  closed_.store(true, std::memory_order_seq_cst);
-  // Closer half of the asymmetric pair: every entrant that missed `closed_` now has its
-  // count visible to the loads in open_windows().
+  // seq_cst: closer half of the store-buffering pair with Enter. A read-modify-write:
+  // Synchronize flips kEpochBit of the same word (under another lock).
+  domain_.state_.fetch_or(SrcuDomain::kClosedBit, std::memory_order_seq_cst);
+  // Closer half of the asymmetric pair: every entrant that missed the closed bit now has
+  // its count visible to the loads in open_windows().
   internal::HeavyFence();
   for (int round = 0; open_windows() != 0; ++round) internal::WaitStep(round);
 }
 
 void WindowGate::Open() {
-  // release: orders the registration's writes before reopening. Entrants load closed_
-  // with kPairOrder (relaxed outside TSan), so they do not rely on this: a new window
-  // reads what the registration changed through its own acquire loads (the hub's list_
-  // and has_itree_, paired with PublishLocked's and EnsureItree's releases).
-  closed_.store(false, std::memory_order_release);
+  // release: orders the registration's writes before reopening. Entrants load the state
+  // word with kPairOrder (relaxed outside TSan), so they do not rely on this: a new
+  // window reads what the registration changed through its own acquire loads (the
+  // hub's list_ and has_itree_, paired with PublishLocked's and EnsureItree's releases).
+  domain_.state_.fetch_and(~SrcuDomain::kClosedBit, std::memory_order_release);
 }
 
 int64_t WindowGate::open_windows() const {
   int64_t sum = 0;
   // seq_cst: closer half of the store-buffering pair with Enter (and an acquire of the
   // releases in Exit).
-  for (const Shard& shard : shards_) sum += shard.count.load(std::memory_order_seq_cst);
+  for (const SrcuDomain::Shard& shard : domain_.shards_) {
+    sum += shard.windows.load(std::memory_order_seq_cst);
+  }
   return sum;
 }
 

@@ -5,14 +5,18 @@
 // counts open windows here instead. Enter/Exit bracket a window (start .. end); Close
 // stops new windows and waits until the open ones end; Open lets them in again.
 //
+// Storage: the counts live in the hub's SrcuDomain's per-thread lines (one line per
+// thread slot holds its read counts and its open windows) and the closed flag is
+// kClosedBit of the domain's state word, so the hub's start can enter a window and a
+// read-side section with one fence (SrcuDomain::TryEnterWindowAndRead).
 // Fast path: Enter is a plain load + store of the thread's own counter slot
-// (thread_shard.h), LightFence, and one load of `closed_`; Exit is one release store.
-// Nothing is shared between invalidating threads but `closed_`, which only a registrar
-// writes. The entrant's "add count, load closed" and the closer's "store closed, load
-// counts" are a store-buffering pair: LightFence on the entrant side and HeavyFence
-// (membarrier) on the closer side guarantee that either the closer sees the count or the
-// entrant sees `closed_`. Threads past the exclusive slots share a slot and use seq_cst
-// read-modify-writes instead.
+// (thread_shard.h), LightFence, and one load of the state word; Exit is one release
+// store. Nothing is shared between invalidating threads but the state word, which only
+// registrars and grace periods write. The entrant's "add count, load closed" and the
+// closer's "set closed, load counts" are a store-buffering pair: LightFence on the
+// entrant side and HeavyFence (membarrier) on the closer side guarantee that either the
+// closer sees the count or the entrant sees the closed bit. Threads past the exclusive
+// slots share a slot and use seq_cst read-modify-writes instead.
 //
 // Nesting: a thread that already has a window open on this gate enters even while it is
 // closed (the kernel's nested start/end runs under locks its thread already holds);
@@ -27,13 +31,16 @@
 #include <atomic>
 #include <cstdint>
 
+#include "notifier/srcu.h"
 #include "notifier/thread_shard.h"
 
 namespace mmuvisor::notifier {
 
 class WindowGate {
  public:
-  WindowGate();
+  // The gate keeps its counts in `domain`'s per-thread lines and its closed flag in the
+  // domain's state word (srcu.h), so the hub's start enters both with one fence.
+  explicit WindowGate(SrcuDomain& domain) : domain_(domain) {}
   WindowGate(const WindowGate&) = delete;
   WindowGate& operator=(const WindowGate&) = delete;
 
@@ -42,10 +49,16 @@ class WindowGate {
   bool Enter(bool may_wait) {
     const int slot = internal::ThreadSlot();
     if (!internal::IsExclusiveSlot(slot)) return EnterShared(may_wait);
-    const int64_t depth = ArriveExclusive(slot);
+    std::atomic<int64_t>& count = domain_.shards_[slot].windows;
+    // relaxed: only this thread writes its exclusive slot; the value is its depth.
+    const int64_t depth = count.load(std::memory_order_relaxed);
+    // kPairOrder (the store and the load of the closed bit), with LightFence: entrant
+    // half of the store-buffering pair with Close.
+    count.store(depth + 1, internal::kPairOrder);
     internal::LightFence();
-    if (Admits(depth)) return true;
-    BackOutExclusive(slot, depth);
+    if (depth > 0 || !closed()) return true;
+    // release: pairs with the acquire loads in Close's drain.
+    count.store(depth, std::memory_order_release);
     return may_wait && EnterAfterWait();
   }
   void Exit() {
@@ -53,32 +66,10 @@ class WindowGate {
     if (!internal::IsExclusiveSlot(slot)) return ExitShared();
     ExitExclusive(slot);
   }
-
-  // Enter split in two, for a caller that shares one LightFence between this gate's
-  // store-buffering pair and one of its own (the hub's SRCU section):
-  //   depth = ArriveExclusive(slot); ...; LightFence();
-  //   if (!Admits(depth)) BackOutExclusive(slot, depth);
-  // and ExitExclusive(slot) closes the window. REQUIRES: slot == ThreadSlot() and
-  // IsExclusiveSlot(slot).
-  int64_t ArriveExclusive(int slot) {
-    std::atomic<int64_t>& count = shards_[slot].count;
-    // relaxed: only this thread writes its exclusive slot; the value is its depth.
-    const int64_t depth = count.load(std::memory_order_relaxed);
-    // kPairOrder (this store and Admits's load of closed_), with LightFence: entrant
-    // half of the store-buffering pair with Close.
-    count.store(depth + 1, internal::kPairOrder);
-    return depth;
-  }
-  // After LightFence: a nested window always enters; otherwise only while open.
-  bool Admits(int64_t depth) const {
-    return depth > 0 || !closed_.load(internal::kPairOrder);
-  }
-  void BackOutExclusive(int slot, int64_t depth) {
-    // release: pairs with the acquire loads in Close's drain.
-    shards_[slot].count.store(depth, std::memory_order_release);
-  }
+  // Exit for a window entered on exclusive slot `slot` (SrcuDomain's fast path).
+  // REQUIRES: slot == ThreadSlot(), IsExclusiveSlot(slot).
   void ExitExclusive(int slot) {
-    std::atomic<int64_t>& count = shards_[slot].count;
+    std::atomic<int64_t>& count = domain_.shards_[slot].windows;
     // release: the window's work happens-before a registrar's drain (acquire in Close).
     // relaxed load: only this thread writes its exclusive slot.
     count.store(count.load(std::memory_order_relaxed) - 1, std::memory_order_release);
@@ -90,9 +81,10 @@ class WindowGate {
   int64_t open_windows() const;
 
  private:
-  struct alignas(64) Shard {
-    std::atomic<int64_t> count{0};
-  };
+  // kPairOrder: entrant half of the store-buffering pair with Close (after LightFence).
+  bool closed() const {
+    return (domain_.state_.load(internal::kPairOrder) & SrcuDomain::kClosedBit) != 0;
+  }
   bool EnterShared(bool may_wait);
   void ExitShared();
   // Waits while closed, then enters (exclusive slot, not nested).
@@ -100,8 +92,7 @@ class WindowGate {
   int ThreadDepth() const;
   void AddThreadDepth(int delta);
 
-  std::array<Shard, internal::kSlots> shards_{};
-  alignas(64) std::atomic<bool> closed_{false};
+  SrcuDomain& domain_;
 };
 
 }  // namespace mmuvisor::notifier

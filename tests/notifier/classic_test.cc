@@ -117,6 +117,45 @@ TEST(RegistrationTest, RegistrationNeverLandsInsideAnOpenWindow) {
   ASSERT_THAT(hub.Unregister(late), IsOk());
 }
 
+TEST(RegistrationTest, WhileARegistrationWaitsNonBlockableStartsAreUnavailableButNestedOnesEnter) {
+  NotifierSubscriptions hub;
+  KvmLikeSubscription a("a"), late("late");
+  ASSERT_THAT(hub.Register(a), IsOk());
+  const Range outer = MakeRange(0, 4096);
+  ASSERT_THAT(hub.InvalidateRangeStart(outer), IsOk());
+  std::thread registrar([&] { EXPECT_THAT(hub.Register(late), IsOk()); });
+  // Another thread's non-blockable starts succeed until the registrar has closed the
+  // gate (it then waits for `outer`, so it cannot finish before we end it).
+  absl::Status refused;
+  std::thread other([&] {
+    const Range r = MakeRange(0x8000, 0x9000, /*blockable=*/false);
+    for (;;) {
+      absl::Status s = hub.InvalidateRangeStart(r);
+      if (!s.ok()) {
+        refused = s;
+        return;
+      }
+      hub.InvalidateRangeEnd(r);
+    }
+  });
+  other.join();
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kUnavailable,
+                                HasSubstr("registration in progress")));
+  // This thread is inside a window: a nested start enters even though the gate is closed
+  // (waiting would deadlock with the registrar, which waits for `outer`).
+  const Range inner = MakeRange(0x1000, 0x2000, /*blockable=*/false);
+  ASSERT_THAT(hub.InvalidateRangeStart(inner), IsOk());
+  hub.InvalidateRangeEnd(inner);
+  hub.InvalidateRangeEnd(outer);
+  registrar.join();
+  EXPECT_EQ(late.pairing().starts, 0u);
+  EXPECT_EQ(late.pairing().ends, 0u);
+  EXPECT_EQ(a.pairing().open, 0);
+  EXPECT_EQ(hub.pairing_summary().violations, 0u) << hub.pairing_summary().ToString();
+  ASSERT_THAT(hub.Unregister(a), IsOk());
+  ASSERT_THAT(hub.Unregister(late), IsOk());
+}
+
 TEST(UnregisterTest, CallsReleaseUnlinksAndRejectsASecondCall) {
   NotifierSubscriptions hub;
   KvmLikeSubscription a("a");
