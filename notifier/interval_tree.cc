@@ -43,9 +43,7 @@ uint32_t CountOf(const Node* n, int level) {
 Summary Summarize(Node* n, int level) {
   if (level == 0) {
     const Leaf* l = AsLeaf(n);
-    uint64_t m = 0;
-    for (uint32_t i = 0; i < l->count; ++i) m = std::max(m, l->last[i]);
-    return {l->start[0], l->sub[0], m, n};
+    return {l->start[0], l->sub[0], l->prefix_last[l->count - 1], n};
   }
   const Inner* in = AsInner(n);
   return {in->first_start[0], in->first_sub[0], in->prefix_last[in->count - 1], n};
@@ -72,6 +70,20 @@ void Seal(Inner* in) {
     } else {
       in->prefix_last[i] = UINT64_MAX;
       in->child[i] = nullptr;
+    }
+  }
+}
+
+// The same for a leaf, after any change to its entries.
+void Seal(Leaf* l) {
+  uint64_t m = 0;
+  for (uint32_t i = 0; i < kLeafCap; ++i) {
+    if (i < l->count) {
+      m = std::max(m, l->last[i]);
+      l->prefix_last[i] = m;
+    } else {
+      l->prefix_last[i] = UINT64_MAX;
+      l->sub[i] = nullptr;
     }
   }
 }
@@ -179,6 +191,8 @@ void LeafBalance(Leaf* a, Leaf* b) {
     b->count += n;
   }
   a->count = want_a;
+  Seal(a);
+  Seal(b);
 }
 
 void InnerBalance(Inner* a, Inner* b) {
@@ -207,6 +221,19 @@ void FreeSubtree(Node* n, int level) {
   }
   for (uint32_t i = 0; i < AsInner(n)->count; ++i) FreeSubtree(AsInner(n)->child[i], level - 1);
   delete AsInner(n);
+}
+
+// Number of entries of the non-decreasing a[0..n) below q (n a multiple of 8): first
+// the last entry of each block of 8, then the 8 of the block that holds the answer.
+// Branch-free within each step, and two short carry chains instead of one of n.
+uint32_t CountBelow(const uint64_t* a, uint32_t n, uint64_t q) {
+  uint32_t blocks = 0;
+  for (uint32_t j = 7; j < n; j += 8) blocks += a[j] < q ? 1 : 0;
+  if (blocks * 8 == n) return n;
+  const uint64_t* b = a + blocks * 8;
+  uint32_t c = 0;
+  for (uint32_t j = 0; j < 8; ++j) c += b[j] < q ? 1 : 0;
+  return blocks * 8 + c;
 }
 
 enum class Scan { kFound, kDone, kExhausted };
@@ -238,18 +265,33 @@ bool Descend(const Node* n, int depth, int height, uint64_t qstart, uint64_t qla
   for (int d = depth; d < height; ++d) {
     const Inner* in = AsInner(n);
     // prefix_last is non-decreasing, so the first child whose own max reaches qstart is
-    // the number of prefixes below it: a branch-free count over two cache lines.
-    uint32_t i = 0;
-    for (uint32_t j = 0; j < kFanout; ++j) i += in->prefix_last[j] < qstart ? 1 : 0;
+    // the number of prefixes below it. That child holds the first entry (in key order) reaching qstart.
+    const uint32_t i = CountBelow(in->prefix_last, kFanout, qstart);
     if (i == kFanout || in->child[i] == nullptr) return false;  // nothing reaches it
-    // That child holds the first entry reaching qstart, which starts at or after the
-    // child's first key: if that is past qlast, nothing overlaps.
-    if (in->first_start[i] > qlast) return false;
     inner[d] = in;
     idx[d] = static_cast<uint8_t>(i);
     n = in->child[i];
   }
-  return ScanLeaf(AsLeaf(n), 0, qstart, qlast, leaf, pos) == Scan::kFound;
+  // The same count over the leaf finds that entry; it overlaps iff it starts by qlast
+  // (every later entry starts no earlier).
+  const Leaf* l = AsLeaf(n);
+  // The leaf is the first cold node on the path (inner nodes are few and stay cached):
+  // load the lines of start[] and sub[] alongside prefix_last[], so the pick at p costs
+  // no second round trip.
+  for (uint32_t j = 0; j < kLeafCap; j += 8) {
+    __builtin_prefetch(&l->start[j]);
+    __builtin_prefetch(&l->sub[j]);
+  }
+  const uint32_t p = CountBelow(l->prefix_last, kLeafCap, qstart);
+  if (p == kLeafCap || l->sub[p] == nullptr || l->start[p] > qlast) return false;
+  *leaf = l;
+  *pos = p;
+  // The caller calls into this subscription next: start its (likely cold) vtable
+  // pointer and seq lines loading now, for write (SetSeq, the driver's lock).
+  const char* obj = reinterpret_cast<const char*>(l->sub[p]);
+  __builtin_prefetch(obj, 1, 3);
+  __builtin_prefetch(obj + 64, 1, 3);
+  return true;
 }
 
 }  // namespace
@@ -310,6 +352,7 @@ Node* InsertRec(Node* n, int level, bool rightmost, const InsertArgs& a) {
            "IntervalTree::Insert: already in the tree");
     if (l->count < kLeafCap) {
       LeafInsertAt(l, pos, a.start, a.last, a.sub);
+      Seal(l);
       return nullptr;
     }
     Leaf* r = new Leaf;
@@ -324,6 +367,8 @@ Node* InsertRec(Node* n, int level, bool rightmost, const InsertArgs& a) {
         LeafInsertAt(r, pos - kLeafCap / 2, a.start, a.last, a.sub);
       }
     }
+    Seal(l);
+    Seal(r);
     return r;
   }
   Inner* in = AsInner(n);
@@ -410,6 +455,7 @@ void RemoveRec(Node* n, int level, const RemoveArgs& a) {
     assert(pos < l->count && l->sub[pos] == a.sub && l->start[pos] == a.start &&
            "IntervalTree::Remove: not in the tree");
     LeafEraseAt(l, pos);
+    Seal(l);
     return;
   }
   Inner* in = AsInner(n);
@@ -490,12 +536,16 @@ bool IntervalTree::CheckNode(const Node* n, int level, bool rightmost, uint64_t*
     if (l->count == 0 || l->count > kLeafCap) return false;
     if (!rightmost && !is_root && l->count < kLeafMin) return false;
     uint64_t m = 0;
+    for (uint32_t i = l->count; i < kLeafCap; ++i) {
+      if (l->prefix_last[i] != UINT64_MAX || l->sub[i] != nullptr) return false;
+    }
     for (uint32_t i = 0; i < l->count; ++i) {
-      if (l->start[i] > l->last[i]) return false;
+      if (l->start[i] > l->last[i] || l->sub[i] == nullptr) return false;
       if (i > 0 && !KeyLess(l->start[i - 1], l->sub[i - 1], l->start[i], l->sub[i])) {
         return false;
       }
       m = std::max(m, l->last[i]);
+      if (l->prefix_last[i] != m) return false;
     }
     *first_start = l->start[0];
     *first_sub = l->sub[0];

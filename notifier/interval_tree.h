@@ -46,7 +46,7 @@ class IntervalSubscription;
 class IntervalTree {
  public:
   static constexpr uint32_t kLeafCapacity = 32;
-  static constexpr uint32_t kFanout = 16;
+  static constexpr uint32_t kFanout = 64;
   // Inner levels a Cursor can record. A tree of height h holds at least
   // 2 * (kFanout / 2)^(h - 2) full-enough leaves, so 24 levels is far beyond memory.
   static constexpr int kMaxHeight = 24;
@@ -116,18 +116,20 @@ class IntervalTree {
   // O(n). For tests.
   bool CheckInvariants() const;
 
+  // Query-first layout: a descent reads prefix_last (and start/sub at one index) only.
   struct alignas(64) Leaf : Node {
-    uint64_t last[kLeafCapacity];  // scanned first by queries
+    // max last over entries 0..i; UINT64_MAX past count (sub[] is null there).
+    uint64_t prefix_last[kLeafCapacity];
     uint64_t start[kLeafCapacity];
     IntervalSubscription* sub[kLeafCapacity];
+    uint64_t last[kLeafCapacity];
     uint32_t count = 0;
   };
   struct alignas(64) Inner : Node {
-    // max last over children 0..i; UINT64_MAX past count (so a count of entries below a
-    // bound never runs past count).
+    // max last over children 0..i; UINT64_MAX past count (child[] is null there).
     uint64_t prefix_last[kFanout];
+    Node* child[kFanout];
     uint64_t first_start[kFanout];  // the child's first key
-    Node* child[kFanout];           // null past count
     uint64_t max_last[kFanout];     // the child's own max last
     const IntervalSubscription* first_sub[kFanout];
     uint32_t count = 0;
