@@ -13,6 +13,8 @@ using Node = IntervalTree::Node;
 constexpr uint32_t kLeafCap = IntervalTree::kLeafCapacity;
 constexpr uint32_t kFanout = IntervalTree::kFanout;
 constexpr uint32_t kLeafMin = kLeafCap / 2;
+static_assert(kLeafCap % 8 == 0 && kFanout % 8 == 0, "CountBelow works in blocks of 8");
+static_assert(kFanout <= 256, "Cursor::idx_ is a uint8_t");
 constexpr uint32_t kInnerMin = kFanout / 2;
 
 // Key order: (start, subscription address); keys are unique.
