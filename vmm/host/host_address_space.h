@@ -18,7 +18,9 @@
 //
 // Why writes cannot be lost between "save" and "discard": inside Reclaim/Migrate windows
 // the range is mapped read-only (mprotect), before the dirty log is harvested and the
-// pages are copied. A vCPU store then fails (KVM_RUN -> EFAULT): the VMM asks
+// pages are copied. (memfd RAM drops the range's page-table entries just before, so the
+// read-only step rewrites none and the window costs one page-table pass; the pages are
+// then copied with pread and freed with a hole punch: see README.md, "Cost".) A vCPU store then fails (KVM_RUN -> EFAULT): the VMM asks
 // ClassifyGuestFault(), waits with WaitForPage() and re-enters (kRetry), or reports a
 // guest write to user-protected memory (kProtected). Reads keep working: before the
 // discard they see the page, after it the page server brings back the saved copy.
@@ -126,7 +128,8 @@ struct HostAddressSpaceOptions {
   OomReapOptions oom;
   // Map Reclaim/Migrate/OomReap ranges read-only for the window (see above). false is only
   // correct while nothing writes guest RAM except through DeviceAccess (vCPUs paused); it
-  // saves the mprotect pair, which dominates a window's cost (bench_host_reclaim).
+  // saves the mprotect pair (on memfd RAM two page-table walks that rewrite no entry;
+  // on anonymous RAM two full passes: bench_host_reclaim).
   bool write_protect_windows = true;
   WindowHook window_hook;  // tests only
 };
