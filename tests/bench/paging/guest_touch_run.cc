@@ -142,12 +142,12 @@ LatencyHistogram::Snapshot SnapshotDelta(const LatencyHistogram::Snapshot& after
 }
 
 absl::StatusOr<GuestTouchResult> RunGuestTouch(const GuestTouchOptions& options) {
+  if (options.vcpus == 0 || options.pages_per_vcpu == 0) {
+    return absl::InvalidArgumentError("RunGuestTouch: vcpus and pages_per_vcpu must be > 0");
+  }
   if (absl::StatusOr<KvmSystem> kvm = KvmSystem::Open(options.kvm_path); !kvm.ok()) {
     return absl::FailedPreconditionError(
         absl::StrCat("needs ", options.kvm_path, ": ", kvm.status().message()));
-  }
-  if (options.vcpus == 0 || options.pages_per_vcpu == 0) {
-    return absl::InvalidArgumentError("RunGuestTouch: vcpus and pages_per_vcpu must be > 0");
   }
   const uint64_t pages = options.pages_per_vcpu * options.vcpus;
   // Image and low memory below 2 MiB; the range; the stacks; rounded up to 2 MiB.
