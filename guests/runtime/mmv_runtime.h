@@ -19,7 +19,7 @@
 /* Provided by each guest. vcpu = RDI at entry, arg = RSI at entry. */
 int mmv_main(uint32_t vcpu, uint64_t arg);
 
-/* Port I/O (allowed at CPL3 because the VMM sets IOPL=3). */
+/* Port I/O (allowed at CPL3 because the VMM's TSS I/O bitmap grants every port). */
 static inline void mmv_outb(uint16_t port, uint8_t value) {
   __asm__ volatile("outb %0, %1" : : "a"(value), "Nd"(port) : "memory");
 }

@@ -50,8 +50,8 @@ uint64_t Descriptor(const kvm_segment& s) {
 
 kvm_segment TssSegment(uint32_t vcpu) {
   kvm_segment s{};
-  s.base = kTssGpa + uint64_t{vcpu} * kTssStride;
-  s.limit = kTssStride - 1;
+  s.base = TssGpa(vcpu);
+  s.limit = TssLimit(vcpu);
   s.selector = TssSelector(vcpu);
   s.type = kTypeTss64Busy;  // KVM (VMX guest-state checks) wants a busy 64-bit TSS in TR
   s.present = 1;
@@ -74,10 +74,11 @@ void Store64(uint8_t* p, uint64_t v) { std::memcpy(p, &v, sizeof(v)); }
 }  // namespace
 
 absl::Status WriteGdtAndTss(const GuestRamView& ram, const BootLayout& layout) {
-  if (!ram.Contains(MMV_GDT_GPA, 0x1000) || !ram.Contains(MMV_IDT_GPA, 0x1000)) {
+  if (!ram.Contains(MMV_GDT_GPA, 0x1000) || !ram.Contains(MMV_IDT_GPA, 0x1000) ||
+      !ram.Contains(kIoBitmapGpa, kIoBitmapBytes + 1)) {
     return absl::OutOfRangeError(absl::StrFormat(
-        "GDT/IDT pages [%#x, %#x) lie outside guest RAM [0, %#x)", MMV_GDT_GPA,
-        MMV_IDT_GPA + 0x1000, ram.size));
+        "GDT/IDT pages and I/O bitmap [%#x, %#x) lie outside guest RAM [0, %#x)",
+        MMV_GDT_GPA, kIoBitmapGpa + kIoBitmapBytes + 1, ram.size));
   }
   if (layout.nr_vcpus == 0 || layout.nr_vcpus > MMV_UCALL_MAX_VCPUS) {
     return absl::InvalidArgumentError(absl::StrFormat(
@@ -102,9 +103,14 @@ absl::Status WriteGdtAndTss(const GuestRamView& ram, const BootLayout& layout) {
     Store64(gdt + tss.selector + 8, tss.base >> 32);
     uint8_t* t = ram.At(tss.base);
     Store64(t + 4, layout.Ring0StackTop(i));  // RSP0 (offset 4, unaligned by design)
-    const uint16_t iomap_base = kTssStride;   // >= limit: no I/O bitmap (IOPL=3 rules)
-    std::memcpy(t + 102, &iomap_base, sizeof(iomap_base));
+    const uint16_t iomap_base = TssIoMapBase(i);
+    std::memcpy(t + kTssIoMapBaseOffset, &iomap_base, sizeof(iomap_base));
   }
+  // One I/O permission bitmap shared by every TSS: all bits clear (every port granted, so
+  // any IN/OUT at CPL3 exits to the VMM), then the 0xff byte the CPU may read past the
+  // last port (it reads two bytes per check).
+  std::memset(ram.At(kIoBitmapGpa), 0, kIoBitmapBytes);
+  *ram.At(kIoBitmapGpa + kIoBitmapBytes) = 0xff;
   std::memset(ram.At(MMV_IDT_GPA), 0, 0x1000);
   return absl::OkStatus();
 }
@@ -115,7 +121,7 @@ kvm_regs LongModeRegs(const BootLayout& layout, uint64_t entry, uint32_t vcpu, u
   regs.rsp = layout.StackTop(vcpu) - 8;
   regs.rdi = vcpu;
   regs.rsi = arg;
-  regs.rflags = kRflagsFixed | kRflagsIopl3;
+  regs.rflags = kRflagsFixed;  // IOPL 0: ports are granted by the TSS bitmap, never IOPL
   return regs;
 }
 

@@ -4,13 +4,21 @@
 //
 // GDT at MMV_GDT_GPA (selectors below); TSS of vCPU i at kTssGpa + i * kTssStride, its
 // 16-byte descriptor at selector kTssSelector(i). The selector order makes SYSRET usable
-// (STAR[63:48] = kUserCode32Selector). The IDT page (MMV_IDT_GPA) is zeroed and IDTR
-// points at it: no handlers, so any guest exception ends in a triple fault
-// (KVM_EXIT_SHUTDOWN) which the VMM reports with registers.
+// (STAR[63:48] = kUserCode32Selector). The IDT page (MMV_IDT_GPA) is zeroed here; the VMM
+// may install exception stubs behind it afterwards (vmm/machine).
+//
+// Port I/O at CPL3 is granted by the TSS I/O permission bitmap, never by RFLAGS.IOPL: every
+// guest starts with IOPL 0. kvm_pvm runs guest ring 3 in the host's ring 3 and ignores
+// IOPL (an OUT with IOPL=3 and no bitmap raises #GP there), while VMX, SVM and kvm_pvm all
+// check the bitmap, so the bitmap is the one mechanism that works on every platform. One
+// bitmap at kIoBitmapGpa (MMV_IO_BITMAP_GPA) is shared by every vCPU's TSS: each TSS's
+// I/O-map base is the bitmap's offset from that TSS, and its limit covers the bitmap and
+// the trailing 0xff byte. All bits are clear: every port exits to the VMM, which answers
+// the ports it does not know as before.
 //
 // Long mode at CPL3 (default): CS = user 64-bit code (DPL 3), SS/DS/ES/FS/GS = user data
-// (DPL 3), RFLAGS.IOPL = 3 (port I/O from ring 3 exits to the VMM), IF clear.
-// Long mode at CPL0: the same with the kernel selectors (DPL 0); IOPL still 3.
+// (DPL 3), RFLAGS = 0x2 (IOPL 0, IF clear).
+// Long mode at CPL0: the same with the kernel selectors (DPL 0): CPL <= IOPL, ports open.
 // Both: CR0 = PE|MP|ET|NE|PG, CR4 = PAE|OSFXSR|OSXMMEXCPT, EFER = SCE|LME|LMA, CR3 given.
 // RDI = vCPU index, RSI = start argument, RSP = stack top - 8, RIP = entry.
 //
@@ -34,7 +42,7 @@
 namespace mmuvisor::vmm {
 
 enum class GuestPrivilege {
-  kUser,    // CPL3, IOPL=3: runs natively on PVM (the default)
+  kUser,    // CPL3, ports through the TSS bitmap: runs natively on PVM (the default)
   kKernel,  // CPL0: instruction-emulated on PVM (~0.5 us/instruction), setup code only
 };
 
@@ -46,12 +54,27 @@ inline constexpr uint16_t kUserCodeSelector = 0x28;    // 64-bit code, DPL 3
 inline constexpr uint16_t kFirstTssSelector = 0x30;    // 16-byte system descriptors follow
 inline constexpr uint64_t kTssGpa = MMV_GDT_GPA + 0x300;
 inline constexpr uint64_t kTssStride = 104;  // 64-bit TSS size; 32 of them fill the page
+inline constexpr uint64_t kTssIoMapBaseOffset = 102;  // u16 field of the 64-bit TSS
+inline constexpr uint64_t kIoBitmapGpa = MMV_IO_BITMAP_GPA;
+inline constexpr uint64_t kIoBitmapBytes = 65536 / 8;  // one bit per port, 0 = granted
 inline constexpr uint64_t kRflagsFixed = 1ull << 1;
-inline constexpr uint64_t kRflagsIopl3 = 3ull << 12;
+inline constexpr uint64_t kRflagsIoplMask = 3ull << 12;
 
 constexpr uint16_t TssSelector(uint32_t vcpu) {
   return static_cast<uint16_t>(kFirstTssSelector + 16 * vcpu);
 }
+constexpr uint64_t TssGpa(uint32_t vcpu) { return kTssGpa + uint64_t{vcpu} * kTssStride; }
+// The I/O-map base field: the shared bitmap's offset from this vCPU's TSS.
+constexpr uint16_t TssIoMapBase(uint32_t vcpu) {
+  return static_cast<uint16_t>(kIoBitmapGpa - TssGpa(vcpu));
+}
+// Segment limit (inclusive): up to and including the 0xff byte after the bitmap.
+constexpr uint32_t TssLimit(uint32_t vcpu) {
+  return static_cast<uint32_t>(kIoBitmapGpa + kIoBitmapBytes - TssGpa(vcpu));
+}
+static_assert(kIoBitmapGpa >= kTssGpa + MMV_UCALL_MAX_VCPUS * kTssStride &&
+                  kIoBitmapGpa - kTssGpa < 0x10000,
+              "the I/O-map base is a 16-bit offset above every TSS");
 
 // CR0 / CR4 / EFER bits used here (named for tests and diagnostics).
 inline constexpr uint64_t kCr0Pe = 1ull << 0, kCr0Mp = 1ull << 1, kCr0Et = 1ull << 4,
@@ -60,8 +83,9 @@ inline constexpr uint64_t kCr4Pae = 1ull << 5, kCr4Osfxsr = 1ull << 9,
                           kCr4Osxmmexcpt = 1ull << 10;
 inline constexpr uint64_t kEferSce = 1ull << 0, kEferLme = 1ull << 8, kEferLma = 1ull << 10;
 
-// Writes the GDT and one TSS per vCPU (RSP0 = layout.Ring0StackTop(i)) into the GDT page
-// and zeroes the IDT page. Errors: OutOfRange if RAM does not cover those pages.
+// Writes the GDT and one TSS per vCPU (RSP0 = layout.Ring0StackTop(i)) into the GDT page,
+// the shared I/O bitmap (all ports granted, then 0xff) at kIoBitmapGpa, and zeroes the IDT
+// page. Errors: OutOfRange if RAM does not cover those pages.
 absl::Status WriteGdtAndTss(const GuestRamView& ram, const BootLayout& layout);
 
 // REQUIRES: vcpu < layout.nr_vcpus.

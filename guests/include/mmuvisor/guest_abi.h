@@ -11,13 +11,16 @@
  *                       vector to MMV_PORT_EXCEPTION so a guest exception exits to the VMM
  *                       with its frame instead of triple-faulting
  *   [0x4000, 0x8000)    per-vCPU ucall blocks (struct mmv_ucall, 512 bytes each)
- *   [0x8000, 0x10000)   real-mode guests are linked and loaded here (CS base 0)
+ *   [0x8000, 0x10000)   real-mode guests are linked and loaded here (CS base 0);
+ *                       long-mode guests: [0x8000, 0xa001) is the VMM's I/O permission
+ *                       bitmap (every port granted, then 0xff), shared by every TSS
  *   [0x10000, 0x100000) identity page tables built by the VMM (2 MiB pages, U bit set)
  *   [0x100000, ...)     long-mode guest ELF images are linked and loaded here
  *   [free_start, free_end)  memory the guest may use as it likes (see mmv_boot_info)
  *   [free_end, ram_end) per-vCPU stacks, MMV_STACK_SIZE each, vCPU 0 highest
- * Long-mode guests start at the ELF entry at CPL3 with IOPL=3 (port I/O allowed) unless the
- * VMM is told to enter at CPL0, with RDI = vCPU index, RSI = the start argument, RSP = top of
+ * Long-mode guests start at the ELF entry at CPL3 with RFLAGS.IOPL = 0 unless the VMM is
+ * told to enter at CPL0; port I/O from CPL3 is allowed by the TSS I/O bitmap (never by
+ * IOPL, which kvm_pvm ignores for guest ring 3), with RDI = vCPU index, RSI = the start argument, RSP = top of
  * that vCPU's stack (16-byte aligned minus 8, as after a call).
  */
 #ifndef MMUVISOR_GUEST_ABI_H_
@@ -32,7 +35,7 @@ extern "C" {
 #include <stdint.h>
 #endif
 
-/* Ports. All are exits to the VMM from any ring when IOPL=3. */
+/* Ports. Every port is an exit to the VMM from any ring (the TSS I/O bitmap grants all). */
 #define MMV_PORT_SERIAL 0x3f8u  /* 8250 UART, THR at +0, LSR at +5 */
 #define MMV_PORT_UCALL 0x0e00u  /* 32-bit OUT: guest-physical address of a struct mmv_ucall */
 #define MMV_PORT_EXCEPTION 0x0e08u /* 8-bit OUT by a VMM exception stub: the vector */
@@ -46,6 +49,7 @@ extern "C" {
 #define MMV_UCALL_STRIDE 512u
 #define MMV_UCALL_MAX_VCPUS 32u
 #define MMV_REAL_MODE_LOAD_GPA 0x8000u
+#define MMV_IO_BITMAP_GPA 0x8000u /* long mode only: 8 KiB bitmap + one 0xff byte */
 #define MMV_PAGE_TABLE_GPA 0x10000u
 #define MMV_PAGE_TABLE_END_GPA 0x100000u
 #define MMV_IMAGE_GPA 0x100000u

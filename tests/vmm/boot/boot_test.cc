@@ -70,6 +70,14 @@ TEST_F(BootTest, PreparesLongModeGuest) {
     EXPECT_EQ(regs.rsi, 7u);
     EXPECT_EQ(sregs.cr3, plan.cr3);
     EXPECT_EQ(sregs.cs.dpl, 3);
+    EXPECT_EQ(regs.rflags & kRflagsIoplMask, 0u) << "ports via the TSS bitmap, never IOPL";
+    // The I/O bitmap the TSS names is reachable through the guest's page tables (the CPU
+    // reads it by linear address on every IN/OUT at CPL3).
+    bool bitmap_user = false;
+    ASSERT_OK_AND_ASSIGN(uint64_t bitmap_gpa, WalkPageTables(ram_, plan.cr3,
+                                                             MMV_IO_BITMAP_GPA + 8192,
+                                                             &bitmap_user));
+    EXPECT_EQ(bitmap_gpa, MMV_IO_BITMAP_GPA + 8192u);
     // The runtime finds its vCPU index from RSP (boot_layout.h).
     EXPECT_EQ((kRamSize - regs.rsp) / MMV_STACK_SIZE, vcpu);
     for (uint64_t gva : {uint64_t{regs.rip}, uint64_t{regs.rsp}, uint64_t{MMV_BOOT_INFO_GPA},
@@ -87,7 +95,7 @@ TEST_F(BootTest, KernelPrivilegeEntersCpl0) {
   options.privilege = GuestPrivilege::kKernel;
   ASSERT_OK_AND_ASSIGN(BootPlan plan, PrepareGuest(ram_, Image("hello64"), options));
   EXPECT_EQ(InitialSregs(plan, 0, kvm_sregs{}).cs.dpl, 0);
-  EXPECT_EQ(InitialRegs(plan, 0, 0).rflags & kRflagsIopl3, kRflagsIopl3);
+  EXPECT_EQ(InitialRegs(plan, 0, 0).rflags & kRflagsIoplMask, 0u) << "IOPL 0 at CPL0 too";
 }
 
 TEST_F(BootTest, PreparesRealModeGuest) {
@@ -95,6 +103,7 @@ TEST_F(BootTest, PreparesRealModeGuest) {
   EXPECT_EQ(plan.image.mode, BootMode::kReal16);
   EXPECT_EQ(plan.cr3, 0u);
   const kvm_regs regs = InitialRegs(plan, 0, 5);
+  EXPECT_EQ(regs.rflags & kRflagsIoplMask, 0u);
   EXPECT_EQ(regs.rip, MMV_REAL_MODE_LOAD_GPA);
   EXPECT_EQ(regs.rsp, MMV_REAL_MODE_STACK_TOP);
   const kvm_sregs sregs = InitialSregs(plan, 0, kvm_sregs{});

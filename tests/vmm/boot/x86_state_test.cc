@@ -81,27 +81,60 @@ TEST(GdtTest, WritesFlatSegmentsAndOneTssPerVcpu) {
   for (uint32_t i = 0; i < 2; ++i) {
     const uint64_t tss = kTssGpa + i * kTssStride;
     const uint64_t lo = Load64(gdt + TssSelector(i));
-    EXPECT_EQ(lo & 0xffff, kTssStride - 1) << "vCPU " << i;
+    // The limit (20 bits, byte granular) reaches the 0xff byte after the I/O bitmap.
+    const uint64_t limit = (lo & 0xffff) | (((lo >> 48) & 0xf) << 16);
+    EXPECT_EQ(limit, MMV_IO_BITMAP_GPA + 8192 - tss) << "vCPU " << i;
+    EXPECT_EQ((lo >> 55) & 1, 0u) << "byte granularity";
     EXPECT_EQ((lo >> 40) & 0xff, 0x8bu);  // present, DPL 0, busy 64-bit TSS
     EXPECT_EQ(((lo >> 16) & 0xffffff) | ((lo >> 56) << 24), tss);
     EXPECT_EQ(Load64(gdt + TssSelector(i) + 8), 0u);  // base[63:32]
     EXPECT_EQ(Load64(ram.data() + tss + 4), layout.StackBottom(i) + 4096);  // RSP0
     uint16_t iomap;
     std::memcpy(&iomap, ram.data() + tss + 102, sizeof(iomap));
-    EXPECT_EQ(iomap, kTssStride);
+    EXPECT_EQ(tss + iomap, MMV_IO_BITMAP_GPA) << "vCPU " << i;  // the shared bitmap
   }
+  // Every port granted (bit clear), then the 0xff byte the CPU may read past port 0xffff.
+  for (uint64_t port = 0; port < 65536; port += 8) {
+    ASSERT_EQ(ram[MMV_IO_BITMAP_GPA + port / 8], 0) << "ports " << port << ".." << port + 7;
+  }
+  EXPECT_EQ(ram[MMV_IO_BITMAP_GPA + 8192], 0xff);
+  EXPECT_EQ(ram[MMV_IO_BITMAP_GPA + 8193], 0xcc) << "nothing written past the 0xff byte";
   EXPECT_EQ(Load64(gdt + TssSelector(2)), 0u);  // no third vCPU
   for (uint64_t i = 0; i < 0x1000; ++i) ASSERT_EQ(ram[MMV_IDT_GPA + i], 0) << i;
   // The TSS array of the maximum vCPU count fits in the GDT page.
   EXPECT_LE(kTssGpa + MMV_UCALL_MAX_VCPUS * kTssStride, MMV_GDT_GPA + 0x1000);
   EXPECT_LE(TssSelector(MMV_UCALL_MAX_VCPUS), kTssGpa - MMV_GDT_GPA);
+  // The last vCPU's bitmap offset and limit still fit their fields (16 and 20 bits), and
+  // the bitmap lies in the long-mode-unused real-mode window, below the page tables.
+  EXPECT_LT(MMV_IO_BITMAP_GPA - TssGpa(MMV_UCALL_MAX_VCPUS - 1), 0x10000u);
+  EXPECT_LT(TssLimit(0), 1u << 20);
+  EXPECT_LE(MMV_IO_BITMAP_GPA + 8193, MMV_PAGE_TABLE_GPA);
+}
+
+TEST(GdtTest, TheLastPossibleVcpuGetsTheSharedBitmapToo) {
+  std::vector<uint8_t> ram(kRamSize, 0xcc);
+  BootLayout layout = TwoVcpuLayout();
+  layout.nr_vcpus = MMV_UCALL_MAX_VCPUS;
+  ASSERT_OK(WriteGdtAndTss(GuestRamView{ram.data(), ram.size()}, layout));
+  const uint32_t last = MMV_UCALL_MAX_VCPUS - 1;
+  const uint64_t tss = TssGpa(last);
+  uint16_t iomap;
+  std::memcpy(&iomap, ram.data() + tss + 102, sizeof(iomap));
+  EXPECT_EQ(tss + iomap, MMV_IO_BITMAP_GPA);
+  const kvm_sregs s = LongModeSregs(ResetSregs(), MMV_PAGE_TABLE_GPA, last, GuestPrivilege::kUser);
+  EXPECT_EQ(s.tr.base, tss);
+  EXPECT_EQ(s.tr.limit, MMV_IO_BITMAP_GPA + 8192 - tss);
+  ExpectDescriptorMatches(ram, s.tr);
 }
 
 TEST(GdtTest, RejectsRamWithoutTheGdtPageAndBadVcpuCounts) {
   std::vector<uint8_t> ram(0x1800, 0);
   EXPECT_THAT(WriteGdtAndTss(GuestRamView{ram.data(), ram.size()}, TwoVcpuLayout()),
               StatusIs(absl::StatusCode::kOutOfRange, HasSubstr("GDT/IDT pages")));
-  std::vector<uint8_t> big(0x4000, 0);
+  std::vector<uint8_t> no_bitmap(0xa000, 0);  // ends one byte short of the 0xff byte
+  EXPECT_THAT(WriteGdtAndTss(GuestRamView{no_bitmap.data(), no_bitmap.size()}, TwoVcpuLayout()),
+              StatusIs(absl::StatusCode::kOutOfRange, HasSubstr("I/O bitmap")));
+  std::vector<uint8_t> big(0x10000, 0);
   BootLayout layout = TwoVcpuLayout();
   layout.nr_vcpus = MMV_UCALL_MAX_VCPUS + 1;
   EXPECT_THAT(WriteGdtAndTss(GuestRamView{big.data(), big.size()}, layout),
@@ -116,7 +149,8 @@ TEST(LongModeTest, RegsFollowTheAbi) {
   EXPECT_EQ(r.rsi, 0xabcdefu);
   EXPECT_EQ(r.rsp, kRamSize - MMV_STACK_SIZE - 8);
   EXPECT_EQ((r.rsp + 8) % 16, 0u);  // as after a call
-  EXPECT_EQ(r.rflags, 0x3002u);     // IOPL 3, reserved bit 1, IF clear
+  EXPECT_EQ(r.rflags, 0x2u);        // IOPL 0, reserved bit 1, IF clear
+  EXPECT_EQ(r.rflags & kRflagsIoplMask, 0u);
   EXPECT_EQ(r.rax, 0u);
   EXPECT_EQ(LongModeRegs(layout, 0x100000, 0, 0).rsp, kRamSize - 8);
 }
@@ -144,7 +178,8 @@ TEST(LongModeTest, UserSregsEnterCpl3) {
   ExpectDescriptorMatches(ram, s.ss);
   EXPECT_EQ(s.tr.selector, TssSelector(1));
   EXPECT_EQ(s.tr.base, kTssGpa + kTssStride);
-  EXPECT_EQ(s.tr.limit, kTssStride - 1);
+  EXPECT_EQ(s.tr.limit, MMV_IO_BITMAP_GPA + 8192 - (kTssGpa + kTssStride));
+  ExpectDescriptorMatches(ram, s.tr);
   EXPECT_EQ(s.tr.type, 0xb);
   EXPECT_EQ(s.tr.s, 0);
   EXPECT_EQ(s.ldt.unusable, 1);
