@@ -14,6 +14,8 @@ constexpr uint64_t kWordsPerPage = kPage / 8;
 // Word offsets inside struct mmv_dma_desc (static_asserts in guest_abi.h pin the layout).
 constexpr uint64_t kResultWord = offsetof(mmv_dma_desc, result) / 8;
 constexpr uint64_t kFlagsStatusWord = offsetof(mmv_dma_desc, flags) / 8;
+// Run()'s answer for a descriptor Abort() cut short: not a guest-visible status.
+constexpr uint32_t kAborted = ~0u;
 static_assert(offsetof(mmv_dma_desc, status) == offsetof(mmv_dma_desc, flags) + 4);
 
 uint64_t PageRemainder(uint64_t gpa) { return kPage - (gpa & (kPage - 1)); }
@@ -51,6 +53,11 @@ void DmaEngine::Stop() {
   Count(dropped_, queue_.size());
   queue_.clear();
   running_ = false;
+}
+
+void DmaEngine::Abort() {
+  abort_.store(true, std::memory_order_relaxed);
+  Stop();
 }
 
 void DmaEngine::WaitIdle() {
@@ -132,6 +139,10 @@ void DmaEngine::ExecuteChain(uint64_t gpa) {
   }
   uint64_t cur = gpa;  // 0 is a valid first descriptor; as a `next` link it ends the chain
   for (uint32_t index = 0;; ++index) {
+    if (abort_.load(std::memory_order_relaxed)) {
+      Count(aborted_);
+      return;
+    }
     // Copy the descriptor out once; everything below works on the copy.
     mmv_dma_desc desc;
     uint64_t words[sizeof(mmv_dma_desc) / 8];
@@ -152,6 +163,10 @@ void DmaEngine::ExecuteChain(uint64_t gpa) {
     if (status == MMV_DMA_STATUS_OK && !next_ok) status = MMV_DMA_STATUS_BAD_CHAIN;
     uint64_t result = 0;
     if (status == MMV_DMA_STATUS_OK) status = Run(cur, desc, &result);
+    if (status == kAborted) {
+      Count(aborted_);
+      return;
+    }
     Finish(cur, desc, status, result);
     if (!next_ok) {
       if (status != MMV_DMA_STATUS_BAD_CHAIN) {
@@ -173,6 +188,7 @@ uint32_t DmaEngine::Run(uint64_t desc_gpa, const mmv_dma_desc& desc, uint64_t* r
   uint64_t sum = 0;
   uint64_t word_index = 0;
   for (uint64_t off = 0; off < desc.len && status.ok();) {
+    if (abort_.load(std::memory_order_relaxed)) return kAborted;
     uint64_t n = desc.len - off;
     if (desc.op != MMV_DMA_OP_FILL) n = std::min(n, PageRemainder(desc.src + off));
     if (desc.op != MMV_DMA_OP_CHECKSUM) n = std::min(n, PageRemainder(desc.dst + off));
@@ -265,6 +281,7 @@ DmaStats DmaEngine::stats() const {
   s.errors_requested = get(errors_requested_);
   s.errors_unrequested = get(errors_unrequested_);
   s.status_writeback_failures = get(writeback_failures_);
+  s.aborted_descriptors = get(aborted_);
   for (size_t i = 0; i < by_status_.size(); ++i) s.by_status[i] = get(by_status_[i]);
   return s;
 }

@@ -58,6 +58,7 @@ struct DmaStats {
   uint64_t errors_unrequested = 0;  // every other error status (device failures for the
                                     // verdict), plus bad doorbells
   uint64_t status_writeback_failures = 0;  // a status could not be written back
+  uint64_t aborted_descriptors = 0;  // left unfinished (no status) by Abort()
   std::array<uint64_t, kDmaStatusCount> by_status{};  // descriptors per final status
   uint64_t errors() const { return errors_requested + errors_unrequested; }
 };
@@ -75,6 +76,10 @@ class DmaEngine : public PortIoDevice {
   // Lets the thread finish the chain it runs, drops (and counts) queued doorbells, joins.
   // Idempotent.
   void Stop() ABSL_LOCKS_EXCLUDED(mu_);
+  // Stop() for a run's deadline: the chain in flight ends at its next page piece, with
+  // no status written for the descriptors it did not finish (they stay PENDING; counted
+  // as aborted, not as errors: the guest is being stopped, it will not look). Idempotent.
+  void Abort() ABSL_LOCKS_EXCLUDED(mu_);
   // Blocks until the queue is empty and no chain runs (or the engine is stopped).
   void WaitIdle() ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -115,11 +120,15 @@ class DmaEngine : public PortIoDevice {
   bool running_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::string> warnings_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;  // started/joined by the owning thread only
+  // relaxed: a request the device thread polls between page pieces; what it already did
+  // is published by the join in Stop().
+  std::atomic<bool> abort_{false};
 
   std::atomic<uint64_t> warnings_total_{0};
   std::atomic<uint64_t> doorbells_{0}, bad_doorbells_{0}, dropped_{0}, descriptors_{0};
   std::atomic<uint64_t> ops_ok_{0}, copies_{0}, fills_{0}, checksums_{0}, bytes_{0};
   std::atomic<uint64_t> errors_requested_{0}, errors_unrequested_{0}, writeback_failures_{0};
+  std::atomic<uint64_t> aborted_{0};
   std::array<std::atomic<uint64_t>, kDmaStatusCount> by_status_{};
 };
 

@@ -1,5 +1,6 @@
 #include "vmm/stress/host_scenario.h"
 
+#include <algorithm>
 #include <memory>
 #include <optional>
 
@@ -8,10 +9,12 @@
 #include "mmu/mirror.h"
 #include "vmm/dma/dma_engine.h"
 #include "vmm/dma/dma_memory.h"
+#include "vmm/memory/memory_backing.h"
 #include "vmm/paging/latency_histogram.h"
 #include "vmm/stress/fault_injection.h"
 #include "vmm/stress/host_ops.h"
 #include "vmm/stress/host_workload.h"
+#include "vmm/stress/stress_options.h"
 #include "vmm/stress/page_pool_space.h"
 #include "vmm/stress/progress.h"
 #include "vmm/stress/stress_run.h"
@@ -34,6 +37,17 @@ absl::StatusOr<HostStressOutcome> RunHostStress(const StressOptions& options,
     return absl::InvalidArgumentError(absl::StrCat(
         "--mem ", options.mem_bytes, ": host-thread runs need a page-aligned size above 1 MiB"));
   }
+  // Every page of the pool is real host memory once touched; reclaim keeps about
+  // --resident of it.
+  if (absl::Status s = CheckGuestFitsHost(options.mem_bytes, options.resident_target,
+                                          HostPhysicalMemoryBytes());
+      !s.ok()) {
+    return s;
+  }
+  // The time bound (stress_options.h): faults give up in time, delays end at the deadline.
+  bool timeout_cut = false;
+  const absl::Duration fault_timeout =
+      BoundedFaultTimeout(options.fault_timeout, options.duration, &timeout_cut);
   TraceLog trace(!options.trace_path.empty());
   trace.NameThisThread("stress main");
   PagePoolSpaceOptions space_options;
@@ -49,7 +63,7 @@ absl::StatusOr<HostStressOutcome> RunHostStress(const StressOptions& options,
   std::optional<EagainInjector> injector;
   mmu::SecondaryMmuOptions vcpu_mmu_options;
   vcpu_mmu_options.name = "vcpu-mmu";
-  vcpu_mmu_options.retry_timeout = options.fault_timeout;
+  vcpu_mmu_options.retry_timeout = fault_timeout;
   TracedSecondaryMmu vcpu_mmu(space, vcpu_mmu_options, &trace, 0);
   std::unique_ptr<TracedSecondaryMmu> dma_mmu;
   std::unique_ptr<mmu::Mirror> mirror;
@@ -81,10 +95,25 @@ absl::StatusOr<HostStressOutcome> RunHostStress(const StressOptions& options,
   DelayOptions dma_delays = delays;
   dma_delays.seed = Mix64(options.seed);
   dma_delays.retry_checks = !options.skip_dma_retry_check_for_testing;
+  // Fixed before anything runs; `start` below is a little later, so delays end no later
+  // than the deadline.
+  const absl::Time planned_end = absl::Now() + options.duration;
+  dma_delays.delays_end = planned_end;
+  if (options.force_dma_fault_races_for_testing) {
+    // The must-fail control's race, every time: migrate the faulting page inside the
+    // DMA fault's window (gfn = gpa >> 12: the MMU has one slot at gpa 0).
+    // Data pages only (MemstressDescriptorFrames says why).
+    const std::vector<uint64_t> descriptors =
+        MemstressDescriptorFrames(kFreeStart, space.ram_size(), options.vcpus);
+    dma_delays.invalidate_in_window = [&space, descriptors](mmu::Gfn gfn) {
+      if (std::find(descriptors.begin(), descriptors.end(), gfn) != descriptors.end()) return;
+      (void)space.Migrate(gfn * kPage, kPage);  // errors: impossible ranges only
+    };
+  }
   if (options.dma_path == DmaPath::kSecondary) {
     mmu::SecondaryMmuOptions dma_options;
     dma_options.name = "dma-mmu";
-    dma_options.retry_timeout = options.fault_timeout;
+    dma_options.retry_timeout = fault_timeout;
     dma_mmu = std::make_unique<TracedSecondaryMmu>(space, dma_options, &trace, 1);
     if (absl::Status s = dma_mmu->SetLayout(layout); !s.ok()) return s;
     dma_mmu->SetFaultHooksForTesting(MakeDelayHooks(dma_delays));
@@ -96,8 +125,18 @@ absl::StatusOr<HostStressOutcome> RunHostStress(const StressOptions& options,
   } else {
     mmu::MirrorOptions mirror_options;
     mirror_options.name = "dma-mirror";
-    mirror_options.retry_timeout = options.fault_timeout;
+    mirror_options.retry_timeout = fault_timeout;
     mirror = std::make_unique<mmu::Mirror>(space, mirror_options);
+    if (dma_delays.invalidate_in_window) {
+      // The mirror's hooks get the primary address's frame (base() + gpa) >> 12.
+      const std::vector<uint64_t> descriptors =
+          MemstressDescriptorFrames(kFreeStart, space.ram_size(), options.vcpus);
+      dma_delays.invalidate_in_window = [&space, descriptors](mmu::Gfn frame) {
+        const uint64_t gfn = frame - space.base() / kPage;
+        if (std::find(descriptors.begin(), descriptors.end(), gfn) != descriptors.end()) return;
+        (void)space.Migrate(gfn * kPage, kPage);
+      };
+    }
     mirror->SetFaultHooksForTesting(MakeDelayHooks(dma_delays));
     if (absl::Status s = mirror->Attach(hub, space.base(), space.ram_size()); !s.ok()) return s;
     mirror_attached = true;
@@ -165,16 +204,37 @@ absl::StatusOr<HostStressOutcome> RunHostStress(const StressOptions& options,
   while (absl::Now() - start < options.duration && workload.finished() < options.vcpus) {
     absl::SleepFor(absl::Milliseconds(20));
   }
-  driver.Stop();
+  const bool by_deadline = workload.finished() < options.vcpus;
+  // Stop at once, not at round ends: the vCPUs at their next page, the device at its next
+  // page piece (its unfinished descriptors are nobody's business once the vCPUs stopped),
+  // the host operations after the one in flight. What can still take time is bounded: a
+  // fault (fault_timeout, cut to half the slack) and a delay (none past the deadline).
   workload.Stop();
+  engine.Abort();
   workload.Join();
-  engine.WaitIdle();
-  engine.Stop();
+  driver.Stop();
   if (printer) printer->Stop();
 
   // Collect, while every subscription is still registered.
   StressRun run;
   run.SetHeader(options, "host-threads", start);
+  run.result.bound_s = absl::ToDoubleSeconds(options.duration + RunSlack(options.duration));
+  run.result.stopped_by_deadline = by_deadline;
+  run.result.deadline_notes = workload.cut_rounds();
+  if (timeout_cut) {
+    run.result.deadline_notes.push_back(absl::StrCat(
+        "fault timeout cut from ", absl::FormatDuration(options.fault_timeout), " to ",
+        absl::FormatDuration(fault_timeout), " to keep the time bound"));
+  }
+  if (const uint64_t aborted = engine.stats().aborted_descriptors; aborted > 0) {
+    run.result.deadline_notes.push_back(
+        absl::StrCat(aborted, " DMA descriptor(s) left unfinished by the device's abort"));
+  }
+  if (options.skip_dma_retry_check_for_testing) {
+    run.result.checks_skipped.push_back(
+        "--test-skip-dma-retry: dma-mmu fault-path seq re-checks and the DMA path's "
+        "AccessRetry, with a migrate of each DMA fault's page forced into its window");
+  }
   run.result.guest_rounds = workload.rounds_done();
   run.result.guest_pages_verified = workload.pages_verified();
   run.result.guest_mismatches = workload.mismatches();

@@ -18,6 +18,17 @@ constexpr absl::Duration kDmaTimeout = absl::Seconds(20);
 
 }  // namespace
 
+std::vector<uint64_t> MemstressDescriptorFrames(uint64_t free_start, uint64_t free_end,
+                                                uint32_t vcpus) {
+  std::vector<uint64_t> frames;
+  for (uint32_t v = 0; v < vcpus; ++v) {
+    memstress_layout l{};
+    if (memstress_layout_of(free_start, free_end, vcpus, v, 0, &l) != 0) return {};
+    frames.push_back(l.desc_page / MEMSTRESS_PAGE);
+  }
+  return frames;
+}
+
 HostWorkload::HostWorkload(HostWorkloadConfig config, dma::DmaMemory& memory,
                            dma::DmaEngine* engine,
                            std::function<void(uint64_t, uint64_t)> balloon)
@@ -80,6 +91,9 @@ bool HostWorkload::RunRound(uint32_t vcpu, uint64_t round, uint64_t& digest,
   memstress_layout_of(config_.free_start, config_.free_end, config_.vcpus, vcpu, 0, &l);
   uint64_t words[kWords];
   for (uint64_t i = 0; i < l.work_pages; ++i) {
+    // A stop request ends the round here (the run's deadline: a round of a big guest takes
+    // longer than the run's slack). Nothing is lost: no later round verifies this one.
+    if (Stopping(vcpu, round)) return false;
     const uint64_t page = memstress_page_at(config_.seed, vcpu, round, i, l.work_pages);
     const uint64_t gpa = l.work_start + page * MEMSTRESS_PAGE;
     const bool ballooned =
@@ -159,6 +173,7 @@ bool HostWorkload::Dma(uint32_t vcpu, uint64_t round, uint64_t batch) {
       }
       std::memcpy(&done[i], w, sizeof(w));
       if (done[i].status != MMV_DMA_STATUS_PENDING) break;
+      if (Stopping(vcpu, round)) return false;  // the device is aborted at the deadline
       if (absl::Now() > deadline) {
         Fail(vcpu, absl::StrCat("DMA descriptor gpa=0x", absl::Hex(d0 + 64 * i),
                                 " still pending after ", absl::FormatDuration(kDmaTimeout)));
@@ -201,6 +216,19 @@ bool HostWorkload::Dma(uint32_t vcpu, uint64_t round, uint64_t batch) {
   }
   pages_verified_.fetch_add(1, std::memory_order_relaxed);
   return true;
+}
+
+bool HostWorkload::Stopping(uint32_t vcpu, uint64_t round) {
+  // relaxed: a stop request.
+  if (!stop_.load(std::memory_order_relaxed)) return false;
+  MutexLock lock(&mu_);
+  cut_.push_back(absl::StrCat("vCPU ", vcpu, " stopped mid-round ", round));
+  return true;
+}
+
+std::vector<std::string> HostWorkload::cut_rounds() const {
+  MutexLock lock(&mu_);
+  return cut_;
 }
 
 void HostWorkload::Mismatched(uint32_t vcpu, uint64_t round, uint32_t source, uint64_t gpa,

@@ -4,8 +4,8 @@
 // It programs the real DmaEngine through its doorbell and polls the descriptors' status in
 // memory like the guest does. Used for stress runs and tests without /dev/kvm.
 //
-// Threads: Start() spawns one thread per vCPU; Stop() asks them to finish the round and
-// joins. Counters are relaxed atomics; mismatches go to a capped list under mu_.
+// Threads: Start() spawns one thread per vCPU; Stop() asks them to stop at the next page
+// (or DMA status poll) of the round in flight; Join() joins. Counters are relaxed atomics; mismatches go to a capped list under mu_.
 #ifndef MMUVISOR_VMM_STRESS_HOST_WORKLOAD_H_
 #define MMUVISOR_VMM_STRESS_HOST_WORKLOAD_H_
 
@@ -35,6 +35,13 @@ struct HostWorkloadConfig {
   std::function<void(uint32_t vcpu)> on_thread_start;  // first thing on each vCPU thread
 };
 
+// The guest-physical frames of the memstress descriptor pages (one per vCPU) for the
+// layout of [free_start, free_end) over `vcpus`; empty when it cannot be laid out. The
+// must-fail control forces its races on DMA data pages only: a stale descriptor read is
+// garbage the device rejects, which would hide the data the verification must catch.
+std::vector<uint64_t> MemstressDescriptorFrames(uint64_t free_start, uint64_t free_end,
+                                                uint32_t vcpus);
+
 class HostWorkload {
  public:
   // `memory` is the vCPUs' path to guest memory; `engine` may be null when !dma;
@@ -57,6 +64,8 @@ class HostWorkload {
   std::vector<Mismatch> first_mismatches() const ABSL_LOCKS_EXCLUDED(mu_);
   // Per vCPU, per round: the digest of the verified-page sequence so far.
   std::vector<std::vector<uint64_t>> digests() const ABSL_LOCKS_EXCLUDED(mu_);
+  // One line per vCPU whose round a Stop() cut short ("vCPU 1 stopped mid-round 5").
+  std::vector<std::string> cut_rounds() const ABSL_LOCKS_EXCLUDED(mu_);
   // "" when every vCPU ended normally, else the first problem (a fault that failed, ...).
   std::string problem() const ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -64,6 +73,8 @@ class HostWorkload {
   void Vcpu(uint32_t index);
   bool RunRound(uint32_t vcpu, uint64_t round, uint64_t& digest, uint64_t& prev_balloon);
   bool Dma(uint32_t vcpu, uint64_t round, uint64_t batch);
+  // True (and noted in cut_) once Stop() was called: the round in flight ends here.
+  bool Stopping(uint32_t vcpu, uint64_t round) ABSL_LOCKS_EXCLUDED(mu_);
   void Mismatched(uint32_t vcpu, uint64_t round, uint32_t source, uint64_t gpa,
                   uint64_t expected, uint64_t found) ABSL_LOCKS_EXCLUDED(mu_);
   void Fail(uint32_t vcpu, const std::string& what) ABSL_LOCKS_EXCLUDED(mu_);
@@ -81,6 +92,7 @@ class HostWorkload {
   std::vector<Mismatch> first_ ABSL_GUARDED_BY(mu_);
   std::vector<std::vector<uint64_t>> digests_ ABSL_GUARDED_BY(mu_);
   std::string problem_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> cut_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace mmuvisor::vmm::stress

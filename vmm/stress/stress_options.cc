@@ -1,10 +1,12 @@
 #include "vmm/stress/stress_options.h"
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 
@@ -224,6 +226,7 @@ absl::StatusOr<StressOptions> ParseStressFlags(absl::Span<const std::string> arg
       else return Bad(flag, *v, "modes are auto, kvm, host-threads");
     } else if (flag == "--test-skip-dma-retry") {
       if (absl::Status s = boolean(o.skip_dma_retry_check_for_testing); !s.ok()) return s;
+      o.force_dma_fault_races_for_testing = true;
     } else if (flag == "--json") {
       absl::StatusOr<std::string> v = next();
       if (!v.ok()) return v.status();
@@ -247,7 +250,32 @@ absl::StatusOr<StressOptions> ParseStressFlags(absl::Span<const std::string> arg
   }
   (void)ops_given;
   if (o.mem_bytes % 4096 != 0) return Bad("--mem", absl::StrCat(o.mem_bytes), "must be page aligned");
+  if (o.delay_probability > 0 && o.delay > o.duration) {
+    return Bad("--delay", absl::FormatDuration(o.delay),
+               absl::StrCat("longer than the run (--duration ", absl::FormatDuration(o.duration),
+                            "): a delay sleeps inside a fault window, where nothing can cut "
+                            "it short"));
+  }
   return o;
+}
+
+absl::Duration RunSlack(absl::Duration duration) {
+  return std::max(absl::Seconds(1), duration / 10);
+}
+
+absl::Duration BoundedFaultTimeout(absl::Duration wanted, absl::Duration duration, bool* cut) {
+  const absl::Duration limit = RunSlack(duration) / 2;
+  if (cut != nullptr) *cut = wanted > limit;
+  return std::min(wanted, limit);
+}
+
+absl::Status CheckGuestFitsHost(uint64_t guest_bytes, double resident, uint64_t host_ram) {
+  const double needed = static_cast<double>(guest_bytes) * resident;
+  if (host_ram == 0 || needed <= static_cast<double>(host_ram)) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrFormat(
+      "stress: --mem %u bytes at --resident %.0f%% keeps %.0f bytes resident: more than "
+      "this host's %u bytes of RAM (lower --mem or --resident)",
+      guest_bytes, resident * 100, needed, host_ram));
 }
 
 std::string StressHelp() {
@@ -259,7 +287,7 @@ OOM-reaps its memory underneath; ends with PASS/FAIL and a report. Exit code 0 o
 
   --mem SIZE            guest memory (default 2M under KVM, 32M on host threads)
   --vcpus N             vCPUs (default 2)
-  --duration DUR        run time (default 3s)
+  --duration DUR        run time (default 3s); the run ends by DUR + max(1s, DUR/10)
   --rounds N            stop each vCPU after N rounds instead (0 = use --duration)
   --seed N              workload seed (default 1): same seed + flags = same workload
   --resident FRACTION   reclaim runs while resident memory is above this (default 50%)
@@ -274,9 +302,10 @@ OOM-reaps its memory underneath; ends with PASS/FAIL and a report. Exit code 0 o
   --policy P            notifier dispatch: upstream (default), sorted, legacy
   --eagain P            probability that a non-blockable start fails with EAGAIN
   --delay-prob P        probability of a delay in each fault-path race window
-  --delay DUR           that delay (default 200us)
+  --delay DUR           that delay (default 200us; at most --duration, and none after it)
   --fault-timeout DUR   a fault still racing after this gives up (default 2s; 30s
-                        under KVM, where windows are long and overlap)
+                        under KVM, where windows are long and overlap); cut to
+                        max(1s, DUR/10) / 2 so that the run keeps its time bound
   --dma-path PATH       secondary (default: SecondaryMmu) or mirror (interval Mirror)
   --no-dma, --no-balloon  leave those parts of the workload out
   --mode M              where the workload runs: auto (default: kvm if it can run
@@ -286,7 +315,9 @@ OOM-reaps its memory underneath; ends with PASS/FAIL and a report. Exit code 0 o
   --trace FILE          write a Chrome/Perfetto trace (open in ui.perfetto.dev)
   --no-progress         no live progress line
   --kvm PATH            KVM device (default /dev/kvm)
-  --test-skip-dma-retry TEST ONLY: the DMA path skips its retry checks (must FAIL)
+  --test-skip-dma-retry TEST ONLY: the DMA path skips its retry checks, and every DMA
+                        fault gets an invalidation of its page forced into its race
+                        window, so the run FAILs on every seed (a must-fail control)
 )";
 }
 

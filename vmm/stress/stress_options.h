@@ -48,6 +48,12 @@ struct StressOptions {
   bool dma = true;
   bool balloon = true;
   bool skip_dma_retry_check_for_testing = false;  // --test-skip-dma-retry (must FAIL)
+  // Set by --test-skip-dma-retry too (no flag of its own): each DMA fault's first attempt
+  // gets an invalidation of its own page (a migrate) forced into its race window, after
+  // the page was resolved and before the translation is installed. With the checks on,
+  // the fault sees it and retries (the run PASSes); with them off it installs a translation
+  // to a page the host just freed, every time, so the control fails on every seed.
+  bool force_dma_fault_races_for_testing = false;
   StressMode mode = StressMode::kAuto;
   absl::Duration fault_timeout = absl::Seconds(2);  // a fault stuck this long gives up
   bool fault_timeout_given = false;  // KVM runs default to a longer one (stress_kvm.h)
@@ -58,8 +64,25 @@ struct StressOptions {
   std::string guest = "memstress";
 };
 
-// Parses `mmuvisor stress` flags (args after "stress"). InvalidArgument naming the flag.
+// Parses `mmuvisor stress` flags (args after "stress"). InvalidArgument naming the flag;
+// also for a --delay longer than --duration (a delay sleeps inside a fault window, where
+// nothing can cut it short, so it could not fit the run's time bound).
 absl::StatusOr<StressOptions> ParseStressFlags(absl::Span<const std::string> args);
+
+// The run-time bound (README "Bounded run time"): a --duration D run ends by
+// D + RunSlack(D), where RunSlack(D) = max(1 s, D / 10). Half of it is the most any part of
+// the run may still take once D is over (a fault's retry timeout, the guest's way to a
+// stop); the other half is for collecting and tearing down.
+absl::Duration RunSlack(absl::Duration duration);
+// The fault retry timeout a run gives its MMUs: `wanted` (the --fault-timeout or the
+// mode's default), cut to RunSlack / 2 so a fault stuck at the deadline still gives up in
+// time. `cut` (may be null) is set when it was cut.
+absl::Duration BoundedFaultTimeout(absl::Duration wanted, absl::Duration duration, bool* cut);
+// InvalidArgument when `guest_bytes` of guest memory, kept resident at `resident`
+// (fraction), is more than `host_ram` bytes (0 = unknown: accepted). The same rule as
+// `mmuvisor run`'s, which refuses more than the host's RAM; both ask
+// vmm::HostPhysicalMemoryBytes().
+absl::Status CheckGuestFitsHost(uint64_t guest_bytes, double resident, uint64_t host_ram);
 std::string StressHelp();
 
 }  // namespace mmuvisor::vmm::stress

@@ -35,8 +35,14 @@ int64_t InProgressTotal(const StressResult& result) {
 void DecideVerdict(StressResult& result) {
   result.failures.clear();
   if (result.guest_mismatches > 0) {
+    std::string caught;
+    if (!result.first_mismatches.empty()) {
+      const Mismatch& m = result.first_mismatches.front();
+      caught = absl::StrFormat(", first caught by the %s check (vcpu %u round %u gpa=0x%x)",
+                               MismatchSourceName(m.source), m.vcpu, m.round, m.gpa);
+    }
     result.failures.push_back(absl::StrCat(result.guest_mismatches,
-                                           " guest mismatch(es): stale or lost data"));
+                                           " guest mismatch(es): stale or lost data", caught));
   }
   if (result.pairing_violations > 0) {
     result.failures.push_back(absl::StrCat(
@@ -69,6 +75,10 @@ std::string FormatReport(const StressResult& r) {
                   r.mode, ", policy ", r.policy, ", dma ", r.dma_path,
                   absl::StrFormat(", %.2fs)\n", r.duration_s));
   for (const std::string& f : r.failures) absl::StrAppend(&out, "  FAIL: ", f, "\n");
+  if (!r.checks_skipped.empty()) {
+    absl::StrAppend(&out, "  must-fail control, checks turned off: ",
+                    absl::StrJoin(r.checks_skipped, "; "), "\n");
+  }
   absl::StrAppend(&out, "  workload   ", r.guest_pages_verified, " pages verified in ",
                   r.guest_rounds, " rounds, ", r.guest_mismatches, " mismatches\n");
   absl::StrAppend(&out, "  notifier   ", r.invalidations, " invalidations (", r.host_ops,
@@ -89,6 +99,12 @@ std::string FormatReport(const StressResult& r) {
   }
   absl::StrAppend(&out, "  in-progress at end: ",
                   counts.empty() ? "(none tracked)" : absl::StrJoin(counts, " "), "\n");
+  if (r.bound_s > 0) {
+    absl::StrAppend(&out, absl::StrFormat("  time       ended after %.2fs, bound %.2fs%s\n",
+                                          r.duration_s, r.bound_s,
+                                          r.stopped_by_deadline ? " (stopped by the deadline)" : ""));
+  }
+  for (const std::string& n : r.deadline_notes) absl::StrAppend(&out, "  deadline: ", n, "\n");
   for (const Mismatch& m : r.first_mismatches) {
     absl::StrAppend(&out, "  mismatch: ", MismatchLine(m), "\n");
   }
@@ -108,6 +124,14 @@ std::string ReportToJson(const StressResult& r) {
   json.Key("policy").String(r.policy);
   json.Key("dma_path").String(r.dma_path);
   json.Key("duration_s").Double(r.duration_s);
+  json.Key("bound_s").Double(r.bound_s);
+  json.Key("stopped_by_deadline").Bool(r.stopped_by_deadline);
+  json.Key("deadline_notes").BeginArray();
+  for (const std::string& n : r.deadline_notes) json.String(n);
+  json.EndArray();
+  json.Key("checks_skipped").BeginArray();
+  for (const std::string& c : r.checks_skipped) json.String(c);
+  json.EndArray();
   json.Key("guest_rounds").Uint(r.guest_rounds);
   json.Key("guest_pages_verified").Uint(r.guest_pages_verified);
   json.Key("guest_mismatches").Uint(r.guest_mismatches);

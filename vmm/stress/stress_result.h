@@ -85,6 +85,17 @@ struct StressResult {
 
   std::vector<InProgressCount> in_progress_final;
 
+  // Time bound (stress_options.h RunSlack): the run was asked to end by bound_s.
+  double bound_s = 0;
+  bool stopped_by_deadline = false;  // the deadline (not --rounds or a failure) ended it
+  // What the deadline cut short or found still stuck, one line each ("vCPU 1 stopped
+  // mid-round 5", "fault timeout cut from 30s to 500ms", "guest did not reach a round
+  // end: vCPUs stopped"). Informational; the stuck things also fail the verdict through
+  // the conditions above (in-progress counts, workload problem).
+  std::vector<std::string> deadline_notes;
+  // Checks this run turned off on purpose (a must-fail control); named in the verdict.
+  std::vector<std::string> checks_skipped;
+
   // Filled by DecideVerdict.
   bool pass = false;
   std::vector<std::string> failures;
