@@ -1,28 +1,34 @@
-// The model's counterexample, replayed against the real code. SPIN's shortest trail of
-// tests/model/kvm_retry.pml -DNO_SEQ_RECHECK (the locked mmu_invalidate_retry_gfn without
-// its "seq != snapshot" test) is committed as tests/model/trails/kvm_retry.NO_SEQ_RECHECK.events;
-// tests/model/run regenerates it and fails if the model's trail no longer matches, and this
-// test drives the real SecondaryMmu through the same interleaving with the FaultHooks:
-// each invalidation step of the trail (I<n> start/swap/end <gfn>) runs at the hook where
-// the trail puts it between the fault path's steps (F snap, F precheck, F resolve,
-// F recheck, F lock). It asserts the model's property on the real code: no translation of
-// a page that an invalidation removed survives that invalidation's end. With the seq
-// re-check in InvalidateState::RetryGfn removed, the code follows the trail to its end and
-// installs the removed page (both tests below fail); with it, the code leaves the trail
-// exactly at the check the mutant removed (F lock retry instead of F lock install).
+// The model's counterexamples, replayed against the real code. SPIN's shortest trails of
+// the mutants of tests/model/kvm_retry.pml are committed as
+// tests/model/trails/kvm_retry.<MUTANT>.events; tests/model/run regenerates them and fails
+// if the model's trails no longer match the files. This test drives the real SecondaryMmu
+// through each trail's interleaving with the FaultHooks: each invalidation step of the
+// trail (I<n> start/swap/end <gfn>) runs at the hook where the trail puts it between the
+// fault path's steps (F snap, F precheck, F resolve, F recheck, F lock). It asserts the
+// model's property on the real code: no translation of a page that an invalidation
+// removed survives that invalidation's end. The code must follow each trail up to the
+// check the mutant removed and leave it there (a retry where the mutant went on); with
+// that check removed from mmu/ it follows the trail to the end and both tests fail:
+//   NO_SEQ_RECHECK  RetryGfn's "seq != snapshot"       leaves at F lock (retry)
+//   NO_RETRY_GFN    the locked RetryGfn                 leaves at F lock (retry)
+//   NO_RANGE_UNION  Begin widening, not resetting, the range   leaves at F precheck (retry)
 //
 // Model step -> where the code is when the replay runs the trail's next events:
+//   (trail start)           before Fault() is called
 //   F snap                  FaultHooks::after_snapshot (before the lockless pre-check)
 //   F precheck pass         ReplayPrimary::Resolve, before the fake resolves
 //   F resolve               FaultHooks::after_resolve (before the lockless re-check)
 //   F recheck pass          FaultHooks::before_install (before the MMU lock)
 //   F precheck/recheck/lock retry   FaultHooks::on_retry (the stage is the last hook seen)
 //   F lock install          Fault() returned OK
-// Model gfn g is page kFirstPage + g of the fake address space.
+// After the code leaves the trail, the trail's remaining invalidation steps run at once and
+// every window still open is closed (swap, end), as the model's invalidators would go on;
+// the fault then runs without interference. Model gfn g is page kFirstPage + g.
 #include <algorithm>
 #include <fstream>
 #include <functional>
 #include <map>
+#include <ostream>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -105,7 +111,7 @@ class ReplayPrimary : public Primary {
   FakeAddressSpace& fake_;
 };
 
-class ModelTrailReplayTest : public ::testing::Test {
+class ModelTrailReplayFixture : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_THAT(mmu_.SetLayout({{0, kPages, FakeAddressSpace::kBase}}), IsOk());
@@ -124,6 +130,7 @@ class ModelTrailReplayTest : public ::testing::Test {
 
   // Replays the trail; fills followed_, divergence_ and violations_.
   void Replay(const std::string& name) {
+    SCOPED_TRACE(name);
     absl::StatusOr<std::vector<TrailEvent>> trail =
         ReadTrail(absl::StrCat(MMUVISOR_MODEL_TRAILS_DIR, "/", name));
     ASSERT_THAT(trail.status(), IsOk());
@@ -138,11 +145,14 @@ class ModelTrailReplayTest : public ::testing::Test {
     hooks.on_retry = [this](Gfn, int) { Reached(last_, "retry"); };
     mmu_.SetFaultHooksForTesting(std::move(hooks));
 
+    RunInvalidations();  // the steps the trail takes before the fault starts
     absl::StatusOr<ShadowEntry> entry = mmu_.Fault(kFirstPage, Access::kRead);
     ASSERT_THAT(entry.status(), IsOk());
     Reached("lock", "install");
-    // Whatever the trail still holds (nothing after a divergence: it ran there).
+    // Whatever the trail still holds (nothing after a divergence: it ran there), then
+    // every window the trail left open.
     RunInvalidations();
+    CloseOpenWindows();
     CheckInstalled();
   }
 
@@ -157,9 +167,11 @@ class ModelTrailReplayTest : public ::testing::Test {
       divergence_ = absl::StrCat(
           "trail has '", next_ < trail_.size() ? trail_[next_].text : "<end>",
           "', the code did '", actual, "'");
+      diverged_at_ = next_;
       // The invalidations the trail set in motion still complete (as they would in the
       // model after a retry); then the fault continues without interference.
       RunRemainingInvalidations();
+      CloseOpenWindows();
       return;
     }
     followed_.push_back(trail_[next_].text);
@@ -178,16 +190,27 @@ class ModelTrailReplayTest : public ::testing::Test {
     }
   }
 
+  // Ends every window the trail started and did not end (swapping first if it did not).
+  void CloseOpenWindows() {
+    for (auto& [id, window] : open_) {
+      if (!window.swapped) Run(TrailEvent{false, id, "swap", "", window.gfn, "(close) swap"});
+      Run(TrailEvent{false, id, "end", "", window.gfn, "(close) end"});
+    }
+  }
+
   void Run(const TrailEvent& event) {
     const uint64_t page = kFirstPage + event.gfn;
     if (!diverged()) followed_.push_back(event.text);
     if (event.step == "start") {
       ASSERT_THAT(space_.StartChange(page), IsOk()) << event.text;
+      open_[event.invalidator] = OpenWindow{event.gfn, false};
     } else if (event.step == "swap") {
       victim_[event.invalidator] = space_.CurrentHost(page);
       space_.SwapBacking(page);
+      open_[event.invalidator].swapped = true;
     } else {  // end: the model's assertion at I_END
       space_.EndChange(page);
+      open_.erase(event.invalidator);
       const uint64_t victim = victim_[event.invalidator];
       removed_and_ended_.push_back(victim);
       std::optional<ShadowEntry> entry = mmu_.Lookup(page);
@@ -221,44 +244,71 @@ class ModelTrailReplayTest : public ::testing::Test {
   std::string last_ = "snap";
   std::vector<std::string> followed_;  // trail events the code went through, in order
   std::string divergence_;
+  size_t diverged_at_ = 0;  // index of the trail event the code did not do
+  struct OpenWindow {
+    uint64_t gfn;
+    bool swapped;
+  };
+  std::map<int, OpenWindow> open_;  // by invalidator
   std::map<int, uint64_t> victim_;
   std::vector<uint64_t> removed_and_ended_;
   std::vector<std::string> violations_;
 };
 
-constexpr char kSeqRecheckTrail[] = "kvm_retry.NO_SEQ_RECHECK.events";
+struct TrailCase {
+  const char* mutant;      // tests/model/trails/kvm_retry.<mutant>.events
+  const char* divergence;  // where the real code must leave the trail
+};
+
+void PrintTo(const TrailCase& c, std::ostream* os) { *os << c.mutant; }
+
+class ModelTrailReplayTest : public ModelTrailReplayFixture,
+                             public ::testing::WithParamInterface<TrailCase> {
+ protected:
+  void Replay() {
+    ModelTrailReplayFixture::Replay(absl::StrCat("kvm_retry.", GetParam().mutant, ".events"));
+  }
+};
 
 // The property the model checks, on the real code: the trail's interleaving leaves no
-// stale translation (fails if RetryGfn's seq re-check is removed).
-TEST_F(ModelTrailReplayTest, NoStaleTranslationSurvivesTheInvalidationEnd) {
-  Replay(kSeqRecheckTrail);
+// stale translation (fails if the check the mutant removed is removed from mmu/).
+TEST_P(ModelTrailReplayTest, NoStaleTranslationSurvivesTheInvalidationEnd) {
+  Replay();
   EXPECT_THAT(violations_, ::testing::IsEmpty())
       << "followed: " << absl::StrJoin(followed_, " | ");
-  // The fault ended on the page the primary has now, after the invalidation really ran.
+  // The fault ended on the page the primary has now, after every invalidation ran.
   ASSERT_TRUE(mmu_.Lookup(kFirstPage).has_value());
   EXPECT_EQ(mmu_.Lookup(kFirstPage)->host_address, space_.CurrentHost(kFirstPage));
-  EXPECT_EQ(mmu_.seq(), static_cast<uint64_t>(std::count_if(
-                            trail_.begin(), trail_.end(),
-                            [](const TrailEvent& e) { return !e.fault && e.step == "end"; })));
   EXPECT_EQ(mmu_.stats().installs, 1u);
+  EXPECT_EQ(mmu_.in_progress(), 0);
 }
 
-// Model and code agree step for step up to the check the mutant removed: the real code
-// runs every step of the trail (the invalidation lands between the lockless re-check and
-// the MMU lock) and leaves it only at the locked RetryGfn, which retries.
-TEST_F(ModelTrailReplayTest, CodeFollowsTheTrailUntilTheLockedSeqRecheckRetries) {
-  Replay(kSeqRecheckTrail);
-  // The trail ends with the mutant's install; everything before it must have happened.
-  ASSERT_TRUE(trail_.back().fault);
-  ASSERT_EQ(trail_.back().text, "F lock install");
-  std::vector<std::string> before_install;
-  for (size_t i = 0; i + 1 < trail_.size(); ++i) before_install.push_back(trail_[i].text);
-  EXPECT_EQ(followed_, before_install) << "followed: " << absl::StrJoin(followed_, " | ");
-  EXPECT_EQ(divergence_, "trail has 'F lock install', the code did 'F lock retry'");
+// Model and code agree step for step up to the check the mutant removed, and the real
+// code leaves the trail exactly there, with a retry.
+TEST_P(ModelTrailReplayTest, CodeFollowsTheTrailUntilTheRemovedCheckRetries) {
+  Replay();
+  EXPECT_EQ(divergence_, GetParam().divergence)
+      << "followed: " << absl::StrJoin(followed_, " | ");
+  std::vector<std::string> prefix;
+  for (size_t i = 0; i < diverged_at_ && i < trail_.size(); ++i) {
+    prefix.push_back(trail_[i].text);
+  }
+  EXPECT_EQ(followed_, prefix);
   const SecondaryMmuStats stats = mmu_.stats();
   EXPECT_EQ(stats.retries, 1u);
   EXPECT_EQ(stats.stale_detections, 1u);
 }
+
+INSTANTIATE_TEST_SUITE_P(
+    Kvm, ModelTrailReplayTest,
+    ::testing::Values(
+        TrailCase{"NO_SEQ_RECHECK", "trail has 'F lock install', the code did 'F lock retry'"},
+        TrailCase{"NO_RETRY_GFN", "trail has 'F lock install', the code did 'F lock retry'"},
+        TrailCase{"NO_RANGE_UNION",
+                  "trail has 'F precheck pass', the code did 'F precheck retry'"}),
+    [](const ::testing::TestParamInfo<TrailCase>& param_info) {
+      return std::string(param_info.param.mutant);
+    });
 
 }  // namespace
 }  // namespace mmuvisor::mmu
