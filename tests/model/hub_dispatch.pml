@@ -7,37 +7,37 @@
  * start: an end asserts its start is pending (so a second end fails too), a start asserts
  * none is pending, and each thread asserts nothing is pending when it is done.
  *
- * What it abstracts, line by line (C++ file:function -> model statement):
- *   hub.cc:CheckOpCombination      kStartMayFail+end rejected  -> kinds KVM (start+end, never
- *                                                                 fails), MAYFAIL (start only,
- *                                                                 kAgain when non-blockable),
- *                                                                 START (start only)
- *   hub.cc:PublishLocked           newest first; kSortedEndLast: stable_partition, enders last
- *                                                              -> publish(): list[] from linked[]
- *   hub.cc:LinkLocked              gate_.Close(); link; PublishLocked(); gate_.Open()
- *                                                              -> Registrar: closed = true;
- *                                                                 (open_windows == 0); link+publish;
- *                                                                 closed = false
- *   window_gate.h:Enter            blockable waits while closed; non-blockable fails
- *                                                              -> Walker: gate entry (two guards)
- *   hub_dispatch.cc:StartSlow      non-blockable + closed gate -> Unavailable, nothing started
- *   hub.h:InvalidateRangeStart     list_.load(acquire) in an SRCU section
- *                                                              -> snap[] = list[] (one step)
- *   hub.h:ClassicStartWalk         kSortedEndLast && !blockable && end_needers >= 2 -> refuse
- *                                                              -> "refused" branch
- *                                  for each starter: InvalidateRangeStart; kAgain && !blockable
- *                                  -> ClassicStartFailed(i)    -> one step per callback
- *   hub_dispatch.cc:ClassicStartFailed
- *                                  kSortedEndLast: return      -> SORTED: stop
- *                                  kUpstream/kLegacyUnpaired: remaining starts
- *                                                              -> loop i+1..n-1
- *                                  kUpstream: end on every ender (same list)
- *                                                              -> UPSTREAM: end loop over snap
- *                                  kLegacyUnpaired: no end     -> LEGACY: nothing
- *   hub.h:InvalidateRangeStart     failed -> gate_.ExitExclusive; Unavailable (caller: no end)
- *                                                              -> gate exit, thread done
- *   hub.h:InvalidateRangeEnd       list_.load again (a new SRCU section); ClassicEndWalk
- *                                  over enders; gate exit      -> snap[] reloaded; end loop; open_windows--
+ * What it abstracts, line by line (C++ file:function: statement  ->  model statement):
+ *   hub.cc:CheckOpCombination: kStartMayFail together with an end is rejected
+ *       -> kinds KVM (start+end, never fails), MAYFAIL (start only, kAgain when
+ *          non-blockable), START (start only, never fails)
+ *   hub.cc:PublishLocked: subs = linked_ newest first; kSortedEndLast: stable_partition
+ *       with the end-needers last; starters/enders filtered in that order
+ *       -> publish(): list[] from linked[]
+ *   hub.cc:LinkLocked: gate_.Close() (stop new windows, wait for open ones); link;
+ *       PublishLocked(); gate_.Open()
+ *       -> Registrar: closed = true; (open_windows == 0); link + publish; closed = false
+ *   window_gate.h:Enter / hub_dispatch.cc:StartSlow: a blockable start waits while the
+ *       gate is closed, a non-blockable one returns Unavailable with nothing started
+ *       -> Walker: the two guarded gate entries
+ *   hub.h:InvalidateRangeStart: list_.load(acquire) inside an SRCU read section
+ *       -> Walker: snap[] = list[] (one step)
+ *   hub.h:ClassicStartWalk: kSortedEndLast && !blockable && end_needers >= 2 -> refuse
+ *       -> POLICY_SORTED: the "refused up front" branch
+ *   hub.h:ClassicStartWalk: per starter: result = InvalidateRangeStart(range); kAgain and
+ *       !blockable -> ClassicStartFailed(list, i, range)
+ *       -> Walker: start_one(snap[i], ok), one step per callback
+ *   hub_dispatch.cc:ClassicStartFailed: kSortedEndLast returns at once
+ *       -> POLICY_SORTED: nothing more
+ *   hub_dispatch.cc:ClassicStartFailed: kUpstream/kLegacyUnpaired call the remaining starts
+ *       -> loop over snap[i+1..]
+ *   hub_dispatch.cc:ClassicStartFailed: kUpstream calls end on every ender of that list
+ *       -> POLICY_UPSTREAM: end_one over snap[]; POLICY_LEGACY: nothing
+ *   hub.h:InvalidateRangeStart: failed -> gate exit, Unavailable (the caller calls no end)
+ *       -> Walker: open_windows--, done
+ *   hub.h:InvalidateRangeEnd: list_.load(acquire) in a new SRCU section; ClassicEndWalk over
+ *       enders; gate exit
+ *       -> Walker: snap[] reloaded; end_one per KVM sub; open_windows--
  *
  * Abstractions: sequential consistency (the gate's and SRCU's store-buffering pairs are
  * assumed correct: each is one atomic step here); no interval subscriptions (see

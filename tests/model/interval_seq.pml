@@ -9,34 +9,43 @@
  *   P3 after Remove returns, Invalidate never runs on the subscription;
  *   P4 every ReadBegin/Remove sleeper wakes (no invalid end state).
  *
- * What it abstracts, line by line (C++ file:function -> model statement):
- *   hub_itree.cc:ItreeStart   lock; ++active_ranges; overlap = First(range); overlap? seq |= 1;
- *                             cur_seq = seq; unlock      -> I_START atomic step
- *                             walk without the lock; sub->Invalidate(range, cur_seq)
- *                                                        -> walking++ ... Invalidate ... walking--
- *                             Invalidate false && !blockable -> ItreeEnd(); return false
- *                                                        -> "refused" branch (EAGAIN)
- *   mirror.cc:Invalidate      lock mu_ (TryLock if !blockable: false); SetSeq(cur_seq); zap;
- *                             unlock                     -> one atomic step (or refusal)
- *   hub_dispatch.cc:StartInWindow  ItreeStart ok, a classic start fails:
- *                             unwind_interval_on_failure? ItreeEnd -> "classic fails" branch
- *   (the primary)             page replaced              -> I_SWAP
- *   hub_itree.cc:ItreeEnd     lock; --active_ranges; last && odd: ++seq, wake, run deferred
- *                                                        -> I_END atomic step
- *   hub_itree.cc:IntervalInsert  active_ranges? (odd? defer : seq |= 1, insert) : seq-1, insert;
- *                             sub.seq = seq              -> Mirror: insert step
- *   hub_itree.cc:IntervalRemove  odd? (in tree? defer, wait for seq != wait_from : cancel)
- *                             : remove now               -> Mirror: remove steps
- *   hub_itree.cc:IntervalReadBegin  s = sub.seq; s == seq? Await(seq != s)
- *                                                        -> atomic { s = m_seq; (s != seq) }
- *   mirror.cc:Fault           ReadBegin; Resolve; CheckRetry hint; lock mu_; ReadRetry?
- *                             retry : install            -> M_READ, M_RESOLVE, M_HINT, M_LOCK
- *   mirror.cc:Detach          Remove(); zap everything   -> spte_valid = false after remove
+ * What it abstracts, line by line (C++ file:function: statement  ->  model statement):
+ *   hub_itree.cc:ItreeStart: lock itree_mu_; ++active; overlap = First(range);
+ *       if (overlap) seq |= 1; cur_seq = seq; unlock
+ *       -> Invalidator "I start": one atomic step
+ *   hub_itree.cc:ItreeStart: walk without the lock: sub->Invalidate(range, cur_seq)
+ *       -> walking++ ... Mirror::Invalidate step ... walking--
+ *   hub_itree.cc:ItreeStart: Invalidate false && !blockable -> ItreeEnd(); return false
+ *       -> the "refused" branch (EAGAIN, nothing swapped)
+ *   mirror.cc:Invalidate: lock mu_ (TryLock when !blockable: false); SetSeq(cur_seq);
+ *       zap; unlock
+ *       -> one atomic step: m_seq = cur; spte_valid = false (or refused)
+ *   hub_dispatch.cc:StartInWindow: ItreeStart ok, a classic start fails ->
+ *       unwind_interval_on_failure ? ItreeEnd() : leave it open (Linux)
+ *       -> the "classic-failed" branch (NO_UNWIND: no itree_end)
+ *   the primary (migrate/reclaim): a new page behind the address
+ *       -> Invalidator swap: victim = backing; backing = fresh page
+ *   hub_itree.cc:ItreeEnd: lock; --active; last && odd: ++seq, notify_all, run the
+ *       deferred inserts/removes; unlock
+ *       -> itree_end() inside the "I end" atomic step
+ *   hub_itree.cc:IntervalInsert: active ? (odd ? defer : seq |= 1, insert) : insert with
+ *       sub.seq = seq - 1; otherwise sub.seq = seq
+ *       -> Mirror: the insert step
+ *   hub_itree.cc:IntervalRemove: odd ? (in tree ? defer, Await(seq != wait_from) :
+ *       cancel the pending insert) : remove now
+ *       -> Mirror: the remove step, then the blocking wait
+ *   hub_itree.cc:IntervalReadBegin: s = sub.seq; if (s == seq) Await(seq != s)
+ *       -> atomic { s = m_seq; (s != seq) }
+ *   mirror.cc:Fault: ReadBegin; Resolve; CheckRetry hint; lock mu_; ReadRetry(seq) ?
+ *       retry : pt_.Map
+ *       -> Mirror: read-begin, resolve, hint, then one atomic lock step
+ *   mirror.cc:Detach: Remove(); then lock mu_, attached_ = false, zap everything
+ *       -> detaching = true at the remove step; the final step: removed, spte_valid = false
  *
  * Abstractions: sequential consistency; every section under itree_mu_ or Mirror::mu_ is
  * one atomic step (none blocks inside; Await releases the lock while it sleeps, as an
  * atomic sequence that blocks in Promela does). One interval subscription (the mirror,
- * one page); NINV (default 2) invalidations, each covering the mirror's page or not (nondeterministic),
+ * one page); NINV (default 2) invalidations, each covering the mirror's page or not,
  * each blockable or not; a non-blockable Invalidate may be refused (TryLock) and a classic
  * start may fail after the interval part succeeded. The mirror inserts once, faults once
  * (retrying without bound), then removes. The tree's shape, multiple intervals, the

@@ -6,37 +6,48 @@
  *   - at each end: the spte of the faulting gfn does not map the page this window removed;
  *   - at each install: the page is not one whose removing window has already ended.
  *
- * What it abstracts, line by line (C++ file:function -> model statement):
- *   invalidate_state.cc:SnapshotSeq         seq_.load(acquire)      -> F_SNAP: snap = seq
- *   secondary_mmu.cc:Fault step 2           RetryGfnUnsafe(snap,g)  -> F_PRECHECK: RETRY_UNSAFE
- *   secondary_mmu.cc:Fault step 3           primary_.Resolve(...)   -> F_RESOLVE: page = backing[G]
- *   secondary_mmu.cc:Fault re-check         RetryGfnUnsafe(snap,g)  -> F_RECHECK: RETRY_UNSAFE
- *   secondary_mmu.cc:Fault step 4           MutexLock(&mu_); RetryGfn(mu_,snap,g)? continue
- *                                           : spt_.Map(g, page)     -> F_LOCK: atomic { RETRY_LOCKED; install }
- *   invalidate_state.cc:RetryGfnUnsafe      in_progress>0 && g in [start,end) || seq!=snap
- *                                                                   -> RETRY_UNSAFE (no kNoRange case,
- *                                                                      as the C++: ~0 bounds never match)
- *   invalidate_state.cc:RetryGfn            in_progress>0 && (no range || g in range) || seq!=snap
- *                                                                   -> RETRY_LOCKED
- *   secondary_mmu.cc:InvalidateRangeStart   ActiveInvalidationBegin; GfnRangesOf; lock mu_;
- *                                           Begin; RangeAdd; ZapRange; unlock
- *                                                                   -> I_START: atomic { in_progress++;
- *                                                                      reset range if first; union; zap }
- *   invalidate_state.cc:Begin               count==1 -> range = kNoRange -> "if in_progress == 1"
- *   invalidate_state.cc:RangeAdd            min/max union           -> rstart/rend union
- *   (the primary, e.g. tests/mmu/fake_address_space.cc:SwapBacking / vmm/host migrate)
- *                                           page replaced           -> I_SWAP: backing[g] = fresh page
- *   secondary_mmu.cc:InvalidateRangeEnd     lock mu_; End; unlock   -> I_END: atomic { seq++; in_progress-- }
- *   invalidate_state.cc:End                 seq++ (release) then in_progress-- (release)
+ * What it abstracts, line by line (C++ file:function: statement  ->  model statement):
+ *   invalidate_state.cc:SnapshotSeq: seq_.load(acquire)
+ *       -> Fault "F snap": snap = seq
+ *   secondary_mmu.cc:Fault step 2: if (checks && RetryGfnUnsafe(snapshot, gfn)) continue
+ *       -> Fault "F precheck": LOCKLESS(r) = RETRY_UNSAFE
+ *   secondary_mmu.cc:Fault step 3: primary_.Resolve(address, access)
+ *       -> Fault "F resolve": page = backing[G]
+ *   secondary_mmu.cc:Fault re-check: if (checks && RetryGfnUnsafe(snapshot, gfn)) continue
+ *       -> Fault "F recheck": LOCKLESS(r) = RETRY_UNSAFE
+ *   secondary_mmu.cc:Fault step 4: MutexLock(&mu_); if (RetryGfn(mu_, snapshot, gfn))
+ *       continue; spt_.Map(gfn, entry)
+ *       -> Fault "F lock": atomic { RETRY_LOCKED(r); r ? retry : spte = page }
+ *   invalidate_state.cc:RetryGfnUnsafe: in_progress > 0 && start <= gfn < end, or
+ *       seq != snapshot (no kNoRange case: ~0 bounds never match)
+ *       -> RETRY_UNSAFE
+ *   invalidate_state.cc:RetryGfn: in_progress > 0 && (start == kNoRange || gfn in range),
+ *       or seq != snapshot
+ *       -> RETRY_LOCKED
+ *   secondary_mmu.cc:InvalidateRangeStart: ActiveInvalidationBegin; lock mu_; Begin;
+ *       RangeAdd per slot range; ZapRange; unlock
+ *       -> Invalidator "I start": atomic { in_progress++; reset range if first; union; zap }
+ *   invalidate_state.cc:Begin: if (count == 1) range = kNoRange
+ *       -> if :: in_progress == 1 -> rstart = rend = NONE
+ *   invalidate_state.cc:RangeAdd: first range, or min/max union
+ *       -> rstart/rend union
+ *   the primary (tests/mmu/fake_address_space.cc:SwapBacking, vmm/host migrate/reclaim):
+ *       a new page behind the address
+ *       -> Invalidator "I swap": victim = backing[g]; backing[g] = fresh page
+ *   secondary_mmu.cc:InvalidateRangeEnd -> invalidate_state.cc:End: lock mu_; seq++
+ *       (release); in_progress-- (release); unlock; ActiveInvalidationEnd
+ *       -> Invalidator "I end": atomic { seq++; in_progress-- }
  *
  * Abstractions (what the model does NOT cover):
  *   - Memory model: sequential consistency. Every section under SecondaryMmu::mu_ is one
  *     atomic step (the sections never block inside, so any execution is equivalent to one
- *     where they do not overlap). The acquire/release pairings named in the C++ are what
- *     makes SC a sound abstraction for the locked check; the lockless checks are hints:
- *     variant LOCKLESS_ANY lets them return anything (a stale read of any kind) and
- *     NO_LOCKLESS drops them; both must still verify, so correctness rests on the locked
- *     RetryGfn alone.
+ *     where they do not overlap), and the locked RetryGfn reads under the same lock as
+ *     every writer, so SC is exact for it. The lockless checks are hints: variant
+ *     LOCKLESS_ANY lets them return anything (a stale read of any kind) and NO_LOCKLESS
+ *     drops them; both must still verify, so correctness rests on the locked RetryGfn
+ *     alone. Assumed, not checked: a Resolve after a snapshot that saw End's seq sees the
+ *     primary's change (SnapshotSeq's acquire pairs with End's release; the TSan build
+ *     checks that pairing in the C++).
  *   - Layout (slots, ActiveInvalidation*, UpdateLayout), released_, Resolve errors, access
  *     bits, the shadow table's shape: one spte for the faulting gfn G = 0; gfn 1 exists so
  *     that concurrent windows form a range union that may or may not cover G.
@@ -51,8 +62,8 @@
  *   NO_RETRY_GFN    the locked RetryGfn removed          expected: counterexample
  *   NO_RANGE_UNION  Begin resets the range every time    expected: counterexample
  *
- * Every step prints one "EV ..." line; tests/model/run turns the NO_SEQ_RECHECK trail into
- * tests/model/trails/kvm_retry.NO_SEQ_RECHECK.events, which
+ * Every step prints one "EV ..." line; tests/model/run turns each mutant's shortest trail
+ * into tests/model/trails/kvm_retry.<MUTANT>.events, which
  * tests/mmu/model_trail_replay_test.cc replays against the real SecondaryMmu.
  */
 
