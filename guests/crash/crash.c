@@ -1,8 +1,10 @@
 /* crash: faults on purpose. Reports the address of the faulting instruction with SYNC
  * (stage 0xc7a5, args[1] = &mmv_crash_site), prints "crash: faulting at 0x...", then stores
  * to guest-physical 0, which the page tables leave unmapped: #PF with CR2 = 0 at RIP =
- * mmv_crash_site. With no IDT handlers the VMM sees a triple fault (KVM_EXIT_SHUTDOWN). */
-#include "runtime/mmv_runtime.h"
+ * mmv_crash_site. The CPU delivers the #PF through the IDT to the VMM's exception stub,
+ * which exits to the VMM: `mmuvisor run crash` reports "guest exception: page fault (#PF),
+ * vector 14, error code 0x6, rip inside the image [...]" with cr2=0 and exits 3. */
+#include "mmuvisor/guest_runtime.h"
 
 #define CRASH_SYNC_STAGE 0xc7a5u
 

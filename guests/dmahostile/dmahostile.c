@@ -5,7 +5,7 @@
  * comes back with the expected error status and that a well-formed copy still works
  * afterwards, reports the counts (REPORT DMA_HOSTILE: sent, errors seen, errors as
  * expected) and returns 0 when every check held. Other vCPUs return at once. */
-#include "runtime/mmv_runtime.h"
+#include "mmuvisor/guest_runtime.h"
 
 #define POLL_LIMIT (1ull << 32)
 

@@ -2,7 +2,7 @@
  * through the serial port, then returns 0 (DONE with exit code 0).
  * Exact output (vCPU i, CPL c): ucall PRINT "hello64: Hello from vCPU i at CPLc!" then
  * serial "hello64: serial says hi\n". */
-#include "runtime/mmv_runtime.h"
+#include "mmuvisor/guest_runtime.h"
 
 int mmv_main(uint32_t vcpu, uint64_t arg) {
   (void)arg;

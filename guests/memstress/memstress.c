@@ -13,7 +13,7 @@
  * (boot info args) is reached or the VMM sets the stop word.
  * Returns 0 when it saw no mismatch and every DMA succeeded, 1 otherwise. */
 #include "memstress/memstress_shared.h"
-#include "runtime/mmv_runtime.h"
+#include "mmuvisor/guest_runtime.h"
 
 #define WORDS_PER_PAGE (MEMSTRESS_PAGE / 8)
 #define COPY_PAGES (MEMSTRESS_DMA_PAGES - 1)

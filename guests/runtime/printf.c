@@ -1,5 +1,5 @@
 /* printf-lite: enough formatting for guest messages (see mmv_runtime.h for the subset). */
-#include "mmv_runtime.h"
+#include "mmuvisor/guest_runtime.h"
 
 struct out {
   char* buf;

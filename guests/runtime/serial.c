@@ -1,5 +1,5 @@
 /* Serial console output on COM1 (THR at MMV_PORT_SERIAL). */
-#include "mmv_runtime.h"
+#include "mmuvisor/guest_runtime.h"
 
 void mmv_serial_putc(char c) { mmv_outb(MMV_PORT_SERIAL, (uint8_t)c); }
 

@@ -1,6 +1,6 @@
 /* The runtime's own string functions. Byte loops on purpose: no SSE (ring-0 code must not
  * use it, PLATFORM.md) and nothing clever to get wrong. */
-#include "mmv_runtime.h"
+#include "mmuvisor/guest_runtime.h"
 
 void* memcpy(void* dst, const void* src, size_t n) {
   unsigned char* d = dst;

@@ -1,8 +1,17 @@
 /* ucall: guest -> VMM calls through this vCPU's block and MMV_PORT_UCALL. */
-#include "mmv_runtime.h"
+#include "mmuvisor/guest_runtime.h"
 
 const volatile struct mmv_boot_info* mmv_boot_info(void) {
   return (const volatile struct mmv_boot_info*)(uintptr_t)MMV_BOOT_INFO_GPA;
+}
+
+uint32_t mmv_nr_args(void) {
+  const uint32_t n = mmv_boot_info()->nr_args;
+  return n < MMV_BOOT_INFO_MAX_ARGS ? n : MMV_BOOT_INFO_MAX_ARGS;
+}
+
+uint64_t mmv_arg(uint32_t i, uint64_t fallback) {
+  return i < mmv_nr_args() ? mmv_boot_info()->args[i] : fallback;
 }
 
 uint32_t mmv_vcpu_index(void) {

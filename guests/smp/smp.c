@@ -2,7 +2,7 @@
  * barrier, then reports through SYNC (args: stage 1, index, sum, vCPUs seen at the barrier)
  * and a PRINT "smp: vCPU i of N: sum(1..n) = s", then returns 0.
  * Expected sums: vCPU 0 -> 500500, vCPU 1 -> 2001000, vCPU i -> n(n+1)/2. */
-#include "runtime/mmv_runtime.h"
+#include "mmuvisor/guest_runtime.h"
 
 static uint32_t arrived; /* vCPUs that reached the barrier; .bss, zeroed by the loader */
 

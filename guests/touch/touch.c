@@ -2,7 +2,7 @@
  * writes one byte to every page of its share of a range the VMM chose (swapped out, or
  * never touched), bracketed by two SYNCs the VMM times, then verifies every page (the
  * host's word at offset 0, its own byte) and reports. Runs at CPL3; no interrupts. */
-#include "runtime/mmv_runtime.h"
+#include "mmuvisor/guest_runtime.h"
 #include "touch/touch_shared.h"
 
 int mmv_main(uint32_t vcpu, uint64_t arg) {

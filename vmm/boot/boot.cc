@@ -58,6 +58,7 @@ mmv_boot_info MakeBootInfo(const BootLayout& layout, const BootOptions& options)
   info.flags = options.flags;
   info.seed = options.seed;
   for (size_t i = 0; i < options.args.size(); ++i) info.args[i] = options.args[i];
+  info.nr_args = options.nr_args;
   return info;
 }
 

@@ -34,7 +34,8 @@ struct BootOptions {
   GuestPrivilege privilege = GuestPrivilege::kUser;  // long-mode images only
   uint64_t seed = 0;                                 // mmv_boot_info.seed
   uint32_t flags = 0;                                // mmv_boot_info.flags
-  std::array<uint64_t, 8> args{};                    // mmv_boot_info.args
+  std::array<uint64_t, MMV_BOOT_INFO_MAX_ARGS> args{};  // mmv_boot_info.args
+  uint32_t nr_args = 0;  // mmv_boot_info.nr_args: how many of args the user gave
   ElfLoadLimits limits;
 };
 

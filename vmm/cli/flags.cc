@@ -1,5 +1,6 @@
 #include "vmm/cli/flags.h"
 
+#include <algorithm>
 #include <limits>
 #include <optional>
 
@@ -8,7 +9,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "mmuvisor/guest_abi.h"
+#include "vmm/cli/guest_source.h"
 #include "vmm/memory/address.h"
 
 namespace mmuvisor::vmm::cli {
@@ -96,18 +99,36 @@ absl::StatusOr<Command> ParseRun(absl::Span<const std::string> args) {
       flags_done = true;
       continue;
     }
+    if (flags_done && guest) {
+      // A run argument: mmv_boot_info.args[n].
+      const size_t n = run.guest_args.size();
+      if (n == MMV_BOOT_INFO_MAX_ARGS) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "run: too many guest arguments (%u given after '--'): at most %u fit in "
+            "mmv_boot_info.args",
+            args.size() - i + n, MMV_BOOT_INFO_MAX_ARGS));
+      }
+      absl::StatusOr<uint64_t> v = ParseGuestNumber(arg);
+      if (!v.ok()) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "run: guest argument %u '%s': %s", n, arg, v.status().message()));
+      }
+      run.guest_args.push_back(*v);
+      continue;
+    }
     if (flags_done || !absl::StartsWith(arg, "-") || arg == "-") {
       if (guest) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "run: unexpected argument '", arg, "' (GUEST is already '", *guest, "')"));
+            "run: unexpected argument '", arg, "' (GUEST is already '", *guest,
+            "'); guest arguments go after '--'"));
       }
       guest = std::string(arg);
       continue;
     }
     auto [flag, inline_value] = SplitFlag(arg);
-    static constexpr absl::string_view kFlags[] = {"--mem", "--vcpus", "--timeout",
-                                                   "--memory", "--cpl", "--kvm",
-                                                   "--resident"};
+    static constexpr absl::string_view kFlags[] = {"--mem",    "--vcpus",     "--timeout",
+                                                   "--memory", "--cpl",       "--kvm",
+                                                   "--resident", "--seed", "--boot-flags"};
     bool known = false;
     for (absl::string_view f : kFlags) known = known || f == flag;
     if (!known) {
@@ -147,6 +168,17 @@ absl::StatusOr<Command> ParseRun(absl::Span<const std::string> args) {
       absl::StatusOr<GuestPrivilege> v = ParseCpl(value);
       if (!v.ok()) return v.status();
       run.privilege = *v;
+    } else if (flag == "--seed") {
+      absl::StatusOr<uint64_t> v = ParseGuestNumber(value);
+      if (!v.ok()) return Bad("--seed", value, v.status().message());
+      run.seed = *v;
+    } else if (flag == "--boot-flags") {
+      absl::StatusOr<uint64_t> v = ParseGuestNumber(value);
+      if (!v.ok()) return Bad("--boot-flags", value, v.status().message());
+      if (*v > std::numeric_limits<uint32_t>::max()) {
+        return Bad("--boot-flags", value, "more than 32 bits (mmv_boot_info.flags)");
+      }
+      run.boot_flags = static_cast<uint32_t>(*v);
     } else if (flag == "--resident") {
       absl::StatusOr<double> v = ParseResident(value);
       if (!v.ok()) return Bad("--resident", value, v.status().message());
@@ -160,6 +192,11 @@ absl::StatusOr<Command> ParseRun(absl::Span<const std::string> args) {
         "run: missing GUEST (a built-in guest name or an ELF path; see 'mmuvisor run --help')");
   }
   run.guest = *guest;
+  const bool timeout_given =
+      std::find(seen.begin(), seen.end(), "--timeout") != seen.end();
+  if (!timeout_given && run.privilege == GuestPrivilege::kKernel) {
+    run.timeout = kDefaultTimeoutCpl0;
+  }
   return command;
 }
 
@@ -199,6 +236,36 @@ absl::StatusOr<uint64_t> ParseSize(absl::string_view text) {
     return absl::InvalidArgumentError("size overflows 64 bits");
   }
   return number << shift;
+}
+
+absl::StatusOr<uint64_t> ParseGuestNumber(absl::string_view text) {
+  uint64_t v = 0;
+  if (absl::StartsWithIgnoreCase(text, "0x")) {
+    const absl::string_view hex = text.substr(2);
+    if (hex.empty() || hex.size() > 16 ||
+        !std::all_of(hex.begin(), hex.end(),
+                     [](char c) { return absl::ascii_isxdigit(static_cast<unsigned char>(c)); }) ||
+        !absl::SimpleHexAtoi(hex, &v)) {
+      return absl::InvalidArgumentError(
+          "not a number (expected decimal, 0x hex, or a size such as 4K or 4M)");
+    }
+    return v;
+  }
+  if (text == "0") return uint64_t{0};
+  if (text.empty() || !absl::ascii_isdigit(static_cast<unsigned char>(text[0]))) {
+    return absl::InvalidArgumentError(
+        "not a number (expected decimal, 0x hex, or a size such as 4K or 4M)");
+  }
+  absl::StatusOr<uint64_t> size = ParseSize(text);  // decimal with an optional unit
+  if (!size.ok()) {
+    if (absl::StrContains(size.status().message(), "zero")) return uint64_t{0};  // "00", "0K"
+    if (absl::StrContains(size.status().message(), "unknown unit")) {
+      return absl::InvalidArgumentError(
+          "not a number (expected decimal, 0x hex, or a size such as 4K or 4M)");
+    }
+    return size.status();
+  }
+  return *size;
 }
 
 absl::StatusOr<absl::Duration> ParseTimeout(absl::string_view text) {
@@ -272,32 +339,41 @@ std::string GeneralHelp() {
 std::string RunHelp() {
   return absl::StrCat(
       "Usage: mmuvisor run GUEST [--mem SIZE] [--vcpus N] [--timeout D] [--memory memfd|anon]\n"
-      "                          [--cpl 0|3] [--kvm PATH] [--resident P]\n"
+      "                          [--cpl 0|3] [--kvm PATH] [--resident P] [--seed N]\n"
+      "                          [--boot-flags N] [-- ARG...]\n"
       "\n"
       "Boots GUEST in a fresh KVM virtual machine, prints what it writes to the serial port\n"
       "and through ucall PRINT on stdout, and exits with the guest's verdict (see\n"
       "'mmuvisor --help'). Errors and the final report go to stderr, one line each.\n"
       "\n"
-      "  GUEST            a built-in guest (hello64, hello16, smp, crash) or the path of an\n"
-      "                   x86-64 ELF executable linked for mmuvisor (see vmm/README.md)\n"
+      "  GUEST            a built-in guest (",
+      absl::StrJoin(kRunGuests, ", "),
+      ") or the path of an\n"
+      "                   x86-64 ELF executable built with the guest SDK (guests/README.md)\n"
+      "  -- ARG...        up to 8 run arguments for the guest, each decimal, 0x hex or a\n"
+      "                   size (4K, 4M, 1G): mmv_boot_info.args[0..n), nr_args = n (also\n"
+      "                   in RSI at entry). Default: none (nr_args 0, args all 0)\n"
+      "  --seed N         mmv_boot_info.seed, for the guest's own use. Default 0\n"
+      "  --boot-flags N   mmv_boot_info.flags (32 bits), for the guest's own use. Default 0\n"
       "  --mem SIZE       guest RAM, a multiple of 4 KiB from 2M up to this host's physical\n"
       "                   memory; units K, M, G, T (binary). Default 64M\n"
       "  --vcpus N        virtual CPUs, 1 to 32 and at most what KVM allows; each gets its\n"
-      "                   own stack and start argument (its index). Default 1\n"
+      "                   own stack and ucall block (RDI = its index). Default 1\n"
       "  --timeout D      stop the guest and fail (exit 4) after D: 10s, 500ms, 2m, plain\n"
-      "                   seconds, or 'none'. Default 10s\n"
+      "                   seconds, or 'none'. Default 10s, 60s with --cpl 0\n"
       "  --memory KIND    backing of guest RAM: 'memfd' (shareable, hole-punchable; the\n"
       "                   default) or 'anon' (private anonymous memory)\n"
       "  --cpl 0|3        privilege a long-mode guest starts at: 3 (user mode, ports through\n"
       "                   the TSS I/O bitmap; runs natively on shadow-paging hosts; the\n"
-      "                   default) or 0 (kernel\n"
-      "                   mode, instruction-emulated on such hosts: setup code only)\n"
+      "                   default) or 0 (kernel mode, instruction-emulated on such hosts:\n"
+      "                   setup code only)\n"
       "  --kvm PATH       the KVM device. Default /dev/kvm\n"
       "  --resident P     keep at most P of guest RAM resident (25% or 0.25): a reclaim\n"
       "                   thread swaps the rest out to a temporary swap file while the\n"
       "                   guest runs; it comes back on access. Default: no reclaim\n"
       "  -h, --help       this text\n"
-      "Flags take '--flag VALUE' or '--flag=VALUE'; '--' ends the flags.\n");
+      "Flags take '--flag VALUE' or '--flag=VALUE'. memstress and dmahostile are the guests\n"
+      "of 'mmuvisor stress' and do not run here.\n");
 }
 
 }  // namespace mmuvisor::vmm::cli

@@ -2,10 +2,13 @@
 // library stays free of process-wide state and every error is an absl::Status).
 //
 //   mmuvisor                          the short default stress scenario (= mmuvisor stress)
-//   mmuvisor run GUEST [flags]        boot GUEST (a built-in name or an ELF path)
+//   mmuvisor run GUEST [flags] [-- ARG...]
+//                                     boot GUEST (a built-in name or an ELF path) with up to
+//                                     8 numeric run arguments (mmv_boot_info.args)
 //   mmuvisor stress [flags]           the stress scenario (flags: vmm/stress/stress_options.h)
 //   mmuvisor help [COMMAND] | --help  usage
-// Flags take "--flag VALUE" or "--flag=VALUE"; "--" ends the flags. A flag given twice,
+// Flags take "--flag VALUE" or "--flag=VALUE"; "--" ends the flags: after it, the words are
+// the guest's run arguments (the first is GUEST if none was given before). A flag given twice,
 // an unknown flag, a missing or malformed value, or a stray argument is an
 // InvalidArgument error whose message names the flag and the value.
 // New subcommands (stress) add a Command kind and a parser function here.
@@ -30,17 +33,26 @@ inline constexpr absl::string_view kDefaultGuest = "hello64";
 inline constexpr uint64_t kDefaultMemBytes = 64ull << 20;
 inline constexpr uint64_t kMinMemBytes = 2ull << 20;  // the fixed layout below 1 MiB + image
 inline constexpr absl::Duration kDefaultTimeout = absl::Seconds(10);
+// Without --timeout at --cpl 0: guest code at CPL0 is instruction-emulated on
+// shadow-paging hosts (kvm_pvm, ~1000x slower), where a 4 MiB verify takes ~10 s.
+inline constexpr absl::Duration kDefaultTimeoutCpl0 = absl::Seconds(60);
 
 struct RunOptions {
   std::string guest = std::string(kDefaultGuest);
   uint64_t mem_bytes = kDefaultMemBytes;
   uint32_t vcpus = 1;
-  absl::Duration timeout = kDefaultTimeout;  // InfiniteDuration() for "--timeout none"
+  // InfiniteDuration() for "--timeout none"; kDefaultTimeoutCpl0 at --cpl 0 without it.
+  absl::Duration timeout = kDefaultTimeout;
   MemoryBacking backing = MemoryBacking::kMemfd;
   GuestPrivilege privilege = GuestPrivilege::kUser;
   std::string kvm_path = "/dev/kvm";
   // --resident: target resident fraction of guest RAM for the reclaim thread; unset = none.
   std::optional<double> resident_fraction;
+  // mmv_boot_info: --seed, --boot-flags and the run arguments after "--" (at most
+  // MMV_BOOT_INFO_MAX_ARGS; nr_args = guest_args.size()).
+  uint64_t seed = 0;
+  uint32_t boot_flags = 0;
+  std::vector<uint64_t> guest_args;
 };
 
 enum class CommandKind { kHelp, kRun, kStress };
@@ -59,6 +71,10 @@ absl::StatusOr<Command> ParseCommandLine(absl::Span<const std::string> args);
 // "4096", "64K", "64M", "1G", "2T" (binary units; K/KiB/KB all mean 1024). Errors:
 // malformed, zero, or overflowing 64 bits.
 absl::StatusOr<uint64_t> ParseSize(absl::string_view text);
+// A run argument or --seed/--boot-flags value: decimal ("4096"), hexadecimal ("0x1000")
+// or decimal with a binary unit ("4K", "4M", "1G", "2T"); zero is allowed. Errors:
+// anything else, or more than 64 bits.
+absl::StatusOr<uint64_t> ParseGuestNumber(absl::string_view text);
 // "10s", "500ms", "2m", "1h30m" (absl::ParseDuration) or plain seconds "10"; "none" for no
 // timeout. Errors: malformed, zero or negative.
 absl::StatusOr<absl::Duration> ParseTimeout(absl::string_view text);

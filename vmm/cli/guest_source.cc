@@ -21,35 +21,35 @@ absl::StatusOr<std::vector<uint8_t>> ReadImageFile(absl::string_view path, uint6
   if (raw < 0) {
     const int err = errno;
     return absl::Status(ErrnoToCode(err),
-                        absl::StrCat("guest image ", path, ": ", ErrnoText(err)));
+                        absl::StrCat(path, ": ELF image: ", ErrnoText(err)));
   }
   UniqueFd fd(raw);
   struct stat st;
-  if (::fstat(fd.get(), &st) < 0) return ErrnoToStatus(errno, absl::StrCat("fstat ", path));
+  if (::fstat(fd.get(), &st) < 0) return ErrnoToStatus(errno, absl::StrCat(path, ": ELF image: fstat"));
   if (!S_ISREG(st.st_mode)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("guest image ", path, ": not a regular file"));
+        absl::StrCat(path, ": ELF image: not a regular file"));
   }
   const uint64_t size = static_cast<uint64_t>(st.st_size);
   if (size == 0) {
-    return absl::InvalidArgumentError(absl::StrCat("guest image ", path, ": file is empty"));
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ELF image: file is empty"));
   }
   if (size > max_bytes) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "guest image %s: %u bytes, larger than the %u-byte limit", path, size, max_bytes));
+        "%s: ELF image: %u bytes, larger than the %u-byte limit", path, size, max_bytes));
   }
   std::vector<uint8_t> bytes(size);
   uint64_t done = 0;
   while (done < size) {
     ssize_t n = ::read(fd.get(), bytes.data() + done, size - done);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoToStatus(errno, absl::StrCat("read ", path));
+    if (n < 0) return ErrnoToStatus(errno, absl::StrCat(path, ": ELF image: read"));
     if (n == 0) break;
     done += static_cast<uint64_t>(n);
   }
   if (done != size) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "guest image %s: changed while being read (%u of %u bytes)", path, done, size));
+        "%s: ELF image: changed while being read (%u of %u bytes)", path, done, size));
   }
   return bytes;
 }
@@ -59,6 +59,14 @@ absl::StatusOr<GuestSource> ResolveGuest(absl::string_view guest) {
   source.name = std::string(guest);
   // A name with a slash is always a path, so "./hello64" reads the file.
   if (guest.find('/') == absl::string_view::npos) {
+    for (absl::string_view stress_guest : kStressOnlyGuests) {
+      if (guest == stress_guest) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            guest, ": the guest of 'mmuvisor stress' (it needs the stress runner's DMA device ",
+            "and stop word, and never ends under 'run'); run guests: ",
+            absl::StrJoin(kRunGuests, ", ")));
+      }
+    }
     absl::StatusOr<absl::Span<const uint8_t>> builtin = BuiltinGuestImage(guest);
     if (builtin.ok()) {
       source.builtin = true;
@@ -70,7 +78,7 @@ absl::StatusOr<GuestSource> ResolveGuest(absl::string_view guest) {
     if (::stat(p.c_str(), &st) < 0 && errno == ENOENT) {
       return absl::NotFoundError(absl::StrCat(
           "unknown guest '", guest, "': not a built-in guest (",
-          absl::StrJoin(BuiltinGuestImageNames(), ", "), ") and no such file"));
+          absl::StrJoin(kRunGuests, ", "), ") and no such file"));
     }
   }
   absl::StatusOr<std::vector<uint8_t>> file = ReadImageFile(guest);

@@ -70,6 +70,12 @@ int RunGuest(const RunOptions& options, std::FILE* out, std::FILE* err) {
     return Fail(err, IsInputError(st) ? kExitBadInput : kExitHostError,
                 absl::StrCat(guest->name, ": ", st.message()));
   }
+  config.seed = options.seed;
+  config.boot_flags = options.boot_flags;
+  for (size_t i = 0; i < options.guest_args.size() && i < config.boot_args.size(); ++i) {
+    config.boot_args[i] = options.guest_args[i];
+  }
+  config.nr_boot_args = static_cast<uint32_t>(options.guest_args.size());
   RunResult result = (*machine)->Run();
   const int code = ExitCodeFor(result.verdict);
   std::fprintf(err, "mmuvisor: %s: %s\n", guest->name.c_str(), result.summary.c_str());

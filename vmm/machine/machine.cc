@@ -94,6 +94,9 @@ absl::Status Machine::Init(absl::Span<const uint8_t> elf) {
   boot.nr_vcpus = config_.vcpus;
   boot.privilege = config_.privilege;
   boot.seed = config_.seed;
+  boot.flags = config_.boot_flags;
+  boot.args = config_.boot_args;
+  boot.nr_args = config_.nr_boot_args;
   absl::StatusOr<BootPlan> plan = PrepareGuest(ram, elf, boot);
   if (!plan.ok()) return InputError(plan.status());
   plan_ = *std::move(plan);
@@ -173,8 +176,8 @@ absl::Status Machine::SetUpKvm() {
   for (uint32_t i = 0; i < config_.vcpus; ++i) {
     // CPUID was set before SREGS: KVM refuses EFER.LME unless the guest CPUID has it.
     RETURN_IF_ERROR(vcpus_[i]->SetSregs(InitialSregs(plan_, i, base[i])));
-    // The start argument is the vCPU index until a scenario needs something else.
-    RETURN_IF_ERROR(vcpus_[i]->SetRegs(InitialRegs(plan_, i, i)));
+    // RSI = the number of run arguments (guest_abi.h), as in mmv_boot_info.nr_args.
+    RETURN_IF_ERROR(vcpus_[i]->SetRegs(InitialRegs(plan_, i, config_.nr_boot_args)));
   }
   MutexLock lock(&mu_);
   reports_.resize(config_.vcpus);

@@ -43,6 +43,7 @@
 #ifndef MMUVISOR_VMM_MACHINE_MACHINE_H_
 #define MMUVISOR_VMM_MACHINE_MACHINE_H_
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -107,7 +108,12 @@ struct MachineConfig {
   MemoryBacking backing = MemoryBacking::kMemfd;
   GuestPrivilege privilege = GuestPrivilege::kUser;
   absl::Duration timeout = absl::Seconds(10);  // InfiniteDuration(): no watchdog
+  // mmv_boot_info.seed, .flags, .args and .nr_args (`mmuvisor run --seed --boot-flags --
+  // ARG...`); RSI at entry is nr_args.
   uint64_t seed = 0;
+  uint32_t boot_flags = 0;
+  std::array<uint64_t, MMV_BOOT_INFO_MAX_ARGS> boot_args{};
+  uint32_t nr_boot_args = 0;
   std::FILE* console_echo = nullptr;    // where guest lines are echoed (stdout in the CLI)
   MachineObserver* observer = nullptr;  // not owned
   // The host address space. Machine sets ram_bytes/backing (from ram_size/backing),

@@ -2,6 +2,7 @@
 #include <cassert>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "vmm/machine/exception_stubs.h"
 #include "vmm/machine/machine.h"
 #include "vmm/vcpu/watchdog.h"
@@ -85,6 +86,17 @@ void Machine::OnVcpuStop(uint32_t vcpu, const VcpuStop& stop_in) {
     }
   }
   bool broken = stop.kind == StopKind::kCrashed || stop.kind == StopKind::kHostError;
+  if (stop.kind == StopKind::kCrashed && stop.registers) {
+    // Where the guest was: its own code, or somewhere it jumped to.
+    const uint64_t rip = stop.registers->rip;
+    const LoadedImage& image = plan_.image;
+    absl::StrAppend(&stop.detail,
+                    absl::StrFormat(", rip %s the image [%#x, %#x)",
+                                    rip >= image.lowest_gpa && rip < image.highest_gpa
+                                        ? "inside"
+                                        : "outside",
+                                    image.lowest_gpa, image.highest_gpa));
+  }
   {
     MutexLock lock(&mu_);
     VcpuReport& report = reports_[vcpu];

@@ -1,27 +1,38 @@
-/* The contract between mmuvisor guests and the VMM: port numbers, the ucall block and the
- * guest-physical memory layout. Plain C so both freestanding guests and the C++ VMM can
- * include it; every field has a fixed width and the layout never depends on the compiler.
+/* The contract between mmuvisor guests and the VMM: port numbers, the ucall block, the boot
+ * info and the guest-physical memory layout. Plain C so both freestanding guests and the C++
+ * VMM can include it; every field has a fixed width and the layout never depends on the
+ * compiler. This header is the one source of truth for the numbers below; the READMEs
+ * point here (guests/README.md is the guide).
  *
- * Guest-physical layout (all guests; the VMM builds what sits below 1 MiB):
+ * Guest-physical layout (all guests; the VMM builds what sits below 1 MiB and owns it: a
+ * guest writes only its ucall block, its image, free memory and its stack):
  *   [0x0000, 0x1000)    never mapped in guest page tables: a null dereference faults
- *   [0x1000, 0x2000)    GDT and TSS built by the VMM
- *   [0x2000, 0x3000)    IDT page (reserved; empty unless the VMM installs handlers)
- *   [0x3000, 0x3800)    struct mmv_boot_info, read-only for the guest by convention
+ *   [0x1000, 0x2000)    GDT and one TSS per vCPU built by the VMM
+ *   [0x2000, 0x3000)    IDT: long-mode guests get gates for vectors 0-31 to the exception
+ *                       stubs below (real mode: unused)
+ *   [0x3000, 0x3800)    struct mmv_boot_info at its start (sizeof is far below 2 KiB), the
+ *                       rest reserved; read-only for the guest by convention
  *   [0x3800, 0x4000)    exception stubs the VMM installs behind the IDT: each OUTs its
- *                       vector to MMV_PORT_EXCEPTION so a guest exception exits to the VMM
- *                       with its frame instead of triple-faulting
- *   [0x4000, 0x8000)    per-vCPU ucall blocks (struct mmv_ucall, 512 bytes each)
+ *                       vector to MMV_PORT_EXCEPTION, so a guest exception (#PF, #GP, #UD,
+ *                       ...) exits to the VMM with its frame and is reported as a crash
+ *                       naming the exception, instead of triple-faulting
+ *   [0x4000, 0x8000)    per-vCPU ucall blocks (struct mmv_ucall, MMV_UCALL_STRIDE each)
  *   [0x8000, 0x10000)   real-mode guests are linked and loaded here (CS base 0);
  *                       long-mode guests: [0x8000, 0xa001) is the VMM's I/O permission
  *                       bitmap (every port granted, then 0xff), shared by every TSS
  *   [0x10000, 0x100000) identity page tables built by the VMM (2 MiB pages, U bit set)
  *   [0x100000, ...)     long-mode guest ELF images are linked and loaded here
  *   [free_start, free_end)  memory the guest may use as it likes (see mmv_boot_info)
- *   [free_end, ram_end) per-vCPU stacks, MMV_STACK_SIZE each, vCPU 0 highest
+ *   [free_end, ram_end) per-vCPU stack regions, MMV_STACK_SIZE each, vCPU 0 highest: vCPU i
+ *                       owns [ram_end - (i+1)*MMV_STACK_SIZE, ram_end - i*MMV_STACK_SIZE);
+ *                       its lowest MMV_EXCEPTION_STACK_SIZE bytes are the ring-0 stack the
+ *                       CPU switches to on an exception (TSS.RSP0), so the guest's own
+ *                       stack is the MMV_STACK_SIZE - MMV_EXCEPTION_STACK_SIZE above it
  * Long-mode guests start at the ELF entry at CPL3 with RFLAGS.IOPL = 0 unless the VMM is
  * told to enter at CPL0; port I/O from CPL3 is allowed by the TSS I/O bitmap (never by
- * IOPL, which kvm_pvm ignores for guest ring 3), with RDI = vCPU index, RSI = the start argument, RSP = top of
- * that vCPU's stack (16-byte aligned minus 8, as after a call).
+ * IOPL, which kvm_pvm ignores for guest ring 3). Registers at entry: RDI = vCPU index,
+ * RSI = mmv_boot_info.nr_args (how many run arguments were given), RSP = top of that vCPU's
+ * stack region - 8 (16-byte aligned minus 8, as after a call), interrupts off (IF = 0).
  */
 #ifndef MMUVISOR_GUEST_ABI_H_
 #define MMUVISOR_GUEST_ABI_H_
@@ -53,7 +64,8 @@ extern "C" {
 #define MMV_PAGE_TABLE_GPA 0x10000u
 #define MMV_PAGE_TABLE_END_GPA 0x100000u
 #define MMV_IMAGE_GPA 0x100000u
-#define MMV_STACK_SIZE 0x10000u
+#define MMV_STACK_SIZE 0x10000u           /* per-vCPU stack region */
+#define MMV_EXCEPTION_STACK_SIZE 0x1000u /* its lowest part: the ring-0 stack (TSS.RSP0) */
 
 /* Real-mode guests: the image lies in [MMV_REAL_MODE_LOAD_GPA, MMV_REAL_MODE_LOAD_END_GPA),
  * entered with CS = DS = ES = SS = 0, IP = ELF entry, SP = MMV_REAL_MODE_STACK_TOP (the stack
@@ -72,16 +84,22 @@ extern "C" {
 
 #define MMV_BOOT_INFO_MAGIC 0x4f4f42564d4d4d00ull /* "\0MMMVBOO" */
 
-/* Written by the VMM before any vCPU runs. */
+#define MMV_BOOT_INFO_MAX_ARGS 8u
+
+/* Written by the VMM before any vCPU runs. `mmuvisor run GUEST [--seed N]
+ * [--boot-flags N] -- ARG...` fills seed, flags, args[] and nr_args; every other field is
+ * the VMM's. Fields a run does not set are 0. */
 struct mmv_boot_info {
   uint64_t magic;       /* MMV_BOOT_INFO_MAGIC */
   uint64_t ram_size;    /* bytes of guest RAM starting at guest-physical 0 */
   uint64_t free_start;  /* first free byte after the image, page aligned */
   uint64_t free_end;    /* end of free memory (start of the stacks), page aligned */
   uint32_t nr_vcpus;
-  uint32_t flags;
-  uint64_t seed;        /* workload seed chosen by the VMM */
-  uint64_t args[8];     /* guest-specific parameters */
+  uint32_t flags;       /* guest-defined bits (`--boot-flags`) */
+  uint64_t seed;        /* workload seed (`--seed`) */
+  uint64_t args[MMV_BOOT_INFO_MAX_ARGS]; /* guest-specific parameters (run arguments) */
+  uint32_t nr_args;     /* how many of args[] the user gave (the rest are 0); also in RSI */
+  uint32_t reserved;    /* 0 */
 };
 
 /* ucall commands. A guest fills its own block (MMV_UCALL_GPA + index * MMV_UCALL_STRIDE)
@@ -190,7 +208,10 @@ struct mmv_dma_desc {
 #ifdef __cplusplus
 }  /* extern "C" */
 static_assert(sizeof(struct mmv_ucall) <= MMV_UCALL_STRIDE, "ucall block too large");
-static_assert(sizeof(struct mmv_boot_info) == 112, "boot info layout changed");
+static_assert(sizeof(struct mmv_boot_info) == 120, "boot info layout changed");
+static_assert(offsetof(struct mmv_boot_info, args) == 48, "boot info layout changed");
+static_assert(MMV_BOOT_INFO_GPA + sizeof(struct mmv_boot_info) <= MMV_EXCEPTION_STUB_GPA,
+              "boot info overlaps the exception stubs");
 static_assert(offsetof(struct mmv_ucall, cmd) == 4, "ucall layout changed");
 static_assert(offsetof(struct mmv_ucall, args) == 8, "ucall layout changed");
 static_assert(offsetof(struct mmv_ucall, text) == 56, "ucall layout changed");

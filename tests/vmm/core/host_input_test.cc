@@ -63,7 +63,7 @@ class ImageFileTest : public ::testing::Test {
 
 TEST_F(ImageFileTest, EmptyFile) {
   EXPECT_THAT(cli::ReadImageFile(path_),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(": file is empty")));
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(": ELF image: file is empty")));
 }
 
 TEST_F(ImageFileTest, OversizedFileIsRejectedBeforeReading) {
@@ -84,7 +84,7 @@ TEST_F(ImageFileTest, ReadsAWholeFile) {
 TEST(ResolveGuestTest, MissingDirectoryAndUnknownName) {
   EXPECT_THAT(cli::ResolveGuest("/nonexistent/guest.elf"),
               StatusIs(absl::StatusCode::kNotFound,
-                       HasSubstr("guest image /nonexistent/guest.elf: No such file or directory")));
+                       HasSubstr("/nonexistent/guest.elf: ELF image: No such file or directory")));
   EXPECT_THAT(cli::ResolveGuest("/tmp"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a regular file")));
   EXPECT_THAT(cli::ResolveGuest("no-such-guest"),

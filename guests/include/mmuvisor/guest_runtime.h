@@ -1,14 +1,18 @@
-/* The freestanding runtime every long-mode mmuvisor guest links: entry, ucall (print, sync,
- * assert with file:line, done), serial output, a printf-lite and its own memcpy/memset.
+/* The guest runtime (mmuvisor SDK): what every long-mode mmuvisor guest links. It provides
+ * _start, calls the guest's mmv_main(), and gives ucall (print, sync, report, assert with
+ * file:line, done), serial output, a printf-lite, boot-info and argument accessors and its
+ * own memcpy/memset/memmove/memcmp/strlen. The ABI itself (layout, ports, blocks) is
+ * mmuvisor/guest_abi.h; the guide is guests/README.md.
  *
  * Runs in the guest at CPL3 (or CPL0), identity-mapped, no interrupts, no libc. Each vCPU
- * uses its own ucall block, found from its stack pointer (boot_layout.h: vCPU i's stack is
+ * uses its own ucall block, found from its stack pointer (vCPU i's stack region is
  * [ram_size - (i+1)*MMV_STACK_SIZE, ram_size - i*MMV_STACK_SIZE)), so every call here is
- * safe on any vCPU concurrently without locks. A guest provides mmv_main(); returning from
- * it sends DONE with the returned code.
+ * safe on any vCPU concurrently without locks; one vCPU must not call it from two contexts
+ * at once (there are none: no interrupts). A guest provides mmv_main(); returning from it
+ * sends DONE with the returned code.
  */
-#ifndef MMUVISOR_GUESTS_RUNTIME_MMV_RUNTIME_H_
-#define MMUVISOR_GUESTS_RUNTIME_MMV_RUNTIME_H_
+#ifndef MMUVISOR_GUEST_RUNTIME_H_
+#define MMUVISOR_GUEST_RUNTIME_H_
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,8 +20,10 @@
 
 #include "mmuvisor/guest_abi.h"
 
-/* Provided by each guest. vcpu = RDI at entry, arg = RSI at entry. */
-int mmv_main(uint32_t vcpu, uint64_t arg);
+/* Provided by each guest; runs on every vCPU. vcpu = RDI at entry (the vCPU index),
+ * nr_args = RSI at entry (= mmv_boot_info.nr_args: how many run arguments were given).
+ * The return value is the DONE exit code (0 = success). */
+int mmv_main(uint32_t vcpu, uint64_t nr_args);
 
 /* Port I/O (allowed at CPL3 because the VMM's TSS I/O bitmap grants every port). */
 static inline void mmv_outb(uint16_t port, uint8_t value) {
@@ -34,11 +40,17 @@ static inline uint32_t mmv_cpl(void) {
   return cs & 3u;
 }
 
+/* The boot info the VMM wrote at MMV_BOOT_INFO_GPA (sizes, free memory, seed, arguments). */
 const volatile struct mmv_boot_info* mmv_boot_info(void);
 uint32_t mmv_vcpu_index(void);
+/* Run arguments (`mmuvisor run GUEST -- ARG...`): how many were given, and argument i, or
+ * `fallback` when fewer than i + 1 were given. */
+uint32_t mmv_nr_args(void);
+uint64_t mmv_arg(uint32_t i, uint64_t fallback);
 
 /* ucall: fill this vCPU's block and OUT its address to MMV_PORT_UCALL. */
 void mmv_ucall(uint32_t cmd, const uint64_t args[6], const char* text);
+/* PRINT: one line of at most MMV_UCALL_TEXT_MAX - 1 bytes (longer text is cut). */
 void mmv_print(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 void mmv_sync(uint64_t stage, uint64_t v1, uint64_t v2, uint64_t v3);
 /* REPORT: kind plus up to five values (progress, mismatches, ...). */
@@ -80,4 +92,4 @@ void* memset(void* dst, int c, size_t n);
 int memcmp(const void* a, const void* b, size_t n);
 size_t strlen(const char* s);
 
-#endif /* MMUVISOR_GUESTS_RUNTIME_MMV_RUNTIME_H_ */
+#endif /* MMUVISOR_GUEST_RUNTIME_H_ */
