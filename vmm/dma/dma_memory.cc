@@ -134,7 +134,7 @@ absl::Status MirrorMemory::ReadWords(uint64_t gpa, absl::Span<uint64_t> out) {
   return mirror_.AccessPage(address & ~(mmu::kPageSize - 1), mmu::Access::kRead,
                             [&](uint64_t host) {
                               LoadWords(reinterpret_cast<const uint64_t*>(
-                                            host + (address & (mmu::kPageSize - 1))),
+                                            Device(host) + (address & (mmu::kPageSize - 1))),
                                         out.data(), out.size());
                             });
 }
@@ -145,7 +145,7 @@ absl::Status MirrorMemory::WriteWords(uint64_t gpa, absl::Span<const uint64_t> i
                             [&](uint64_t host) {
                               if (hooks_ != nullptr) hooks_->BeforeWrite(host);
                               StoreWords(reinterpret_cast<uint64_t*>(
-                                             host + (address & (mmu::kPageSize - 1))),
+                                             Device(host) + (address & (mmu::kPageSize - 1))),
                                          in.data(), in.size());
                             });
 }
@@ -156,7 +156,7 @@ absl::Status MirrorMemory::FillWords(uint64_t gpa, uint64_t value, uint64_t word
                             [&](uint64_t host) {
                               if (hooks_ != nullptr) hooks_->BeforeWrite(host);
                               StoreValue(reinterpret_cast<uint64_t*>(
-                                             host + (address & (mmu::kPageSize - 1))),
+                                             Device(host) + (address & (mmu::kPageSize - 1))),
                                          value, words);
                             });
 }

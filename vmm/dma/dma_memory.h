@@ -122,8 +122,9 @@ class MirrorMemory : public DmaMemory {
  public:
   // The mirror must cover the addresses accessed; `base` is the primary address of gpa 0.
   MirrorMemory(mmu::Mirror& mirror, uint64_t base) : mirror_(mirror), base_(base) {}
-  // Only BeforeWrite is used: the mirror's lock already keeps invalidations out of an
-  // access (and AccessPage may fault, which must not happen inside a gate).
+  // BeforeWrite and DeviceAddress are used, Access is not: the mirror's lock already keeps
+  // invalidations out of an access (and AccessPage may fault, which must not happen
+  // inside a gate).
   void set_hooks(DeviceAccessHooks* hooks) { hooks_ = hooks; }  // REQUIRES: before any access
 
   absl::Status ReadWords(uint64_t gpa, absl::Span<uint64_t> out) override;
@@ -132,6 +133,10 @@ class MirrorMemory : public DmaMemory {
   DmaMemoryStats stats() const override;
 
  private:
+  uint64_t Device(uint64_t host) const {
+    return hooks_ != nullptr ? hooks_->DeviceAddress(host) : host;
+  }
+
   mmu::Mirror& mirror_;
   const uint64_t base_;
   DeviceAccessHooks* hooks_ = nullptr;
