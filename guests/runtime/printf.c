@@ -1,4 +1,4 @@
-/* printf-lite: enough formatting for guest messages (see mmv_runtime.h for the subset). */
+/* printf-lite: enough formatting for guest messages (see mmuvisor/guest_runtime.h for the subset). */
 #include "mmuvisor/guest_runtime.h"
 
 struct out {

@@ -7,7 +7,7 @@
 // Typical use (on the thread building the VM, before any vCPU runs):
 //   ASSIGN_OR_RETURN(BootPlan plan, PrepareGuest(ram, elf_bytes, {.nr_vcpus = n}));
 //   for (i...) { kvm_sregs s = GET_SREGS(i); SET_SREGS(InitialSregs(plan, i, s));
-//                SET_REGS(InitialRegs(plan, i, /*arg=*/i)); }
+//                SET_REGS(InitialRegs(plan, i, /*arg (RSI) = nr_args*/n_args)); }
 //
 // Thread-compatible; BootPlan is an immutable value.
 #ifndef MMUVISOR_VMM_BOOT_BOOT_H_
