@@ -19,6 +19,7 @@
 #include "kvm/machine_test_guest.h"
 #include "notifier/mutex.h"
 #include "support/status_matchers.h"
+#include "support/wait.h"
 #include "vmm/host/dma_port.h"
 #include "vmm/host/fault_injection.h"
 #include "vmm/machine/machine.h"
@@ -30,6 +31,8 @@ namespace {
 
 using ::mmuvisor::testing::IsOk;
 using ::mmuvisor::testing::StatusIs;
+using ::mmuvisor::testing::kTestWaitLimit;
+using ::mmuvisor::testing::WaitUntil;
 using ::mmuvisor::vmm::testing::GuestWord;
 using ::mmuvisor::vmm::testing::kGuestDataGpa;
 using ::mmuvisor::vmm::testing::kGuestDataPages;
@@ -152,7 +155,8 @@ TEST(MachineHostTest, AGuestWriteIntoAnOpenWindowIsRetriedAfterItClosesAndNotLos
       hold.store(false);
     });
     // Let the window open before the guest goes on (it then writes round 2 into it).
-    while (m->host().open_windows() == 0) absl::SleepFor(absl::Microseconds(100));
+    ASSERT_TRUE(WaitUntil([&] { return m->host().open_windows() > 0; }))
+        << "the reclaim window did not open within " << kTestWaitLimit;
   };
   const RunResult r = m->Run();
   storm.join();
@@ -273,7 +277,8 @@ TEST(MachineHostTest, AProtectedWriteIsReportedEvenWhileWindowsKeepOpening) {
       });
     }
     // The guest's next write (round 2) must meet an open window.
-    while (m->host().open_windows() == 0) absl::SleepFor(absl::Microseconds(100));
+    ASSERT_TRUE(WaitUntil([&] { return m->host().open_windows() > 0; }))
+        << "no storm window opened within " << kTestWaitLimit;
   };
   const RunResult r = m->Run();
   stop_storm.store(true);
@@ -339,12 +344,20 @@ TEST(MachineHostTest, RequestStopEndsTheRunAsStoppedByTheHost) {
     return true;  // forever
   };
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Machine> m, MakeMachine(Config(), &device));
+  // The stopper waits for the guest's first round, but never past the run itself: a guest
+  // that crashed before it (the run ended without it) must fail this test, not hang it.
+  std::atomic<bool> run_over{false};
+  std::atomic<bool> stopped{false};
   std::thread stopper([&] {
-    while (!running.load()) absl::SleepFor(absl::Milliseconds(1));
-    m->RequestStop("test is done");
+    if (WaitUntil([&] { return running.load() || run_over.load(); }) && running.load()) {
+      m->RequestStop("test is done");
+      stopped.store(true);
+    }
   });
   const RunResult r = m->Run();
+  run_over.store(true);
   stopper.join();
+  ASSERT_TRUE(stopped.load()) << "the guest never started its rounds: " << r.summary;
   EXPECT_EQ(r.verdict, Verdict::kClean) << r.summary;
   EXPECT_EQ(r.summary, "stopped by host: test is done");
   ASSERT_TRUE(r.host_stop.has_value());

@@ -5,10 +5,13 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "spdlog/spdlog.h"
 #include "vmm/cli/exit_codes.h"
 #include "vmm/cli/guest_source.h"
+#include "vmm/kvm/flavour.h"
+#include "vmm/kvm/system.h"
 #include "vmm/machine/machine.h"
 #include "vmm/stress/stress_command.h"
 #include "vmm/stress/stress_options.h"
@@ -37,6 +40,17 @@ int ExitCodeFor(Verdict verdict) {
   return kExitHostError;
 }
 
+// "This host: KVM flavour: PVM (kvm_pvm), ...; /dev/kvm: ..." for `run --help` and
+// `stress --help`: which KVM a run would meet here, and whether it can open it.
+std::string ThisHostLine() {
+  std::string line = absl::StrCat("This host: ", DescribeKvmHost(DetectKvmHost()));
+  absl::StatusOr<KvmSystem> kvm = KvmSystem::Open(kDefaultKvmPath);
+  absl::StrAppend(&line, "; ", kDefaultKvmPath, ": ",
+                  kvm.ok() ? std::string("opens (KVM runs are possible)")
+                           : std::string(kvm.status().message()));
+  return line;
+}
+
 }  // namespace
 
 int RunGuest(const RunOptions& options, std::FILE* out, std::FILE* err) {
@@ -56,6 +70,12 @@ int RunGuest(const RunOptions& options, std::FILE* out, std::FILE* err) {
   config.privilege = options.privilege;
   config.timeout = options.timeout;
   config.console_echo = out;
+  config.seed = options.seed;
+  config.boot_flags = options.boot_flags;
+  for (size_t i = 0; i < options.guest_args.size() && i < config.boot_args.size(); ++i) {
+    config.boot_args[i] = options.guest_args[i];
+  }
+  config.nr_boot_args = static_cast<uint32_t>(options.guest_args.size());
   if (options.resident_fraction.has_value()) {
     ReclaimDriverOptions reclaim;
     reclaim.target_resident_fraction = *options.resident_fraction;
@@ -70,12 +90,6 @@ int RunGuest(const RunOptions& options, std::FILE* out, std::FILE* err) {
     return Fail(err, IsInputError(st) ? kExitBadInput : kExitHostError,
                 absl::StrCat(guest->name, ": ", st.message()));
   }
-  config.seed = options.seed;
-  config.boot_flags = options.boot_flags;
-  for (size_t i = 0; i < options.guest_args.size() && i < config.boot_args.size(); ++i) {
-    config.boot_args[i] = options.guest_args[i];
-  }
-  config.nr_boot_args = static_cast<uint32_t>(options.guest_args.size());
   RunResult result = (*machine)->Run();
   const int code = ExitCodeFor(result.verdict);
   std::fprintf(err, "mmuvisor: %s: %s\n", guest->name.c_str(), result.summary.c_str());
@@ -92,6 +106,7 @@ int Main(int argc, char** argv, std::FILE* out, std::FILE* err) {
                                : command->help_topic == "stress" ? stress::StressHelp()
                                                                  : GeneralHelp();
       std::fputs(text.c_str(), out);
+      if (command->help_topic != "") std::fprintf(out, "\n%s\n", ThisHostLine().c_str());
       return kExitClean;
     }
     case CommandKind::kRun:

@@ -49,6 +49,7 @@ RunResult Machine::Run() {
   }
   result.guest_fault_retries = fault_retries_.load(std::memory_order_relaxed);
   result.protected_write_events = protected_writes_.load(std::memory_order_relaxed);
+  result.kvm_flavour = DetectKvmHost().flavour;  // a few stat()s, after the vCPUs stopped
   DecideVerdict(result, timed_out);
   return result;
 }
@@ -85,7 +86,6 @@ void Machine::OnVcpuStop(uint32_t vcpu, const VcpuStop& stop_in) {
       absl::StrAppend(&stop.detail, " (frame unreadable: ", frame.status().message(), ")");
     }
   }
-  bool broken = stop.kind == StopKind::kCrashed || stop.kind == StopKind::kHostError;
   if (stop.kind == StopKind::kCrashed && stop.registers) {
     // Where the guest was: its own code, or somewhere it jumped to.
     const uint64_t rip = stop.registers->rip;
@@ -97,6 +97,7 @@ void Machine::OnVcpuStop(uint32_t vcpu, const VcpuStop& stop_in) {
                                         : "outside",
                                     image.lowest_gpa, image.highest_gpa));
   }
+  bool broken = stop.kind == StopKind::kCrashed || stop.kind == StopKind::kHostError;
   {
     MutexLock lock(&mu_);
     VcpuReport& report = reports_[vcpu];

@@ -23,9 +23,12 @@ absl::string_view VerdictName(Verdict verdict) {
 
 namespace {
 
-std::string CrashLine(const VcpuReport& r) {
+std::string CrashLine(const VcpuReport& r, KvmFlavour flavour) {
   std::string line = absl::StrFormat("guest crashed on vcpu %u: %s", r.index, r.stop.detail);
   if (r.stop.registers) absl::StrAppend(&line, ": ", r.stop.registers->ToString());
+  if (const std::string note = KvmFlavourCrashNote(flavour); !note.empty()) {
+    absl::StrAppend(&line, " (", note, ")");
+  }
   return line;
 }
 
@@ -54,7 +57,7 @@ void DecideVerdict(RunResult& result, bool timed_out) {
   for (const VcpuReport& r : result.vcpus) {
     if (r.stop.kind == StopKind::kCrashed) {
       result.verdict = Verdict::kCrashed;
-      result.summary = CrashLine(r);
+      result.summary = CrashLine(r, result.kvm_flavour);
       return;
     }
   }

@@ -23,6 +23,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "vmm/devices/ucall.h"
+#include "vmm/kvm/flavour.h"
 #include "vmm/vcpu/vcpu_runner.h"
 
 namespace mmuvisor::vmm {
@@ -56,6 +57,9 @@ struct RunResult {
   uint64_t guest_fault_retries = 0;
   // Guest writes to memory the host protected (reported; stopped or continued).
   uint64_t protected_write_events = 0;
+  // The host's KVM implementation: a crash on one known to differ from VMX/SVM (kvm_pvm)
+  // says so in the summary.
+  KvmFlavour kvm_flavour = KvmFlavour::kUnknown;
 };
 
 // Fills verdict, guest_exit_code and summary from vcpus, timed_out and timeout.

@@ -8,6 +8,7 @@ namespace mmuvisor::vmm {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 VcpuReport Done(uint32_t i, uint64_t code) {
   VcpuReport r;
@@ -56,6 +57,25 @@ TEST(DecideVerdictTest, CrashWinsAndShowsRegisters) {
   EXPECT_THAT(r.summary, HasSubstr("guest crashed on vcpu 1: triple fault (KVM_EXIT_SHUTDOWN): "
                                    "rip=0x100040 rsp=0 "));
   EXPECT_THAT(r.summary, HasSubstr("cr2=0 "));
+  EXPECT_THAT(r.summary, Not(HasSubstr("kvm_pvm"))) << "no flavour note off PVM";
+}
+
+TEST(DecideVerdictTest, ACrashOnKvmPvmSaysHowThatPlatformDiffers) {
+  RunResult r;
+  VcpuReport crash;
+  crash.stop.kind = StopKind::kCrashed;
+  crash.stop.detail = "guest exception: general protection (#GP), vector 13";
+  r.vcpus = {crash};
+  r.kvm_flavour = KvmFlavour::kPvm;
+  DecideVerdict(r, /*timed_out=*/false);
+  EXPECT_EQ(r.verdict, Verdict::kCrashed);
+  EXPECT_THAT(r.summary, HasSubstr("vector 13 (host KVM is kvm_pvm: "));
+  EXPECT_THAT(r.summary, HasSubstr("RFLAGS.IOPL is ignored"));
+  for (KvmFlavour f : {KvmFlavour::kVmx, KvmFlavour::kSvm, KvmFlavour::kUnknown}) {
+    r.kvm_flavour = f;
+    DecideVerdict(r, false);
+    EXPECT_THAT(r.summary, Not(HasSubstr("host KVM"))) << KvmFlavourName(f);
+  }
 }
 
 TEST(DecideVerdictTest, HostErrorWinsOverEverything) {

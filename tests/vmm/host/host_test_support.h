@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/time/time.h"
+#include "gtest/gtest.h"
 #include "vmm/host/dirty_tracking.h"
 #include "notifier/mutex.h"
 #include "vmm/host/memslot_control.h"
@@ -90,9 +92,15 @@ class TestEvent {
     MutexLock lock(&mu_);
     return set_;
   }
-  void WaitForNotification() {
+  // Waits for Notify(), but at most `limit`: after it, records a test failure and returns
+  // false, so a side that never notifies fails the test instead of hanging it.
+  bool WaitForNotification(absl::Duration limit = absl::Seconds(60)) {
     MutexLock lock(&mu_);
-    mu_.Await(cv_, [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return set_; });
+    if (mu_.AwaitFor(cv_, limit, [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return set_; })) {
+      return true;
+    }
+    ADD_FAILURE() << "TestEvent not notified within " << limit;
+    return false;
   }
 
  private:

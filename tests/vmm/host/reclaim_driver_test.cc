@@ -8,6 +8,7 @@
 #include "gtest/gtest.h"
 #include "host_test_support.h"
 #include "support/status_matchers.h"
+#include "support/wait.h"
 #include "vmm/host/dma_port.h"
 #include "vmm/host/host_address_space.h"
 
@@ -15,6 +16,8 @@ namespace mmuvisor::vmm {
 namespace {
 
 using ::mmuvisor::testing::IsOk;
+using ::mmuvisor::testing::kTestWaitLimit;
+using ::mmuvisor::testing::WaitUntil;
 using ::mmuvisor::vmm::testing::FillPattern;
 using ::mmuvisor::vmm::testing::FirstMismatch;
 
@@ -76,8 +79,11 @@ TEST(ReclaimDriverTest, ThreadReachesTheTargetAndStops) {
   ASSERT_THAT(space->StartReclaimDriver(ReclaimDriverOptions{
                   .target_resident_fraction = 0.5, .period = absl::Milliseconds(1)}),
               IsOk());
-  while (Resident(*space) > kPages / 2) absl::SleepFor(absl::Milliseconds(1));
+  const bool reached = WaitUntil([&] { return Resident(*space) <= kPages / 2; },
+                                 kTestWaitLimit, absl::Milliseconds(1));
   space->reclaim_driver()->Stop();
+  ASSERT_TRUE(reached) << "resident " << Resident(*space) << " of " << kPages
+                       << " pages after " << kTestWaitLimit;
   EXPECT_EQ(Resident(*space), kPages / 2);
   EXPECT_THAT(space->reclaim_driver()->last_error(), IsOk());
 }
