@@ -56,7 +56,7 @@ absl::StatusOr<int> OpenUserfaultfd() {
 }  // namespace
 
 struct PageServer::HandlerState {
-  void* scratch = nullptr;             // one page, page-aligned: UFFDIO_COPY source
+  void* scratch = nullptr;             // 1 + fault-around pages, page-aligned: copy source
   std::vector<uffd_msg> deferred;      // faults read while pumping for EAGAIN
   std::vector<unsigned char> mincore;  // fault-around residency
 };
@@ -134,10 +134,18 @@ void PageServer::HandlerLoop(int index) {
   const std::string name =
       absl::StrFormat("%s-%d", options_.thread_name_prefix, index).substr(0, 15);
   pthread_setname_np(pthread_self(), name.c_str());
+  if (!options_.handler_cpus.empty()) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(options_.handler_cpus[static_cast<size_t>(index) % options_.handler_cpus.size()], &set);
+    (void)sched_setaffinity(0, sizeof(set), &set);  // best effort (see the option)
+  }
   HandlerState state;
-  state.scratch = std::aligned_alloc(range_.page_size, range_.page_size);
+  const size_t cluster = 1 + static_cast<size_t>(ClusterLimit());
+  state.scratch = std::aligned_alloc(range_.page_size, cluster * range_.page_size);
   pollfd fds[2] = {{uffd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
   for (;;) {
+    if (options_.spin_before_block_ns > 0 && SpinForMessage(state)) continue;
     if (poll(fds, 2, -1) < 0) {
       if (errno == EINTR) continue;
       Fail(kWholeRange, 0, absl::ErrnoToStatus(errno, "poll(userfaultfd, eventfd)"));
@@ -152,13 +160,45 @@ void PageServer::HandlerLoop(int index) {
     }
     if ((fds[0].revents & POLLIN) == 0) continue;
     if (!ReadAndDispatch(state)) break;
-    while (!state.deferred.empty()) {
-      const uffd_msg msg = state.deferred.back();
-      state.deferred.pop_back();
-      Dispatch(state, msg);
-    }
+    DispatchDeferred(state);
   }
   std::free(state.scratch);
+}
+
+bool PageServer::SpinForMessage(HandlerState& state) {
+  const uint64_t deadline = NowNs() + options_.spin_before_block_ns;
+  do {
+    if (shut_down_.load(std::memory_order_relaxed)) return false;  // poll sees the eventfd
+    uffd_msg msg;
+    const int r = TryRead(&msg);
+    if (r < 0) return false;  // poll() + read report it
+    if (r > 0) {
+      spin_hits_.fetch_add(1, std::memory_order_relaxed);
+      Dispatch(state, msg);
+      DispatchDeferred(state);
+      return true;
+    }
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#endif
+  } while (NowNs() < deadline);
+  return false;
+}
+
+void PageServer::DispatchDeferred(HandlerState& state) {
+  while (!state.deferred.empty()) {
+    const uffd_msg msg = state.deferred.back();
+    state.deferred.pop_back();
+    Dispatch(state, msg);
+  }
+}
+
+int PageServer::TryRead(uffd_msg* msg) {
+  const ssize_t n = read(uffd_, msg, sizeof(*msg));
+  if (n == static_cast<ssize_t>(sizeof(*msg))) return 1;
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return 0;
+  if (n >= 0) errno = EIO;
+  return -1;
 }
 
 bool PageServer::ReadAndDispatch(HandlerState& state) {
@@ -192,13 +232,14 @@ void PageServer::HandleFault(HandlerState& state, uint64_t address, uint32_t tid
   const uint64_t start_ns = NowNs();
   faults_.fetch_add(1, std::memory_order_relaxed);
   const uint64_t page = (address - reinterpret_cast<uintptr_t>(range_.base)) / range_.page_size;
-  bool swapped_in = false;
-  const absl::Status s = ResolvePage(state, page, &swapped_in);
-  if (!s.ok()) {
-    Fail(page, tid, s);
-  } else if (options_.fault_around_pages > 0) {
-    FaultAround(state, page);
+  absl::Status s;
+  if (ClusterLimit() > 0 && page + 1 < range_.num_pages) {
+    s = ResolveCluster(state, page);
+  } else {
+    bool swapped_in = false;
+    s = ResolvePage(state, page, &swapped_in);
   }
+  if (!s.ok()) Fail(page, tid, s);
   latency_.Record(NowNs() - start_ns);
 }
 
@@ -224,22 +265,27 @@ int PageServer::RetryOnEagain(HandlerState& state, const std::function<int()>& i
   for (;;) {
     const int e = ioctl_call();
     if (e != EAGAIN) return e;
-    // EAGAIN: mmap_changing is set until a pending REMOVE event is read. Read messages here
-    // (a single handler would otherwise wait on itself); faults are handled afterwards.
-    uffd_msg msg;
-    const ssize_t n = read(uffd_, &msg, sizeof(msg));
-    if (n == static_cast<ssize_t>(sizeof(msg))) {
-      if (msg.event == UFFD_EVENT_PAGEFAULT) {
-        state.deferred.push_back(msg);
-      } else {
-        Dispatch(state, msg);
-      }
-    } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
-      return errno;
-    } else {
-      sched_yield();  // another handler is reading the event
-    }
+    if (const int fatal = PumpOnce(state); fatal != 0) return fatal;
   }
+}
+
+int PageServer::PumpOnce(HandlerState& state) {
+  // EAGAIN: mmap_changing is set until a pending REMOVE event is read. Read messages here (a single
+  // handler would otherwise wait on itself); faults are handled afterwards.
+  uffd_msg msg;
+  const int r = TryRead(&msg);
+  if (r > 0) {
+    if (msg.event == UFFD_EVENT_PAGEFAULT) {
+      state.deferred.push_back(msg);
+    } else {
+      Dispatch(state, msg);
+    }
+  } else if (r < 0) {
+    return errno;
+  } else {
+    sched_yield();  // another handler is reading the event
+  }
+  return 0;
 }
 
 absl::StatusOr<bool> PageServer::CopyPage(HandlerState& state, uint64_t page, const void* data,
@@ -264,10 +310,11 @@ absl::StatusOr<bool> PageServer::CopyPage(HandlerState& state, uint64_t page, co
                                                 PageAddress(page), range_.page_size));
 }
 
-absl::Status PageServer::ZeroPage(HandlerState& state, uint64_t page) {
+absl::Status PageServer::ZeroPage(HandlerState& state, uint64_t page, bool wake) {
   uffdio_zeropage zero{};
   zero.range.start = reinterpret_cast<uintptr_t>(PageAddress(page));
   zero.range.len = range_.page_size;
+  zero.mode = wake ? 0 : UFFDIO_ZEROPAGE_MODE_DONTWAKE;
   zero_fills_.fetch_add(1, std::memory_order_relaxed);  // before the wake, as in ResolvePage
   const int e = RetryOnEagain(state, [&] {
     zero.zeropage = 0;
@@ -277,29 +324,144 @@ absl::Status PageServer::ZeroPage(HandlerState& state, uint64_t page) {
   zero_fills_.fetch_sub(1, std::memory_order_relaxed);
   if (e == EEXIST) {
     copy_races_.fetch_add(1, std::memory_order_relaxed);
-    WakeRange(page, 1);
+    if (wake) WakeRange(page, 1);
     return absl::OkStatus();
   }
   return absl::ErrnoToStatus(e, absl::StrFormat("UFFDIO_ZEROPAGE page %d start=%p len=%d", page,
                                                 PageAddress(page), range_.page_size));
 }
 
-void PageServer::FaultAround(HandlerState& state, uint64_t page) {
+absl::Status PageServer::ResolveCluster(HandlerState& state, uint64_t page) {
   const uint64_t first = page + 1;
-  if (first >= range_.num_pages) return;
-  const uint64_t count = std::min<uint64_t>(options_.fault_around_pages, range_.num_pages - first);
-  state.mincore.resize(count);
-  if (mincore(PageAddress(first), count * range_.page_size, state.mincore.data()) != 0) return;
-  for (uint64_t i = 0; i < count; ++i) {
-    const uint64_t q = first + i;
-    if ((state.mincore[i] & 1) != 0 || !store_->IsSaved(q)) continue;
-    // Errors are left for the page's own fault to report: nobody waits on q yet.
-    (void)store_->LoadInto(q, state.scratch, [&](const void* data) {
-      absl::StatusOr<bool> r = CopyPage(state, q, data, /*wake=*/false);
-      if (r.ok() && *r) fault_around_pages_.fetch_add(1, std::memory_order_relaxed);
-      return r.status();
-    });
+  const uint64_t count = std::min<uint64_t>(ClusterLimit(), range_.num_pages - first);
+  // Which followers to bring: saved, not resident (mincore), allowed by the owner.
+  std::vector<unsigned char>& eligible = state.mincore;  // [i] for page first + i
+  eligible.resize(count);
+  if (mincore(PageAddress(first), count * range_.page_size, eligible.data()) != 0) {
+    std::fill(eligible.begin(), eligible.end(), 1);  // unknown: no fault-around this time
   }
+  uint64_t end = first;  // one past the last eligible follower
+  for (uint64_t i = 0; i < count; ++i) {
+    const bool ok = (eligible[i] & 1) == 0 && store_->IsSaved(first + i);
+    eligible[i] = ok ? 1 : 0;
+    if (ok) end = first + i + 1;
+  }
+  // The owner's veto, asked only when there is something to install: once for the span,
+  // then page by page if the span is refused.
+  const auto& filter = options_.fault_around_filter;
+  uint64_t skipped = 0;
+  if (filter && end > first && !filter(first, end - first)) {
+    const uint64_t span_end = end;
+    end = first;
+    for (uint64_t q = first; q < span_end; ++q) {
+      if (eligible[q - first] == 0) continue;
+      if (!filter(q, 1)) {
+        eligible[q - first] = 0;
+        ++skipped;
+      } else {
+        end = q + 1;
+      }
+    }
+  }
+  if (skipped > 0) fault_around_skipped_.fetch_add(skipped, std::memory_order_relaxed);
+  if (end == first) {
+    bool swapped_in = false;
+    return ResolvePage(state, page, &swapped_in);  // nothing around: the one-page path
+  }
+  auto in_cluster = [&](uint64_t q) { return q == page || eligible[q - first] != 0; };
+
+  absl::Status page_status;
+  uint64_t around = 0;
+  const bool page_saved = store_->IsSaved(page);
+  if (!page_saved) {
+    // Not saved (never, or dropped): a zero page, woken with the cluster below.
+    page_status = ZeroPage(state, page, /*wake=*/false);
+  }
+  auto* scratch = static_cast<uint8_t*>(state.scratch);
+  // Runs of consecutive cluster pages; the faulting page heads the first one when saved.
+  for (uint64_t q = page_saved ? page : first; q < end;) {
+    if (!in_cluster(q)) {
+      ++q;
+      continue;
+    }
+    uint64_t run_end = q + 1;
+    while (run_end < end && in_cluster(run_end)) ++run_end;
+    const bool has_page = q == page;
+    // The faulting page's swap-in is counted before anything can wake it (as ResolvePage).
+    if (has_page) swap_ins_.fetch_add(1, std::memory_order_relaxed);
+    uint64_t installed = 0;
+    bool page_installed = false;
+    absl::Status copy_status;
+    uint64_t verified = 0;
+    const absl::Status load = store_->LoadRunInto(
+        q, run_end - q, scratch,
+        [&](const void* data, uint64_t pages) {
+          copy_status = CopyRun(state, q, pages, static_cast<const uint8_t*>(data), page,
+                                &installed, &page_installed);
+          return copy_status;
+        },
+        &verified);
+    if (has_page) {
+      if (!page_installed) swap_ins_.fetch_sub(1, std::memory_order_relaxed);
+      if (verified == 0) {
+        // Dropped since IsSaved() (a discard): it now reads zeros. Else its load error.
+        page_status = absl::IsNotFound(load) ? ZeroPage(state, page, /*wake=*/false) : load;
+      } else {
+        page_status = copy_status;  // OK when copied or already there (EEXIST)
+      }
+    }
+    around += installed - (page_installed ? 1 : 0);
+    // A page whose load failed ends the run: its own fault will report it.
+    q = verified == run_end - q ? run_end : q + verified + 1;
+  }
+  if (around > 0) fault_around_pages_.fetch_add(around, std::memory_order_relaxed);
+  // One wake for the cluster. A failed page stays asleep here: Fail() wakes it after making it
+  // PROT_NONE.
+  if (page_status.ok()) {
+    WakeRange(page, end - page);
+  } else {
+    WakeRange(first, end - first);
+  }
+  return page_status;
+}
+
+absl::Status PageServer::CopyRun(HandlerState& state, uint64_t first, uint64_t count,
+                                 const uint8_t* data, uint64_t must, uint64_t* installed,
+                                 bool* must_installed) {
+  *installed = 0;
+  *must_installed = false;
+  absl::Status must_status;
+  uint64_t i = 0;
+  while (i < count) {
+    uffdio_copy copy{};
+    copy.dst = reinterpret_cast<uintptr_t>(PageAddress(first + i));
+    copy.src = reinterpret_cast<uintptr_t>(data + i * range_.page_size);
+    copy.len = (count - i) * range_.page_size;
+    copy.mode = UFFDIO_COPY_MODE_DONTWAKE;
+    const int e = ioctl(uffd_, UFFDIO_COPY, &copy) == 0 ? 0 : errno;
+    // A partial copy (the kernel stopped at a page) reports the bytes done with EAGAIN.
+    const uint64_t done = copy.copy > 0 ? static_cast<uint64_t>(copy.copy) / range_.page_size : 0;
+    if (done > 0 || e == 0) {
+      if (first + i <= must && must < first + i + done) *must_installed = true;
+      *installed += done;
+      i += done;
+      if (e == 0) break;
+      continue;  // retry from the page it stopped at, to learn why
+    }
+    if (e == EAGAIN) {
+      if (const int fatal = PumpOnce(state); fatal == 0) continue;
+    }
+    if (e == EEXIST) {
+      // Populated by someone else; the cluster's one wake covers its waiters.
+      if (first + i == must) copy_races_.fetch_add(1, std::memory_order_relaxed);
+    } else if (first + i == must) {
+      must_status =
+          absl::ErrnoToStatus(e, absl::StrFormat("UFFDIO_COPY page %d dst=%p len=%d", must,
+                                                 PageAddress(must), range_.page_size));
+    }
+    ++i;  // a neighbour's error is left for its own fault to report
+  }
+  return must_status;
 }
 
 void PageServer::HandleRemove(uint64_t start, uint64_t end) {
@@ -406,6 +568,8 @@ PageServerStats PageServer::Stats() const {
   s.zero_fills = zero_fills_.load(std::memory_order_relaxed);
   s.copy_races = copy_races_.load(std::memory_order_relaxed);
   s.fault_around_pages = fault_around_pages_.load(std::memory_order_relaxed);
+  s.fault_around_skipped = fault_around_skipped_.load(std::memory_order_relaxed);
+  s.spin_hits = spin_hits_.load(std::memory_order_relaxed);
   s.remove_events = remove_events_.load(std::memory_order_relaxed);
   s.removed_pages = removed_pages_.load(std::memory_order_relaxed);
   s.failures = failures_.load(std::memory_order_relaxed);

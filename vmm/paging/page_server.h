@@ -7,8 +7,9 @@
 // EEXIST (someone populated P first: another handler, fault-around) is success; the waiting
 // thread is then woken explicitly (a failed copy does not wake). EAGAIN (the mm is changing:
 // a REMOVE event is pending) makes the handler read and handle pending messages, then retry.
-// Optional fault-around copies up to N following pages that are saved and not resident
-// (DONTWAKE; nobody waits on them).
+// Fault-around (on by default) installs up to N following pages that are saved, not resident
+// and not under an owner's window (fault_around_filter) with the faulting one: one store read
+// per run, DONTWAKE copies, one UFFDIO_WAKE over the cluster.
 //
 // Discards (UFFD_EVENT_REMOVE, from MADV_REMOVE / MADV_DONTNEED of the registered range)
 // are counted. They change nothing in the store, on purpose: the event cannot tell reclaim
@@ -41,6 +42,7 @@
 #ifndef MMUVISOR_VMM_PAGING_PAGE_SERVER_H_
 #define MMUVISOR_VMM_PAGING_PAGE_SERVER_H_
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -73,12 +75,34 @@ struct PagedRange {
   size_t page_size = 4096;
 };
 
+// What a user gets without setting it: the faulting page and the 15 after it, one cluster
+// of 16 pages (64 KiB, Linux's fault_around_bytes) per userfaultfd round trip. README,
+// "Cost per page", has the measurements behind it.
+inline constexpr uint32_t kDefaultFaultAroundPages = 15;
+
 struct PageServerOptions {
   // Handler threads; one per vCPU is the usual choice. 0 is allowed for tests: faults then
   // stay pending until Shutdown() (and REMOVE events block the discarding thread).
   int handler_threads = 1;
-  // Following pages to bring back with each fault (saved and non-resident ones only).
-  uint32_t fault_around_pages = 0;
+  // Fault-around: with each fault, also install up to this many following pages that are
+  // saved in the store, not resident and allowed by fault_around_filter. The cluster (the
+  // faulting page and those) is read from the store in one pread per run of consecutive
+  // pages, copied with UFFDIO_COPY_MODE_DONTWAKE, then woken with one UFFDIO_WAKE.
+  // 0: the faulting page only (one UFFDIO_COPY/ZEROPAGE that wakes). Capped at 255.
+  uint32_t fault_around_pages = kDefaultFaultAroundPages;
+  // Called by a handler before it installs followers [first, first + count) of a fault:
+  // false if any of them must not be installed now (the owner has an invalidation window
+  // open over it); the handler then asks page by page. The faulting page itself is always
+  // served. Empty: all allowed. Must not block on guest memory or on the page server.
+  std::function<bool(uint64_t first, uint64_t count)> fault_around_filter;
+  // After serving a message, a handler keeps reading the userfaultfd for up to this long
+  // before it blocks in poll() (a guest touching memory in order faults again within
+  // microseconds, and waking a sleeping handler on another CPU costs tens of them on some
+  // hosts). 0: block at once. Spinning takes a CPU from the vCPUs: measure (README).
+  uint32_t spin_before_block_ns = 0;
+  // Handler i runs on CPU handler_cpus[i % size()] (sched_setaffinity); empty: anywhere.
+  // A failure to set it is ignored (the CPU may be offline or outside the cpuset).
+  std::vector<int> handler_cpus;
   PageServerFailureCallback on_failure;
   // Thread names are "<prefix>-<index>" (15 characters at most in total).
   std::string thread_name_prefix = "pgsrv";
@@ -93,6 +117,8 @@ struct PageServerStats {
   uint64_t zero_fills = 0;               // faults answered with a zero page
   uint64_t copy_races = 0;               // EEXIST: page already populated (counted as resolved)
   uint64_t fault_around_pages = 0;       // neighbours brought back by fault-around
+  uint64_t fault_around_skipped = 0;     // neighbours refused by fault_around_filter
+  uint64_t spin_hits = 0;                // messages read while spinning (no poll wake-up)
   uint64_t remove_events = 0;            // UFFD_EVENT_REMOVE received
   uint64_t removed_pages = 0;            // pages of the range covered by those events
   uint64_t failures = 0;                 // pages that could not be served (poisoned)
@@ -154,11 +180,32 @@ class PageServer {
   absl::Status ResolvePage(HandlerState& state, uint64_t page, bool* swapped_in);
   // Returns true if this call installed the page, false on EEXIST (already populated).
   absl::StatusOr<bool> CopyPage(HandlerState& state, uint64_t page, const void* data, bool wake);
-  absl::Status ZeroPage(HandlerState& state, uint64_t page);
+  absl::Status ZeroPage(HandlerState& state, uint64_t page, bool wake = true);
+  // One EAGAIN round of RetryOnEagain: reads one pending message (events handled, faults
+  // deferred). Returns 0 or a fatal errno.
+  int PumpOnce(HandlerState& state);
   // Retries `ioctl_call` while it fails with EAGAIN, pumping messages between attempts.
   // Returns 0 or the final errno.
   int RetryOnEagain(HandlerState& state, const std::function<int()>& ioctl_call);
-  void FaultAround(HandlerState& state, uint64_t page);
+  // Fault-around: installs `page` and its eligible followers with DONTWAKE, then wakes the
+  // cluster once. Returns the status of `page` (followers' errors are left to their own
+  // faults).
+  absl::Status ResolveCluster(HandlerState& state, uint64_t page);
+  // Copies pages [first, first + count) from `data` with DONTWAKE, skipping pages that exist
+  // (EEXIST) and followers that fail. Returns the status of `must` if it lies in the run (OK
+  // if copied or already there); *installed: pages this call installed; *must_installed:
+  // whether `must` is one of them.
+  absl::Status CopyRun(HandlerState& state, uint64_t first, uint64_t count, const uint8_t* data,
+                       uint64_t must, uint64_t* installed, bool* must_installed);
+  // Reads one message without blocking into `msg`: 1 read, 0 none, -1 error (errno set).
+  int TryRead(::uffd_msg* msg);
+  // Spins up to spin_before_block_ns reading messages; true if it served one.
+  bool SpinForMessage(HandlerState& state);
+  void DispatchDeferred(HandlerState& state);
+  // Followers installed with a fault: fault_around_pages, capped at one store run.
+  uint64_t ClusterLimit() const {
+    return std::min<uint64_t>(options_.fault_around_pages, SwapStore::kMaxRunPages - 1);
+  }
   // Records `cause` for `page` (or the whole range when page == kWholeRange), calls
   // on_failure on the first failure, poisons and wakes.
   void Fail(uint64_t page, uint32_t tid, const absl::Status& cause) ABSL_LOCKS_EXCLUDED(mu_);
@@ -182,8 +229,8 @@ class PageServer {
   LatencyHistogram latency_;
   // Statistics: relaxed, no ordering partner.
   std::atomic<uint64_t> faults_{0}, swap_ins_{0}, zero_fills_{0}, copy_races_{0},
-      fault_around_pages_{0}, remove_events_{0}, removed_pages_{0}, failures_{0},
-      shutdown_aborted_faults_{0};
+      fault_around_pages_{0}, fault_around_skipped_{0}, spin_hits_{0}, remove_events_{0},
+      removed_pages_{0}, failures_{0}, shutdown_aborted_faults_{0};
 };
 
 }  // namespace mmuvisor::vmm

@@ -261,6 +261,94 @@ absl::Status SwapStore::LoadInto(uint64_t page, void* scratch,
   return install(scratch);
 }
 
+absl::Status SwapStore::ReadRunVerifiedLocked(uint64_t first, uint64_t count, uint8_t* out,
+                                              uint64_t* verified) {
+  *verified = 0;
+  // The saved prefix of the run, cut at the first page that is not saved or whose read
+  // injection fires: that page's status is what the run returns.
+  uint64_t n = 0;
+  absl::Status cut;
+  for (; n < count; ++n) {
+    const uint64_t page = first + n;
+    if ((flags_[page].load(std::memory_order_relaxed) & kSaved) == 0) {
+      cut = absl::NotFoundError(absl::StrFormat("SwapStore: page %d is not saved", page));
+      break;
+    }
+    bool partial = false;
+    if (const int injected = InjectedReadError(&partial); injected != 0) {
+      load_failures_.fetch_add(1, std::memory_order_relaxed);
+      cut = StoreIoError(injected, IoKind::kRead,
+                         absl::StrFormat("SwapStore: load page %d: pread offset 0x%x %s [injected]",
+                                         page, page * page_size_, ErrnoName(injected)));
+      break;
+    }
+  }
+  const off_t offset = static_cast<off_t>(first * page_size_);
+  const size_t bytes = n * page_size_;
+  size_t done = 0;
+  while (done < bytes) {
+    const ssize_t r = pread(fd_, out + done, bytes - done, offset + static_cast<off_t>(done));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      const int e = r < 0 ? errno : EIO;
+      load_failures_.fetch_add(1, std::memory_order_relaxed);
+      const uint64_t bad = first + done / page_size_;
+      n = done / page_size_;  // whole pages read before the error are still good
+      cut = StoreIoError(
+          e, IoKind::kRead,
+          absl::StrFormat("SwapStore: load page %d: pread offset 0x%x (run of %d pages from %d) %s",
+                          bad, bad * page_size_, count, first, ErrnoName(e)));
+      break;
+    }
+    done += static_cast<size_t>(r);
+  }
+  bytes_read_.fetch_add(done, std::memory_order_relaxed);
+  for (uint64_t i = 0; i < n; ++i) {
+    const uint64_t page = first + i;
+    const uint32_t actual = Crc32c(out + i * page_size_, page_size_);
+    if (actual != crc_[page]) {
+      checksum_failures_.fetch_add(1, std::memory_order_relaxed);
+      *verified = i;
+      loads_.fetch_add(i, std::memory_order_relaxed);
+      return absl::DataLossError(
+          absl::StrFormat("SwapStore: page %d (file offset 0x%x) checksum mismatch: stored crc32c "
+                          "0x%08x, read 0x%08x",
+                          page, page * page_size_, crc_[page], actual));
+    }
+  }
+  *verified = n;
+  loads_.fetch_add(n, std::memory_order_relaxed);
+  return cut;
+}
+
+absl::Status SwapStore::LoadRunInto(
+    uint64_t first, uint64_t count, void* scratch,
+    absl::FunctionRef<absl::Status(const void* data, uint64_t pages)> install,
+    uint64_t* verified) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  static_assert(kMaxRunPages <= kStripes, "a run must take distinct stripes");
+  *verified = 0;
+  if (count == 0 || count > kMaxRunPages || first >= num_pages_ || count > num_pages_ - first) {
+    return absl::OutOfRangeError(
+        absl::StrFormat("SwapStore::LoadRunInto pages [%d, %d): outside [0, %d) or more than %d",
+                        first, first + count, num_pages_, kMaxRunPages));
+  }
+  // Distinct stripes (count <= kStripes consecutive pages), taken in ascending stripe index:
+  // the run wraps at most once, so that is [0, wrap) then [first % kStripes, kStripes).
+  const size_t lo = first % kStripes;
+  const size_t wrap = lo + count > kStripes ? lo + count - kStripes : 0;
+  for (size_t s = 0; s < wrap; ++s) stripes_[s].ReaderLock();
+  for (size_t s = lo; s < lo + count - wrap; ++s) stripes_[s].ReaderLock();
+  uint64_t n = 0;
+  absl::Status status = ReadRunVerifiedLocked(first, count, static_cast<uint8_t*>(scratch), &n);
+  *verified = n;
+  if (n > 0) {
+    if (absl::Status s = install(scratch, n); !s.ok()) status = s;
+  }
+  for (size_t s = lo; s < lo + count - wrap; ++s) stripes_[s].ReaderUnlock();
+  for (size_t s = 0; s < wrap; ++s) stripes_[s].ReaderUnlock();
+  return status;
+}
+
 absl::Status SwapStore::Drop(uint64_t first, uint64_t count) {
   if (first > num_pages_ || count > num_pages_ - first) {
     return absl::OutOfRangeError(absl::StrFormat("SwapStore::Drop pages [%d, %d) outside [0, %d)",

@@ -22,7 +22,8 @@
 //
 // Locks: stripes_[p % kStripes] guards crc_[p] and the writes of flags_[p]; the file itself
 // needs no lock (pread/pwrite at fixed offsets). inject_mu_ guards fault-injection state.
-// Lock order: stripe -> inject_mu_. LoadInto() calls `install` with the stripe reader lock
+// Lock order: stripe -> inject_mu_; LoadRunInto() takes several stripes as reader, in
+// ascending stripe index (Save/Drop hold one stripe at a time). LoadInto() calls `install` with the stripe reader lock
 // held: install must not call back into Save/Drop for the same page.
 //
 // Threads: every method may be called from any thread.
@@ -110,6 +111,20 @@ class SwapStore {
                         absl::FunctionRef<absl::Status(const void* data)> install)
       ABSL_LOCKS_EXCLUDED(inject_mu_);
 
+  // The batched LoadInto of a run of pages (fault-around): holds every slot of
+  // [first, first + count) against Save/Drop, reads the run with one pread into `scratch`
+  // (count * page_size bytes), verifies each page's checksum in order, and calls
+  // install(scratch, n) once with the verified prefix of n pages (not at all when n == 0),
+  // still holding the slots. *verified = n. Returns install's status when it fails, else
+  // the status of page first + n (OK when n == count): NotFound (not saved), DataLoss
+  // (checksum, EIO), the pread errno. Read fault injection counts one read per page.
+  // REQUIRES: 0 < count <= kMaxRunPages.
+  static constexpr uint64_t kMaxRunPages = 256;
+  absl::Status LoadRunInto(uint64_t first, uint64_t count, void* scratch,
+                           absl::FunctionRef<absl::Status(const void* data, uint64_t pages)>
+                               install,
+                           uint64_t* verified) ABSL_LOCKS_EXCLUDED(inject_mu_);
+
   // Forgets [first, first + count) (balloon / discard: next access must read zeros) and
   // punches the file range to return the disk space. Waits for loads in progress.
   absl::Status Drop(uint64_t first, uint64_t count);
@@ -150,6 +165,9 @@ class SwapStore {
   int InjectedReadError(bool* partial) ABSL_LOCKS_EXCLUDED(inject_mu_);
   // Full-page read into `out` plus checksum check. REQUIRES: stripe of `page` held.
   absl::Status ReadVerifiedLocked(uint64_t page, void* out);
+  // LoadRunInto's body. REQUIRES: the stripes of every page of the run held.
+  absl::Status ReadRunVerifiedLocked(uint64_t first, uint64_t count, uint8_t* out,
+                                     uint64_t* verified);
 
   const int fd_;
   const uint64_t num_pages_;

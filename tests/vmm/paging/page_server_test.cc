@@ -9,8 +9,11 @@
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -116,9 +119,17 @@ class FailureRecorder {
   absl::Status status_ ABSL_GUARDED_BY(mu_);
 };
 
+// The one-page-per-fault server most tests count faults with; the default (fault-around on)
+// has its own tests below.
+PageServerOptions OnePage() {
+  PageServerOptions o;
+  o.fault_around_pages = 0;
+  return o;
+}
+
 class PageServerTest : public ::testing::TestWithParam<GuestRamBacking> {
  protected:
-  void Start(uint64_t pages, PageServerOptions options = {}) {
+  void Start(uint64_t pages, PageServerOptions options = OnePage()) {
     ASSERT_OK_AND_ASSIGN(ram_, GuestRam::Create(pages * PageSize(), GetParam()));
     ASSERT_OK_AND_ASSIGN(store_, SwapStore::Create(pages, PageSize()));
     options.on_failure = failures_.Callback();
@@ -294,6 +305,135 @@ TEST_P(PageServerTest, FaultAroundBringsBackTheFollowingSavedPages) {
   EXPECT_EQ(server_->Stats().faults, faults_before + 1);  // no fault for 1, 2, 4
 }
 
+TEST_P(PageServerTest, DefaultFaultAroundBringsTheClusterWithOneFault) {
+  Start(64, PageServerOptions{});
+  ASSERT_GT(kDefaultFaultAroundPages, 0u);
+  for (uint64_t p = 0; p < 64; ++p) FillPattern(Page(p), p, PageSize());
+  ASSERT_EQ(Reclaim(0, 64), 0);
+  const uint64_t faults_before = server_->Stats().faults;
+  const uint64_t cluster = 1 + kDefaultFaultAroundPages;
+  EXPECT_TRUE(HasPattern(Page(0), 0, PageSize()));
+  PageServerStats s = server_->Stats();
+  // Counted before the one wake: nothing to wait for.
+  EXPECT_EQ(s.fault_around_pages, cluster - 1);
+  EXPECT_EQ(s.swap_ins, 1u);
+  ASSERT_OK_AND_ASSIGN(auto resident, server_->Residency(0, cluster + 1));
+  std::vector<uint8_t> want(cluster + 1, 1);
+  want.back() = 0;
+  EXPECT_EQ(resident, want);
+  for (uint64_t p = 1; p < cluster; ++p) EXPECT_TRUE(HasPattern(Page(p), p, PageSize())) << p;
+  EXPECT_EQ(server_->Stats().faults, faults_before + 1);  // the cluster arrived with page 0
+  EXPECT_EQ(store_->Stats().loads, cluster);              // every page checksummed
+}
+
+TEST_P(PageServerTest, FaultAroundNeverInstallsAPageTheFilterRefusesOrTheStoreLacks) {
+  // Pages 4..7 stand for pages under an open invalidation window; page 10 is not saved.
+  std::atomic<int> filter_calls{0};
+  Start(32, {.fault_around_pages = 15, .fault_around_filter = [&](uint64_t first, uint64_t n) {
+               filter_calls.fetch_add(1);
+               return first + n <= 4 || first >= 8;
+             }});
+  for (uint64_t p = 0; p < 32; ++p) FillPattern(Page(p), p, PageSize());
+  ASSERT_EQ(Reclaim(0, 32), 0);
+  ASSERT_OK(store_->Drop(10, 1));
+  ASSERT_OK(ram_->Discard(10, 1));
+  EXPECT_TRUE(HasPattern(Page(0), 0, PageSize()));
+  ASSERT_OK_AND_ASSIGN(auto resident, server_->Residency(0, 17));
+  EXPECT_EQ(resident, (std::vector<uint8_t>{1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 0, 1, 1, 1, 1, 1, 0}));
+  PageServerStats s = server_->Stats();
+  EXPECT_EQ(s.fault_around_skipped, 4u);
+  EXPECT_EQ(s.fault_around_pages, 10u);  // 1-3, 8, 9, 11-15
+  EXPECT_GT(filter_calls.load(), 1);     // the cluster, then page by page
+  // The refused and the missing pages are served by their own faults.
+  EXPECT_TRUE(HasPattern(Page(5), 5, PageSize()));
+  EXPECT_TRUE(IsZero(Page(10), PageSize()));
+  EXPECT_EQ(server_->Stats().failures, 0u);
+}
+
+TEST_P(PageServerTest, FaultAroundLeavesACorruptNeighbourToItsOwnFault) {
+  Start(16, {.fault_around_pages = 7});
+  for (uint64_t p = 0; p < 16; ++p) FillPattern(Page(p), p, PageSize());
+  ASSERT_EQ(Reclaim(0, 16), 0);
+  const uint8_t junk = 0x5A;
+  ASSERT_EQ(pwrite(store_->file_descriptor(), &junk, 1, static_cast<off_t>(3 * PageSize() + 5)), 1);
+  EXPECT_TRUE(HasPattern(Page(0), 0, PageSize()));  // its run is cut at 3, then resumes
+  ASSERT_OK_AND_ASSIGN(auto resident, server_->Residency(0, 9));
+  EXPECT_EQ(resident, (std::vector<uint8_t>{1, 1, 1, 0, 1, 1, 1, 1, 0}));
+  EXPECT_EQ(server_->Stats().failures, 0u);
+  std::vector<uint8_t> got;
+  EXPECT_EQ(KernelRead(Page(3), PageSize(), &got), EFAULT);  // never the wrong data
+  EXPECT_THAT(server_->failure(), StatusIs(absl::StatusCode::kDataLoss,
+                                           AllOf(HasSubstr("page 3"), HasSubstr("checksum"))));
+}
+
+TEST_P(PageServerTest, FaultAroundZeroFillsAnUnsavedFaultingPageAndBringsItsNeighbours) {
+  Start(16, {.fault_around_pages = 3});
+  for (uint64_t p = 0; p < 16; ++p) FillPattern(Page(p), p, PageSize());
+  ASSERT_EQ(Reclaim(0, 16), 0);
+  ASSERT_OK(store_->Drop(4, 1));
+  ASSERT_OK(ram_->Discard(4, 1));
+  EXPECT_TRUE(IsZero(Page(4), PageSize()));
+  ASSERT_OK_AND_ASSIGN(auto resident, server_->Residency(4, 5));
+  EXPECT_EQ(resident, (std::vector<uint8_t>{1, 1, 1, 1, 0}));
+  EXPECT_TRUE(HasPattern(Page(7), 7, PageSize()));
+}
+
+// Threads blocked on pages of one cluster are all woken by the cluster's one UFFDIO_WAKE: the
+// handler is held inside the first fault (in the filter) while the others queue up; a wake
+// removes a waiter's unread message, so every schedule ends with exactly one fault served.
+TEST_P(PageServerTest, OneWakeAfterDontwakeCopiesWakesEveryWaiterOfTheCluster) {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool armed = false;  // hold the first fault-around after the reclaim
+  bool entered = false;
+  bool release = false;
+  Start(16, {.fault_around_pages = 7, .fault_around_filter = [&](uint64_t, uint64_t) {
+               std::unique_lock<std::mutex> lock(mu);
+               if (!armed || entered) return true;
+               entered = true;
+               cv.notify_all();
+               cv.wait_for(lock, std::chrono::seconds(10), [&] { return release; });
+               return true;
+             }});
+  for (uint64_t p = 0; p < 16; ++p) FillPattern(Page(p), p, PageSize());
+  ASSERT_EQ(Reclaim(0, 16), 0);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    armed = true;
+  }
+  const uint64_t faults_before = server_->Stats().faults;
+  std::atomic<int> done{0};
+  std::atomic<int> bad{0};
+  std::vector<std::thread> guests;
+  auto reader = [&](uint64_t p) {
+    std::vector<uint8_t> got;
+    if (KernelRead(Page(p), PageSize(), &got) != 0 || !HasPattern(got.data(), p, PageSize())) {
+      bad.fetch_add(1);
+    }
+    done.fetch_add(1);
+  };
+  guests.emplace_back(reader, 0);
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return entered; }));
+  }
+  for (uint64_t p = 1; p <= 3; ++p) guests.emplace_back(reader, p);
+  // At least one of them is queued behind the held handler (usually all three).
+  EXPECT_TRUE(WaitForQueuedFault(server_->userfaultfd()));
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  const bool all_done = Eventually([&] { return done.load() == 4; });
+  if (!all_done) server_->Shutdown();  // fail, but never hang: the readers get EFAULT
+  for (auto& g : guests) g.join();
+  EXPECT_TRUE(all_done);
+  EXPECT_EQ(bad.load(), 0);
+  EXPECT_EQ(server_->Stats().faults, faults_before + 1);
+  EXPECT_EQ(server_->Stats().fault_around_pages, 7u);
+}
+
 TEST_P(PageServerTest, ManyThreadsFaultingConcurrentlyGetTheirData) {
   constexpr uint64_t kPages = 512;
   constexpr int kThreads = 4;
@@ -381,7 +521,7 @@ TEST_P(PageServerTest, PopulateInstallsAMissingPageAndRefusesAPresentOne) {
 }
 
 TEST_P(PageServerTest, ShutdownWithAThreadBlockedInAFaultNeverHangs) {
-  Start(4, {.handler_threads = 0});
+  Start(4, {.handler_threads = 0, .fault_around_pages = 0});
   int result = -1;
   std::thread guest([&] {
     std::vector<uint8_t> got;
@@ -402,7 +542,7 @@ TEST_P(PageServerTest, NoFdOrThreadLeaks) {
   std::thread([] {}).join();
   const int fds_before = CountDir("/proc/self/fd");
   const int threads_before = CountDir("/proc/self/task");
-  Start(32, {.handler_threads = 3});
+  Start(32, {.handler_threads = 3, .fault_around_pages = 0});
   EXPECT_EQ(CountDir("/proc/self/task"), threads_before + 3);
   for (uint64_t p = 0; p < 32; ++p) FillPattern(Page(p), p, PageSize());
   ASSERT_EQ(Reclaim(0, 32), 0);

@@ -59,6 +59,62 @@ TEST(SwapStore, SaveThenLoadReturnsTheSameBytes) {
   EXPECT_EQ(store->SavedPageCount(), 1u);
 }
 
+// The batched load of fault-around: one read of a run, the verified prefix handed over,
+// the first bad page's status returned. The run wraps the stripe array (250..265).
+TEST(SwapStore, LoadRunIntoHandsOverTheVerifiedPrefixAndNamesTheFirstBadPage) {
+  ASSERT_OK_AND_ASSIGN(auto store, SwapStore::Create(300, kPage));
+  for (uint64_t p = 250; p < 266; ++p) ASSERT_OK(store->Save(p, Pattern(p).data()));
+  std::vector<uint8_t> scratch(16 * kPage);
+  uint64_t handed = 0;
+  uint64_t verified = 99;
+  uint64_t first = 250;  // of the run being loaded
+  auto install = [&](const void* data, uint64_t pages) {
+    handed = pages;
+    for (uint64_t i = 0; i < pages; ++i) {
+      const auto* page = static_cast<const uint8_t*>(data) + i * kPage;
+      EXPECT_EQ(std::vector<uint8_t>(page, page + kPage), Pattern(first + i)) << "page " << i;
+    }
+    return absl::OkStatus();
+  };
+  ASSERT_OK(store->LoadRunInto(250, 16, scratch.data(), install, &verified));
+  EXPECT_EQ(verified, 16u);
+  EXPECT_EQ(handed, 16u);
+  EXPECT_EQ(store->Stats().loads, 16u);
+
+  // A corrupted slot cuts the run: 250..252 handed over, 253 is DataLoss by name.
+  const uint8_t junk = 0x5A;
+  ASSERT_EQ(pwrite(store->file_descriptor(), &junk, 1, static_cast<off_t>(253 * kPage + 9)), 1);
+  EXPECT_THAT(store->LoadRunInto(250, 16, scratch.data(), install, &verified),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("page 253")));
+  EXPECT_EQ(verified, 3u);
+  EXPECT_EQ(handed, 3u);
+
+  // A dropped page cuts it too (NotFound), and an injected read error (DataLoss for EIO).
+  ASSERT_OK(store->Drop(251, 1));
+  EXPECT_THAT(store->LoadRunInto(250, 3, scratch.data(), install, &verified),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("page 251")));
+  EXPECT_EQ(verified, 1u);
+  store->SetReadFaultInjection({.fail_nth = 2});
+  first = 254;
+  EXPECT_THAT(store->LoadRunInto(254, 4, scratch.data(), install, &verified),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("page 255")));
+  EXPECT_EQ(verified, 1u);
+
+  // Nothing handed over when the first page is bad; install's own error wins.
+  handed = 99;
+  EXPECT_THAT(store->LoadRunInto(251, 2, scratch.data(), install, &verified),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("page 251")));
+  EXPECT_EQ(handed, 99u);
+  EXPECT_THAT(store->LoadRunInto(
+                  256, 2, scratch.data(),
+                  [](const void*, uint64_t) { return absl::InternalError("install"); }, &verified),
+              StatusIs(absl::StatusCode::kInternal, HasSubstr("install")));
+  EXPECT_THAT(store->LoadRunInto(290, 11, scratch.data(), install, &verified),
+              StatusIs(absl::StatusCode::kOutOfRange, HasSubstr("[290, 301)")));
+  EXPECT_THAT(store->LoadRunInto(0, 257, scratch.data(), install, &verified),
+              StatusIs(absl::StatusCode::kOutOfRange, HasSubstr("more than 256")));
+}
+
 TEST(SwapStore, LoadOfAnUnsavedPageIsNotFound) {
   ASSERT_OK_AND_ASSIGN(auto store, SwapStore::Create(4, kPage));
   std::vector<uint8_t> out(kPage);
