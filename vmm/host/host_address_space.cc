@@ -114,6 +114,14 @@ absl::Status HostAddressSpace::Init() {
   PageServerOptions pso;
   pso.handler_threads = options_.page_server_threads;
   pso.fault_around_pages = options_.fault_around_pages;
+  pso.spin_before_block_ns = options_.page_server_spin_ns;
+  pso.handler_cpus = options_.page_server_cpus;
+  // Fault-around never installs a page an open window covers: the window may be between
+  // its save and its discard, or migrating the page. (A fault of the page itself is still
+  // served, with the store's copy, as every recipe expects.) windows_ outlives the server.
+  pso.fault_around_filter = [this](uint64_t first, uint64_t count) {
+    return !windows_.Overlaps(PageRange{first, count});
+  };
   pso.on_failure = options_.on_page_server_failure;
   pso.thread_name_prefix = "hostpg";
   absl::StatusOr<std::unique_ptr<PageServer>> server =
@@ -187,7 +195,7 @@ void HostAddressSpace::Teardown() {
     }
   }
   if (page_server_ != nullptr) {
-    counters_->swapped_in_at_teardown.store(page_server_->Stats().swap_ins,
+    counters_->swapped_in_at_teardown.store(PagesFromStore(page_server_->Stats()),
                                             std::memory_order_relaxed);
   }
   page_server_.reset();
@@ -388,7 +396,7 @@ HostStats HostAddressSpace::stats() const {
   s.dirty_harvests = get(c.dirty_harvests);
   s.dirty_pages_logged = get(c.dirty_pages_logged);
   s.host_writes_noted = get(c.host_writes_noted);
-  s.swapped_in = page_server_ != nullptr ? page_server_->Stats().swap_ins
+  s.swapped_in = page_server_ != nullptr ? PagesFromStore(page_server_->Stats())
                                          : get(c.swapped_in_at_teardown);
   return s;
 }

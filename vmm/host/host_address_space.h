@@ -116,7 +116,11 @@ struct HostAddressSpaceOptions {
   notifier::HubOptions hub;
   SwapStoreOptions swap;
   int page_server_threads = 1;
-  uint32_t fault_around_pages = 0;
+  // Page-server fault-around (vmm/paging): followers installed with each fault. Pages under
+  // an open window are never installed by fault-around (the space vetoes them).
+  uint32_t fault_around_pages = kDefaultFaultAroundPages;
+  uint32_t page_server_spin_ns = 0;   // PageServerOptions::spin_before_block_ns
+  std::vector<int> page_server_cpus;  // PageServerOptions::handler_cpus
   PageServerFailureCallback on_page_server_failure;  // "stop the VM"; from a handler
   MemslotControl* memslot_control = nullptr;  // not owned; null: no hypervisor (tests)
   DirtyLog* dirty_log = nullptr;              // not owned; null: always write back
@@ -171,7 +175,7 @@ struct HostStats {
   uint64_t protects = 0, unmaps = 0;
   uint64_t oom_reaps = 0, oom_eagain_retries = 0, oom_skipped = 0;
   uint64_t dirty_harvests = 0, dirty_pages_logged = 0, host_writes_noted = 0;
-  uint64_t swapped_in = 0;  // page server swap-ins (copy from the store)
+  uint64_t swapped_in = 0;  // pages the page server copied from the store (PagesFromStore)
 };
 
 class HostAddressSpace final : public mmu::Primary, public GuestMemoryAccess {

@@ -72,6 +72,13 @@ bool PageRangeLock::IsLocked(uint64_t page) const {
   return IsLockedLocked(page);
 }
 
+bool PageRangeLock::Overlaps(PageRange range) const {
+  MutexLock lock(&mu_);
+  if (all_) return true;
+  return std::any_of(held_.begin(), held_.end(),
+                     [&](const PageRange& h) { return h.Overlaps(range); });
+}
+
 size_t PageRangeLock::held() const {
   MutexLock lock(&mu_);
   return held_.size() + (all_ ? 1 : 0);

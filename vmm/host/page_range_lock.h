@@ -60,6 +60,8 @@ class PageRangeLock {
   // Waits while `page` lies in a held range (or everything is held).
   void WaitUntilUnlocked(uint64_t page) ABSL_LOCKS_EXCLUDED(mu_);
   bool IsLocked(uint64_t page) const ABSL_LOCKS_EXCLUDED(mu_);
+  // Whether any page of `range` lies in a held range (or everything is held).
+  bool Overlaps(PageRange range) const ABSL_LOCKS_EXCLUDED(mu_);
   // Open windows right now (held ranges, plus one for an exclusive holder).
   size_t held() const ABSL_LOCKS_EXCLUDED(mu_);
 

@@ -119,7 +119,7 @@ ReclaimDriverStats ReclaimDriver::stats() const {
   s.second_chances = get(second_chances_);
   s.errors = get(errors_);
   if (PageServer* server = space_.page_server(); server != nullptr) {
-    s.swapped_in = server->Stats().swap_ins;
+    s.swapped_in = PagesFromStore(server->Stats());
   }
   return s;
 }

@@ -431,12 +431,16 @@ absl::Status PageServer::CopyRun(HandlerState& state, uint64_t first, uint64_t c
   *installed = 0;
   *must_installed = false;
   absl::Status must_status;
+  // A run may span VMAs (an owner's mprotect splits the range; UFFDIO_COPY then fails with
+  // ENOENT): after any error but EEXIST/EAGAIN the rest goes page by page.
+  bool one_by_one = false;
   uint64_t i = 0;
   while (i < count) {
+    const uint64_t pages = one_by_one ? 1 : count - i;
     uffdio_copy copy{};
     copy.dst = reinterpret_cast<uintptr_t>(PageAddress(first + i));
     copy.src = reinterpret_cast<uintptr_t>(data + i * range_.page_size);
-    copy.len = (count - i) * range_.page_size;
+    copy.len = pages * range_.page_size;
     copy.mode = UFFDIO_COPY_MODE_DONTWAKE;
     const int e = ioctl(uffd_, UFFDIO_COPY, &copy) == 0 ? 0 : errno;
     // A partial copy (the kernel stopped at a page) reports the bytes done with EAGAIN.
@@ -445,8 +449,7 @@ absl::Status PageServer::CopyRun(HandlerState& state, uint64_t first, uint64_t c
       if (first + i <= must && must < first + i + done) *must_installed = true;
       *installed += done;
       i += done;
-      if (e == 0) break;
-      continue;  // retry from the page it stopped at, to learn why
+      continue;  // after a partial copy: retry from the page it stopped at, to learn why
     }
     if (e == EAGAIN) {
       if (const int fatal = PumpOnce(state); fatal == 0) continue;
@@ -454,12 +457,15 @@ absl::Status PageServer::CopyRun(HandlerState& state, uint64_t first, uint64_t c
     if (e == EEXIST) {
       // Populated by someone else; the cluster's one wake covers its waiters.
       if (first + i == must) copy_races_.fetch_add(1, std::memory_order_relaxed);
+    } else if (pages > 1) {
+      one_by_one = true;  // learn which page fails, and why
+      continue;
     } else if (first + i == must) {
-      must_status =
-          absl::ErrnoToStatus(e, absl::StrFormat("UFFDIO_COPY page %d dst=%p len=%d", must,
-                                                 PageAddress(must), range_.page_size));
+      must_status = absl::ErrnoToStatus(
+          e, absl::StrFormat("UFFDIO_COPY page %d dst=%p len=%d", must, PageAddress(must),
+                             range_.page_size));
     }
-    ++i;  // a neighbour's error is left for its own fault to report
+    ++i;  // a follower's error is left for its own fault to report
   }
   return must_status;
 }

@@ -125,6 +125,12 @@ struct PageServerStats {
   uint64_t shutdown_aborted_faults = 0;  // faults still blocked at Shutdown (failed, not zeroed)
 };
 
+// Pages brought back from the store, by faults and by fault-around: what "swapped in" means
+// to the owner (a fault-around page is a swap-in that no thread had to wait for).
+inline uint64_t PagesFromStore(const PageServerStats& s) {
+  return s.swap_ins + s.fault_around_pages;
+}
+
 class PageServer {
  public:
   // Registers `range` and starts the handlers. REQUIRES: store->num_pages() >=

@@ -179,6 +179,36 @@ TEST_P(BackingTest, InsideTheWindowReadsSeeSavedDataAndWritesFail) {
   }
 }
 
+// Fault-around (on by default) never installs a page an open window covers: a fault on
+// page 4 while a window holds [8, 12) brings 5-7 and 12-19 from the store, not 8-11.
+TEST_P(BackingTest, FaultAroundSkipsThePagesOfAnOpenWindow) {
+  HostAddressSpaceOptions o = SmallOptions(GetParam());
+  ASSERT_EQ(o.fault_around_pages, kDefaultFaultAroundPages);
+  o.fault_around_pages = 15;
+  HostAddressSpace* self = nullptr;
+  std::vector<uint8_t> resident;
+  int64_t mismatch = -1;
+  o.window_hook = [&](WindowPoint point, const notifier::Range&) {
+    if (point != WindowPoint::kAfterStart || self == nullptr) return;
+    mismatch = FirstMismatch(self->PagePointer(4), 4, 3);  // faults page 4 in
+    resident = *self->page_server()->Residency(4, 16);
+  };
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<HostAddressSpace> space,
+                       HostAddressSpace::Create(std::move(o)));
+  FillAll(*space, 3);
+  ASSERT_OK_AND_ASSIGN(ReclaimResult all, space->Reclaim(PageRange{0, kPages}));
+  ASSERT_EQ(all.reclaimed, kPages);
+  self = space.get();
+  ASSERT_OK(space->Reclaim(PageRange{8, 4}).status());
+  self = nullptr;
+  EXPECT_EQ(mismatch, -1);
+  EXPECT_EQ(resident, (std::vector<uint8_t>{1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1}));
+  EXPECT_EQ(space->page_server()->Stats().fault_around_skipped, 4u);
+  for (uint64_t p = 0; p < kPages; ++p) {
+    ASSERT_EQ(FirstMismatch(space->PagePointer(p), p, 3), -1) << "page " << p;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Backings, BackingTest,
                          ::testing::Values(GuestRamBacking::kMemfdShared,
                                            GuestRamBacking::kAnonymousPrivate),

@@ -350,6 +350,21 @@ TEST_P(PageServerTest, FaultAroundNeverInstallsAPageTheFilterRefusesOrTheStoreLa
   EXPECT_EQ(server_->Stats().failures, 0u);
 }
 
+// An owner's mprotect splits the range into several mappings; UFFDIO_COPY of a run must
+// stay inside one, so a run across the split is copied page by page (ENOENT otherwise).
+TEST_P(PageServerTest, FaultAroundRunAcrossAMappingSplitStillInstallsEveryPage) {
+  Start(16, {.fault_around_pages = 15});
+  for (uint64_t p = 0; p < 16; ++p) FillPattern(Page(p), p, PageSize());
+  ASSERT_EQ(Reclaim(0, 16), 0);
+  ASSERT_EQ(mprotect(Page(6), 2 * PageSize(), PROT_READ), 0);
+  EXPECT_TRUE(HasPattern(Page(0), 0, PageSize()));
+  ASSERT_OK_AND_ASSIGN(auto resident, server_->Residency(0, 16));
+  EXPECT_EQ(resident, std::vector<uint8_t>(16, 1));
+  EXPECT_EQ(server_->Stats().failures, 0u);
+  for (uint64_t p = 1; p < 16; ++p) EXPECT_TRUE(HasPattern(Page(p), p, PageSize())) << p;
+  ASSERT_EQ(mprotect(Page(6), 2 * PageSize(), PROT_READ | PROT_WRITE), 0);
+}
+
 TEST_P(PageServerTest, FaultAroundLeavesACorruptNeighbourToItsOwnFault) {
   Start(16, {.fault_around_pages = 7});
   for (uint64_t p = 0; p < 16; ++p) FillPattern(Page(p), p, PageSize());
