@@ -138,18 +138,31 @@ absl::Status NotifierSubscriptions::Unregister(Subscription& sub) {
           "unregister subscription '%s': it came from Get; use Put", sub.name()));
     }
   }
-  // Linux calls release while still linked, inside a read-side section, then unlinks.
-  // acq_rel: exactly one of Unregister and teardown wins the exchange.
-  if (sub.ops().Has(Op::kRelease) && !sub.released_.exchange(true, std::memory_order_acq_rel)) {
+  {
+    // Linux mmu_notifier_unregister: srcu_read_lock *before* ->release. The section is
+    // entered before the claim below, so a teardown that finds the release claimed
+    // (its exchange reads ours: our section's count happens-before its grace period)
+    // waits in its closing grace period until this ->release has returned.
     SrcuReadSection read(srcu_);
-    sub.Release(*this);
+    // acq_rel: exactly one of Unregister and teardown wins the exchange.
+    if (sub.ops().Has(Op::kRelease) &&
+        !sub.released_.exchange(true, std::memory_order_acq_rel)) {
+      if (hooks_ != nullptr && hooks_->unregister_release_claimed) {
+        hooks_->unregister_release_claimed(sub);
+      }
+      // acquire: pairs with the release store at the end of Release(); a ->release that
+      // starts after teardown returned is what this ordering exists to prevent.
+      checker_.OnRelease(sub, teardown_returned_.load(std::memory_order_acquire));
+      sub.Release(*this);
+    }
   }
   {
     MutexLock lock(&reg_mu_);
     UnlinkLocked(sub);
   }
-  // Waits for every callback that may still be running on `sub`, including a release
-  // started by a concurrent teardown.
+  // Waits for every callback that may still be running on `sub`: dispatch walks, a
+  // release run by a concurrent teardown, and teardown's walk itself (it is a reader and
+  // may still hold `sub` in the list it loaded).
   srcu_.Synchronize();
   MutexLock lock(&reg_mu_);
   sub.hub_ = nullptr;
@@ -160,15 +173,17 @@ absl::Status NotifierSubscriptions::Unregister(Subscription& sub) {
 
 absl::StatusOr<Subscription*> NotifierSubscriptions::Get(SubscriptionAllocator& allocator) {
   MutexLock lock(&reg_mu_);
+  // Before the search: a linked subscription of a dying hub is being released; a new
+  // user would get one that no longer mirrors anything (Linux: get needs mm_users > 0).
+  if (torn_down()) {
+    return absl::FailedPreconditionError(
+        "get subscription: the address space was torn down");
+  }
   for (Subscription* sub : linked_) {
     if (sub->allocator_ == &allocator) {
       ++sub->users_;
       return sub;
     }
-  }
-  if (torn_down()) {
-    return absl::FailedPreconditionError(
-        "get subscription: the address space was torn down");
   }
   absl::StatusOr<std::unique_ptr<Subscription>> made = allocator.AllocNotifier(*this);
   if (!made.ok()) return made.status();
@@ -210,6 +225,11 @@ absl::Status NotifierSubscriptions::Put(Subscription& sub) {
 
 void NotifierSubscriptions::Synchronize() { srcu_.Barrier(); }
 
+void NotifierSubscriptions::SetHooksForTesting(HubHooks hooks) {
+  srcu_.SetWaitHooksForTesting(hooks.grace_period_waits, hooks.gate_waits);
+  hooks_ = std::make_unique<const HubHooks>(std::move(hooks));
+}
+
 size_t NotifierSubscriptions::subscription_count() const {
   MutexLock lock(&reg_mu_);
   return linked_.size();
@@ -232,31 +252,39 @@ PairingSummary NotifierSubscriptions::pairing_summary() const {
 // ---- Teardown -------------------------------------------------------------------------
 
 void NotifierSubscriptions::Release() {
-  // Interval subscriptions first: one blockable kRelease invalidation of everything
-  // (Linux mn_itree_release). They stay inserted; their owners Remove them.
-  if (has_itree_.load(std::memory_order_acquire)) {
-    Range all{0, UINT64_MAX, Event::kRelease, /*blockable=*/true, nullptr};
-    ItreeStart(all);
-    ItreeEnd();
-  }
-  std::vector<Subscription*> subs;
+  MutexLock teardown(&teardown_mu_);  // a second caller waits for the first to finish
   {
     MutexLock lock(&reg_mu_);
-    // acq_rel: a second Release returns here; pairs with torn_down() loads.
-    if (torn_down_.exchange(true, std::memory_order_acq_rel)) return;
-    subs.assign(linked_.rbegin(), linked_.rend());
+    // relaxed: read and written under teardown_mu_ here; true means a Release returned.
+    if (torn_down_.load(std::memory_order_relaxed)) return;
+    // The dying mark, before anything is walked: from here Register and Get fail (they
+    // test it under reg_mu_) and so does Insert (itree_dying_, under itree_mu_), so
+    // nothing can join the hub behind the walks below. release: pairs with torn_down().
+    torn_down_.store(true, std::memory_order_release);
+    MutexLock itree_lock(&itree_mu_);
+    itree_dying_ = true;
   }
+  if (hooks_ != nullptr && hooks_->teardown_marked) hooks_->teardown_marked();
+  // Intervals first (Linux mn_itree_release): one blockable kRelease invalidation of
+  // everything. They stay inserted; their owners Remove them.
+  ItreeRelease();
   {
+    // Linux mn_hlist_release: the walk runs inside a read-side section and loads the list
+    // inside it. An Unregister (or a last Put) that unlinks a subscription this walk can
+    // still see waits for the walk in its grace period (or queues its free behind it),
+    // so the walk never touches a subscription after its Unregister returned.
     SrcuReadSection read(srcu_);
-    for (Subscription* sub : subs) {
+    // acquire: pairs with the release in PublishLocked.
+    const SubscriptionList* list = list_.load(std::memory_order_acquire);
+    if (hooks_ != nullptr && hooks_->teardown_walk) hooks_->teardown_walk();
+    for (Subscription* sub : list->subs) {
       // acq_rel: exactly one of teardown and Unregister calls release.
       if (sub->ops().Has(Op::kRelease) &&
           !sub->released_.exchange(true, std::memory_order_acq_rel)) {
+        checker_.OnRelease(*sub, /*teardown_returned=*/false);
         sub->Release(*this);
       }
     }
-  }
-  {
     MutexLock lock(&reg_mu_);
     for (Subscription* sub : linked_) {
       checker_.OnUnlinked(*sub);
@@ -272,7 +300,12 @@ void NotifierSubscriptions::Release() {
       }
     });
   }
+  // Linux ends mn_hlist_release with synchronize_srcu: a ->release that a racing
+  // Unregister claimed runs inside that Unregister's read-side section, which began
+  // before the claim this walk lost, so this grace period waits for it to return.
   srcu_.Barrier();
+  // release: pairs with the acquire in Unregister (checker only).
+  teardown_returned_.store(true, std::memory_order_release);
 }
 
 }  // namespace mmuvisor::notifier

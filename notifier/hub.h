@@ -14,12 +14,20 @@
 //  - Only a non-blockable start can fail; the result is Unavailable. What happens to the
 //    other subscriptions depends on the Policy below.
 //  - Registration waits until no start/end window is open and keeps new ones out while it
-//    links (Linux: mm_take_all_locks). Unregister calls Release (if not yet released),
-//    unlinks and waits for a grace period. Put never calls Release; the free runs after a
-//    grace period; Synchronize() waits for pending frees.
-//  - Release() (teardown) invalidates every interval with Event::kRelease, calls Release
-//    on every classic subscription exactly once, unlinks them all and waits for a grace
-//    period: no classic op runs after it returns.
+//    links (Linux: mm_take_all_locks). Unregister calls Release (if not yet released)
+//    inside a read-side section, unlinks and waits for a grace period: after it returns
+//    no op of the subscription runs or will run, teardown's included. Put never calls
+//    Release; the free runs after a grace period that began after the unlink, so it waits
+//    for every walk (teardown's included) that could still see the subscription;
+//    Synchronize() waits for pending frees.
+//  - Release() (teardown) first marks the hub dying (Register, Get and Insert fail with
+//    FailedPrecondition from then on), invalidates every interval with Event::kRelease,
+//    calls Release on every classic subscription exactly once (it or a racing Unregister)
+//    inside one read-side section, unlinks them all and waits for a grace period: no
+//    classic op runs after it returns, and no ->Release is still running.
+//  - An end on a thread that holds no window of this hub (a caller bug) is reported by the
+//    pairing checker (kEndWithoutStart) and otherwise ignored: no callback, no count.
+//  The lifetime rules, beside Linux's, are tabled in the README.
 //
 // Locks: reg_mu_ guards the classic list and registration state (writers only; readers
 // use SRCU and never take it). itree_mu_ guards the interval tree, invalidate_seq_ and
@@ -36,6 +44,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "absl/base/attributes.h"
@@ -43,6 +52,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "notifier/hub_hooks.h"
 #include "notifier/mutex.h"
 #include "notifier/interval_subscription.h"
 #include "notifier/interval_tree.h"
@@ -83,8 +93,11 @@ struct HubOptions {
 class NotifierSubscriptions {
  public:
   explicit NotifierSubscriptions(HubOptions options = {});
-  // Runs pending frees. REQUIRES: no subscription registered except through Get (those
-  // are freed here), no interval inserted, no window open.
+  // Waits for read-side sections in flight (a young op or a ->Release running on another
+  // thread finishes first), then runs pending frees and frees the Get subscriptions.
+  // REQUIRES: no subscription registered except through Get, no interval inserted, no
+  // window open, and no call into the hub begins once destruction has (Linux: the
+  // caller's mm_count pin).
   ~NotifierSubscriptions();
   NotifierSubscriptions(const NotifierSubscriptions&) = delete;
   NotifierSubscriptions& operator=(const NotifierSubscriptions&) = delete;
@@ -94,11 +107,13 @@ class NotifierSubscriptions {
   // with end). FailedPrecondition: already registered, or the hub was torn down.
   // May sleep until open windows end. REQUIRES: not called from a callback.
   absl::Status Register(Subscription& sub) ABSL_LOCKS_EXCLUDED(reg_mu_);
-  // Release (unless already released), unlink, wait for a grace period.
+  // Release (unless already released, by teardown or before), unlink, wait for a grace
+  // period. After it returns no op of `sub` runs or will run; `sub` may be destroyed.
   // FailedPrecondition: not registered here, or registered through Get (use Put).
   absl::Status Unregister(Subscription& sub) ABSL_LOCKS_EXCLUDED(reg_mu_);
   // Linux mmu_notifier_get: the linked subscription created by `allocator`, with one more
   // user, or a new one from allocator.AllocNotifier (its error is returned as is).
+  // FailedPrecondition once teardown has begun (its subscriptions are being released).
   absl::StatusOr<Subscription*> Get(SubscriptionAllocator& allocator)
       ABSL_LOCKS_EXCLUDED(reg_mu_);
   // Drops a user; the last one unlinks and frees after a grace period (never Release).
@@ -113,7 +128,8 @@ class NotifierSubscriptions {
   // subscription that needed an end got it (policy permitting); do not call end.
   // InvalidArgument: empty or wrapping range.
   absl::Status InvalidateRangeStart(const Range& range);
-  // REQUIRES: a start of the same range returned OK on this thread.
+  // REQUIRES: a start of the same range returned OK on this thread. An end on a thread
+  // with no window open is reported (kEndWithoutStart) and dropped.
   void InvalidateRangeEnd(const Range& range);
 
   // ---- Aging and secondary TLBs --------------------------------------------------------
@@ -123,9 +139,15 @@ class NotifierSubscriptions {
   void ArchInvalidateSecondaryTlbs(uint64_t start, uint64_t end);
 
   // ---- Teardown ------------------------------------------------------------------------
-  // Linux __mmu_notifier_release. Idempotent. REQUIRES: not called from a callback.
-  void Release() ABSL_LOCKS_EXCLUDED(reg_mu_);
+  // Linux __mmu_notifier_release. Idempotent; a concurrent second call returns when the
+  // first has. REQUIRES: not called from a callback.
+  void Release() ABSL_LOCKS_EXCLUDED(teardown_mu_, reg_mu_, itree_mu_);
+  // True from the moment Release() began (registration, Get and Insert are refused).
   bool torn_down() const { return torn_down_.load(std::memory_order_acquire); }
+
+  // ---- Testing -------------------------------------------------------------------------
+  // Test-only race-window hooks (hub_hooks.h). REQUIRES: no other thread uses the hub.
+  void SetHooksForTesting(HubHooks hooks);
 
   // ---- Introspection -----------------------------------------------------------------
   Policy policy() const { return options_.policy; }
@@ -167,6 +189,8 @@ class NotifierSubscriptions {
   absl::Status StartSlow(const Range& range);
   absl::Status StartInWindow(const Range& range);
   void EndSlow(const Range& range);
+  // An end on a thread that holds no window: reported, nothing else happens.
+  ABSL_ATTRIBUTE_NOINLINE void UnmatchedEnd(const Range& range);
   // Classic dispatch over one list; returns true when a start failed (policy handling
   // done). The walks run inside an SRCU read-side section of the caller's.
   bool ClassicStartWalk(const SubscriptionList& list, const Range& range);
@@ -181,9 +205,14 @@ class NotifierSubscriptions {
 
   // Interval part (Linux mn_itree_*). ItreeStart returns false when a non-blockable
   // invalidate failed; it has then undone its own accounting.
-  bool ItreeStart(const Range& range) ABSL_LOCKS_EXCLUDED(itree_mu_);
+  // `release_walk`: teardown's walk; intervals inserted after it get their own kRelease
+  // invalidation from the last end.
+  bool ItreeStart(const Range& range, bool release_walk = false)
+      ABSL_LOCKS_EXCLUDED(itree_mu_);
   void ItreeEnd() ABSL_LOCKS_EXCLUDED(itree_mu_);
   void EnsureItree() ABSL_LOCKS_EXCLUDED(reg_mu_);
+  // Teardown's interval part (Linux mn_itree_release). REQUIRES: itree_dying_ set.
+  void ItreeRelease() ABSL_LOCKS_EXCLUDED(itree_mu_);
   absl::Status IntervalInsert(IntervalSubscription& sub, uint64_t start, uint64_t length)
       ABSL_LOCKS_EXCLUDED(itree_mu_);
   void IntervalRemove(IntervalSubscription& sub) ABSL_LOCKS_EXCLUDED(itree_mu_);
@@ -198,13 +227,18 @@ class NotifierSubscriptions {
   SrcuDomain srcu_;
   WindowGate gate_;
 
+  std::unique_ptr<const HubHooks> hooks_;  // test only; null in production
+
+  // Serialises Release() calls: a second one returns only once the first has.
+  Mutex teardown_mu_ ABSL_ACQUIRED_BEFORE(reg_mu_);
   mutable Mutex reg_mu_ ABSL_ACQUIRED_BEFORE(itree_mu_);
   std::vector<Subscription*> linked_ ABSL_GUARDED_BY(reg_mu_);  // registration order
   uint64_t next_order_ ABSL_GUARDED_BY(reg_mu_) = 1;
   std::vector<Subscription*> unlinked_gets_ ABSL_GUARDED_BY(reg_mu_);  // torn down, users>0
   // acquire/release: pairs the PublishLocked store with the loads in dispatch.
   std::atomic<const SubscriptionList*> list_{nullptr};
-  std::atomic<bool> torn_down_{false};
+  std::atomic<bool> torn_down_{false};         // Release() began (set under reg_mu_)
+  std::atomic<bool> teardown_returned_{false};  // Release() returned (checker only)
   std::atomic<bool> has_itree_{false};  // set once, with the gate closed
   std::atomic<uint64_t> sorted_refusals_{0};
 
@@ -213,6 +247,12 @@ class NotifierSubscriptions {
   uint64_t invalidate_seq_ ABSL_GUARDED_BY(itree_mu_) = 2;
   uint64_t active_invalidate_ranges_ ABSL_GUARDED_BY(itree_mu_) = 0;
   IntervalSubscription* deferred_head_ ABSL_GUARDED_BY(itree_mu_) = nullptr;
+  // Teardown's dying mark for the interval side, set before its release walk: Insert
+  // refuses from then on, so no interval escapes the walk.
+  bool itree_dying_ ABSL_GUARDED_BY(itree_mu_) = false;
+  // Teardown's release walk has begun: a deferred insert that enters the tree from now
+  // on missed it (ItreeEnd then invalidates it with kRelease).
+  bool itree_released_ ABSL_GUARDED_BY(itree_mu_) = false;
   // Linux subscriptions->wq: ReadBegin and Remove wait here for invalidate_seq_ to move.
   std::condition_variable itree_wq_;
 };
@@ -288,8 +328,9 @@ inline absl::Status NotifierSubscriptions::InvalidateRangeStart(const Range& ran
 inline void NotifierSubscriptions::InvalidateRangeEnd(const Range& range) {
   const int slot = internal::tls_slot;
   int idx;
-  // acquire: as in InvalidateRangeStart.
-  if (ABSL_PREDICT_TRUE(internal::IsExclusiveSlot(slot) &&
+  // The thread must hold a window (its own line, already in cache); EndSlow reports an
+  // end without one. acquire: as in InvalidateRangeStart.
+  if (ABSL_PREDICT_TRUE(internal::IsExclusiveSlot(slot) && gate_.HoldsWindowExclusive(slot) &&
                         !has_itree_.load(std::memory_order_acquire) &&
                         srcu_.TryReadLock(slot, &idx))) {
     // acquire: pairs with the release in PublishLocked.

@@ -75,10 +75,20 @@ absl::Status NotifierSubscriptions::StartInWindow(const Range& range) {
 }
 
 void NotifierSubscriptions::EndSlow(const Range& range) {
+  // The end contract REQUIRES a start on this thread. Without one, an end would take the
+  // thread's window count below zero: the registration gate, which waits for the sum of
+  // the counts to reach zero, would then wait forever, or admit a registration while
+  // another thread's window is open. Linux's unmatched end leaves registration alone
+  // (KVM's own count underflow is a KVM_BUG_ON): report it and call nobody.
+  if (ABSL_PREDICT_FALSE(!gate_.ThreadHoldsWindow())) return UnmatchedEnd(range);
   // acquire: as in InvalidateRangeStart.
   if (has_itree_.load(std::memory_order_acquire)) ItreeEnd();
   ClassicEnd(range);
   gate_.Exit();
+}
+
+void NotifierSubscriptions::UnmatchedEnd(const Range& range) {
+  checker_.ReportUnmatchedEnd(this, range);
 }
 
 bool NotifierSubscriptions::ClearFlushYoung(uint64_t start, uint64_t end) {

@@ -1,6 +1,7 @@
 // The interval half of the hub (Linux mn_itree_*): the invalidate_seq write side, the
 // deferred insert/remove list, ReadBegin's wait. The protocol is in the README.
 #include <cassert>
+#include <vector>
 
 #include "absl/strings/str_format.h"
 #include "notifier/hub.h"
@@ -19,7 +20,7 @@ void NotifierSubscriptions::EnsureItree() {
   gate_.Open();
 }
 
-bool NotifierSubscriptions::ItreeStart(const Range& range) {
+bool NotifierSubscriptions::ItreeStart(const Range& range, bool release_walk) {
   uint64_t cur_seq;
   // One walk: the first overlap is found under itree_mu_ (it decides whether we become
   // a writer), and the walk continues from it after the lock is dropped.
@@ -28,6 +29,8 @@ bool NotifierSubscriptions::ItreeStart(const Range& range) {
   {
     MutexLock lock(&itree_mu_);
     ++active_invalidate_ranges_;
+    // From here every interval that enters the tree missed the release walk.
+    if (release_walk) itree_released_ = true;
     overlap = itree_.First(range.start, range.end - 1, &cursor);
     // An overlapping writer freezes the tree and makes ReadBegin wait: seq |= 1.
     if (overlap) invalidate_seq_ |= 1;
@@ -52,23 +55,40 @@ bool NotifierSubscriptions::ItreeStart(const Range& range) {
 }
 
 void NotifierSubscriptions::ItreeEnd() {
-  MutexLock lock(&itree_mu_);
-  assert(active_invalidate_ranges_ > 0 && "ItreeEnd without ItreeStart");
-  if (--active_invalidate_ranges_ != 0 || (invalidate_seq_ & 1) == 0) return;
-  // The last writer: seq becomes even, the tree thaws, deferred work runs, and waiters
-  // in ReadBegin/Remove wake (they re-check under itree_mu_).
-  ++invalidate_seq_;
-  itree_wq_.notify_all();
-  while (deferred_head_ != nullptr) {
-    IntervalSubscription* sub = deferred_head_;
-    const IntervalSubscription::Deferred what = sub->deferred_;
-    UndeferLocked(*sub);
-    if (what == IntervalSubscription::Deferred::kInsert) {
-      TreeInsertLocked(*sub);
-    } else {
-      TreeRemoveLocked(*sub);
+  std::vector<IntervalSubscription*> missed;  // entered after the release walk
+  uint64_t cur_seq;
+  {
+    MutexLock lock(&itree_mu_);
+    assert(active_invalidate_ranges_ > 0 && "ItreeEnd without ItreeStart");
+    if (--active_invalidate_ranges_ != 0 || (invalidate_seq_ & 1) == 0) return;
+    // The last writer: seq becomes even, the tree thaws, deferred work runs, and waiters
+    // in ReadBegin/Remove wake (they re-check under itree_mu_).
+    ++invalidate_seq_;
+    itree_wq_.notify_all();
+    while (deferred_head_ != nullptr) {
+      IntervalSubscription* sub = deferred_head_;
+      const IntervalSubscription::Deferred what = sub->deferred_;
+      UndeferLocked(*sub);
+      if (what == IntervalSubscription::Deferred::kInsert) {
+        TreeInsertLocked(*sub);
+        if (itree_released_) missed.push_back(sub);
+      } else {
+        TreeRemoveLocked(*sub);
+      }
     }
+    if (ABSL_PREDICT_TRUE(missed.empty())) return;
+    // Inserts deferred before teardown's dying mark that enter the tree after its
+    // release walk (Insert refuses new ones): no interval may escape its release, so
+    // they get one now. Become a writer again in the same lock hold, so nobody sees them
+    // thawed in between: active 1, seq odd and new (waiters for the old seq wake).
+    active_invalidate_ranges_ = 1;
+    invalidate_seq_ |= 1;
+    cur_seq = invalidate_seq_;
   }
+  // Frozen again: a Remove of one of them is deferred and waits for the end below.
+  const Range release{0, UINT64_MAX, Event::kRelease, /*blockable=*/true, nullptr};
+  for (IntervalSubscription* sub : missed) sub->Invalidate(release, cur_seq);
+  ItreeEnd();  // nothing can be deferred for insert any more: no third round
 }
 
 void NotifierSubscriptions::TreeInsertLocked(IntervalSubscription& sub) {
@@ -118,6 +138,15 @@ absl::Status NotifierSubscriptions::IntervalInsert(IntervalSubscription& sub, ui
   }
   EnsureItree();
   MutexLock lock(&itree_mu_);
+  // The dying mark is set under itree_mu_ before teardown's release walk: an insert that
+  // passes this test is in the tree or deferred before the walk, which waits for deferred
+  // inserts; one that comes later would never be invalidated. (Linux cannot meet this
+  // case: insert needs an mmget and exit_mmap runs at mm_users == 0.)
+  if (itree_dying_) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "interval insert start=%#x length=%#x: the address space is being torn down",
+        start, length));
+  }
   sub.start_ = start;
   sub.last_ = start + (length - 1);
   // relaxed (the stores of invalidate_seq_ below): the sub is not yet visible to
@@ -150,8 +179,10 @@ void NotifierSubscriptions::IntervalRemove(IntervalSubscription& sub) {
     MutexLock lock(&itree_mu_);
     if ((invalidate_seq_ & 1) != 0) {
       if (!sub.in_tree_) {
-        // Its insert is still deferred: cancel it; no walk can have seen it.
+        // Its insert is still deferred: cancel it; no walk can have seen it. Wake a
+        // teardown waiting for deferred inserts (ItreeRelease).
         UndeferLocked(sub);
+        itree_wq_.notify_all();
       } else {
         sub.deferred_ = IntervalSubscription::Deferred::kRemove;
         DeferLocked(sub);
@@ -160,14 +191,33 @@ void NotifierSubscriptions::IntervalRemove(IntervalSubscription& sub) {
     } else {
       TreeRemoveLocked(sub);
     }
-    if (wait_from != 0) {
-      // Wait for the last end: it removes us, and no walk can be running on us after.
-      itree_mu_.Await(itree_wq_, [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-        return invalidate_seq_ != wait_from;  // itree_mu_ is held inside Await
-      });
-    }
+  }
+  if (wait_from != 0) {
+    if (hooks_ != nullptr && hooks_->itree_waits) hooks_->itree_waits();
+    // Wait for the last end: it removes us, and no walk (teardown's release walk
+    // included) can be running on us after. The seq only grows, so a move between the
+    // two lock holds is seen here.
+    MutexLock lock(&itree_mu_);
+    itree_mu_.Await(itree_wq_, [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      return invalidate_seq_ != wait_from;  // itree_mu_ is held inside Await
+    });
   }
   sub.hub_ = nullptr;
+}
+
+void NotifierSubscriptions::ItreeRelease() {
+  // acquire: pairs with the release in EnsureItree. An Insert that passed the dying test
+  // ran EnsureItree first, and its itree_mu_ hold came before the one that set the mark,
+  // which came before this load: it sees has_itree_.
+  if (!has_itree_.load(std::memory_order_acquire)) return;
+  // An insert deferred before the dying mark (a window open now froze the tree) is not
+  // in the tree this walk sees; it gets its own kRelease invalidation when the last end
+  // puts it in (ItreeEnd). Teardown does not wait for that end: a window may never end
+  // (HubOptions::unwind_interval_on_failure = false leaks one, as Linux does).
+  const Range all{0, UINT64_MAX, Event::kRelease, /*blockable=*/true, nullptr};
+  ItreeStart(all, /*release_walk=*/true);
+  if (hooks_ != nullptr && hooks_->teardown_itree_walked) hooks_->teardown_itree_walked();
+  ItreeEnd();
 }
 
 uint64_t NotifierSubscriptions::IntervalReadBegin(IntervalSubscription& sub) {

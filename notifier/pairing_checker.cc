@@ -1,5 +1,8 @@
 #include "notifier/pairing_checker.h"
 
+#include <cstdint>
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
@@ -88,6 +91,18 @@ void PairingChecker::OnOtherOp(Subscription& sub, uint64_t start, uint64_t end) 
   CheckLinked(sub, Range{start, end, Event::kClear, true, nullptr});
 }
 
+void PairingChecker::OnRelease(Subscription& sub, bool teardown_returned) {
+  const Range all{0, UINT64_MAX, Event::kRelease, true, nullptr};
+  if (teardown_returned) return Report(ViolationKind::kCallbackAfterTeardown, sub, all);
+  if (!enabled_) return;
+  CheckLinked(sub, all);
+}
+
+void PairingChecker::ReportUnmatchedEnd(const void* hub, const Range& range) {
+  Keep(Violation{ViolationKind::kEndWithoutStart, "(no window open on this thread)", hub,
+                 range});
+}
+
 void PairingChecker::OnUnlinked(Subscription& sub) {
   if (!enabled_) return;
   // relaxed: statistics. The subscription's totals move to the retired sums so that
@@ -99,10 +114,14 @@ void PairingChecker::OnUnlinked(Subscription& sub) {
 }
 
 void PairingChecker::Report(ViolationKind kind, const Subscription& sub, const Range& range) {
+  Keep(Violation{kind, sub.name(), &sub, range});
+}
+
+void PairingChecker::Keep(Violation violation) {
   // relaxed: statistic; the list itself is guarded by mu_.
   violation_count_.fetch_add(1, std::memory_order_relaxed);
   MutexLock lock(&mu_);
-  if (kept_.size() < kMaxKept) kept_.push_back(Violation{kind, sub.name(), &sub, range});
+  if (kept_.size() < kMaxKept) kept_.push_back(std::move(violation));
 }
 
 PairingSummary PairingChecker::Summary(const PairingCounters& linked) const {

@@ -7,9 +7,12 @@
 // between subscriptions; only violations take the lock.
 //
 // A violation is recorded for:
-//   kEndWithoutStart          end delivered while the subscription had no open window;
-//   kCallbackAfterUnregister  any op after Unregister/Put returned for it;
-//   kCallbackAfterTeardown    any classic op after the hub's Release returned;
+//   kEndWithoutStart          end delivered while the subscription had no open window,
+//                             or (hub-wide, ReportUnmatchedEnd) an end on a thread that
+//                             holds no window: the hub reports it and calls nobody;
+//   kCallbackAfterUnregister  any op (->Release included) after Unregister/Put returned;
+//   kCallbackAfterTeardown    any classic op after the hub's Release returned, or a
+//                             ->Release that starts after it returned;
 //   kBlockableStartFailed     a start returned kAgain for a blockable range (ignored);
 //   kFailingStartHasEnd       a start failed on a subscription that has an end;
 //   kUndeclaredStartFailure   a start failed without kStartMayFail being declared.
@@ -107,6 +110,13 @@ class PairingChecker {
     }
   }
   void OnOtherOp(Subscription& sub, uint64_t start, uint64_t end);
+  // Before a ->Release call (unregister or teardown). `teardown_returned`: the hub's
+  // Release() has already returned, so this release comes too late (always reported).
+  void OnRelease(Subscription& sub, bool teardown_returned);
+  // An end on a thread that holds no window of the hub at `hub` (a caller bug: the end
+  // contract REQUIRES a start). Always reported, even with the checker off: the hub
+  // drops the end, so this report is the only trace of it.
+  void ReportUnmatchedEnd(const void* hub, const Range& range) ABSL_LOCKS_EXCLUDED(mu_);
   // The hub unlinked `sub` (unregister, put, teardown); its open windows are abandoned.
   void OnUnlinked(Subscription& sub);
 
@@ -133,6 +143,7 @@ class PairingChecker {
   void OnFailedStart(Subscription& sub, const Range& range);
   void RaiseDepth(Subscription& sub, int64_t open);
   void EndWithoutStart(Subscription& sub, const Range& range);
+  void Keep(Violation violation) ABSL_LOCKS_EXCLUDED(mu_);
 
   const bool enabled_;
   std::atomic<uint64_t> violation_count_{0};

@@ -40,6 +40,9 @@ void SrcuDomain::WaitForEpochDrained(int idx) {
     // Synchronize); also an acquire of every ReadUnlock's release store.
     for (Shard& shard : shards_) sum += shard.count[idx].load(std::memory_order_seq_cst);
     if (sum == 0) return;
+    if (round == 0 && wait_hooks_ != nullptr && wait_hooks_->grace_period_waits) {
+      wait_hooks_->grace_period_waits();
+    }
     internal::WaitStep(round);
   }
 }
@@ -67,6 +70,12 @@ void SrcuDomain::Synchronize() {
     // caller) cannot return while callbacks queued before it are still pending.
     for (std::function<void()>& fn : ready) fn();
   }
+}
+
+void SrcuDomain::SetWaitHooksForTesting(std::function<void()> grace_period_waits,
+                                        std::function<void()> gate_waits) {
+  wait_hooks_ = std::make_unique<const WaitHooks>(
+      WaitHooks{std::move(grace_period_waits), std::move(gate_waits)});
 }
 
 void SrcuDomain::CallAfterGracePeriod(std::function<void()> fn) {

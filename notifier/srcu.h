@@ -36,6 +36,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "absl/base/optimization.h"
@@ -146,6 +147,13 @@ class SrcuDomain {
     return grace_periods_.load(std::memory_order_relaxed);
   }
 
+  // Test-only (hub_hooks.h): `grace_period_waits` runs once per grace period that finds
+  // readers to wait for (under sync_mu_), `gate_waits` once per WindowGate::Close that
+  // finds open windows (under the registrar's lock). Both must only signal.
+  // REQUIRES: no other thread uses the domain yet.
+  void SetWaitHooksForTesting(std::function<void()> grace_period_waits,
+                              std::function<void()> gate_waits);
+
  private:
   friend class WindowGate;  // shares shards_ (windows) and state_ (kClosedBit)
 
@@ -162,12 +170,18 @@ class SrcuDomain {
   int ReadLockShared(std::array<std::atomic<int64_t>, 2>& count);
   void WaitForEpochDrained(int idx) ABSL_EXCLUSIVE_LOCKS_REQUIRED(sync_mu_);
 
+  struct WaitHooks {
+    std::function<void()> grace_period_waits;
+    std::function<void()> gate_waits;
+  };
+
   std::array<Shard, internal::kSlots> shards_{};
   alignas(64) std::atomic<uint32_t> state_{0};
   std::atomic<uint64_t> grace_periods_{0};
   Mutex sync_mu_;
   Mutex queue_mu_;
   std::vector<std::function<void()>> queue_ ABSL_GUARDED_BY(queue_mu_);
+  std::unique_ptr<const WaitHooks> wait_hooks_;  // test only; null in production
 };
 
 // RAII read-side section: ReadLock on construction, ReadUnlock on destruction.

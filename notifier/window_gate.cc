@@ -1,19 +1,33 @@
 #include "notifier/window_gate.h"
 
+#include <vector>
+
 #include "notifier/thread_shard.h"
 
 namespace mmuvisor::notifier {
 namespace {
 
 // Windows this thread holds, per gate, for threads on a shared slot. A thread rarely
-// works on more than one address space at a time; past kDepthSlots gates nesting is not
-// tracked.
+// works on more than one address space at a time: kDepthSlots entries in place, the rest
+// in an overflow vector (the depth must be exact: it admits nested windows through a
+// closed gate and tells an end without a start from a real one).
 struct DepthSlot {
   const WindowGate* gate = nullptr;
   int depth = 0;
 };
 constexpr int kDepthSlots = 4;
 thread_local DepthSlot tls_depth[kDepthSlots];
+thread_local std::vector<DepthSlot> tls_depth_overflow;
+
+DepthSlot* FindDepth(const WindowGate* gate) {
+  for (DepthSlot& slot : tls_depth) {
+    if (slot.gate == gate) return &slot;
+  }
+  for (DepthSlot& slot : tls_depth_overflow) {
+    if (slot.gate == gate) return &slot;
+  }
+  return nullptr;
+}
 
 // relaxed: a hint to stop waiting; the caller's kPairOrder re-check decides.
 bool ClosedHintOf(const std::atomic<uint32_t>& state) {
@@ -23,27 +37,28 @@ bool ClosedHintOf(const std::atomic<uint32_t>& state) {
 }  // namespace
 
 int WindowGate::ThreadDepth() const {
-  for (const DepthSlot& slot : tls_depth) {
-    if (slot.gate == this) return slot.depth;
-  }
-  return 0;
+  const DepthSlot* slot = FindDepth(this);
+  return slot != nullptr ? slot->depth : 0;
 }
 
 void WindowGate::AddThreadDepth(int delta) {
-  for (DepthSlot& slot : tls_depth) {
-    if (slot.gate == this) {
-      slot.depth += delta;
-      if (slot.depth <= 0) slot = DepthSlot{};
-      return;
-    }
+  if (DepthSlot* slot = FindDepth(this)) {
+    slot->depth += delta;
+    if (slot->depth <= 0) *slot = DepthSlot{};  // free entries have gate == nullptr
+    return;
   }
   if (delta <= 0) return;  // Exit on a thread that did not Enter: nothing tracked.
-  for (DepthSlot& slot : tls_depth) {
-    if (slot.gate == nullptr) {
-      slot = DepthSlot{this, delta};
-      return;
-    }
+  if (DepthSlot* free = FindDepth(nullptr)) {
+    *free = DepthSlot{this, delta};
+    return;
   }
+  tls_depth_overflow.push_back(DepthSlot{this, delta});
+}
+
+bool WindowGate::ThreadHoldsWindow() const {
+  const int slot = internal::ThreadSlot();
+  if (internal::IsExclusiveSlot(slot)) return HoldsWindowExclusive(slot);
+  return ThreadDepth() > 0;
 }
 
 bool WindowGate::EnterAfterWait() {
@@ -94,7 +109,12 @@ void WindowGate::Close() {
   // Closer half of the asymmetric pair: every entrant that missed the closed bit now has
   // its count visible to the loads in open_windows().
   internal::HeavyFence();
-  for (int round = 0; open_windows() != 0; ++round) internal::WaitStep(round);
+  for (int round = 0; open_windows() != 0; ++round) {
+    if (round == 0 && domain_.wait_hooks_ != nullptr && domain_.wait_hooks_->gate_waits) {
+      domain_.wait_hooks_->gate_waits();
+    }
+    internal::WaitStep(round);
+  }
 }
 
 void WindowGate::Open() {

@@ -22,8 +22,10 @@
 // closed (the kernel's nested start/end runs under locks its thread already holds);
 // otherwise a registrar waiting for that window would deadlock with it. An exclusive
 // slot's count is its thread's depth; shared slots track depth in thread-local storage.
-// REQUIRES (callers): Exit on the thread that called Enter. Close/Open are serialised by
-// the caller (the hub's registration lock).
+// REQUIRES (callers): Exit on the thread that called Enter, only while it holds a window
+// (ThreadHoldsWindow; the hub checks it, so an unmatched end never drives a count below
+// zero, which would hide a real window from Close). Close/Open are serialised by the
+// caller (the hub's registration lock).
 #ifndef MMUVISOR_NOTIFIER_WINDOW_GATE_H_
 #define MMUVISOR_NOTIFIER_WINDOW_GATE_H_
 
@@ -73,6 +75,16 @@ class WindowGate {
     // release: the window's work happens-before a registrar's drain (acquire in Close).
     // relaxed load: only this thread writes its exclusive slot.
     count.store(count.load(std::memory_order_relaxed) - 1, std::memory_order_release);
+  }
+  // Does this thread hold a window of this gate? (Exclusive slot: its count is its depth;
+  // shared slot: the thread-local depth.) The hub checks it before an end, so an end
+  // without a start never takes a count below zero.
+  bool ThreadHoldsWindow() const;
+  // ThreadHoldsWindow for exclusive slot `slot`: one relaxed load of this thread's line.
+  // REQUIRES: slot == ThreadSlot(), IsExclusiveSlot(slot).
+  bool HoldsWindowExclusive(int slot) const {
+    // relaxed: only this thread writes its exclusive slot.
+    return domain_.shards_[slot].windows.load(std::memory_order_relaxed) > 0;
   }
   // Blocks new windows, then waits for open ones to end. May sleep.
   void Close();
