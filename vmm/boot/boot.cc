@@ -12,6 +12,7 @@ absl::StatusOr<BootPlan> PrepareGuest(const GuestRamView& ram, absl::Span<const 
                                       const BootOptions& options) {
   BootPlan plan;
   plan.privilege = options.privilege;
+  plan.tr_type = options.tr_type;
   absl::StatusOr<LoadedImage> image = LoadElf(elf, ram, options.limits);
   if (!image.ok()) return image.status();
   plan.image = *image;
@@ -45,7 +46,7 @@ kvm_regs InitialRegs(const BootPlan& plan, uint32_t vcpu, uint64_t arg) {
 
 kvm_sregs InitialSregs(const BootPlan& plan, uint32_t vcpu, const kvm_sregs& base) {
   if (plan.image.mode == BootMode::kReal16) return RealModeSregs(base);
-  return LongModeSregs(base, plan.cr3, vcpu, plan.privilege);
+  return LongModeSregs(base, plan.cr3, vcpu, plan.privilege, plan.tr_type);
 }
 
 mmv_boot_info MakeBootInfo(const BootLayout& layout, const BootOptions& options) {

@@ -36,6 +36,7 @@ struct BootOptions {
   uint32_t flags = 0;                                // mmv_boot_info.flags
   std::array<uint64_t, MMV_BOOT_INFO_MAX_ARGS> args{};  // mmv_boot_info.args
   uint32_t nr_args = 0;  // mmv_boot_info.nr_args: how many of args the user gave
+  TrType tr_type = TrType::kBusy;  // TR's cached type for this host (x86_state.h)
   ElfLoadLimits limits;
 };
 
@@ -43,6 +44,7 @@ struct BootPlan {
   LoadedImage image;
   BootLayout layout;
   GuestPrivilege privilege = GuestPrivilege::kUser;
+  TrType tr_type = TrType::kBusy;
   uint64_t cr3 = 0;  // 0 in real mode
 };
 

@@ -53,7 +53,7 @@ kvm_segment TssSegment(uint32_t vcpu) {
   s.base = TssGpa(vcpu);
   s.limit = TssLimit(vcpu);
   s.selector = TssSelector(vcpu);
-  s.type = kTypeTss64Busy;  // KVM (VMX guest-state checks) wants a busy 64-bit TSS in TR
+  s.type = kTypeTss64Busy;  // as LTR leaves it; TR's cached type: see TrType
   s.present = 1;
   return s;
 }
@@ -126,7 +126,7 @@ kvm_regs LongModeRegs(const BootLayout& layout, uint64_t entry, uint32_t vcpu, u
 }
 
 kvm_sregs LongModeSregs(const kvm_sregs& base, uint64_t cr3, uint32_t vcpu,
-                        GuestPrivilege privilege) {
+                        GuestPrivilege privilege, TrType tr_type) {
   kvm_sregs sregs = base;
   const bool user = privilege == GuestPrivilege::kUser;
   const uint8_t dpl = user ? 3 : 0;
@@ -137,6 +137,7 @@ kvm_sregs LongModeSregs(const kvm_sregs& base, uint64_t cr3, uint32_t vcpu,
                                        kTypeDataWriteAccessed, dpl, false);
   sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = data;
   sregs.tr = TssSegment(vcpu);
+  sregs.tr.type = static_cast<uint8_t>(tr_type);  // the GDT copy stays busy (x86_state.h)
   sregs.ldt = kvm_segment{};
   sregs.ldt.unusable = 1;
   sregs.gdt.base = MMV_GDT_GPA;

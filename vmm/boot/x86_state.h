@@ -20,7 +20,7 @@
 // (DPL 3), RFLAGS = 0x2 (IOPL 0, IF clear).
 // Long mode at CPL0: the same with the kernel selectors (DPL 0): CPL <= IOPL, ports open.
 // Both: CR0 = PE|MP|ET|NE|PG, CR4 = PAE|OSFXSR|OSXMMEXCPT, EFER = SCE|LME|LMA, CR3 given.
-// RDI = vCPU index, RSI = start argument, RSP = stack top - 8, RIP = entry.
+// RDI = vCPU index, RSI = `arg` (the VMM passes nr_args), RSP = stack top - 8, RIP = entry.
 //
 // Real mode: CS = DS = ES = FS = GS = SS = selector 0 / base 0 / limit 0xffff, CR0.PE
 // clear, paging off, IP = entry, SP = MMV_REAL_MODE_STACK_TOP.
@@ -40,6 +40,17 @@
 #include "vmm/boot/guest_ram.h"
 
 namespace mmuvisor::vmm {
+
+// The type TR's cached descriptor carries (kvm_sregs.tr.type). The GDT descriptor is
+// always busy, as LTR leaves it. In TR:
+//   kBusy (11)      what real hardware holds after LTR; VMX's VM-entry checks require it in
+//                   IA-32e mode (any other type fails the entry). The default.
+//   kAvailable (9)  for AMD SVM hosts: SVM does not check TR's type, and QEMU's TCG (which
+//                   the nested SVM run in CI emulates) consults the I/O bitmap only when the
+//                   cached type is 9, as its own LTR leaves it; with 11 every CPL3 port
+//                   access #GPs there although the bitmap grants it.
+// kvm_pvm accepts either (measured on a kvm_pvm host: hello64 and smp run with both).
+enum class TrType : uint8_t { kBusy = 0xb, kAvailable = 0x9 };
 
 enum class GuestPrivilege {
   kUser,    // CPL3, ports through the TSS bitmap: runs natively on PVM (the default)
@@ -91,7 +102,7 @@ absl::Status WriteGdtAndTss(const GuestRamView& ram, const BootLayout& layout);
 // REQUIRES: vcpu < layout.nr_vcpus.
 kvm_regs LongModeRegs(const BootLayout& layout, uint64_t entry, uint32_t vcpu, uint64_t arg);
 kvm_sregs LongModeSregs(const kvm_sregs& base, uint64_t cr3, uint32_t vcpu,
-                        GuestPrivilege privilege);
+                        GuestPrivilege privilege, TrType tr_type = TrType::kBusy);
 
 kvm_regs RealModeRegs(uint64_t entry);
 kvm_sregs RealModeSregs(const kvm_sregs& base);

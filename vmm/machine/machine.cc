@@ -7,6 +7,7 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "vmm/kvm/flavour.h"
 #include "vmm/machine/exception_stubs.h"
 #include "vmm/status_macros.h"
 
@@ -68,6 +69,7 @@ absl::Status Machine::Init(absl::Span<const uint8_t> elf) {
   options.dirty_log = nullptr;
   options.dirty_probe = nullptr;
   options.attach_hypervisor_later = true;
+  options.start_page_server_later = true;  // the boot pages are written first (step 2)
   PageServerFailureCallback user_failure = std::move(options.on_page_server_failure);
   options.on_page_server_failure = [this, user_failure](const absl::Status& status) {
     OnPageServerFailure(status);
@@ -86,9 +88,10 @@ absl::Status Machine::Init(absl::Span<const uint8_t> elf) {
   }
   space_ = *std::move(space);
 
-  // 2. The boot plan, written through the space's mapping: nothing runs yet, no window is
-  // open, and the store holds nothing, so no write can be lost; the first touch of each
-  // page is the page server's zero-fill.
+  // 2. The boot plan, written through the space's mapping before the page server registers
+  // it with userfaultfd: nothing runs yet, no window is open, and the store holds nothing,
+  // so no write can be lost, and each boot page (page tables, GDT, image, stacks, stubs) is
+  // a plain page-cache fill instead of one page-server round trip.
   const GuestRamView ram{space_->PagePointer(0), space_->num_pages() * kPageSize};
   BootOptions boot;
   boot.nr_vcpus = config_.vcpus;
@@ -97,6 +100,10 @@ absl::Status Machine::Init(absl::Span<const uint8_t> elf) {
   boot.flags = config_.boot_flags;
   boot.args = config_.boot_args;
   boot.nr_args = config_.nr_boot_args;
+  // TR's cached type: busy everywhere (VMX requires it) except on SVM, where QEMU's TCG
+  // checks the I/O bitmap only for an available TSS (x86_state.h, TrType).
+  boot.tr_type = DetectKvmHost().flavour == KvmFlavour::kSvm ? TrType::kAvailable
+                                                              : TrType::kBusy;
   absl::StatusOr<BootPlan> plan = PrepareGuest(ram, elf, boot);
   if (!plan.ok()) return InputError(plan.status());
   plan_ = *std::move(plan);
@@ -105,6 +112,16 @@ absl::Status Machine::Init(absl::Span<const uint8_t> elf) {
     if (absl::Status st = InstallExceptionStubs(*space_); !st.ok()) return InputError(st);
   }
   ucall_.emplace(space_.get(), static_cast<UcallHandler*>(this));
+  // Each vCPU's first stack page and ucall block are touched at once by every guest: make
+  // them resident now too (a read and a write of the same byte: contents unchanged).
+  for (uint32_t i = 0; i < config_.vcpus; ++i) {
+    for (uint64_t gpa : {plan_.layout.StackTop(i) - kPageSize, plan_.layout.UcallGpa(i)}) {
+      if (gpa >= space_->num_pages() * kPageSize) continue;
+      volatile uint8_t* byte = space_->PagePointer(gpa / kPageSize);
+      *byte = *byte;
+    }
+  }
+  RETURN_IF_ERROR(space_->StartPageServer());
 
   // 3 and 4.
   RETURN_IF_ERROR(SetUpKvm());

@@ -98,6 +98,14 @@ TEST_F(BootTest, KernelPrivilegeEntersCpl0) {
   EXPECT_EQ(InitialRegs(plan, 0, 0).rflags & kRflagsIoplMask, 0u) << "IOPL 0 at CPL0 too";
 }
 
+TEST_F(BootTest, TrTypeTravelsFromTheOptionsToTheSregs) {
+  BootOptions options;
+  EXPECT_EQ(options.tr_type, TrType::kBusy);
+  options.tr_type = TrType::kAvailable;
+  ASSERT_OK_AND_ASSIGN(BootPlan plan, PrepareGuest(ram_, Image("hello64"), options));
+  EXPECT_EQ(InitialSregs(plan, 0, kvm_sregs{}).tr.type, 0x9);
+}
+
 TEST_F(BootTest, PreparesRealModeGuest) {
   ASSERT_OK_AND_ASSIGN(BootPlan plan, PrepareGuest(ram_, Image("hello16"), BootOptions{}));
   EXPECT_EQ(plan.image.mode, BootMode::kReal16);

@@ -111,6 +111,20 @@ TEST(GdtTest, WritesFlatSegmentsAndOneTssPerVcpu) {
   EXPECT_LE(MMV_IO_BITMAP_GPA + 8193, MMV_PAGE_TABLE_GPA);
 }
 
+TEST(LongModeTest, TrIsBusyByDefaultAndAvailableOnRequestWhileTheGdtCopyStaysBusy) {
+  std::vector<uint8_t> ram(kRamSize, 0);
+  ASSERT_OK(WriteGdtAndTss(GuestRamView{ram.data(), ram.size()}, TwoVcpuLayout()));
+  const kvm_sregs busy = LongModeSregs(ResetSregs(), MMV_PAGE_TABLE_GPA, 0, GuestPrivilege::kUser);
+  EXPECT_EQ(busy.tr.type, 0xb);  // VMX's VM-entry checks want this
+  const kvm_sregs available = LongModeSregs(ResetSregs(), MMV_PAGE_TABLE_GPA, 0,
+                                            GuestPrivilege::kUser, TrType::kAvailable);
+  EXPECT_EQ(available.tr.type, 0x9);  // what QEMU's TCG checks the I/O bitmap with
+  EXPECT_EQ(available.tr.base, busy.tr.base);
+  EXPECT_EQ(available.tr.limit, busy.tr.limit);
+  const uint64_t lo = Load64(ram.data() + MMV_GDT_GPA + TssSelector(0));
+  EXPECT_EQ((lo >> 40) & 0xf, 0xbu) << "the descriptor is busy, as LTR leaves it";
+}
+
 TEST(GdtTest, TheLastPossibleVcpuGetsTheSharedBitmapToo) {
   std::vector<uint8_t> ram(kRamSize, 0xcc);
   BootLayout layout = TwoVcpuLayout();
