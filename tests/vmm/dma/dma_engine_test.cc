@@ -92,6 +92,32 @@ TEST(DmaEngineTest, DoorbellRunsAChainOnTheDeviceThread) {
   EXPECT_EQ(rig.engine().stats().doorbells, 1u);
 }
 
+// Abort (a stress run's deadline): the chain in flight ends at its next page piece; the
+// descriptor it cut and the rest of the chain get no status (they stay PENDING) and count
+// as aborted, not as errors. Forced: the abort is requested from inside the first page
+// piece's access (no device thread: ExecuteChain runs on this thread).
+TEST(DmaEngineTest, AbortEndsTheChainAtTheNextPagePiece) {
+  DmaRig rig;
+  FillSource(rig);
+  auto* memory = dynamic_cast<SecondaryMmuMemory*>(&rig.engine_memory());
+  ASSERT_NE(memory, nullptr);
+  int accesses = 0;
+  memory->set_after_translate_for_testing([&](uint64_t /*gpa*/) {
+    if (++accesses == 2) rig.engine().Abort();  // 1: the descriptor read; 2: first piece
+  });
+  rig.PutDesc(kDesc, MakeDescriptor(MMV_DMA_OP_COPY, kSrc, kDst, kLen, 0, kDesc + 64));
+  rig.PutDesc(kDesc + 64, MakeDescriptor(MMV_DMA_OP_FILL, 0, kSrc, 0x1000, 5));
+  rig.engine().ExecuteChain(kDesc);
+  EXPECT_EQ(rig.GetDesc(kDesc).status, MMV_DMA_STATUS_PENDING);
+  EXPECT_EQ(rig.GetDesc(kDesc + 64).status, MMV_DMA_STATUS_PENDING);
+  EXPECT_EQ(rig.GetWord(kSrc), Pattern(kSrc)) << "the FILL after the abort must not run";
+  EXPECT_EQ(rig.GetWord(kDst + kLen - 8), 0u) << "the copy's last page must not be written";
+  const DmaStats stats = rig.engine().stats();
+  EXPECT_EQ(stats.aborted_descriptors, 1u);
+  EXPECT_EQ(stats.errors(), 0u);
+  EXPECT_EQ(stats.ops_ok, 0u);
+}
+
 // What a hostile guest can send: each gets its status, is counted (requested when
 // flagged), leaves every byte it named untouched, and the device keeps working.
 TEST(DmaEngineTest, HostileDescriptorsGetErrorStatusesAndTouchNothing) {
