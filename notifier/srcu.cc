@@ -50,12 +50,18 @@ void SrcuDomain::WaitForEpochDrained(int idx) {
 void SrcuDomain::Synchronize() {
   std::vector<std::function<void()>> ready;
   {
-    // Callbacks queued before this point are covered by the grace period below.
-    MutexLock lock(&queue_mu_);
-    ready.swap(queue_);
-  }
-  {
     MutexLock lock(&sync_mu_);
+    {
+      // Taken under sync_mu_: a callback queued before this call is either in `ready`
+      // or in the batch of a Synchronize that held sync_mu_ before us and ran it before
+      // letting go. (Swapped outside sync_mu_, an earlier caller could take the batch
+      // and lose the race for sync_mu_ to us, and we would return with its callbacks
+      // still pending: teardown's link-state update then landed on a subscription whose
+      // Unregister had returned.) Callbacks queued before the swap are covered by the
+      // grace period below.
+      MutexLock queue_lock(&queue_mu_);
+      ready.swap(queue_);
+    }
     // seq_cst: writer half of the store-buffering pair with ReadLock. A read-modify-write:
     // the gate's Close/Open change kClosedBit of the same word (under another lock).
     const uint32_t before = state_.fetch_xor(kEpochBit, std::memory_order_seq_cst);

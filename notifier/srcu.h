@@ -6,7 +6,8 @@
 // Writers: Synchronize() returns after every read-side section that began before it has
 // ended. CallAfterGracePeriod(fn) queues fn; Barrier() runs a grace period and then every
 // queued fn (Linux: call_srcu + srcu_barrier). Queued fns also run at the end of every
-// Synchronize and in the destructor.
+// Synchronize and in the destructor; every Synchronize returns only after every fn queued
+// before it was called has run (the queue is taken under sync_mu_).
 //
 // Algorithm: two epochs. A reader adds 1 to counts[slot][epoch] and re-reads the epoch;
 // if it moved, it backs out and tries again, so no reader enters on an epoch a writer has
@@ -178,7 +179,7 @@ class SrcuDomain {
   std::array<Shard, internal::kSlots> shards_{};
   alignas(64) std::atomic<uint32_t> state_{0};
   std::atomic<uint64_t> grace_periods_{0};
-  Mutex sync_mu_;
+  Mutex sync_mu_ ABSL_ACQUIRED_BEFORE(queue_mu_);
   Mutex queue_mu_;
   std::vector<std::function<void()>> queue_ ABSL_GUARDED_BY(queue_mu_);
   std::unique_ptr<const WaitHooks> wait_hooks_;  // test only; null in production

@@ -31,7 +31,9 @@ using testing::PoisoningAllocator;
 using testing::PoisoningArena;
 
 constexpr uint64_t kSpace = 1 << 20;
-constexpr int kMaxSubs = 4096;
+constexpr int kMaxRegisters = 200;  // per round, by the owner
+constexpr int kMaxGets = 400;       // per round, by the getter (each may allocate)
+constexpr int kMaxSubs = kMaxRegisters + kMaxGets;
 
 // What a round observes; the subscriptions report into it (they may be freed, it is not).
 struct RoundState {
@@ -143,8 +145,9 @@ void RunRound(uint64_t seed, StormTotals& totals) {
   threads.emplace_back([&] {  // owner: register, unregister and free classic subs
     std::mt19937_64 r(seed * 37);
     std::vector<StormSubscription*> live;
+    int registers = 0;
     while (running()) {
-      if (live.size() < 4 && r() % 2 == 0) {
+      if (live.size() < 4 && r() % 2 == 0 && registers++ < kMaxRegisters) {
         StormSubscription* sub = NewSub(arena, round);
         absl::Status s = hub->Register(*sub);
         if (s.ok()) {
@@ -172,7 +175,11 @@ void RunRound(uint64_t seed, StormTotals& totals) {
   });
   threads.emplace_back([&] {  // getter: Get, use, Put (the last Put frees)
     std::mt19937_64 r(seed * 41);
-    while (running()) {
+    for (int gets = 0; running(); ++gets) {
+      if (gets >= kMaxGets) {
+        std::this_thread::yield();
+        continue;
+      }
       absl::StatusOr<Subscription*> got = hub->Get(alloc);
       if (!got.ok()) {
         EXPECT_EQ(got.status().code(), absl::StatusCode::kFailedPrecondition);
