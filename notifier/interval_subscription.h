@@ -49,7 +49,9 @@ class IntervalSubscription {
   virtual bool Invalidate(const Range& range, uint64_t cur_seq) = 0;
 
   // Start watching [start, start + length) of `hub`.
-  // InvalidArgument: length 0 or the interval wraps. FailedPrecondition: already inserted.
+  // InvalidArgument: length 0 or the interval wraps. FailedPrecondition: already inserted,
+  // or the hub's teardown (Release) has begun: it would never get its kRelease
+  // invalidation. An insert deferred before teardown began gets it when it enters the tree.
   absl::Status Insert(NotifierSubscriptions& hub, uint64_t start, uint64_t length);
   // Stop watching; after return Invalidate is not running and will not run. May sleep.
   // FailedPrecondition if not inserted. REQUIRES: not called from Invalidate.

@@ -513,8 +513,9 @@ TEST(GuardTest, EndIsCalledExactlyWhenStartSucceeded) {
 }
 
 TEST(PairingCheckerTest, ReportsEndWithoutStartWithSubscriptionAndRange) {
-  // Driven directly: through the hub an unmatched end is a caller bug the hub cannot
-  // represent without corrupting its window count.
+  // Driven directly, as a subscription-level check. Through the hub an unmatched end
+  // never reaches a subscription: the hub reports it at its own address and drops it
+  // (lifetime_test.cc, UnmatchedEndTest).
   PairingChecker checker(/*enabled=*/true);
   KvmLikeSubscription a("a");
   checker.OnStart(a, MakeRange(0, 4096), StartResult::kOk);
