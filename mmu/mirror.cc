@@ -53,15 +53,72 @@ absl::Status Mirror::Attach(notifier::NotifierSubscriptions& hub, uint64_t start
   return absl::OkStatus();
 }
 
+void Mirror::SetDetachHookForTesting(std::function<void()> between_steps) {
+  detach_hook_ = std::move(between_steps);
+}
+
+absl::Status Mirror::DetachedError(const char* op, uint64_t address) const {
+  return absl::FailedPreconditionError(absl::StrCat("Mirror::", op, " address=0x",
+                                                    absl::Hex(address), ": ", options_.name,
+                                                    " is detached"));
+}
+
 absl::Status Mirror::Detach() {
+  // Step 1, under the user lock: from here Fault installs nothing and AccessPage uses
+  // nothing, so the window before Remove (invalidations may still reach us, or may already
+  // not) holds no entry an invalidation could miss. Linux drivers do the same: stop their
+  // device's use of the range, then mmu_interval_notifier_remove.
+  {
+    MutexLock lock(&mu_);
+    if (!attached_) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("Mirror::Detach: ", options_.name, " is not attached"));
+    }
+    attached_ = false;
+    zapped_.fetch_add(pt_.ZapRange({0, kMaxGfn + 1}), std::memory_order_relaxed);
+    pt_.ReclaimRetired();  // no lockless readers of pt_
+  }
+  if (detach_hook_) detach_hook_();
+  // Faults that entered before step 1 may still call ReadBegin (it requires the interval
+  // inserted): let them end. Each stops at its next attached_ check (the locked one before
+  // the install, or the next attempt's), so within one attempt.
+  {
+    MutexLock lock(&flight_mu_);
+    flight_mu_.Await(flight_cv_, [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      return faults_in_flight_ == 0;  // flight_mu_ is held inside Await
+    });
+  }
+  // Step 2: no Invalidate runs after Remove returns (dmirror release).
   absl::Status removed = Remove();
-  if (!removed.ok()) return removed;
-  // No Invalidate runs any more: drop every entry (dmirror release: xa_destroy).
-  MutexLock lock(&mu_);
-  attached_ = false;
-  zapped_.fetch_add(pt_.ZapRange({0, kMaxGfn + 1}), std::memory_order_relaxed);
-  pt_.ReclaimRetired();
+  if (!removed.ok()) {
+    // Still inserted as far as we know: be attached again, with no entries (consistent:
+    // faults refill the table under the interval's protocol).
+    MutexLock lock(&mu_);
+    attached_ = true;
+    return absl::Status(removed.code(), absl::StrCat("Mirror::Detach ", options_.name,
+                                                     ": remove: ", removed.message()));
+  }
   return absl::OkStatus();
+}
+
+absl::Status Mirror::EnterFault(uint64_t address) {
+  ReaderMutexLock lock(&mu_);
+  if (!attached_) return DetachedError("Fault", address);
+  if (!Covers(address)) {
+    return absl::OutOfRangeError(absl::StrCat("Mirror::Fault address=0x", absl::Hex(address),
+                                              ": outside the mirrored interval of ",
+                                              options_.name));
+  }
+  // Inside mu_ with attached_ true: Detach's first step has not run yet, so its drain
+  // will see us (pairs with the Await in Detach).
+  MutexLock flight(&flight_mu_);
+  ++faults_in_flight_;
+  return absl::OkStatus();
+}
+
+void Mirror::ExitFault() {
+  MutexLock lock(&flight_mu_);
+  if (--faults_in_flight_ == 0) flight_cv_.notify_all();
 }
 
 bool Mirror::Invalidate(const notifier::Range& range, uint64_t cur_seq) {
@@ -91,23 +148,28 @@ bool Mirror::Invalidate(const notifier::Range& range, uint64_t cur_seq) {
 
 absl::Status Mirror::Fault(uint64_t address, Access access) {
   faults_.fetch_add(1, std::memory_order_relaxed);
+  absl::Status entered = EnterFault(address);
+  if (!entered.ok()) return entered;
+  const absl::Status status = FaultAttempts(address, access);
+  ExitFault();
+  return status;
+}
+
+absl::Status Mirror::FaultAttempts(uint64_t address, Access access) {
   const FaultHooks* hooks = hooks_.get();
   const bool checks = hooks == nullptr || hooks->retry_checks;
   const uint64_t page_address = address & ~(kPageSize - 1);
   const Gfn page_index = address >> kPageShift;
-  {
-    ReaderMutexLock lock(&mu_);
-    if (!Covers(address)) {
-      return absl::OutOfRangeError(absl::StrCat("Mirror::Fault address=0x", absl::Hex(address),
-                                                ": outside the mirrored interval of ",
-                                                options_.name, attached_ ? "" : " (detached)"));
-    }
-  }
   absl::Time deadline = absl::InfinitePast();
   for (int attempt = 0;; ++attempt) {
     if (attempt > 0) {
       retries_.fetch_add(1, std::memory_order_relaxed);
       if (hooks != nullptr && hooks->on_retry) hooks->on_retry(page_index, attempt);
+      {
+        // Detach waits for us: stop at the next attempt, not only at the install.
+        ReaderMutexLock lock(&mu_);
+        if (!attached_) return DetachedError("Fault", address);
+      }
       const absl::Time now = absl::Now();
       if (deadline == absl::InfinitePast()) deadline = now + options_.retry_timeout;
       if (now > deadline) {
@@ -149,11 +211,9 @@ absl::Status Mirror::Fault(uint64_t address, Access access) {
     if (hooks != nullptr && hooks->before_install) hooks->before_install(page_index, attempt);
 
     MutexLock lock(&mu_);
-    if (!attached_) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "Mirror::Fault address=0x", absl::Hex(address), ": ", options_.name,
-          " was detached"));
-    }
+    // Detach began since we entered: its zap is done, install nothing (no ReadRetry can
+    // see an invalidation that no longer reaches us).
+    if (!attached_) return DetachedError("Fault", address);
     // mmu_interval_read_retry under the user lock, which Invalidate holds around SetSeq.
     if (checks && ReadRetry(seq)) {
       stale_.fetch_add(1, std::memory_order_relaxed);
@@ -174,6 +234,8 @@ absl::Status Mirror::AccessPage(uint64_t address, Access access,
   for (int faults = 0;; ++faults) {
     {
       MutexLock lock(&mu_);
+      // Detach's first step zapped every entry under mu_: nothing to find. Belt and braces.
+      if (!attached_) return DetachedError("AccessPage", address);
       const std::optional<ShadowEntry> entry = pt_.Lookup(page_index);
       if (entry.has_value() && (access == Access::kRead || entry->writable)) {
         pt_.MarkAccessed(page_index, entry->Encode(), access == Access::kWrite);

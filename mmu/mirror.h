@@ -11,17 +11,29 @@
 //     lock(mu_)                                 unlock(mu_); return true
 //     ReadRetry(seq)? unlock, again : install
 //
+// Detach, in the order a driver must use (zap before remove, so no window is left in which
+// an invalidation reaches nobody while an entry still maps the page it removes):
+//   lock(mu_); attached_ = false; zap everything; unlock     (Fault/AccessPage now refuse)
+//   wait until no Fault is in flight  (it may still call ReadBegin, which needs the interval)
+//   Remove()                                                 (no Invalidate after it)
+//
 // Invariants: an entry maps an address to the page the primary uses for it now, or to
-// nothing; AccessPage() runs its callback with mu_ held, so the page cannot be invalidated
-// under it (invalidation takes mu_ before the primary changes anything).
-// Locks: mu_ (the "user lock") guards pt_ and every install; SetSeq runs under it.
+// nothing; there is no entry while detached; AccessPage() runs its callback with mu_ held,
+// so the page cannot be invalidated under it (invalidation takes mu_ before the primary
+// changes anything). A Fault calls ReadBegin only while the interval is inserted.
+// Locks: mu_ (the "user lock") guards pt_, attached_ and every install; SetSeq runs under
+// it. flight_mu_ (leaf, taken inside mu_ or alone) counts faults in flight for Detach.
 // Threads: Invalidate on invalidating threads; Fault/AccessPage on any thread (they may
-// sleep); Attach/Detach on a control thread. Never call the hub from AccessPage's callback.
+// sleep), also while Detach runs (see Detach); Attach/Detach on one control thread, never
+// concurrently with each other. Never call the hub or this mirror from AccessPage's
+// callback or from a fault hook.
 #ifndef MMUVISOR_MMU_MIRROR_H_
 #define MMUVISOR_MMU_MIRROR_H_
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -77,21 +89,30 @@ class Mirror : public notifier::IntervalSubscription {
   // must be page aligned (kInvalidArgument); the hub's own errors are returned as is.
   absl::Status Attach(notifier::NotifierSubscriptions& hub, uint64_t start, uint64_t length)
       ABSL_LOCKS_EXCLUDED(mu_);
-  // Stops mirroring (no Invalidate runs after it returns) and drops every entry.
-  absl::Status Detach() ABSL_LOCKS_EXCLUDED(mu_);
+  // Stops mirroring: drops every entry, then removes the interval (no Invalidate runs
+  // after it returns). Fault and AccessPage may run concurrently with it: once it has
+  // begun, they install nothing and use no entry, and fail with kFailedPrecondition
+  // ("detached"); an AccessPage callback that began before it finishes before the zap, on
+  // a page that is still current. Detach waits for faults in flight (each stops within one
+  // attempt: at its locked check before the install, or at its next attempt). Errors: kFailedPrecondition if not
+  // attached; if Remove fails the mirror is attached again (with no entries) and its error
+  // is returned with context. REQUIRES: not called from a fault hook or AccessPage's fn.
+  absl::Status Detach() ABSL_LOCKS_EXCLUDED(mu_, flight_mu_);
 
   // dmirror_range_fault for one page: mirror the page holding `address` for `access`.
   // Errors: kOutOfRange (outside the interval), kFailedPrecondition (detached),
   // kPermissionDenied (write to a read-only page), kDeadlineExceeded (still stale after
-  // options.retry_timeout), or the primary's error. May sleep.
-  absl::Status Fault(uint64_t address, Access access) ABSL_LOCKS_EXCLUDED(mu_);
+  // options.retry_timeout), or the primary's error. May sleep. Detached (also while Detach
+  // runs, or detached before the install) is checked first, then the interval.
+  absl::Status Fault(uint64_t address, Access access) ABSL_LOCKS_EXCLUDED(mu_, flight_mu_);
 
   // dmirror_read/write: runs fn(host address of the page) with mu_ held, faulting the
   // page in first if the mirror has no (sufficient) entry. fn must be short and must not
-  // call into the hub or this mirror. Errors as Fault().
+  // call into the hub or this mirror. Errors as Fault(); kFailedPrecondition ("detached")
+  // without running fn once Detach has begun.
   absl::Status AccessPage(uint64_t address, Access access,
-                      absl::FunctionRef<void(uint64_t host_address)> fn)
-      ABSL_LOCKS_EXCLUDED(mu_);
+                          absl::FunctionRef<void(uint64_t host_address)> fn)
+      ABSL_LOCKS_EXCLUDED(mu_, flight_mu_);
 
   // notifier::IntervalSubscription.
   bool Invalidate(const notifier::Range& range, uint64_t cur_seq) override
@@ -102,19 +123,36 @@ class Mirror : public notifier::IntervalSubscription {
   MirrorStats stats() const;
   // Test-only: see mmu/fault_hooks.h (hook `gfn` arguments are address >> kPageShift).
   void SetFaultHooksForTesting(FaultHooks hooks);
+  // Test-only: runs on the detaching thread between Detach's two steps, with no lock
+  // held. Install before Detach starts.
+  void SetDetachHookForTesting(std::function<void()> between_steps);
 
  private:
   bool Covers(uint64_t address) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  absl::Status DetachedError(const char* op, uint64_t address) const;
+  // Fault's entry and exit: counted in faults_in_flight_, which Detach drains.
+  absl::Status EnterFault(uint64_t address) ABSL_LOCKS_EXCLUDED(mu_, flight_mu_);
+  void ExitFault() ABSL_LOCKS_EXCLUDED(flight_mu_);
+  absl::Status FaultAttempts(uint64_t address, Access access) ABSL_LOCKS_EXCLUDED(mu_);
 
   Primary& primary_;
   const MirrorOptions options_;
   std::unique_ptr<FaultHooks> hooks_;  // test only
+  std::function<void()> detach_hook_;  // test only
 
   mutable SharedMutex mu_;
   ShadowPageTable pt_ ABSL_GUARDED_BY(mu_);
   bool attached_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t first_page_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t end_page_ ABSL_GUARDED_BY(mu_) = 0;  // exclusive
+
+  // Faults between their attached_ check and their return: they may call ReadBegin, which
+  // needs the interval inserted, so Detach waits for 0 before Remove. A fault enters only
+  // under mu_ with attached_ true (Detach clears it under mu_ first), so none enters after
+  // Detach's first step.
+  mutable Mutex flight_mu_ ABSL_ACQUIRED_AFTER(mu_);
+  std::condition_variable flight_cv_;  // signalled when faults_in_flight_ drops to 0
+  uint64_t faults_in_flight_ ABSL_GUARDED_BY(flight_mu_) = 0;
 
   std::atomic<uint64_t> faults_{0};
   std::atomic<uint64_t> retries_{0};

@@ -1,7 +1,9 @@
 // Mirror: faulting, device access, invalidation (blockable and try-lock), owner-tagged
-// migrations, attach/detach errors.
+// migrations, attach/detach errors, and accesses/faults that run while Detach runs.
 #include "mmu/mirror.h"
 
+#include <atomic>
+#include <optional>
 #include <thread>
 
 #include "fake_address_space.h"
@@ -9,6 +11,7 @@
 #include "gtest/gtest.h"
 #include "notifier/hub.h"
 #include "support/status_matchers.h"
+#include "support/wait.h"
 
 namespace mmuvisor::mmu {
 namespace {
@@ -16,6 +19,7 @@ namespace {
 using ::mmuvisor::mmu::testing::FakeAddressSpace;
 using ::mmuvisor::testing::IsOk;
 using ::mmuvisor::testing::StatusIs;
+using ::mmuvisor::testing::WaitUntil;
 using ::testing::HasSubstr;
 
 constexpr uint64_t kPages = 32;
@@ -132,6 +136,99 @@ TEST_F(MirrorTest, TeardownInvalidationDropsEveryEntry) {
   hub_.Release();
   EXPECT_EQ(mirror_.mapped_count(), 0u);
   EXPECT_EQ(mirror_.stats().zapped, 2u);
+}
+
+// Detach against a device access that runs while it detaches (tests/model's
+// interval_seq.pml -DACCESS_DURING_DETACH; its -DOLD_DETACH_ORDER trail). Between Detach's
+// two steps the primary migrates a page the mirror maps, then the device reads it. Detach
+// zaps and marks the mirror detached before it removes the interval, so the access finds
+// nothing and is refused. In the old order (Remove, then the zap) the migration reached
+// nobody and the access read the old page: poisoned, in the kernel a freed page.
+TEST(MirrorDetachTest, AccessBetweenDetachStepsIsRefusedNeverStale) {
+  notifier::NotifierSubscriptions hub;
+  FakeAddressSpace space(hub, kPages);
+  Mirror mirror(space, MirrorOptions{"detach-mirror", absl::Seconds(5)});
+  ASSERT_THAT(mirror.Attach(hub, FakeAddressSpace::kBase, 16 * kPageSize), IsOk());
+  ASSERT_THAT(mirror.Fault(FakeAddressSpace::Address(5), Access::kRead), IsOk());
+  const uint64_t old_host = space.CurrentHost(5);
+
+  bool hook_ran = false;
+  absl::Status access = absl::UnknownError("the detach hook did not run");
+  std::optional<uint64_t> accessed_host;
+  std::optional<ShadowEntry> entry_during;
+  mirror.SetDetachHookForTesting([&] {
+    hook_ran = true;
+    ASSERT_THAT(space.ChangeBacking(5), IsOk());  // old_host is poisoned from here on
+    access = mirror.AccessPage(FakeAddressSpace::Address(5), Access::kRead,
+                               [&](uint64_t host) { accessed_host = host; });
+    entry_during = mirror.Lookup(FakeAddressSpace::Address(5));
+  });
+  ASSERT_THAT(mirror.Detach(), IsOk());
+
+  ASSERT_TRUE(hook_ran);
+  EXPECT_THAT(access, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("detached")));
+  EXPECT_FALSE(accessed_host.has_value())
+      << "the device accessed host page 0x" << std::hex << *accessed_host
+      << (*accessed_host == old_host ? " (the page the primary migrated away)" : "");
+  EXPECT_FALSE(entry_during.has_value())
+      << "mid-Detach the mirror still maps host page 0x" << std::hex
+      << entry_during->host_address << " (migrated-away page 0x" << old_host << ")";
+  EXPECT_EQ(mirror.mapped_count(), 0u);
+  EXPECT_EQ(hub.active_invalidate_ranges(), 0u);
+}
+
+// A fault in flight across Detach (the same model check, the mirror's Fault side): it
+// resolved the page, then waits at its install while Detach runs; between Detach's steps
+// the primary migrates that page and lets the fault go on. The fault must not install
+// (kFailedPrecondition: detached). In the old order it found the mirror still attached and
+// its seq untouched (the migration reached nobody) and installed the migrated-away page.
+TEST(MirrorDetachTest, FaultInFlightAcrossDetachDoesNotInstall) {
+  notifier::NotifierSubscriptions hub;
+  FakeAddressSpace space(hub, kPages);
+  Mirror mirror(space, MirrorOptions{"detach-mirror", absl::Seconds(5)});
+  ASSERT_THAT(mirror.Attach(hub, FakeAddressSpace::kBase, 16 * kPageSize), IsOk());
+
+  std::atomic<bool> at_install{false};
+  std::atomic<bool> release{false};
+  std::atomic<bool> fault_done{false};
+  FaultHooks hooks;
+  hooks.before_install = [&](Gfn, int attempt) {
+    if (attempt != 0) return;
+    at_install.store(true);
+    EXPECT_TRUE(WaitUntil([&] { return release.load(); }))
+        << "Detach's hook never let the fault go on";
+  };
+  mirror.SetFaultHooksForTesting(std::move(hooks));
+  absl::Status fault = absl::UnknownError("the fault did not return");
+  std::thread faulter([&] {
+    fault = mirror.Fault(FakeAddressSpace::Address(7), Access::kRead);
+    fault_done.store(true);
+  });
+  const bool reached = WaitUntil([&] { return at_install.load(); });
+  EXPECT_TRUE(reached) << "the fault never reached its install";
+
+  uint64_t old_host = 0;
+  std::optional<ShadowEntry> entry_during;
+  if (reached) {
+    old_host = space.CurrentHost(7);  // what the fault resolved
+    mirror.SetDetachHookForTesting([&] {
+      EXPECT_THAT(space.ChangeBacking(7), IsOk());
+      release.store(true);
+      EXPECT_TRUE(WaitUntil([&] { return fault_done.load(); })) << "the fault never returned";
+      entry_during = mirror.Lookup(FakeAddressSpace::Address(7));
+    });
+    EXPECT_THAT(mirror.Detach(), IsOk());
+  }
+  release.store(true);
+  faulter.join();
+
+  EXPECT_THAT(fault, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("detached")));
+  EXPECT_FALSE(entry_during.has_value())
+      << "mid-Detach the fault installed host page 0x" << std::hex
+      << entry_during->host_address << " (migrated-away page 0x" << old_host << ")";
+  EXPECT_EQ(mirror.stats().installs, 0u);
+  EXPECT_EQ(mirror.mapped_count(), 0u);
+  EXPECT_EQ(hub.active_invalidate_ranges(), 0u);
 }
 
 }  // namespace
