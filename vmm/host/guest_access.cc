@@ -27,7 +27,7 @@ uint64_t HostAddressSpace::ProtectedPages(uint64_t* first) const {
 GuestFaultVerdict HostAddressSpace::ClassifyAddresslessGuestFault(
     PageRangeLock::Counts at_entry) const {
   if (torn_down()) return {GuestFaultKind::kPoisoned, "host address space torn down"};
-  if (absl::Status failure = page_server_->failure(); !failure.ok()) {
+  if (absl::Status failure = PageServerFailure(); !failure.ok()) {
     return {GuestFaultKind::kPoisoned, failure.ToString()};
   }
   const PageRangeLock::Counts now = windows_.counts();
@@ -58,7 +58,7 @@ absl::Status HostAddressSpace::CopyPage(uint64_t page, uint8_t* hva, uint8_t* bu
       if (torn_down_.load(std::memory_order_acquire)) {  // pairs with Teardown's release
         return absl::FailedPreconditionError("guest memory access: torn down");
       }
-      if (absl::Status failure = page_server_->failure(); !failure.ok()) return failure;
+      if (absl::Status failure = PageServerFailure(); !failure.ok()) return failure;
       const auto prot =
           static_cast<PageProtection>(user_prot_[page].load(std::memory_order_relaxed));
       if (prot == PageProtection::kNone || (write && prot != PageProtection::kReadWrite)) {

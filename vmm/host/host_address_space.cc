@@ -111,23 +111,9 @@ absl::Status HostAddressSpace::Init() {
   if (!store.ok()) return store.status();
   store_ = *std::move(store);
 
-  PageServerOptions pso;
-  pso.handler_threads = options_.page_server_threads;
-  pso.fault_around_pages = options_.fault_around_pages;
-  pso.spin_before_block_ns = options_.page_server_spin_ns;
-  pso.handler_cpus = options_.page_server_cpus;
-  // Fault-around never installs a page an open window covers: the window may be between
-  // its save and its discard, or migrating the page. (A fault of the page itself is still
-  // served, with the store's copy, as every recipe expects.) windows_ outlives the server.
-  pso.fault_around_filter = [this](uint64_t first, uint64_t count) {
-    return !windows_.Overlaps(PageRange{first, count});
-  };
-  pso.on_failure = options_.on_page_server_failure;
-  pso.thread_name_prefix = "hostpg";
-  absl::StatusOr<std::unique_ptr<PageServer>> server =
-      PageServer::Start(PagedRange{ram_->base(), num_pages_, kPageSize}, store_.get(), pso);
-  if (!server.ok()) return server.status();
-  page_server_ = *std::move(server);
+  if (!options_.start_page_server_later) {
+    if (absl::Status st = StartPageServer(); !st.ok()) return st;
+  }
 
   hub_ = std::make_unique<notifier::NotifierSubscriptions>(options_.hub);
 
@@ -170,6 +156,31 @@ absl::Status HostAddressSpace::AttachHypervisor(MemslotControl* control, DirtyLo
                options_.ram_bytes >> 10, GuestRamBackingName(options_.backing),
                memslots()->slots().size(), DirtyTrackingModeName(dirty_choice_.mode),
                dirty_choice_.reason);
+  return absl::OkStatus();
+}
+
+absl::Status HostAddressSpace::StartPageServer() {
+  if (page_server_ != nullptr || torn_down() || ram_ == nullptr) {
+    return absl::FailedPreconditionError(
+        "HostAddressSpace::StartPageServer: already started or torn down");
+  }
+  PageServerOptions pso;
+  pso.handler_threads = options_.page_server_threads;
+  pso.fault_around_pages = options_.fault_around_pages;
+  pso.spin_before_block_ns = options_.page_server_spin_ns;
+  pso.handler_cpus = options_.page_server_cpus;
+  // Fault-around never installs a page an open window covers: the window may be between
+  // its save and its discard, or migrating the page. (A fault of the page itself is still
+  // served, with the store's copy, as every recipe expects.) windows_ outlives the server.
+  pso.fault_around_filter = [this](uint64_t first, uint64_t count) {
+    return !windows_.Overlaps(PageRange{first, count});
+  };
+  pso.on_failure = options_.on_page_server_failure;
+  pso.thread_name_prefix = "hostpg";
+  absl::StatusOr<std::unique_ptr<PageServer>> server =
+      PageServer::Start(PagedRange{ram_->base(), num_pages_, kPageSize}, store_.get(), pso);
+  if (!server.ok()) return server.status();
+  page_server_ = *std::move(server);
   return absl::OkStatus();
 }
 
@@ -236,7 +247,7 @@ absl::StatusOr<mmu::PrimaryPage> HostAddressSpace::Resolve(uint64_t address,
   if (madvise(reinterpret_cast<void*>(address), kPageSize,
               write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ) != 0) {
     const int err = errno;
-    if (absl::Status failure = page_server_->failure(); !failure.ok()) return failure;
+    if (absl::Status failure = PageServerFailure(); !failure.ok()) return failure;
     // A window made the page read-only after our check (the kernel reports a write
     // populate of a read-only VMA as EFAULT or, since 6.x, EINVAL "incompatible
     // permissions"): the caller retries the whole fault. The user protection was checked
@@ -262,7 +273,7 @@ GuestFaultVerdict HostAddressSpace::ClassifyGuestFault(Gpa gpa, bool write) cons
   }
   const uint64_t page = (hva->value - base_) / kPageSize;
   if (torn_down()) return {GuestFaultKind::kPoisoned, "host address space torn down"};
-  if (absl::Status failure = page_server_->failure(); !failure.ok()) {
+  if (absl::Status failure = PageServerFailure(); !failure.ok()) {
     return {GuestFaultKind::kPoisoned, failure.ToString()};
   }
   const auto prot =

@@ -124,6 +124,10 @@ struct HostAddressSpaceOptions {
   PageServerFailureCallback on_page_server_failure;  // "stop the VM"; from a handler
   MemslotControl* memslot_control = nullptr;  // not owned; null: no hypervisor (tests)
   DirtyLog* dirty_log = nullptr;              // not owned; null: always write back
+  // The owner writes the boot image first and then calls StartPageServer() (Machine): the
+  // boot pages (page tables, GDT, image, stacks) are then plain page-cache pages, not one
+  // page-server zero-fill each. Until then no operation may run and guests must not run.
+  bool start_page_server_later = false;
   // The owner will call AttachHypervisor after Create (Machine): Create does not log the
   // (provisional) dirty-tracking choice, the attachment does.
   bool attach_hypervisor_later = false;
@@ -308,7 +312,12 @@ class HostAddressSpace final : public mmu::Primary, public GuestMemoryAccess {
   // Null after Teardown.
   GuestRam* ram() { return ram_.get(); }
   SwapStore* store() { return store_.get(); }
+  // Null before StartPageServer() (start_page_server_later) and after Teardown.
   PageServer* page_server() { return page_server_.get(); }
+  // Registers guest RAM with userfaultfd and starts the handlers (start_page_server_later).
+  // Pages written before are resident and stay so. Errors: FailedPrecondition (already
+  // started, torn down), PageServer::Start's. REQUIRES: no guest runs, no operation runs.
+  absl::Status StartPageServer();
   size_t open_windows() const { return windows_.held(); }
   // REQUIRES: not concurrent with Teardown().
   HostStats stats() const;
@@ -319,6 +328,10 @@ class HostAddressSpace final : public mmu::Primary, public GuestMemoryAccess {
 
   explicit HostAddressSpace(HostAddressSpaceOptions options);
   absl::Status Init();
+  // The page server's failure, OK before it is started.
+  absl::Status PageServerFailure() const {
+    return page_server_ != nullptr ? page_server_->failure() : absl::OkStatus();
+  }
 
   absl::Status CheckRange(PageRange range) const;
   notifier::Range HubRange(PageRange range, notifier::Event event, bool blockable) const;

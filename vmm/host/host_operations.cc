@@ -148,6 +148,9 @@ absl::StatusOr<ReclaimResult> HostAddressSpace::SaveAndDiscardLocked(PageRange r
     // Harvest after write-protecting, so every write before it is in the log.
     bool trust_clean = dirty_choice_.mode == DirtyTrackingMode::kDirtyLog;
     if (trust_clean && !HarvestDirtyLog().ok()) trust_clean = false;
+    if (page_server_ == nullptr) {
+      return absl::FailedPreconditionError("host window: the page server is not started");
+    }
     absl::StatusOr<std::vector<uint8_t>> resident =
         page_server_->Residency(range.first, range.count);
     if (!resident.ok()) return resident.status();

@@ -2,10 +2,13 @@
 
 #include <fcntl.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <mutex>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -86,9 +89,26 @@ absl::StatusOr<int> KvmSystem::VcpuMmapSize() const {
 }
 
 absl::StatusOr<std::vector<kvm_cpuid_entry2>> KvmSystem::SupportedCpuid() const {
+  // Process-wide cache keyed by the device: a leaf lock, held across the one ioctl so that
+  // concurrent first callers ask KVM once.
+  static std::mutex cache_mu;
+  static auto* cache = new std::map<dev_t, std::vector<kvm_cpuid_entry2>>();
+  struct stat st {};
+  const bool keyed = fstat(fd_.get(), &st) == 0;
+  std::lock_guard<std::mutex> lock(cache_mu);
+  if (keyed) {
+    if (auto it = cache->find(st.st_rdev); it != cache->end()) return it->second;
+  }
+  ASSIGN_OR_RETURN(std::vector<kvm_cpuid_entry2> entries, QuerySupportedCpuid());
+  if (keyed) (*cache)[st.st_rdev] = entries;
+  return entries;
+}
+
+absl::StatusOr<std::vector<kvm_cpuid_entry2>> KvmSystem::QuerySupportedCpuid() const {
   // struct kvm_cpuid2 is laid out by hand (kvm_constants.h explains why): an 8-byte header
-  // {nent, padding} followed by nent entries. Grow on E2BIG.
-  for (uint32_t n = 64; n <= 4096; n *= 2) {
+  // {nent, padding} followed by nent entries. 256 is KVM_MAX_CPUID_ENTRIES since Linux 5.x,
+  // so one ioctl answers; grow on E2BIG.
+  for (uint32_t n = 256; n <= 4096; n *= 2) {
     std::vector<uint8_t> buffer(kvm_abi::kCpuid2HeaderBytes + n * sizeof(kvm_cpuid_entry2));
     std::memcpy(buffer.data(), &n, sizeof(n));
     int r = ::ioctl(fd_.get(), kvm_abi::kGetSupportedCpuid, buffer.data());

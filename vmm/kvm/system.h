@@ -47,8 +47,10 @@ class KvmSystem {
   absl::StatusOr<int> CheckExtension(int cap) const;
   // KVM_GET_VCPU_MMAP_SIZE: bytes to mmap from a vCPU fd (struct kvm_run + ring pages).
   absl::StatusOr<int> VcpuMmapSize() const;
-  // KVM_GET_SUPPORTED_CPUID: the CPUID entries KVM can expose. Retries with a larger
-  // buffer on E2BIG.
+  // KVM_GET_SUPPORTED_CPUID: the CPUID entries KVM can expose. One ioctl with room for
+  // KVM's maximum (256 entries; retries with a larger buffer on E2BIG), then cached for the
+  // process, per KVM device (st_rdev): the answer is the module's and costs ~0.6 ms on
+  // kvm_pvm. Thread-safe.
   absl::StatusOr<std::vector<kvm_cpuid_entry2>> SupportedCpuid() const;
   // KVM_CREATE_VM(type 0). The VM must be used from this process only.
   absl::StatusOr<KvmVm> CreateVm() const;
@@ -59,6 +61,8 @@ class KvmSystem {
   int fd() const { return fd_.get(); }
 
  private:
+  // The KVM_GET_SUPPORTED_CPUID ioctl itself (uncached).
+  absl::StatusOr<std::vector<kvm_cpuid_entry2>> QuerySupportedCpuid() const;
   explicit KvmSystem(UniqueFd fd) : fd_(std::move(fd)) {}
   UniqueFd fd_;
 };
