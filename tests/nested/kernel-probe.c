@@ -160,6 +160,68 @@ static void dirty_log_after_store(void) {
   close_vm(&v);
 }
 
+// Port I/O at CPL3 in long mode with IOPL 0, granted only by the TSS I/O permission bitmap
+// (the way mmuvisor's guests start), with TR loaded as a busy (type 11, what VMX requires) or
+// an available (type 9) 64-bit TSS; and with IOPL 3 as the control. No IDT: a #GP is a
+// triple fault, KVM_EXIT_SHUTDOWN. Layout: PML4 0x1000, PDPT 0x2000, PD 0x3000 (one 2 MiB
+// user page at 0), GDT 0x4000, TSS 0x5000, bitmap 0x6000 (all ports granted, then 0xff),
+// code 0x9000: `out 0x10, al; jmp .`.
+static void cpl3_port_io(const char* name, uint8_t tr_type, unsigned iopl) {
+  enum { kSize = 0x10000 };
+  int vm = ioctl(kvm_fd, KVM_CREATE_VM, 0);
+  uint8_t* m = mmap(NULL, kSize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  uint64_t* pml4 = (uint64_t*)(m + 0x1000);
+  uint64_t* pdpt = (uint64_t*)(m + 0x2000);
+  uint64_t* pd = (uint64_t*)(m + 0x3000);
+  pml4[0] = 0x2000 | 7;
+  pdpt[0] = 0x3000 | 7;
+  pd[0] = 0 | 0x87;  // 2 MiB, present, writable, user
+  uint64_t* gdt = (uint64_t*)(m + 0x4000);
+  gdt[1] = 0x00af9b000000ffffull;  // 0x08 kernel code64
+  gdt[2] = 0x00cf93000000ffffull;  // 0x10 kernel data
+  gdt[3] = 0x00affb000000ffffull;  // 0x18 user code64, DPL 3
+  gdt[4] = 0x00cff3000000ffffull;  // 0x20 user data, DPL 3
+  const uint64_t tss = 0x5000, limit = 0x1000 + 8192;  // covers the bitmap and its 0xff
+  gdt[5] = (limit & 0xffff) | ((tss & 0xffffff) << 16) | ((uint64_t)tr_type << 40) |
+           (1ull << 47) | (((limit >> 16) & 0xf) << 48) | (((tss >> 24) & 0xff) << 56);
+  gdt[6] = tss >> 32;
+  uint16_t iomap = 0x1000;
+  memcpy(m + tss + 102, &iomap, sizeof(iomap));
+  m[0x6000 + 8192] = 0xff;
+  static const uint8_t code[] = {0xe6, 0x10, 0xeb, 0xfe};  // out 0x10, al; jmp .
+  memcpy(m + 0x9000, code, sizeof(code));
+  set_slot(vm, 0, 0, 0, kSize, m);
+  int vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
+  struct kvm_run* run = mmap(NULL, ioctl(kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0),
+                             PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
+  struct kvm_sregs s;
+  ioctl(vcpu, KVM_GET_SREGS, &s);
+  struct kvm_segment cs = {.base = 0, .limit = 0xffffffff, .selector = 0x1b, .type = 0xb,
+                           .present = 1, .dpl = 3, .db = 0, .s = 1, .l = 1, .g = 1};
+  struct kvm_segment ds = {.base = 0, .limit = 0xffffffff, .selector = 0x23, .type = 0x3,
+                           .present = 1, .dpl = 3, .db = 1, .s = 1, .l = 0, .g = 1};
+  struct kvm_segment tr = {.base = tss, .limit = limit, .selector = 0x28, .type = tr_type,
+                           .present = 1};
+  s.cs = cs;
+  s.ds = s.es = s.fs = s.gs = s.ss = ds;
+  s.tr = tr;
+  s.gdt.base = 0x4000; s.gdt.limit = 7 * 8 - 1;
+  s.idt.base = 0; s.idt.limit = 0;
+  s.cr3 = 0x1000; s.cr4 = 0x20; s.cr0 = 0x80000011; s.efer = 0x500;
+  ioctl(vcpu, KVM_SET_SREGS, &s);
+  struct kvm_regs r = {0};
+  r.rip = 0x9000; r.rsp = 0x8f00; r.rflags = 2 | ((uint64_t)iopl << 12);
+  ioctl(vcpu, KVM_SET_REGS, &r);
+  int rc = ioctl(vcpu, KVM_RUN, 0) < 0 ? -errno : 0;
+  ioctl(vcpu, KVM_GET_SREGS, &s);
+  if (rc < 0) printf("probe: %-44s KVM_RUN=%s\n", name, err(rc));
+  else if (run->exit_reason == KVM_EXIT_IO) printf("probe: %-44s exit IO port=%#x: granted\n", name, run->io.port);
+  else if (run->exit_reason == KVM_EXIT_SHUTDOWN) printf("probe: %-44s exit SHUTDOWN: #GP (triple fault)\n", name);
+  else printf("probe: %-44s exit_reason=%u\n", name, run->exit_reason);
+  printf("probe: %-44s KVM_GET_SREGS tr.type=%u\n", name, s.tr.type);
+  close(vcpu); close(vm); munmap(m, kSize);
+}
+
 int main(void) {
   kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
   if (kvm_fd < 0) { perror("probe: /dev/kvm"); return 1; }
@@ -183,6 +245,9 @@ int main(void) {
   run_case("store, hva PROT_NONE", 0, PROT_NONE, 0);
   run_case("store, hva unmapped", 0, -1, 1);
   run_case("store, KVM_MEM_READONLY", KVM_MEM_READONLY, -1, 0);
+  cpl3_port_io("cpl3 out, IOPL 0, TR busy 64-bit TSS (11)", 0xb, 0);
+  cpl3_port_io("cpl3 out, IOPL 0, TR available TSS (9)", 0x9, 0);
+  cpl3_port_io("cpl3 out, IOPL 3, TR busy 64-bit TSS (11)", 0xb, 3);
   dirty_log_after_store();
   memslot_errors();
   return 0;
