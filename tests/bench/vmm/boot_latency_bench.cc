@@ -7,9 +7,17 @@
 //   exit_us         = mean(create -> every vCPU stopped)
 //   rss_excl_guest_MiB = this process's RSS minus the guest RAM mapping's, after a boot
 //                        (target <= 8 MiB)
+// BM_ProcessBoot: the whole process, fork+exec to exit, of `mmuvisor run hello64` (no
+// flags: what a user gets) against bare_kvm_boot (tests/bench/peers: create VM, slot,
+// vCPU, long mode, run to HLT, exit), spawned alternately in each iteration:
+//   x_baseline      = mean(mmuvisor process) / mean(bare process)        target <= 2
+// The binaries are the ones built with this bench; MMUVISOR_BIN / BARE_KVM_BOOT_BIN in the
+// environment override them (the peers script passes its own).
 // Without /dev/kvm the binary prints why and exits 0 (nothing to measure).
 #include <fcntl.h>
 #include <linux/kvm.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -22,6 +30,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "absl/time/clock.h"
 #include "benchmark/benchmark.h"
@@ -163,6 +172,66 @@ void BM_BootHello64(benchmark::State& state) {
   state.counters["rss_excl_guest_MiB"] = rss_mib;
 }
 BENCHMARK(BM_BootHello64)->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(2.0);
+
+// Spawns `argv` with stdout/stderr to /dev/null and waits. Returns the wall time from
+// spawn to reaped exit, or a negative duration (with *error) unless it exited 0.
+absl::Duration SpawnAndWait(const std::vector<std::string>& argv, std::string* error) {
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+  const absl::Time start = absl::Now();
+  pid_t pid = -1;
+  const int e = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (e != 0) {
+    *error = argv[0] + ": posix_spawn: " + std::strerror(e);
+    return absl::Seconds(-1);
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  const absl::Duration elapsed = absl::Now() - start;
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    *error = argv[0] + " did not exit 0 (status " + std::to_string(status) + ")";
+    return absl::Seconds(-1);
+  }
+  return elapsed;
+}
+
+std::string BinaryPath(const char* env, const char* built) {
+  const char* v = std::getenv(env);
+  return v != nullptr && *v != '\0' ? v : built;
+}
+
+void BM_ProcessBoot(benchmark::State& state) {
+  const std::vector<std::string> ours = {BinaryPath("MMUVISOR_BIN", MMUVISOR_BIN), "run",
+                                         "hello64"};
+  const std::vector<std::string> bare = {BinaryPath("BARE_KVM_BOOT_BIN", BARE_KVM_BOOT_BIN)};
+  double ours_ms = 0, bare_ms = 0;
+  int64_t n = 0;
+  for (auto _ : state) {
+    std::string error;
+    const absl::Duration b = SpawnAndWait(bare, &error);
+    const absl::Duration o = b < absl::ZeroDuration() ? b : SpawnAndWait(ours, &error);
+    if (o < absl::ZeroDuration()) {
+      state.SkipWithError(error.c_str());
+      return;
+    }
+    state.SetIterationTime(absl::ToDoubleSeconds(o));
+    ours_ms += absl::ToDoubleMilliseconds(o);
+    bare_ms += absl::ToDoubleMilliseconds(b);
+    ++n;
+  }
+  if (n == 0) return;
+  state.counters["process_ms"] = ours_ms / n;
+  state.counters["bare_ms"] = bare_ms / n;
+  state.counters["x_baseline"] = ours_ms / bare_ms;
+}
+BENCHMARK(BM_ProcessBoot)->UseManualTime()->Unit(benchmark::kMillisecond)->MinTime(2.0);
 
 }  // namespace
 }  // namespace mmuvisor::vmm
