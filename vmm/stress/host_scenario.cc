@@ -47,7 +47,8 @@ absl::StatusOr<HostStressOutcome> RunHostStress(const StressOptions& options,
   // The time bound (stress_options.h): faults give up in time, delays end at the deadline.
   bool timeout_cut = false;
   const absl::Duration fault_timeout =
-      BoundedFaultTimeout(options.fault_timeout, options.duration, &timeout_cut);
+      BoundedFaultTimeout(options.fault_timeout, options.duration,
+                          options.policy == notifier::Policy::kLegacyUnpaired, &timeout_cut);
   TraceLog trace(!options.trace_path.empty());
   trace.NameThisThread("stress main");
   PagePoolSpaceOptions space_options;
@@ -86,7 +87,9 @@ absl::StatusOr<HostStressOutcome> RunHostStress(const StressOptions& options,
   if (absl::Status s = vcpu_mmu.SetLayout(layout); !s.ok()) return s;
   // Delays go into the DMA path's fault windows only: a KVM run cannot delay the kernel's
   // own MMU either, so both kinds of run inject at the same place.
-  DelayOptions delays{options.delay_probability, options.delay, options.seed, true};
+  bool delay_cut = false;
+  const absl::Duration delay = BoundedDelay(options.delay, fault_timeout, &delay_cut);
+  DelayOptions delays{options.delay_probability, delay, options.seed, true};
   if (absl::Status s = hub.Register(vcpu_mmu); !s.ok()) return s;
 
   std::unique_ptr<dma::DmaMemory> dma_memory;
@@ -207,12 +210,14 @@ absl::StatusOr<HostStressOutcome> RunHostStress(const StressOptions& options,
   const bool by_deadline = workload.finished() < options.vcpus;
   // Stop at once, not at round ends: the vCPUs at their next page, the device at its next
   // page piece (its unfinished descriptors are nobody's business once the vCPUs stopped),
-  // the host operations after the one in flight. What can still take time is bounded: a
-  // fault (fault_timeout, cut to half the slack) and a delay (none past the deadline).
+  // the host operations after the one in flight (first: with no new windows, a fault
+  // racing the storm ends at once). What can still take time is bounded: a fault behind
+  // a leaked window (legacy policy: fault_timeout, cut to half the slack) and a delay
+  // (none past the deadline).
+  driver.Stop();  // first: no new windows, so faults racing the storm end now
   workload.Stop();
   engine.Abort();
   workload.Join();
-  driver.Stop();
   if (printer) printer->Stop();
 
   // Collect, while every subscription is still registered.
@@ -225,6 +230,11 @@ absl::StatusOr<HostStressOutcome> RunHostStress(const StressOptions& options,
     run.result.deadline_notes.push_back(absl::StrCat(
         "fault timeout cut from ", absl::FormatDuration(options.fault_timeout), " to ",
         absl::FormatDuration(fault_timeout), " to keep the time bound"));
+  }
+  if (delay_cut && options.delay_probability > 0) {
+    run.result.deadline_notes.push_back(absl::StrCat(
+        "delay cut from ", absl::FormatDuration(options.delay), " to ",
+        absl::FormatDuration(delay), " (an eighth of the fault timeout, which delays count against)"));
   }
   if (const uint64_t aborted = engine.stats().aborted_descriptors; aborted > 0) {
     run.result.deadline_notes.push_back(

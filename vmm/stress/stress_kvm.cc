@@ -123,6 +123,8 @@ absl::StatusOr<HostStressOutcome> RunKvmStress(const StressOptions& options,
   const absl::Duration fault_timeout =
       options.rounds > 0 ? wanted_fault_timeout
                          : BoundedFaultTimeout(wanted_fault_timeout, options.duration,
+                                               options.policy ==
+                                                   notifier::Policy::kLegacyUnpaired,
                                                &timeout_cut);
 
   TraceLog trace(!options.trace_path.empty());
@@ -189,7 +191,9 @@ absl::StatusOr<HostStressOutcome> RunKvmStress(const StressOptions& options,
     injector.emplace(options.eagain_probability, options.seed);
     if (absl::Status s = hub.Register(*injector); !s.ok()) return s;
   }
-  DelayOptions dma_delays{options.delay_probability, options.delay, Mix64(options.seed),
+  bool delay_cut = false;
+  const absl::Duration delay = BoundedDelay(options.delay, fault_timeout, &delay_cut);
+  DelayOptions dma_delays{options.delay_probability, delay, Mix64(options.seed),
                           !options.skip_dma_retry_check_for_testing};
   if (options.rounds == 0) dma_delays.delays_end = absl::Now() + options.duration;
   if (options.force_dma_fault_races_for_testing) {
@@ -344,6 +348,7 @@ absl::StatusOr<HostStressOutcome> RunKvmStress(const StressOptions& options,
   bool stop_requested = false;
   const bool by_deadline = !wait_done(start + limit);
   if (by_deadline) {
+    driver.Stop();  // no new host-op windows: DMA faults racing them end now
     (void)WriteStopWord(*machine);  // errors: only a torn-down space, and then Run is over
     if (!wait_done(start + limit + RunSlack(options.duration) / 2)) {
       machine->RequestStop("stress: the guest did not reach a round end by the deadline");
@@ -379,6 +384,11 @@ absl::StatusOr<HostStressOutcome> RunKvmStress(const StressOptions& options,
     run.result.deadline_notes.push_back(absl::StrCat(
         "DMA fault timeout cut from ", absl::FormatDuration(wanted_fault_timeout), " to ",
         absl::FormatDuration(fault_timeout), " to keep the time bound"));
+  }
+  if (delay_cut && options.delay_probability > 0) {
+    run.result.deadline_notes.push_back(absl::StrCat(
+        "delay cut from ", absl::FormatDuration(options.delay), " to ",
+        absl::FormatDuration(delay), " (an eighth of the fault timeout, which delays count against)"));
   }
   if (const uint64_t aborted = engine->stats().aborted_descriptors; aborted > 0) {
     run.result.deadline_notes.push_back(

@@ -52,13 +52,14 @@ absl::StatusOr<double> Fraction(absl::string_view flag, absl::string_view text) 
   double v = 0;
   if (!absl::SimpleAtod(t, &v)) return Bad(flag, text, "want a number like 0.25 or 25%");
   if (percent) v /= 100;
-  if (v < 0 || v > 1) return Bad(flag, text, "must lie in [0, 1] (or 0%..100%)");
+  // Written so that NaN ("nan" parses) fails too.
+  if (!(v >= 0 && v <= 1)) return Bad(flag, text, "must lie in [0, 1] (or 0%..100%)");
   return v;
 }
 
 absl::StatusOr<double> Rate(absl::string_view flag, absl::string_view text) {
   double v = 0;
-  if (!absl::SimpleAtod(text, &v) || v < 0 || v > 1e6) {
+  if (!absl::SimpleAtod(text, &v) || !(v >= 0 && v <= 1e6)) {  // NaN fails too
     return Bad(flag, text, "want operations per second in [0, 1e6]");
   }
   return v;
@@ -73,6 +74,8 @@ absl::StatusOr<absl::Duration> Duration(absl::string_view flag, absl::string_vie
     return Bad(flag, text, "want a duration like 3s or 500ms");
   }
   if (d <= absl::ZeroDuration()) return Bad(flag, text, "must be positive");
+  // "inf", or seconds beyond absl's range: a run without an end (NaN seconds is infinite).
+  if (d == absl::InfiniteDuration()) return Bad(flag, text, "must be finite");
   return d;
 }
 
@@ -263,8 +266,16 @@ absl::Duration RunSlack(absl::Duration duration) {
   return std::max(absl::Seconds(1), duration / 10);
 }
 
-absl::Duration BoundedFaultTimeout(absl::Duration wanted, absl::Duration duration, bool* cut) {
-  const absl::Duration limit = RunSlack(duration) / 2;
+absl::Duration BoundedFaultTimeout(absl::Duration wanted, absl::Duration duration,
+                                   bool windows_leak, bool* cut) {
+  const absl::Duration limit =
+      windows_leak ? RunSlack(duration) / 2 : absl::InfiniteDuration();
+  if (cut != nullptr) *cut = wanted > limit;
+  return std::min(wanted, limit);
+}
+
+absl::Duration BoundedDelay(absl::Duration wanted, absl::Duration fault_timeout, bool* cut) {
+  const absl::Duration limit = fault_timeout / 8;
   if (cut != nullptr) *cut = wanted > limit;
   return std::min(wanted, limit);
 }
@@ -302,10 +313,12 @@ OOM-reaps its memory underneath; ends with PASS/FAIL and a report. Exit code 0 o
   --policy P            notifier dispatch: upstream (default), sorted, legacy
   --eagain P            probability that a non-blockable start fails with EAGAIN
   --delay-prob P        probability of a delay in each fault-path race window
-  --delay DUR           that delay (default 200us; at most --duration, and none after it)
+  --delay DUR           that delay (default 200us; at most --duration, and none after it;
+                        cut to an eighth of the fault timeout, which delays count against)
   --fault-timeout DUR   a fault still racing after this gives up (default 2s; 30s
-                        under KVM, where windows are long and overlap); cut to
-                        max(1s, DUR/10) / 2 so that the run keeps its time bound
+                        under KVM, where windows are long and overlap); under the
+                        legacy policy cut to max(1s, DUR/10) / 2 so that the run
+                        keeps its time bound
   --dma-path PATH       secondary (default: SecondaryMmu) or mirror (interval Mirror)
   --no-dma, --no-balloon  leave those parts of the workload out
   --mode M              where the workload runs: auto (default: kvm if it can run

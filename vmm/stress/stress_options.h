@@ -75,9 +75,19 @@ absl::StatusOr<StressOptions> ParseStressFlags(absl::Span<const std::string> arg
 // stop); the other half is for collecting and tearing down.
 absl::Duration RunSlack(absl::Duration duration);
 // The fault retry timeout a run gives its MMUs: `wanted` (the --fault-timeout or the
-// mode's default), cut to RunSlack / 2 so a fault stuck at the deadline still gives up in
-// time. `cut` (may be null) is set when it was cut.
-absl::Duration BoundedFaultTimeout(absl::Duration wanted, absl::Duration duration, bool* cut);
+// mode's default), cut to RunSlack / 2 when `windows_leak` (the legacy policy, whose
+// failed starts leave windows open for good), so a fault stuck behind one at the deadline
+// still gives up in time. With the other policies every window closes, and the runners
+// stop opening new ones at the deadline, so a fault in flight then ends on its own; a
+// cut there would only make faults that race a dense storm time out (seen with delays).
+// `cut` (may be null) is set when it was cut.
+absl::Duration BoundedFaultTimeout(absl::Duration wanted, absl::Duration duration,
+                                   bool windows_leak, bool* cut);
+// The --delay a run injects: `wanted`, cut to fault_timeout / 8. Each fault attempt has
+// three windows to delay in, and the retry timeout counts the delays as time spent
+// racing: a delay near the timeout would make a fault that raced once time out, a failure
+// the run made up itself. `cut` (may be null) is set when it was cut.
+absl::Duration BoundedDelay(absl::Duration wanted, absl::Duration fault_timeout, bool* cut);
 // InvalidArgument when `guest_bytes` of guest memory, kept resident at `resident`
 // (fraction), is more than `host_ram` bytes (0 = unknown: accepted). The same rule as
 // `mmuvisor run`'s, which refuses more than the host's RAM; both ask

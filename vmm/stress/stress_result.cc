@@ -64,7 +64,12 @@ void DecideVerdict(StressResult& result) {
   if (!result.workload_ok) {
     result.failures.push_back(absl::StrCat("workload failed: ", result.workload_problem));
   } else if (result.guest_pages_verified == 0) {
-    result.failures.push_back("workload verified no page (a vacuous run is not a pass)");
+    result.failures.push_back(
+        result.stopped_by_deadline
+            ? "workload verified no page before the deadline (a vacuous run is not a pass): "
+              "a round here takes longer than --duration; give it a longer --duration or "
+              "--rounds"
+            : "workload verified no page (a vacuous run is not a pass)");
   }
   result.pass = result.failures.empty();
 }
