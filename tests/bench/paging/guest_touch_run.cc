@@ -212,7 +212,7 @@ absl::StatusOr<GuestTouchResult> RunGuestTouch(const GuestTouchOptions& options)
   if (run.verdict == Verdict::kGuestFailed && result.pages_bad == 0) {
     return absl::InternalError(absl::StrCat("touch guest failed: ", run.summary));
   }
-  result.swap_ins = stats_after.swap_ins - stats_before.swap_ins;
+  result.swap_ins = PagesFromStore(stats_after) - PagesFromStore(stats_before);
   result.server_faults = stats_after.faults - stats_before.faults;
   if (options.memory == TouchMemory::kDemandPaged) {
     // A fault's latency is recorded after its vCPU resumed (page_server.h): wait briefly

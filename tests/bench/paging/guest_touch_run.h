@@ -49,7 +49,7 @@ struct GuestTouchResult {
   uint64_t pages_bad = 0;          // pages that did not
   uint64_t first_bad_gpa = 0;      // 0 if none
   uint64_t reclaimed = 0;          // pages the pre-run Reclaim discarded (kDemandPaged)
-  uint64_t swap_ins = 0;           // page-server swap-ins during the run
+  uint64_t swap_ins = 0;           // pages brought from the store (faults + fault-around)
   uint64_t server_faults = 0;      // page-server faults during the run (swap-ins + zero fills)
   // Page-server service time of the faults during the run (message read -> page installed):
   // the touch faults plus a few zero-fills of stack pages. Empty for kNeverTouched.
