@@ -34,6 +34,18 @@ bool RegisterMembarrier() {
   return Membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0;
 }
 
+// Written once inside InitAsymmetricFences' call_once, read after it (call_once orders).
+FenceRegistration registration;
+bool in_static_init = false;
+
+// The static initializer: registers before main, while the process has one thread.
+[[maybe_unused]] const bool registered_at_load = [] {
+  in_static_init = true;
+  InitAsymmetricFences();
+  in_static_init = false;
+  return true;
+}();
+
 }  // namespace
 
 int AssignThreadSlot() {
@@ -59,12 +71,26 @@ int AssignThreadSlot() {
 }
 
 void InitAsymmetricFences() {
+  // A function-local once_flag: usable from the static initializer whatever the order
+  // of initialisation between translation units.
   static std::once_flag once;
   std::call_once(once, [] {
+    const auto t0 = std::chrono::steady_clock::now();
+    const bool ok = RegisterMembarrier();
+    registration.ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                          std::chrono::steady_clock::now() - t0)
+                          .count();
+    registration.ready = ok;
+    registration.at_load = in_static_init;
     // release: not needed for correctness (a reader that sees true only skips a fence
     // that the writer's membarrier now provides), kept for clarity.
-    if (RegisterMembarrier()) membarrier_ready.store(true, std::memory_order_release);
+    if (ok) membarrier_ready.store(true, std::memory_order_release);
   });
+}
+
+FenceRegistration AsymmetricFenceRegistration() {
+  InitAsymmetricFences();  // orders the read after the write (call_once)
+  return registration;
 }
 
 void HeavyFence() {

@@ -24,6 +24,7 @@
 #define MMUVISOR_NOTIFIER_THREAD_SHARD_H_
 
 #include <atomic>
+#include <cstdint>
 
 namespace mmuvisor::notifier::internal {
 
@@ -81,9 +82,23 @@ inline void LightFence() {
 }
 // Writer half: between "store my flag" and "load the counts". May take microseconds.
 void HeavyFence();
-// Registers this process for membarrier (idempotent); called by the counters' owners'
-// constructors so that readers take the cheap path from the start.
+// Registers this process for membarrier (idempotent, once per process). Runs at load, from
+// a static initializer in thread_shard.cc, while the process is still single-threaded:
+// the kernel registers a process with one mm user at once (a few microseconds) but waits
+// for an RCU grace period otherwise (15.7 ms measured on kvm_pvm, 14-75 ms here with one
+// idle second thread), and that wait used to sit on the boot path, at the first hub's
+// construction. liburcu's urcu-memb registers from a library constructor the same way.
+// The counters' owners' constructors still call it (a no-op by then) for a library loaded
+// after threads exist (dlopen), where it registers on first use as before.
 void InitAsymmetricFences();
+
+// How the registration went, for tests and benchmarks.
+struct FenceRegistration {
+  bool ready = false;    // membarrier registered (membarrier_ready)
+  bool at_load = false;  // registered by the static initializer, before main
+  int64_t ns = 0;        // wall time of the registration syscalls
+};
+FenceRegistration AsymmetricFenceRegistration();
 
 // Backoff step `round` of a wait loop: yields first, then sleeps up to 100 us.
 void WaitStep(int round);

@@ -2,7 +2,12 @@
 // unregistration, Get/Put, interval insert/remove and ReadBegin/ReadRetry readers.
 // Afterwards the pairing checker must report no violation and every count that stayed
 // registered must be back at zero. Runs under TSan in CI (label `concurrency`).
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <cstdio>
 #include <memory>
 #include <random>
 #include <thread>
@@ -191,6 +196,20 @@ TEST(ThreadSlotTest, AnExitedThreadsSlotIsReused) {
   std::thread([&] { second = internal::ThreadSlot(); }).join();
   ASSERT_LT(first, internal::kExclusiveSlots);
   EXPECT_EQ(first, second);
+}
+
+// The membarrier registration ran at load, before main (thread_shard.h): with one thread,
+// the kernel registers without waiting for an RCU grace period, so no hub construction
+// pays for it later. `ready` follows the kernel's support.
+TEST(AsymmetricFenceTest, MembarrierIsRegisteredAtLoad) {
+  const internal::FenceRegistration r = internal::AsymmetricFenceRegistration();
+  EXPECT_TRUE(r.at_load) << "registered on first use instead of at load";
+  const long cmds = syscall(__NR_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+  const bool supported = cmds >= 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0;
+  EXPECT_EQ(r.ready, supported);
+  EXPECT_EQ(internal::membarrier_ready.load(), r.ready);
+  std::printf("membarrier registration at load: ready=%d, %lld ns\n", r.ready,
+              static_cast<long long>(r.ns));
 }
 
 INSTANTIATE_TEST_SUITE_P(PairedPolicies, ConcurrencyTest,
