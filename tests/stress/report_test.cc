@@ -265,5 +265,22 @@ TEST(StressFlagsTest, BadValuesNameTheFlag) {
   }
 }
 
+// Inputs found by the stress_flags fuzzer (tests/fuzz), byte for byte: SimpleAtod parses
+// "nan", which every range check written as `v < lo || v > hi` let through, and seconds
+// past absl's range made an endless --duration (the run's bound is --duration + slack).
+TEST(StressFlagsTest, FuzzFoundNanAndEndlessValuesAreRefused) {
+  using Args = std::vector<std::string>;
+  for (const Args& args :
+       {Args{"--resident", "nan", "--no-progress", "--no-progress"},  // fuzz crash 73e9b9b0
+        Args{"--duration", "189223372036854775807"},                   // fuzz crash 36b76429
+        Args{"--eagain", "nan"}, Args{"--delay-prob", "-nan"}, Args{"--reclaim-rate", "nan"},
+        Args{"--duration", "inf"}, Args{"--fault-timeout", "nan"}}) {
+    EXPECT_THAT(ParseStressFlags(args),
+                ::mmuvisor::testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                              HasSubstr(args[0])))
+        << args[0] << " " << args[1];
+  }
+}
+
 }  // namespace
 }  // namespace mmuvisor::vmm::stress
