@@ -68,6 +68,8 @@ void BM_GuestDemandPaging(benchmark::State& state) {
   }
   GuestTouchOptions options;
   options.vcpus = vcpus;
+  options.fault_around_pages = static_cast<uint32_t>(state.range(2));
+  options.spin_ns = static_cast<uint32_t>(state.range(3) * 1000);
   options.pages_per_vcpu = pages / vcpus;
   const uint64_t touched = options.pages_per_vcpu * vcpus;
   double paged_ns = 0;
@@ -113,9 +115,15 @@ void BM_GuestDemandPaging(benchmark::State& state) {
 
 // 8192 pages (32 MiB) in all, as BM_DemandPaging, split between the vCPUs.
 BENCHMARK(BM_GuestDemandPaging)
-    ->ArgNames({"vcpus", "pages"})
-    ->Args({1, 8192})
-    ->Args({2, 8192})
+    ->ArgNames({"vcpus", "pages", "fault_around", "spin_us"})
+    ->Args({1, 8192, 15, 0})  // the default configuration
+    ->Args({2, 8192, 15, 0})
+    ->Args({1, 8192, 0, 0})  // before: one page per userfaultfd round trip
+    ->Args({2, 8192, 0, 0})
+    ->Args({1, 8192, 63, 0})  // levers (README, "Cost per page")
+    ->Args({2, 8192, 63, 0})
+    ->Args({1, 8192, 15, 20})
+    ->Args({2, 8192, 15, 20})
     ->UseManualTime()
     ->Iterations(3)
     ->Unit(benchmark::kMillisecond);

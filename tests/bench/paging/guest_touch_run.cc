@@ -163,6 +163,11 @@ absl::StatusOr<GuestTouchResult> RunGuestTouch(const GuestTouchOptions& options)
   config.timeout = options.timeout;
   config.observer = &observer;
   config.host.page_server_threads = static_cast<int>(options.vcpus);
+  config.host.fault_around_pages = options.fault_around_pages;
+  config.host.page_server_spin_ns = options.spin_ns;
+  for (uint32_t i = 0; options.pin && i < options.vcpus; ++i) {
+    config.host.page_server_cpus.push_back(static_cast<int>(i));
+  }
   absl::StatusOr<std::unique_ptr<Machine>> created = Machine::Create(config, TouchImage());
   if (!created.ok()) return created.status();
   Machine& machine = **created;

@@ -29,6 +29,7 @@
 #include "absl/time/time.h"
 #include "vmm/kvm/system.h"
 #include "vmm/paging/latency_histogram.h"
+#include "vmm/paging/page_server.h"
 
 namespace mmuvisor::vmm {
 
@@ -39,6 +40,10 @@ struct GuestTouchOptions {
   uint32_t vcpus = 1;
   uint64_t pages_per_vcpu = 1024;
   TouchMemory memory = TouchMemory::kDemandPaged;
+  // The page server's fault-around (HostAddressSpaceOptions); the default is what a user gets.
+  uint32_t fault_around_pages = kDefaultFaultAroundPages;
+  uint32_t spin_ns = 0;      // HostAddressSpaceOptions::page_server_spin_ns
+  bool pin = false;          // vCPU i's page-server handler on CPU i (page_server_cpus)
   absl::Duration timeout = absl::Seconds(300);  // the Machine's watchdog (nested KVM is slow)
 };
 
