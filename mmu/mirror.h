@@ -9,6 +9,7 @@
 //                          window is open)      SetSeq(cur_seq)
 //     page = primary.Resolve(address)           zap [range) n interval
 //     lock(mu_)                                 unlock(mu_); return true
+//     detached? unlock, refuse
 //     ReadRetry(seq)? unlock, again : install
 //
 // Detach, in the order a driver must use (zap before remove, so no window is left in which
@@ -26,7 +27,7 @@
 // Threads: Invalidate on invalidating threads; Fault/AccessPage on any thread (they may
 // sleep), also while Detach runs (see Detach); Attach/Detach on one control thread, never
 // concurrently with each other. Never call the hub or this mirror from AccessPage's
-// callback or from a fault hook.
+// callback, nor Detach from a fault hook (it would wait for that fault).
 #ifndef MMUVISOR_MMU_MIRROR_H_
 #define MMUVISOR_MMU_MIRROR_H_
 

@@ -4,7 +4,9 @@
 
 #include <atomic>
 #include <optional>
+#include <random>
 #include <thread>
+#include <vector>
 
 #include "fake_address_space.h"
 #include "gmock/gmock.h"
@@ -178,11 +180,15 @@ TEST(MirrorDetachTest, AccessBetweenDetachStepsIsRefusedNeverStale) {
 }
 
 // A fault in flight across Detach (the same model check, the mirror's Fault side): it
-// resolved the page, then waits at its install while Detach runs; between Detach's steps
-// the primary migrates that page and lets the fault go on. The fault must not install
-// (kFailedPrecondition: detached). In the old order it found the mirror still attached and
-// its seq untouched (the migration reached nobody) and installed the migrated-away page.
-TEST(MirrorDetachTest, FaultInFlightAcrossDetachDoesNotInstall) {
+// resolved its page and waits at its install while Detach runs; between Detach's steps
+// the primary may migrate that page, then the fault goes on. It must install nothing
+// (kFailedPrecondition: detached) and nothing may be left mapped.
+//   migrate: in the old order (Remove, then zap) the fault found the mirror still attached
+//     and its seq untouched (the migration reached nobody) and installed the
+//     migrated-away page (model: OLD_DETACH_ORDER).
+//   no migration: without the locked attached_ check the fault installs after Detach's
+//     zap, and the entry outlives Detach (model: NO_DETACHED_CHECK).
+void FaultAcrossDetach(bool migrate) {
   notifier::NotifierSubscriptions hub;
   FakeAddressSpace space(hub, kPages);
   Mirror mirror(space, MirrorOptions{"detach-mirror", absl::Seconds(5)});
@@ -207,12 +213,14 @@ TEST(MirrorDetachTest, FaultInFlightAcrossDetachDoesNotInstall) {
   const bool reached = WaitUntil([&] { return at_install.load(); });
   EXPECT_TRUE(reached) << "the fault never reached its install";
 
-  uint64_t old_host = 0;
+  uint64_t resolved_host = 0;
   std::optional<ShadowEntry> entry_during;
   if (reached) {
-    old_host = space.CurrentHost(7);  // what the fault resolved
+    resolved_host = space.CurrentHost(7);
     mirror.SetDetachHookForTesting([&] {
-      EXPECT_THAT(space.ChangeBacking(7), IsOk());
+      if (migrate) {
+        EXPECT_THAT(space.ChangeBacking(7), IsOk());
+      }
       release.store(true);
       EXPECT_TRUE(WaitUntil([&] { return fault_done.load(); })) << "the fault never returned";
       entry_during = mirror.Lookup(FakeAddressSpace::Address(7));
@@ -225,8 +233,74 @@ TEST(MirrorDetachTest, FaultInFlightAcrossDetachDoesNotInstall) {
   EXPECT_THAT(fault, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("detached")));
   EXPECT_FALSE(entry_during.has_value())
       << "mid-Detach the fault installed host page 0x" << std::hex
-      << entry_during->host_address << " (migrated-away page 0x" << old_host << ")";
+      << entry_during->host_address << " (resolved page 0x" << resolved_host
+      << (migrate ? ", migrated away)" : ")");
   EXPECT_EQ(mirror.stats().installs, 0u);
+  EXPECT_EQ(mirror.mapped_count(), 0u) << "an entry outlived Detach";
+  EXPECT_EQ(hub.active_invalidate_ranges(), 0u);
+}
+
+TEST(MirrorDetachTest, FaultInFlightWhosePageMigratesDuringDetachDoesNotInstall) {
+  FaultAcrossDetach(/*migrate=*/true);
+}
+
+TEST(MirrorDetachTest, FaultInFlightAcrossDetachLeavesNoEntry) {
+  FaultAcrossDetach(/*migrate=*/false);
+}
+
+// The same contract with real threads (no forced schedule, so it asserts only what every
+// schedule guarantees): readers access random pages while a migrator changes them and
+// the control thread detaches. No access ever sees a stale page; every access that began
+// after Detach returned is refused as detached; nothing is left mapped.
+TEST(MirrorDetachTest, AccessesRacingDetachNeverSeeAStalePage) {
+  notifier::NotifierSubscriptions hub;
+  FakeAddressSpace space(hub, kPages);
+  Mirror mirror(space, MirrorOptions{"detach-mirror", absl::Seconds(20)});
+  constexpr uint64_t kMirrored = 16;
+  constexpr int kReaders = 3;
+  ASSERT_THAT(mirror.Attach(hub, FakeAddressSpace::kBase, kMirrored * kPageSize), IsOk());
+
+  std::atomic<bool> detached{false};
+  std::atomic<uint64_t> verified{0}, stale{0}, refused{0}, unexpected{0}, used_after{0};
+  auto reader = [&](int seed) {
+    std::mt19937 rng(seed);
+    for (;;) {
+      const bool after = detached.load(std::memory_order_acquire);
+      const uint64_t page = rng() % kMirrored;
+      uint64_t words[FakeAddressSpace::kWords];
+      const absl::Status status = mirror.AccessPage(
+          FakeAddressSpace::Address(page), Access::kRead,
+          [&](uint64_t host) { FakeAddressSpace::ReadPage(host, words); });
+      if (status.ok()) {
+        uint64_t version = 0;
+        (FakeAddressSpace::Intact(words, page, &version) ? verified : stale).fetch_add(1);
+        if (after) used_after.fetch_add(1);
+      } else if (absl::IsFailedPrecondition(status)) {
+        refused.fetch_add(1);
+      } else {
+        unexpected.fetch_add(1);
+      }
+      if (after) return;  // one access that began after Detach returned
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kReaders; ++i) threads.emplace_back(reader, i + 1);
+  threads.emplace_back([&] {
+    std::mt19937 rng(42);
+    while (!detached.load(std::memory_order_acquire)) {
+      EXPECT_THAT(space.ChangeBacking(rng() % kMirrored), IsOk());
+    }
+  });
+  EXPECT_TRUE(WaitUntil([&] { return verified.load() >= 200; }))
+      << "the readers made no progress before Detach";
+  EXPECT_THAT(mirror.Detach(), IsOk());
+  detached.store(true, std::memory_order_release);
+  for (std::thread& t : threads) t.join();
+
+  EXPECT_EQ(stale.load(), 0u);
+  EXPECT_EQ(unexpected.load(), 0u);
+  EXPECT_EQ(used_after.load(), 0u) << "an access that began after Detach used an entry";
+  EXPECT_GE(refused.load(), static_cast<uint64_t>(kReaders));
   EXPECT_EQ(mirror.mapped_count(), 0u);
   EXPECT_EQ(hub.active_invalidate_ranges(), 0u);
 }

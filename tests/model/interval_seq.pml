@@ -7,7 +7,9 @@
  *      survives that invalidation's end (checked at the end and at each install);
  *   P2 the tree is never changed while an unlocked walk runs over it (frozen while odd);
  *   P3 after Remove returns, Invalidate never runs on the subscription;
- *   P4 every ReadBegin/Remove sleeper wakes (no invalid end state).
+ *   P4 every ReadBegin/Remove sleeper wakes (no invalid end state);
+ *   P5 a fault calls ReadBegin only while the interval is inserted (before Remove began);
+ *   P6 no entry once Detach returned.
  *
  * What it abstracts, line by line (C++ file:function: statement  ->  model statement):
  *   hub_itree.cc:ItreeStart: lock itree_mu_; ++active; overlap = First(range);
@@ -36,11 +38,20 @@
  *       -> Mirror: the remove step, then the blocking wait
  *   hub_itree.cc:IntervalReadBegin: s = sub.seq; if (s == seq) Await(seq != s)
  *       -> atomic { s = m_seq; (s != seq) }
- *   mirror.cc:Fault: ReadBegin; Resolve; CheckRetry hint; lock mu_; ReadRetry(seq) ?
- *       retry : pt_.Map
- *       -> Mirror: read-begin, resolve, hint, then one atomic lock step
- *   mirror.cc:Detach: Remove(); then lock mu_, attached_ = false, zap everything
- *       -> detaching = true at the remove step; the final step: removed, spte_valid = false
+ *   mirror.cc:Fault (EnterFault): reader-lock mu_; attached_? else kFailedPrecondition;
+ *       ++faults_in_flight_
+ *       -> Faulter: the enter step (attached, in_flight++)
+ *   mirror.cc:Fault: ReadBegin; Resolve; CheckRetry hint; lock mu_; attached_? else
+ *       detached; ReadRetry(seq) ? retry : pt_.Map; a retry checks attached_ first; ExitFault
+ *       -> Faulter: read-begin (asserts Remove has not begun: it needs the interval
+ *          inserted), resolve, hint, then one atomic lock step; in_flight-- on every exit
+ *   mirror.cc:Detach: lock mu_; attached_ = false; zap everything; unlock; wait for
+ *       faults_in_flight_ == 0; Remove()
+ *       -> Detacher: the zap step, the drain (in_flight == 0), the remove step and its
+ *          wait, then removed = true
+ *   mirror.cc:AccessPage: lock mu_; attached_ && entry? use it : Fault
+ *       -> not a step: P1 asserts at each end that no entry (which AccessPage would use)
+ *          maps the page that end removed, during Detach too
  *
  * Abstractions: sequential consistency; every section under itree_mu_ or Mirror::mu_ is
  * one atomic step (none blocks inside; Await releases the lock while it sleeps, as an
@@ -48,24 +59,28 @@
  * one page); NINV (default 2) invalidations, each covering the mirror's page or not,
  * each blockable or not; a non-blockable Invalidate may be refused (TryLock) and a classic
  * start may fail after the interval part succeeded. The mirror inserts once, faults once
- * (retrying without bound), then removes. The tree's shape, multiple intervals, the
- * kMigrate owner filter and Release are not modelled. Exhaustive.
+ * (retrying without bound), then detaches; with ACCESS_DURING_DETACH the fault runs
+ * concurrently with Detach (it may start before, finish after, or find it begun). The
+ * tree's shape, multiple intervals, the kMigrate owner filter and Release are not
+ * modelled. Exhaustive.
  *
  * Variants (spin -DNAME):
  *   (none)          the code as it is                                  expected: no error
+ *   ACCESS_DURING_DETACH  the fault (and so AccessPage) concurrent with Detach
+ *                                                                      expected: no error
  *   NO_READ_RETRY   the mirror's locked ReadRetry removed               expected: P1 fails
  *   INSERT_AS_IDLE  insert while partially excluded treated as idle    expected: P1 fails
  *                   (no seq |= 1, sub.seq = seq - 1)
  *   NO_DEFER        insert/remove change the tree even while frozen    expected: P2 fails
  *   NO_UNWIND       a classic failure leaves the interval part open    expected: P4 fails
  *                   (Linux; HubOptions::unwind_interval_on_failure = false)
- *   ACCESS_DURING_DETACH  P1 also between Remove's return and Detach's zap
- *                                                                      expected: P1 fails
- *   The last one is a gap, not a mutant: Mirror::Detach zaps only after Remove returned,
- *   and an invalidation that starts in between no longer calls Invalidate, so an entry
- *   AccessPage could still use (it does not check attached_) maps a page being removed.
- *   The default model therefore states the contract "no AccessPage or Fault concurrent
- *   with Detach" (P1 is not asserted once Detach began); mirror.h does not say so yet.
+ *   OLD_DETACH_ORDER  Detach as it was: Remove(), then zap (no drain)  expected: P1 fails
+ *                   (an invalidation that starts after Remove reaches nobody while the
+ *                   entry still maps its page, the gap this model found)
+ *   NO_FAULT_DRAIN  with ACCESS_DURING_DETACH: Detach removes without waiting for faults
+ *                   in flight                                          expected: P5 fails
+ *   NO_DETACHED_CHECK  with ACCESS_DURING_DETACH: the fault's locked attached_ check
+ *                   removed                                            expected: P6 fails
  */
 
 #ifndef NINV
@@ -81,7 +96,10 @@ byte walking = 0;             /* unlocked walks in progress */
 bool in_tree = false;         /* the mirror's sub is in the tree */
 byte deferred = NONE;         /* its deferred operation */
 bool removed = false;         /* Remove returned */
-bool detaching = false;       /* Detach began (its Remove, then the zap) */
+bool remove_began = false;    /* Detach called Remove */
+bool attached = false;        /* Mirror::attached_ */
+byte in_flight = 0;           /* Mirror::faults_in_flight_ */
+bool fault_done = false;
 byte m_seq = 0;               /* IntervalSubscription::invalidate_seq_ */
 byte backing = 1;             /* the primary's page behind the mirror's address */
 byte next_page = 2;
@@ -159,11 +177,7 @@ proctype Invalidator(byte id) {
     if
     :: covers ->
        removed_and_ended[victim] = true;
-#ifdef ACCESS_DURING_DETACH
-       assert(!(spte_valid && spte_page == victim))   /* P1 at the end, even mid-Detach */
-#else
-       assert(!(spte_valid && spte_page == victim) || detaching)   /* P1 at the end */
-#endif
+       assert(!(spte_valid && spte_page == victim))   /* P1 at the end, also mid-Detach */
     :: else
     fi;
     printf("EV I%d end\n", id)
@@ -171,8 +185,47 @@ proctype Invalidator(byte id) {
 done: skip
 }
 
+proctype Faulter() {   /* Mirror::Fault */
+  byte s, page;
+  atomic {                                       /* EnterFault: under mu_ (shared) */
+    if
+    :: !attached -> printf("EV F detached\n"); goto out   /* kFailedPrecondition */
+    :: else -> in_flight++
+    fi
+  };
+  do
+  :: atomic { assert(!remove_began);             /* P5: ReadBegin needs the interval */
+              s = m_seq; (s != seq) };           /* ReadBegin (sleeps while equal) */
+     atomic { page = backing };                   /* Resolve */
+     if
+     :: m_seq != s -> goto again                  /* CheckRetry hint */
+     :: else
+     fi;
+     atomic {                                     /* lock mu_; attached_?; ReadRetry; install */
+#ifndef NO_DETACHED_CHECK
+       if :: !attached -> printf("EV F detached\n"); goto exit :: else fi;
+#endif
+#ifndef NO_READ_RETRY
+       if :: m_seq != s -> goto again :: else fi;
+#endif
+       assert(!removed_and_ended[page]);          /* P1 at the install */
+       spte_valid = true; spte_page = page;
+       printf("EV F installed page=%d\n", page)
+     };
+     break;
+again:
+     atomic {                                     /* a retry checks attached_ */
+       if :: !attached -> printf("EV F detached\n"); goto exit :: else fi
+     }
+  od;
+exit:
+  in_flight--;                                   /* ExitFault */
+out:
+  fault_done = true
+}
+
 proctype Mirror() {
-  byte s, page, wait_from;
+  byte wait_from;
   /* IntervalInsert */
   atomic {
     if
@@ -195,30 +248,26 @@ proctype Mirror() {
     :: else -> m_seq = seq - 1; tree_change(); in_tree = true
     fi;
 inserted:
+    /* Attach sets attached_ under mu_ after Insert returned; no step of the model
+       reads it in between (the fault starts after Attach), so one step. */
+    attached = true;
     printf("EV M inserted\n")
   };
-  /* Mirror::Fault */
-  do
-  :: atomic { s = m_seq; (s != seq) };           /* ReadBegin (sleeps while equal) */
-     atomic { page = backing };                   /* Resolve */
-     if
-     :: m_seq != s -> goto again                  /* CheckRetry hint */
-     :: else
-     fi;
-     atomic {                                     /* lock mu_; ReadRetry; install */
-#ifndef NO_READ_RETRY
-       if :: m_seq != s -> goto again :: else fi;
+  run Faulter();
+#ifndef ACCESS_DURING_DETACH
+  (fault_done);                                  /* the fault returns before Detach */
 #endif
-       assert(!removed_and_ended[page]);          /* P1 at the install */
-       spte_valid = true; spte_page = page
-     };
-     break;
-again: skip
-  od;
-  /* Detach: IntervalRemove, then the zap */
+  /* Detach */
+#ifndef OLD_DETACH_ORDER
+  atomic { attached = false; spte_valid = false; printf("EV M zapped\n") };  /* under mu_ */
+#ifndef NO_FAULT_DRAIN
+  (in_flight == 0);                              /* wait for faults in flight */
+#endif
+#endif
   wait_from = 0;
-  atomic {
-    detaching = true;
+  atomic {   /* IntervalRemove */
+    remove_began = true;
+    printf("EV M remove\n");
     if
     :: (seq & 1) != 0 ->
 #ifdef NO_DEFER
@@ -236,7 +285,13 @@ again: skip
   :: wait_from != 0 -> atomic { (seq != wait_from) }
   :: else
   fi;
-  atomic { removed = true; spte_valid = false }  /* Detach: nothing runs on us any more */
+#ifdef OLD_DETACH_ORDER
+  atomic { removed = true; printf("EV M removed\n") };
+  atomic { attached = false; spte_valid = false; printf("EV M zapped\n") }   /* then the zap */
+#else
+  atomic { removed = true; printf("EV M removed\n") };
+#endif
+  assert(!spte_valid)                            /* P6: no entry once Detach returned */
 }
 
 init {
