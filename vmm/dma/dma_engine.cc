@@ -108,6 +108,11 @@ IoAction DmaEngine::Write(uint32_t vcpu, uint16_t offset, absl::Span<const uint8
     }
   }
   if (!dropped) cv_.notify_all();
+  if (dropped && abort_.load(std::memory_order_relaxed)) {
+    // Aborted on purpose (the run is stopping its vCPUs): not a device failure.
+    Count(dropped_);
+    return IoAction::kContinue;
+  }
   if (dropped) {
     Count(dropped_);
     Count(errors_unrequested_);

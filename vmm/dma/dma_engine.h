@@ -78,7 +78,9 @@ class DmaEngine : public PortIoDevice {
   void Stop() ABSL_LOCKS_EXCLUDED(mu_);
   // Stop() for a run's deadline: the chain in flight ends at its next page piece, with
   // no status written for the descriptors it did not finish (they stay PENDING; counted
-  // as aborted, not as errors: the guest is being stopped, it will not look). Idempotent.
+  // as aborted, not as errors: the guest is being stopped, it will not look). Doorbells
+  // rung after it (a vCPU that has not yet seen its stop) are dropped, counted in
+  // dropped_doorbells only, not as errors. Idempotent.
   void Abort() ABSL_LOCKS_EXCLUDED(mu_);
   // Blocks until the queue is empty and no chain runs (or the engine is stopped).
   void WaitIdle() ABSL_LOCKS_EXCLUDED(mu_);

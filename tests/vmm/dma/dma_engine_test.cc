@@ -116,6 +116,14 @@ TEST(DmaEngineTest, AbortEndsTheChainAtTheNextPagePiece) {
   EXPECT_EQ(stats.aborted_descriptors, 1u);
   EXPECT_EQ(stats.errors(), 0u);
   EXPECT_EQ(stats.ops_ok, 0u);
+  // A doorbell after the abort (a vCPU that had not seen its stop yet) is dropped, but it
+  // is no device failure.
+  const uint32_t gpa = kDesc;
+  uint8_t bytes[4];
+  std::memcpy(bytes, &gpa, 4);
+  EXPECT_EQ(rig.engine().Write(0, 0, absl::MakeConstSpan(bytes, 4)), IoAction::kContinue);
+  EXPECT_EQ(rig.engine().stats().dropped_doorbells, 1u);
+  EXPECT_EQ(rig.engine().stats().errors(), 0u);
 }
 
 // What a hostile guest can send: each gets its status, is counted (requested when
