@@ -122,9 +122,24 @@ TEST_P(DmaStormTest, CopiesStayExactWhileTheHostInvalidates) {
           default: s = rig.space().OomReap(gpa, 4096); break;
         }
         ASSERT_TRUE(s.ok() || absl::IsUnavailable(s)) << s;
+        // A pause between operations: back-to-back windows from two threads can keep
+        // KVM's union range open for as long as a loaded scheduler likes, and a fault
+        // retries while it is (seen under concurrency_under_load: a FAULT status).
+        absl::SleepFor(absl::Microseconds(50));
       }
     });
   }
+  // Every return (an ASSERT below included) stops and joins the host threads.
+  struct Joiner {
+    std::atomic<bool>& stop;
+    std::vector<std::thread>& threads;
+    ~Joiner() {
+      stop.store(true);
+      for (std::thread& t : threads) {
+        if (t.joinable()) t.join();
+      }
+    }
+  } joiner{stop, host};
   // At least 150 copies, and on until the host threads have opened some windows: they
   // may get no CPU during the first 150 on a loaded machine (bounded against a hang).
   uint64_t copies = 0;
