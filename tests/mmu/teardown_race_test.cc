@@ -17,12 +17,15 @@
 #include "mmu/secondary_mmu.h"
 #include "notifier/hub.h"
 #include "support/status_matchers.h"
+#include "support/wait.h"
 
 namespace mmuvisor::mmu {
 namespace {
 
 using ::mmuvisor::mmu::testing::FakeAddressSpace;
 using ::mmuvisor::testing::IsOk;
+using ::mmuvisor::testing::kTestWaitLimit;
+using ::mmuvisor::testing::WaitUntil;
 
 constexpr uint64_t kPages = 32;
 constexpr int kInvalidations = 400;
@@ -145,6 +148,11 @@ TEST(TeardownRaceTest, ReadersNeverSeeStaleDataWhileTheSpaceChangesAndIsTornDown
         ASSERT_THAT(space.ChangeBacking(page), IsOk());
     }
   }
+  // Readers run until teardown, so once the invalidations stop each verifies a read in
+  // every schedule; wait for that (bounded) rather than hope it happened during the storm.
+  const bool both_read = WaitUntil([&] {
+    return mmu_tally.verified.load() > 0 && mirror_tally.verified.load() > 0;
+  });
   space.Teardown();
   torn_down.store(true, std::memory_order_release);
   for (std::thread& t : threads) t.join();
@@ -153,6 +161,7 @@ TEST(TeardownRaceTest, ReadersNeverSeeStaleDataWhileTheSpaceChangesAndIsTornDown
   EXPECT_EQ(mirror_tally.stale.load(), 0u);
   EXPECT_EQ(mmu_tally.unexpected.load(), 0u);
   EXPECT_EQ(mirror_tally.unexpected.load(), 0u);
+  EXPECT_TRUE(both_read) << "no verified read within " << kTestWaitLimit;
   EXPECT_GT(mmu_tally.verified.load(), 0u);
   EXPECT_GT(mirror_tally.verified.load(), 0u);
   EXPECT_GT(mmu_tally.failed.load() + mirror_tally.failed.load(), 0u);  // reads after teardown

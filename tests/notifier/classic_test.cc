@@ -9,6 +9,7 @@
 #include "notifier/hub.h"
 #include "notifier/invalidation_guard.h"
 #include "support/status_matchers.h"
+#include "support/wait.h"
 #include "test_subscriptions.h"
 
 namespace mmuvisor::notifier {
@@ -16,6 +17,8 @@ namespace {
 
 using ::mmuvisor::testing::IsOk;
 using ::mmuvisor::testing::StatusIs;
+using ::mmuvisor::testing::kTestWaitLimit;
+using ::mmuvisor::testing::WaitUntil;
 using ::testing::_;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
@@ -195,7 +198,11 @@ TEST(UnregisterTest, NoCallbackRunsAfterUnregisterReturns) {
       if (hub.InvalidateRangeStart(range).ok()) hub.InvalidateRangeEnd(range);
     }
   });
-  while (slow.pairing().starts < 3) std::this_thread::yield();
+  if (!WaitUntil([&] { return slow.pairing().starts >= 3; })) {
+    stop.store(true);
+    invalidator.join();
+    FAIL() << "the invalidator did not start 3 windows within " << kTestWaitLimit;
+  }
   ASSERT_THAT(hub.Unregister(slow), IsOk());
   EXPECT_FALSE(slow.inside.load()) << "a callback was still running";
   const uint64_t starts = slow.pairing().starts;

@@ -60,7 +60,7 @@ class GuestReports : public MachineObserver {
   struct PerVcpu {
     uint64_t rounds = 0;
     uint64_t verified = 0;
-    std::vector<uint64_t> digests;  // after each round
+    std::vector<uint64_t> digests;  // after each round, the first 2^16 rounds
   };
 
   std::function<absl::Status(uint64_t, uint64_t)> balloon_;  // set before the run

@@ -25,6 +25,7 @@
 #include "gtest/gtest.h"
 #include "host_test_support.h"
 #include "support/status_matchers.h"
+#include "support/wait.h"
 #include "vmm/host/dma_port.h"
 #include "vmm/host/fault_injection.h"
 #include "vmm/host/host_address_space.h"
@@ -33,6 +34,8 @@ namespace mmuvisor::vmm {
 namespace {
 
 using ::mmuvisor::testing::IsOk;
+using ::mmuvisor::testing::kTestWaitLimit;
+using ::mmuvisor::testing::WaitUntil;
 using ::mmuvisor::vmm::testing::FillPattern;
 using ::mmuvisor::vmm::testing::FirstMismatch;
 using ::mmuvisor::vmm::testing::IsZeroPage;
@@ -161,8 +164,12 @@ TEST(HostStormTest, SecondaryMmuAndGuestsNeverSeeStaleDataDuringAReclaimStorm) {
       }
     }
   }
+  // The guest and DMA threads loop until stopped: give each the chance to check something
+  // (bounded) so the counts below hold in every schedule, not only when they got CPU.
+  const bool checked = WaitUntil([&] { return guest_checks.load() > 0 && dma_checks.load() > 0; });
   stop.store(true, std::memory_order_relaxed);
   for (std::thread& t : threads) t.join();
+  EXPECT_TRUE(checked) << "guest or DMA thread checked nothing within " << kTestWaitLimit;
 
   // Everything out, then everything back: exactly the latest versions.
   ASSERT_THAT(space->Reclaim(PageRange{0, kPages}).status(), IsOk());
