@@ -8,6 +8,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "kvm/cli_run.h"
 #include "kvm/kvm_test_support.h"
 #include "vmm/cli/exit_codes.h"
 #include "vmm/cli/run_command.h"
@@ -17,35 +18,6 @@ namespace {
 
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
-
-struct CliRun {
-  int code = -1;
-  std::string out, err;
-};
-
-std::string Slurp(std::FILE* f) {
-  std::rewind(f);
-  std::string s;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0) s.append(buf, n);
-  return s;
-}
-
-CliRun RunCli(std::vector<std::string> args) {
-  args.insert(args.begin(), "mmuvisor");
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  std::FILE* out = std::tmpfile();
-  std::FILE* err = std::tmpfile();
-  CliRun r;
-  r.code = Main(static_cast<int>(argv.size()), argv.data(), out, err);
-  r.out = Slurp(out);
-  r.err = Slurp(err);
-  std::fclose(out);
-  std::fclose(err);
-  return r;
-}
 
 TEST(CliKvmTest, RunHello64PrintsTheGreeting) {
   MMUVISOR_SKIP_WITHOUT_KVM();

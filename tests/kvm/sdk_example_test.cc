@@ -12,6 +12,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "kvm/cli_run.h"
 #include "kvm/kvm_test_support.h"
 #include "vmm/cli/exit_codes.h"
 #include "vmm/cli/run_command.h"
@@ -26,20 +27,6 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 using ::testing::StartsWith;
 
-struct CliRun {
-  int code = -1;
-  std::string out, err;
-};
-
-std::string Slurp(std::FILE* f) {
-  std::rewind(f);
-  std::string s;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0) s.append(buf, n);
-  return s;
-}
-
 // Writes the embedded image to a temporary file and runs `mmuvisor run FILE args...`.
 CliRun RunExample(std::vector<std::string> args) {
   char path[] = "/tmp/mmuvisor-sdk-example-XXXXXX";
@@ -51,16 +38,8 @@ CliRun RunExample(std::vector<std::string> args) {
     return r;
   }
   close(fd);
-  args.insert(args.begin(), {"mmuvisor", "run", path});
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  std::FILE* out = std::tmpfile();
-  std::FILE* err = std::tmpfile();
-  r.code = Main(static_cast<int>(argv.size()), argv.data(), out, err);
-  r.out = Slurp(out);
-  r.err = Slurp(err);
-  std::fclose(out);
-  std::fclose(err);
+  args.insert(args.begin(), {"run", path});
+  r = RunCli(std::move(args));
   unlink(path);
   return r;
 }

@@ -226,25 +226,15 @@ absl::StatusOr<HostStressOutcome> RunHostStress(const StressOptions& options,
   run.result.bound_s = absl::ToDoubleSeconds(options.duration + RunSlack(options.duration));
   run.result.stopped_by_deadline = by_deadline;
   run.result.deadline_notes = workload.cut_rounds();
-  if (timeout_cut) {
-    run.result.deadline_notes.push_back(absl::StrCat(
-        "fault timeout cut from ", absl::FormatDuration(options.fault_timeout), " to ",
-        absl::FormatDuration(fault_timeout), " to keep the time bound"));
-  }
-  if (delay_cut && options.delay_probability > 0) {
-    run.result.deadline_notes.push_back(absl::StrCat(
-        "delay cut from ", absl::FormatDuration(options.delay), " to ",
-        absl::FormatDuration(delay), " (an eighth of the fault timeout, which delays count against)"));
-  }
-  if (const uint64_t aborted = engine.stats().aborted_descriptors; aborted > 0) {
-    run.result.deadline_notes.push_back(
-        absl::StrCat(aborted, " DMA descriptor(s) left unfinished by the device's abort"));
-  }
-  if (options.skip_dma_retry_check_for_testing) {
-    run.result.checks_skipped.push_back(
-        "--test-skip-dma-retry: dma-mmu fault-path seq re-checks and the DMA path's "
-        "AccessRetry, with a migrate of each DMA fault's page forced into its window");
-  }
+  run.AddCuts(options,
+              {.timeout_name = "fault timeout",
+               .timeout_cut = timeout_cut,
+               .wanted_timeout = options.fault_timeout,
+               .used_timeout = fault_timeout,
+               .delay_cut = delay_cut,
+               .delay = delay,
+               .forced = "a migrate of each DMA fault's page"},
+              engine);
   run.result.guest_rounds = workload.rounds_done();
   run.result.guest_pages_verified = workload.pages_verified();
   run.result.guest_mismatches = workload.mismatches();

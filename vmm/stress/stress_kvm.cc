@@ -380,25 +380,15 @@ absl::StatusOr<HostStressOutcome> RunKvmStress(const StressOptions& options,
         absl::FormatDuration(limit + RunSlack(options.duration) / 2),
         ": vCPUs stopped where they were (", reports.rounds_done(), " rounds done)"));
   }
-  if (timeout_cut) {
-    run.result.deadline_notes.push_back(absl::StrCat(
-        "DMA fault timeout cut from ", absl::FormatDuration(wanted_fault_timeout), " to ",
-        absl::FormatDuration(fault_timeout), " to keep the time bound"));
-  }
-  if (delay_cut && options.delay_probability > 0) {
-    run.result.deadline_notes.push_back(absl::StrCat(
-        "delay cut from ", absl::FormatDuration(options.delay), " to ",
-        absl::FormatDuration(delay), " (an eighth of the fault timeout, which delays count against)"));
-  }
-  if (const uint64_t aborted = engine->stats().aborted_descriptors; aborted > 0) {
-    run.result.deadline_notes.push_back(
-        absl::StrCat(aborted, " DMA descriptor(s) left unfinished by the device's abort"));
-  }
-  if (options.skip_dma_retry_check_for_testing) {
-    run.result.checks_skipped.push_back(
-        "--test-skip-dma-retry: dma-mmu fault-path seq re-checks and the DMA path's "
-        "AccessRetry, with a reclaim of each DMA data fault's page forced into its window");
-  }
+  run.AddCuts(options,
+              {.timeout_name = "DMA fault timeout",
+               .timeout_cut = timeout_cut,
+               .wanted_timeout = wanted_fault_timeout,
+               .used_timeout = fault_timeout,
+               .delay_cut = delay_cut,
+               .delay = delay,
+               .forced = "a reclaim of each DMA data fault's page"},
+              *engine);
   if (hostile) {
     if (!reports.hostile_reported()) {
       problem = absl::StrCat("dmahostile sent no report", problem.empty() ? "" : "; ", problem);

@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "vmm/stress/json_writer.h"
 
@@ -13,6 +14,31 @@ void StressRun::SetHeader(const StressOptions& options, const char* mode, absl::
   result.policy = PolicyFlagName(options.policy);
   result.dma_path = DmaPathName(options.dma_path);
   result.duration_s = absl::ToDoubleSeconds(absl::Now() - start);
+}
+
+void StressRun::AddCuts(const StressOptions& options, const Cuts& cuts,
+                        const dma::DmaEngine& engine) {
+  if (cuts.timeout_cut) {
+    result.deadline_notes.push_back(absl::StrCat(
+        cuts.timeout_name, " cut from ", absl::FormatDuration(cuts.wanted_timeout), " to ",
+        absl::FormatDuration(cuts.used_timeout), " to keep the time bound"));
+  }
+  if (cuts.delay_cut && options.delay_probability > 0) {
+    result.deadline_notes.push_back(absl::StrCat(
+        "delay cut from ", absl::FormatDuration(options.delay), " to ",
+        absl::FormatDuration(cuts.delay),
+        " (an eighth of the fault timeout, which delays count against)"));
+  }
+  if (const uint64_t aborted = engine.stats().aborted_descriptors; aborted > 0) {
+    result.deadline_notes.push_back(
+        absl::StrCat(aborted, " DMA descriptor(s) left unfinished by the device's abort"));
+  }
+  if (options.skip_dma_retry_check_for_testing) {
+    result.checks_skipped.push_back(absl::StrCat(
+        "--test-skip-dma-retry: dma-mmu fault-path seq re-checks and the DMA path's "
+        "AccessRetry, with ",
+        cuts.forced, " forced into its window"));
+  }
 }
 
 void StressRun::AddMmu(const mmu::SecondaryMmu& mmu) {

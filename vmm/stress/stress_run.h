@@ -32,6 +32,20 @@ struct StressRun {
   void AddDmaPathStats(const dma::DmaMemoryStats& stats);
   void AddEngine(const dma::DmaEngine& engine);
   void AddHub(const notifier::NotifierSubscriptions& hub);
+
+  // Notes on what the run cut to keep its time bound (`timeout_name` cut from `wanted` to
+  // `used` when `timeout_cut`; the delay cut to `delay` when `delay_cut`; descriptors the
+  // device's abort left) and on the checks --test-skip-dma-retry turned off, naming the
+  // invalidation the control forces into each DMA fault's window (`forced`).
+  struct Cuts {
+    absl::string_view timeout_name;
+    bool timeout_cut = false;
+    absl::Duration wanted_timeout, used_timeout;
+    bool delay_cut = false;
+    absl::Duration delay;
+    absl::string_view forced;
+  };
+  void AddCuts(const StressOptions& options, const Cuts& cuts, const dma::DmaEngine& engine);
 };
 
 LatencyPercentiles Percentiles(const LatencyHistogram& histogram);
