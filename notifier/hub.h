@@ -8,7 +8,7 @@
 //   hub.InvalidateRangeEnd(range);                       // same range, same thread
 // and calls Release() once at teardown.
 //
-// Contract (DESIGN.md §3, Linux semantics; the README explains each rule):
+// Contract (Linux semantics; notifier/README.md explains each rule):
 //  - Start delivers to interval subscriptions first, then to classic ones, newest
 //    registered first, in one read-side section of the hub's SRCU domain; end likewise.
 //  - Only a non-blockable start can fail; the result is Unavailable. What happens to the

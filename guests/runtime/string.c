@@ -1,5 +1,5 @@
 /* The runtime's own string functions. Byte loops on purpose: no SSE (ring-0 code must not
- * use it, PLATFORM.md) and nothing clever to get wrong. */
+ * use it: kvm_pvm's emulator stops on it) and nothing clever to get wrong. */
 #include "mmuvisor/guest_runtime.h"
 
 void* memcpy(void* dst, const void* src, size_t n) {

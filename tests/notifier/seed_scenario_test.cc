@@ -1,4 +1,5 @@
-// The seed thread's scenario (../shared/seeds/mmu-notifier-pairing-thread.txt) as a table:
+// The scenario of the mailing-list thread the project grew from (the top README's
+// "Design"), as a table:
 // A and C are KVM-like (start raises in_progress, end lowers it), B's start fails when the
 // range is non-blockable and B has no end. Registered A, B, C, so the walk is C, B, A.
 // OOM-reaper-style non-blockable invalidations, the caller obeying the contract (end only

@@ -5,7 +5,7 @@
 // Layout: one PML4 page, one PDPT page per 512 GiB, one PD page per GiB, 2 MiB pages.
 // The first 2 MiB go through a 4 KiB page table so that page 0 stays NOT present (a null
 // dereference faults); a tail of RAM that is not a multiple of 2 MiB also gets a 4 KiB
-// table, so nothing beyond RAM is mapped. No 1 GiB pages (PLATFORM.md: PDPE1GB absent).
+// table, so nothing beyond RAM is mapped. No 1 GiB pages (kvm_pvm's supported CPUID lacks PDPE1GB).
 // NX is not used (EFER.NXE stays clear).
 //
 // Pure: writes guest RAM only. REQUIRES: no vCPU runs while the tables are built.

@@ -4,7 +4,7 @@
 // page of a memslot registered with KVM_MEM_LOG_DIRTY_PAGES; see kvm_bindings.h) or a fake
 // in tests. ChooseDirtyTracking() runs the startup self-check: drain the log, write one
 // page from the guest side, fetch again; only if that page's bit is set is the log
-// trusted (PLATFORM.md: unproven on PVM). Otherwise, and whenever there is no log (no
+// trusted (not assumed on every host, kvm_pvm included). Otherwise, and whenever there is no log (no
 // KVM), reclaim falls back to writing back every resident page: always correct, slower.
 // The choice and its reason are logged once by HostAddressSpace::Create.
 //

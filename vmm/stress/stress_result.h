@@ -2,7 +2,7 @@
 // renderings: the short human report, the JSON report (--json) and one-line summaries.
 // Pure data and pure functions: unit-tested without KVM.
 //
-// Verdict rule (DESIGN.md §7, issue 6): PASS only when all of these hold, else FAIL with
+// Verdict rule (README.md, "Verdict and report"): PASS only when all of these hold, else FAIL with
 // every failed condition named in `failures`:
 //   - the guest (or the host-thread workload) reported no mismatch,
 //   - the notifier's pairing checker saw no violation,
