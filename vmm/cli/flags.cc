@@ -372,8 +372,8 @@ std::string RunHelp() {
       "                   thread swaps the rest out to a temporary swap file while the\n"
       "                   guest runs; it comes back on access. Default: no reclaim\n"
       "  -h, --help       this text\n"
-      "Flags take '--flag VALUE' or '--flag=VALUE'. memstress and dmahostile are the guests\n"
-      "of 'mmuvisor stress' and do not run here.\n");
+      "Flags take '--flag VALUE' or '--flag=VALUE'. memstress, dmahostile and hostile are\n"
+      "the guests of 'mmuvisor stress' and do not run here.\n");
 }
 
 }  // namespace mmuvisor::vmm::cli

@@ -26,7 +26,7 @@ inline constexpr uint64_t kMaxImageBytes = 64ull << 20;  // = ElfLoadLimits::max
 inline constexpr absl::string_view kRunGuests[] = {"hello64", "hello16", "smp", "crash"};
 // Built-in, but only for `mmuvisor stress`: they need its DMA device and stop word and
 // would never end under `run`.
-inline constexpr absl::string_view kStressOnlyGuests[] = {"memstress", "dmahostile"};
+inline constexpr absl::string_view kStressOnlyGuests[] = {"memstress", "dmahostile", "hostile"};
 
 struct GuestSource {
   std::string name;             // the built-in name or the path

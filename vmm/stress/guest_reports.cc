@@ -1,6 +1,10 @@
 #include "vmm/stress/guest_reports.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "guests/hostile/hostile_shared.h"
 #include "mmuvisor/guest_abi.h"
 
 namespace mmuvisor::vmm::stress {
@@ -13,16 +17,42 @@ uint64_t At(absl::Span<const uint64_t> values, size_t i) {
   return i < values.size() ? values[i] : 0;
 }
 
+const char* HostileCheckName(uint64_t check) {
+  switch (check) {
+    case HOSTILE_CHECK_STORE_READBACK: return "store read back at once";
+    case HOSTILE_CHECK_STORE_KEPT: return "store read back at a later sweep";
+    case HOSTILE_CHECK_BALLOON_ZERO: return "ballooned page reads zero";
+    case HOSTILE_CHECK_PORT_ALL_ONES: return "port read (no device: all ones; ucall: 0)";
+    case HOSTILE_CHECK_DMA_STATUS: return "DMA descriptor status";
+    case HOSTILE_CHECK_DMA_DATA: return "DMA descriptor data";
+    default: return "unknown check";
+  }
+}
+
 }  // namespace
 
 GuestReports::GuestReports(uint32_t vcpus) {
   MutexLock lock(&mu_);
   vcpus_.resize(vcpus);
+  hostile_.verifier_done.resize(vcpus);
+}
+
+void GuestReports::set_hostile_vcpu(uint32_t vcpu) {
+  MutexLock lock(&mu_);
+  hostile_vcpu_ = vcpu;
 }
 
 void GuestReports::OnReport(uint32_t vcpu, uint64_t kind, absl::Span<const uint64_t> values) {
   // values = ucall args[1..5] (guest_abi.h, REPORT kinds).
   MutexLock lock(&mu_);
+  if (hostile_vcpu_.has_value() && kind >= HOSTILE_REPORT_BASE && kind <= HOSTILE_REPORT_LAST) {
+    OnHostileReport(vcpu, kind, values);
+    return;
+  }
+  if (hostile_vcpu_ == vcpu) {  // a random record, not the workload's report
+    ++hostile_.stray_reports;
+    return;
+  }
   switch (kind) {
     case MMV_REPORT_PROGRESS: {
       if (vcpu >= vcpus_.size()) return;
@@ -74,6 +104,60 @@ void GuestReports::OnBalloon(uint32_t /*vcpu*/, Gpa gpa, ByteSize len) {
     MutexLock lock(&mu_);
     ++balloon_errors_;
   }
+}
+
+void GuestReports::OnHostileReport(uint32_t vcpu, uint64_t kind,
+                                   absl::Span<const uint64_t> values) {
+  HostileCounts& h = hostile_;
+  if (kind == HOSTILE_REPORT_VERIFIER_DONE) {
+    if (vcpu < h.verifier_done.size() && hostile_vcpu_ != vcpu) h.verifier_done[vcpu] = At(values, 0);
+    return;
+  }
+  if (hostile_vcpu_ != vcpu) {  // only the hostile vCPU sends the rest
+    ++h.stray_reports;
+    return;
+  }
+  switch (kind) {
+    case HOSTILE_REPORT_COUNTS:
+      h.records = At(values, 0);
+      h.ucalls = At(values, 1);
+      h.port_outs = At(values, 2);
+      h.port_ins = At(values, 3);
+      h.dma_chains = At(values, 4);
+      return;
+    case HOSTILE_REPORT_COUNTS2:
+      h.stores = At(values, 0);
+      h.balloons = At(values, 1);
+      h.descriptors_checked = At(values, 2);
+      h.sweeps = At(values, 3);
+      h.self_check_failures = std::max(h.self_check_failures, At(values, 4));
+      return;
+    case HOSTILE_REPORT_ANNOUNCE:
+      h.announced_device_errors += At(values, 0);
+      return;
+    case HOSTILE_REPORT_CHECK_FAILED:
+      h.self_check_failures = std::max<uint64_t>(h.self_check_failures,
+                                                 h.check_failures.size() + 1);
+      if (h.check_failures.size() < HOSTILE_CHECKS_REPORTED) {
+        h.check_failures.push_back(absl::StrFormat(
+            "record %u: %s: at 0x%x expected 0x%x found 0x%x", At(values, 0),
+            HostileCheckName(At(values, 1)), At(values, 2), At(values, 3), At(values, 4)));
+      }
+      return;
+    case HOSTILE_REPORT_TERMINAL:
+      h.terminal_reached = true;
+      h.terminal_record = At(values, 0);
+      h.terminal = At(values, 1);
+      return;
+    default:
+      ++h.stray_reports;
+      return;
+  }
+}
+
+GuestReports::HostileCounts GuestReports::hostile_counts() const {
+  MutexLock lock(&mu_);
+  return hostile_;
 }
 
 uint64_t GuestReports::rounds_done() const {

@@ -4,6 +4,10 @@
 // check compares them), mismatches (the first few kept verbatim), DMA errors the guest
 // saw, and dmahostile's summary. Balloon calls are handed to a callback (the runner
 // discards the pages through the HostAddressSpace).
+// With a hostile vCPU (set_hostile_vcpu, the `hostile` guest) that vCPU's reports of the
+// ABI's kinds are its random records, not the workload's: counted as stray, never read as
+// progress, mismatches or DMA errors; its HOSTILE_REPORT_* kinds (guests/hostile/
+// hostile_shared.h) are its counts, self-check failures and announced device errors.
 //
 // Threads: the MachineObserver calls come on vCPU threads; the accessors on any thread.
 // mu_ guards everything but the relaxed counters (read live by the progress line).
@@ -13,6 +17,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -35,6 +40,9 @@ class GuestReports : public MachineObserver {
     balloon_ = std::move(balloon);
   }
 
+  // REQUIRES: before the guest runs.
+  void set_hostile_vcpu(uint32_t vcpu) ABSL_LOCKS_EXCLUDED(mu_);
+
   void OnReport(uint32_t vcpu, uint64_t kind, absl::Span<const uint64_t> values) override
       ABSL_LOCKS_EXCLUDED(mu_);
   void OnBalloon(uint32_t vcpu, Gpa gpa, ByteSize len) override;
@@ -56,7 +64,27 @@ class GuestReports : public MachineObserver {
   std::string hostile_problem() const ABSL_LOCKS_EXCLUDED(mu_);
   bool hostile_reported() const ABSL_LOCKS_EXCLUDED(mu_);
 
+  // The hostile guest (all zero/empty without a hostile vCPU).
+  struct HostileCounts {
+    uint64_t records = 0, ucalls = 0, port_outs = 0, port_ins = 0, dma_chains = 0;
+    uint64_t stores = 0, balloons = 0, descriptors_checked = 0, sweeps = 0;
+    uint64_t self_check_failures = 0;
+    uint64_t announced_device_errors = 0;  // HOSTILE_REPORT_ANNOUNCE, summed
+    uint64_t stray_reports = 0;            // the hostile vCPU's reports of the ABI's kinds
+    bool terminal_reached = false;         // HOSTILE_REPORT_TERMINAL arrived
+    uint64_t terminal = 0, terminal_record = 0;
+    // One line per self-check failure reported (HOSTILE_CHECKS_REPORTED at most).
+    std::vector<std::string> check_failures;
+    // Per vCPU: memstress's exit code if it reported VERIFIER_DONE (the hostile vCPU's
+    // terminal record may stop it before its DONE is seen).
+    std::vector<std::optional<uint64_t>> verifier_done;
+  };
+  HostileCounts hostile_counts() const ABSL_LOCKS_EXCLUDED(mu_);
+
  private:
+  void OnHostileReport(uint32_t vcpu, uint64_t kind, absl::Span<const uint64_t> values)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   struct PerVcpu {
     uint64_t rounds = 0;
     uint64_t verified = 0;
@@ -70,6 +98,8 @@ class GuestReports : public MachineObserver {
   uint64_t dma_errors_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t balloon_errors_ ABSL_GUARDED_BY(mu_) = 0;
   bool hostile_reported_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<uint32_t> hostile_vcpu_ ABSL_GUARDED_BY(mu_);
+  HostileCounts hostile_ ABSL_GUARDED_BY(mu_);
   std::string hostile_problem_ ABSL_GUARDED_BY(mu_);
   std::atomic<uint64_t> verified_{0};    // relaxed: live statistic
   std::atomic<uint64_t> mismatches_{0};  // relaxed: live statistic

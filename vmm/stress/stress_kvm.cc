@@ -9,12 +9,14 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
+#include <fstream>
 #include <memory>
 #include <optional>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
@@ -30,6 +32,7 @@
 #include "vmm/paging/latency_histogram.h"
 #include "vmm/stress/fault_injection.h"
 #include "vmm/stress/guest_reports.h"
+#include "vmm/stress/hostile_run.h"
 #include "vmm/stress/kvm_device_hooks.h"
 #include "vmm/stress/host_ops.h"
 #include "vmm/stress/host_workload.h"
@@ -110,9 +113,15 @@ absl::StatusOr<HostStressOutcome> RunKvmStress(const StressOptions& options,
   }
   if (absl::Status s = ProbeKvm(options.kvm_path); !s.ok()) return s;
   const bool hostile = options.guest == "dmahostile";
-  if (options.guest != "memstress" && !hostile) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--guest ", options.guest, ": KVM stress runs take memstress or dmahostile"));
+  const bool hostile_vcpu = options.guest == "hostile";  // vCPU 0 hostile, the rest verify
+  if (options.guest != "memstress" && !hostile && !hostile_vcpu) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--guest ", options.guest, ": KVM stress runs take memstress, hostile or dmahostile"));
+  }
+  if (hostile_vcpu && options.vcpus < 2) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--guest hostile needs at least 2 vCPUs (vCPU 0 is hostile, the others verify), got ",
+        options.vcpus));
   }
   absl::StatusOr<absl::Span<const uint8_t>> elf = BuiltinGuestImage(options.guest);
   if (!elf.ok()) return elf.status();
@@ -135,6 +144,7 @@ absl::StatusOr<HostStressOutcome> RunKvmStress(const StressOptions& options,
   // use) is declared before it, so it outlives the machine's teardown; it is built once
   // the machine (and so its HostAddressSpace) exists.
   GuestReports reports(options.vcpus);
+  if (hostile_vcpu) reports.set_hostile_vcpu(HOSTILE_VCPU);
   std::optional<EagainInjector> injector;
   std::unique_ptr<HostDeviceHooks> device_hooks;
   std::unique_ptr<TracedSecondaryMmu> dma_mmu;
@@ -150,6 +160,9 @@ absl::StatusOr<HostStressOutcome> RunKvmStress(const StressOptions& options,
   config.privilege = GuestPrivilege::kUser;
   config.timeout = absl::InfiniteDuration();  // the runner stops the guest itself
   config.seed = options.seed;
+  if (hostile_vcpu && options.hostile_hits_verifier_for_testing) {
+    config.boot_flags = HOSTILE_F_HIT_VERIFIER;
+  }
   config.observer = &reports;
   config.host.hub.policy = options.policy;
   config.host.page_server_threads = static_cast<int>(options.vcpus);
@@ -184,6 +197,14 @@ absl::StatusOr<HostStressOutcome> RunKvmStress(const StressOptions& options,
     return absl::InvalidArgumentError(absl::StrCat(
         "--mem ", mem_bytes, ": leaves [0x", absl::Hex(free_start), ", 0x", absl::Hex(free_end),
         ") for the workload, too small for ", options.vcpus, " vCPUs"));
+  }
+  hostile_arena arena{};
+  if (hostile_vcpu && hostile_arena_of(mem_bytes, free_start, free_end, options.vcpus, 0,
+                                       &arena) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--mem ", mem_bytes, ": leaves [0x", absl::Hex(free_start), ", 0x", absl::Hex(free_end),
+        ") for the workload, too small for a hostile arena beside ", options.vcpus - 1,
+        " verifying vCPU(s)"));
   }
 
   // Subscriptions on the space's hub: the EAGAIN injector first, then the DMA path.
@@ -368,7 +389,7 @@ absl::StatusOr<HostStressOutcome> RunKvmStress(const StressOptions& options,
   run.result.guest_pages_verified = reports.pages_verified();
   run.result.guest_mismatches = reports.mismatches();
   run.result.first_mismatches = reports.first_mismatches();
-  std::string problem = RunProblem(run_result);
+  std::string problem = hostile_vcpu ? "" : RunProblem(run_result);
   run.result.bound_s = absl::ToDoubleSeconds(limit + RunSlack(options.duration));
   run.result.stopped_by_deadline = by_deadline;
   if (stop_requested) {
@@ -389,6 +410,10 @@ absl::StatusOr<HostStressOutcome> RunKvmStress(const StressOptions& options,
                .delay = delay,
                .forced = "a reclaim of each DMA data fault's page"},
               *engine);
+  if (hostile_vcpu && options.hostile_hits_verifier_for_testing) {
+    run.result.checks_skipped.push_back(
+        "the hostile vCPU's arena bound (its stores go into vCPU 1's work pages)");
+  }
   if (hostile) {
     if (!reports.hostile_reported()) {
       problem = absl::StrCat("dmahostile sent no report", problem.empty() ? "" : "; ", problem);
@@ -401,6 +426,48 @@ absl::StatusOr<HostStressOutcome> RunKvmStress(const StressOptions& options,
     }
   } else if (reports.balloon_errors() != 0) {
     problem = absl::StrCat(reports.balloon_errors(), " balloon discard(s) failed");
+  }
+  const GuestReports::HostileCounts hostile_counts = reports.hostile_counts();
+  if (hostile_vcpu) {
+    const uint64_t terminal = hostile_terminal_of(options.seed);
+    const std::string judged =
+        HostileRunProblem(run_result, HOSTILE_VCPU, hostile_counts, terminal);
+    if (!judged.empty()) problem = problem.empty() ? judged : absl::StrCat(problem, "; ", judged);
+    HostileSummary& h = run.result.hostile;
+    h.present = true;
+    h.vcpu = HOSTILE_VCPU;
+    h.records = hostile_counts.records;
+    h.ucalls = hostile_counts.ucalls;
+    h.port_outs = hostile_counts.port_outs;
+    h.port_ins = hostile_counts.port_ins;
+    h.dma_chains = hostile_counts.dma_chains;
+    h.stores = hostile_counts.stores;
+    h.balloons = hostile_counts.balloons;
+    h.descriptors_checked = hostile_counts.descriptors_checked;
+    h.sweeps = hostile_counts.sweeps;
+    h.self_check_failures = hostile_counts.self_check_failures;
+    h.announced_device_errors = hostile_counts.announced_device_errors;
+    h.stray_reports = hostile_counts.stray_reports;
+    h.terminal = HostileTerminalName(terminal);
+    for (const VcpuReport& v : run_result.vcpus) {
+      if (v.index == HOSTILE_VCPU) h.end = DescribeVcpuEnd(v);
+    }
+    h.replay = absl::StrCat("mmuvisor stress --guest hostile --seed ", options.seed, " --vcpus ",
+                            options.vcpus, " --mem ", mem_bytes,
+                            " --hostile-log FILE  (records 0..", hostile_counts.records,
+                            " of this arena: [0x", absl::Hex(arena.start), ", 0x",
+                            absl::Hex(arena.end), "))");
+    if (!options.hostile_log_path.empty()) {
+      std::ofstream log(options.hostile_log_path, std::ios::trunc);
+      log << absl::StrFormat("# mmuvisor stress --guest hostile --seed %u: vCPU %u's records, "
+                             "arena [%#x, %#x)\n",
+                             options.seed, HOSTILE_VCPU, arena.start, arena.end)
+          << HostileRecordLog(options.seed, arena, 0, hostile_counts.records);
+      if (!log) {
+        return absl::UnavailableError(
+            absl::StrCat("--hostile-log ", options.hostile_log_path, ": cannot write it"));
+      }
+    }
   }
   run.result.workload_problem = problem;
   run.result.workload_ok = problem.empty();
@@ -417,6 +484,13 @@ absl::StatusOr<HostStressOutcome> RunKvmStress(const StressOptions& options,
   if (mirror) run.AddMirror(*mirror);
   run.AddDmaPathStats(dma_memory->stats());
   run.AddEngine(*engine);
+  if (hostile_vcpu) {
+    // Doorbells the device cannot take carry no EXPECT_ERROR flag: the hostile vCPU
+    // announced each one before ringing it (an aborted one is announced, not counted).
+    const uint64_t explained =
+        std::min(hostile_counts.announced_device_errors, run.result.dma_errors_unrequested);
+    run.result.dma_errors_unrequested -= explained;
+  }
   run.AddHub(hub);
   run.result.fault_latency = Percentiles(fault_latency);
   // vCPU faults: KVM_RUN = EFAULT exits the VMM resolved (reclaim/migrate windows).

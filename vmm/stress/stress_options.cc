@@ -245,13 +245,33 @@ absl::StatusOr<StressOptions> ParseStressFlags(absl::Span<const std::string> arg
     } else if (flag == "--guest") {
       absl::StatusOr<std::string> v = next();
       if (!v.ok()) return v.status();
+      if (*v != "memstress" && *v != "hostile") {
+        return Bad(flag, *v, "stress guests are memstress (the default) and hostile");
+      }
       o.guest = *v;
+    } else if (flag == "--hostile-log") {
+      absl::StatusOr<std::string> v = next();
+      if (!v.ok()) return v.status();
+      o.hostile_log_path = *v;
+    } else if (flag == "--test-hostile-hits-verifier") {
+      if (absl::Status s = boolean(o.hostile_hits_verifier_for_testing); !s.ok()) return s;
     } else {
       return Bad(flag, value, "unknown flag (see `mmuvisor help stress`)");
     }
 #undef MMV_TAKE
   }
   (void)ops_given;
+  if (o.guest == "hostile" && o.vcpus < 2) {
+    return Bad("--vcpus", absl::StrCat(o.vcpus),
+               "--guest hostile needs at least 2 vCPUs (vCPU 0 is hostile, the others verify)");
+  }
+  if (o.guest == "hostile" && o.mode == StressMode::kHostThreads) {
+    return Bad("--guest", o.guest, "runs under KVM only (--mode kvm or auto)");
+  }
+  if (o.guest != "hostile" && (!o.hostile_log_path.empty() || o.hostile_hits_verifier_for_testing)) {
+    return Bad(!o.hostile_log_path.empty() ? "--hostile-log" : "--test-hostile-hits-verifier",
+               o.hostile_log_path, "only with --guest hostile");
+  }
   if (o.mem_bytes % 4096 != 0) return Bad("--mem", absl::StrCat(o.mem_bytes), "must be page aligned");
   if (o.delay_probability > 0 && o.delay > o.duration) {
     return Bad("--delay", absl::FormatDuration(o.delay),
@@ -328,9 +348,16 @@ OOM-reaps its memory underneath; ends with PASS/FAIL and a report. Exit code 0 o
   --trace FILE          write a Chrome/Perfetto trace (open in ui.perfetto.dev)
   --no-progress         no live progress line
   --kvm PATH            KVM device (default /dev/kvm)
+  --guest NAME          memstress (default) or hostile: vCPU 0 runs a seeded program of
+                        hostile records (random ucalls, ports, DMA chains, stores, balloon
+                        calls, then one fatal record), the other vCPUs run memstress and
+                        verify their data; KVM only, at least 2 vCPUs
+  --hostile-log FILE    with --guest hostile: write the records its vCPU ran, one a line
   --test-skip-dma-retry TEST ONLY: the DMA path skips its retry checks, and every DMA
                         fault gets an invalidation of its page forced into its race
                         window, so the run FAILs on every seed (a must-fail control)
+  --test-hostile-hits-verifier  TEST ONLY, with --guest hostile: its stores go into
+                        vCPU 1's work pages, so the run FAILs by vCPU 1's check
 )";
 }
 

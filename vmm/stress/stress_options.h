@@ -61,7 +61,13 @@ struct StressOptions {
   std::string trace_path;
   bool progress = true;
   std::string kvm_path = "/dev/kvm";
+  // The guest: memstress on every vCPU, or hostile (vCPU 0 runs seeded hostile records,
+  // the others memstress; KVM only, >= 2 vCPUs). The KVM tests also run dmahostile.
   std::string guest = "memstress";
+  std::string hostile_log_path;  // --hostile-log: the hostile vCPU's records, one a line
+  // --test-hostile-hits-verifier: the hostile vCPU's stores go into vCPU 1's work pages
+  // (the must-fail control of the hostile guest: the verdict must FAIL by the cpu check).
+  bool hostile_hits_verifier_for_testing = false;
 };
 
 // Parses `mmuvisor stress` flags (args after "stress"). InvalidArgument naming the flag;

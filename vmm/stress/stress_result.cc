@@ -114,6 +114,18 @@ std::string FormatReport(const StressResult& r) {
     absl::StrAppend(&out, "  mismatch: ", MismatchLine(m), "\n");
   }
   for (const std::string& w : r.dma_warnings) absl::StrAppend(&out, "  dma warning: ", w, "\n");
+  if (r.hostile.present) {
+    const HostileSummary& h = r.hostile;
+    absl::StrAppend(&out, "  hostile    vCPU ", h.vcpu, ": ", h.records, " records (", h.ucalls,
+                    " ucalls, ", h.port_outs, " OUTs, ", h.port_ins, " INs, ", h.dma_chains,
+                    " DMA chains, ", h.stores, " stores, ", h.balloons, " balloons), ",
+                    h.descriptors_checked, " descriptors checked, ", h.sweeps, " sweeps, ",
+                    h.self_check_failures, " self-check failures; ",
+                    h.announced_device_errors, " device errors announced, ", h.stray_reports,
+                    " stray reports\n");
+    absl::StrAppend(&out, "  hostile    terminal: ", h.terminal, "; ended: ", h.end, "\n");
+    absl::StrAppend(&out, "  replay:    ", h.replay, "\n");
+  }
   return out;
 }
 
@@ -182,6 +194,27 @@ std::string ReportToJson(const StressResult& r) {
   json.Key("dma_warnings").BeginArray();
   for (const std::string& w : r.dma_warnings) json.String(w);
   json.EndArray();
+  if (r.hostile.present) {
+    const HostileSummary& h = r.hostile;
+    json.Key("hostile").BeginObject();
+    json.Key("vcpu").Uint(h.vcpu);
+    json.Key("records").Uint(h.records);
+    json.Key("ucalls").Uint(h.ucalls);
+    json.Key("port_outs").Uint(h.port_outs);
+    json.Key("port_ins").Uint(h.port_ins);
+    json.Key("dma_chains").Uint(h.dma_chains);
+    json.Key("stores").Uint(h.stores);
+    json.Key("balloons").Uint(h.balloons);
+    json.Key("descriptors_checked").Uint(h.descriptors_checked);
+    json.Key("sweeps").Uint(h.sweeps);
+    json.Key("self_check_failures").Uint(h.self_check_failures);
+    json.Key("announced_device_errors").Uint(h.announced_device_errors);
+    json.Key("stray_reports").Uint(h.stray_reports);
+    json.Key("terminal").String(h.terminal);
+    json.Key("end").String(h.end);
+    json.Key("replay").String(h.replay);
+    json.EndObject();
+  }
   json.EndObject();
   return json.Take();
 }

@@ -43,6 +43,20 @@ struct LatencyPercentiles {
   uint64_t p50_ns = 0, p90_ns = 0, p99_ns = 0, max_ns = 0;
 };
 
+// The hostile guest's run (`--guest hostile`): what its vCPU did and how it ended.
+struct HostileSummary {
+  bool present = false;
+  uint32_t vcpu = 0;
+  uint64_t records = 0, ucalls = 0, port_outs = 0, port_ins = 0, dma_chains = 0;
+  uint64_t stores = 0, balloons = 0, descriptors_checked = 0, sweeps = 0;
+  uint64_t self_check_failures = 0;
+  uint64_t announced_device_errors = 0;  // device errors it caused on purpose, announced
+  uint64_t stray_reports = 0;            // reports of the ABI's kinds it sent at random
+  std::string terminal;                  // its terminal record
+  std::string end;                       // how the VMM says it ended
+  std::string replay;                    // the command line that replays it
+};
+
 struct StressResult {
   // Configuration echoed into the report.
   uint64_t seed = 0;
@@ -84,6 +98,8 @@ struct StressResult {
   std::vector<std::string> dma_warnings;  // first few
 
   std::vector<InProgressCount> in_progress_final;
+
+  HostileSummary hostile;
 
   // Time bound (stress_options.h RunSlack): the run was asked to end by bound_s.
   double bound_s = 0;

@@ -26,13 +26,13 @@ bool ContainsBytes(absl::Span<const uint8_t> haystack, const std::string& needle
 }
 
 TEST(GuestImagesTest, ListsTheGuests) {
-  EXPECT_THAT(BuiltinGuestImageNames(), ElementsAre("crash", "dmahostile", "hello16", "hello64", "memstress", "smp"));
+  EXPECT_THAT(BuiltinGuestImageNames(), ElementsAre("crash", "dmahostile", "hello16", "hello64", "hostile", "memstress", "smp"));
 }
 
 TEST(GuestImagesTest, UnknownNameIsNotFound) {
   EXPECT_THAT(BuiltinGuestImage("hello32"),
               StatusIs(absl::StatusCode::kNotFound,
-                       HasSubstr("'hello32' (known: crash, dmahostile, hello16, hello64, memstress, smp)")));
+                       HasSubstr("'hello32' (known: crash, dmahostile, hello16, hello64, hostile, memstress, smp)")));
 }
 
 class EachGuestTest : public ::testing::TestWithParam<const char*> {};
