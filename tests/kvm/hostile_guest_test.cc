@@ -197,5 +197,150 @@ TEST(HostileRecordLogTest, SameSeedSameProgramInsideTheArena) {
   EXPECT_EQ(hostile_terminal_of(7), static_cast<uint32_t>(HOSTILE_T_NONE));
 }
 
+// Every geometry a KVM run can have (--mem up to 1 GiB, 2..32 vCPUs): the program stays in
+// the arena, and the arena inside the hostile vCPU's own part of free memory.
+TEST(HostileRecordLogTest, EveryGeometryKeepsTheProgramInItsArena) {
+  int geometries = 0;
+  for (uint64_t mem : {2ull << 20, 3ull << 20, 32ull << 20, 1ull << 30}) {
+    for (uint32_t vcpus : {2u, 3u, 8u, 32u}) {
+      const uint64_t free_start = 0x109000, free_end = mem - vcpus * MMV_STACK_SIZE;
+      hostile_arena arena{};
+      if (hostile_arena_of(mem, free_start, free_end, vcpus, 0, &arena) != 0) continue;
+      ++geometries;
+      struct memstress_layout verifier;
+      ASSERT_EQ(memstress_layout_of(free_start, free_end, vcpus, 1, 0, &verifier), 0);
+      ASSERT_LE(arena.end, verifier.part_start) << mem << " " << vcpus;
+      for (uint64_t i = 0; i < 5000; ++i) {
+        hostile_record r;
+        hostile_record_at(mem ^ vcpus, &arena, i, &r);
+        if (r.op == HOSTILE_OP_STORE || r.op == HOSTILE_OP_BALLOON) {
+          const uint64_t end = r.a + (r.op == HOSTILE_OP_BALLOON ? r.b : r.c == 64 ? 512 : r.c);
+          ASSERT_GE(r.a, arena.start) << HostileRecordLine(i, r);
+          ASSERT_LE(end, arena.start + arena.store_pages * HOSTILE_PAGE) << HostileRecordLine(i, r);
+        }
+        if (r.op == HOSTILE_OP_UCALL && r.variant == HOSTILE_U_FOREIGN) {
+          ASSERT_GE(r.a, arena.lanes_start);
+          ASSERT_LE(r.a + MMV_UCALL_STRIDE, arena.desc_page);
+          ASSERT_EQ(r.a % 8, 0u);
+        }
+      }
+    }
+  }
+  EXPECT_GE(geometries, 10);  // all but the ones whose parts are too small
+}
+
+// The VMM's side of the report protocol, without KVM: the hostile vCPU's reports of the
+// ABI's kinds are its random records and never reach the verdict's counts.
+TEST(HostileReportsTest, TheHostileVcpusAbiReportsAreStray) {
+  GuestReports reports(2);
+  reports.set_hostile_vcpu(0);
+  const uint64_t progress[5] = {7, 1000, 0x1234, 3, 0};
+  const uint64_t mismatch[5] = {0x200000, 1, 2, 3, MMV_MISMATCH_CPU};
+  reports.OnReport(0, MMV_REPORT_PROGRESS, progress);
+  reports.OnReport(0, MMV_REPORT_MISMATCH, mismatch);
+  reports.OnReport(0, MMV_REPORT_MISMATCH_SUMMARY, progress);
+  reports.OnReport(0, MMV_REPORT_DMA_ERROR, progress);
+  reports.OnReport(0, MMV_REPORT_DMA_HOSTILE, progress);
+  reports.OnReport(0, 0xdeadbeef, progress);
+  EXPECT_EQ(reports.pages_verified(), 0u);
+  EXPECT_EQ(reports.mismatches(), 0u);
+  EXPECT_EQ(reports.rounds_done(), 0u);
+  EXPECT_EQ(reports.guest_dma_errors(), 0u);
+  EXPECT_FALSE(reports.hostile_reported());  // dmahostile's summary kind, sent at random
+  // The verifier's own reports count as always.
+  reports.OnReport(1, MMV_REPORT_PROGRESS, progress);
+  reports.OnReport(1, MMV_REPORT_MISMATCH, mismatch);
+  EXPECT_EQ(reports.pages_verified(), 1000u);
+  EXPECT_EQ(reports.mismatches(), 1u);
+  // The hostile kinds: only the hostile vCPU's count, except a verifier's VERIFIER_DONE.
+  const uint64_t announce[5] = {1, 0, 0, 0, 0};
+  const uint64_t failed[5] = {42, HOSTILE_CHECK_STORE_KEPT, 0x123000, 5, 6};
+  const uint64_t done[5] = {0, 0, 0, 0, 0};
+  reports.OnReport(0, HOSTILE_REPORT_ANNOUNCE, announce);
+  reports.OnReport(0, HOSTILE_REPORT_ANNOUNCE, announce);
+  reports.OnReport(1, HOSTILE_REPORT_ANNOUNCE, announce);  // not the hostile vCPU: stray
+  for (int i = 0; i < 20; ++i) reports.OnReport(0, HOSTILE_REPORT_CHECK_FAILED, failed);
+  reports.OnReport(1, HOSTILE_REPORT_VERIFIER_DONE, done);
+  reports.OnReport(0, HOSTILE_REPORT_VERIFIER_DONE, done);  // the hostile vCPU is no verifier
+  const GuestReports::HostileCounts h = reports.hostile_counts();
+  EXPECT_EQ(h.announced_device_errors, 2u);
+  EXPECT_EQ(h.check_failures.size(), HOSTILE_CHECKS_REPORTED);
+  EXPECT_EQ(h.self_check_failures, HOSTILE_CHECKS_REPORTED + 1);
+  EXPECT_THAT(h.check_failures.front(),
+              HasSubstr("record 42: store read back at a later sweep: at 0x123000"));
+  EXPECT_EQ(h.stray_reports, 7u);
+  ASSERT_EQ(h.verifier_done.size(), 2u);
+  EXPECT_FALSE(h.verifier_done[0].has_value());
+  EXPECT_EQ(h.verifier_done[1], 0u);
+}
+
+// The judgement of how the vCPUs ended (hostile_run.h), on made-up run results.
+RunResult Ended(VcpuReport hostile, VcpuReport verifier) {
+  RunResult run;
+  run.verdict = Verdict::kCrashed;
+  hostile.index = 0;
+  verifier.index = 1;
+  run.vcpus = {hostile, verifier};
+  return run;
+}
+
+VcpuReport Done(uint64_t code) {
+  VcpuReport v;
+  v.stop.kind = StopKind::kGuestStop;
+  v.done_code = code;
+  return v;
+}
+
+VcpuReport Kicked() {
+  VcpuReport v;
+  v.stop.kind = StopKind::kKicked;
+  return v;
+}
+
+VcpuReport Crashed(const std::string& detail) {
+  VcpuReport v;
+  v.stop.kind = StopKind::kCrashed;
+  v.stop.detail = detail;
+  return v;
+}
+
+TEST(HostileRunProblemTest, JudgesEveryVcpusEnd) {
+  GuestReports::HostileCounts counts;
+  counts.terminal_reached = true;
+  counts.verifier_done = {std::nullopt, 0u};
+  const VcpuReport ud = Crashed("guest exception: invalid opcode (#UD), vector 6, rip inside");
+  // The terminal record as expected; the verifier stopped after memstress returned 0.
+  EXPECT_EQ(HostileRunProblem(Ended(ud, Kicked()), 0, counts, HOSTILE_T_UD2), "");
+  EXPECT_EQ(HostileRunProblem(Ended(Done(0), Done(0)), 0, counts, HOSTILE_T_NONE), "");
+  // Another end than the terminal record's.
+  EXPECT_THAT(HostileRunProblem(Ended(ud, Done(0)), 0, counts, HOSTILE_T_HLT),
+              HasSubstr("but its terminal record (hlt at CPL3 (#GP)) must end it with "
+                        "'vector 13'"));
+  // A verifier kicked before it finished, or one whose memstress failed.
+  GuestReports::HostileCounts early = counts;
+  early.verifier_done = {std::nullopt, std::nullopt};
+  EXPECT_THAT(HostileRunProblem(Ended(ud, Kicked()), 0, early, HOSTILE_T_UD2),
+              HasSubstr("verifying vCPU 1 ended kicked"));
+  EXPECT_THAT(HostileRunProblem(Ended(ud, Done(1)), 0, counts, HOSTILE_T_UD2),
+              HasSubstr("verifying vCPU 1 ended DONE 1"));
+  // The host stopped everything at the deadline: no terminal record needed.
+  GuestReports::HostileCounts cut = early;
+  cut.terminal_reached = false;
+  RunResult stopped = Ended(Kicked(), Kicked());
+  stopped.host_stop = "deadline";
+  EXPECT_EQ(HostileRunProblem(stopped, 0, cut, HOSTILE_T_UD2), "");
+  // The VMM's own failure, and the hostile vCPU's failed self-checks, always fail.
+  RunResult host_error = Ended(ud, Done(0));
+  host_error.verdict = Verdict::kHostError;
+  host_error.summary = "KVM_RUN failed";
+  EXPECT_THAT(HostileRunProblem(host_error, 0, counts, HOSTILE_T_UD2),
+              HasSubstr("the VMM failed: KVM_RUN failed"));
+  GuestReports::HostileCounts checks = counts;
+  checks.self_check_failures = 1;
+  checks.check_failures = {"record 3: ballooned page reads zero: at 0x1000 expected 0x0 found 0x1"};
+  EXPECT_THAT(HostileRunProblem(Ended(ud, Done(0)), 0, checks, HOSTILE_T_UD2),
+              HasSubstr("self-checks failed 1 time(s): record 3: ballooned page"));
+}
+
 }  // namespace
 }  // namespace mmuvisor::vmm::stress
