@@ -13,7 +13,7 @@ using Node = IntervalTree::Node;
 constexpr uint32_t kLeafCap = IntervalTree::kLeafCapacity;
 constexpr uint32_t kFanout = IntervalTree::kFanout;
 constexpr uint32_t kLeafMin = kLeafCap / 2;
-static_assert(kLeafCap % 8 == 0 && kFanout % 8 == 0, "CountBelow works in blocks of 8");
+static_assert(kLeafCap == 32 && kFanout == 64, "the counts work in groups of 8");
 static_assert(kFanout <= 256, "Cursor::idx_ is a uint8_t");
 constexpr uint32_t kInnerMin = kFanout / 2;
 
@@ -225,26 +225,41 @@ void FreeSubtree(Node* n, int level) {
   delete AsInner(n);
 }
 
-// Number of entries of the non-decreasing a[0..n) below q (n a multiple of 8): first
-// the last entry of each block of 8, then the 8 of the block that holds the answer.
-// Branch-free within each step, and two short carry chains instead of one of n.
-uint32_t CountBelow(const uint64_t* a, uint32_t n, uint64_t q) {
-  uint32_t blocks = 0;
-  for (uint32_t j = 7; j < n; j += 8) blocks += a[j] < q ? 1 : 0;
-  if (blocks * 8 == n) return n;
-  const uint64_t* b = a + blocks * 8;
-  uint32_t c = 0;
-  for (uint32_t j = 0; j < 8; ++j) c += b[j] < q ? 1 : 0;
-  return blocks * 8 + c;
+// 1 if x < q. The counts below add these as a tree (pairs, then quads), not as one
+// add-with-carry chain: a node's search is on the critical path of every invalidation,
+// and its latency is paid once per level.
+uint32_t Below(uint64_t x, uint64_t q) { return x < q ? 1u : 0u; }
+
+// How many of a[0], a[s], ..., a[7 * s] are below q.
+uint32_t CountBelow8(const uint64_t* a, uint32_t s, uint64_t q) {
+  const uint32_t c01 = Below(a[0], q) + Below(a[s], q);
+  const uint32_t c23 = Below(a[2 * s], q) + Below(a[3 * s], q);
+  const uint32_t c45 = Below(a[4 * s], q) + Below(a[5 * s], q);
+  const uint32_t c67 = Below(a[6 * s], q) + Below(a[7 * s], q);
+  return (c01 + c23) + (c45 + c67);
+}
+
+// Number of entries of the non-decreasing a[0..kLeafCap) below q: first the last entry
+// of each group of 8, then the 8 of the group that holds the answer (its line was read
+// by the first step). The inner-node version is spelled out in Descend.
+uint32_t LeafCountBelow(const uint64_t* a, uint64_t q) {
+  const uint32_t g =
+      8 * ((Below(a[7], q) + Below(a[15], q)) + (Below(a[23], q) + Below(a[31], q)));
+  if (g == kLeafCap) return kLeafCap;
+  return g + CountBelow8(a + g, 1, q);
 }
 
 enum class Scan { kFound, kDone, kExhausted };
 
 // Looks in `l` from entry `from` on for the next entry meeting the cursor's query.
 // kDone: an entry starting after the query's last was reached (so is every later one).
+// The end of the leaf is its first null sub[] (Seal keeps them): count sits on a line
+// of its own that First never loads, and Next runs right after a callback on a cold
+// subscription, when one more miss would be paid in full.
 Scan ScanLeaf(const Leaf* l, uint32_t from, uint64_t qstart, uint64_t qlast,
               const Leaf** leaf, uint32_t* pos) {
-  for (uint32_t p = from; p < l->count; ++p) {
+  for (uint32_t p = from; p < kLeafCap; ++p) {
+    if (l->sub[p] == nullptr) return Scan::kExhausted;
     if (l->start[p] > qlast) return Scan::kDone;
     if (l->last[p] >= qstart) {
       *leaf = l;
@@ -267,9 +282,16 @@ bool Descend(const Node* n, int depth, int height, uint64_t qstart, uint64_t qla
   for (int d = depth; d < height; ++d) {
     const Inner* in = AsInner(n);
     // prefix_last is non-decreasing, so the first child whose own max reaches qstart is
-    // the number of prefixes below it. That child holds the first entry (in key order) reaching qstart.
-    const uint32_t i = CountBelow(in->prefix_last, kFanout, qstart);
-    if (i == kFanout || in->child[i] == nullptr) return false;  // nothing reaches it
+    // the number of prefixes below it; that child holds the first entry (in key order)
+    // reaching qstart. Counted in two steps of eight: the last prefix of each group of 8
+    // children, then the 8 of the group that holds the answer (its line was read by the
+    // first step).
+    const uint32_t g = 8 * CountBelow8(in->prefix_last + 7, 8, qstart);
+    if (g == kFanout) return false;  // nothing reaches it
+    // child[i] is read next: its line starts loading now, alongside the second step.
+    __builtin_prefetch(&in->child[g]);
+    const uint32_t i = g + CountBelow8(in->prefix_last + g, 1, qstart);
+    if (in->child[i] == nullptr) return false;  // past count: nothing reaches it
     inner[d] = in;
     idx[d] = static_cast<uint8_t>(i);
     n = in->child[i];
@@ -284,7 +306,7 @@ bool Descend(const Node* n, int depth, int height, uint64_t qstart, uint64_t qla
     __builtin_prefetch(&l->start[j]);
     __builtin_prefetch(&l->sub[j]);
   }
-  const uint32_t p = CountBelow(l->prefix_last, kLeafCap, qstart);
+  const uint32_t p = LeafCountBelow(l->prefix_last, qstart);
   if (p == kLeafCap || l->sub[p] == nullptr || l->start[p] > qlast) return false;
   *leaf = l;
   *pos = p;

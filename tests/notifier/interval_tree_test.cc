@@ -58,6 +58,13 @@ class Fixture {
     live_.pop_back();
     free_.push_back(static_cast<Dummy*>(e.sub));
   }
+  // Removes the live entry that starts at `start` (the first found).
+  void RemoveStart(uint64_t start) {
+    for (size_t i = 0; i < live_.size(); ++i) {
+      if (live_[i].start == start) return RemoveAt(i);
+    }
+    FAIL() << "no live entry starts at " << start;
+  }
   size_t live() const { return live_.size(); }
 
   // The tree's answer for [start, last] must be exactly the brute-force overlaps, in key
@@ -216,6 +223,28 @@ TEST(IntervalTreeTest, CursorWalksOverlapsInKeyOrder) {
   EXPECT_FALSE(f.tree.Next(&c));
   EXPECT_FALSE(f.tree.First(200, 299, &c));
   EXPECT_FALSE(f.tree.First(600, 700, &c));
+}
+
+// Next ends a leaf at its first empty slot (a null subscription), not at its count: a
+// walk that leaves a partly emptied leaf must go on into the next one, and a walk that
+// ends inside one must report nothing past its last entry.
+TEST(IntervalTreeTest, WalksCrossPartlyEmptiedLeaves) {
+  constexpr uint32_t kL = IntervalTree::kLeafCapacity;
+  const size_t n = static_cast<size_t>(kL) * 6;
+  Fixture f(n);
+  for (size_t i = 0; i < n; ++i) f.Insert(i * 100, i * 100 + 150);  // overlaps the next
+  ASSERT_EQ(f.tree.leaf_count(), 6u);
+  // Empty the last quarter of leaves 1 and 3 (too few removals to merge them).
+  for (uint64_t leaf : {1u, 3u}) {
+    for (uint64_t k = 0; k < kL / 4; ++k) f.RemoveStart((leaf * kL + kL - 1 - k) * 100);
+  }
+  ASSERT_EQ(f.tree.leaf_count(), 6u);
+  ASSERT_NO_FATAL_FAILURE(f.ExpectSound());
+  for (uint64_t q = 0; q < n * 100 + 200; q += 50) {
+    ASSERT_NO_FATAL_FAILURE(f.ExpectQuery(q, q));
+    ASSERT_NO_FATAL_FAILURE(f.ExpectQuery(q, q + kL * 100));
+  }
+  ASSERT_NO_FATAL_FAILURE(f.ExpectQuery(0, UINT64_MAX));
 }
 
 // 10^5 intervals laid out as the benchmark does (ascending, 64 KiB apart): shallow

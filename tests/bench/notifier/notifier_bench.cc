@@ -8,7 +8,8 @@
 //     intervals registered vs with 10 (target: 10^5 within 3x of 10). pattern:0 sweeps the
 //     intervals in address order (a reclaim sweep: neighbouring leaves and subscriptions),
 //     pattern:1 jumps by a stride of 7919 intervals (every invalidation meets a cold leaf
-//     and a cold subscription); each reports its own x_baseline.
+//     and a cold subscription); each reports its own x_baseline. tree_first_ns: the
+//     tree's own lookup, scattered, without the hub or the callback.
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -22,6 +23,7 @@
 #include "benchmark/benchmark.h"
 #include "notifier/hub.h"
 #include "notifier/interval_subscription.h"
+#include "notifier/interval_tree.h"
 
 namespace mmuvisor::notifier {
 namespace {
@@ -273,6 +275,30 @@ void BM_IntervalInvalidation(benchmark::State& state) {
     const size_t j = static_cast<size_t>(idx % static_cast<int64_t>(setup.subs.size()));
     dep = setup.subs[j].start() & 1;  // always 0, but the CPU must wait for the load
   });
+  // The tree's share: First alone (no hub, no callback) on a copy of the hub's tree, in
+  // the scattered pattern, each query's position depending on the previous answer (as in
+  // the hub, where the lock orders one invalidation after the other).
+  {
+    IntervalTree tree;
+    for (BenchInterval& s : setup.subs) tree.Insert(s.start(), s.last(), &s);
+    uint64_t dep_first = 0;
+    auto first = [&](int64_t k) {
+      const size_t j = static_cast<size_t>((k * 7919 + static_cast<int64_t>(dep_first)) %
+                                           static_cast<int64_t>(setup.subs.size()));
+      const uint64_t s = static_cast<uint64_t>(j) << 16;
+      IntervalTree::Cursor c;
+      dep_first = tree.First(s, s + 4095, &c) ? (c.start() & 1) : 1;  // always 0
+    };
+    NsPerOp(kReps / 4, first);
+    double first_ns = 1e18;
+    for (int round = 0; round < kRounds; ++round) {
+      first_ns = std::min(first_ns, NsPerOp(kReps / kRounds, [&](int64_t k) {
+        first(round * kReps / kRounds + k);
+      }));
+    }
+    state.counters["tree_first_ns"] = first_ns;
+    for (BenchInterval& s : setup.subs) tree.Remove(s.start(), &s);
+  }
   state.SetItemsProcessed(state.iterations());
   state.counters["base10_ns"] = base_ns;
   state.counters["n_ns"] = n_ns;
