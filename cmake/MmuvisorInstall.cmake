@@ -4,7 +4,7 @@
 include(CMakePackageConfigHelpers)
 
 set(_targets mmuvisor_sanitizers)
-foreach(t mmuvisor_notifier mmuvisor_mmu mmuvisor_guest_abi mmuvisor_guest_runtime)
+foreach(t mmuvisor_base mmuvisor_notifier mmuvisor_mmu mmuvisor_guest_abi mmuvisor_guest_runtime)
   if(TARGET ${t})
     list(APPEND _targets ${t})
   endif()

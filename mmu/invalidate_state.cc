@@ -5,7 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "notifier/mutex.h"
+#include "notifier/base/mutex.h"
 
 namespace mmuvisor::mmu {
 

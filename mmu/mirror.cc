@@ -5,7 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "notifier/mutex.h"
+#include "notifier/base/mutex.h"
 #include "notifier/hub.h"
 
 namespace mmuvisor::mmu {

@@ -48,7 +48,7 @@
 #include "mmu/shadow_page_table.h"
 #include "mmu/types.h"
 #include "notifier/interval_subscription.h"
-#include "notifier/mutex.h"
+#include "notifier/base/mutex.h"
 #include "notifier/range.h"
 
 namespace mmuvisor::notifier {

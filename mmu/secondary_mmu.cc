@@ -6,7 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "notifier/mutex.h"
+#include "notifier/base/mutex.h"
 
 namespace mmuvisor::mmu {
 namespace {

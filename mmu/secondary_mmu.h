@@ -44,7 +44,7 @@
 #include "mmu/reader_sections.h"
 #include "mmu/shadow_page_table.h"
 #include "mmu/types.h"
-#include "notifier/mutex.h"
+#include "notifier/base/mutex.h"
 #include "notifier/range.h"
 #include "notifier/subscription.h"
 

@@ -9,10 +9,9 @@
 
 #include <cstdint>
 
-namespace mmuvisor::mmu {
+#include "notifier/base/page.h"  // kPageShift, kPageSize
 
-inline constexpr unsigned kPageShift = 12;
-inline constexpr uint64_t kPageSize = uint64_t{1} << kPageShift;
+namespace mmuvisor::mmu {
 
 // Guest frame number. 36 significant bits (48-bit guest-physical addresses, x86-like).
 using Gfn = uint64_t;

@@ -53,7 +53,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "notifier/hub_hooks.h"
-#include "notifier/mutex.h"
+#include "notifier/base/mutex.h"
 #include "notifier/interval_subscription.h"
 #include "notifier/interval_tree.h"
 #include "notifier/pairing_checker.h"

@@ -1,6 +1,6 @@
 // notifier/invalidation_guard.h: RAII bracket for one invalidation window.
 //
-//   ASSIGN_OR_RETURN(InvalidationGuard guard, InvalidationGuard::Start(hub, range));
+//   MMUVISOR_ASSIGN_OR_RETURN(InvalidationGuard guard, InvalidationGuard::Start(hub, range));
 //   ...change the mappings of the range...
 //   // ~InvalidationGuard calls hub.InvalidateRangeEnd(range)
 //

@@ -30,7 +30,7 @@
 
 #include "absl/base/optimization.h"
 #include "absl/base/thread_annotations.h"
-#include "notifier/mutex.h"
+#include "notifier/base/mutex.h"
 #include "notifier/range.h"
 #include "notifier/subscription.h"
 

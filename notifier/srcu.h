@@ -42,7 +42,7 @@
 
 #include "absl/base/optimization.h"
 #include "absl/base/thread_annotations.h"
-#include "notifier/mutex.h"
+#include "notifier/base/mutex.h"
 #include "notifier/thread_shard.h"
 
 namespace mmuvisor::notifier {

@@ -19,6 +19,7 @@
 #include <cstring>
 #include <vector>
 
+#include "notifier/base/page.h"
 #include "vmm/dma/descriptor.h"
 #include "vmm/dma/dma_engine.h"
 #include "vmm/dma/dma_memory.h"
@@ -26,9 +27,8 @@
 namespace mmuvisor::vmm::dma {
 namespace {
 
-constexpr uint64_t kPage = 4096;
 constexpr uint64_t kPages = 4;
-constexpr uint64_t kRam = kPages * kPage;
+constexpr uint64_t kRam = kPages * kPageSize;
 constexpr uint64_t kDescWords = sizeof(mmv_dma_desc) / 8;
 
 [[noreturn]] void Fail(const char* what, uint64_t gpa, uint64_t words) {
@@ -71,10 +71,10 @@ class BufferMemory : public DmaMemory {
  private:
   absl::Status Check(uint64_t gpa, uint64_t words) {
     if (gpa % 8 != 0) Fail("unaligned access", gpa, words);
-    if (words == 0 || words > kPage / 8) Fail("access of no words or more than a page", gpa, words);
+    if (words == 0 || words > kPageSize / 8) Fail("access of no words or more than a page", gpa, words);
     if (gpa >= kRam || words * 8 > kRam - gpa) Fail("access outside guest RAM", gpa, words);
-    if (gpa / kPage != (gpa + words * 8 - 1) / kPage) Fail("access crosses a page", gpa, words);
-    if (gpa / kPage == failing_page) return absl::NotFoundError("injected: page not present");
+    if (gpa / kPageSize != (gpa + words * 8 - 1) / kPageSize) Fail("access crosses a page", gpa, words);
+    if (gpa / kPageSize == failing_page) return absl::NotFoundError("injected: page not present");
     return absl::OkStatus();
   }
   // Allowed: a valid COPY/FILL's destination, or a judged descriptor's result/status words.

@@ -12,7 +12,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kvm/kvm_test_support.h"
-#include "notifier/mutex.h"
+#include "notifier/base/mutex.h"
 #include "support/status_matchers.h"
 #include "vmm/boot/guest_images.h"
 #include "vmm/machine/machine.h"

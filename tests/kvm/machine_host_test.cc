@@ -17,7 +17,7 @@
 #include "gtest/gtest.h"
 #include "kvm/kvm_test_support.h"
 #include "kvm/machine_test_guest.h"
-#include "notifier/mutex.h"
+#include "notifier/base/mutex.h"
 #include "support/status_matchers.h"
 #include "support/wait.h"
 #include "vmm/host/dma_port.h"

@@ -17,7 +17,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "notifier/mutex.h"
+#include "notifier/base/mutex.h"
 #include "mmu/primary.h"
 #include "notifier/hub.h"
 

@@ -5,7 +5,7 @@
 // loop; this library never touches /dev/kvm.
 //
 // Typical use (on the thread building the VM, before any vCPU runs):
-//   ASSIGN_OR_RETURN(BootPlan plan, PrepareGuest(ram, elf_bytes, {.nr_vcpus = n}));
+//   MMUVISOR_ASSIGN_OR_RETURN(BootPlan plan, PrepareGuest(ram, elf_bytes, {.nr_vcpus = n}));
 //   for (i...) { kvm_sregs s = GET_SREGS(i); SET_SREGS(InitialSregs(plan, i, s));
 //                SET_REGS(InitialRegs(plan, i, /*arg (RSI) = nr_args*/n_args)); }
 //

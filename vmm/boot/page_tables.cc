@@ -6,11 +6,11 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
 #include "mmuvisor/guest_abi.h"
+#include "notifier/base/page.h"
 
 namespace mmuvisor::vmm {
 namespace {
 
-constexpr uint64_t kPageSize = 4096;
 constexpr uint64_t kLargePageSize = 2ull << 20;
 constexpr uint64_t kGiB = 1ull << 30;
 constexpr uint64_t kPml4Span = 512 * kGiB;

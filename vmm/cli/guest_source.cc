@@ -10,7 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "vmm/boot/guest_images.h"
-#include "vmm/kvm/errno_status.h"
+#include "notifier/base/errno_status.h"
 #include "vmm/kvm/unique_fd.h"
 
 namespace mmuvisor::vmm::cli {

@@ -15,7 +15,7 @@
 #include <cstdint>
 
 #include "absl/base/thread_annotations.h"
-#include "notifier/mutex.h"
+#include "notifier/base/mutex.h"
 #include "vmm/devices/port_io_bus.h"
 
 namespace mmuvisor::vmm {

@@ -5,12 +5,12 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "notifier/base/page.h"
 
 namespace mmuvisor::vmm::dma {
 namespace {
 
-constexpr uint64_t kPage = 4096;
-constexpr uint64_t kWordsPerPage = kPage / 8;
+constexpr uint64_t kWordsPerPage = kPageSize / 8;
 // Word offsets inside struct mmv_dma_desc (static_asserts in guest_abi.h pin the layout).
 constexpr uint64_t kResultWord = offsetof(mmv_dma_desc, result) / 8;
 constexpr uint64_t kFlagsStatusWord = offsetof(mmv_dma_desc, flags) / 8;
@@ -18,7 +18,7 @@ constexpr uint64_t kFlagsStatusWord = offsetof(mmv_dma_desc, flags) / 8;
 constexpr uint32_t kAborted = ~0u;
 static_assert(offsetof(mmv_dma_desc, status) == offsetof(mmv_dma_desc, flags) + 4);
 
-uint64_t PageRemainder(uint64_t gpa) { return kPage - (gpa & (kPage - 1)); }
+uint64_t PageRemainder(uint64_t gpa) { return kPageSize - (gpa & (kPageSize - 1)); }
 
 std::string Describe(uint64_t gpa, const mmv_dma_desc& d) {
   return absl::StrCat("DMA descriptor gpa=0x", absl::Hex(gpa), " op=", DmaOpName(d.op), "(",

@@ -32,7 +32,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/types/span.h"
 #include "mmuvisor/guest_abi.h"
-#include "notifier/mutex.h"
+#include "notifier/base/mutex.h"
 #include "vmm/devices/port_io_bus.h"
 #include "vmm/dma/descriptor.h"
 #include "vmm/dma/dma_memory.h"

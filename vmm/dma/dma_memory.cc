@@ -47,7 +47,7 @@ SecondaryMmuMemory::SecondaryMmuMemory(DeviceMmu& mmu, LatencyHistogram* latency
 absl::Status SecondaryMmuMemory::FaultIn(uint64_t gpa, mmu::Access access) {
   faults_.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistic
   const uint64_t start = NowNs();
-  absl::StatusOr<mmu::ShadowEntry> entry = mmu_.Fault(gpa >> mmu::kPageShift, access);
+  absl::StatusOr<mmu::ShadowEntry> entry = mmu_.Fault(gpa >> kPageShift, access);
   const uint64_t took = NowNs() - start;
   if (latency_ != nullptr) latency_->Record(took);
   if (trace_ != nullptr) trace_->OnDmaFault(gpa, took, entry.ok());
@@ -62,8 +62,8 @@ absl::Status SecondaryMmuMemory::FaultIn(uint64_t gpa, mmu::Access access) {
 
 absl::Status SecondaryMmuMemory::Access(uint64_t gpa, Kind kind, uint64_t* words,
                                         uint64_t count, uint64_t value) {
-  const mmu::Gfn gfn = gpa >> mmu::kPageShift;
-  const uint64_t offset = gpa & (mmu::kPageSize - 1);
+  const mmu::Gfn gfn = gpa >> kPageShift;
+  const uint64_t offset = gpa & (kPageSize - 1);
   const mmu::Access access = kind == Kind::kRead ? mmu::Access::kRead : mmu::Access::kWrite;
   for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
     bool done = false, stale = false;
@@ -131,32 +131,32 @@ DmaMemoryStats SecondaryMmuMemory::stats() const {
 
 absl::Status MirrorMemory::ReadWords(uint64_t gpa, absl::Span<uint64_t> out) {
   const uint64_t address = base_ + gpa;
-  return mirror_.AccessPage(address & ~(mmu::kPageSize - 1), mmu::Access::kRead,
+  return mirror_.AccessPage(address & ~(kPageSize - 1), mmu::Access::kRead,
                             [&](uint64_t host) {
                               LoadWords(reinterpret_cast<const uint64_t*>(
-                                            Device(host) + (address & (mmu::kPageSize - 1))),
+                                            Device(host) + (address & (kPageSize - 1))),
                                         out.data(), out.size());
                             });
 }
 
 absl::Status MirrorMemory::WriteWords(uint64_t gpa, absl::Span<const uint64_t> in) {
   const uint64_t address = base_ + gpa;
-  return mirror_.AccessPage(address & ~(mmu::kPageSize - 1), mmu::Access::kWrite,
+  return mirror_.AccessPage(address & ~(kPageSize - 1), mmu::Access::kWrite,
                             [&](uint64_t host) {
                               if (hooks_ != nullptr) hooks_->BeforeWrite(host);
                               StoreWords(reinterpret_cast<uint64_t*>(
-                                             Device(host) + (address & (mmu::kPageSize - 1))),
+                                             Device(host) + (address & (kPageSize - 1))),
                                          in.data(), in.size());
                             });
 }
 
 absl::Status MirrorMemory::FillWords(uint64_t gpa, uint64_t value, uint64_t words) {
   const uint64_t address = base_ + gpa;
-  return mirror_.AccessPage(address & ~(mmu::kPageSize - 1), mmu::Access::kWrite,
+  return mirror_.AccessPage(address & ~(kPageSize - 1), mmu::Access::kWrite,
                             [&](uint64_t host) {
                               if (hooks_ != nullptr) hooks_->BeforeWrite(host);
                               StoreValue(reinterpret_cast<uint64_t*>(
-                                             Device(host) + (address & (mmu::kPageSize - 1))),
+                                             Device(host) + (address & (kPageSize - 1))),
                                          value, words);
                             });
 }

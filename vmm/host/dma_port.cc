@@ -20,7 +20,7 @@ absl::StatusOr<std::unique_ptr<DmaPort>> DmaPort::Create(HostAddressSpace& space
   port->observer_id_ = space.AddMemslotObserver([mmu](const MemslotTable& table) {
     std::vector<mmu::MemorySlot> layout;
     for (const GuestMemorySlot& slot : table.slots()) {
-      layout.push_back(mmu::MemorySlot{slot.gpa.value >> mmu::kPageShift,
+      layout.push_back(mmu::MemorySlot{slot.gpa.value >> kPageShift,
                                        slot.size.value / kPageSize, slot.hva.value});
     }
     (void)mmu->SetLayout(std::move(layout));  // only fails on an invalid table
@@ -50,7 +50,7 @@ absl::Status DmaPort::Access(Gpa gpa, uint8_t* buffer, uint64_t size, bool write
     const uint64_t address = gpa.value + done;
     const uint64_t offset = address & (kPageSize - 1);
     const uint64_t n = std::min(size - done, kPageSize - offset);
-    const mmu::Gfn gfn = address >> mmu::kPageShift;
+    const mmu::Gfn gfn = address >> kPageShift;
     bool copied = false;
     {
       HostAddressSpace::DeviceAccess gate(space_);

@@ -366,7 +366,7 @@ std::shared_ptr<const MemslotTable> HostAddressSpace::memslots() const {
 std::vector<mmu::MemorySlot> HostAddressSpace::SecondaryLayout() const {
   std::vector<mmu::MemorySlot> layout;
   for (const GuestMemorySlot& slot : memslots()->slots()) {
-    layout.push_back(mmu::MemorySlot{slot.gpa.value >> mmu::kPageShift,
+    layout.push_back(mmu::MemorySlot{slot.gpa.value >> kPageShift,
                                      slot.size.value / kPageSize, slot.hva.value});
   }
   return layout;

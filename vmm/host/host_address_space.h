@@ -71,7 +71,7 @@
 #include "notifier/hub.h"
 #include "notifier/range.h"
 #include "vmm/host/dirty_tracking.h"
-#include "notifier/mutex.h"
+#include "notifier/base/mutex.h"
 #include "vmm/host/memslot_control.h"
 #include "vmm/host/page_range_lock.h"
 #include "vmm/memory/address.h"

@@ -25,7 +25,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/time/time.h"
-#include "notifier/mutex.h"
+#include "notifier/base/mutex.h"
 
 namespace mmuvisor::vmm {
 

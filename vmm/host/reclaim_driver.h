@@ -23,7 +23,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "notifier/mutex.h"
+#include "notifier/base/mutex.h"
 #include "vmm/host/page_clock.h"
 
 namespace mmuvisor::vmm {

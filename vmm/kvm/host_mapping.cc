@@ -5,7 +5,7 @@
 #include <cerrno>
 
 #include "absl/strings/str_format.h"
-#include "vmm/kvm/errno_status.h"
+#include "notifier/base/errno_status.h"
 
 namespace mmuvisor::vmm {
 

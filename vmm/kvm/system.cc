@@ -12,10 +12,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "vmm/kvm/errno_status.h"
+#include "notifier/base/errno_status.h"
 #include "vmm/kvm/kvm_constants.h"
 #include "vmm/kvm/vm.h"
-#include "vmm/status_macros.h"
+#include "notifier/base/status_macros.h"
 
 namespace mmuvisor::vmm {
 
@@ -48,7 +48,7 @@ absl::StatusOr<KvmSystem> KvmSystem::Open(absl::string_view path) {
     return absl::Status(ErrnoToCode(err), KvmOpenErrorMessage(path, err));
   }
   KvmSystem system{UniqueFd(fd)};
-  ASSIGN_OR_RETURN(int version, system.ApiVersion());
+  MMUVISOR_ASSIGN_OR_RETURN(int version, system.ApiVersion());
   if (version != KVM_API_VERSION) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "%s: KVM_GET_API_VERSION returned %d, mmuvisor needs %d", path, version,
@@ -56,7 +56,7 @@ absl::StatusOr<KvmSystem> KvmSystem::Open(absl::string_view path) {
   }
   for (auto [cap, name] : {std::pair{KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
                            std::pair{KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"}}) {
-    ASSIGN_OR_RETURN(int have, system.CheckExtension(cap));
+    MMUVISOR_ASSIGN_OR_RETURN(int have, system.CheckExtension(cap));
     if (have <= 0) {
       return absl::FailedPreconditionError(
           absl::StrCat(path, ": KVM lacks ", name, ", which mmuvisor needs"));
@@ -99,7 +99,7 @@ absl::StatusOr<std::vector<kvm_cpuid_entry2>> KvmSystem::SupportedCpuid() const 
   if (keyed) {
     if (auto it = cache->find(st.st_rdev); it != cache->end()) return it->second;
   }
-  ASSIGN_OR_RETURN(std::vector<kvm_cpuid_entry2> entries, QuerySupportedCpuid());
+  MMUVISOR_ASSIGN_OR_RETURN(std::vector<kvm_cpuid_entry2> entries, QuerySupportedCpuid());
   if (keyed) (*cache)[st.st_rdev] = entries;
   return entries;
 }
@@ -139,13 +139,13 @@ absl::StatusOr<KvmVm> KvmSystem::CreateVm() const {
 
 absl::StatusOr<KvmLimits> KvmSystem::ProbeLimits() const {
   KvmLimits limits;
-  ASSIGN_OR_RETURN(limits.nr_memslots, CheckExtension(KVM_CAP_NR_MEMSLOTS));
-  ASSIGN_OR_RETURN(limits.recommended_vcpus, CheckExtension(KVM_CAP_NR_VCPUS));
-  ASSIGN_OR_RETURN(limits.max_vcpus, CheckExtension(KVM_CAP_MAX_VCPUS));
-  ASSIGN_OR_RETURN(limits.max_vcpu_id, CheckExtension(KVM_CAP_MAX_VCPU_ID));
-  ASSIGN_OR_RETURN(int immediate_exit, CheckExtension(KVM_CAP_IMMEDIATE_EXIT));
+  MMUVISOR_ASSIGN_OR_RETURN(limits.nr_memslots, CheckExtension(KVM_CAP_NR_MEMSLOTS));
+  MMUVISOR_ASSIGN_OR_RETURN(limits.recommended_vcpus, CheckExtension(KVM_CAP_NR_VCPUS));
+  MMUVISOR_ASSIGN_OR_RETURN(limits.max_vcpus, CheckExtension(KVM_CAP_MAX_VCPUS));
+  MMUVISOR_ASSIGN_OR_RETURN(limits.max_vcpu_id, CheckExtension(KVM_CAP_MAX_VCPU_ID));
+  MMUVISOR_ASSIGN_OR_RETURN(int immediate_exit, CheckExtension(KVM_CAP_IMMEDIATE_EXIT));
   limits.immediate_exit = immediate_exit > 0;
-  ASSIGN_OR_RETURN(limits.vcpu_mmap_size, VcpuMmapSize());
+  MMUVISOR_ASSIGN_OR_RETURN(limits.vcpu_mmap_size, VcpuMmapSize());
   // api.rst: "if KVM_CAP_MAX_VCPUS is not available, use KVM_CAP_NR_VCPUS"; the same
   // fallback chain applies to MAX_VCPU_ID -> MAX_VCPUS.
   if (limits.max_vcpus <= 0) limits.max_vcpus = limits.recommended_vcpus;

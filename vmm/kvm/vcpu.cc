@@ -7,7 +7,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "vmm/kvm/errno_status.h"
+#include "notifier/base/errno_status.h"
 #include "vmm/kvm/kvm_constants.h"
 
 namespace mmuvisor::vmm {

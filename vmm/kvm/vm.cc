@@ -8,10 +8,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "vmm/kvm/errno_status.h"
+#include "notifier/base/errno_status.h"
 #include "vmm/kvm/host_mapping.h"
 #include "vmm/kvm/vcpu.h"
-#include "vmm/status_macros.h"
+#include "notifier/base/status_macros.h"
 
 namespace mmuvisor::vmm {
 
@@ -70,7 +70,7 @@ absl::StatusOr<KvmVcpu> KvmVm::CreateVcpu(int id, int mmap_size) const {
   int r = ::ioctl(fd_.get(), KVM_CREATE_VCPU, static_cast<unsigned long>(id));
   if (r < 0) return ErrnoToStatus(errno, absl::StrCat("KVM_CREATE_VCPU id=", id));
   UniqueFd fd(r);
-  ASSIGN_OR_RETURN(HostMapping run,
+  MMUVISOR_ASSIGN_OR_RETURN(HostMapping run,
                    HostMapping::Map(static_cast<size_t>(mmap_size), PROT_READ | PROT_WRITE,
                                     MAP_SHARED, fd.get(), 0,
                                     absl::StrCat("kvm_run of vcpu ", id)));

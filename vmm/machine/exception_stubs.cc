@@ -5,7 +5,7 @@
 
 #include "absl/strings/str_format.h"
 #include "vmm/boot/x86_state.h"
-#include "vmm/status_macros.h"
+#include "notifier/base/status_macros.h"
 
 namespace mmuvisor::vmm {
 namespace {
@@ -61,7 +61,7 @@ absl::Status InstallExceptionStubs(GuestMemoryAccess& memory) {
   const uint8_t tail[] = {0x66, 0xba, kExceptionPort & 0xff, kExceptionPort >> 8, 0xee,
                           0xeb, 0xfe};
   code.insert(code.end(), tail, tail + sizeof(tail));
-  RETURN_IF_ERROR(memory.WriteGuest(Gpa{kExceptionStubGpa}, code));
+  MMUVISOR_RETURN_IF_ERROR(memory.WriteGuest(Gpa{kExceptionStubGpa}, code));
 
   // 64-bit interrupt gates: offset[15:0], selector, ist=0, type 0xe | P, DPL 0,
   // offset[31:16], offset[63:32], reserved.
@@ -85,7 +85,7 @@ absl::Status InstallExceptionStubs(GuestMemoryAccess& memory) {
 
 absl::StatusOr<ExceptionFrame> ReadExceptionFrame(GuestMemoryAccess& memory, uint64_t rsp) {
   uint64_t words[7] = {};
-  RETURN_IF_ERROR(memory.ReadGuest(
+  MMUVISOR_RETURN_IF_ERROR(memory.ReadGuest(
       Gpa{rsp}, absl::Span<uint8_t>(reinterpret_cast<uint8_t*>(words), sizeof(words))));
   ExceptionFrame f;
   if (words[0] >= kExceptionVectors) {

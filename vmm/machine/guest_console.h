@@ -14,7 +14,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/string_view.h"
-#include "notifier/mutex.h"
+#include "notifier/base/mutex.h"
 #include "vmm/devices/serial_console.h"
 
 namespace mmuvisor::vmm {

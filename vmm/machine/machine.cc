@@ -9,7 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "vmm/kvm/flavour.h"
 #include "vmm/machine/exception_stubs.h"
-#include "vmm/status_macros.h"
+#include "notifier/base/status_macros.h"
 
 namespace mmuvisor::vmm {
 namespace {
@@ -52,7 +52,7 @@ absl::StatusOr<std::unique_ptr<Machine>> Machine::Create(const MachineConfig& co
         config.ram_size.value, kPageSize)));
   }
   std::unique_ptr<Machine> machine(new Machine(config, created));
-  RETURN_IF_ERROR(machine->Init(elf));
+  MMUVISOR_RETURN_IF_ERROR(machine->Init(elf));
   return machine;
 }
 
@@ -121,12 +121,12 @@ absl::Status Machine::Init(absl::Span<const uint8_t> elf) {
       *byte = *byte;
     }
   }
-  RETURN_IF_ERROR(space_->StartPageServer());
+  MMUVISOR_RETURN_IF_ERROR(space_->StartPageServer());
 
   // 3 and 4.
-  RETURN_IF_ERROR(SetUpKvm());
-  RETURN_IF_ERROR(bus_.Register(MMV_PORT_SERIAL, SerialConsole::kPortCount, &serial_, "serial"));
-  RETURN_IF_ERROR(bus_.Register(MMV_PORT_UCALL, 4, &*ucall_, "ucall"));
+  MMUVISOR_RETURN_IF_ERROR(SetUpKvm());
+  MMUVISOR_RETURN_IF_ERROR(bus_.Register(MMV_PORT_SERIAL, SerialConsole::kPortCount, &serial_, "serial"));
+  MMUVISOR_RETURN_IF_ERROR(bus_.Register(MMV_PORT_UCALL, 4, &*ucall_, "ucall"));
   for (auto& vcpu : vcpus_) {
     runners_.push_back(std::make_unique<VcpuRunner>(
         vcpu.get(), static_cast<size_t>(limits_.vcpu_mmap_size), &exit_handler_,
@@ -151,9 +151,9 @@ Machine::~Machine() {
 }
 
 absl::Status Machine::SetUpKvm() {
-  ASSIGN_OR_RETURN(KvmSystem system, KvmSystem::Open(config_.kvm_path));
+  MMUVISOR_ASSIGN_OR_RETURN(KvmSystem system, KvmSystem::Open(config_.kvm_path));
   system_.emplace(std::move(system));
-  ASSIGN_OR_RETURN(limits_, system_->ProbeLimits());
+  MMUVISOR_ASSIGN_OR_RETURN(limits_, system_->ProbeLimits());
   if (config_.vcpus > static_cast<uint32_t>(limits_.max_vcpus)) {
     return InputError(absl::InvalidArgumentError(absl::StrFormat(
         "%u vCPUs requested: KVM on this host allows at most %d (KVM_CAP_MAX_VCPUS)",
@@ -165,7 +165,7 @@ absl::Status Machine::SetUpKvm() {
         "guest memory needs %u memslots, KVM allows %d (KVM_CAP_NR_MEMSLOTS)", slots,
         limits_.nr_memslots));
   }
-  ASSIGN_OR_RETURN(KvmVm vm, system_->CreateVm());
+  MMUVISOR_ASSIGN_OR_RETURN(KvmVm vm, system_->CreateVm());
   vm_.emplace(std::move(vm));
   if (space_->num_pages() * kPageSize <= kTssAddr) {
     // Best effort: SVM and VMX with unrestricted guest never use it, and some KVM
@@ -173,28 +173,28 @@ absl::Status Machine::SetUpKvm() {
     // need it then fail at KVM_RUN with a reported error rather than here.
     (void)vm_->SetTssAddr(kTssAddr);
   }
-  ASSIGN_OR_RETURN(std::vector<kvm_cpuid_entry2> cpuid, system_->SupportedCpuid());
+  MMUVISOR_ASSIGN_OR_RETURN(std::vector<kvm_cpuid_entry2> cpuid, system_->SupportedCpuid());
   // Every vCPU with its CPUID and the register state KVM gave it, before the dirty-log
   // probe changes vCPU 0's.
   std::vector<kvm_sregs> base;
   for (uint32_t i = 0; i < config_.vcpus; ++i) {
-    RETURN_IF_ERROR(CreateVcpu(i, cpuid));
-    ASSIGN_OR_RETURN(kvm_sregs sregs, vcpus_.back()->GetSregs());
+    MMUVISOR_RETURN_IF_ERROR(CreateVcpu(i, cpuid));
+    MMUVISOR_ASSIGN_OR_RETURN(kvm_sregs sregs, vcpus_.back()->GetSregs());
     base.push_back(sregs);
   }
   kvm_slots_.emplace(*vm_);
   kvm_dirty_log_.emplace(*vm_);
   KvmVcpu* probe_vcpu = vcpus_[0].get();
-  RETURN_IF_ERROR(space_->AttachHypervisor(
+  MMUVISOR_RETURN_IF_ERROR(space_->AttachHypervisor(
       &*kvm_slots_, &*kvm_dirty_log_,
       [probe_vcpu](const GuestMemorySlot& slot) {
         return RunRealModeWriteProbe(*probe_vcpu, slot);
       }));
   for (uint32_t i = 0; i < config_.vcpus; ++i) {
     // CPUID was set before SREGS: KVM refuses EFER.LME unless the guest CPUID has it.
-    RETURN_IF_ERROR(vcpus_[i]->SetSregs(InitialSregs(plan_, i, base[i])));
+    MMUVISOR_RETURN_IF_ERROR(vcpus_[i]->SetSregs(InitialSregs(plan_, i, base[i])));
     // RSI = the number of run arguments (guest_abi.h), as in mmv_boot_info.nr_args.
-    RETURN_IF_ERROR(vcpus_[i]->SetRegs(InitialRegs(plan_, i, config_.nr_boot_args)));
+    MMUVISOR_RETURN_IF_ERROR(vcpus_[i]->SetRegs(InitialRegs(plan_, i, config_.nr_boot_args)));
   }
   MutexLock lock(&mu_);
   reports_.resize(config_.vcpus);
@@ -203,9 +203,9 @@ absl::Status Machine::SetUpKvm() {
 }
 
 absl::Status Machine::CreateVcpu(uint32_t index, const std::vector<kvm_cpuid_entry2>& cpuid) {
-  ASSIGN_OR_RETURN(KvmVcpu vcpu, vm_->CreateVcpu(static_cast<int>(index),
+  MMUVISOR_ASSIGN_OR_RETURN(KvmVcpu vcpu, vm_->CreateVcpu(static_cast<int>(index),
                                                  limits_.vcpu_mmap_size));
-  RETURN_IF_ERROR(vcpu.SetCpuid(cpuid));
+  MMUVISOR_RETURN_IF_ERROR(vcpu.SetCpuid(cpuid));
   vcpus_.push_back(std::make_unique<KvmVcpu>(std::move(vcpu)));
   return absl::OkStatus();
 }

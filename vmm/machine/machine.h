@@ -55,7 +55,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "notifier/mutex.h"
+#include "notifier/base/mutex.h"
 #include "vmm/boot/boot.h"
 #include "vmm/devices/port_io_bus.h"
 #include "vmm/devices/serial_console.h"

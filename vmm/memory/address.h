@@ -11,11 +11,9 @@
 #include <compare>
 #include <cstdint>
 
+#include "notifier/base/page.h"  // kPageSize, IsPageAligned
+
 namespace mmuvisor::vmm {
-
-inline constexpr uint64_t kPageSize = 4096;
-
-constexpr bool IsPageAligned(uint64_t v) { return (v & (kPageSize - 1)) == 0; }
 
 struct ByteSize {
   uint64_t value = 0;

@@ -55,7 +55,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "notifier/mutex.h"
+#include "notifier/base/mutex.h"
 #include "vmm/paging/latency_histogram.h"
 #include "vmm/paging/swap_store.h"
 

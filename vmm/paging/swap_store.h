@@ -43,7 +43,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "notifier/mutex.h"
+#include "notifier/base/mutex.h"
 
 namespace mmuvisor::vmm {
 

@@ -25,7 +25,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/types/span.h"
-#include "notifier/mutex.h"
+#include "notifier/base/mutex.h"
 #include "vmm/machine/machine.h"
 #include "vmm/stress/stress_result.h"
 

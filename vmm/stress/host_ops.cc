@@ -3,11 +3,11 @@
 #include <algorithm>
 
 #include "absl/time/time.h"
+#include "notifier/base/page.h"
 #include "vmm/stress/fault_injection.h"
 
 namespace mmuvisor::vmm::stress {
 namespace {
-constexpr uint64_t kPage = 4096;
 }  // namespace
 
 const char* HostOpName(HostOp op) {
@@ -62,7 +62,7 @@ void HostOpDriver::Loop(HostOp op, double rate) {
   const int kind = static_cast<int>(op);
   if (trace_ != nullptr) trace_->NameThisThread(std::string("host ") + HostOpName(op));
   const absl::Duration period = absl::Seconds(1.0 / rate);
-  const uint64_t pages = (end_ - start_) / kPage;
+  const uint64_t pages = (end_ - start_) / kPageSize;
   const uint64_t span = std::min<uint64_t>(options_.op_pages, pages);
   if (span == 0) return;
   uint64_t hand = 0;  // reclaim's clock hand, in pages
@@ -79,12 +79,12 @@ void HostOpDriver::Loop(HostOp op, double rate) {
     } else {
       first = Mix64(options_.seed ^ (uint64_t{0x100} << kind) ^ Mix64(n)) % (pages - span + 1);
     }
-    const uint64_t gpa = start_ + first * kPage;
+    const uint64_t gpa = start_ + first * kPageSize;
     const uint64_t t0 = trace_ != nullptr ? trace_->NowNs() : 0;
-    const absl::Status s = callbacks_.op[kind](gpa, span * kPage);
+    const absl::Status s = callbacks_.op[kind](gpa, span * kPageSize);
     if (trace_ != nullptr) {
       trace_->Complete("host", HostOpName(op), t0, trace_->NowNs() - t0, "gpa", gpa, "len",
-                       span * kPage);
+                       span * kPageSize);
     }
     // relaxed: statistics.
     (s.ok() ? done_ : failed_).fetch_add(1, std::memory_order_relaxed);

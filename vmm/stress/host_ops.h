@@ -21,7 +21,7 @@
 #include "absl/status/status.h"
 #include "absl/base/thread_annotations.h"
 #include "absl/time/time.h"
-#include "notifier/mutex.h"
+#include "notifier/base/mutex.h"
 #include "vmm/stress/stress_options.h"
 #include "vmm/stress/trace_log.h"
 

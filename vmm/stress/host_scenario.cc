@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "mmu/mirror.h"
+#include "notifier/base/page.h"
 #include "vmm/dma/dma_engine.h"
 #include "vmm/dma/dma_memory.h"
 #include "vmm/memory/memory_backing.h"
@@ -24,7 +25,6 @@
 namespace mmuvisor::vmm::stress {
 namespace {
 
-constexpr uint64_t kPage = 4096;
 // The workload owns memory from here on (the KVM layout puts the image below it).
 constexpr uint64_t kFreeStart = 1ull << 20;
 
@@ -32,8 +32,8 @@ constexpr uint64_t kFreeStart = 1ull << 20;
 
 absl::StatusOr<HostStressOutcome> RunHostStress(const StressOptions& options,
                                                 std::FILE* progress, bool tty) {
-  const uint64_t pages = options.mem_bytes / kPage;
-  if (options.mem_bytes % kPage != 0 || options.mem_bytes <= kFreeStart) {
+  const uint64_t pages = options.mem_bytes / kPageSize;
+  if (options.mem_bytes % kPageSize != 0 || options.mem_bytes <= kFreeStart) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--mem ", options.mem_bytes, ": host-thread runs need a page-aligned size above 1 MiB"));
   }
@@ -110,7 +110,7 @@ absl::StatusOr<HostStressOutcome> RunHostStress(const StressOptions& options,
         MemstressDescriptorFrames(kFreeStart, space.ram_size(), options.vcpus);
     dma_delays.invalidate_in_window = [&space, descriptors](mmu::Gfn gfn) {
       if (std::find(descriptors.begin(), descriptors.end(), gfn) != descriptors.end()) return;
-      (void)space.Migrate(gfn * kPage, kPage);  // errors: impossible ranges only
+      (void)space.Migrate(gfn * kPageSize, kPageSize);  // errors: impossible ranges only
     };
   }
   if (options.dma_path == DmaPath::kSecondary) {
@@ -135,9 +135,9 @@ absl::StatusOr<HostStressOutcome> RunHostStress(const StressOptions& options,
       const std::vector<uint64_t> descriptors =
           MemstressDescriptorFrames(kFreeStart, space.ram_size(), options.vcpus);
       dma_delays.invalidate_in_window = [&space, descriptors](mmu::Gfn frame) {
-        const uint64_t gfn = frame - space.base() / kPage;
+        const uint64_t gfn = frame - space.base() / kPageSize;
         if (std::find(descriptors.begin(), descriptors.end(), gfn) != descriptors.end()) return;
-        (void)space.Migrate(gfn * kPage, kPage);
+        (void)space.Migrate(gfn * kPageSize, kPageSize);
       };
     }
     mirror->SetFaultHooksForTesting(MakeDelayHooks(dma_delays));

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "notifier/mutex.h"
+#include "notifier/base/mutex.h"
 #include "vmm/dma/dma_engine.h"
 #include "vmm/dma/dma_memory.h"
 #include "vmm/stress/stress_result.h"

@@ -5,13 +5,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "notifier/base/page.h"
 #include "vmm/dma/dma_memory.h"
 
 namespace mmuvisor::vmm::stress {
 namespace {
 
-constexpr uint64_t kPage = 4096;
-constexpr uint64_t kWords = kPage / 8;
+constexpr uint64_t kWords = kPageSize / 8;
 constexpr uint64_t kChunkPages = 64;
 
 void CopyPage(const uint64_t* from, uint64_t* to) {
@@ -39,7 +39,7 @@ void PagePoolSpace::Teardown() {
 }
 
 absl::Status PagePoolSpace::CheckRange(uint64_t gpa, uint64_t len) const {
-  if (gpa % kPage != 0 || len % kPage != 0 || len == 0 || gpa > ram_size() ||
+  if (gpa % kPageSize != 0 || len % kPageSize != 0 || len == 0 || gpa > ram_size() ||
       len > ram_size() - gpa) {
     return absl::InvalidArgumentError(absl::StrCat(
         "PagePoolSpace: range gpa=0x", absl::Hex(gpa), " len=0x", absl::Hex(len),
@@ -50,7 +50,7 @@ absl::Status PagePoolSpace::CheckRange(uint64_t gpa, uint64_t len) const {
 
 uint64_t* PagePoolSpace::AllocPage() {
   if (free_.empty()) {
-    void* chunk = std::aligned_alloc(kPage, kChunkPages * kPage);
+    void* chunk = std::aligned_alloc(kPageSize, kChunkPages * kPageSize);
     if (chunk == nullptr) std::abort();  // out of host memory: nothing sensible to do
     chunks_.emplace_back(static_cast<uint64_t*>(chunk));
     for (uint64_t i = kChunkPages; i-- > 0;) {
@@ -80,7 +80,7 @@ absl::Status PagePoolSpace::Bracketed(uint64_t gpa, uint64_t len, Kind kind, boo
     if (absl::IsUnavailable(s)) eagain_.fetch_add(1, std::memory_order_relaxed);
     return s;  // EAGAIN: the range stays untouched and end must not be called
   }
-  Apply(gpa / kPage, (gpa + len) / kPage, kind);
+  Apply(gpa / kPageSize, (gpa + len) / kPageSize, kind);
   hub_.InvalidateRangeEnd(range);
   return absl::OkStatus();
 }
@@ -167,7 +167,7 @@ absl::StatusOr<mmu::PrimaryPage> PagePoolSpace::Resolve(uint64_t address, mmu::A
     return absl::NotFoundError(
         absl::StrCat("PagePoolSpace: nothing mapped at 0x", absl::Hex(address)));
   }
-  const uint64_t gfn = (address - kBase) / kPage;
+  const uint64_t gfn = (address - kBase) / kPageSize;
   MutexLock lock(&mu_);
   uint64_t* page = ResidentPage(gfn);
   PageState& state = table_[gfn];
@@ -183,7 +183,7 @@ absl::StatusOr<uint64_t> PagePoolSpace::ReadWordForTesting(uint64_t gpa) {
   }
   MutexLock lock(&mu_);
   uint64_t value = 0;
-  dma::LoadWords(ResidentPage(gpa / kPage) + (gpa % kPage) / 8, &value, 1);
+  dma::LoadWords(ResidentPage(gpa / kPageSize) + (gpa % kPageSize) / 8, &value, 1);
   return value;
 }
 
@@ -193,8 +193,8 @@ absl::Status PagePoolSpace::WriteWordForTesting(uint64_t gpa, uint64_t value) {
   }
   MutexLock lock(&mu_);
   // A CPU store: it needs a writable page, as a write fault would make it.
-  table_[gpa / kPage].write_protected = false;
-  dma::StoreWords(ResidentPage(gpa / kPage) + (gpa % kPage) / 8, &value, 1);
+  table_[gpa / kPageSize].write_protected = false;
+  dma::StoreWords(ResidentPage(gpa / kPageSize) + (gpa % kPageSize) / 8, &value, 1);
   return absl::OkStatus();
 }
 

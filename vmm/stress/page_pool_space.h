@@ -33,7 +33,7 @@
 #include "absl/status/statusor.h"
 #include "mmu/primary.h"
 #include "notifier/hub.h"
-#include "notifier/mutex.h"
+#include "notifier/base/mutex.h"
 
 namespace mmuvisor::vmm::stress {
 

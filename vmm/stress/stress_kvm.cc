@@ -22,6 +22,7 @@
 #include "absl/time/clock.h"
 #include "mmu/mirror.h"
 #include "mmuvisor/guest_abi.h"
+#include "notifier/base/page.h"
 #include "vmm/boot/guest_images.h"
 #include "vmm/dma/dma_engine.h"
 #include "vmm/dma/dma_memory.h"
@@ -45,7 +46,6 @@
 namespace mmuvisor::vmm::stress {
 namespace {
 
-constexpr uint64_t kPage = 4096;
 // With --rounds the guest stops by itself; it gets this long beyond --duration (a --rounds
 // run is bounded by its rounds, not by --duration: README "Bounded run time").
 constexpr absl::Duration kRoundsGrace = absl::Seconds(60);
@@ -193,7 +193,7 @@ absl::StatusOr<HostStressOutcome> RunKvmStress(const StressOptions& options,
   if (absl::Status s = WriteBootArgs(*machine, args); !s.ok()) return s;
   const uint64_t free_start = boot_info->free_start;
   const uint64_t free_end = std::min<uint64_t>(boot_info->free_end, mem_bytes);
-  if (free_end <= free_start + options.op_pages * kPage) {
+  if (free_end <= free_start + options.op_pages * kPageSize) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--mem ", mem_bytes, ": leaves [0x", absl::Hex(free_start), ", 0x", absl::Hex(free_end),
         ") for the workload, too small for ", options.vcpus, " vCPUs"));
@@ -224,11 +224,11 @@ absl::StatusOr<HostStressOutcome> RunKvmStress(const StressOptions& options,
     const std::vector<uint64_t> descriptors =
         MemstressDescriptorFrames(free_start, free_end, options.vcpus);
     const uint64_t frame_base =
-        options.dma_path == DmaPath::kMirror ? space.AddressOf(0) / kPage : 0;
+        options.dma_path == DmaPath::kMirror ? space.AddressOf(0) / kPageSize : 0;
     dma_delays.invalidate_in_window = [&space, descriptors, frame_base](mmu::Gfn frame) {
       const uint64_t gfn = frame - frame_base;
       if (std::find(descriptors.begin(), descriptors.end(), gfn) != descriptors.end()) return;
-      absl::StatusOr<PageRange> page = space.PagesOf(Gpa{gfn * kPage}, ByteSize{kPage});
+      absl::StatusOr<PageRange> page = space.PagesOf(Gpa{gfn * kPageSize}, ByteSize{kPageSize});
       // Reclaim, not Migrate: RAM is a memfd, and a migrate faults the page back in at the
       // same offset, so a translation kept across it still reaches the right bytes. After
       // a reclaim the offset is a hole until the guest's next touch swaps it in: what the
@@ -322,8 +322,8 @@ absl::StatusOr<HostStressOutcome> RunKvmStress(const StressOptions& options,
     if (!r->reaped) return absl::UnavailableError("OOM reap skipped after EAGAIN retries");
     return absl::OkStatus();
   };
-  const uint64_t ops_start = (free_start + kPage - 1) / kPage * kPage;
-  const uint64_t ops_end = free_end / kPage * kPage;
+  const uint64_t ops_start = (free_start + kPageSize - 1) / kPageSize * kPageSize;
+  const uint64_t ops_end = free_end / kPageSize * kPageSize;
   HostOpDriver driver(options, ops_start, ops_end, callbacks, &trace);
 
   const absl::Time start = absl::Now();

@@ -24,7 +24,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
-#include "notifier/mutex.h"
+#include "notifier/base/mutex.h"
 
 namespace mmuvisor::vmm::stress {
 

@@ -43,7 +43,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
-#include "notifier/mutex.h"
+#include "notifier/base/mutex.h"
 #include "vmm/kvm/vcpu.h"
 #include "vmm/vcpu/exit_handler.h"
 #include "vmm/vcpu/guest_fault.h"

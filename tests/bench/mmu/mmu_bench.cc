@@ -21,7 +21,7 @@
 #include "mmu/secondary_mmu.h"
 #include "mmu/shadow_page_table.h"
 #include "notifier/hub.h"
-#include "notifier/mutex.h"
+#include "notifier/base/mutex.h"
 
 namespace mmuvisor::mmu {
 namespace {

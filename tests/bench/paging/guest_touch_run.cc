@@ -12,7 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
 #include "mmuvisor/guest_abi.h"
-#include "notifier/mutex.h"
+#include "notifier/base/mutex.h"
 #include "touch/touch_shared.h"
 #include "vmm/host/host_address_space.h"
 #include "vmm/machine/machine.h"

@@ -12,7 +12,7 @@
 #include "gtest/gtest.h"
 #include "support/status_matchers.h"
 #include "vmm/cli/guest_source.h"
-#include "vmm/kvm/errno_status.h"
+#include "notifier/base/errno_status.h"
 #include "vmm/kvm/system.h"
 
 namespace mmuvisor::vmm {

@@ -70,7 +70,7 @@ TEST(GuestConsoleTest, SerialLinesFromConcurrentVcpusStayWhole) {
 #include <fcntl.h>
 #include <sys/mman.h>
 
-#include "notifier/mutex.h"
+#include "notifier/base/mutex.h"
 #include "vmm/kvm/host_mapping.h"
 #include "vmm/kvm/vcpu.h"
 #include "vmm/vcpu/vcpu_runner.h"

@@ -14,7 +14,7 @@
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "vmm/host/dirty_tracking.h"
-#include "notifier/mutex.h"
+#include "notifier/base/mutex.h"
 #include "vmm/host/memslot_control.h"
 
 namespace mmuvisor::vmm::testing {

@@ -20,7 +20,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "notifier/mutex.h"
+#include "notifier/base/mutex.h"
 #include "support/status_matchers.h"
 #include "vmm/paging/guest_ram.h"
 #include "vmm/paging/swap_store.h"

@@ -1,4 +1,4 @@
-// notifier/mutex.h: the project's one set of locks, for every layer (notifier, mmu, vmm):
+// notifier/base/mutex.h: the project's one set of locks, for every layer (notifier, mmu, vmm):
 // Mutex (std::mutex), SharedMutex (std::shared_mutex), their scoped guards MutexLock and
 // ReaderMutexLock, and condition-variable waits on a Mutex (Await, AwaitFor).
 //
@@ -18,8 +18,8 @@
 //     in that mode (not that the caller does); they abort otherwise.
 //
 // Threads: any. Nothing is recursive. None of these types is copyable or movable.
-#ifndef MMUVISOR_NOTIFIER_MUTEX_H_
-#define MMUVISOR_NOTIFIER_MUTEX_H_
+#ifndef MMUVISOR_NOTIFIER_BASE_MUTEX_H_
+#define MMUVISOR_NOTIFIER_BASE_MUTEX_H_
 
 #include <algorithm>
 #include <atomic>
@@ -158,4 +158,4 @@ class ABSL_SCOPED_LOCKABLE ReaderMutexLock {
 
 }  // namespace mmuvisor
 
-#endif  // MMUVISOR_NOTIFIER_MUTEX_H_
+#endif  // MMUVISOR_NOTIFIER_BASE_MUTEX_H_

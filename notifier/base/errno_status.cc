@@ -1,11 +1,11 @@
-#include "vmm/kvm/errno_status.h"
+#include "notifier/base/errno_status.h"
 
 #include <cerrno>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
 
-namespace mmuvisor::vmm {
+namespace mmuvisor {
 
 absl::StatusCode ErrnoToCode(int err) {
   switch (err) {
@@ -26,6 +26,7 @@ absl::StatusCode ErrnoToCode(int err) {
     case ENOENT:
     case ENODEV:
     case ENXIO:
+    case ESRCH:
       return absl::StatusCode::kNotFound;
     case EACCES:
     case EPERM:
@@ -50,4 +51,4 @@ absl::Status ErrnoToStatus(int err, absl::string_view what) {
   return absl::Status(ErrnoToCode(err), absl::StrCat(what, ": ", ErrnoText(err)));
 }
 
-}  // namespace mmuvisor::vmm
+}  // namespace mmuvisor

@@ -4,21 +4,25 @@
 // The code follows status.h: EINVAL/E2BIG/ERANGE -> InvalidArgument, ENOMEM/ENOSPC/EMFILE
 // -> ResourceExhausted, EAGAIN/EINTR/EBUSY -> Unavailable, ENOENT/ENODEV/ENXIO -> NotFound,
 // EACCES/EPERM -> PermissionDenied, EEXIST -> AlreadyExists, EFAULT -> OutOfRange,
-// anything else -> Internal. Thread-safe (strerror_r).
-#ifndef MMUVISOR_VMM_KVM_ERRNO_STATUS_H_
-#define MMUVISOR_VMM_KVM_ERRNO_STATUS_H_
+// ESRCH -> NotFound, anything else -> Internal. Thread-safe (strerror_r).
+//
+// The project's one errno mapping (every layer uses it, never absl::ErrnoToStatus, whose
+// table differs: EFAULT and EBUSY above are what the vCPU loop and the host operations
+// branch on). ErrnoText is strerror_r's text, for messages that pick their own code.
+#ifndef MMUVISOR_NOTIFIER_BASE_ERRNO_STATUS_H_
+#define MMUVISOR_NOTIFIER_BASE_ERRNO_STATUS_H_
 
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 
-namespace mmuvisor::vmm {
+namespace mmuvisor {
 
 absl::StatusCode ErrnoToCode(int err);
 std::string ErrnoText(int err);
 absl::Status ErrnoToStatus(int err, absl::string_view what);
 
-}  // namespace mmuvisor::vmm
+}  // namespace mmuvisor
 
-#endif  // MMUVISOR_VMM_KVM_ERRNO_STATUS_H_
+#endif  // MMUVISOR_NOTIFIER_BASE_ERRNO_STATUS_H_
