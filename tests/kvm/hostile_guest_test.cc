@@ -125,8 +125,9 @@ TEST(HostileGuestTest, StoresIntoTheVerifierFailTheRun) {
 TEST(HostileGuestTest, CliRunsItAndRefusesWhatCannotRun) {
   if (absl::Status kvm = ProbeKvm("/dev/kvm"); !kvm.ok()) GTEST_SKIP() << kvm.message();
   const std::string log = ::testing::TempDir() + "/hostile_cli.log";
+  const std::string json = ::testing::TempDir() + "/hostile_cli.json";
   cli::CliRun run = cli::RunCli({"stress", "--guest", "hostile", "--seed", "5", "--rounds",
-                                 "3", "--no-progress", "--hostile-log", log});
+                                 "3", "--no-progress", "--hostile-log", log, "--json", json});
   EXPECT_EQ(run.code, 0) << run.out << run.err;
   EXPECT_THAT(run.out, HasSubstr("verdict: PASS"));
   EXPECT_THAT(run.out, HasSubstr("hostile    vCPU 0: "));
@@ -135,6 +136,9 @@ TEST(HostileGuestTest, CliRunsItAndRefusesWhatCannotRun) {
   EXPECT_THAT(text, StartsWith("# mmuvisor stress --guest hostile --seed 5"));
   EXPECT_THAT(text, HasSubstr("\n0 "));
   EXPECT_THAT(text, HasSubstr("\nterminal ucall with a bad magic\n"));
+  const std::string report = ::mmuvisor::testing::ReadFileOrEmpty(json);
+  EXPECT_THAT(report, HasSubstr("\"hostile\":{\"vcpu\":0,\"records\":"));
+  EXPECT_THAT(report, HasSubstr("\"terminal\":\"ucall with a bad magic\""));
 
   cli::CliRun unknown = cli::RunCli({"stress", "--guest", "nosuch"});
   EXPECT_EQ(unknown.code, 2);
