@@ -3,7 +3,7 @@
 // (ParseSize, ParseGuestNumber, ParseTimeout) and the help texts.
 //
 // Checked on every accepted command line (abort on violation): what flags.h and
-// `run --help` promise: --mem a multiple of 4 KiB and at least kMinMemBytes; 1..32 vCPUs;
+// `run --help` promise: --mem a multiple of 4 KiB and at least kMinGuestMemBytes; 1..32 vCPUs;
 // a positive timeout; at most MMV_BOOT_INFO_MAX_ARGS guest arguments; --resident in (0, 1].
 // (An empty GUEST parses: it is the resolver's to refuse, guest_source.h, as it does.) ParseSize never returns 0; ParseTimeout never a non-positive
 // duration.
@@ -33,7 +33,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   absl::StatusOr<cli::Command> command = cli::ParseCommandLine(words);
   if (command.ok() && command->kind == cli::CommandKind::kRun) {
     const cli::RunOptions& run = command->run;
-    if (run.mem_bytes % 4096 != 0 || run.mem_bytes < cli::kMinMemBytes) Fail("--mem accepted");
+    if (run.mem_bytes % 4096 != 0 || run.mem_bytes < vmm::kMinGuestMemBytes) Fail("--mem accepted");
     if (run.vcpus == 0 || run.vcpus > MMV_UCALL_MAX_VCPUS) Fail("--vcpus accepted");
     if (run.timeout <= absl::ZeroDuration()) Fail("non-positive --timeout accepted");
     if (run.guest_args.size() > MMV_BOOT_INFO_MAX_ARGS) Fail("too many guest arguments");

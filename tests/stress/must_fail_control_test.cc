@@ -4,7 +4,8 @@
 // migrate of the faulting data page between resolve and install of each DMA fault's
 // first attempt), so the skipped re-check is the only thing that could have saved the
 // run. The same forcing with the checks on PASSes: the failure is the skipped check's.
-// Runs are short (1 s); nothing here depends on how fast the machine is.
+// Runs end after 2 rounds per vCPU (seconds; 120 s is only a bound), so nothing here
+// depends on how fast the machine is.
 #include <string>
 #include <tuple>
 #include <vector>
@@ -48,6 +49,10 @@ TEST_P(SkippedDmaRetryTest, FailsOnEverySeedNamingTheCheck) {
   StressOptions o = Control(std::get<0>(GetParam()), std::get<1>(GetParam()));
   o.skip_dma_retry_check_for_testing = true;
   o.force_dma_fault_races_for_testing = true;
+  // Rounds, not the clock, end the run: in 1 s a loaded machine may not get to a DMA
+  // operation at all (seen once under concurrency_under_load: PASS, nothing forced).
+  o.rounds = 2;
+  o.duration = absl::Seconds(120);
   ASSERT_OK_AND_ASSIGN(HostStressOutcome out, RunHostStress(o, nullptr, false));
   const std::string report = FormatReport(out.result);
   EXPECT_FALSE(out.result.pass) << report;

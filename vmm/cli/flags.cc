@@ -13,24 +13,13 @@
 #include "mmuvisor/guest_abi.h"
 #include "vmm/cli/guest_source.h"
 #include "vmm/memory/address.h"
+#include "vmm/memory/guest_mem_size.h"
 
 namespace mmuvisor::vmm::cli {
 namespace {
 
 absl::Status Bad(absl::string_view flag, absl::string_view value, absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat(flag, " '", value, "': ", why));
-}
-
-absl::StatusOr<uint64_t> ParseMem(absl::string_view value) {
-  absl::StatusOr<uint64_t> bytes = ParseSize(value);
-  if (!bytes.ok()) return Bad("--mem", value, bytes.status().message());
-  if (*bytes % kPageSize != 0) {
-    return Bad("--mem", value, absl::StrFormat("not a multiple of the %u-byte page", kPageSize));
-  }
-  if (*bytes < kMinMemBytes) {
-    return Bad("--mem", value, "below the 2M minimum (the first MiB is the fixed guest layout)");
-  }
-  return *bytes;
 }
 
 absl::StatusOr<uint32_t> ParseVcpus(absl::string_view value) {
@@ -149,7 +138,7 @@ absl::StatusOr<Command> ParseRun(absl::Span<const std::string> args) {
     }
     if (value.empty()) return absl::InvalidArgumentError(absl::StrCat(flag, " needs a value"));
     if (flag == "--mem") {
-      absl::StatusOr<uint64_t> v = ParseMem(value);
+      absl::StatusOr<uint64_t> v = ParseGuestMemSize(value);
       if (!v.ok()) return v.status();
       run.mem_bytes = *v;
     } else if (flag == "--vcpus") {
@@ -201,42 +190,6 @@ absl::StatusOr<Command> ParseRun(absl::Span<const std::string> args) {
 }
 
 }  // namespace
-
-absl::StatusOr<uint64_t> ParseSize(absl::string_view text) {
-  size_t digits = 0;
-  while (digits < text.size() && absl::ascii_isdigit(static_cast<unsigned char>(text[digits]))) {
-    ++digits;
-  }
-  if (digits == 0) return absl::InvalidArgumentError("not a size (expected e.g. 64M or 1G)");
-  uint64_t number = 0;
-  if (!absl::SimpleAtoi(text.substr(0, digits), &number)) {
-    return absl::InvalidArgumentError("number too large");
-  }
-  std::string suffix = absl::AsciiStrToUpper(text.substr(digits));
-  if (suffix.size() > 1 && (suffix.substr(1) == "IB" || suffix.substr(1) == "B")) {
-    suffix = suffix.substr(0, 1);
-  }
-  unsigned shift = 0;
-  if (suffix.empty() || suffix == "B") {
-    shift = 0;
-  } else if (suffix == "K") {
-    shift = 10;
-  } else if (suffix == "M") {
-    shift = 20;
-  } else if (suffix == "G") {
-    shift = 30;
-  } else if (suffix == "T") {
-    shift = 40;
-  } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unknown unit '", text.substr(digits), "' (use K, M, G or T)"));
-  }
-  if (number == 0) return absl::InvalidArgumentError("size is zero");
-  if (number > (std::numeric_limits<uint64_t>::max() >> shift)) {
-    return absl::InvalidArgumentError("size overflows 64 bits");
-  }
-  return number << shift;
-}
 
 absl::StatusOr<uint64_t> ParseGuestNumber(absl::string_view text) {
   uint64_t v = 0;

@@ -25,13 +25,13 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "vmm/boot/x86_state.h"
+#include "vmm/memory/guest_mem_size.h"
 #include "vmm/memory/memory_backing.h"
 
 namespace mmuvisor::vmm::cli {
 
 inline constexpr absl::string_view kDefaultGuest = "hello64";
 inline constexpr uint64_t kDefaultMemBytes = 64ull << 20;
-inline constexpr uint64_t kMinMemBytes = 2ull << 20;  // the fixed layout below 1 MiB + image
 inline constexpr absl::Duration kDefaultTimeout = absl::Seconds(10);
 // Without --timeout at --cpl 0: guest code at CPL0 is instruction-emulated on
 // shadow-paging hosts (kvm_pvm, ~1000x slower), where a 4 MiB verify takes ~10 s.
@@ -68,9 +68,9 @@ struct Command {
 // args: argv[1..argc).
 absl::StatusOr<Command> ParseCommandLine(absl::Span<const std::string> args);
 
-// "4096", "64K", "64M", "1G", "2T" (binary units; K/KiB/KB all mean 1024). Errors:
-// malformed, zero, or overflowing 64 bits.
-absl::StatusOr<uint64_t> ParseSize(absl::string_view text);
+// ParseSize ("64M"), ParseGuestMemSize (--mem's rules): vmm/memory/guest_mem_size.h, shared
+// with `mmuvisor stress`.
+using vmm::ParseSize;
 // A run argument or --seed/--boot-flags value: decimal ("4096"), hexadecimal ("0x1000")
 // or decimal with a binary unit ("4K", "4M", "1G", "2T"); zero is allowed. Errors:
 // anything else, or more than 64 bits.

@@ -56,11 +56,9 @@ std::string ThisHostLine() {
 int RunGuest(const RunOptions& options, std::FILE* out, std::FILE* err) {
   absl::StatusOr<GuestSource> guest = ResolveGuest(options.guest);
   if (!guest.ok()) return Fail(err, kExitBadInput, guest.status().message());
-  const uint64_t host_ram = HostPhysicalMemoryBytes();
-  if (host_ram != 0 && options.mem_bytes > host_ram) {
-    return Fail(err, kExitBadInput,
-                absl::StrFormat("--mem %u bytes: more than this host's %u bytes of RAM",
-                                options.mem_bytes, host_ram));
+  if (absl::Status fits = CheckGuestMemFitsHost(options.mem_bytes, HostPhysicalMemoryBytes());
+      !fits.ok()) {
+    return Fail(err, kExitBadInput, fits.message());
   }
   MachineConfig config;
   config.kvm_path = options.kvm_path;

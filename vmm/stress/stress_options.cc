@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "vmm/memory/guest_mem_size.h"
 
 namespace mmuvisor::vmm::stress {
 namespace {
@@ -16,26 +17,6 @@ namespace {
 absl::Status Bad(absl::string_view flag, absl::string_view value, absl::string_view why) {
   return absl::InvalidArgumentError(
       absl::StrCat("stress: ", flag, " \"", value, "\": ", why));
-}
-
-absl::StatusOr<uint64_t> Size(absl::string_view flag, absl::string_view text) {
-  absl::string_view digits = text;
-  uint64_t unit = 1;
-  for (const auto& [suffix, mult] : {std::pair<const char*, uint64_t>{"K", 1ull << 10},
-                                     {"M", 1ull << 20}, {"G", 1ull << 30}}) {
-    for (const std::string& s : {std::string(suffix), absl::StrCat(suffix, "iB"),
-                                absl::StrCat(suffix, "B")}) {
-      if (absl::ConsumeSuffix(&digits, s)) {
-        unit = mult;
-        break;
-      }
-    }
-    if (unit != 1) break;
-  }
-  uint64_t n = 0;
-  if (!absl::SimpleAtoi(digits, &n) || n == 0) return Bad(flag, text, "want a size like 64M");
-  if (n > UINT64_MAX / unit) return Bad(flag, text, "too large");
-  return n * unit;
 }
 
 absl::StatusOr<uint64_t> Count(absl::string_view flag, absl::string_view text, bool zero_ok) {
@@ -123,7 +104,8 @@ absl::StatusOr<StressOptions> ParseStressFlags(absl::Span<const std::string> arg
   auto var = (expr)(flag, *var##_s);        \
   if (!var.ok()) return var.status();
     if (flag == "--mem") {
-      MMV_TAKE(v, Size);
+      // The parser and rules `run --mem` uses (vmm/memory/guest_mem_size.h).
+      MMV_TAKE(v, [](absl::string_view, absl::string_view t) { return ParseGuestMemSize(t); });
       o.mem_bytes = *v;
       o.mem_given = true;
     } else if (flag == "--vcpus") {
@@ -272,7 +254,6 @@ absl::StatusOr<StressOptions> ParseStressFlags(absl::Span<const std::string> arg
     return Bad(!o.hostile_log_path.empty() ? "--hostile-log" : "--test-hostile-hits-verifier",
                o.hostile_log_path, "only with --guest hostile");
   }
-  if (o.mem_bytes % 4096 != 0) return Bad("--mem", absl::StrCat(o.mem_bytes), "must be page aligned");
   if (o.delay_probability > 0 && o.delay > o.duration) {
     return Bad("--delay", absl::FormatDuration(o.delay),
                absl::StrCat("longer than the run (--duration ", absl::FormatDuration(o.duration),
@@ -304,7 +285,7 @@ absl::Status CheckGuestFitsHost(uint64_t guest_bytes, double resident, uint64_t 
   const double needed = static_cast<double>(guest_bytes) * resident;
   if (host_ram == 0 || needed <= static_cast<double>(host_ram)) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrFormat(
-      "stress: --mem %u bytes at --resident %.0f%% keeps %.0f bytes resident: more than "
+      "--mem %u bytes at --resident %.0f%% keeps %.0f bytes resident: more than "
       "this host's %u bytes of RAM (lower --mem or --resident)",
       guest_bytes, resident * 100, needed, host_ram));
 }

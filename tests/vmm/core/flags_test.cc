@@ -1,4 +1,4 @@
-// The hand-written mmuvisor flag parser: every flag, both value forms, and each kind of
+// The mmuvisor flag parser: every flag, both value forms, and each kind of
 // bad input with its exact message.
 #include "vmm/cli/flags.h"
 
@@ -8,6 +8,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "support/status_matchers.h"
+#include "vmm/stress/stress_options.h"
 
 namespace mmuvisor::vmm::cli {
 namespace {
@@ -158,6 +159,24 @@ TEST(ParseCommandLineTest, BadInputNamesTheProblem) {
               StatusIs(kBad, HasSubstr("--memory 'thp': must be 'memfd' or 'anon'")));
   EXPECT_THAT(Parse({"run", "hello64", "--cpl", "1"}),
               StatusIs(kBad, HasSubstr("--cpl '1': must be 0 or 3")));
+}
+
+// `run --mem X` and `stress --mem X` go through one parser (vmm/memory/guest_mem_size.h):
+// the same text gets the same answer, accepted or refused with the same message.
+TEST(MemFlagTest, RunAndStressAnswerTheSame) {
+  for (const std::string text : {"1t", "1T", "64M", "2MiB", "3000", "64K", "1M", "lots", "12Q",
+                                 "0", "0M", "99999999999999999999", "17000000T"}) {
+    absl::StatusOr<Command> run = Parse({"run", "hello64", "--mem", text});
+    absl::StatusOr<stress::StressOptions> stress =
+        stress::ParseStressFlags(std::vector<std::string>{"--mem", text});
+    ASSERT_EQ(run.ok(), stress.ok()) << text << ": run " << run.status() << ", stress "
+                                     << stress.status();
+    if (run.ok()) {
+      EXPECT_EQ(run->run.mem_bytes, stress->mem_bytes) << text;
+    } else {
+      EXPECT_EQ(run.status(), stress.status()) << text;
+    }
+  }
 }
 
 }  // namespace
