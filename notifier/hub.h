@@ -82,9 +82,10 @@ const char* PolicyName(Policy policy);
 
 struct HubOptions {
   Policy policy = Policy::kUpstream;
-  // mmuvisor closes a gap Linux leaves (DESIGN §3): when the interval part of a start
-  // succeeded and a classic start then fails, undo the interval part before reporting
-  // Unavailable. false reproduces Linux: active ranges stay raised, invalidate_seq odd.
+  // mmuvisor closes a gap Linux leaves (notifier/README.md, "Classic subscriptions"): when
+  // the interval part of a start succeeded and a classic start then fails, undo the
+  // interval part before reporting Unavailable. false reproduces Linux: active ranges stay
+  // raised, invalidate_seq odd.
   bool unwind_interval_on_failure = true;
   // Run the PairingChecker (cheap: two relaxed atomic adds per callback).
   bool check_pairing = true;

@@ -66,7 +66,8 @@ absl::Status NotifierSubscriptions::StartInWindow(const Range& range) {
         "invalidate_range_start: an interval subscription would block (try again)");
   }
   if (ClassicStart(range)) {
-    // Linux leaves the interval part open here (DESIGN §3); mmuvisor closes it.
+    // Linux leaves the interval part open here; mmuvisor closes it (notifier/README.md,
+    // "Classic subscriptions").
     if (itree && options_.unwind_interval_on_failure) ItreeEnd();
     gate_.Exit();
     return ClassicStartUnavailable();

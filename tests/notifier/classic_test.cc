@@ -1,4 +1,5 @@
-// Unit tests of the classic-subscription rules (DESIGN §3 rules 1-5), one test per rule.
+// Unit tests of the classic-subscription rules (notifier/README.md, "Classic
+// subscriptions", rules 1-5), one test per rule.
 #include <atomic>
 #include <chrono>
 #include <memory>

@@ -244,9 +244,9 @@ TEST(IntervalTest, TeardownInvalidatesEveryIntervalWithReleaseEvent) {
   ASSERT_THAT(high.Remove(), IsOk());
 }
 
-// DESIGN §3: when the interval part succeeded and a classic start then fails, Linux
-// (mm/mmu_notifier.c since 5.12) returns -EAGAIN with the interval accounting still
-// raised; mmuvisor unwinds it. Both behaviours, side by side.
+// notifier/README.md, "Classic subscriptions": when the interval part succeeded and a
+// classic start then fails, Linux (mm/mmu_notifier.c since 5.12) returns -EAGAIN with the
+// interval accounting still raised; mmuvisor unwinds it. Both behaviours, side by side.
 struct UnwindCase {
   bool unwind;
   uint64_t active_after;

@@ -1,7 +1,8 @@
-// Randomised model test: a single-threaded reference model of DESIGN §3, driven by random
-// op sequences and compared with the hub after every step (callback order, results,
-// counts, invalidate_seq, active ranges, per-interval seqs). Fixed seeds; the seed and
-// the step are printed on failure. The model is written from the spec, not from hub.cc.
+// Randomised model test: a single-threaded reference model of the contract in
+// notifier/README.md, driven by random op sequences and compared with the hub after every
+// step (callback order, results, counts, invalidate_seq, active ranges, per-interval seqs).
+// Fixed seeds; the seed and the step are printed on failure. The model is written from the
+// spec, not from hub.cc.
 #include <algorithm>
 #include <cstdint>
 #include <memory>

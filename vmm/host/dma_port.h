@@ -1,6 +1,6 @@
 // DmaPort: coherent device access to guest memory through a SecondaryMmu subscribed to a
-// HostAddressSpace's hub (DESIGN §5: the DMA engine reaches guest memory only through a
-// secondary MMU). It is the reader/writer the reclaim tests run during storms.
+// HostAddressSpace's hub (vmm/host/README.md: the DMA engine reaches guest memory only
+// through a secondary MMU). It is the reader/writer the reclaim tests run during storms.
 //
 // Protocol. An access holds HostAddressSpace::DeviceAccess (shared) while it translates
 // (SecondaryMmu::Translate under a read section) and copies; a miss drops it and faults

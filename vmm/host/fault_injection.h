@@ -1,5 +1,6 @@
 // StartFaultSubscription: a classic subscription that injects faults into the hub's
-// invalidation windows, for tests and the stress scenarios (DESIGN §5, reclaim driver):
+// invalidation windows, for tests and the stress scenarios (vmm/host/README.md, "Aging
+// and the reclaim driver"):
 //   - "try again" (EAGAIN) from non-blockable starts: with a probability, or for the next
 //     N such starts (deterministic). It declares kStartMayFail and therefore has no end,
 //     as the notifier rules require;

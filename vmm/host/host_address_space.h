@@ -1,9 +1,9 @@
 // HostAddressSpace: the host side of guest memory, and the only code that changes what
-// backs it (DESIGN §5). It owns guest RAM (GuestRam: memfd-shared by default, anonymous
-// as an option), the notifier hub for it (hub addresses are host-virtual addresses of
-// guest RAM, as Linux's mm addresses are), the memslot view (MemslotTable), the swap
-// store and the userfaultfd page server. It is the mmu::Primary of the SecondaryMmus
-// subscribed to its hub.
+// backs it (vmm/host/README.md). It owns guest RAM (GuestRam: memfd-shared by default,
+// anonymous as an option), the notifier hub for it (hub addresses are host-virtual
+// addresses of guest RAM, as Linux's mm addresses are), the memslot view (MemslotTable),
+// the swap store and the userfaultfd page server. It is the mmu::Primary of the
+// SecondaryMmus subscribed to its hub.
 //
 // Every operation is bracketed by the hub, with the event Linux would use:
 //   Reclaim   kClear          save each resident page not saved-and-clean, then discard
