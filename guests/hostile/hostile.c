@@ -339,8 +339,8 @@ static void sweep(struct state* s) {
     const struct shadow* e = &s->shadow[p];
     uint64_t found = 0;
     if (e->width != 0 && !shadow_holds(e, &found)) {
-      check_failed(s, HOSTILE_CHECK_STORE_KEPT, e->gpa, truncated(e->value, e->width == 64 ? 8 : e->width),
-                   found);
+      const uint64_t width = e->width == 64 ? 8 : e->width;
+      check_failed(s, HOSTILE_CHECK_STORE_KEPT, e->gpa, truncated(e->value, width), found);
       s->shadow[p].width = 0;
     }
   }

@@ -98,7 +98,7 @@ enum hostile_op {
 #define HOSTILE_P_DMA 2u          /* IN only: the device's busy count */
 #define HOSTILE_P_UCALL 3u        /* IN only: the ucall port reads 0 */
 #define HOSTILE_P_EXCEPTION 4u    /* IN only: the exception port (no device for reads) */
-#define HOSTILE_P_STRING 5u       /* rep outsb to the UART / rep insb from a port with no device into lane 2 */
+#define HOSTILE_P_STRING 5u       /* rep outsb to the UART; rep insb from no device into lane 2 */
 #define HOSTILE_P_COUNT 6u
 /* DOORBELL: a = value, c = width, b = port offset. */
 #define HOSTILE_D_WIDTH 0u        /* a 1- or 2-byte OUT, or one at offset 1..3 */
@@ -320,9 +320,10 @@ static inline void hostile_desc_at(const struct hostile_arena* arena, uint64_t c
   if (c == 11 && !last) c = 10;
   p->flags = E;
   switch (c) {
-    case 0: p->op = MMV_DMA_OP_COPY; p->dst = arena->ram_size - HOSTILE_PAGE; p->len = 2 * HOSTILE_PAGE;
+    case 0: p->op = MMV_DMA_OP_COPY; p->dst = arena->ram_size - HOSTILE_PAGE;
+            p->len = 2 * HOSTILE_PAGE; p->want = MMV_DMA_STATUS_OUT_OF_RANGE; break;
+    case 1: p->op = MMV_DMA_OP_FILL; p->dst = 1ull << 52;
             p->want = MMV_DMA_STATUS_OUT_OF_RANGE; break;
-    case 1: p->op = MMV_DMA_OP_FILL; p->dst = 1ull << 52; p->want = MMV_DMA_STATUS_OUT_OF_RANGE; break;
     case 2: p->len = 1ull << 40; p->want = MMV_DMA_STATUS_BAD_LENGTH; break;
     case 3: p->len = 0; p->want = MMV_DMA_STATUS_BAD_LENGTH; break;
     case 4: p->len = 12; p->want = MMV_DMA_STATUS_BAD_LENGTH; break;

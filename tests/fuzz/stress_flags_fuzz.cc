@@ -6,7 +6,9 @@
 // positive --duration (finite: the run's time bound is --duration plus slack), --delay and
 // --fault-timeout; --resident, --eagain and --delay-prob
 // inside [0, 1]; operation rates inside [0, 1e6]; --op-pages > 0; a --delay no longer than
-// --duration when delays are on. Comparisons are written so that a NaN fails them.
+// --duration when delays are on; --guest memstress or hostile, hostile with >= 2 vCPUs and
+// not on host threads, the hostile flags only with it. Comparisons are written so that a
+// NaN fails them.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -53,6 +55,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   if (o.op_pages == 0) Fail("--op-pages 0 accepted");
   if (o.delay_probability > 0 && o.delay > o.duration) Fail("--delay longer than the run");
+  if (o.guest != "memstress" && o.guest != "hostile") Fail("unknown --guest accepted");
+  if (o.guest == "hostile" && o.vcpus < 2) Fail("--guest hostile with one vCPU accepted");
+  if (o.guest == "hostile" && o.mode == stress::StressMode::kHostThreads) {
+    Fail("--guest hostile on host threads accepted");
+  }
+  if (o.guest != "hostile" &&
+      (!o.hostile_log_path.empty() || o.hostile_hits_verifier_for_testing)) {
+    Fail("a hostile flag accepted without --guest hostile");
+  }
   (void)stress::PolicyFlagName(o.policy);
   (void)stress::DmaPathName(o.dma_path);
   return 0;

@@ -110,7 +110,9 @@ void GuestReports::OnHostileReport(uint32_t vcpu, uint64_t kind,
                                    absl::Span<const uint64_t> values) {
   HostileCounts& h = hostile_;
   if (kind == HOSTILE_REPORT_VERIFIER_DONE) {
-    if (vcpu < h.verifier_done.size() && hostile_vcpu_ != vcpu) h.verifier_done[vcpu] = At(values, 0);
+    if (vcpu < h.verifier_done.size() && hostile_vcpu_ != vcpu) {
+      h.verifier_done[vcpu] = At(values, 0);
+    }
     return;
   }
   if (hostile_vcpu_ != vcpu) {  // only the hostile vCPU sends the rest
