@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/time/clock.h"
+#include "notifier/base/random.h"
 
 namespace mmuvisor::vmm {
 
@@ -11,13 +12,11 @@ using notifier::Op;
 StartFaultSubscription::StartFaultSubscription(StartFaults faults, std::string name)
     : notifier::Subscription({Op::kRelease, Op::kInvalidateRangeStart, Op::kStartMayFail},
                              std::move(name)),
-      faults_(faults),
-      rng_(faults.seed | 1) {}
+      faults_(faults) {}
 
 void StartFaultSubscription::Configure(const StartFaults& faults) {
   MutexLock lock(&mu_);
   faults_ = faults;
-  rng_ = faults.seed | 1;
 }
 
 void StartFaultSubscription::Release(notifier::NotifierSubscriptions& /*hub*/) {
@@ -37,12 +36,8 @@ notifier::StartResult StartFaultSubscription::InvalidateRangeStart(
       --faults_.eagain_next;
       fail = true;
     } else if (faults_.eagain_probability > 0.0) {
-      // xorshift64*: cheap, deterministic per seed.
-      rng_ ^= rng_ >> 12;
-      rng_ ^= rng_ << 25;
-      rng_ ^= rng_ >> 27;
-      const uint64_t r = rng_ * 0x2545F4914F6CDD1Dull;
-      fail = static_cast<double>(r >> 11) * 0x1.0p-53 < faults_.eagain_probability;
+      // Draw number under mu_: deterministic per seed and start order.
+      fail = Chance(faults_.seed, draws_++, faults_.eagain_probability);
     }
   }
   if (delay > absl::ZeroDuration()) absl::SleepFor(delay);  // blockable: may sleep

@@ -8,8 +8,12 @@
 //     change and the faults that race with it).
 // Swap-store errors are injected on the store itself (SwapStore::SetWriteFaultInjection).
 //
+// The project's one EAGAIN injector: the stress runner registers it too (--eagain P, with
+// the run's seed). Draws: notifier/base/random.h's Chance(seed, n, p), n counting the
+// non-blockable starts, so a seed gives the same sequence of answers.
+//
 // Threads: ops run on invalidating threads; Configure() from any thread. mu_ guards the
-// configuration and the random state; counters are relaxed atomics.
+// configuration and the draw count; counters are relaxed atomics.
 #ifndef MMUVISOR_VMM_HOST_FAULT_INJECTION_H_
 #define MMUVISOR_VMM_HOST_FAULT_INJECTION_H_
 
@@ -49,7 +53,7 @@ class StartFaultSubscription : public notifier::Subscription {
  private:
   Mutex mu_;
   StartFaults faults_ ABSL_GUARDED_BY(mu_);
-  uint64_t rng_ ABSL_GUARDED_BY(mu_);
+  uint64_t draws_ ABSL_GUARDED_BY(mu_) = 0;  // non-blockable starts drawn for (Chance)
   // Statistics: relaxed, no ordering partner.
   std::atomic<uint64_t> starts_{0}, eagains_{0}, releases_{0};
 };

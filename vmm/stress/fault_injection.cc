@@ -7,22 +7,6 @@
 
 namespace mmuvisor::vmm::stress {
 
-EagainInjector::EagainInjector(double probability, uint64_t seed)
-    : notifier::Subscription(
-          notifier::OpSet{notifier::Op::kInvalidateRangeStart, notifier::Op::kStartMayFail},
-          "eagain-injector"),
-      probability_(probability),
-      seed_(seed) {}
-
-notifier::StartResult EagainInjector::InvalidateRangeStart(const notifier::Range& range) {
-  if (range.blockable) return notifier::StartResult::kOk;
-  // relaxed: a draw number, only uniqueness matters.
-  const uint64_t n = draws_.fetch_add(1, std::memory_order_relaxed);
-  if (!Chance(seed_, n, probability_)) return notifier::StartResult::kOk;
-  injected_.fetch_add(1, std::memory_order_relaxed);
-  return notifier::StartResult::kAgain;
-}
-
 mmu::FaultHooks MakeDelayHooks(const DelayOptions& options) {
   mmu::FaultHooks hooks;
   hooks.retry_checks = options.retry_checks;

@@ -10,6 +10,7 @@
 #include "notifier/base/page.h"
 #include "vmm/dma/dma_engine.h"
 #include "vmm/dma/dma_memory.h"
+#include "vmm/host/fault_injection.h"
 #include "vmm/memory/memory_backing.h"
 #include "vmm/paging/latency_histogram.h"
 #include "vmm/stress/fault_injection.h"
@@ -61,7 +62,7 @@ absl::StatusOr<HostStressOutcome> RunHostStress(const StressOptions& options,
   // Subscriptions: the EAGAIN injector (if any) first, then the vCPU MMU and the DMA MMU
   // (or mirror). All are declared before the teardown guard, so on every return the
   // guard detaches and releases them (hub.Release) before they are destroyed.
-  std::optional<EagainInjector> injector;
+  std::optional<StartFaultSubscription> injector;
   mmu::SecondaryMmuOptions vcpu_mmu_options;
   vcpu_mmu_options.name = "vcpu-mmu";
   vcpu_mmu_options.retry_timeout = fault_timeout;
@@ -80,7 +81,9 @@ absl::StatusOr<HostStressOutcome> RunHostStress(const StressOptions& options,
   } guard{space, mirror, mirror_attached};
 
   if (options.eagain_probability > 0) {
-    injector.emplace(options.eagain_probability, options.seed);
+    injector.emplace(
+        StartFaults{.eagain_probability = options.eagain_probability, .seed = options.seed},
+        "eagain-injector");
     if (absl::Status s = hub.Register(*injector); !s.ok()) return s;
   }
   const std::vector<mmu::MemorySlot> layout = {{0, pages, space.base()}};

@@ -26,6 +26,7 @@
 #include "vmm/boot/guest_images.h"
 #include "vmm/dma/dma_engine.h"
 #include "vmm/dma/dma_memory.h"
+#include "vmm/host/fault_injection.h"
 #include "vmm/host/host_address_space.h"
 #include "vmm/host/reclaim_driver.h"
 #include "vmm/machine/machine.h"
@@ -145,7 +146,7 @@ absl::StatusOr<HostStressOutcome> RunKvmStress(const StressOptions& options,
   // the machine (and so its HostAddressSpace) exists.
   GuestReports reports(options.vcpus);
   if (hostile_vcpu) reports.set_hostile_vcpu(HOSTILE_VCPU);
-  std::optional<EagainInjector> injector;
+  std::optional<StartFaultSubscription> injector;
   std::unique_ptr<HostDeviceHooks> device_hooks;
   std::unique_ptr<TracedSecondaryMmu> dma_mmu;
   std::unique_ptr<mmu::Mirror> mirror;
@@ -209,7 +210,9 @@ absl::StatusOr<HostStressOutcome> RunKvmStress(const StressOptions& options,
 
   // Subscriptions on the space's hub: the EAGAIN injector first, then the DMA path.
   if (options.eagain_probability > 0) {
-    injector.emplace(options.eagain_probability, options.seed);
+    injector.emplace(
+        StartFaults{.eagain_probability = options.eagain_probability, .seed = options.seed},
+        "eagain-injector");
     if (absl::Status s = hub.Register(*injector); !s.ok()) return s;
   }
   bool delay_cut = false;

@@ -5,8 +5,8 @@
 
 #include "gtest/gtest.h"
 #include "mmuvisor/guest_abi.h"
+#include "notifier/base/random.h"
 #include "vmm/dma/descriptor.h"
-#include "vmm/stress/fault_injection.h"
 
 namespace mmuvisor::vmm::dma {
 namespace {
@@ -102,15 +102,15 @@ TEST(DmaDescriptorTest, FuzzAcceptedDescriptorsStayInsideRam) {
                            ~uint64_t{0} - 7, kRam};
   uint64_t accepted = 0;
   for (uint64_t n = 0; n < 1000000; ++n) {
-    const uint64_t r = stress::Mix64(n);
-    const uint64_t r2 = stress::Mix64(r);
+    const uint64_t r = Mix64(n);
+    const uint64_t r2 = Mix64(r);
     mmv_dma_desc d{};
     d.magic = (r & 0xff) == 0 ? static_cast<uint32_t>(r2) : MMV_DMA_DESC_MAGIC;
     d.op = static_cast<uint32_t>((r >> 8) % 5);
     d.flags = (r >> 11) % 16 == 0 ? static_cast<uint32_t>(r2 >> 32) : 0;
     d.src = (r >> 16) % 3 == 0 ? edges[(r >> 20) % 10] + ((r2 & 7) << 3)
                                : (r2 % (2 * kRam)) & ~static_cast<uint64_t>((r >> 24) % 2 == 0 ? 7 : 0);
-    d.dst = (r >> 28) % 3 == 0 ? edges[(r >> 32) % 10] : stress::Mix64(r2) % (2 * kRam) & ~uint64_t{7};
+    d.dst = (r >> 28) % 3 == 0 ? edges[(r >> 32) % 10] : Mix64(r2) % (2 * kRam) & ~uint64_t{7};
     d.len = (r >> 36) % 2 == 0 ? lens[(r >> 40) % 8] : ((r2 >> 20) % (kRam / 2)) & ~uint64_t{7};
     if (ValidateDescriptor(d, kRam) != MMV_DMA_STATUS_OK) continue;
     ++accepted;

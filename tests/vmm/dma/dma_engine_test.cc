@@ -8,8 +8,8 @@
 #include "dma_test_rig.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "notifier/base/random.h"
 #include "vmm/dma/descriptor.h"
-#include "vmm/stress/fault_injection.h"
 
 namespace mmuvisor::vmm::dma {
 namespace {
@@ -21,7 +21,7 @@ constexpr uint64_t kSrc = 0x4000;    // 3 pages of source
 constexpr uint64_t kDst = 0x10000;   // destination
 constexpr uint64_t kLen = 0x3000;
 
-uint64_t Pattern(uint64_t gpa) { return stress::Mix64(gpa * 31 + 7); }
+uint64_t Pattern(uint64_t gpa) { return Mix64(gpa * 31 + 7); }
 
 void FillSource(DmaRig& rig) {
   for (uint64_t a = kSrc; a < kSrc + kLen; a += 8) rig.PutWord(a, Pattern(a));
@@ -213,7 +213,7 @@ TEST(DmaEngineTest, FuzzGarbageChainsNeverCrash) {
   DmaRig rig({.pages = 16});
   const uint64_t ram = rig.ram_size();
   for (uint64_t a = 0; a < ram; a += 8) {
-    const uint64_t r = stress::Mix64(a);
+    const uint64_t r = Mix64(a);
     // Bias some words towards plausible values so validation passes now and then.
     uint64_t v = r;
     switch ((a / 8) % 8) {
@@ -227,7 +227,7 @@ TEST(DmaEngineTest, FuzzGarbageChainsNeverCrash) {
     rig.PutWord(a, v);
   }
   for (uint64_t n = 0; n < 3000; ++n) {
-    rig.engine().ExecuteChain((stress::Mix64(n) % ram) & ~uint64_t{63});
+    rig.engine().ExecuteChain((Mix64(n) % ram) & ~uint64_t{63});
   }
   const DmaStats stats = rig.engine().stats();
   uint64_t judged = 0;
