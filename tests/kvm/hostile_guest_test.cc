@@ -147,7 +147,7 @@ TEST(HostileGuestTest, CliRunsItAndRefusesWhatCannotRun) {
 
   cli::CliRun unknown = cli::RunCli({"stress", "--guest", "nosuch"});
   EXPECT_EQ(unknown.code, 2);
-  EXPECT_EQ(unknown.err, "mmuvisor stress: stress: --guest \"nosuch\": stress guests are "
+  EXPECT_EQ(unknown.err, "mmuvisor stress: --guest 'nosuch': stress guests are "
                          "memstress (the default) and hostile\n");
   cli::CliRun one = cli::RunCli({"stress", "--guest", "hostile", "--vcpus", "1"});
   EXPECT_EQ(one.code, 2);

@@ -62,7 +62,7 @@ TEST(RunBoundTest, SlackIsOneSecondOrATenth) {
 TEST(RunBoundTest, ADelayLongerThanTheRunIsRefused) {
   EXPECT_THAT(ParseStressFlags(std::vector<std::string>{"--duration", "1s", "--delay-prob", "1", "--delay", "10s"}),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("--delay \"10s\": longer than the run (--duration 1s)")));
+                       HasSubstr("--delay '10s': longer than the run (--duration 1s)")));
   // Without delays the value is unused and accepted.
   EXPECT_THAT(ParseStressFlags(std::vector<std::string>{"--duration", "1s", "--delay", "10s"}),
               ::mmuvisor::testing::IsOk());

@@ -74,7 +74,7 @@ TEST(StressCommandTest, FailingRunExitsOne) {
 TEST(StressCommandTest, BadFlagsExitTwo) {
   const Captured c = RunCli({"--policy", "newest"});
   EXPECT_EQ(c.code, kStressExitBadInput);
-  EXPECT_THAT(c.err, HasSubstr("--policy \"newest\""));
+  EXPECT_THAT(c.err, HasSubstr("--policy 'newest'"));
 }
 
 }  // namespace

@@ -16,7 +16,7 @@ namespace {
 
 absl::Status Bad(absl::string_view flag, absl::string_view value, absl::string_view why) {
   return absl::InvalidArgumentError(
-      absl::StrCat("stress: ", flag, " \"", value, "\": ", why));
+      absl::StrCat(flag, " '", value, "': ", why));
 }
 
 absl::StatusOr<uint64_t> Count(absl::string_view flag, absl::string_view text, bool zero_ok) {
