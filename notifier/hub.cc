@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "absl/strings/str_format.h"
+#include "notifier/base/status_macros.h"
 
 namespace mmuvisor::notifier {
 namespace {
@@ -90,7 +91,7 @@ void NotifierSubscriptions::PublishLocked() {
 }
 
 absl::Status NotifierSubscriptions::LinkLocked(Subscription& sub) {
-  if (absl::Status s = CheckOpCombination(sub); !s.ok()) return s;
+  MMUVISOR_RETURN_IF_ERROR(CheckOpCombination(sub));
   if (sub.hub_ != nullptr) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "register subscription '%s': already registered with a hub", sub.name()));

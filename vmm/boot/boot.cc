@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "absl/strings/str_format.h"
+#include "notifier/base/status_macros.h"
 #include "vmm/boot/page_tables.h"
 
 namespace mmuvisor::vmm {
@@ -23,7 +24,7 @@ absl::StatusOr<BootPlan> PrepareGuest(const GuestRamView& ram, absl::Span<const 
     absl::StatusOr<uint64_t> cr3 = BuildIdentityPageTables(ram);
     if (!cr3.ok()) return cr3.status();
     plan.cr3 = *cr3;
-    if (absl::Status s = WriteGdtAndTss(ram, plan.layout); !s.ok()) return s;
+    MMUVISOR_RETURN_IF_ERROR(WriteGdtAndTss(ram, plan.layout));
   }
   // Ucall blocks start zeroed so the VMM never sees a stale magic.
   constexpr uint64_t kUcallBytes = uint64_t{MMV_UCALL_STRIDE} * MMV_UCALL_MAX_VCPUS;

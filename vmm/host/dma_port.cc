@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_format.h"
+#include "notifier/base/status_macros.h"
 
 namespace mmuvisor::vmm {
 
@@ -14,8 +15,8 @@ absl::StatusOr<std::unique_ptr<DmaPort>> DmaPort::Create(HostAddressSpace& space
   mmu::SecondaryMmuOptions mmu_options;
   mmu_options.name = name;
   port->mmu_ = std::make_unique<mmu::SecondaryMmu>(space, mmu_options);
-  if (absl::Status s = port->mmu_->SetLayout(space.SecondaryLayout()); !s.ok()) return s;
-  if (absl::Status s = space.hub().Register(*port->mmu_); !s.ok()) return s;
+  MMUVISOR_RETURN_IF_ERROR(port->mmu_->SetLayout(space.SecondaryLayout()));
+  MMUVISOR_RETURN_IF_ERROR(space.hub().Register(*port->mmu_));
   mmu::SecondaryMmu* mmu = port->mmu_.get();
   port->observer_id_ = space.AddMemslotObserver([mmu](const MemslotTable& table) {
     std::vector<mmu::MemorySlot> layout;

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_format.h"
 #include "vmm/host/host_address_space.h"
+#include "notifier/base/status_macros.h"
 #include "vmm/host/host_address_space_internal.h"
 
 namespace mmuvisor::vmm {
@@ -58,7 +59,7 @@ absl::Status HostAddressSpace::CopyPage(uint64_t page, uint8_t* hva, uint8_t* bu
       if (torn_down_.load(std::memory_order_acquire)) {  // pairs with Teardown's release
         return absl::FailedPreconditionError("guest memory access: torn down");
       }
-      if (absl::Status failure = PageServerFailure(); !failure.ok()) return failure;
+      MMUVISOR_RETURN_IF_ERROR(PageServerFailure());
       const auto prot =
           static_cast<PageProtection>(user_prot_[page].load(std::memory_order_relaxed));
       if (prot == PageProtection::kNone || (write && prot != PageProtection::kReadWrite)) {

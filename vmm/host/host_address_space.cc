@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_format.h"
 #include "spdlog/spdlog.h"
+#include "notifier/base/status_macros.h"
 #include "vmm/host/host_address_space_internal.h"
 #include "vmm/host/reclaim_driver.h"
 
@@ -112,7 +113,7 @@ absl::Status HostAddressSpace::Init() {
   store_ = *std::move(store);
 
   if (!options_.start_page_server_later) {
-    if (absl::Status st = StartPageServer(); !st.ok()) return st;
+    MMUVISOR_RETURN_IF_ERROR(StartPageServer());
   }
 
   hub_ = std::make_unique<notifier::NotifierSubscriptions>(options_.hub);
@@ -142,7 +143,7 @@ absl::Status HostAddressSpace::AttachHypervisor(MemslotControl* control, DirtyLo
   }
   if (control != nullptr) {
     for (const GuestMemorySlot& slot : memslots()->slots()) {
-      if (absl::Status s = control->SetSlot(slot); !s.ok()) return s;
+      MMUVISOR_RETURN_IF_ERROR(control->SetSlot(slot));
     }
   }
   options_.memslot_control = control;
@@ -247,7 +248,7 @@ absl::StatusOr<mmu::PrimaryPage> HostAddressSpace::Resolve(uint64_t address,
   if (madvise(reinterpret_cast<void*>(address), kPageSize,
               write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ) != 0) {
     const int err = errno;
-    if (absl::Status failure = PageServerFailure(); !failure.ok()) return failure;
+    MMUVISOR_RETURN_IF_ERROR(PageServerFailure());
     // A window made the page read-only after our check (the kernel reports a write
     // populate of a read-only VMA as EFAULT or, since 6.x, EINVAL "incompatible
     // permissions"): the caller retries the whole fault. The user protection was checked

@@ -10,6 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "vmm/host/host_address_space.h"
+#include "notifier/base/status_macros.h"
 #include "vmm/host/host_address_space_internal.h"
 
 #ifndef MADV_POPULATE_READ
@@ -35,7 +36,7 @@ absl::Status ForEachRun(uint64_t n, Pred pred, Fn fn) {
     }
     uint64_t j = i;
     while (j < n && pred(j)) ++j;
-    if (absl::Status s = fn(i, j - i); !s.ok()) return s;
+    MMUVISOR_RETURN_IF_ERROR(fn(i, j - i));
     i = j;
   }
   return absl::OkStatus();
@@ -119,7 +120,7 @@ absl::StatusOr<ReclaimResult> HostAddressSpace::SaveAndDiscardLocked(PageRange r
   const notifier::Range hub_range = HubRange(range, event, blockable);
   // A failed (non-blockable) start: every subscription that needed an end got it; the
   // range must stay untouched and end must not be called.
-  if (absl::Status s = hub_->InvalidateRangeStart(hub_range); !s.ok()) return s;
+  MMUVISOR_RETURN_IF_ERROR(hub_->InvalidateRangeStart(hub_range));
   RunHook(WindowPoint::kAfterStart, hub_range);
   if (!DrainDeviceAccesses(blockable)) {
     hub_->InvalidateRangeEnd(hub_range);  // nothing changed
@@ -141,9 +142,9 @@ absl::StatusOr<ReclaimResult> HostAddressSpace::SaveAndDiscardLocked(PageRange r
     // window costs one page-table pass, as a bare discard does (README, "Cost").
     if (options_.write_protect_windows) {
       if (split_discard) {
-        if (absl::Status s = ram_->DropMappings(range.first, range.count); !s.ok()) return s;
+        MMUVISOR_RETURN_IF_ERROR(ram_->DropMappings(range.first, range.count));
       }
-      if (absl::Status s = MapProtection(range, PROT_READ); !s.ok()) return s;
+      MMUVISOR_RETURN_IF_ERROR(MapProtection(range, PROT_READ));
     }
     // Harvest after write-protecting, so every write before it is in the log.
     bool trust_clean = dirty_choice_.mode == DirtyTrackingMode::kDirtyLog;
@@ -234,7 +235,7 @@ absl::StatusOr<ReclaimResult> HostAddressSpace::SaveAndDiscardLocked(PageRange r
 }
 
 absl::StatusOr<ReclaimResult> HostAddressSpace::Reclaim(PageRange range) {
-  if (absl::Status s = CheckRange(range); !s.ok()) return s;
+  MMUVISOR_RETURN_IF_ERROR(CheckRange(range));
   ScopedPageRange held(windows_, range);
   absl::StatusOr<ReclaimResult> r =
       SaveAndDiscardLocked(range, Event::kClear, /*blockable=*/true, /*refault=*/false);
@@ -250,7 +251,7 @@ absl::StatusOr<ReclaimResult> HostAddressSpace::Reclaim(PageRange range) {
 }
 
 absl::StatusOr<ReclaimResult> HostAddressSpace::Migrate(PageRange range) {
-  if (absl::Status s = CheckRange(range); !s.ok()) return s;
+  MMUVISOR_RETURN_IF_ERROR(CheckRange(range));
   ScopedPageRange held(windows_, range);
   absl::StatusOr<ReclaimResult> r =
       SaveAndDiscardLocked(range, Event::kMigrate, /*blockable=*/true, /*refault=*/true);
@@ -263,11 +264,11 @@ absl::StatusOr<ReclaimResult> HostAddressSpace::Migrate(PageRange range) {
 }
 
 absl::Status HostAddressSpace::Discard(PageRange range) {
-  if (absl::Status s = CheckRange(range); !s.ok()) return s;
+  MMUVISOR_RETURN_IF_ERROR(CheckRange(range));
   ScopedPageRange held(windows_, range);
   if (torn_down()) return TornDownError("Discard");
   const notifier::Range hub_range = HubRange(range, Event::kClear, /*blockable=*/true);
-  if (absl::Status s = hub_->InvalidateRangeStart(hub_range); !s.ok()) return s;
+  MMUVISOR_RETURN_IF_ERROR(hub_->InvalidateRangeStart(hub_range));
   RunHook(WindowPoint::kAfterStart, hub_range);
   DrainDeviceAccesses(/*blockable=*/true);
   // Store first: once the copies are gone no fault can bring old data back, so after the
@@ -284,12 +285,12 @@ absl::Status HostAddressSpace::Discard(PageRange range) {
 }
 
 absl::Status HostAddressSpace::Protect(PageRange range, PageProtection prot) {
-  if (absl::Status s = CheckRange(range); !s.ok()) return s;
+  MMUVISOR_RETURN_IF_ERROR(CheckRange(range));
   ScopedPageRange held(windows_, range);
   if (torn_down()) return TornDownError("Protect");
   const notifier::Range hub_range =
       HubRange(range, Event::kProtectionVma, /*blockable=*/true);
-  if (absl::Status s = hub_->InvalidateRangeStart(hub_range); !s.ok()) return s;
+  MMUVISOR_RETURN_IF_ERROR(hub_->InvalidateRangeStart(hub_range));
   RunHook(WindowPoint::kAfterStart, hub_range);
   DrainDeviceAccesses(/*blockable=*/true);
   absl::Status status = MapProtection(range, ProtFlags(prot));
@@ -325,7 +326,7 @@ absl::Status HostAddressSpace::Unmap(uint32_t slot_id) {
   const GuestMemorySlot victim = *it;
   const PageRange range{(victim.hva.value - base_) / kPageSize, victim.size.value / kPageSize};
   const notifier::Range hub_range = HubRange(range, Event::kUnmap, /*blockable=*/true);
-  if (absl::Status s = hub_->InvalidateRangeStart(hub_range); !s.ok()) return s;
+  MMUVISOR_RETURN_IF_ERROR(hub_->InvalidateRangeStart(hub_range));
   RunHook(WindowPoint::kAfterStart, hub_range);
   absl::Status status = options_.memslot_control != nullptr
                             ? options_.memslot_control->DeleteSlot(victim)
@@ -361,7 +362,7 @@ absl::Status HostAddressSpace::Unmap(uint32_t slot_id) {
 }
 
 absl::StatusOr<OomReapResult> HostAddressSpace::OomReap(PageRange range) {
-  if (absl::Status s = CheckRange(range); !s.ok()) return s;
+  MMUVISOR_RETURN_IF_ERROR(CheckRange(range));
   OomReapResult out;
   Counters::Add(counters_->oom_reaps, 1);
   absl::Duration backoff = options_.oom.initial_backoff;

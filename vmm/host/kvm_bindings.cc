@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "notifier/base/status_macros.h"
 
 namespace mmuvisor::vmm {
 
@@ -20,7 +21,7 @@ absl::Status KvmMemslotControl::DeleteSlot(const GuestMemorySlot& slot) {
 absl::StatusOr<std::vector<uint64_t>> KvmDirtyLog::Fetch(const GuestMemorySlot& slot) {
   const uint64_t pages = slot.size.value / kPageSize;
   std::vector<uint64_t> bitmap((pages + 63) / 64, 0);
-  if (absl::Status s = vm_.GetDirtyLog(slot.slot, absl::MakeSpan(bitmap)); !s.ok()) return s;
+  MMUVISOR_RETURN_IF_ERROR(vm_.GetDirtyLog(slot.slot, absl::MakeSpan(bitmap)));
   return bitmap;
 }
 
@@ -52,11 +53,11 @@ absl::Status RunRealModeWriteProbe(KvmVcpu& vcpu, const GuestMemorySlot& slot) {
     seg->selector = static_cast<uint16_t>(slot.gpa.value >> 4);
   }
   sregs->cr0 &= ~uint64_t{1};  // real mode
-  if (absl::Status s = vcpu.SetSregs(*sregs); !s.ok()) return s;
+  MMUVISOR_RETURN_IF_ERROR(vcpu.SetSregs(*sregs));
   kvm_regs regs{};
   regs.rip = kPageSize;
   regs.rflags = 2;
-  if (absl::Status s = vcpu.SetRegs(regs); !s.ok()) return s;
+  MMUVISOR_RETURN_IF_ERROR(vcpu.SetRegs(regs));
   for (int exits = 0; exits < 16; ++exits) {
     absl::Status s = vcpu.Run();
     if (absl::IsUnavailable(s)) continue;  // EINTR: enter again

@@ -4,6 +4,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_format.h"
+#include "notifier/base/status_macros.h"
 
 namespace mmuvisor::vmm {
 namespace {
@@ -47,7 +48,7 @@ absl::StatusOr<MemslotTable> MemslotTable::Create(std::vector<GuestMemorySlot> s
   }
   absl::flat_hash_set<uint32_t> ids;
   for (const GuestMemorySlot& s : slots) {
-    if (absl::Status st = CheckOne(s, limits); !st.ok()) return st;
+    MMUVISOR_RETURN_IF_ERROR(CheckOne(s, limits));
     if (!ids.insert(s.slot).second) return Invalid(s, "slot id used twice");
   }
   std::sort(slots.begin(), slots.end(),

@@ -7,6 +7,7 @@
 #include <cerrno>
 
 #include "absl/strings/str_format.h"
+#include "notifier/base/status_macros.h"
 
 namespace mmuvisor::vmm {
 
@@ -64,7 +65,7 @@ absl::Status GuestRam::CheckPages(const char* op, uint64_t first, uint64_t count
 }
 
 absl::Status GuestRam::Discard(uint64_t first, uint64_t count) {
-  if (absl::Status s = CheckPages("Discard", first, count); !s.ok()) return s;
+  MMUVISOR_RETURN_IF_ERROR(CheckPages("Discard", first, count));
   if (count == 0) return absl::OkStatus();
   const int advice = backing_ == GuestRamBacking::kMemfdShared ? MADV_REMOVE : MADV_DONTNEED;
   if (madvise(PageAddress(first), count * page_size_, advice) != 0) {
@@ -77,7 +78,7 @@ absl::Status GuestRam::Discard(uint64_t first, uint64_t count) {
 }
 
 absl::Status GuestRam::DropMappings(uint64_t first, uint64_t count) {
-  if (absl::Status s = CheckPages("DropMappings", first, count); !s.ok()) return s;
+  MMUVISOR_RETURN_IF_ERROR(CheckPages("DropMappings", first, count));
   if (backing_ != GuestRamBacking::kMemfdShared) {
     return absl::FailedPreconditionError(
         "GuestRam::DropMappings: only memfd-shared RAM keeps its contents without a mapping");
@@ -92,7 +93,7 @@ absl::Status GuestRam::DropMappings(uint64_t first, uint64_t count) {
 }
 
 absl::Status GuestRam::PunchHole(uint64_t first, uint64_t count) {
-  if (absl::Status s = CheckPages("PunchHole", first, count); !s.ok()) return s;
+  MMUVISOR_RETURN_IF_ERROR(CheckPages("PunchHole", first, count));
   if (backing_ != GuestRamBacking::kMemfdShared) {
     return absl::FailedPreconditionError("GuestRam::PunchHole: RAM is not memfd-shared");
   }
@@ -108,7 +109,7 @@ absl::Status GuestRam::PunchHole(uint64_t first, uint64_t count) {
 }
 
 absl::Status GuestRam::ReadPages(uint64_t first, uint64_t count, uint8_t* out) const {
-  if (absl::Status s = CheckPages("ReadPages", first, count); !s.ok()) return s;
+  MMUVISOR_RETURN_IF_ERROR(CheckPages("ReadPages", first, count));
   if (backing_ != GuestRamBacking::kMemfdShared) {
     return absl::FailedPreconditionError("GuestRam::ReadPages: RAM is not memfd-shared");
   }

@@ -8,6 +8,7 @@
 #include "absl/time/clock.h"
 #include "mmu/mirror.h"
 #include "notifier/base/page.h"
+#include "notifier/base/status_macros.h"
 #include "vmm/dma/dma_engine.h"
 #include "vmm/dma/dma_memory.h"
 #include "vmm/host/fault_injection.h"
@@ -84,16 +85,16 @@ absl::StatusOr<HostStressOutcome> RunHostStress(const StressOptions& options,
     injector.emplace(
         StartFaults{.eagain_probability = options.eagain_probability, .seed = options.seed},
         "eagain-injector");
-    if (absl::Status s = hub.Register(*injector); !s.ok()) return s;
+    MMUVISOR_RETURN_IF_ERROR(hub.Register(*injector));
   }
   const std::vector<mmu::MemorySlot> layout = {{0, pages, space.base()}};
-  if (absl::Status s = vcpu_mmu.SetLayout(layout); !s.ok()) return s;
+  MMUVISOR_RETURN_IF_ERROR(vcpu_mmu.SetLayout(layout));
   // Delays go into the DMA path's fault windows only: a KVM run cannot delay the kernel's
   // own MMU either, so both kinds of run inject at the same place.
   bool delay_cut = false;
   const absl::Duration delay = BoundedDelay(options.delay, fault_timeout, &delay_cut);
   DelayOptions delays{options.delay_probability, delay, options.seed, true};
-  if (absl::Status s = hub.Register(vcpu_mmu); !s.ok()) return s;
+  MMUVISOR_RETURN_IF_ERROR(hub.Register(vcpu_mmu));
 
   std::unique_ptr<dma::DmaMemory> dma_memory;
   DmaTrace dma_trace(trace, "dma fault", "dma retry");
@@ -121,9 +122,9 @@ absl::StatusOr<HostStressOutcome> RunHostStress(const StressOptions& options,
     dma_options.name = "dma-mmu";
     dma_options.retry_timeout = fault_timeout;
     dma_mmu = std::make_unique<TracedSecondaryMmu>(space, dma_options, &trace, 1);
-    if (absl::Status s = dma_mmu->SetLayout(layout); !s.ok()) return s;
+    MMUVISOR_RETURN_IF_ERROR(dma_mmu->SetLayout(layout));
     dma_mmu->SetFaultHooksForTesting(MakeDelayHooks(dma_delays));
-    if (absl::Status s = hub.Register(*dma_mmu); !s.ok()) return s;
+    MMUVISOR_RETURN_IF_ERROR(hub.Register(*dma_mmu));
     auto memory = std::make_unique<dma::SecondaryMmuMemory>(
         *dma_mmu, &fault_latency, options.skip_dma_retry_check_for_testing);
     if (trace.enabled()) memory->set_trace(&dma_trace);
@@ -144,7 +145,7 @@ absl::StatusOr<HostStressOutcome> RunHostStress(const StressOptions& options,
       };
     }
     mirror->SetFaultHooksForTesting(MakeDelayHooks(dma_delays));
-    if (absl::Status s = mirror->Attach(hub, space.base(), space.ram_size()); !s.ok()) return s;
+    MMUVISOR_RETURN_IF_ERROR(mirror->Attach(hub, space.base(), space.ram_size()));
     mirror_attached = true;
     dma_memory = std::make_unique<dma::MirrorMemory>(*mirror, space.base());
   }
@@ -203,7 +204,7 @@ absl::StatusOr<HostStressOutcome> RunHostStress(const StressOptions& options,
   std::optional<ProgressPrinter> printer;
   if (progress != nullptr && options.progress) printer.emplace(progress, tty, sample);
 
-  if (absl::Status s = workload.Start(); !s.ok()) return s;
+  MMUVISOR_RETURN_IF_ERROR(workload.Start());
   driver.Start();
   if (printer) printer->Start();
   // Run for the duration (or until every vCPU ran its rounds or failed).
@@ -261,7 +262,7 @@ absl::StatusOr<HostStressOutcome> RunHostStress(const StressOptions& options,
   if (mirror_attached) (void)mirror->Detach();
   mirror_attached = false;
   space.Teardown();
-  if (absl::Status s = FinishStressRun(options, trace, run.result); !s.ok()) return s;
+  MMUVISOR_RETURN_IF_ERROR(FinishStressRun(options, trace, run.result));
   HostStressOutcome outcome;
   outcome.result = std::move(run.result);
   outcome.digests = workload.digests();

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "notifier/base/page.h"
+#include "notifier/base/status_macros.h"
 #include "vmm/dma/dma_memory.h"
 
 namespace mmuvisor::vmm::stress {
@@ -70,7 +71,7 @@ void PagePoolSpace::FreePage(uint64_t* page) {
 }
 
 absl::Status PagePoolSpace::Bracketed(uint64_t gpa, uint64_t len, Kind kind, bool blockable) {
-  if (absl::Status s = CheckRange(gpa, len); !s.ok()) return s;
+  MMUVISOR_RETURN_IF_ERROR(CheckRange(gpa, len));
   notifier::Event event = notifier::Event::kClear;
   if (kind == Kind::kMigrate) event = notifier::Event::kMigrate;
   if (kind == Kind::kProtect) event = notifier::Event::kProtectionPage;

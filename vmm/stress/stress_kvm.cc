@@ -23,6 +23,7 @@
 #include "mmu/mirror.h"
 #include "mmuvisor/guest_abi.h"
 #include "notifier/base/page.h"
+#include "notifier/base/status_macros.h"
 #include "vmm/boot/guest_images.h"
 #include "vmm/dma/dma_engine.h"
 #include "vmm/dma/dma_memory.h"
@@ -112,7 +113,7 @@ absl::StatusOr<HostStressOutcome> RunKvmStress(const StressOptions& options,
       !s.ok()) {
     return s;
   }
-  if (absl::Status s = ProbeKvm(options.kvm_path); !s.ok()) return s;
+  MMUVISOR_RETURN_IF_ERROR(ProbeKvm(options.kvm_path));
   const bool hostile = options.guest == "dmahostile";
   const bool hostile_vcpu = options.guest == "hostile";  // vCPU 0 hostile, the rest verify
   if (options.guest != "memstress" && !hostile && !hostile_vcpu) {
@@ -191,7 +192,7 @@ absl::StatusOr<HostStressOutcome> RunKvmStress(const StressOptions& options,
   args[MMV_MEMSTRESS_ARG_ROUNDS] = options.rounds;
   args[MMV_MEMSTRESS_ARG_FLAGS] = (options.dma ? MMV_MEMSTRESS_F_DMA : 0u) |
                                   (options.balloon ? MMV_MEMSTRESS_F_BALLOON : 0u);
-  if (absl::Status s = WriteBootArgs(*machine, args); !s.ok()) return s;
+  MMUVISOR_RETURN_IF_ERROR(WriteBootArgs(*machine, args));
   const uint64_t free_start = boot_info->free_start;
   const uint64_t free_end = std::min<uint64_t>(boot_info->free_end, mem_bytes);
   if (free_end <= free_start + options.op_pages * kPageSize) {
@@ -213,7 +214,7 @@ absl::StatusOr<HostStressOutcome> RunKvmStress(const StressOptions& options,
     injector.emplace(
         StartFaults{.eagain_probability = options.eagain_probability, .seed = options.seed},
         "eagain-injector");
-    if (absl::Status s = hub.Register(*injector); !s.ok()) return s;
+    MMUVISOR_RETURN_IF_ERROR(hub.Register(*injector));
   }
   bool delay_cut = false;
   const absl::Duration delay = BoundedDelay(options.delay, fault_timeout, &delay_cut);
@@ -241,7 +242,7 @@ absl::StatusOr<HostStressOutcome> RunKvmStress(const StressOptions& options,
   }
   device_hooks = std::make_unique<HostDeviceHooks>(space);
   if (options.skip_dma_retry_check_for_testing) {
-    if (absl::Status s = device_hooks->MapDeviceView(); !s.ok()) return s;
+    MMUVISOR_RETURN_IF_ERROR(device_hooks->MapDeviceView());
   }
   // Every return from here on detaches the mirror and tears the space down (hub.Release
   // reaches every subscription exactly once) before anything above is destroyed.
@@ -260,9 +261,9 @@ absl::StatusOr<HostStressOutcome> RunKvmStress(const StressOptions& options,
     dma_options.name = "dma-mmu";
     dma_options.retry_timeout = fault_timeout;
     dma_mmu = std::make_unique<TracedSecondaryMmu>(space, dma_options, &trace, 1);
-    if (absl::Status s = dma_mmu->SetLayout(space.SecondaryLayout()); !s.ok()) return s;
+    MMUVISOR_RETURN_IF_ERROR(dma_mmu->SetLayout(space.SecondaryLayout()));
     dma_mmu->SetFaultHooksForTesting(MakeDelayHooks(dma_delays));
-    if (absl::Status s = hub.Register(*dma_mmu); !s.ok()) return s;
+    MMUVISOR_RETURN_IF_ERROR(hub.Register(*dma_mmu));
     auto memory = std::make_unique<dma::SecondaryMmuMemory>(
         *dma_mmu, &fault_latency, options.skip_dma_retry_check_for_testing);
     memory->set_hooks(device_hooks.get());
@@ -274,7 +275,7 @@ absl::StatusOr<HostStressOutcome> RunKvmStress(const StressOptions& options,
     mirror_options.retry_timeout = fault_timeout;
     mirror = std::make_unique<mmu::Mirror>(space, mirror_options);
     mirror->SetFaultHooksForTesting(MakeDelayHooks(dma_delays));
-    if (absl::Status s = mirror->Attach(hub, space.AddressOf(0), mem_bytes); !s.ok()) return s;
+    MMUVISOR_RETURN_IF_ERROR(mirror->Attach(hub, space.AddressOf(0), mem_bytes));
     mirror_attached = true;
     auto memory = std::make_unique<dma::MirrorMemory>(*mirror, space.AddressOf(0));
     memory->set_hooks(device_hooks.get());
@@ -510,7 +511,7 @@ absl::StatusOr<HostStressOutcome> RunKvmStress(const StressOptions& options,
   space.Teardown();
   // (dmahostile runs FAIL by this rule — they verify no pages and ring doorbells the
   // device cannot read — callers judge them by workload_ok and the DMA error counts.)
-  if (absl::Status s = FinishStressRun(options, trace, run.result); !s.ok()) return s;
+  MMUVISOR_RETURN_IF_ERROR(FinishStressRun(options, trace, run.result));
   HostStressOutcome outcome;
   outcome.result = std::move(run.result);
   outcome.digests = reports.digests();

@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "notifier/base/status_macros.h"
 #include "vmm/memory/guest_mem_size.h"
 
 namespace mmuvisor::vmm::stress {
@@ -188,19 +189,19 @@ absl::StatusOr<StressOptions> ParseStressFlags(absl::Span<const std::string> arg
       else return Bad(flag, *v, "DMA paths are secondary, mirror");
     } else if (flag == "--no-dma") {
       bool b = false;
-      if (absl::Status s = boolean(b); !s.ok()) return s;
+      MMUVISOR_RETURN_IF_ERROR(boolean(b));
       o.dma = false;
     } else if (flag == "--no-balloon") {
       bool b = false;
-      if (absl::Status s = boolean(b); !s.ok()) return s;
+      MMUVISOR_RETURN_IF_ERROR(boolean(b));
       o.balloon = false;
     } else if (flag == "--no-progress") {
       bool b = false;
-      if (absl::Status s = boolean(b); !s.ok()) return s;
+      MMUVISOR_RETURN_IF_ERROR(boolean(b));
       o.progress = false;
     } else if (flag == "--host-threads") {
       bool b = false;
-      if (absl::Status s = boolean(b); !s.ok()) return s;
+      MMUVISOR_RETURN_IF_ERROR(boolean(b));
       o.mode = StressMode::kHostThreads;
     } else if (flag == "--mode") {
       absl::StatusOr<std::string> v = next();
@@ -210,7 +211,7 @@ absl::StatusOr<StressOptions> ParseStressFlags(absl::Span<const std::string> arg
       else if (*v == "host-threads") o.mode = StressMode::kHostThreads;
       else return Bad(flag, *v, "modes are auto, kvm, host-threads");
     } else if (flag == "--test-skip-dma-retry") {
-      if (absl::Status s = boolean(o.skip_dma_retry_check_for_testing); !s.ok()) return s;
+      MMUVISOR_RETURN_IF_ERROR(boolean(o.skip_dma_retry_check_for_testing));
       o.force_dma_fault_races_for_testing = true;
     } else if (flag == "--json") {
       absl::StatusOr<std::string> v = next();
@@ -236,7 +237,7 @@ absl::StatusOr<StressOptions> ParseStressFlags(absl::Span<const std::string> arg
       if (!v.ok()) return v.status();
       o.hostile_log_path = *v;
     } else if (flag == "--test-hostile-hits-verifier") {
-      if (absl::Status s = boolean(o.hostile_hits_verifier_for_testing); !s.ok()) return s;
+      MMUVISOR_RETURN_IF_ERROR(boolean(o.hostile_hits_verifier_for_testing));
     } else {
       return Bad(flag, value, "unknown flag (see `mmuvisor help stress`)");
     }
