@@ -61,6 +61,9 @@ class DeviceMmu : public mmu::SecondaryMmu {
 
   // Test only: false makes starts skip the wait (to show what it prevents).
   void SetAccessWaitForTesting(bool on) { wait_enabled_.store(on, std::memory_order_relaxed); }
+  // Whether starts wait for accesses in flight (always, except after the test switch): then
+  // a write whose access raced a start has landed before the primary changed anything.
+  bool access_wait_enabled() const { return wait_enabled_.load(std::memory_order_relaxed); }
 
   // Times an invalidation had to wait for an access in flight.
   uint64_t access_waits() const { return waits_.load(std::memory_order_relaxed); }

@@ -85,8 +85,21 @@ absl::Status SecondaryMmuMemory::Access(uint64_t gpa, Kind kind, uint64_t* words
         case Kind::kFill: StoreValue(page_words, value, count); break;
       }
       // REQUIRES of AccessRetry: the data accesses above come first.
-      done = skip_retry_ || !mmu_.AccessRetry(seq, gfn);
-      stale = !done;
+      const bool raced = !skip_retry_ && mmu_.AccessRetry(seq, gfn);
+      if (raced && kind != Kind::kRead && mmu_.access_wait_enabled()) {
+        // A write that raced an invalidation has landed all the same, in the page the
+        // primary had when the invalidation started: DeviceMmu's start waits for this
+        // section before the primary changes anything, and what it then does keeps these
+        // bytes (a save or migrate copies them). Redoing it after the fault would replay
+        // it over whatever the guest wrote there since it saw it: a chain's status word,
+        // seen OK, reused for the next chain and set PENDING, came back OK before that
+        // chain ran (nested SVM: the guest then read a FILL's page before the FILL).
+        raced_writes_.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistic
+        done = true;
+        return;
+      }
+      done = !raced;
+      stale = raced;
     };
     if (hooks_ != nullptr) {
       hooks_->Access(attempt_access);
@@ -126,7 +139,8 @@ DmaMemoryStats SecondaryMmuMemory::stats() const {
   // relaxed: statistics.
   return DmaMemoryStats{faults_.load(std::memory_order_relaxed),
                         fault_errors_.load(std::memory_order_relaxed),
-                        retries_.load(std::memory_order_relaxed)};
+                        retries_.load(std::memory_order_relaxed),
+                        raced_writes_.load(std::memory_order_relaxed)};
 }
 
 absl::Status MirrorMemory::ReadWords(uint64_t gpa, absl::Span<uint64_t> out) {
@@ -163,7 +177,7 @@ absl::Status MirrorMemory::FillWords(uint64_t gpa, uint64_t value, uint64_t word
 
 DmaMemoryStats MirrorMemory::stats() const {
   const mmu::MirrorStats s = mirror_.stats();
-  return DmaMemoryStats{s.faults, s.timeouts, s.retries};
+  return DmaMemoryStats{s.faults, s.timeouts, s.retries, 0};  // no raced writes: the lock
 }
 
 }  // namespace mmuvisor::vmm::dma

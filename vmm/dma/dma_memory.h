@@ -2,10 +2,12 @@
 // implementations the design allows:
 //   - SecondaryMmuMemory: through an mmu::SecondaryMmu, exactly like a KVM device access:
 //       section; seq = SnapshotSeq(); hva = Translate(gfn)  (miss -> Fault(gfn), again)
-//       copy the words;  AccessRetry(seq, gfn)? -> the access raced an invalidation: again
-//     A write that raced is simply redone after the fault: the retried write lands in the
-//     page the primary uses now (the stray one went to a page on its way out, or through
-//     the primary's own fault handling into the same page).
+//       copy the words;  AccessRetry(seq, gfn)? -> the access raced an invalidation
+//     A read that raced is done again after the fault. A write that raced is NOT redone:
+//     DeviceMmu's start waited for it, so it landed before the primary changed the page,
+//     and the change keeps it; a redo would replay it over whatever the guest wrote there
+//     after seeing it (raced_writes counts them). Only with DeviceMmu's wait switched off
+//     (a test switch) is a raced write redone, into the page the primary uses now.
 //   - MirrorMemory: through an mmu::Mirror (interval subscription); AccessPage runs the
 //     copy with the mirror's lock held, so invalidations wait for it.
 // Words are copied with relaxed 64-bit atomic loads and stores: guest vCPUs and the host's
@@ -67,6 +69,7 @@ struct DmaMemoryStats {
   uint64_t faults = 0;         // MMU Fault() calls made by this path
   uint64_t fault_errors = 0;   // of which failed
   uint64_t access_retries = 0; // accesses redone because they raced an invalidation
+  uint64_t raced_writes = 0;   // writes that raced one and were kept, not replayed
 };
 
 class DmaMemory {
@@ -116,6 +119,7 @@ class SecondaryMmuMemory : public DmaMemory {
   std::atomic<uint64_t> faults_{0};
   std::atomic<uint64_t> fault_errors_{0};
   std::atomic<uint64_t> retries_{0};
+  std::atomic<uint64_t> raced_writes_{0};
 };
 
 class MirrorMemory : public DmaMemory {
