@@ -9,6 +9,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "json_parse.h"
+#include "trace_words.h"
 #include "support/read_file.h"
 #include "support/status_matchers.h"
 #include "vmm/stress/host_scenario.h"
@@ -87,6 +88,8 @@ TEST(HostStressTest, DefaultScenarioPassesAndIsNotVacuous) {
   std::printf("trace: %d windows, %d faults, %d host ops\n", windows, faults, host_ops);
   EXPECT_TRUE(vcpu_row);
   EXPECT_TRUE(dma_row);
+  // In the user's words: no enum spellings, no unnamed rows.
+  EXPECT_THAT(::mmuvisor::testing::TraceWordProblems(trace), ::testing::IsEmpty());
 }
 
 TEST(HostStressTest, MirrorPathPasses) {

@@ -10,6 +10,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "json_parse.h"
+#include "trace_words.h"
 #include "support/read_file.h"
 #include "support/status_matchers.h"
 #include "vmm/stress/stress_kvm.h"
@@ -67,6 +68,9 @@ TEST(KvmStressTest, DefaultScenarioPassesWithWorkDone) {
     if (e.Has("cat") && e["cat"].string == "invalidate") ++windows;
   }
   EXPECT_GT(windows, 0) << "the trace shows the DMA MMU's invalidation windows";
+  // In the user's words: no enum spellings, no unnamed rows (the vCPU, reclaim driver and
+  // page server threads the VMM starts record too).
+  EXPECT_THAT(::mmuvisor::testing::TraceWordProblems(trace), ::testing::IsEmpty());
 }
 
 TEST(KvmStressTest, LegacyPolicyWithEagainFails) {

@@ -1,5 +1,7 @@
 // KVM-free tests of what a stress run reports: the verdict rule, the human report, the
 // JSON report and the Chrome trace (both parsed back), the progress line and the flags.
+#include <pthread.h>
+
 #include <cstdio>
 #include <string>
 #include <thread>
@@ -7,9 +9,10 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "json_parse.h"
+#include "trace_words.h"
 #include "support/status_matchers.h"
-#include "vmm/stress/json_writer.h"
 #include "vmm/stress/progress.h"
 #include "vmm/stress/stress_options.h"
 #include "vmm/stress/stress_result.h"
@@ -120,14 +123,41 @@ TEST(ReportTest, JsonHasEveryRequiredFieldAndParsesBack) {
   EXPECT_EQ(json["in_progress_counts"]["vcpu-mmu.in_progress"].number, 0);
 }
 
-TEST(JsonWriterTest, EscapesControlCharactersAndNests) {
-  JsonWriter w;
-  w.BeginObject().Key("a").BeginArray().Uint(1).Int(-2).Bool(true).EndArray();
-  w.Key("s").String(std::string("x\x01y", 3)).Key("d").Double(0.5).EndObject();
-  const std::string text = w.Take();
-  EXPECT_EQ(text, R"({"a":[1,-2,true],"s":"x\u0001y","d":0.500})");
-  ASSERT_OK_AND_ASSIGN(Json json, JsonParser::Parse(text));
-  EXPECT_EQ(json["s"].string, std::string("x\x01y", 3));
+// Any string gives valid JSON: quotes, backslashes, every control character and bytes
+// that are not UTF-8 (a guest's text, an OS thread's name). Parsed back by nlohmann-json,
+// whose parser rejects invalid UTF-8, so the document is checked strictly.
+TEST(ReportTest, JsonEscapesAnyStringAndStaysValidUtf8) {
+  std::string controls;
+  for (char c = 1; c < 0x20; ++c) controls += c;
+  const std::string valid = "say \"hi\" \\ C:\\dir\\ " + controls + " \x7f µ";
+  StressResult r = CleanResult();
+  r.dma_warnings = {valid, std::string("bad \xff byte"), std::string("cut \xc3"),
+                    std::string("nul \0 inside", 12)};
+  r.workload_problem = "surrogate \xed\xa0\x80 end";
+  const std::string text = ReportToJson(r);
+  nlohmann::json json;
+  ASSERT_NO_THROW(json = nlohmann::json::parse(text)) << text;
+  const std::vector<std::string> warnings = json["dma_warnings"].get<std::vector<std::string>>();
+  ASSERT_THAT(warnings, SizeIs(4));
+  EXPECT_EQ(warnings[0], valid);  // every valid byte comes back as it was
+  EXPECT_EQ(warnings[1], "bad \xEF\xBF\xBD byte");  // U+FFFD
+  EXPECT_EQ(warnings[2], "cut \xEF\xBF\xBD");
+  EXPECT_EQ(warnings[3], std::string("nul \0 inside", 12));
+  EXPECT_THAT(json["workload_problem"].get<std::string>(),
+              AllOf(HasSubstr("surrogate "), HasSubstr("\xEF\xBF\xBD"), HasSubstr(" end")));
+  // The test parser the other stress tests use reads the same document.
+  EXPECT_OK(JsonParser::Parse(text).status());
+}
+
+TEST(ReportTest, JsonKeepsFieldOrderAndThreeDecimals) {
+  StressResult r = CleanResult();
+  r.duration_s = 1.23456;
+  DecideVerdict(r);
+  const std::string text = ReportToJson(r);
+  EXPECT_EQ(text.rfind(R"({"verdict":"PASS","failures":[],"seed":7,"mode":"host-threads",)", 0),
+            0u)
+      << text;
+  EXPECT_THAT(text, HasSubstr(R"("duration_s":1.235,)"));
 }
 
 TEST(TraceLogTest, DisabledLogRecordsNothing) {
@@ -140,7 +170,7 @@ TEST(TraceLogTest, DisabledLogRecordsNothing) {
 TEST(TraceLogTest, PerThreadBuffersBecomeOneSortedChromeTrace) {
   TraceLog trace(true);
   trace.NameThisThread("main");
-  trace.Complete("invalidate", "kClear", 100, 50, "start", 0x1000, "end", 0x2000,
+  trace.Complete("invalidate", "clear", 100, 50, "start", 0x1000, "end", 0x2000,
                  trace.TrackFor(1, "dma-mmu"));
   std::thread other([&] {
     trace.NameThisThread("worker");
@@ -159,7 +189,7 @@ TEST(TraceLogTest, PerThreadBuffersBecomeOneSortedChromeTrace) {
     const std::string& ph = e["ph"].string;
     if (ph == "X") {
       ++complete;
-      EXPECT_EQ(e["name"].string, "kClear");
+      EXPECT_EQ(e["name"].string, "clear");
       EXPECT_EQ(e["ts"].number, 0.1);  // microseconds
       EXPECT_EQ(e["dur"].number, 0.05);
       EXPECT_EQ(e["args"]["start"].string, "0x1000");
@@ -175,6 +205,43 @@ TEST(TraceLogTest, PerThreadBuffersBecomeOneSortedChromeTrace) {
   EXPECT_EQ(instant, 1);
   EXPECT_GE(names, 3);  // main, worker, main / dma-mmu
   EXPECT_TRUE(saw_sub_row);
+}
+
+// Threads the VMM starts for itself (vCPUs, the reclaim driver, the page server) record
+// before anyone names them in the log: their rows take the user's word from the OS thread
+// name those threads set. Any other unnamed thread keeps a "thread-N" row (with its OS
+// name), which TraceWordProblems reports.
+TEST(TraceLogTest, UnnamedThreadsGetRowsFromTheirOsNames) {
+  TraceLog trace(true);
+  const auto record_as = [&](const char* os_name) {
+    std::thread t([&] {
+      pthread_setname_np(pthread_self(), os_name);
+      trace.Instant("invalidate", "clear");
+    });
+    t.join();
+  };
+  for (const char* os_name : {"vcpu3", "reclaimd", "hostpg-1", "pgsrv-0", "worker"}) {
+    record_as(os_name);
+  }
+  ASSERT_OK_AND_ASSIGN(Json json, JsonParser::Parse(trace.ToJson()));
+  std::vector<std::string> rows;
+  for (const Json& e : json["traceEvents"].array) {
+    if (e["ph"].string == "M") rows.push_back(e["args"]["name"].string);
+  }
+  EXPECT_THAT(rows, ElementsAre("vCPU 3", "reclaim driver", "page server 1", "page server 0",
+                                "thread-5 (worker)"));
+  EXPECT_THAT(::mmuvisor::testing::TraceWordProblems(json),
+              ElementsAre("unnamed row 'thread-5 (worker)'"));
+}
+
+TEST(TraceLogTest, TraceWordProblemsNamesEnumSpellings) {
+  TraceLog trace(true);
+  trace.NameThisThread("main");
+  trace.Complete("invalidate", "kClear", 0, 1);
+  trace.Instant("kRetry", "dma retry");
+  ASSERT_OK_AND_ASSIGN(Json json, JsonParser::Parse(trace.ToJson()));
+  EXPECT_THAT(::mmuvisor::testing::TraceWordProblems(json),
+              ElementsAre("slice cat 'kRetry'", "slice name 'kClear'"));
 }
 
 TEST(ProgressTest, LineShowsRatesOverTheInterval) {

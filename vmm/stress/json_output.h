@@ -1,48 +1,42 @@
-// JsonWriter: a small streaming JSON writer (objects, arrays, strings with escaping,
-// integers, doubles) for the stress report and the trace. Commas and nesting are tracked
-// by the writer; a mismatched End*() is a programmer bug (assert).
-// Not thread-safe: one writer per thread.
-#ifndef MMUVISOR_VMM_STRESS_JSON_WRITER_H_
-#define MMUVISOR_VMM_STRESS_JSON_WRITER_H_
+// The JSON the stress runner writes — the --json report (stress_result.cc) and the --trace
+// file (trace_log.cc) — is built with nlohmann-json; this header holds what both share:
+// the document type (insertion-ordered, so fields come out in the order they are set),
+// how a document is serialised, the precision of fractional numbers, addresses as hex
+// strings, and writing the file.
+// nlohmann-json is a PRIVATE dependency of vmm_stress: include this header from the
+// library's .cc files only, never from a header others include.
+// Plain functions, no state: any thread.
+#ifndef MMUVISOR_VMM_STRESS_JSON_OUTPUT_H_
+#define MMUVISOR_VMM_STRESS_JSON_OUTPUT_H_
 
 #include <cstdint>
 #include <string>
-#include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 
 namespace mmuvisor::vmm::stress {
 
-class JsonWriter {
- public:
-  JsonWriter& BeginObject();
-  JsonWriter& EndObject();
-  JsonWriter& BeginArray();
-  JsonWriter& EndArray();
-  // Inside an object: the next value's key.
-  JsonWriter& Key(absl::string_view key);
-  JsonWriter& String(absl::string_view value);
-  JsonWriter& Uint(uint64_t value);
-  JsonWriter& Int(int64_t value);
-  JsonWriter& Double(double value);  // 3 decimals; non-finite values are written as null
-  JsonWriter& Bool(bool value);
-  // The document. REQUIRES: every Begin has its End.
-  std::string Take();
+using JsonDoc = nlohmann::ordered_json;
 
- private:
-  void BeforeValue();
-  void Escaped(absl::string_view text);
+// `doc` as compact JSON text. Strings are escaped by nlohmann-json (quotes, backslashes,
+// control characters); bytes that are not valid UTF-8 (a guest's or an OS thread's name
+// may hold any) are written as U+FFFD instead of throwing, so any string gives valid JSON.
+// Non-finite numbers are written as null.
+std::string DumpJson(const JsonDoc& doc);
 
-  std::string out_;
-  // One entry per open container: true once it holds an element (a comma is due).
-  std::vector<bool> has_element_;
-  bool after_key_ = false;
-};
+// `value` rounded to 3 decimals (milliseconds of a value in seconds, nanoseconds of one in
+// microseconds): the precision the reports have always had, without float noise.
+double ThreeDecimals(double value);
+
+// "0x1f000": how the documents write addresses and data words.
+std::string HexString(uint64_t value);
 
 // Writes `text` to `path` (created or truncated). Errors name the path and errno.
 absl::Status WriteTextFile(const std::string& path, absl::string_view text);
 
 }  // namespace mmuvisor::vmm::stress
 
-#endif  // MMUVISOR_VMM_STRESS_JSON_WRITER_H_
+#endif  // MMUVISOR_VMM_STRESS_JSON_OUTPUT_H_

@@ -4,7 +4,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "mmuvisor/guest_abi.h"
-#include "vmm/stress/json_writer.h"
+#include "vmm/stress/json_output.h"
 
 namespace mmuvisor::vmm::stress {
 namespace {
@@ -130,93 +130,76 @@ std::string FormatReport(const StressResult& r) {
 }
 
 std::string ReportToJson(const StressResult& r) {
-  JsonWriter json;
-  json.BeginObject();
-  json.Key("verdict").String(r.pass ? "PASS" : "FAIL");
-  json.Key("failures").BeginArray();
-  for (const std::string& f : r.failures) json.String(f);
-  json.EndArray();
-  json.Key("seed").Uint(r.seed);
-  json.Key("mode").String(r.mode);
-  json.Key("policy").String(r.policy);
-  json.Key("dma_path").String(r.dma_path);
-  json.Key("duration_s").Double(r.duration_s);
-  json.Key("bound_s").Double(r.bound_s);
-  json.Key("stopped_by_deadline").Bool(r.stopped_by_deadline);
-  json.Key("deadline_notes").BeginArray();
-  for (const std::string& n : r.deadline_notes) json.String(n);
-  json.EndArray();
-  json.Key("checks_skipped").BeginArray();
-  for (const std::string& c : r.checks_skipped) json.String(c);
-  json.EndArray();
-  json.Key("guest_rounds").Uint(r.guest_rounds);
-  json.Key("guest_pages_verified").Uint(r.guest_pages_verified);
-  json.Key("guest_mismatches").Uint(r.guest_mismatches);
-  json.Key("pairing_violations").Uint(r.pairing_violations);
-  json.Key("invalidations").Uint(r.invalidations);
-  json.Key("host_ops").Uint(r.host_ops);
-  json.Key("eagain").Uint(r.eagain);
-  json.Key("faults").Uint(r.faults);
-  json.Key("fault_retries").Uint(r.fault_retries);
-  json.Key("fault_timeouts").Uint(r.fault_timeouts);
-  json.Key("swap_ins").Uint(r.swap_ins);
-  json.Key("swap_outs").Uint(r.swap_outs);
-  json.Key("dma_ops").Uint(r.dma_ops);
-  json.Key("dma_errors").Uint(r.dma_errors);
-  json.Key("dma_errors_unrequested").Uint(r.dma_errors_unrequested);
-  json.Key("dma_retries").Uint(r.dma_retries);
-  json.Key("in_progress_final").Int(InProgressTotal(r));
-  json.Key("in_progress_counts").BeginObject();
-  for (const InProgressCount& c : r.in_progress_final) json.Key(c.name).Int(c.value);
-  json.EndObject();
-  json.Key("fault_latency_us").BeginObject();
-  json.Key("count").Uint(r.fault_latency.count);
-  json.Key("p50").Double(static_cast<double>(r.fault_latency.p50_ns) / 1000.0);
-  json.Key("p90").Double(static_cast<double>(r.fault_latency.p90_ns) / 1000.0);
-  json.Key("p99").Double(static_cast<double>(r.fault_latency.p99_ns) / 1000.0);
-  json.Key("max").Double(static_cast<double>(r.fault_latency.max_ns) / 1000.0);
-  json.EndObject();
-  json.Key("workload_ok").Bool(r.workload_ok);
-  json.Key("workload_problem").String(r.workload_problem);
-  json.Key("first_mismatches").BeginArray();
+  JsonDoc json;
+  json["verdict"] = r.pass ? "PASS" : "FAIL";
+  json["failures"] = r.failures;
+  json["seed"] = r.seed;
+  json["mode"] = r.mode;
+  json["policy"] = r.policy;
+  json["dma_path"] = r.dma_path;
+  json["duration_s"] = ThreeDecimals(r.duration_s);
+  json["bound_s"] = ThreeDecimals(r.bound_s);
+  json["stopped_by_deadline"] = r.stopped_by_deadline;
+  json["deadline_notes"] = r.deadline_notes;
+  json["checks_skipped"] = r.checks_skipped;
+  json["guest_rounds"] = r.guest_rounds;
+  json["guest_pages_verified"] = r.guest_pages_verified;
+  json["guest_mismatches"] = r.guest_mismatches;
+  json["pairing_violations"] = r.pairing_violations;
+  json["invalidations"] = r.invalidations;
+  json["host_ops"] = r.host_ops;
+  json["eagain"] = r.eagain;
+  json["faults"] = r.faults;
+  json["fault_retries"] = r.fault_retries;
+  json["fault_timeouts"] = r.fault_timeouts;
+  json["swap_ins"] = r.swap_ins;
+  json["swap_outs"] = r.swap_outs;
+  json["dma_ops"] = r.dma_ops;
+  json["dma_errors"] = r.dma_errors;
+  json["dma_errors_unrequested"] = r.dma_errors_unrequested;
+  json["dma_retries"] = r.dma_retries;
+  json["in_progress_final"] = InProgressTotal(r);
+  JsonDoc& counts = json["in_progress_counts"] = JsonDoc::object();
+  for (const InProgressCount& c : r.in_progress_final) counts[c.name] = c.value;
+  const auto us = [](uint64_t ns) { return ThreeDecimals(static_cast<double>(ns) / 1000.0); };
+  json["fault_latency_us"] = {{"count", r.fault_latency.count},
+                              {"p50", us(r.fault_latency.p50_ns)},
+                              {"p90", us(r.fault_latency.p90_ns)},
+                              {"p99", us(r.fault_latency.p99_ns)},
+                              {"max", us(r.fault_latency.max_ns)}};
+  json["workload_ok"] = r.workload_ok;
+  json["workload_problem"] = r.workload_problem;
+  JsonDoc& mismatches = json["first_mismatches"] = JsonDoc::array();
   for (const Mismatch& m : r.first_mismatches) {
-    json.BeginObject();
-    json.Key("vcpu").Uint(m.vcpu);
-    json.Key("round").Uint(m.round);
-    json.Key("source").String(MismatchSourceName(m.source));
-    json.Key("gpa").String(absl::StrCat("0x", absl::Hex(m.gpa)));
-    json.Key("expected").String(absl::StrCat("0x", absl::Hex(m.expected)));
-    json.Key("found").String(absl::StrCat("0x", absl::Hex(m.found)));
-    json.EndObject();
+    mismatches.push_back({{"vcpu", m.vcpu},
+                          {"round", m.round},
+                          {"source", MismatchSourceName(m.source)},
+                          {"gpa", HexString(m.gpa)},
+                          {"expected", HexString(m.expected)},
+                          {"found", HexString(m.found)}});
   }
-  json.EndArray();
-  json.Key("first_violation").String(r.first_violation);
-  json.Key("dma_warnings").BeginArray();
-  for (const std::string& w : r.dma_warnings) json.String(w);
-  json.EndArray();
+  json["first_violation"] = r.first_violation;
+  json["dma_warnings"] = r.dma_warnings;
   if (r.hostile.present) {
     const HostileSummary& h = r.hostile;
-    json.Key("hostile").BeginObject();
-    json.Key("vcpu").Uint(h.vcpu);
-    json.Key("records").Uint(h.records);
-    json.Key("ucalls").Uint(h.ucalls);
-    json.Key("port_outs").Uint(h.port_outs);
-    json.Key("port_ins").Uint(h.port_ins);
-    json.Key("dma_chains").Uint(h.dma_chains);
-    json.Key("stores").Uint(h.stores);
-    json.Key("balloons").Uint(h.balloons);
-    json.Key("descriptors_checked").Uint(h.descriptors_checked);
-    json.Key("sweeps").Uint(h.sweeps);
-    json.Key("self_check_failures").Uint(h.self_check_failures);
-    json.Key("announced_device_errors").Uint(h.announced_device_errors);
-    json.Key("stray_reports").Uint(h.stray_reports);
-    json.Key("terminal").String(h.terminal);
-    json.Key("end").String(h.end);
-    json.Key("replay").String(h.replay);
-    json.EndObject();
+    json["hostile"] = {{"vcpu", h.vcpu},
+                       {"records", h.records},
+                       {"ucalls", h.ucalls},
+                       {"port_outs", h.port_outs},
+                       {"port_ins", h.port_ins},
+                       {"dma_chains", h.dma_chains},
+                       {"stores", h.stores},
+                       {"balloons", h.balloons},
+                       {"descriptors_checked", h.descriptors_checked},
+                       {"sweeps", h.sweeps},
+                       {"self_check_failures", h.self_check_failures},
+                       {"announced_device_errors", h.announced_device_errors},
+                       {"stray_reports", h.stray_reports},
+                       {"terminal", h.terminal},
+                       {"end", h.end},
+                       {"replay", h.replay}};
   }
-  json.EndObject();
-  return json.Take();
+  return DumpJson(json);
 }
 
 }  // namespace mmuvisor::vmm::stress

@@ -4,7 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "vmm/stress/json_writer.h"
+#include "vmm/stress/json_output.h"
 
 namespace mmuvisor::vmm::stress {
 

@@ -1,12 +1,17 @@
 #include "vmm/stress/trace_log.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "vmm/stress/json_writer.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
+#include "vmm/stress/json_output.h"
 
 namespace mmuvisor::vmm::stress {
 namespace {
@@ -25,6 +30,30 @@ struct ThreadCache {
   void* buffer = nullptr;
 };
 thread_local ThreadCache tls_cache;
+
+// The row of a thread that records before anyone named it in this log: the threads the
+// VMM starts for itself, named by their OS thread name (pthread_setname_np) in the user's
+// words. Those names are set by vmm/vcpu/vcpu_runner.cc ("vcpu<N>"),
+// vmm/host/reclaim_driver.cc ("reclaimd") and vmm/paging/page_server.cc ("<prefix>-<N>":
+// "hostpg" for HostAddressSpace's page server, "pgsrv" by default). Any other thread keeps
+// a "thread-<N>" row, its OS name beside it: a row the runner forgot to name, which the
+// stress tests catch.
+std::string DefaultRowName(uint32_t thread_number) {
+  char buffer[16] = {};  // the kernel's TASK_COMM_LEN
+  if (pthread_getname_np(pthread_self(), buffer, sizeof(buffer)) != 0) buffer[0] = '\0';
+  absl::string_view os_name(buffer);
+  uint32_t index = 0;
+  if (absl::ConsumePrefix(&os_name, "vcpu") && absl::SimpleAtoi(os_name, &index)) {
+    return absl::StrCat("vCPU ", index);
+  }
+  os_name = buffer;
+  if (os_name == "reclaimd") return "reclaim driver";
+  if ((absl::ConsumePrefix(&os_name, "hostpg-") || absl::ConsumePrefix(&os_name, "pgsrv-")) &&
+      absl::SimpleAtoi(os_name, &index)) {
+    return absl::StrCat("page server ", index);
+  }
+  return absl::StrCat("thread-", thread_number, " (", buffer, ")");
+}
 
 }  // namespace
 
@@ -50,7 +79,7 @@ TraceLog::ThreadBuffer* TraceLog::NewBuffer() {
   auto buffer = std::make_unique<ThreadBuffer>();
   buffer->track = next_track_++ << 4;
   buffer->events.reserve(4096);
-  track_names_.emplace(buffer->track, absl::StrCat("thread-", buffer->track >> 4));
+  track_names_.emplace(buffer->track, DefaultRowName(buffer->track >> 4));
   buffers_.push_back(std::move(buffer));
   return buffers_.back().get();
 }
@@ -110,45 +139,47 @@ std::vector<TraceEvent> TraceLog::Events() const {
   return all;
 }
 
+// Built one event at a time: each event is a small JSON object serialised and appended,
+// so a long run's trace never holds a JSON tree of all its events at once (only the
+// TraceEvent copies and the text). The envelope around the events is fixed text.
 std::string TraceLog::ToJson() const {
   const std::vector<TraceEvent> events = Events();
-  JsonWriter json;
-  json.BeginObject();
-  json.Key("displayTimeUnit").String("ns");
-  json.Key("traceEvents").BeginArray();
+  std::string out = R"({"displayTimeUnit":"ns","traceEvents":[)";
+  bool first = true;
+  const auto append = [&](const JsonDoc& event) {
+    if (!first) out += ',';
+    first = false;
+    out += DumpJson(event);
+  };
   {
     MutexLock lock(&mu_);
     for (const auto& [track, name] : track_names_) {
-      json.BeginObject();
-      json.Key("ph").String("M");
-      json.Key("name").String("thread_name");
-      json.Key("pid").Uint(1);
-      json.Key("tid").Uint(track);
-      json.Key("args").BeginObject().Key("name").String(name).EndObject();
-      json.EndObject();
+      append({{"ph", "M"},
+              {"name", "thread_name"},
+              {"pid", 1},
+              {"tid", track},
+              {"args", {{"name", name}}}});
     }
   }
   for (const TraceEvent& e : events) {
-    json.BeginObject();
-    json.Key("ph").String(std::string(1, e.phase));
-    json.Key("name").String(e.name);
-    json.Key("cat").String(e.category);
-    json.Key("pid").Uint(1);
-    json.Key("tid").Uint(e.track);
-    json.Key("ts").Double(static_cast<double>(e.ts_ns) / 1000.0);  // microseconds
-    if (e.phase == 'X') json.Key("dur").Double(static_cast<double>(e.dur_ns) / 1000.0);
-    if (e.phase == 'i') json.Key("s").String("t");
+    JsonDoc event = {{"ph", std::string(1, e.phase)},
+                     {"name", e.name},
+                     {"cat", e.category},
+                     {"pid", 1},
+                     {"tid", e.track},
+                     // microseconds
+                     {"ts", static_cast<double>(e.ts_ns) / 1000.0}};
+    if (e.phase == 'X') event["dur"] = static_cast<double>(e.dur_ns) / 1000.0;
+    if (e.phase == 'i') event["s"] = "t";
     if (e.arg0_name != nullptr || e.arg1_name != nullptr) {
-      json.Key("args").BeginObject();
-      if (e.arg0_name != nullptr) json.Key(e.arg0_name).String(absl::StrCat("0x", absl::Hex(e.arg0)));
-      if (e.arg1_name != nullptr) json.Key(e.arg1_name).String(absl::StrCat("0x", absl::Hex(e.arg1)));
-      json.EndObject();
+      JsonDoc& args = event["args"] = JsonDoc::object();
+      if (e.arg0_name != nullptr) args[e.arg0_name] = HexString(e.arg0);
+      if (e.arg1_name != nullptr) args[e.arg1_name] = HexString(e.arg1);
     }
-    json.EndObject();
+    append(event);
   }
-  json.EndArray();
-  json.EndObject();
-  return json.Take();
+  out += "]}";
+  return out;
 }
 
 absl::Status TraceLog::WriteJson(const std::string& path) const {

@@ -8,6 +8,7 @@
 // Tracks: events carry a track number; a track is a "thread" row in the viewer. Threads
 // get a track from Register (their own row); callers may derive per-subscription rows from
 // it (TrackFor). Names of tracks are written as thread_name metadata.
+// The JSON (nlohmann-json, json_output.h) is built only by ToJson, never while recording.
 //
 // WriteJson() reads every buffer. REQUIRES: every recording thread has stopped recording
 // (joined, or quiescent) — the buffers are unsynchronised by design.
@@ -51,8 +52,10 @@ class TraceLog {
   // Nanoseconds since the log was created (steady clock).
   uint64_t NowNs() const;
 
-  // The calling thread's own track (a new one on first use, named `thread_name` if given,
-  // "thread-N" otherwise). Cheap after the first call.
+  // The calling thread's own track: a new one on first use, named from the thread's OS
+  // name when it is one the VMM gives its own threads ("vcpu3" is "vCPU 3", "reclaimd"
+  // the "reclaim driver", "hostpg-0" "page server 0"), "thread-N (<OS name>)" otherwise
+  // until NameThisThread names it. Cheap after the first call.
   uint32_t ThreadTrack();
   // A named row derived from the calling thread's track, e.g. one per subscription:
   // (thread number << 4) | (1 + slot % 15). Named once on first use.

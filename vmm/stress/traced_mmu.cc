@@ -12,6 +12,22 @@ struct OpenWindow {
 // Windows this thread has open, innermost last.
 thread_local std::vector<OpenWindow> tls_open_windows;
 
+// A window's slice name: the event as Linux spells it (enum mmu_notifier_event without
+// MMU_NOTIFY_, lower case), the word a kernel engineer reads in the trace, not the enum's.
+const char* SliceName(notifier::Event event) {
+  switch (event) {
+    case notifier::Event::kUnmap: return "unmap";
+    case notifier::Event::kClear: return "clear";
+    case notifier::Event::kProtectionVma: return "protection_vma";
+    case notifier::Event::kProtectionPage: return "protection_page";
+    case notifier::Event::kSoftDirty: return "soft_dirty";
+    case notifier::Event::kRelease: return "release";
+    case notifier::Event::kMigrate: return "migrate";
+    case notifier::Event::kExclusive: return "exclusive";
+  }
+  return "unknown";
+}
+
 }  // namespace
 
 TracedSecondaryMmu::TracedSecondaryMmu(mmu::Primary& primary,
@@ -34,7 +50,7 @@ void TracedSecondaryMmu::InvalidateRangeEnd(const notifier::Range& range) {
     if (it->mmu != this) continue;
     const uint64_t start = it->start_ns;
     tls_open_windows.erase(std::next(it).base());
-    trace_->Complete("invalidate", notifier::EventName(range.event), start,
+    trace_->Complete("invalidate", SliceName(range.event), start,
                      trace_->NowNs() - start, "start", range.start, "end", range.end,
                      trace_->TrackFor(slot_, name_));
     return;
