@@ -154,7 +154,7 @@ absl::StatusOr<HostStressOutcome> RunHostStress(const StressOptions& options,
 
   dma::DmaEngineOptions engine_options;
   engine_options.ram_size = space.ram_size();
-  if (trace.enabled()) engine_options.on_thread_start = [&trace] { trace.NameThisThread("dma device"); };
+  if (trace.enabled()) engine_options.on_thread_start = [&trace] { trace.NameThisThread("DMA engine"); };
   dma::DmaEngine engine(*dma_memory, engine_options);
   engine.Start();
 
@@ -168,7 +168,7 @@ absl::StatusOr<HostStressOutcome> RunHostStress(const StressOptions& options,
   workload_config.balloon = options.balloon;
   if (trace.enabled()) {
     workload_config.on_thread_start = [&trace](uint32_t v) {
-      trace.NameThisThread(absl::StrCat("vcpu ", v));
+      trace.NameThisThread(absl::StrCat("vCPU ", v));
     };
   }
   HostWorkload workload(workload_config, vcpu_memory, &engine,

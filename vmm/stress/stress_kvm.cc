@@ -285,7 +285,7 @@ absl::StatusOr<HostStressOutcome> RunKvmStress(const StressOptions& options,
   dma::DmaEngineOptions engine_options;
   engine_options.ram_size = mem_bytes;
   if (trace.enabled()) {
-    engine_options.on_thread_start = [&trace] { trace.NameThisThread("dma device"); };
+    engine_options.on_thread_start = [&trace] { trace.NameThisThread("DMA engine"); };
   }
   engine = std::make_unique<dma::DmaEngine>(*dma_memory, engine_options);
   if (absl::Status s = machine->AttachPortDevice(MMV_PORT_DMA, 4, engine.get()); !s.ok()) {
