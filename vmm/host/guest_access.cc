@@ -3,8 +3,8 @@
 #include <cstring>
 
 #include "absl/strings/str_format.h"
-#include "vmm/host/host_address_space.h"
 #include "notifier/base/status_macros.h"
+#include "vmm/host/host_address_space.h"
 #include "vmm/host/host_address_space_internal.h"
 
 namespace mmuvisor::vmm {

@@ -9,8 +9,9 @@
 #include <utility>
 
 #include "absl/strings/str_format.h"
-#include "spdlog/spdlog.h"
+#include "notifier/base/errno_status.h"
 #include "notifier/base/status_macros.h"
+#include "spdlog/spdlog.h"
 #include "vmm/host/host_address_space_internal.h"
 #include "vmm/host/reclaim_driver.h"
 
@@ -258,7 +259,7 @@ absl::StatusOr<mmu::PrimaryPage> HostAddressSpace::Resolve(uint64_t address,
           "HostAddressSpace::Resolve: %s of page %d raced with a window",
           mmu::AccessName(access), page));
     }
-    return absl::ErrnoToStatus(
+    return ErrnoToStatus(
         err, absl::StrFormat("HostAddressSpace::Resolve: madvise(MADV_POPULATE_%s) page %d",
                              write ? "WRITE" : "READ", page));
   }

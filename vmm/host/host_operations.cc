@@ -9,8 +9,9 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
-#include "vmm/host/host_address_space.h"
+#include "notifier/base/errno_status.h"
 #include "notifier/base/status_macros.h"
+#include "vmm/host/host_address_space.h"
 #include "vmm/host/host_address_space_internal.h"
 
 #ifndef MADV_POPULATE_READ
@@ -66,7 +67,7 @@ notifier::Range HostAddressSpace::HubRange(PageRange range, Event event,
 
 absl::Status HostAddressSpace::MapProtection(PageRange range, int prot) const {
   if (mprotect(PagePointer(range.first), range.count * kPageSize, prot) != 0) {
-    return absl::ErrnoToStatus(errno, absl::StrFormat("mprotect pages [%d, %d) prot %d",
+    return ErrnoToStatus(errno, absl::StrFormat("mprotect pages [%d, %d) prot %d",
                                                       range.first, range.end(), prot));
   }
   return absl::OkStatus();
@@ -217,7 +218,7 @@ absl::StatusOr<ReclaimResult> HostAddressSpace::SaveAndDiscardLocked(PageRange r
         range.count, [&](uint64_t i) { return drop[i] != 0; },
         [&](uint64_t i, uint64_t n) -> absl::Status {
           if (madvise(PagePointer(range.first + i), n * kPageSize, MADV_POPULATE_READ) != 0) {
-            return absl::ErrnoToStatus(
+            return ErrnoToStatus(
                 errno, absl::StrFormat("migrate: MADV_POPULATE_READ pages [%d, %d)",
                                        range.first + i, range.first + i + n));
           }

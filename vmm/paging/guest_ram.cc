@@ -7,6 +7,7 @@
 #include <cerrno>
 
 #include "absl/strings/str_format.h"
+#include "notifier/base/errno_status.h"
 #include "notifier/base/status_macros.h"
 
 namespace mmuvisor::vmm {
@@ -31,11 +32,11 @@ absl::StatusOr<std::unique_ptr<GuestRam>> GuestRam::Create(size_t bytes, GuestRa
   void* base = MAP_FAILED;
   if (backing == GuestRamBacking::kMemfdShared) {
     memfd = memfd_create("mmuvisor-guest-ram", MFD_CLOEXEC);
-    if (memfd < 0) return absl::ErrnoToStatus(errno, "GuestRam: memfd_create");
+    if (memfd < 0) return ErrnoToStatus(errno, "GuestRam: memfd_create");
     if (ftruncate(memfd, static_cast<off_t>(bytes)) != 0) {
       const int e = errno;
       close(memfd);
-      return absl::ErrnoToStatus(e, absl::StrFormat("GuestRam: ftruncate memfd to %d", bytes));
+      return ErrnoToStatus(e, absl::StrFormat("GuestRam: ftruncate memfd to %d", bytes));
     }
     base = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
   } else {
@@ -44,7 +45,7 @@ absl::StatusOr<std::unique_ptr<GuestRam>> GuestRam::Create(size_t bytes, GuestRa
   if (base == MAP_FAILED) {
     const int e = errno;
     if (memfd >= 0) close(memfd);
-    return absl::ErrnoToStatus(
+    return ErrnoToStatus(
         e, absl::StrFormat("GuestRam: mmap %d bytes (%s)", bytes, GuestRamBackingName(backing)));
   }
   return std::unique_ptr<GuestRam>(
@@ -69,7 +70,7 @@ absl::Status GuestRam::Discard(uint64_t first, uint64_t count) {
   if (count == 0) return absl::OkStatus();
   const int advice = backing_ == GuestRamBacking::kMemfdShared ? MADV_REMOVE : MADV_DONTNEED;
   if (madvise(PageAddress(first), count * page_size_, advice) != 0) {
-    return absl::ErrnoToStatus(
+    return ErrnoToStatus(
         errno, absl::StrFormat("GuestRam::Discard madvise(%s) pages [%d, %d)",
                                advice == MADV_REMOVE ? "MADV_REMOVE" : "MADV_DONTNEED", first,
                                first + count));
@@ -85,7 +86,7 @@ absl::Status GuestRam::DropMappings(uint64_t first, uint64_t count) {
   }
   if (count == 0) return absl::OkStatus();
   if (madvise(PageAddress(first), count * page_size_, MADV_DONTNEED) != 0) {
-    return absl::ErrnoToStatus(
+    return ErrnoToStatus(
         errno, absl::StrFormat("GuestRam::DropMappings madvise(MADV_DONTNEED) pages [%d, %d)",
                                first, first + count));
   }
@@ -101,7 +102,7 @@ absl::Status GuestRam::PunchHole(uint64_t first, uint64_t count) {
   if (fallocate(memfd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
                 static_cast<off_t>(first * page_size_),
                 static_cast<off_t>(count * page_size_)) != 0) {
-    return absl::ErrnoToStatus(
+    return ErrnoToStatus(
         errno, absl::StrFormat("GuestRam::PunchHole fallocate(PUNCH_HOLE) pages [%d, %d)",
                                first, first + count));
   }
@@ -120,7 +121,7 @@ absl::Status GuestRam::ReadPages(uint64_t first, uint64_t count, uint8_t* out) c
                             static_cast<off_t>(first * page_size_ + done));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
-      return absl::ErrnoToStatus(n < 0 ? errno : EIO,
+      return ErrnoToStatus(n < 0 ? errno : EIO,
                                  absl::StrFormat("GuestRam::ReadPages pread pages [%d, %d)",
                                                  first, first + count));
     }

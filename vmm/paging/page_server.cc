@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "absl/strings/str_format.h"
+#include "notifier/base/errno_status.h"
 
 namespace mmuvisor::vmm {
 namespace {
@@ -42,14 +43,14 @@ absl::StatusOr<int> OpenUserfaultfd() {
   const int syscall_errno = errno;
   const int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
   if (dev < 0) {
-    return absl::ErrnoToStatus(syscall_errno,
+    return ErrnoToStatus(syscall_errno,
                                "userfaultfd(O_CLOEXEC|O_NONBLOCK) (and "
                                "/dev/userfaultfd cannot be opened)");
   }
   fd = ioctl(dev, USERFAULTFD_IOC_NEW, flags);
   const int e = errno;
   close(dev);
-  if (fd < 0) return absl::ErrnoToStatus(e, "ioctl(/dev/userfaultfd, USERFAULTFD_IOC_NEW)");
+  if (fd < 0) return ErrnoToStatus(e, "ioctl(/dev/userfaultfd, USERFAULTFD_IOC_NEW)");
   return fd;
 }
 
@@ -90,7 +91,7 @@ absl::StatusOr<std::unique_ptr<PageServer>> PageServer::Start(const PagedRange& 
   if (ioctl(*uffd, UFFDIO_API, &api) != 0) {
     const int e = errno;
     close(*uffd);
-    return absl::ErrnoToStatus(e, "UFFDIO_API features=EVENT_REMOVE|THREAD_ID|MISSING_SHMEM");
+    return ErrnoToStatus(e, "UFFDIO_API features=EVENT_REMOVE|THREAD_ID|MISSING_SHMEM");
   }
   uffdio_register reg{};
   reg.range.start = reinterpret_cast<uintptr_t>(range.base);
@@ -99,7 +100,7 @@ absl::StatusOr<std::unique_ptr<PageServer>> PageServer::Start(const PagedRange& 
   if (ioctl(*uffd, UFFDIO_REGISTER, &reg) != 0) {
     const int e = errno;
     close(*uffd);
-    return absl::ErrnoToStatus(
+    return ErrnoToStatus(
         e, absl::StrFormat("UFFDIO_REGISTER MISSING start=%p len=0x%x", range.base, reg.range.len));
   }
   const uint64_t needed = (uint64_t{1} << _UFFDIO_COPY) | (uint64_t{1} << _UFFDIO_ZEROPAGE) |
@@ -114,7 +115,7 @@ absl::StatusOr<std::unique_ptr<PageServer>> PageServer::Start(const PagedRange& 
   if (stop_fd < 0) {
     const int e = errno;
     close(*uffd);  // closing unregisters the range
-    return absl::ErrnoToStatus(e, "PageServer: eventfd");
+    return ErrnoToStatus(e, "PageServer: eventfd");
   }
   std::unique_ptr<PageServer> server(
       new PageServer(range, store, std::move(options), *uffd, stop_fd));
@@ -148,7 +149,7 @@ void PageServer::HandlerLoop(int index) {
     if (options_.spin_before_block_ns > 0 && SpinForMessage(state)) continue;
     if (poll(fds, 2, -1) < 0) {
       if (errno == EINTR) continue;
-      Fail(kWholeRange, 0, absl::ErrnoToStatus(errno, "poll(userfaultfd, eventfd)"));
+      Fail(kWholeRange, 0, ErrnoToStatus(errno, "poll(userfaultfd, eventfd)"));
       break;
     }
     // The eventfd is never read: once written it stays readable and stops every handler.
@@ -207,7 +208,7 @@ bool PageServer::ReadAndDispatch(HandlerState& state) {
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) return true;  // another handler took it
   if (n != static_cast<ssize_t>(sizeof(msg))) {
     Fail(kWholeRange, 0,
-         n < 0 ? absl::ErrnoToStatus(errno, "read(userfaultfd)")
+         n < 0 ? ErrnoToStatus(errno, "read(userfaultfd)")
                : absl::InternalError(absl::StrFormat("read(userfaultfd): %d bytes", n)));
     return false;
   }
@@ -306,7 +307,7 @@ absl::StatusOr<bool> PageServer::CopyPage(HandlerState& state, uint64_t page, co
     if (wake) WakeRange(page, 1);
     return false;
   }
-  return absl::ErrnoToStatus(e, absl::StrFormat("UFFDIO_COPY page %d dst=%p len=%d", page,
+  return ErrnoToStatus(e, absl::StrFormat("UFFDIO_COPY page %d dst=%p len=%d", page,
                                                 PageAddress(page), range_.page_size));
 }
 
@@ -327,7 +328,7 @@ absl::Status PageServer::ZeroPage(HandlerState& state, uint64_t page, bool wake)
     if (wake) WakeRange(page, 1);
     return absl::OkStatus();
   }
-  return absl::ErrnoToStatus(e, absl::StrFormat("UFFDIO_ZEROPAGE page %d start=%p len=%d", page,
+  return ErrnoToStatus(e, absl::StrFormat("UFFDIO_ZEROPAGE page %d start=%p len=%d", page,
                                                 PageAddress(page), range_.page_size));
 }
 
@@ -461,7 +462,7 @@ absl::Status PageServer::CopyRun(HandlerState& state, uint64_t first, uint64_t c
       one_by_one = true;  // learn which page fails, and why
       continue;
     } else if (first + i == must) {
-      must_status = absl::ErrnoToStatus(
+      must_status = ErrnoToStatus(
           e, absl::StrFormat("UFFDIO_COPY page %d dst=%p len=%d", must, PageAddress(must),
                              range_.page_size));
     }
@@ -605,7 +606,7 @@ absl::Status PageServer::Populate(uint64_t page, const void* data) {
           absl::StrFormat("PageServer::Populate page %d: already populated", page));
     }
     if (errno != EAGAIN) {
-      return absl::ErrnoToStatus(errno, absl::StrFormat("UFFDIO_COPY page %d dst=%p len=%d", page,
+      return ErrnoToStatus(errno, absl::StrFormat("UFFDIO_COPY page %d dst=%p len=%d", page,
                                                         PageAddress(page), range_.page_size));
     }
     sched_yield();
@@ -622,7 +623,7 @@ absl::StatusOr<std::vector<uint8_t>> PageServer::Residency(uint64_t first, uint6
   }
   std::vector<unsigned char> vec(count);
   if (count > 0 && mincore(PageAddress(first), count * range_.page_size, vec.data()) != 0) {
-    return absl::ErrnoToStatus(errno,
+    return ErrnoToStatus(errno,
                                absl::StrFormat("mincore pages [%d, %d)", first, first + count));
   }
   std::vector<uint8_t> out(count);

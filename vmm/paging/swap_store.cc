@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "notifier/base/errno_status.h"
 #include "vmm/paging/crc32c.h"
 
 namespace mmuvisor::vmm {
@@ -20,11 +21,11 @@ absl::StatusOr<int> OpenAnonymousFile(const std::string& dir) {
   int fd = open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
   if (fd >= 0) return fd;
   if (errno != EOPNOTSUPP && errno != EISDIR) {
-    return absl::ErrnoToStatus(errno, absl::StrCat("SwapStore: open(O_TMPFILE) in ", dir));
+    return ErrnoToStatus(errno, absl::StrCat("SwapStore: open(O_TMPFILE) in ", dir));
   }
   std::string path = absl::StrCat(dir, "/mmuvisor-swap-XXXXXX");
   fd = mkostemp(path.data(), O_CLOEXEC);
-  if (fd < 0) return absl::ErrnoToStatus(errno, absl::StrCat("SwapStore: mkostemp ", path));
+  if (fd < 0) return ErrnoToStatus(errno, absl::StrCat("SwapStore: mkostemp ", path));
   unlink(path.c_str());
   return fd;
 }
@@ -51,9 +52,9 @@ enum class IoKind { kWrite, kRead };
 // Store I/O errors, coded by what the caller can do: ENOSPC/EDQUOT -> ResourceExhausted
 // (free space); EIO on a write -> Unavailable (the page stays resident; a later reclaim may
 // retry); EIO on a read -> DataLoss (the only copy of the page cannot be read); anything
-// else as absl::ErrnoToStatus maps it.
+// else as ErrnoToStatus (notifier/base/errno_status.h) maps it.
 absl::Status StoreIoError(int e, IoKind kind, const std::string& message) {
-  const std::string full = absl::StrCat(message, ": ", std::strerror(e));
+  const std::string full = absl::StrCat(message, ": ", ErrnoText(e));
   switch (e) {
     case ENOSPC:
     case EDQUOT:
@@ -61,7 +62,7 @@ absl::Status StoreIoError(int e, IoKind kind, const std::string& message) {
     case EIO:
       return kind == IoKind::kWrite ? absl::UnavailableError(full) : absl::DataLossError(full);
     default:
-      return absl::ErrnoToStatus(e, message);
+      return ErrnoToStatus(e, message);
   }
 }
 
@@ -85,7 +86,7 @@ absl::StatusOr<std::unique_ptr<SwapStore>> SwapStore::Create(uint64_t num_pages,
   if (ftruncate(*fd, static_cast<off_t>(bytes)) != 0) {
     const int e = errno;
     close(*fd);
-    return absl::ErrnoToStatus(
+    return ErrnoToStatus(
         e, absl::StrFormat("SwapStore: ftruncate to %d bytes in %s", bytes, dir));
   }
   return std::unique_ptr<SwapStore>(new SwapStore(*fd, num_pages, page_size));
@@ -367,7 +368,7 @@ absl::Status SwapStore::Drop(uint64_t first, uint64_t count) {
                 static_cast<off_t>(first * page_size_),
                 static_cast<off_t>(count * page_size_)) != 0 &&
       errno != EOPNOTSUPP) {
-    return absl::ErrnoToStatus(
+    return ErrnoToStatus(
         errno, absl::StrFormat("SwapStore::Drop punch pages [%d, %d)", first, first + count));
   }
   return absl::OkStatus();

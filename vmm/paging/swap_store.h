@@ -91,7 +91,7 @@ class SwapStore {
 
   // Saves page_size bytes from `data` as page `page`. On success the page is saved and clean.
   // Errors: OutOfRange (bad page); ENOSPC/EDQUOT -> ResourceExhausted, EIO -> Unavailable,
-  // other errnos as absl::ErrnoToStatus,
+  // other errnos as ErrnoToStatus (notifier/base/errno_status.h),
   // with the page and offset in the message. On error the page is NOT saved.
   // REQUIRES: the caller holds the guest off the page (hub invalidation window) so `data`
   // is the page's settled contents. `data` is copied once before anything else, so the

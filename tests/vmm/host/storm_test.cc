@@ -24,6 +24,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "host_test_support.h"
+#include "notifier/base/errno_status.h"
 #include "support/status_matchers.h"
 #include "support/wait.h"
 #include "vmm/host/dma_port.h"
@@ -63,7 +64,7 @@ absl::Status GuestStore(HostAddressSpace& space, uint64_t page, const uint8_t* d
     const auto n = static_cast<ssize_t>(
         syscall(SYS_process_vm_readv, getpid(), &local, 1UL, &remote, 1UL, 0UL));
     if (n == static_cast<ssize_t>(kPageSize)) return absl::OkStatus();
-    if (n < 0 && errno != EFAULT) return absl::ErrnoToStatus(errno, "process_vm_readv");
+    if (n < 0 && errno != EFAULT) return ErrnoToStatus(errno, "process_vm_readv");
     efaults.fetch_add(1, std::memory_order_relaxed);
     const Gpa gpa{page * kPageSize};
     GuestFaultVerdict v = space.ClassifyGuestFault(gpa, /*write=*/true);
