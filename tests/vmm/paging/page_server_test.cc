@@ -305,14 +305,13 @@ TEST_P(PageServerTest, FaultAroundBringsBackTheFollowingSavedPages) {
   EXPECT_EQ(server_->Stats().faults, faults_before + 1);  // no fault for 1, 2, 4
 }
 
-TEST_P(PageServerTest, FaultAroundBringsTheClusterWithOneFault) {
-  PageServerOptions options;
-  options.fault_around_pages = 15;
-  Start(64, options);
+TEST_P(PageServerTest, DefaultFaultAroundBringsTheClusterWithOneFault) {
+  Start(64, PageServerOptions{});
+  ASSERT_GT(kDefaultFaultAroundPages, 0u);
   for (uint64_t p = 0; p < 64; ++p) FillPattern(Page(p), p, PageSize());
   ASSERT_EQ(Reclaim(0, 64), 0);
   const uint64_t faults_before = server_->Stats().faults;
-  const uint64_t cluster = 1 + options.fault_around_pages;
+  const uint64_t cluster = 1 + kDefaultFaultAroundPages;
   EXPECT_TRUE(HasPattern(Page(0), 0, PageSize()));
   PageServerStats s = server_->Stats();
   // Counted before the one wake: nothing to wait for.
