@@ -15,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "guests/hostile/hostile_shared.h"
 #include "kvm/cli_run.h"
+#include "support/kvm_stress_run.h"
 #include "support/read_file.h"
 #include "vmm/stress/hostile_run.h"
 #include "vmm/stress/stress_kvm.h"
@@ -39,13 +40,6 @@ StressOptions Hostile(uint64_t seed) {
   o.progress = false;
   return o;
 }
-
-#define RUN_KVM_OR_SKIP(outcome, options)                                            \
-  if (absl::Status kvm = ProbeKvm((options).kvm_path); !kvm.ok()) {                  \
-    GTEST_SKIP() << kvm.message();                                                   \
-  }                                                                                  \
-  absl::StatusOr<HostStressOutcome> outcome = RunKvmStress(options, nullptr, false); \
-  ASSERT_TRUE(outcome.ok()) << outcome.status()
 
 class HostileSeedTest : public ::testing::TestWithParam<uint64_t> {};
 

@@ -11,6 +11,7 @@
 #include "gtest/gtest.h"
 #include "json_parse.h"
 #include "trace_words.h"
+#include "support/kvm_stress_run.h"
 #include "support/read_file.h"
 #include "support/status_matchers.h"
 #include "vmm/stress/stress_kvm.h"
@@ -30,16 +31,6 @@ StressOptions KvmShort() {
   o.progress = false;
   return o;
 }
-
-// Runs under KVM or skips with the reason.
-// Only an unopenable /dev/kvm skips ("needs /dev/kvm: ..."); any error of the run itself
-// fails the test.
-#define RUN_KVM_OR_SKIP(outcome, options)                                            \
-  if (absl::Status kvm = ProbeKvm((options).kvm_path); !kvm.ok()) {                  \
-    GTEST_SKIP() << kvm.message();                                                   \
-  }                                                                                  \
-  absl::StatusOr<HostStressOutcome> outcome = RunKvmStress(options, nullptr, false); \
-  ASSERT_TRUE(outcome.ok()) << outcome.status()
 
 using ::mmuvisor::testing::ReadFileOrEmpty;
 

@@ -1,0 +1,22 @@
+// RUN_KVM_OR_SKIP(outcome, options): runs a KVM stress scenario (vmm/stress RunKvmStress)
+// in a test, or skips the test with the reason when /dev/kvm cannot be opened. Only an
+// unopenable /dev/kvm skips ("needs /dev/kvm: ..."); any error of the run itself fails the
+// test. `outcome` is an absl::StatusOr<HostStressOutcome> that is ok after the macro.
+#ifndef MMUVISOR_TESTS_SUPPORT_KVM_STRESS_RUN_H_
+#define MMUVISOR_TESTS_SUPPORT_KVM_STRESS_RUN_H_
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "gtest/gtest.h"
+#include "vmm/stress/stress_kvm.h"
+
+#define RUN_KVM_OR_SKIP(outcome, options)                                             \
+  if (absl::Status kvm = ::mmuvisor::vmm::stress::ProbeKvm((options).kvm_path);       \
+      !kvm.ok()) {                                                                    \
+    GTEST_SKIP() << kvm.message();                                                    \
+  }                                                                                   \
+  absl::StatusOr<::mmuvisor::vmm::stress::HostStressOutcome> outcome =                \
+      ::mmuvisor::vmm::stress::RunKvmStress(options, nullptr, false);                 \
+  ASSERT_TRUE(outcome.ok()) << outcome.status()
+
+#endif  // MMUVISOR_TESTS_SUPPORT_KVM_STRESS_RUN_H_
