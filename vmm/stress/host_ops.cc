@@ -22,9 +22,9 @@ const char* HostOpName(HostOp op) {
 }
 
 HostOpDriver::HostOpDriver(const StressOptions& options, uint64_t range_start,
-                           uint64_t range_end, HostOpCallbacks callbacks, TraceLog* trace)
+                           uint64_t range_end, HostOpTarget& target, TraceLog* trace)
     : options_(options), start_(range_start), end_(range_end),
-      callbacks_(std::move(callbacks)),
+      target_(target),
       trace_(trace != nullptr && trace->enabled() ? trace : nullptr) {}
 
 HostOpDriver::~HostOpDriver() { Stop(); }
@@ -34,7 +34,7 @@ void HostOpDriver::Start() {
                                       options_.ops.migrate, options_.ops.protect,
                                       options_.ops.oom_reap};
   for (int k = 0; k < kHostOpKinds; ++k) {
-    if (rates[k] <= 0 || !callbacks_.op[k]) continue;
+    if (rates[k] <= 0 || !target_.Supports(static_cast<HostOp>(k))) continue;
     threads_.emplace_back([this, k, rate = rates[k]] { Loop(static_cast<HostOp>(k), rate); });
   }
 }
@@ -69,10 +69,8 @@ void HostOpDriver::Loop(HostOp op, double rate) {
   for (uint64_t n = 0; !StopRequested(period); ++n) {
     uint64_t first;
     if (op == HostOp::kReclaim) {
-      if (callbacks_.resident_fraction &&
-          callbacks_.resident_fraction() <= options_.resident_target) {
-        continue;
-      }
+      const std::optional<double> resident = target_.ResidentFraction();
+      if (resident.has_value() && *resident <= options_.resident_target) continue;
       if (hand + span > pages) hand = 0;
       first = hand;
       hand += span;
@@ -81,7 +79,7 @@ void HostOpDriver::Loop(HostOp op, double rate) {
     }
     const uint64_t gpa = start_ + first * kPageSize;
     const uint64_t t0 = trace_ != nullptr ? trace_->NowNs() : 0;
-    const absl::Status s = callbacks_.op[kind](gpa, span * kPageSize);
+    const absl::Status s = target_.Run(op, gpa, span * kPageSize);
     if (trace_ != nullptr) {
       trace_->Complete("host", HostOpName(op), t0, trace_->NowNs() - t0, "gpa", gpa, "len",
                        span * kPageSize);

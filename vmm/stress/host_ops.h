@@ -2,19 +2,19 @@
 // (reclaim, discard, migrate, protect, OOM reap), each doing its operation on a seeded
 // pseudo-random page range at its rate. Reclaim is a pacing driver: it only reclaims (at a
 // clock hand sweeping guest memory) while the resident fraction is above the target.
-// The operations themselves are callbacks, so the same driver runs against vmm/host's
+// The operations act on a HostOpTarget, so the same driver runs against vmm/host's
 // HostAddressSpace (KVM runs) and against PagePoolSpace (host-thread runs).
 //
-// Threads: Start/Stop from the owner; callbacks run on the driver's threads (one per
-// kind) and must be thread-safe. Counters are relaxed atomics; mu_ guards the stop flag.
+// Threads: Start/Stop from the owner; the target's Run runs on the driver's threads (one
+// per kind) and must be thread-safe. Counters are relaxed atomics; mu_ guards the stop
+// flag.
 #ifndef MMUVISOR_VMM_STRESS_HOST_OPS_H_
 #define MMUVISOR_VMM_STRESS_HOST_OPS_H_
 
-#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
-#include <functional>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -31,17 +31,25 @@ enum class HostOp { kReclaim = 0, kDiscard, kMigrate, kProtect, kOomReap };
 inline constexpr int kHostOpKinds = 5;
 const char* HostOpName(HostOp op);
 
-struct HostOpCallbacks {
-  // Each gets a page-aligned guest-physical range inside [range_start, range_end).
-  std::array<std::function<absl::Status(uint64_t gpa, uint64_t len)>, kHostOpKinds> op;
-  std::function<double()> resident_fraction;  // for reclaim pacing; null: always reclaim
+// What the driver's operations act on. Called from the driver's threads, concurrently.
+class HostOpTarget {
+ public:
+  virtual ~HostOpTarget() = default;
+  // Whether the target does `op` at all: the driver starts no thread for one it does not
+  // (e.g. discards, which come from the guest's balloon calls instead).
+  virtual bool Supports(HostOp op) const = 0;
+  // `op` on the page-aligned guest-physical range [gpa, gpa + len), inside the driver's
+  // [range_start, range_end). An error counts as a failed operation (EAGAIN included).
+  virtual absl::Status Run(HostOp op, uint64_t gpa, uint64_t len) = 0;
+  // Reclaim pacing: the resident fraction of guest RAM; nullopt: reclaim at every tick.
+  virtual std::optional<double> ResidentFraction() const { return std::nullopt; }
 };
 
 class HostOpDriver {
  public:
   // Operations cover [range_start, range_end) (page aligned). `trace` may be null.
   HostOpDriver(const StressOptions& options, uint64_t range_start, uint64_t range_end,
-               HostOpCallbacks callbacks, TraceLog* trace);
+               HostOpTarget& target, TraceLog* trace);
   ~HostOpDriver();
   void Start();
   void Stop();
@@ -55,7 +63,7 @@ class HostOpDriver {
 
   const StressOptions options_;
   const uint64_t start_, end_;
-  const HostOpCallbacks callbacks_;
+  HostOpTarget& target_;
   TraceLog* const trace_;
   Mutex mu_;
   std::condition_variable cv_;  // stop_ set

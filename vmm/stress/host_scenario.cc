@@ -30,6 +30,35 @@ namespace {
 // The workload owns memory from here on (the KVM layout puts the image below it).
 constexpr uint64_t kFreeStart = 1ull << 20;
 
+// The host operations of a host-thread run, on the page pool. Discards come from the
+// workload's balloon calls; reclaim paces on the pool's resident pages.
+class PoolHostOps : public HostOpTarget {
+ public:
+  explicit PoolHostOps(PagePoolSpace& space) : space_(space) {}
+  bool Supports(HostOp op) const override { return op != HostOp::kDiscard; }
+  absl::Status Run(HostOp op, uint64_t gpa, uint64_t len) override {
+    switch (op) {
+      case HostOp::kReclaim:
+        return space_.Reclaim(gpa, len);
+      case HostOp::kMigrate:
+        return space_.Migrate(gpa, len);
+      case HostOp::kProtect:
+        return space_.Protect(gpa, len);
+      case HostOp::kOomReap:
+        return space_.OomReap(gpa, len);
+      default:
+        return absl::InternalError(absl::StrCat("host op ", HostOpName(op), " not offered"));
+    }
+  }
+  std::optional<double> ResidentFraction() const override {
+    return static_cast<double>(space_.stats().resident) /
+           static_cast<double>(space_.ram_size() / kPageSize);
+  }
+
+ private:
+  PagePoolSpace& space_;
+};
+
 }  // namespace
 
 absl::StatusOr<HostStressOutcome> RunHostStress(const StressOptions& options,
@@ -176,16 +205,8 @@ absl::StatusOr<HostStressOutcome> RunHostStress(const StressOptions& options,
                           (void)space.Discard(gpa, len);  // errors: impossible ranges only
                         });
 
-  HostOpCallbacks callbacks;
-  callbacks.op[static_cast<int>(HostOp::kReclaim)] = [&](uint64_t g, uint64_t l) { return space.Reclaim(g, l); };
-  callbacks.op[static_cast<int>(HostOp::kDiscard)] = nullptr;  // discards come from the balloon
-  callbacks.op[static_cast<int>(HostOp::kMigrate)] = [&](uint64_t g, uint64_t l) { return space.Migrate(g, l); };
-  callbacks.op[static_cast<int>(HostOp::kProtect)] = [&](uint64_t g, uint64_t l) { return space.Protect(g, l); };
-  callbacks.op[static_cast<int>(HostOp::kOomReap)] = [&](uint64_t g, uint64_t l) { return space.OomReap(g, l); };
-  callbacks.resident_fraction = [&space, pages] {
-    return static_cast<double>(space.stats().resident) / static_cast<double>(pages);
-  };
-  HostOpDriver driver(options, 0, space.ram_size(), callbacks, &trace);
+  PoolHostOps host_ops(space);
+  HostOpDriver driver(options, 0, space.ram_size(), host_ops, &trace);
 
   const absl::Time start = absl::Now();
   auto sample = [&] {

@@ -48,6 +48,38 @@
 namespace mmuvisor::vmm::stress {
 namespace {
 
+// The host operations of a KVM run, on the machine's HostAddressSpace. Reclaim is the
+// reclaim driver's job (vmm/host), discards come from the guest's balloon calls.
+class SpaceHostOps : public HostOpTarget {
+ public:
+  explicit SpaceHostOps(HostAddressSpace& space) : space_(space) {}
+  bool Supports(HostOp op) const override {
+    return op == HostOp::kMigrate || op == HostOp::kProtect || op == HostOp::kOomReap;
+  }
+  absl::Status Run(HostOp op, uint64_t gpa, uint64_t len) override {
+    MMUVISOR_ASSIGN_OR_RETURN(const PageRange pages, space_.PagesOf(Gpa{gpa}, ByteSize{len}));
+    switch (op) {
+      case HostOp::kMigrate:
+        return space_.Migrate(pages).status();
+      case HostOp::kProtect:
+        // A protection_vma window that leaves the pages read-write: every secondary MMU
+        // zaps and refaults the range, the guest's stores keep working (a read-only
+        // protect would make them protected-write events, not a stress condition).
+        return space_.Protect(pages, PageProtection::kReadWrite);
+      case HostOp::kOomReap: {
+        MMUVISOR_ASSIGN_OR_RETURN(const OomReapResult r, space_.OomReap(pages));
+        if (!r.reaped) return absl::UnavailableError("OOM reap skipped after EAGAIN retries");
+        return absl::OkStatus();
+      }
+      default:
+        return absl::InternalError(absl::StrCat("host op ", HostOpName(op), " not offered"));
+    }
+  }
+
+ private:
+  HostAddressSpace& space_;
+};
+
 // With --rounds the guest stops by itself; it gets this long beyond --duration (a --rounds
 // run is bounded by its rounds, not by --duration: README "Bounded run time").
 constexpr absl::Duration kRoundsGrace = absl::Seconds(60);
@@ -299,36 +331,10 @@ absl::StatusOr<HostStressOutcome> RunKvmStress(const StressOptions& options,
     return space.Discard(*pages);
   });
 
-  auto pages_of = [&space](uint64_t gpa, uint64_t len) {
-    return space.PagesOf(Gpa{gpa}, ByteSize{len});
-  };
-  HostOpCallbacks callbacks;
-  callbacks.op[static_cast<int>(HostOp::kReclaim)] = nullptr;  // the reclaim driver's job
-  callbacks.op[static_cast<int>(HostOp::kDiscard)] = nullptr;  // discards come from the balloon
-  callbacks.op[static_cast<int>(HostOp::kMigrate)] = [&](uint64_t g, uint64_t l) -> absl::Status {
-    absl::StatusOr<PageRange> p = pages_of(g, l);
-    if (!p.ok()) return p.status();
-    return space.Migrate(*p).status();
-  };
-  // A kProtectionVma window that leaves the pages read-write: every secondary MMU zaps
-  // and refaults the range, the guest's stores keep working (a read-only protect would
-  // make them protected-write events, not a stress condition).
-  callbacks.op[static_cast<int>(HostOp::kProtect)] = [&](uint64_t g, uint64_t l) -> absl::Status {
-    absl::StatusOr<PageRange> p = pages_of(g, l);
-    if (!p.ok()) return p.status();
-    return space.Protect(*p, PageProtection::kReadWrite);
-  };
-  callbacks.op[static_cast<int>(HostOp::kOomReap)] = [&](uint64_t g, uint64_t l) -> absl::Status {
-    absl::StatusOr<PageRange> p = pages_of(g, l);
-    if (!p.ok()) return p.status();
-    absl::StatusOr<OomReapResult> r = space.OomReap(*p);
-    if (!r.ok()) return r.status();
-    if (!r->reaped) return absl::UnavailableError("OOM reap skipped after EAGAIN retries");
-    return absl::OkStatus();
-  };
+  SpaceHostOps host_ops(space);
   const uint64_t ops_start = (free_start + kPageSize - 1) / kPageSize * kPageSize;
   const uint64_t ops_end = free_end / kPageSize * kPageSize;
-  HostOpDriver driver(options, ops_start, ops_end, callbacks, &trace);
+  HostOpDriver driver(options, ops_start, ops_end, host_ops, &trace);
 
   const absl::Time start = absl::Now();
   auto sample = [&] {
