@@ -155,7 +155,7 @@ absl::Status HostAddressSpace::AttachHypervisor(MemslotControl* control, DirtyLo
   // hypervisor that gets one attached later (Machine) logs once, at the attachment.
   if (control == nullptr && log == nullptr && attach_later_) return absl::OkStatus();
   spdlog::info("host address space: {} KiB {} RAM, {} memslot(s), dirty tracking: {} ({})",
-               options_.ram_bytes >> 10, GuestRamBackingName(options_.backing),
+               options_.ram_bytes >> 10, MemoryBackingName(options_.backing),
                memslots()->slots().size(), DirtyTrackingModeName(dirty_choice_.mode),
                dirty_choice_.reason);
   return absl::OkStatus();

@@ -111,7 +111,7 @@ struct OomReapOptions {
 
 struct HostAddressSpaceOptions {
   uint64_t ram_bytes = 64ull << 20;
-  GuestRamBacking backing = GuestRamBacking::kMemfdShared;
+  MemoryBacking backing = MemoryBacking::kMemfd;
   std::vector<RamSlot> slots;  // empty: slot 0 = all of RAM at gpa 0
   notifier::HubOptions hub;
   SwapStoreOptions swap;

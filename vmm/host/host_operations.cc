@@ -133,7 +133,7 @@ absl::StatusOr<ReclaimResult> HostAddressSpace::SaveAndDiscardLocked(PageRange r
   // memfd RAM under write protection: discard = drop mappings + punch (see below);
   // anonymous RAM has no copy outside its mapping, so it keeps protect -> save -> discard.
   const bool split_discard = options_.write_protect_windows &&
-                             ram_->backing() == GuestRamBacking::kMemfdShared;
+                             ram_->backing() == MemoryBacking::kMemfd;
   auto body = [&]() -> absl::Status {
     // Read-only first: from here no guest store can land between the copy and the
     // discard (a vCPU gets EFAULT and waits for this window; see ClassifyGuestFault).

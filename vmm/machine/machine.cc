@@ -26,11 +26,6 @@ absl::Status InputError(absl::Status status) {
   return status;
 }
 
-GuestRamBacking RamBackingOf(MemoryBacking backing) {
-  return backing == MemoryBacking::kAnonymous ? GuestRamBacking::kAnonymousPrivate
-                                              : GuestRamBacking::kMemfdShared;
-}
-
 }  // namespace
 
 bool IsInputError(const absl::Status& status) {
@@ -63,7 +58,7 @@ absl::Status Machine::Init(absl::Span<const uint8_t> elf) {
   // 1. The host address space. Its callbacks reach this object, which outlives it.
   HostAddressSpaceOptions options = config_.host;
   options.ram_bytes = config_.ram_size.value;
-  options.backing = RamBackingOf(config_.backing);
+  options.backing = config_.backing;
   options.slots.clear();  // one slot: all of RAM at gpa 0, as the boot layout expects
   options.memslot_control = nullptr;  // attached in SetUpKvm, once the VM exists
   options.dirty_log = nullptr;

@@ -4,12 +4,12 @@
 
 namespace mmuvisor::vmm {
 
-absl::string_view MemoryBackingName(MemoryBacking backing) {
+const char* MemoryBackingName(MemoryBacking backing) {
   switch (backing) {
     case MemoryBacking::kMemfd:
-      return "memfd";
+      return "memfd-shared";
     case MemoryBacking::kAnonymous:
-      return "anon";
+      return "anonymous-private";
   }
   return "?";
 }

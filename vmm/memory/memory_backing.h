@@ -1,13 +1,11 @@
-// MemoryBacking: what the user chooses for guest RAM (`mmuvisor run --memory memfd|anon`),
-// and the host's physical RAM, the ceiling for --mem. The RAM itself is owned by
-// vmm/host/HostAddressSpace (vmm/paging/GuestRam): kMemfd = GuestRamBacking::kMemfdShared,
-// kAnonymous = GuestRamBacking::kAnonymousPrivate. Pure values; any thread.
+// MemoryBacking: how guest RAM is mapped, the project's one backing enum: what the user
+// chooses (`mmuvisor run --memory memfd|anon`), what the machine and the host address space
+// pass on, and what vmm/paging/GuestRam maps. Also the host's physical RAM, the ceiling for
+// --mem. Pure values; any thread.
 #ifndef MMUVISOR_VMM_MEMORY_MEMORY_BACKING_H_
 #define MMUVISOR_VMM_MEMORY_MEMORY_BACKING_H_
 
 #include <cstdint>
-
-#include "absl/strings/string_view.h"
 
 namespace mmuvisor::vmm {
 
@@ -16,7 +14,8 @@ enum class MemoryBacking {
   kAnonymous,  // MAP_PRIVATE | MAP_ANONYMOUS
 };
 
-absl::string_view MemoryBackingName(MemoryBacking backing);
+// "memfd-shared" / "anonymous-private": how the mapping is made (log lines, messages).
+const char* MemoryBackingName(MemoryBacking backing);
 
 // Physical RAM of this host in bytes (sysconf), 0 if unknown.
 uint64_t HostPhysicalMemoryBytes();

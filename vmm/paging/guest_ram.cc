@@ -12,17 +12,7 @@
 
 namespace mmuvisor::vmm {
 
-const char* GuestRamBackingName(GuestRamBacking backing) {
-  switch (backing) {
-    case GuestRamBacking::kMemfdShared:
-      return "memfd-shared";
-    case GuestRamBacking::kAnonymousPrivate:
-      return "anonymous-private";
-  }
-  return "?";
-}
-
-absl::StatusOr<std::unique_ptr<GuestRam>> GuestRam::Create(size_t bytes, GuestRamBacking backing) {
+absl::StatusOr<std::unique_ptr<GuestRam>> GuestRam::Create(size_t bytes, MemoryBacking backing) {
   const auto page_size = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   if (bytes == 0 || bytes % page_size != 0) {
     return absl::InvalidArgumentError(
@@ -30,7 +20,7 @@ absl::StatusOr<std::unique_ptr<GuestRam>> GuestRam::Create(size_t bytes, GuestRa
   }
   int memfd = -1;
   void* base = MAP_FAILED;
-  if (backing == GuestRamBacking::kMemfdShared) {
+  if (backing == MemoryBacking::kMemfd) {
     memfd = memfd_create("mmuvisor-guest-ram", MFD_CLOEXEC);
     if (memfd < 0) return ErrnoToStatus(errno, "GuestRam: memfd_create");
     if (ftruncate(memfd, static_cast<off_t>(bytes)) != 0) {
@@ -46,7 +36,7 @@ absl::StatusOr<std::unique_ptr<GuestRam>> GuestRam::Create(size_t bytes, GuestRa
     const int e = errno;
     if (memfd >= 0) close(memfd);
     return ErrnoToStatus(
-        e, absl::StrFormat("GuestRam: mmap %d bytes (%s)", bytes, GuestRamBackingName(backing)));
+        e, absl::StrFormat("GuestRam: mmap %d bytes (%s)", bytes, MemoryBackingName(backing)));
   }
   return std::unique_ptr<GuestRam>(
       new GuestRam(static_cast<uint8_t*>(base), bytes, page_size, memfd, backing));
@@ -68,7 +58,7 @@ absl::Status GuestRam::CheckPages(const char* op, uint64_t first, uint64_t count
 absl::Status GuestRam::Discard(uint64_t first, uint64_t count) {
   MMUVISOR_RETURN_IF_ERROR(CheckPages("Discard", first, count));
   if (count == 0) return absl::OkStatus();
-  const int advice = backing_ == GuestRamBacking::kMemfdShared ? MADV_REMOVE : MADV_DONTNEED;
+  const int advice = backing_ == MemoryBacking::kMemfd ? MADV_REMOVE : MADV_DONTNEED;
   if (madvise(PageAddress(first), count * page_size_, advice) != 0) {
     return ErrnoToStatus(
         errno, absl::StrFormat("GuestRam::Discard madvise(%s) pages [%d, %d)",
@@ -80,7 +70,7 @@ absl::Status GuestRam::Discard(uint64_t first, uint64_t count) {
 
 absl::Status GuestRam::DropMappings(uint64_t first, uint64_t count) {
   MMUVISOR_RETURN_IF_ERROR(CheckPages("DropMappings", first, count));
-  if (backing_ != GuestRamBacking::kMemfdShared) {
+  if (backing_ != MemoryBacking::kMemfd) {
     return absl::FailedPreconditionError(
         "GuestRam::DropMappings: only memfd-shared RAM keeps its contents without a mapping");
   }
@@ -95,7 +85,7 @@ absl::Status GuestRam::DropMappings(uint64_t first, uint64_t count) {
 
 absl::Status GuestRam::PunchHole(uint64_t first, uint64_t count) {
   MMUVISOR_RETURN_IF_ERROR(CheckPages("PunchHole", first, count));
-  if (backing_ != GuestRamBacking::kMemfdShared) {
+  if (backing_ != MemoryBacking::kMemfd) {
     return absl::FailedPreconditionError("GuestRam::PunchHole: RAM is not memfd-shared");
   }
   if (count == 0) return absl::OkStatus();
@@ -111,7 +101,7 @@ absl::Status GuestRam::PunchHole(uint64_t first, uint64_t count) {
 
 absl::Status GuestRam::ReadPages(uint64_t first, uint64_t count, uint8_t* out) const {
   MMUVISOR_RETURN_IF_ERROR(CheckPages("ReadPages", first, count));
-  if (backing_ != GuestRamBacking::kMemfdShared) {
+  if (backing_ != MemoryBacking::kMemfd) {
     return absl::FailedPreconditionError("GuestRam::ReadPages: RAM is not memfd-shared");
   }
   const size_t total = count * page_size_;

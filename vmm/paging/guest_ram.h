@@ -1,11 +1,11 @@
 // GuestRam: one host mapping that backs guest RAM, owned RAII (mapping and memfd).
 //
-// Backings:
-//  - kMemfdShared (default): memfd_create + MAP_SHARED. Shareable and punchable; discard is
+// Backings (MemoryBacking, vmm/memory/memory_backing.h):
+//  - kMemfd (default): memfd_create + MAP_SHARED. Shareable and punchable; discard is
 //    MADV_REMOVE, which frees the shmem pages (a hole in the memfd) and, on a range registered
 //    with userfaultfd, raises UFFD_EVENT_REMOVE. (MADV_DONTNEED would only drop the PTEs: the
 //    page would stay in the page cache and come back without a fault.)
-//  - kAnonymousPrivate: MAP_PRIVATE|MAP_ANONYMOUS; discard is MADV_DONTNEED (also raises
+//  - kAnonymous: MAP_PRIVATE|MAP_ANONYMOUS; discard is MADV_DONTNEED (also raises
 //    UFFD_EVENT_REMOVE when registered).
 // Reclaim of memfd-shared RAM splits the discard in two (see vmm/host/README.md, "Cost"):
 // DropMappings (MADV_DONTNEED: the page-table entries go, the contents stay in the memfd),
@@ -27,18 +27,15 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "vmm/memory/memory_backing.h"
 
 namespace mmuvisor::vmm {
-
-enum class GuestRamBacking { kMemfdShared, kAnonymousPrivate };
-
-const char* GuestRamBackingName(GuestRamBacking backing);
 
 class GuestRam {
  public:
   // REQUIRES: bytes > 0 and a multiple of the host page size.
   static absl::StatusOr<std::unique_ptr<GuestRam>> Create(
-      size_t bytes, GuestRamBacking backing = GuestRamBacking::kMemfdShared);
+      size_t bytes, MemoryBacking backing = MemoryBacking::kMemfd);
   ~GuestRam();
   GuestRam(const GuestRam&) = delete;
   GuestRam& operator=(const GuestRam&) = delete;
@@ -47,7 +44,7 @@ class GuestRam {
   size_t bytes() const { return bytes_; }
   size_t page_size() const { return page_size_; }
   uint64_t num_pages() const { return bytes_ / page_size_; }
-  GuestRamBacking backing() const { return backing_; }
+  MemoryBacking backing() const { return backing_; }
   // The memfd, or -1 for anonymous memory. Owned by this object.
   int memfd() const { return memfd_; }
   uint8_t* PageAddress(uint64_t page) const { return base_ + page * page_size_; }
@@ -73,14 +70,14 @@ class GuestRam {
  private:
   absl::Status CheckPages(const char* op, uint64_t first, uint64_t count) const;
 
-  GuestRam(uint8_t* base, size_t bytes, size_t page_size, int memfd, GuestRamBacking backing)
+  GuestRam(uint8_t* base, size_t bytes, size_t page_size, int memfd, MemoryBacking backing)
       : base_(base), bytes_(bytes), page_size_(page_size), memfd_(memfd), backing_(backing) {}
 
   uint8_t* const base_;
   const size_t bytes_;
   const size_t page_size_;
   const int memfd_;
-  const GuestRamBacking backing_;
+  const MemoryBacking backing_;
 };
 
 }  // namespace mmuvisor::vmm

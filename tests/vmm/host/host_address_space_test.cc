@@ -39,7 +39,7 @@ using ::mmuvisor::vmm::testing::ThreadCount;
 
 constexpr uint64_t kPages = 64;
 
-HostAddressSpaceOptions SmallOptions(GuestRamBacking backing = GuestRamBacking::kMemfdShared) {
+HostAddressSpaceOptions SmallOptions(MemoryBacking backing = MemoryBacking::kMemfd) {
   HostAddressSpaceOptions o;
   o.ram_bytes = kPages * kPageSize;
   o.backing = backing;
@@ -58,7 +58,7 @@ uint64_t ResidentCount(HostAddressSpace& space) {
   return n;
 }
 
-class BackingTest : public ::testing::TestWithParam<GuestRamBacking> {};
+class BackingTest : public ::testing::TestWithParam<MemoryBacking> {};
 
 TEST_P(BackingTest, ReclaimAllThenRereadGivesIdenticalDataWithSwapIns) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<HostAddressSpace> space,
@@ -210,10 +210,10 @@ TEST_P(BackingTest, FaultAroundSkipsThePagesOfAnOpenWindow) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backings, BackingTest,
-                         ::testing::Values(GuestRamBacking::kMemfdShared,
-                                           GuestRamBacking::kAnonymousPrivate),
+                         ::testing::Values(MemoryBacking::kMemfd,
+                                           MemoryBacking::kAnonymous),
                          [](const auto& param_info) {
-                           return param_info.param == GuestRamBacking::kMemfdShared ? "memfd"
+                           return param_info.param == MemoryBacking::kMemfd ? "memfd"
                                                                               : "anonymous";
                          });
 

@@ -127,7 +127,7 @@ PageServerOptions OnePage() {
   return o;
 }
 
-class PageServerTest : public ::testing::TestWithParam<GuestRamBacking> {
+class PageServerTest : public ::testing::TestWithParam<MemoryBacking> {
  protected:
   void Start(uint64_t pages, PageServerOptions options = OnePage()) {
     ASSERT_OK_AND_ASSIGN(ram_, GuestRam::Create(pages * PageSize(), GetParam()));
@@ -577,10 +577,10 @@ TEST_P(PageServerTest, StartRejectsAStoreSmallerThanTheRange) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backings, PageServerTest,
-                         ::testing::Values(GuestRamBacking::kMemfdShared,
-                                           GuestRamBacking::kAnonymousPrivate),
-                         [](const ::testing::TestParamInfo<GuestRamBacking>& param_info) {
-                           return param_info.param == GuestRamBacking::kMemfdShared ? "Memfd"
+                         ::testing::Values(MemoryBacking::kMemfd,
+                                           MemoryBacking::kAnonymous),
+                         [](const ::testing::TestParamInfo<MemoryBacking>& param_info) {
+                           return param_info.param == MemoryBacking::kMemfd ? "Memfd"
                                                                                     : "Anon";
                          });
 
