@@ -33,7 +33,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   absl::StatusOr<cli::Command> command = cli::ParseCommandLine(words);
   if (command.ok() && command->kind == cli::CommandKind::kRun) {
     const cli::RunOptions& run = command->run;
-    if (run.mem_bytes % 4096 != 0 || run.mem_bytes < vmm::kMinGuestMemBytes) Fail("--mem accepted");
+    if (run.mem_bytes % 4096 != 0 || run.mem_bytes < mmuvisor::vmm::kMinGuestMemBytes) {
+      Fail("--mem accepted");
+    }
     if (run.vcpus == 0 || run.vcpus > MMV_UCALL_MAX_VCPUS) Fail("--vcpus accepted");
     if (run.timeout <= absl::ZeroDuration()) Fail("non-positive --timeout accepted");
     if (run.guest_args.size() > MMV_BOOT_INFO_MAX_ARGS) Fail("too many guest arguments");
