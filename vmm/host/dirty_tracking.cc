@@ -4,6 +4,26 @@
 
 namespace mmuvisor::vmm {
 
+const char* DirtyLogSourceName(DirtyLogSource source) {
+  switch (source) {
+    case DirtyLogSource::kBitmap:
+      return "bitmap";
+    case DirtyLogSource::kRing:
+      return "ring";
+    case DirtyLogSource::kAuto:
+      return "auto";
+  }
+  return "?";
+}
+
+absl::StatusOr<DirtyLogSource> ParseDirtyLogSource(absl::string_view word) {
+  for (DirtyLogSource s : {DirtyLogSource::kBitmap, DirtyLogSource::kRing, DirtyLogSource::kAuto}) {
+    if (word == DirtyLogSourceName(s)) return s;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("dirty tracking '", word, "': expected bitmap, ring or auto"));
+}
+
 const char* DirtyTrackingModeName(DirtyTrackingMode mode) {
   switch (mode) {
     case DirtyTrackingMode::kDirtyLog:

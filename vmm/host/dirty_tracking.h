@@ -8,6 +8,12 @@
 // KVM), reclaim falls back to writing back every resident page: always correct, slower.
 // The choice and its reason are logged once by HostAddressSpace::Create.
 //
+// Where the log comes from (DirtyLogSource, the VMM's choice before it creates vCPUs):
+// KVM's per-memslot bitmap (KvmDirtyLog, kvm_bindings.h) or its per-vCPU dirty ring
+// (KvmDirtyRingLog, kvm_dirty_ring.h); `auto` takes the ring where KVM offers it and a
+// self-check on a scratch VM passes, else the bitmap. Both then go through the same
+// self-check on the real VM (ChooseDirtyTracking).
+//
 // Writes that do not go through a vCPU (device DMA through a SecondaryMmu, the VMM's own
 // copies into guest memory) are invisible to KVM's log: their writers must call
 // HostAddressSpace::NoteHostWrite() before writing (DmaPort does).
@@ -24,6 +30,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "vmm/memory/memslot_table.h"
 
 namespace mmuvisor::vmm {
@@ -37,6 +44,16 @@ class DirtyLog {
   // "kvm-dirty-log (KVM_GET_DIRTY_LOG)", for the startup log line.
   virtual std::string Describe() const = 0;
 };
+
+// The dirty log a VMM asks for (`--dirty bitmap|ring|auto`).
+enum class DirtyLogSource : uint8_t {
+  kBitmap,  // KVM_GET_DIRTY_LOG
+  kRing,    // KVM_CAP_DIRTY_LOG_RING[_ACQ_REL]; an error where KVM does not offer it
+  kAuto,    // the ring if offered and its self-check passes, else the bitmap (logged)
+};
+const char* DirtyLogSourceName(DirtyLogSource source);  // "bitmap", "ring", "auto"
+// InvalidArgument naming the accepted words.
+absl::StatusOr<DirtyLogSource> ParseDirtyLogSource(absl::string_view word);
 
 enum class DirtyTrackingMode {
   kDirtyLog,         // write back only saved pages the log reports as written

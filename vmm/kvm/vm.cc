@@ -49,6 +49,22 @@ absl::Status KvmVm::GetDirtyLog(uint32_t slot, absl::Span<uint64_t> bitmap) cons
   return absl::OkStatus();
 }
 
+absl::Status KvmVm::EnableCap(uint32_t cap, uint64_t arg0) const {
+  kvm_enable_cap enable{};
+  enable.cap = cap;
+  enable.args[0] = arg0;
+  if (::ioctl(fd_.get(), KVM_ENABLE_CAP, &enable) < 0) {
+    return ErrnoToStatus(errno, absl::StrFormat("KVM_ENABLE_CAP (vm) cap=%u arg0=%#x", cap, arg0));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint32_t> KvmVm::ResetDirtyRings() const {
+  const int r = ::ioctl(fd_.get(), KVM_RESET_DIRTY_RINGS, 0);
+  if (r < 0) return ErrnoToStatus(errno, "KVM_RESET_DIRTY_RINGS");
+  return static_cast<uint32_t>(r);
+}
+
 absl::Status KvmVm::SetTssAddr(uint64_t gpa) const {
   // The argument is passed by value (an unsigned long), not by pointer.
   if (::ioctl(fd_.get(), KVM_SET_TSS_ADDR, static_cast<unsigned long>(gpa)) < 0) {

@@ -43,6 +43,17 @@ class KvmVm {
   // Errors: ENOENT (no such slot / no logging) -> NotFound, naming slot and size.
   absl::Status GetDirtyLog(uint32_t slot, absl::Span<uint64_t> bitmap) const;
 
+  // KVM_ENABLE_CAP on the VM fd with args[0] = arg0 (e.g. KVM_CAP_DIRTY_LOG_RING: the
+  // ring's size in bytes). Errors name the cap and the argument; KVM's EINVAL (bad value,
+  // or too late: some caps only before the first vCPU) -> InvalidArgument.
+  absl::Status EnableCap(uint32_t cap, uint64_t arg0) const;
+
+  // KVM_RESET_DIRTY_RINGS: for every vCPU's dirty ring, KVM re-arms dirty tracking of the
+  // entries userspace marked KVM_DIRTY_GFN_F_RESET (in ring order, up to the first entry
+  // not so marked) and frees them. Returns how many entries it reset. REQUIRES: the dirty
+  // ring was enabled (without one KVM has nothing to reset; the call is then an error).
+  absl::StatusOr<uint32_t> ResetDirtyRings() const;
+
   // KVM_SET_TSS_ADDR: three pages of guest-physical space KVM may use for its real-mode
   // TSS on Intel hosts without unrestricted guest. Must not overlap a memslot. Call before
   // the first KVM_RUN.

@@ -7,6 +7,7 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "spdlog/spdlog.h"
 #include "vmm/kvm/flavour.h"
 #include "vmm/machine/exception_stubs.h"
 #include "notifier/base/status_macros.h"
@@ -127,6 +128,7 @@ absl::Status Machine::Init(absl::Span<const uint8_t> elf) {
         vcpu.get(), static_cast<size_t>(limits_.vcpu_mmap_size), &exit_handler_,
         [this](uint32_t index, const VcpuStop& stop) { OnVcpuStop(index, stop); },
         static_cast<GuestFaultHandler*>(this)));
+    runners_.back()->SetDirtyRingFullHandler(kvm_dirty_ring_.get());
   }
   return absl::OkStatus();
 }
@@ -140,6 +142,7 @@ Machine::~Machine() {
   runners_.clear();
   vcpus_.clear();
   kvm_dirty_log_.reset();
+  kvm_dirty_ring_.reset();
   kvm_slots_.reset();
   vm_.reset();
   space_.reset();
@@ -168,6 +171,8 @@ absl::Status Machine::SetUpKvm() {
     // need it then fail at KVM_RUN with a reported error rather than here.
     (void)vm_->SetTssAddr(kTssAddr);
   }
+  // The ring must be enabled before the first vCPU is created (KVM: EINVAL after).
+  MMUVISOR_RETURN_IF_ERROR(ChooseDirtyLogSource());
   MMUVISOR_ASSIGN_OR_RETURN(std::vector<kvm_cpuid_entry2> cpuid, system_->SupportedCpuid());
   // Every vCPU with its CPUID and the register state KVM gave it, before the dirty-log
   // probe changes vCPU 0's.
@@ -178,10 +183,17 @@ absl::Status Machine::SetUpKvm() {
     base.push_back(sregs);
   }
   kvm_slots_.emplace(*vm_);
-  kvm_dirty_log_.emplace(*vm_);
+  DirtyLog* log = nullptr;
+  if (kvm_dirty_ring_ != nullptr) {
+    for (const auto& vcpu : vcpus_) MMUVISOR_RETURN_IF_ERROR(kvm_dirty_ring_->AddVcpu(*vcpu));
+    log = kvm_dirty_ring_.get();
+  } else {
+    kvm_dirty_log_.emplace(*vm_);
+    log = &*kvm_dirty_log_;
+  }
   KvmVcpu* probe_vcpu = vcpus_[0].get();
   MMUVISOR_RETURN_IF_ERROR(space_->AttachHypervisor(
-      &*kvm_slots_, &*kvm_dirty_log_,
+      &*kvm_slots_, log,
       [probe_vcpu](const GuestMemorySlot& slot) {
         return RunRealModeWriteProbe(*probe_vcpu, slot);
       }));
@@ -194,6 +206,43 @@ absl::Status Machine::SetUpKvm() {
   MutexLock lock(&mu_);
   reports_.resize(config_.vcpus);
   for (uint32_t i = 0; i < config_.vcpus; ++i) reports_[i].index = i;
+  return absl::OkStatus();
+}
+
+absl::Status Machine::ChooseDirtyLogSource() {
+  const uint32_t entries = config_.dirty_ring_entries;
+  switch (config_.dirty_log) {
+    case DirtyLogSource::kBitmap:
+      return absl::OkStatus();
+    case DirtyLogSource::kRing: {
+      absl::StatusOr<std::unique_ptr<KvmDirtyRingLog>> ring = KvmDirtyRingLog::Enable(*vm_, entries);
+      if (!ring.ok()) {
+        return absl::Status(ring.status().code(),
+                            absl::StrCat("dirty tracking 'ring' requested but unavailable: ",
+                                         ring.status().message()));
+      }
+      kvm_dirty_ring_ = *std::move(ring);
+      return absl::OkStatus();
+    }
+    case DirtyLogSource::kAuto:
+      break;
+  }
+  // auto: the ring only if KVM offers it and it logs a guest write on a scratch VM (the
+  // real VM cannot fall back to the bitmap once its ring is enabled).
+  MMUVISOR_ASSIGN_OR_RETURN(DirtyRingSupport support, ProbeDirtyRing(*vm_));
+  std::string why_not;
+  if (!support.offered()) {
+    why_not = support.Describe();
+  } else if (absl::StatusOr<DirtyTrackingChoice> check = SelfCheckDirtyRing(*system_, entries);
+             !check.ok()) {
+    why_not = absl::StrCat("its self-check failed to run: ", check.status().ToString());
+  } else if (check->mode != DirtyTrackingMode::kDirtyLog) {
+    why_not = absl::StrCat("its self-check failed: ", check->reason);
+  } else {
+    MMUVISOR_ASSIGN_OR_RETURN(kvm_dirty_ring_, KvmDirtyRingLog::Enable(*vm_, entries));
+    return absl::OkStatus();
+  }
+  spdlog::info("dirty tracking auto: not the dirty ring ({}); using the bitmap", why_not);
   return absl::OkStatus();
 }
 

@@ -9,7 +9,9 @@
 //      or a size that cannot hold it is reported even on hosts without KVM;
 //   3. /dev/kvm, its limits, the VM and every vCPU (CPUID), then
 //      HostAddressSpace::AttachHypervisor (memslots via KVM_SET_USER_MEMORY_REGION with
-//      dirty logging, the dirty-log self-check on vCPU 0), then the boot registers;
+//      dirty logging, the dirty-log self-check on vCPU 0), then the boot registers; the
+//      dirty ring (config.dirty_log) is enabled before the first vCPU and each vCPU's ring
+//      mapped before the self-check; its vCPU threads harvest on KVM_EXIT_DIRTY_RING_FULL;
 //   4. the port bus: serial console at MMV_PORT_SERIAL, ucall at MMV_PORT_UCALL (ucall reads
 //      guest memory through the space). More devices: AttachPortDevice before Run.
 // Run() starts the reclaim driver (config.reclaim), one VcpuRunner thread per vCPU and a
@@ -62,6 +64,7 @@
 #include "vmm/devices/ucall.h"
 #include "vmm/host/host_address_space.h"
 #include "vmm/host/kvm_bindings.h"
+#include "vmm/host/kvm_dirty_ring.h"
 #include "vmm/host/reclaim_driver.h"
 #include "vmm/kvm/system.h"
 #include "vmm/kvm/vcpu.h"
@@ -124,6 +127,13 @@ struct MachineConfig {
   // fault_around_pages, hub options incl. dispatch policy, oom, write_protect_windows,
   // window_hook) is used as given.
   HostAddressSpaceOptions host;
+  // Dirty tracking for reclaim (`--dirty bitmap|ring|auto`, vmm/host/dirty_tracking.h):
+  // the bitmap (KVM_GET_DIRTY_LOG), the per-vCPU dirty ring (an error where KVM does not
+  // offer it) or auto (the ring if offered and its self-check on a scratch VM passes, else
+  // the bitmap; the fallback is logged). The real VM's self-check then decides between
+  // that log and always-write-back, as for the bitmap.
+  DirtyLogSource dirty_log = DirtyLogSource::kBitmap;
+  uint32_t dirty_ring_entries = kDefaultDirtyRingEntries;  // per vCPU; rounded, clamped
   // Started by Run() when set (the CLI's `--resident`); stopped by Teardown.
   std::optional<ReclaimDriverOptions> reclaim;
 };
@@ -175,6 +185,10 @@ class Machine : private UcallHandler, private GuestFaultHandler {
 
   MachineFaultStats fault_stats() const;
 
+  // The dirty ring when the machine uses one (config.dirty_log ring, or auto that chose
+  // it), else null. Valid until destruction.
+  const KvmDirtyRingLog* dirty_ring() const { return kvm_dirty_ring_.get(); }
+
   const BootPlan& boot_plan() const { return plan_; }
   const KvmLimits& limits() const { return limits_; }
   uint32_t vcpu_count() const { return config_.vcpus; }
@@ -184,6 +198,8 @@ class Machine : private UcallHandler, private GuestFaultHandler {
   Machine(const MachineConfig& config, absl::Time created);
   absl::Status Init(absl::Span<const uint8_t> elf);
   absl::Status SetUpKvm();
+  // Enables the dirty ring on vm_ per config_.dirty_log (before any vCPU exists).
+  absl::Status ChooseDirtyLogSource();
   absl::Status CreateVcpu(uint32_t index, const std::vector<kvm_cpuid_entry2>& cpuid);
   void OnVcpuStop(uint32_t vcpu, const VcpuStop& stop) ABSL_LOCKS_EXCLUDED(mu_);
   void OnPageServerFailure(const absl::Status& status) ABSL_LOCKS_EXCLUDED(mu_);
@@ -221,6 +237,7 @@ class Machine : private UcallHandler, private GuestFaultHandler {
   std::optional<KvmVm> vm_;
   std::optional<KvmMemslotControl> kvm_slots_;  // reference vm_
   std::optional<KvmDirtyLog> kvm_dirty_log_;
+  std::unique_ptr<KvmDirtyRingLog> kvm_dirty_ring_;  // references vm_; or kvm_dirty_log_
   std::vector<std::unique_ptr<KvmVcpu>> vcpus_;
   PortIoBus bus_;
   SerialConsole serial_{&console_};

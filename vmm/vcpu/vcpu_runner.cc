@@ -158,6 +158,14 @@ VcpuStop VcpuRunner::RunLoop() {
     }
     identical_efaults_ = 0;
     last_efault_regs_.reset();
+    if (ring_full_ != nullptr && run->exit_reason == KVM_EXIT_DIRTY_RING_FULL) {
+      // KVM will not enter again until the rings are harvested and reset.
+      if (absl::Status s = ring_full_->OnDirtyRingFull(id); !s.ok()) {
+        return VcpuStop{StopKind::kHostError, run->exit_reason,
+                        absl::StrCat("dirty ring full: ", s.message()), {}, s};
+      }
+      continue;
+    }
     if (faults_ != nullptr && run->exit_reason == KVM_EXIT_MMIO) {
       VcpuStop stop;
       const MmioOutcome outcome = OnMmio(entry, stop);

@@ -22,6 +22,10 @@
 // Without a handler, or for any other failed KVM_RUN, the vCPU stops: kHostError, or
 // kCrashed for KVM_EXIT_MEMORY_FAULT (naming gpa, size and flags).
 //
+// KVM_EXIT_DIRTY_RING_FULL (dirty-ring mode): the DirtyRingFullHandler, if one is set,
+// harvests and resets the rings on this thread and the vCPU re-enters; without one it is
+// an unexpected exit (crash).
+//
 // On a crash the runner takes KVM_GET_REGS / KVM_GET_SREGS itself (vCPU ioctls belong on
 // the vCPU thread) and puts a RegisterDump in the VcpuStop.
 // The thread is named "vcpu<N>". on_stop is called once, on the vCPU thread, after the
@@ -45,6 +49,7 @@
 #include "absl/strings/string_view.h"
 #include "notifier/base/mutex.h"
 #include "vmm/kvm/vcpu.h"
+#include "vmm/vcpu/dirty_ring_full.h"
 #include "vmm/vcpu/exit_handler.h"
 #include "vmm/vcpu/guest_fault.h"
 #include "vmm/vcpu/register_dump.h"
@@ -84,6 +89,9 @@ class VcpuRunner {
   VcpuRunner(const VcpuRunner&) = delete;
   VcpuRunner& operator=(const VcpuRunner&) = delete;
 
+  // REQUIRES: before Start(); `handler` outlives the runner. Null: none.
+  void SetDirtyRingFullHandler(DirtyRingFullHandler* handler) { ring_full_ = handler; }
+
   void Start() ABSL_LOCKS_EXCLUDED(kick_mu_);
   // Any thread, any number of times, before or after Start(), before or after Join().
   void Kick() ABSL_LOCKS_EXCLUDED(kick_mu_);
@@ -113,6 +121,7 @@ class VcpuRunner {
   ExitHandler* const handler_;
   StopCallback on_stop_;
   GuestFaultHandler* const faults_;
+  DirtyRingFullHandler* ring_full_ = nullptr;  // set before Start, read by the vCPU thread
   // EFAULTs in a row with identical registers (vCPU thread only).
   uint32_t identical_efaults_ = 0;
   std::optional<kvm_regs> last_efault_regs_;
