@@ -1,0 +1,205 @@
+// The dirty ring as a Machine's dirty tracking (MachineConfig::dirty_log), against the
+// bitmap, with the `touch` guest (guests/touch): before the run the host writes every page
+// of a range and reclaims it (saved, clean, discarded); each vCPU then stores one byte into
+// every page of its share; after the run the host reclaims the range again. Every touched
+// page must be written back (the log reported it: if the ring were never read, the store's
+// saved-and-clean copy would be trusted, the page dropped without a write and the guest's
+// byte lost), and the data read back must hold the byte. Also: both logs pass the
+// real VM's self-check, `ring` where KVM lacks it is an error and `auto` picks the ring
+// where offered, and a ring far smaller than the guest's writes (KVM_EXIT_DIRTY_RING_FULL,
+// harvested by the vCPU threads) loses no page. Skips visibly without /dev/kvm, and the
+// ring cases where KVM does not offer KVM_CAP_DIRTY_LOG_RING.
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "kvm/kvm_test_support.h"
+#include "mmuvisor/guest_abi.h"
+#include "support/status_matchers.h"
+#include "touch/touch_shared.h"
+#include "vmm/host/host_address_space.h"
+#include "vmm/kvm/dirty_ring.h"
+#include "vmm/machine/machine.h"
+
+// The touch guest's ELF (tests/vmm/paging/CMakeLists.txt embeds it in
+// mmuvisor_guest_touch_run).
+extern "C" const uint8_t mmv_touch_image_begin[];
+extern "C" const uint8_t mmv_touch_image_end[];
+
+namespace mmuvisor::vmm {
+namespace {
+
+using ::mmuvisor::testing::StatusIs;
+using ::testing::HasSubstr;
+
+absl::Span<const uint8_t> TouchImage() {
+  return absl::Span<const uint8_t>(
+      mmv_touch_image_begin, static_cast<size_t>(mmv_touch_image_end - mmv_touch_image_begin));
+}
+
+// Whether this host's KVM offers the ring (a VM's KVM_CHECK_EXTENSION); the reason if not.
+bool RingOffered(std::string* why) {
+  absl::StatusOr<KvmSystem> system = KvmSystem::Open();
+  if (!system.ok()) {
+    *why = std::string(system.status().message());
+    return false;
+  }
+  absl::StatusOr<KvmVm> vm = system->CreateVm();
+  if (!vm.ok()) {
+    *why = std::string(vm.status().message());
+    return false;
+  }
+  absl::StatusOr<DirtyRingSupport> support = ProbeDirtyRing(*vm);
+  if (!support.ok() || !support->offered()) {
+    *why = support.ok() ? support->Describe() : std::string(support.status().message());
+    return false;
+  }
+  return true;
+}
+
+#define SKIP_UNLESS_RING_OFFERED()                                 \
+  do {                                                             \
+    std::string why_;                                              \
+    if (!RingOffered(&why_)) GTEST_SKIP() << "needs the dirty ring: " << why_; \
+  } while (0)
+
+MachineConfig TouchConfig(DirtyLogSource source, uint32_t vcpus, uint64_t ram_bytes) {
+  MachineConfig config;
+  config.ram_size = ByteSize{ram_bytes};
+  config.vcpus = vcpus;
+  config.privilege = GuestPrivilege::kUser;
+  config.timeout = absl::Seconds(300);  // nested KVM under TCG is slow
+  config.dirty_log = source;
+  config.host.page_server_threads = static_cast<int>(vcpus);
+  return config;
+}
+
+struct TouchOutcome {
+  uint64_t first_gpa = 0;
+  uint64_t pages = 0;
+  ReclaimResult after;  // the reclaim after the run
+};
+
+// Fill + reclaim the range, run the touch guest over it, reclaim again, check the data.
+void RunTouch(Machine& m, uint64_t pages_per_vcpu, TouchOutcome& out) {
+  mmv_boot_info info{};
+  ASSERT_OK(m.ReadGuest(Gpa{MMV_BOOT_INFO_GPA},
+                        absl::Span<uint8_t>(reinterpret_cast<uint8_t*>(&info), sizeof(info))));
+  out.pages = pages_per_vcpu * m.vcpu_count();
+  out.first_gpa = (info.free_start + TOUCH_PAGE - 1) / TOUCH_PAGE * TOUCH_PAGE;
+  ASSERT_LE(out.first_gpa + out.pages * TOUCH_PAGE, info.free_end);
+  std::array<uint64_t, 8> args{};
+  args[TOUCH_ARG_FIRST_GPA] = out.first_gpa;
+  args[TOUCH_ARG_PAGES] = pages_per_vcpu;
+  args[TOUCH_ARG_FLAGS] = TOUCH_F_FILLED;
+  ASSERT_OK(m.WriteGuest(Gpa{MMV_BOOT_INFO_GPA + offsetof(mmv_boot_info, args)},
+                         absl::Span<const uint8_t>(reinterpret_cast<const uint8_t*>(args.data()),
+                                                   sizeof(args))));
+  for (uint64_t p = 0; p < out.pages; ++p) {
+    const uint64_t gpa = out.first_gpa + p * TOUCH_PAGE;
+    const uint64_t word = touch_word(gpa);
+    ASSERT_OK(m.WriteGuest(Gpa{gpa}, absl::Span<const uint8_t>(
+                                         reinterpret_cast<const uint8_t*>(&word), sizeof(word))));
+  }
+  ASSERT_OK_AND_ASSIGN(PageRange range,
+                       m.host().PagesOf(Gpa{out.first_gpa}, ByteSize{out.pages * TOUCH_PAGE}));
+  ASSERT_OK_AND_ASSIGN(ReclaimResult before, m.host().Reclaim(range));
+  ASSERT_EQ(before.reclaimed, out.pages) << "every page saved and discarded before the run";
+
+  const RunResult run = m.Run();
+  ASSERT_EQ(run.verdict, Verdict::kClean) << run.summary;
+
+  // The guest's stores came back from the store (swap-in) and were written only into
+  // guest memory: only the dirty log says they changed.
+  ASSERT_OK_AND_ASSIGN(out.after, m.host().Reclaim(range));
+  EXPECT_EQ(out.after.written_back, out.pages) << "every touched page reported written";
+  EXPECT_EQ(out.after.skipped_clean, 0u);
+  EXPECT_EQ(out.after.save_failures, 0u);
+  uint64_t lost = 0;
+  for (uint64_t p = 0; p < out.pages; ++p) {
+    uint8_t byte = 0;
+    ASSERT_OK(m.ReadGuest(Gpa{out.first_gpa + p * TOUCH_PAGE + TOUCH_BYTE_OFFSET},
+                          absl::Span<uint8_t>(&byte, 1)));
+    if (byte != TOUCH_BYTE) ++lost;
+  }
+  EXPECT_EQ(lost, 0u) << "guest stores lost by a reclaim that trusted a stale copy";
+}
+
+class DirtyLogMachineTest : public ::testing::TestWithParam<DirtyLogSource> {};
+
+TEST_P(DirtyLogMachineTest, PassesTheSelfCheckAndReclaimWritesBackExactlyTheTouchedPages) {
+  MMUVISOR_SKIP_WITHOUT_KVM();
+  if (GetParam() == DirtyLogSource::kRing) SKIP_UNLESS_RING_OFFERED();
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Machine> m,
+                       Machine::Create(TouchConfig(GetParam(), 1, 8ull << 20), TouchImage()));
+  const DirtyTrackingChoice& choice = m->host().dirty_tracking();
+  ASSERT_EQ(choice.mode, DirtyTrackingMode::kDirtyLog) << choice.reason;
+  EXPECT_THAT(choice.reason, HasSubstr("verified by the self-check"));
+  const bool ring = GetParam() == DirtyLogSource::kRing;
+  EXPECT_THAT(choice.reason, HasSubstr(ring ? "kvm-dirty-ring" : "KVM_GET_DIRTY_LOG"));
+  ASSERT_EQ(m->dirty_ring() != nullptr, ring);
+  const HostStats before = m->host().stats();
+
+  TouchOutcome out;
+  ASSERT_NO_FATAL_FAILURE(RunTouch(*m, 64, out));
+  EXPECT_GE(m->host().stats().dirty_pages_logged - before.dirty_pages_logged, out.pages);
+  if (ring) {
+    const DirtyRingStats s = m->dirty_ring()->stats();
+    EXPECT_GE(s.entries, out.pages) << "the ring was read";
+    EXPECT_GE(s.bits_fetched, out.pages) << "and its entries reached the reclaim";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Source, DirtyLogMachineTest,
+                         ::testing::Values(DirtyLogSource::kBitmap, DirtyLogSource::kRing),
+                         [](const ::testing::TestParamInfo<DirtyLogSource>& p) {
+                           return std::string(DirtyLogSourceName(p.param));
+                         });
+
+TEST(DirtyRingMachineTest, FullRingExitsAreHarvestedAndNoPageIsLost) {
+  MMUVISOR_SKIP_WITHOUT_KVM();
+  SKIP_UNLESS_RING_OFFERED();
+  // The smallest ring KVM accepts (256 entries without PML, 1024 with), and 2048 pages per
+  // vCPU: each vCPU fills its ring several times during the run.
+  MachineConfig config = TouchConfig(DirtyLogSource::kRing, 2, 32ull << 20);
+  config.dirty_ring_entries = 1;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Machine> m, Machine::Create(config, TouchImage()));
+  ASSERT_NE(m->dirty_ring(), nullptr);
+  ASSERT_EQ(m->host().dirty_tracking().mode, DirtyTrackingMode::kDirtyLog)
+      << m->host().dirty_tracking().reason;
+  const uint32_t entries = m->dirty_ring()->config().entries;
+  ASSERT_LE(entries, 1024u);
+  TouchOutcome out;
+  ASSERT_NO_FATAL_FAILURE(RunTouch(*m, 2048, out));
+  const DirtyRingStats s = m->dirty_ring()->stats();
+  EXPECT_GT(s.full_exits, 0u) << "a " << entries << "-entry ring never filled";
+  EXPECT_GE(s.entries, out.pages);
+}
+
+TEST(DirtyRingMachineTest, RingWhereKvmLacksItIsAnErrorAndAutoFallsBack) {
+  MMUVISOR_SKIP_WITHOUT_KVM();
+  std::string why;
+  const bool offered = RingOffered(&why);
+  absl::StatusOr<std::unique_ptr<Machine>> ring =
+      Machine::Create(TouchConfig(DirtyLogSource::kRing, 1, 8ull << 20), TouchImage());
+  absl::StatusOr<std::unique_ptr<Machine>> automatic =
+      Machine::Create(TouchConfig(DirtyLogSource::kAuto, 1, 8ull << 20), TouchImage());
+  ASSERT_OK(automatic.status());
+  EXPECT_EQ(automatic.value()->host().dirty_tracking().mode, DirtyTrackingMode::kDirtyLog);
+  if (offered) {
+    ASSERT_OK(ring.status());
+    EXPECT_NE(automatic.value()->dirty_ring(), nullptr) << "auto takes the ring where offered";
+  } else {
+    EXPECT_THAT(ring.status(), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                        HasSubstr("'ring' requested but unavailable")));
+    EXPECT_EQ(automatic.value()->dirty_ring(), nullptr);
+    GTEST_SKIP() << "checked the error and the fallback; the ring itself: " << why;
+  }
+}
+
+}  // namespace
+}  // namespace mmuvisor::vmm
