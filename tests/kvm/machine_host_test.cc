@@ -20,11 +20,15 @@
 #include "notifier/base/mutex.h"
 #include "support/status_matchers.h"
 #include "support/wait.h"
+#include "vmm/host/discard.h"
 #include "vmm/host/dma_port.h"
 #include "vmm/host/fault_injection.h"
 #include "vmm/machine/machine.h"
 #include "vmm/host/host_address_space.h"
 #include "vmm/host/host_test_support.h"
+#include "vmm/host/migrate.h"
+#include "vmm/host/protect.h"
+#include "vmm/host/reclaim.h"
 
 namespace mmuvisor::vmm {
 namespace {
@@ -117,7 +121,7 @@ TEST(MachineHostTest, ReclaimAllThenTheGuestRereadsIdenticalDataThroughSwapIns) 
   device.on_written = [&](uint64_t round) {
     if (round != 1) return;
     swap_ins_before = m->host().stats().swapped_in;
-    absl::StatusOr<ReclaimResult> r = m->host().Reclaim(AllPages(*m));
+    absl::StatusOr<ReclaimResult> r = Reclaim(m->host(), AllPages(*m));
     ASSERT_THAT(r.status(), IsOk());
     reclaimed = *r;
   };
@@ -157,7 +161,7 @@ TEST(MachineHostTest, AGuestWriteIntoAnOpenWindowIsRetriedAfterItClosesAndNotLos
     if (round != 1) return;
     storm = std::thread([&] {
       hold.store(true);
-      EXPECT_THAT(m->host().Reclaim(DataPages(*m)).status(), IsOk());
+      EXPECT_THAT(Reclaim(m->host(), DataPages(*m)).status(), IsOk());
       hold.store(false);
     });
     ASSERT_TRUE(WaitUntil([&] { return body_done.load(); }))
@@ -201,10 +205,10 @@ TEST(MachineHostTest, AProtectedWriteIsAReportedEventAndUnprotectLetsTheGuestCon
   RoundsDevice device(2);
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Machine> m, MakeMachine(config, &device));
   const PageRange target{DataPages(*m).first + 5, 1};
-  observer.unprotect_ = [&] { return m->host().Unprotect(target); };
+  observer.unprotect_ = [&] { return Unprotect(m->host(), target); };
   device.on_written = [&](uint64_t round) {
     if (round == 1) {
-      ASSERT_THAT(m->host().Protect(target, PageProtection::kReadOnly), IsOk());
+      ASSERT_THAT(Protect(m->host(), target, PageProtection::kReadOnly), IsOk());
     }
   };
   const RunResult r = m->Run();
@@ -221,7 +225,7 @@ TEST(MachineHostTest, AProtectedWriteStopsTheVcpuWithTheEventInsteadOfHanging) {
   const PageRange target{DataPages(*m).first, 1};
   device.on_written = [&](uint64_t round) {
     if (round == 1) {
-      ASSERT_THAT(m->host().Protect(target, PageProtection::kReadOnly), IsOk());
+      ASSERT_THAT(Protect(m->host(), target, PageProtection::kReadOnly), IsOk());
     }
   };
   const RunResult r = m->Run();
@@ -273,11 +277,11 @@ TEST(MachineHostTest, AProtectedWriteIsReportedEvenWhileWindowsKeepOpening) {
   std::vector<std::thread> storm;
   device.on_written = [&](uint64_t round) {
     if (round != 1) return;
-    ASSERT_THAT(m->host().Protect(target, PageProtection::kReadOnly), IsOk());
+    ASSERT_THAT(Protect(m->host(), target, PageProtection::kReadOnly), IsOk());
     for (uint64_t t = 0; t < 2; ++t) {
       storm.emplace_back([&, t] {
         while (!stop_storm.load()) {
-          EXPECT_THAT(m->host().Discard(PageRange{storm_pages.first + t, 1}), IsOk());
+          EXPECT_THAT(Discard(m->host(), PageRange{storm_pages.first + t, 1}), IsOk());
         }
       });
     }
@@ -306,7 +310,7 @@ TEST(MachineHostTest, AFailingSwapStoreLosesNothing) {
   device.on_written = [&](uint64_t round) {
     if (round == 1) {
       m->host().store()->SetWriteFaultInjection(IoFaultInjection{.probability = 1.0, .error = ENOSPC});
-      absl::StatusOr<ReclaimResult> r = m->host().Reclaim(DataPages(*m));
+      absl::StatusOr<ReclaimResult> r = Reclaim(m->host(), DataPages(*m));
       m->host().store()->ClearFaultInjection();
       ASSERT_THAT(r.status(), IsOk());
       failed = *r;
@@ -314,7 +318,7 @@ TEST(MachineHostTest, AFailingSwapStoreLosesNothing) {
       // Half the saves fail (EIO, some torn halfway): those pages stay resident.
       m->host().store()->SetWriteFaultInjection(
           IoFaultInjection{.probability = 0.5, .error = EIO, .partial = true});
-      ASSERT_THAT(m->host().Reclaim(AllPages(*m)).status(), IsOk());
+      ASSERT_THAT(Reclaim(m->host(), AllPages(*m)).status(), IsOk());
       m->host().store()->ClearFaultInjection();
     }
   };
@@ -331,7 +335,7 @@ TEST(MachineHostTest, APageServerFailureStopsTheVmWithAClearError) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Machine> m, MakeMachine(Config(), &device));
   device.on_written = [&](uint64_t round) {
     if (round != 1) return;
-    ASSERT_THAT(m->host().Reclaim(DataPages(*m)).status(), IsOk());
+    ASSERT_THAT(Reclaim(m->host(), DataPages(*m)).status(), IsOk());
     m->host().store()->SetReadFaultInjection(IoFaultInjection{.fail_nth = 1, .error = EIO});
   };
   const RunResult r = m->Run();  // must return: no vCPU hangs on the poisoned page
@@ -396,9 +400,9 @@ TEST(MachineHostTest, TeardownWithPagesOutAndSubscriptionsReleasesOnceAndLeaksNo
     ASSERT_THAT(m->host().hub().Register(b), IsOk());
     const RunResult r = m->Run();
     ExpectCleanRun(r, device, 1);
-    ASSERT_OK_AND_ASSIGN(ReclaimResult out, m->host().Reclaim(AllPages(*m)));
+    ASSERT_OK_AND_ASSIGN(ReclaimResult out, Reclaim(m->host(), AllPages(*m)));
     EXPECT_GE(out.reclaimed, kGuestDataPages);
-    ASSERT_THAT(m->host().StartReclaimDriver(ReclaimDriverOptions{}), IsOk());
+    ASSERT_THAT(m->StartReclaimDriver(ReclaimDriverOptions{}), IsOk());
     EXPECT_GT(testing::ThreadCount(), threads_before);
     EXPECT_EQ(a.releases(), 0u);
   }
@@ -450,9 +454,9 @@ TEST(MachineHostTest, ASecondaryMmuReaderWriterSeesNoStaleDataInAReclaimStormWhi
     const uint64_t first = rng() % pages;
     const uint64_t count = 1 + rng() % std::min<uint64_t>(64, pages - first);
     if (rng() % 3 == 0) {
-      ASSERT_THAT(m->host().Migrate(PageRange{first, count}).status(), IsOk());
+      ASSERT_THAT(Migrate(m->host(), PageRange{first, count}).status(), IsOk());
     } else {
-      ASSERT_THAT(m->host().Reclaim(PageRange{first, count}).status(), IsOk());
+      ASSERT_THAT(Reclaim(m->host(), PageRange{first, count}).status(), IsOk());
     }
   }
   stop_dma.store(true);
@@ -463,7 +467,7 @@ TEST(MachineHostTest, ASecondaryMmuReaderWriterSeesNoStaleDataInAReclaimStormWhi
   EXPECT_THAT(device.mismatches(), Each(0u));
   EXPECT_GE(device.rounds_done(), 2u);
   // Everything out, then every DMA page back with its last version.
-  ASSERT_THAT(m->host().Reclaim(AllPages(*m)).status(), IsOk());
+  ASSERT_THAT(Reclaim(m->host(), AllPages(*m)).status(), IsOk());
   for (uint64_t i = 0; i < kDmaPages; ++i) {
     std::vector<uint8_t> in(kPageSize), want(kPageSize, 0);
     ASSERT_THAT(dma->Read(Gpa{kDmaGpa + i * kPageSize}, absl::MakeSpan(in)), IsOk());

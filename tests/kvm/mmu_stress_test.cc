@@ -27,6 +27,7 @@
 #include "support/wait.h"
 #include "vmm/host/fault_injection.h"
 #include "vmm/host/host_address_space.h"
+#include "vmm/host/protect.h"
 #include "vmm/machine/machine.h"
 
 namespace mmuvisor::vmm {
@@ -129,7 +130,7 @@ class StressHost : public PortIoDevice, public MachineObserver {
       ADD_FAILURE() << "a store to protected page " << at << " reached memory";
       slipped_.fetch_add(1);
     }
-    return m_->host().Unprotect(PageRange{first_data_page_ + index, 1}).ok();
+    return Unprotect(m_->host(), PageRange{first_data_page_ + index, 1}).ok();
   }
 
   uint64_t first_data_page() const { return first_data_page_; }
@@ -173,10 +174,10 @@ class StressHost : public PortIoDevice, public MachineObserver {
     const PageRange all = FreePages();
     if (phase == 1) {
       phase_protected_.store(2);
-      EXPECT_THAT(m_->host().Protect(all, PageProtection::kReadOnly), IsOk());
+      EXPECT_THAT(Protect(m_->host(), all, PageProtection::kReadOnly), IsOk());
     } else if (phase == 2) {
       protected_at_phase2_end_.store(m_->host().ProtectedPages());
-      EXPECT_THAT(m_->host().Unprotect(all), IsOk());
+      EXPECT_THAT(Unprotect(m_->host(), all), IsOk());
       phase_protected_.store(0);
     }
     acted_.store(phase);
@@ -258,7 +259,7 @@ TEST(MmuStressTest, EveryStoreIntoProtectedRamFaultsAsProtectedAndNoneIsLost) {
 
     // "Process exit": leave half the data protected again and end by destruction alone
     // (no RequestStop, no Unprotect, no Teardown call).
-    ASSERT_THAT(m->host().Protect(PageRange{host.first_data_page(), kStressPagesPerVcpu},
+    ASSERT_THAT(Protect(m->host(), PageRange{host.first_data_page(), kStressPagesPerVcpu},
                                   PageProtection::kReadOnly),
                 IsOk());
     pairing = m->host().hub().pairing_summary();

@@ -16,13 +16,19 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "support/status_matchers.h"
+#include "vmm/host/discard.h"
 #include "vmm/host/fault_injection.h"
 #include "vmm/host/host_address_space.h"
 #include "vmm/host/kvm_bindings.h"
+#include "vmm/host/oom_reap.h"
+#include "vmm/host/protect.h"
+#include "vmm/host/reclaim.h"
+#include "vmm/host/unmap.h"
 #include "vmm/kvm/kvm_constants.h"
 #include "vmm/kvm/system.h"
 #include "vmm/kvm/vcpu.h"
 #include "vmm/kvm/vm.h"
+#include "vmm/machine/guest_fault_verdict.h"
 
 namespace mmuvisor::vmm {
 namespace {
@@ -121,7 +127,7 @@ TEST(KvmHostReclaimTest, DirtyLogSelfCheckRunsARealGuestWriteAndSaysWhatItChose)
   // Whatever was chosen, reclaim must keep the guest's data.
   uint8_t* data = g.space->PagePointer(kDataGpa / kPageSize);
   for (uint64_t i = 0; i < kPageSize; ++i) data[i] = static_cast<uint8_t>(i * 13 + 5);
-  ASSERT_THAT(g.space->Reclaim(PageRange{0, kPages}).status(), IsOk());
+  ASSERT_THAT(Reclaim(*g.space, PageRange{0, kPages}).status(), IsOk());
   ASSERT_THAT(RunStub(*g.vcpu, *g.space, kChecksumPage2), IsOk());
   ASSERT_EQ(g.vcpu->run()->exit_reason, KVM_EXIT_HLT);
 }
@@ -134,7 +140,7 @@ TEST(KvmHostReclaimTest, ReclaimAllThenTheGuestRereadsIdenticalDataThroughSwapIn
   ASSERT_THAT(RunStub(*g.vcpu, *g.space, kChecksumPage2), IsOk());  // maps it in KVM too
   ASSERT_EQ(g.vcpu->run()->exit_reason, KVM_EXIT_HLT);
   const uint64_t swap_ins_before = g.space->stats().swapped_in;
-  ASSERT_OK_AND_ASSIGN(ReclaimResult r, g.space->Reclaim(PageRange{0, kPages}));
+  ASSERT_OK_AND_ASSIGN(ReclaimResult r, Reclaim(*g.space, PageRange{0, kPages}));
   EXPECT_GE(r.reclaimed, 2u);
   ASSERT_THAT(RunStub(*g.vcpu, *g.space, kChecksumPage2), IsOk());
   ASSERT_EQ(g.vcpu->run()->exit_reason, KVM_EXIT_HLT);
@@ -147,7 +153,7 @@ TEST(KvmHostReclaimTest, DiscardGivesTheGuestZeros) {
   MAKE_GUEST_OR_SKIP(g);
   uint8_t* data = g.space->PagePointer(kDataGpa / kPageSize);
   for (uint64_t i = 0; i < kPageSize; ++i) data[i] = 0xEE;
-  ASSERT_THAT(g.space->Discard(PageRange{kDataGpa / kPageSize, 1}), IsOk());
+  ASSERT_THAT(Discard(*g.space, PageRange{kDataGpa / kPageSize, 1}), IsOk());
   ASSERT_THAT(RunStub(*g.vcpu, *g.space, kChecksumPage2), IsOk());
   ASSERT_EQ(g.vcpu->run()->exit_reason, KVM_EXIT_HLT);
   ASSERT_OK_AND_ASSIGN(kvm_regs regs, g.vcpu->GetRegs());
@@ -158,7 +164,7 @@ TEST(KvmHostReclaimTest, ProtectedWriteSurfacesAndUnprotectLetsTheGuestContinue)
   MAKE_GUEST_OR_SKIP(g);
   // mov byte [0x2000], 0x5a ; hlt
   const std::vector<uint8_t> store = {0xC6, 0x06, 0x00, 0x20, 0x5A, 0xF4};
-  ASSERT_THAT(g.space->Protect(PageRange{kDataGpa / kPageSize, 1}, PageProtection::kReadOnly),
+  ASSERT_THAT(Protect(*g.space, PageRange{kDataGpa / kPageSize, 1}, PageProtection::kReadOnly),
               IsOk());
   absl::Status run = RunStub(*g.vcpu, *g.space, store);
   // Hardware-assisted KVM fails KVM_RUN with EFAULT; an emulated store (real mode on
@@ -168,9 +174,9 @@ TEST(KvmHostReclaimTest, ProtectedWriteSurfacesAndUnprotectLetsTheGuestContinue)
                         g.vcpu->run()->exit_reason == kvm_abi::kExitMemoryFault;
   EXPECT_TRUE(surfaced) << run << " exit " << g.vcpu->run()->exit_reason;
   EXPECT_NE(*g.space->PagePointer(kDataGpa / kPageSize), 0x5A);
-  EXPECT_EQ(g.space->ClassifyGuestFault(Gpa{kDataGpa}, /*write=*/true).kind,
+  EXPECT_EQ(ClassifyGuestFault(*g.space, Gpa{kDataGpa}, /*write=*/true).kind,
             GuestFaultKind::kProtected);
-  ASSERT_THAT(g.space->Unprotect(PageRange{kDataGpa / kPageSize, 1}), IsOk());
+  ASSERT_THAT(Unprotect(*g.space, PageRange{kDataGpa / kPageSize, 1}), IsOk());
   ASSERT_THAT(RunStub(*g.vcpu, *g.space, store), IsOk());
   ASSERT_EQ(g.vcpu->run()->exit_reason, KVM_EXIT_HLT);
   EXPECT_EQ(*g.space->PagePointer(kDataGpa / kPageSize), 0x5A);
@@ -183,7 +189,7 @@ TEST(KvmHostReclaimTest, UnmapRemovesTheSlotFromTheGuest) {
   const std::vector<uint8_t> load = {0xA0, 0x00, 0x00, 0xF4};  // mov al, [0] ; hlt
   ASSERT_THAT(RunStub(*g.vcpu, *g.space, load, 0x80000), IsOk());
   ASSERT_EQ(g.vcpu->run()->exit_reason, KVM_EXIT_HLT);
-  ASSERT_THAT(g.space->Unmap(1), IsOk());
+  ASSERT_THAT(Unmap(*g.space, 1), IsOk());
   ASSERT_THAT(RunStub(*g.vcpu, *g.space, load, 0x80000), IsOk());
   EXPECT_EQ(g.vcpu->run()->exit_reason, KVM_EXIT_MMIO);  // no memslot there any more
   EXPECT_EQ(g.vcpu->run()->mmio.phys_addr, 0x80000u);
@@ -196,7 +202,7 @@ TEST(KvmHostReclaimTest, OomReapWithInjectedEagainLeavesTheGuestsPageUntouched) 
   uint8_t* data = g.space->PagePointer(kDataGpa / kPageSize);
   for (uint64_t i = 0; i < kPageSize; ++i) data[i] = static_cast<uint8_t>(i ^ 0x5A);
   const uint16_t expected = HostChecksum(data);
-  ASSERT_OK_AND_ASSIGN(OomReapResult r, g.space->OomReap(PageRange{0, kPages}));
+  ASSERT_OK_AND_ASSIGN(OomReapResult r, OomReap(*g.space, PageRange{0, kPages}));
   EXPECT_FALSE(r.reaped);
   EXPECT_EQ(g.space->store()->Stats().saves, 0u);
   EXPECT_EQ(g.space->hub().pairing_summary().open, 0);

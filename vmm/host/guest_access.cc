@@ -1,5 +1,5 @@
-// HostAddressSpace: host copies to and from guest RAM (GuestMemoryAccess) and the
-// classification of guest faults whose address the kernel did not report.
+// HostAddressSpace: host copies to and from guest RAM (GuestMemoryAccess), and the count
+// of protected pages.
 #include <cstring>
 
 #include "absl/strings/str_format.h"
@@ -16,39 +16,12 @@ bool HostAddressSpace::ContainsGuestRange(Gpa gpa, ByteSize len) const {
 uint64_t HostAddressSpace::ProtectedPages(uint64_t* first) const {
   uint64_t count = 0;
   for (uint64_t p = 0; p < num_pages_; ++p) {
-    if (user_prot_[p].load(std::memory_order_relaxed) !=
-        static_cast<uint8_t>(PageProtection::kReadWrite)) {
+    if (protection(p) != PageProtection::kReadWrite) {
       if (count == 0 && first != nullptr) *first = p;
       ++count;
     }
   }
   return count;
-}
-
-GuestFaultVerdict HostAddressSpace::ClassifyAddresslessGuestFault(
-    PageRangeLock::Counts at_entry) const {
-  if (torn_down()) return {GuestFaultKind::kPoisoned, "host address space torn down"};
-  if (absl::Status failure = PageServerFailure(); !failure.ok()) {
-    return {GuestFaultKind::kPoisoned, failure.ToString()};
-  }
-  const PageRangeLock::Counts now = windows_.counts();
-  const bool window_during_entry = at_entry.opened != at_entry.closed ||
-                                   now.opened != now.closed || now.opened != at_entry.opened;
-  if (window_during_entry) {
-    return {GuestFaultKind::kRetry, "a host window was open during the entry"};
-  }
-  uint64_t first = 0;
-  const uint64_t protected_pages = ProtectedPages(&first);
-  if (protected_pages > 0) {
-    std::optional<Gpa> gpa = memslots()->Reverse(Hva{AddressOf(first)});
-    return {GuestFaultKind::kProtected,
-            absl::StrFormat("guest write to write-protected memory (this kernel does not "
-                            "report the address; %d page(s) protected, the first at gpa %#x)",
-                            protected_pages, gpa.has_value() ? gpa->value : 0)};
-  }
-  return {GuestFaultKind::kNotMapped,
-          "KVM_RUN failed with EFAULT while no host window was open and no page was "
-          "protected: not a host operation's doing"};
 }
 
 absl::Status HostAddressSpace::CopyPage(uint64_t page, uint8_t* hva, uint8_t* buffer,
@@ -60,8 +33,7 @@ absl::Status HostAddressSpace::CopyPage(uint64_t page, uint8_t* hva, uint8_t* bu
         return absl::FailedPreconditionError("guest memory access: torn down");
       }
       MMUVISOR_RETURN_IF_ERROR(PageServerFailure());
-      const auto prot =
-          static_cast<PageProtection>(user_prot_[page].load(std::memory_order_relaxed));
+      const PageProtection prot = protection(page);
       if (prot == PageProtection::kNone || (write && prot != PageProtection::kReadWrite)) {
         return absl::PermissionDeniedError(absl::StrFormat(
             "host %s of page %d: protected %s", write ? "write" : "read", page,

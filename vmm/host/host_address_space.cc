@@ -1,5 +1,6 @@
 // HostAddressSpace: creation, teardown, the Primary side (Resolve), memslot views and
-// dirty tracking. The operations that change mappings are in host_operations.cc.
+// dirty tracking. The operations that change mappings are one file each (reclaim.cc,
+// migrate.cc, discard.cc, protect.cc, unmap.cc, oom_reap.cc), through host_window.h.
 #include "vmm/host/host_address_space.h"
 
 #include <linux/kvm.h>
@@ -13,7 +14,9 @@
 #include "notifier/base/status_macros.h"
 #include "spdlog/spdlog.h"
 #include "vmm/host/host_address_space_internal.h"
-#include "vmm/host/reclaim_driver.h"
+#include "vmm/host/discard.h"
+#include "vmm/host/migrate.h"
+#include "vmm/host/protect.h"
 
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22  // Linux 5.14
@@ -36,22 +39,8 @@ const char* PageProtectionName(PageProtection prot) {
   return "?";
 }
 
-const char* GuestFaultKindName(GuestFaultKind kind) {
-  switch (kind) {
-    case GuestFaultKind::kRetry:
-      return "retry";
-    case GuestFaultKind::kProtected:
-      return "protected";
-    case GuestFaultKind::kPoisoned:
-      return "poisoned";
-    case GuestFaultKind::kNotMapped:
-      return "not-mapped";
-  }
-  return "?";
-}
-
 HostAddressSpace::HostAddressSpace(HostAddressSpaceOptions options)
-    : options_(std::move(options)), counters_(std::make_unique<Counters>()) {}
+    : options_(std::move(options)), counters_(std::make_unique<HostCounters>()) {}
 
 absl::StatusOr<std::unique_ptr<HostAddressSpace>> HostAddressSpace::Create(
     HostAddressSpaceOptions options) {
@@ -189,7 +178,6 @@ absl::Status HostAddressSpace::StartPageServer() {
 HostAddressSpace::~HostAddressSpace() { Teardown(); }
 
 void HostAddressSpace::Teardown() {
-  if (driver_ != nullptr) driver_->Stop();
   if (teardown_started_.exchange(true, std::memory_order_relaxed)) return;
   if (options_.stop_guests) options_.stop_guests();
   windows_.LockAll();  // every window closed; no new one opens
@@ -235,8 +223,7 @@ absl::StatusOr<mmu::PrimaryPage> HostAddressSpace::Resolve(uint64_t address,
     return absl::NotFoundError(
         absl::StrFormat("HostAddressSpace::Resolve: 0x%x is in no memslot", address));
   }
-  const auto prot =
-      static_cast<PageProtection>(user_prot_[page].load(std::memory_order_relaxed));
+  const PageProtection prot = protection(page);
   const bool write = access == mmu::Access::kWrite;
   if (prot == PageProtection::kNone || (write && prot != PageProtection::kReadWrite)) {
     return absl::PermissionDeniedError(absl::StrFormat(
@@ -266,35 +253,10 @@ absl::StatusOr<mmu::PrimaryPage> HostAddressSpace::Resolve(uint64_t address,
   return mmu::PrimaryPage{address, prot == PageProtection::kReadWrite};
 }
 
-GuestFaultVerdict HostAddressSpace::ClassifyGuestFault(Gpa gpa, bool write) const {
-  std::shared_ptr<const MemslotTable> table = memslots();
-  std::optional<Hva> hva = table->Translate(gpa, ByteSize{1});
-  if (!hva.has_value()) {
-    return {GuestFaultKind::kNotMapped,
-            absl::StrFormat("gpa 0x%x is in no memslot", gpa.value)};
-  }
-  const uint64_t page = (hva->value - base_) / kPageSize;
-  if (torn_down()) return {GuestFaultKind::kPoisoned, "host address space torn down"};
-  if (absl::Status failure = PageServerFailure(); !failure.ok()) {
-    return {GuestFaultKind::kPoisoned, failure.ToString()};
-  }
-  const auto prot =
-      static_cast<PageProtection>(user_prot_[page].load(std::memory_order_relaxed));
-  if (prot == PageProtection::kNone || (write && prot != PageProtection::kReadWrite)) {
-    return {GuestFaultKind::kProtected,
-            absl::StrFormat("guest %s to gpa 0x%x: page protected %s",
-                            write ? "write" : "read", gpa.value, PageProtectionName(prot))};
-  }
-  return {GuestFaultKind::kRetry,
-          windows_.IsLocked(page)
-              ? absl::StrFormat("gpa 0x%x is inside a reclaim/migrate window", gpa.value)
-              : absl::StrFormat("gpa 0x%x: window already closed", gpa.value)};
-}
-
-void HostAddressSpace::WaitForPage(Gpa gpa) const {
+std::optional<uint64_t> HostAddressSpace::PageOf(Gpa gpa) const {
   std::optional<Hva> hva = memslots()->Translate(gpa, ByteSize{1});
-  if (!hva.has_value()) return;
-  windows_.WaitUntilUnlocked((hva->value - base_) / kPageSize);
+  if (!hva.has_value()) return std::nullopt;
+  return (hva->value - base_) / kPageSize;
 }
 
 void HostAddressSpace::NoteHostWrite(PageRange range) {
@@ -303,7 +265,7 @@ void HostAddressSpace::NoteHostWrite(PageRange range) {
   for (uint64_t p = range.first; p < range.end(); ++p) {
     logged_write_[p].store(1, std::memory_order_relaxed);
   }
-  Counters::Add(counters_->host_writes_noted, range.count);
+  HostCounters::Add(counters_->host_writes_noted, range.count);
 }
 
 absl::Status HostAddressSpace::HarvestDirtyLog() {
@@ -311,7 +273,7 @@ absl::Status HostAddressSpace::HarvestDirtyLog() {
     return absl::OkStatus();
   }
   MutexLock harvest(&harvest_mu_);
-  Counters::Add(counters_->dirty_harvests, 1);
+  HostCounters::Add(counters_->dirty_harvests, 1);
   for (const GuestMemorySlot& slot : memslots()->slots()) {
     absl::StatusOr<std::vector<uint64_t>> bits = options_.dirty_log->Fetch(slot);
     if (!bits.ok()) return bits.status();
@@ -325,7 +287,7 @@ absl::Status HostAddressSpace::HarvestDirtyLog() {
         if (i >= count) break;
         store_->MarkDirty(first + i, 1);
         logged_write_[first + i].store(1, std::memory_order_relaxed);
-        Counters::Add(counters_->dirty_pages_logged, 1);
+        HostCounters::Add(counters_->dirty_pages_logged, 1);
       }
     }
   }
@@ -335,16 +297,6 @@ absl::Status HostAddressSpace::HarvestDirtyLog() {
 bool HostAddressSpace::TestAndClearLoggedWrite(uint64_t page) {
   if (page >= num_pages_) return false;
   return logged_write_[page].exchange(0, std::memory_order_relaxed) != 0;
-}
-
-absl::Status HostAddressSpace::StartReclaimDriver(const ReclaimDriverOptions& options) {
-  if (torn_down()) return absl::FailedPreconditionError("StartReclaimDriver: torn down");
-  if (driver_ != nullptr) {
-    return absl::FailedPreconditionError("StartReclaimDriver: already running");
-  }
-  driver_ = std::make_unique<ReclaimDriver>(*this, options);
-  driver_->Start();
-  return absl::OkStatus();
 }
 
 absl::StatusOr<PageRange> HostAddressSpace::PagesOf(Gpa gpa, ByteSize len) const {
@@ -387,7 +339,7 @@ void HostAddressSpace::RemoveMemslotObserver(int id) {
 }
 
 HostStats HostAddressSpace::stats() const {
-  const Counters& c = *counters_;
+  const HostCounters& c = *counters_;
   auto get = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
   HostStats s;
   s.reclaims = get(c.reclaims);
@@ -412,6 +364,21 @@ HostStats HostAddressSpace::stats() const {
   s.swapped_in = page_server_ != nullptr ? PagesFromStore(page_server_->Stats())
                                          : get(c.swapped_in_at_teardown);
   return s;
+}
+
+// transitional: vmm/stress moves to the op headers (reclaim.h, migrate.h, ...).
+absl::StatusOr<ReclaimResult> HostAddressSpace::Reclaim(PageRange range) {
+  return vmm::Reclaim(*this, range);
+}
+absl::StatusOr<ReclaimResult> HostAddressSpace::Migrate(PageRange range) {
+  return vmm::Migrate(*this, range);
+}
+absl::Status HostAddressSpace::Discard(PageRange range) { return vmm::Discard(*this, range); }
+absl::Status HostAddressSpace::Protect(PageRange range, PageProtection prot) {
+  return vmm::Protect(*this, range, prot);
+}
+absl::StatusOr<OomReapResult> HostAddressSpace::OomReap(PageRange range) {
+  return vmm::OomReap(*this, range);
 }
 
 }  // namespace mmuvisor::vmm

@@ -1,4 +1,4 @@
-// Internal pieces shared by host_address_space.cc and host_operations.cc. Not installed.
+// Internal pieces of vmm/host shared by the space and its operations. Not installed.
 #ifndef MMUVISOR_VMM_HOST_HOST_ADDRESS_SPACE_INTERNAL_H_
 #define MMUVISOR_VMM_HOST_HOST_ADDRESS_SPACE_INTERNAL_H_
 
@@ -7,12 +7,12 @@
 #include <atomic>
 #include <cstdint>
 
-#include "vmm/host/host_address_space.h"
+#include "vmm/host/host_options.h"
 
 namespace mmuvisor::vmm {
 
-// Statistics: relaxed increments, no ordering partner.
-struct HostAddressSpace::Counters {
+// HostStats as relaxed counters: increments with no ordering partner.
+struct HostCounters {
   std::atomic<uint64_t> reclaims{0}, reclaimed_pages{0}, written_back{0}, skipped_clean{0},
       skipped_not_resident{0}, save_failures{0}, discards{0}, discarded_pages{0}, migrates{0},
       migrated_pages{0}, migrate_failures{0}, protects{0}, unmaps{0}, oom_reaps{0},
@@ -21,24 +21,6 @@ struct HostAddressSpace::Counters {
   static void Add(std::atomic<uint64_t>& c, uint64_t n) {
     c.fetch_add(n, std::memory_order_relaxed);
   }
-};
-
-// Holds `range` of a PageRangeLock for a scope.
-class ScopedPageRange {
- public:
-  ScopedPageRange(PageRangeLock& lock, PageRange range) : lock_(&lock), range_(range) {
-    lock_->Lock(range_);
-  }
-  // Adopts a range already locked (TryLock).
-  ScopedPageRange(PageRangeLock& lock, PageRange range, bool /*adopt*/)
-      : lock_(&lock), range_(range) {}
-  ~ScopedPageRange() { lock_->Unlock(range_); }
-  ScopedPageRange(const ScopedPageRange&) = delete;
-  ScopedPageRange& operator=(const ScopedPageRange&) = delete;
-
- private:
-  PageRangeLock* lock_;
-  PageRange range_;
 };
 
 inline int ProtFlags(PageProtection prot) {

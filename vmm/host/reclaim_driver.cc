@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "vmm/host/host_address_space.h"
+#include "vmm/host/oom_reap.h"
+#include "vmm/host/reclaim.h"
 
 namespace mmuvisor::vmm {
 
@@ -88,7 +90,7 @@ absl::StatusOr<uint64_t> ReclaimDriver::RunOnce() {
     while (j < victims.size() && victims[j] == victims[j - 1] + 1) ++j;
     const PageRange range{victims[i], j - i};
     if (options_.non_blocking) {
-      absl::StatusOr<OomReapResult> r = space_.OomReap(range);
+      absl::StatusOr<OomReapResult> r = OomReap(space_, range);
       if (!r.ok()) return fail(r.status());
       eagain_retries_.fetch_add(r->eagain_retries, std::memory_order_relaxed);
       if (!r->reaped) skipped_.fetch_add(range.count, std::memory_order_relaxed);
@@ -96,7 +98,7 @@ absl::StatusOr<uint64_t> ReclaimDriver::RunOnce() {
       written_back_.fetch_add(r->reclaim.written_back, std::memory_order_relaxed);
       skipped_.fetch_add(r->reclaim.save_failures, std::memory_order_relaxed);
     } else {
-      absl::StatusOr<ReclaimResult> r = space_.Reclaim(range);
+      absl::StatusOr<ReclaimResult> r = Reclaim(space_, range);
       if (!r.ok()) return fail(r.status());
       reclaimed += r->reclaimed;
       written_back_.fetch_add(r->written_back, std::memory_order_relaxed);

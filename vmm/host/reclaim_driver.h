@@ -5,8 +5,12 @@
 // target is resident, harvest the dirty log, age with the PageClock (young = the hub's
 // ClearYoung over the subscribed secondary MMUs, OR "written" from the dirty log or
 // NoteHostWrite), and reclaim the victims, grouped into contiguous ranges, through
-// HostAddressSpace::Reclaim (or OomReap, the non-blockable path, when asked). Rate: at
-// most max_pages_per_second * period pages per pass, and max_batch_pages.
+// Reclaim (reclaim.h; or OomReap, oom_reap.h, the non-blockable path, when asked). Rate:
+// at most max_pages_per_second * period pages per pass, and max_batch_pages.
+//
+// Ownership (Linux: kswapd is the system's, not the mm's): the driver acts on a space it
+// does not own; its owner (vmm/machine's Machine, or a test) stops it before the space's
+// Teardown (Machine does so first thing in its stop_guests and in its destructor).
 //
 // Threads: Start() runs passes on one thread named "reclaimd" every `period`; RunOnce()
 // may instead be called directly (tests), never concurrently with the thread. mu_ guards

@@ -1,5 +1,6 @@
 // Machine: creation (host address space, boot plan, KVM, devices) and destruction.
-// Running and the vCPU callbacks are in machine_run.cc, guest faults in machine_faults.cc.
+// Running, the reclaim driver and the vCPU callbacks are in machine_run.cc, guest faults in
+// machine_faults.cc (verdicts: guest_fault_verdict.h).
 #include "vmm/machine/machine.h"
 
 #include <cassert>
@@ -72,6 +73,7 @@ absl::Status Machine::Init(absl::Span<const uint8_t> elf) {
     if (user_failure) user_failure(status);
   };
   options.stop_guests = [this] {
+    StopReclaimDriver();  // before the space's Teardown goes on (reclaim_driver.h)
     KickAll();
     JoinAll();
   };
@@ -136,9 +138,14 @@ absl::Status Machine::Init(absl::Span<const uint8_t> elf) {
 Machine::~Machine() {
   // Runners stopped -> space torn down (Release to every subscription; memslots deleted
   // through the VM, which must still exist) -> vCPUs -> VM -> the space itself.
+  if (space_ != nullptr) StopReclaimDriver();
   KickAll();
   JoinAll();
   if (space_ != nullptr) space_->Teardown();
+  {
+    MutexLock lock(&mu_);
+    reclaimd_.reset();  // stopped above; it references the space
+  }
   runners_.clear();
   vcpus_.clear();
   kvm_dirty_log_.reset();

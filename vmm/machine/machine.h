@@ -14,14 +14,16 @@
 //      mapped before the self-check; its vCPU threads harvest on KVM_EXIT_DIRTY_RING_FULL;
 //   4. the port bus: serial console at MMV_PORT_SERIAL, ucall at MMV_PORT_UCALL (ucall reads
 //      guest memory through the space). More devices: AttachPortDevice before Run.
-// Run() starts the reclaim driver (config.reclaim), one VcpuRunner thread per vCPU and a
-// watchdog, and returns when every vCPU has stopped. A crash, failed assertion, malformed
+// Run() starts the reclaim driver (config.reclaim; the Machine owns it, as the system owns
+// kswapd, not the mm), one VcpuRunner thread per vCPU and a watchdog, and returns when
+// every vCPU has stopped. A crash, failed assertion, malformed
 // ucall, host error or page-server failure on one vCPU kicks the others. Run() may be
 // called once.
 //
 // Guest memory faults (vcpu/guest_fault.h): a store into a range a host window mapped
 // read-only fails KVM_RUN with EFAULT. With an address (KVM_EXIT_MEMORY_FAULT, Linux
-// >= 6.8; or an emulated access exiting as MMIO inside RAM) the space classifies it:
+// >= 6.8; or an emulated access exiting as MMIO inside RAM) ClassifyGuestFault
+// (guest_fault_verdict.h) judges it from the space's facts:
 // kRetry -> WaitForPage, re-enter (MMIO: the access is completed through WriteGuest /
 // ReadGuest first); kProtected -> the observer's OnProtectedWrite decides (default: stop
 // the vCPU, kCrashed, "guest write to write-protected memory at gpa ..."); kPoisoned ->
@@ -40,7 +42,7 @@
 // GuestFaultHandler callbacks come from vCPU threads; mu_ guards the per-vCPU reports,
 // timing marks and stop reasons. join_mu_ serialises joining the runners (Run and the
 // space's Teardown may both join).
-// Destruction: runners stopped -> host().Teardown() (hub Release, memslots deleted
+// Destruction: reclaim driver stopped -> runners stopped -> host().Teardown() (hub Release, memslots deleted
 // through the still-open VM) -> vCPUs -> VM -> the space.
 #ifndef MMUVISOR_VMM_MACHINE_MACHINE_H_
 #define MMUVISOR_VMM_MACHINE_MACHINE_H_
@@ -70,6 +72,7 @@
 #include "vmm/kvm/vcpu.h"
 #include "vmm/kvm/vm.h"
 #include "vmm/machine/guest_console.h"
+#include "vmm/machine/guest_fault_verdict.h"
 #include "vmm/machine/run_result.h"
 #include "vmm/memory/memory_backing.h"
 #include "vmm/vcpu/exit_handler.h"
@@ -134,7 +137,8 @@ struct MachineConfig {
   // that log and always-write-back, as for the bitmap.
   DirtyLogSource dirty_log = DirtyLogSource::kBitmap;
   uint32_t dirty_ring_entries = kDefaultDirtyRingEntries;  // per vCPU; rounded, clamped
-  // Started by Run() when set (the CLI's `--resident`); stopped by Teardown.
+  // Started by Run() when set (the CLI's `--resident`); stopped before the space's
+  // Teardown (its stop_guests) and by destruction.
   std::optional<ReclaimDriverOptions> reclaim;
 };
 
@@ -185,6 +189,13 @@ class Machine : private UcallHandler, private GuestFaultHandler {
 
   MachineFaultStats fault_stats() const;
 
+  // The reclaim driver on this machine's space (reclaim_driver.h), owned by the Machine:
+  // Run() starts it from config.reclaim, or call StartReclaimDriver (owning thread).
+  // Stopped before the space's Teardown and at destruction. FailedPrecondition when one
+  // runs already or the space is torn down.
+  absl::Status StartReclaimDriver(const ReclaimDriverOptions& options) ABSL_LOCKS_EXCLUDED(mu_);
+  ReclaimDriver* reclaim_driver() ABSL_LOCKS_EXCLUDED(mu_);  // null until started
+
   // The dirty ring when the machine uses one (config.dirty_log ring, or auto that chose
   // it), else null. Valid until destruction.
   const KvmDirtyRingLog* dirty_ring() const { return kvm_dirty_ring_.get(); }
@@ -204,6 +215,7 @@ class Machine : private UcallHandler, private GuestFaultHandler {
   void OnVcpuStop(uint32_t vcpu, const VcpuStop& stop) ABSL_LOCKS_EXCLUDED(mu_);
   void OnPageServerFailure(const absl::Status& status) ABSL_LOCKS_EXCLUDED(mu_);
   void KickAll();
+  void StopReclaimDriver() ABSL_LOCKS_EXCLUDED(mu_);  // idempotent; joins its thread
   void JoinAll() ABSL_LOCKS_EXCLUDED(join_mu_);
   void MarkUcall() ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -256,6 +268,8 @@ class Machine : private UcallHandler, private GuestFaultHandler {
   std::optional<absl::Duration> first_ucall_ ABSL_GUARDED_BY(mu_);
   bool ran_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<std::string> host_stop_ ABSL_GUARDED_BY(mu_);
+  // Set once (StartReclaimDriver); reset at destruction after it was stopped.
+  std::unique_ptr<ReclaimDriver> reclaimd_ ABSL_GUARDED_BY(mu_);
   absl::Status page_server_error_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -1,5 +1,5 @@
 // Machine as the vCPUs' GuestFaultHandler: guest memory faults caused by host operations
-// on the HostAddressSpace (see machine.h for the rules).
+// on the HostAddressSpace, judged with guest_fault_verdict.h (see machine.h for the rules).
 #include <cstring>
 
 #include "absl/strings/str_format.h"
@@ -82,12 +82,12 @@ GuestFaultAction Machine::OnGuestFault(uint32_t vcpu, const GuestFault& fault, k
     // KVM_EXIT_MEMORY_FAULT: the address is known. Reads never fault on a readable page,
     // so a fault on a read-only page is a write: classify it as one.
     const Gpa gpa{*fault.gpa};
-    GuestFaultVerdict verdict = space_->ClassifyGuestFault(gpa, /*write=*/true);
+    GuestFaultVerdict verdict = ClassifyGuestFault(*space_, gpa, /*write=*/true);
     action = ActionFor(vcpu, verdict, fault.gpa);
-    if (verdict.kind == GuestFaultKind::kRetry) space_->WaitForPage(gpa);
+    if (verdict.kind == GuestFaultKind::kRetry) WaitForPage(*space_, gpa);
   } else {
     const PageRangeLock::Counts at_entry{fault.entry.opened, fault.entry.closed};
-    GuestFaultVerdict verdict = space_->ClassifyAddresslessGuestFault(at_entry);
+    GuestFaultVerdict verdict = ClassifyAddresslessGuestFault(*space_, at_entry);
     if (verdict.kind == GuestFaultKind::kRetry &&
         fault.identical_repeats >= kMaxIdenticalEfaults) {
       // No progress at all across many windows: a protected page, if there is one.
@@ -126,12 +126,12 @@ GuestFaultAction Machine::OnMmioFault(uint32_t vcpu, const GuestFault& fault, kv
   const bool write = run.mmio.is_write != 0;
   // An emulated access that could not use the host mapping. Complete it through the
   // space (which waits out windows) so KVM can retire the instruction on re-entry.
-  GuestFaultVerdict verdict = space_->ClassifyGuestFault(gpa, write);
+  GuestFaultVerdict verdict = ClassifyGuestFault(*space_, gpa, write);
   if (verdict.kind == GuestFaultKind::kRetry) {
     absl::Status s = write ? space_->WriteGuest(gpa, absl::Span<const uint8_t>(run.mmio.data, len))
                            : space_->ReadGuest(gpa, absl::Span<uint8_t>(run.mmio.data, len));
     if (absl::IsPermissionDenied(s)) {
-      verdict = space_->ClassifyGuestFault(gpa, write);  // protected in between
+      verdict = ClassifyGuestFault(*space_, gpa, write);  // protected in between
       if (verdict.kind == GuestFaultKind::kRetry) {
         verdict = {GuestFaultKind::kProtected, std::string(s.message())};
       }

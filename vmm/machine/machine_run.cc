@@ -9,6 +9,33 @@
 
 namespace mmuvisor::vmm {
 
+absl::Status Machine::StartReclaimDriver(const ReclaimDriverOptions& options) {
+  if (space_->torn_down()) return absl::FailedPreconditionError("StartReclaimDriver: torn down");
+  ReclaimDriver* driver = nullptr;
+  {
+    MutexLock lock(&mu_);
+    if (reclaimd_ != nullptr) {
+      return absl::FailedPreconditionError("StartReclaimDriver: already running");
+    }
+    reclaimd_ = std::make_unique<ReclaimDriver>(*space_, options);
+    driver = reclaimd_.get();
+  }
+  space_->SetTransitionalReclaimDriver(driver);  // transitional: vmm/stress's forwarder
+  driver->Start();
+  return absl::OkStatus();
+}
+
+ReclaimDriver* Machine::reclaim_driver() {
+  MutexLock lock(&mu_);
+  return reclaimd_.get();
+}
+
+void Machine::StopReclaimDriver() {
+  // Not under mu_ while joining: a window of the driver's may wait for a page-server
+  // handler, whose failure callback takes mu_.
+  if (ReclaimDriver* driver = reclaim_driver(); driver != nullptr) driver->Stop();
+}
+
 RunResult Machine::Run() {
   {
     MutexLock lock(&mu_);
@@ -18,7 +45,7 @@ RunResult Machine::Run() {
   RunResult result;
   result.timeout = config_.timeout;
   if (config_.reclaim.has_value()) {
-    if (absl::Status s = space_->StartReclaimDriver(*config_.reclaim); !s.ok()) {
+    if (absl::Status s = StartReclaimDriver(*config_.reclaim); !s.ok()) {
       for (const auto& r : runners_) r->Kick();  // nothing runs: report the error
       MutexLock lock(&mu_);
       for (VcpuReport& report : reports_) {

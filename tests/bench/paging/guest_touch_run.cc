@@ -15,6 +15,7 @@
 #include "notifier/base/mutex.h"
 #include "touch/touch_shared.h"
 #include "vmm/host/host_address_space.h"
+#include "vmm/host/reclaim.h"
 #include "vmm/machine/machine.h"
 #include "vmm/memory/address.h"
 
@@ -116,7 +117,7 @@ absl::StatusOr<uint64_t> FillAndReclaim(Machine& machine, uint64_t first_gpa, ui
   HostAddressSpace& space = machine.host();
   absl::StatusOr<PageRange> range = space.PagesOf(Gpa{first_gpa}, ByteSize{pages * kPage});
   if (!range.ok()) return range.status();
-  absl::StatusOr<ReclaimResult> reclaimed = space.Reclaim(*range);
+  absl::StatusOr<ReclaimResult> reclaimed = Reclaim(space, *range);
   if (!reclaimed.ok()) return reclaimed.status();
   if (reclaimed->reclaimed != pages) {
     return absl::InternalError(absl::StrCat(

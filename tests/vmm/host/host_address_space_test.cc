@@ -20,9 +20,16 @@
 #include "gtest/gtest.h"
 #include "host_test_support.h"
 #include "support/status_matchers.h"
+#include "vmm/host/discard.h"
 #include "vmm/host/dma_port.h"
 #include "vmm/host/fault_injection.h"
+#include "vmm/host/migrate.h"
+#include "vmm/host/oom_reap.h"
+#include "vmm/host/protect.h"
+#include "vmm/host/reclaim.h"
 #include "vmm/host/reclaim_driver.h"
+#include "vmm/host/unmap.h"
+#include "vmm/machine/guest_fault_verdict.h"
 
 namespace mmuvisor::vmm {
 namespace {
@@ -65,7 +72,7 @@ TEST_P(BackingTest, ReclaimAllThenRereadGivesIdenticalDataWithSwapIns) {
                        HostAddressSpace::Create(SmallOptions(GetParam())));
   EXPECT_EQ(space->dirty_tracking().mode, DirtyTrackingMode::kAlwaysWriteBack);
   FillAll(*space, 1);
-  ASSERT_OK_AND_ASSIGN(ReclaimResult r, space->Reclaim(PageRange{0, kPages}));
+  ASSERT_OK_AND_ASSIGN(ReclaimResult r, Reclaim(*space, PageRange{0, kPages}));
   EXPECT_EQ(r.written_back, kPages);
   EXPECT_EQ(r.reclaimed, kPages);
   EXPECT_EQ(r.save_failures, 0u);
@@ -82,8 +89,8 @@ TEST_P(BackingTest, DiscardGivesZerosEvenForSwappedOutPages) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<HostAddressSpace> space,
                        HostAddressSpace::Create(SmallOptions(GetParam())));
   FillAll(*space, 2);
-  ASSERT_THAT(space->Reclaim(PageRange{0, kPages / 2}).status(), IsOk());  // half swapped out
-  ASSERT_THAT(space->Discard(PageRange{0, kPages}), IsOk());
+  ASSERT_THAT(Reclaim(*space, PageRange{0, kPages / 2}).status(), IsOk());  // half swapped out
+  ASSERT_THAT(Discard(*space, PageRange{0, kPages}), IsOk());
   for (uint64_t p = 0; p < kPages; ++p) ASSERT_TRUE(IsZeroPage(space->PagePointer(p))) << p;
   EXPECT_EQ(space->store()->SavedPageCount(), 0u);
   EXPECT_EQ(space->stats().discarded_pages, kPages);
@@ -93,7 +100,7 @@ TEST_P(BackingTest, MigrateKeepsDataAndLeavesPagesResident) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<HostAddressSpace> space,
                        HostAddressSpace::Create(SmallOptions(GetParam())));
   FillAll(*space, 3);
-  ASSERT_OK_AND_ASSIGN(ReclaimResult r, space->Migrate(PageRange{8, 16}));
+  ASSERT_OK_AND_ASSIGN(ReclaimResult r, Migrate(*space, PageRange{8, 16}));
   EXPECT_EQ(r.reclaimed, 16u);
   EXPECT_EQ(ResidentCount(*space), kPages);  // faulted back into new pages in the window
   for (uint64_t p = 0; p < kPages; ++p) {
@@ -130,7 +137,7 @@ TEST_P(BackingTest, RepeatedReclaimsLeaveGuestRamOneMapping) {
                             : round % 4 == 1 ? PageRange{8, 16}
                             : round % 4 == 2 ? PageRange{0, 5}
                                              : PageRange{kPages - 7, 7};
-    ASSERT_OK_AND_ASSIGN(ReclaimResult r, space->Reclaim(range));
+    ASSERT_OK_AND_ASSIGN(ReclaimResult r, Reclaim(*space, range));
     ASSERT_EQ(r.reclaimed, range.count) << "round " << round;
     ASSERT_EQ(GuestRamMappings(*space), 1) << "round " << round;
     for (uint64_t p = 0; p < kPages; ++p) {
@@ -167,7 +174,7 @@ TEST_P(BackingTest, InsideTheWindowReadsSeeSavedDataAndWritesFail) {
   FillAll(*space, 7);
   self = space.get();
   const uint64_t swap_ins = space->stats().swapped_in;
-  ASSERT_OK_AND_ASSIGN(ReclaimResult r, space->Reclaim(PageRange{4, 16}));
+  ASSERT_OK_AND_ASSIGN(ReclaimResult r, Reclaim(*space, PageRange{4, 16}));
   self = nullptr;
   EXPECT_EQ(r.reclaimed, 16u);
   EXPECT_EQ(checked, 16);
@@ -196,10 +203,10 @@ TEST_P(BackingTest, FaultAroundSkipsThePagesOfAnOpenWindow) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<HostAddressSpace> space,
                        HostAddressSpace::Create(std::move(o)));
   FillAll(*space, 3);
-  ASSERT_OK_AND_ASSIGN(ReclaimResult all, space->Reclaim(PageRange{0, kPages}));
+  ASSERT_OK_AND_ASSIGN(ReclaimResult all, Reclaim(*space, PageRange{0, kPages}));
   ASSERT_EQ(all.reclaimed, kPages);
   self = space.get();
-  ASSERT_OK(space->Reclaim(PageRange{8, 4}).status());
+  ASSERT_OK(Reclaim(*space, PageRange{8, 4}).status());
   self = nullptr;
   EXPECT_EQ(mismatch, -1);
   EXPECT_EQ(resident, (std::vector<uint8_t>{1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1}));
@@ -229,18 +236,18 @@ TEST(HostAddressSpaceTest, VerifiedDirtyLogSkipsCleanPagesAndWritesBackLoggedOne
   ASSERT_EQ(space->dirty_tracking().mode, DirtyTrackingMode::kDirtyLog)
       << space->dirty_tracking().reason;
   FillAll(*space, 1);
-  ASSERT_OK_AND_ASSIGN(ReclaimResult first, space->Reclaim(PageRange{0, kPages}));
+  ASSERT_OK_AND_ASSIGN(ReclaimResult first, Reclaim(*space, PageRange{0, kPages}));
   EXPECT_EQ(first.written_back, kPages);  // never saved: always written
   for (uint64_t p = 0; p < kPages; ++p) ASSERT_EQ(FirstMismatch(space->PagePointer(p), p, 1), -1);
   // Swapped back in, not written: the second reclaim writes nothing.
-  ASSERT_OK_AND_ASSIGN(ReclaimResult second, space->Reclaim(PageRange{0, kPages}));
+  ASSERT_OK_AND_ASSIGN(ReclaimResult second, Reclaim(*space, PageRange{0, kPages}));
   EXPECT_EQ(second.written_back, 0u);
   EXPECT_EQ(second.skipped_clean, kPages);
   // The guest writes page 5 (and the log says so): only that page is written back.
   for (uint64_t p = 0; p < kPages; ++p) (void)*static_cast<volatile uint8_t*>(space->PagePointer(p));
   FillPattern(space->PagePointer(5), 5, 2);
   log.MarkWritten(Gpa{5 * kPageSize});
-  ASSERT_OK_AND_ASSIGN(ReclaimResult third, space->Reclaim(PageRange{0, kPages}));
+  ASSERT_OK_AND_ASSIGN(ReclaimResult third, Reclaim(*space, PageRange{0, kPages}));
   EXPECT_EQ(third.written_back, 1u);
   EXPECT_EQ(third.skipped_clean, kPages - 1);
   EXPECT_EQ(FirstMismatch(space->PagePointer(5), 5, 2), -1);
@@ -256,9 +263,9 @@ TEST(HostAddressSpaceTest, DirtyLogThatMissesTheProbeFallsBackToAlwaysWriteBack)
   EXPECT_EQ(space->dirty_tracking().mode, DirtyTrackingMode::kAlwaysWriteBack);
   EXPECT_THAT(space->dirty_tracking().reason, ::testing::HasSubstr("missed a guest write"));
   FillAll(*space, 1);
-  ASSERT_THAT(space->Reclaim(PageRange{0, kPages}).status(), IsOk());
+  ASSERT_THAT(Reclaim(*space, PageRange{0, kPages}).status(), IsOk());
   for (uint64_t p = 0; p < kPages; ++p) (void)*static_cast<volatile uint8_t*>(space->PagePointer(p));
-  ASSERT_OK_AND_ASSIGN(ReclaimResult again, space->Reclaim(PageRange{0, kPages}));
+  ASSERT_OK_AND_ASSIGN(ReclaimResult again, Reclaim(*space, PageRange{0, kPages}));
   EXPECT_EQ(again.written_back, kPages);  // nothing trusted: every page written again
 }
 
@@ -268,7 +275,7 @@ TEST(HostAddressSpaceTest, FailingStoreLosesNothingAndEveryWindowEnds) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<DmaPort> dma, DmaPort::Create(*space));
   FillAll(*space, 4);
   space->store()->SetWriteFaultInjection(IoFaultInjection{.probability = 1.0, .error = ENOSPC});
-  ASSERT_OK_AND_ASSIGN(ReclaimResult r, space->Reclaim(PageRange{0, kPages}));
+  ASSERT_OK_AND_ASSIGN(ReclaimResult r, Reclaim(*space, PageRange{0, kPages}));
   EXPECT_EQ(r.save_failures, kPages);
   EXPECT_EQ(r.reclaimed, 0u);
   EXPECT_THAT(r.first_save_error, StatusIs(absl::StatusCode::kResourceExhausted, ::testing::_));
@@ -276,7 +283,7 @@ TEST(HostAddressSpaceTest, FailingStoreLosesNothingAndEveryWindowEnds) {
   // Every third write fails, half-written (a torn slot on disk): those pages stay.
   space->store()->SetWriteFaultInjection(
       IoFaultInjection{.fail_nth = 3, .error = EIO, .partial = true});
-  ASSERT_OK_AND_ASSIGN(ReclaimResult r2, space->Reclaim(PageRange{0, kPages}));
+  ASSERT_OK_AND_ASSIGN(ReclaimResult r2, Reclaim(*space, PageRange{0, kPages}));
   EXPECT_EQ(r2.save_failures, 1u);
   EXPECT_EQ(r2.reclaimed, kPages - 1);
   space->store()->ClearFaultInjection();
@@ -296,17 +303,17 @@ TEST(HostAddressSpaceTest, ProtectedPagesRefuseWritesUntilUnprotected) {
                        HostAddressSpace::Create(SmallOptions()));
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<DmaPort> dma, DmaPort::Create(*space));
   FillAll(*space, 5);
-  ASSERT_THAT(space->Protect(PageRange{2, 2}, PageProtection::kReadOnly), IsOk());
+  ASSERT_THAT(Protect(*space, PageRange{2, 2}, PageProtection::kReadOnly), IsOk());
   // A guest-side store through the kernel (as KVM_RUN would do it) fails with EFAULT.
   const int zero = open("/dev/zero", O_RDONLY | O_CLOEXEC);
   ASSERT_GE(zero, 0);
   errno = 0;
   EXPECT_EQ(read(zero, space->PagePointer(2), 64), -1);
   EXPECT_EQ(errno, EFAULT);
-  GuestFaultVerdict v = space->ClassifyGuestFault(Gpa{2 * kPageSize}, /*write=*/true);
+  GuestFaultVerdict v = ClassifyGuestFault(*space, Gpa{2 * kPageSize}, /*write=*/true);
   EXPECT_EQ(v.kind, GuestFaultKind::kProtected) << v.detail;
-  EXPECT_EQ(space->ClassifyGuestFault(Gpa{2 * kPageSize}, false).kind, GuestFaultKind::kRetry);
-  EXPECT_EQ(space->ClassifyGuestFault(Gpa{kPages * kPageSize}, true).kind,
+  EXPECT_EQ(ClassifyGuestFault(*space, Gpa{2 * kPageSize}, false).kind, GuestFaultKind::kRetry);
+  EXPECT_EQ(ClassifyGuestFault(*space, Gpa{kPages * kPageSize}, true).kind,
             GuestFaultKind::kNotMapped);
   std::vector<uint8_t> buf(16, 0xab);
   EXPECT_THAT(dma->Write(Gpa{2 * kPageSize}, absl::MakeSpan(buf)),
@@ -314,7 +321,7 @@ TEST(HostAddressSpaceTest, ProtectedPagesRefuseWritesUntilUnprotected) {
   EXPECT_THAT(space->Resolve(space->AddressOf(3), mmu::Access::kWrite).status(),
               StatusIs(absl::StatusCode::kPermissionDenied, ::testing::_));
   ASSERT_THAT(dma->Read(Gpa{2 * kPageSize}, absl::MakeSpan(buf)), IsOk());  // reads allowed
-  ASSERT_THAT(space->Unprotect(PageRange{2, 2}), IsOk());
+  ASSERT_THAT(Unprotect(*space, PageRange{2, 2}), IsOk());
   EXPECT_EQ(read(zero, space->PagePointer(2), 64), 64);
   EXPECT_THAT(dma->Write(Gpa{3 * kPageSize}, absl::MakeSpan(buf)), IsOk());
   close(zero);
@@ -332,7 +339,7 @@ TEST(HostAddressSpaceTest, ResolveRejectsAddressesOutsideGuestRam) {
                        space->Resolve(space->AddressOf(1), mmu::Access::kWrite));
   EXPECT_EQ(page.host_address, space->AddressOf(1));
   EXPECT_TRUE(page.writable);
-  EXPECT_THAT(space->Reclaim(PageRange{kPages - 1, 2}).status(),
+  EXPECT_THAT(Reclaim(*space, PageRange{kPages - 1, 2}).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
 }
 
@@ -355,16 +362,16 @@ TEST(HostAddressSpaceTest, UnmapWaitsForOpenWindowsThenRemovesTheSlot) {
   std::vector<uint8_t> buf(8, 1);
   ASSERT_THAT(dma->Write(Gpa{1ull << 30}, absl::MakeSpan(buf)), IsOk());
 
-  std::thread reclaimer([&] { EXPECT_THAT(space->Reclaim(PageRange{0, 4}).status(), IsOk()); });
+  std::thread reclaimer([&] { EXPECT_THAT(Reclaim(*space, PageRange{0, 4}).status(), IsOk()); });
   in_window.WaitForNotification();
-  std::thread unmapper([&] { EXPECT_THAT(space->Unmap(1), IsOk()); });
+  std::thread unmapper([&] { EXPECT_THAT(Unmap(*space, 1), IsOk()); });
   absl::SleepFor(absl::Milliseconds(50));  // give a broken Unmap time to run early
   release_window.Notify();
   reclaimer.join();
   unmapper.join();
   EXPECT_THAT(control.events(), ::testing::ElementsAre("set 0", "set 1", "reclaim window ends",
                                                        "delete 1"));
-  EXPECT_THAT(space->Unmap(1), StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+  EXPECT_THAT(Unmap(*space, 1), StatusIs(absl::StatusCode::kNotFound, ::testing::_));
   EXPECT_THAT(dma->Read(Gpa{1ull << 30}, absl::MakeSpan(buf)),
               StatusIs(absl::StatusCode::kNotFound, ::testing::_));
   EXPECT_THAT(space->PagesOf(Gpa{1ull << 30}, ByteSize{kPageSize}).status(),
@@ -388,7 +395,7 @@ TEST(HostAddressSpaceTest, OomReapWithInjectedEagainLeavesTheRangeUntouched) {
     ASSERT_THAT(dma->Read(Gpa{p * kPageSize}, absl::MakeSpan(buf)), IsOk());
   }
   const uint64_t mapped = dma->mmu().mapped_count();
-  ASSERT_OK_AND_ASSIGN(OomReapResult r, space->OomReap(PageRange{0, kPages}));
+  ASSERT_OK_AND_ASSIGN(OomReapResult r, OomReap(*space, PageRange{0, kPages}));
   EXPECT_FALSE(r.reaped);
   EXPECT_EQ(r.attempts, 4);
   EXPECT_EQ(r.eagain_retries, 4u);
@@ -415,7 +422,7 @@ TEST(HostAddressSpaceTest, OomReapWithInjectedEagainLeavesTheRangeUntouched) {
 
   // Two more refusals, then the third attempt reaps (saving first: nothing is lost).
   injector.Configure(StartFaults{.eagain_next = 2});
-  ASSERT_OK_AND_ASSIGN(OomReapResult r2, space->OomReap(PageRange{0, kPages}));
+  ASSERT_OK_AND_ASSIGN(OomReapResult r2, OomReap(*space, PageRange{0, kPages}));
   EXPECT_TRUE(r2.reaped);
   EXPECT_EQ(r2.attempts, 3);
   EXPECT_EQ(r2.reclaim.reclaimed, kPages);
@@ -443,10 +450,13 @@ TEST(HostAddressSpaceTest, TeardownWithPagesOutReleasesEachSubscriptionOnceAndLe
     FillAll(*space, 7);
     std::vector<uint8_t> buf(kPageSize);
     ASSERT_THAT(dma->Read(Gpa{0}, absl::MakeSpan(buf)), IsOk());
-    ASSERT_OK_AND_ASSIGN(ReclaimResult r, space->Reclaim(PageRange{0, kPages}));
+    ASSERT_OK_AND_ASSIGN(ReclaimResult r, Reclaim(*space, PageRange{0, kPages}));
     ASSERT_EQ(r.reclaimed, kPages);  // everything swapped out
-    ASSERT_THAT(space->StartReclaimDriver(ReclaimDriverOptions{}), IsOk());
+    // The driver is its owner's (Machine's), stopped before the space's teardown.
+    ReclaimDriver driver(*space, ReclaimDriverOptions{});
+    driver.Start();
     EXPECT_GT(ThreadCount(), threads_before);
+    driver.Stop();
     space->Teardown();
     space->Teardown();  // idempotent
     EXPECT_EQ(stops, 1);
@@ -454,7 +464,7 @@ TEST(HostAddressSpaceTest, TeardownWithPagesOutReleasesEachSubscriptionOnceAndLe
     EXPECT_EQ(b.releases(), 1u);
     EXPECT_THAT(dma->Read(Gpa{0}, absl::MakeSpan(buf)),
                 StatusIs(absl::StatusCode::kFailedPrecondition, ::testing::_));
-    EXPECT_THAT(space->Reclaim(PageRange{0, 1}).status(),
+    EXPECT_THAT(Reclaim(*space, PageRange{0, 1}).status(),
                 StatusIs(absl::StatusCode::kFailedPrecondition, ::testing::_));
     EXPECT_EQ(space->ram(), nullptr);
   }

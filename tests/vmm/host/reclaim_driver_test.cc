@@ -76,16 +76,16 @@ TEST(ReclaimDriverTest, ThreadReachesTheTargetAndStops) {
   o.ram_bytes = kPages * kPageSize;
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<HostAddressSpace> space, HostAddressSpace::Create(o));
   for (uint64_t p = 0; p < kPages; ++p) FillPattern(space->PagePointer(p), p, 1);
-  ASSERT_THAT(space->StartReclaimDriver(ReclaimDriverOptions{
-                  .target_resident_fraction = 0.5, .period = absl::Milliseconds(1)}),
-              IsOk());
+  ReclaimDriver driver(*space, ReclaimDriverOptions{.target_resident_fraction = 0.5,
+                                                    .period = absl::Milliseconds(1)});
+  driver.Start();
   const bool reached = WaitUntil([&] { return Resident(*space) <= kPages / 2; },
                                  kTestWaitLimit, absl::Milliseconds(1));
-  space->reclaim_driver()->Stop();
+  driver.Stop();
   ASSERT_TRUE(reached) << "resident " << Resident(*space) << " of " << kPages
                        << " pages after " << kTestWaitLimit;
   EXPECT_EQ(Resident(*space), kPages / 2);
-  EXPECT_THAT(space->reclaim_driver()->last_error(), IsOk());
+  EXPECT_THAT(driver.last_error(), IsOk());
 }
 
 }  // namespace

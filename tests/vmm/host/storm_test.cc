@@ -27,9 +27,14 @@
 #include "notifier/base/errno_status.h"
 #include "support/status_matchers.h"
 #include "support/wait.h"
+#include "vmm/host/discard.h"
 #include "vmm/host/dma_port.h"
 #include "vmm/host/fault_injection.h"
 #include "vmm/host/host_address_space.h"
+#include "vmm/host/migrate.h"
+#include "vmm/host/oom_reap.h"
+#include "vmm/host/reclaim.h"
+#include "vmm/machine/guest_fault_verdict.h"
 
 namespace mmuvisor::vmm {
 namespace {
@@ -67,12 +72,12 @@ absl::Status GuestStore(HostAddressSpace& space, uint64_t page, const uint8_t* d
     if (n < 0 && errno != EFAULT) return ErrnoToStatus(errno, "process_vm_readv");
     efaults.fetch_add(1, std::memory_order_relaxed);
     const Gpa gpa{page * kPageSize};
-    GuestFaultVerdict v = space.ClassifyGuestFault(gpa, /*write=*/true);
+    GuestFaultVerdict v = ClassifyGuestFault(space, gpa, /*write=*/true);
     if (v.kind != GuestFaultKind::kRetry) {
       return absl::InternalError(absl::StrFormat("page %d: %s: %s", page,
                                                  GuestFaultKindName(v.kind), v.detail));
     }
-    space.WaitForPage(gpa);
+    WaitForPage(space, gpa);
   }
   return absl::DeadlineExceededError(absl::StrFormat("page %d: store never completed", page));
 }
@@ -148,19 +153,19 @@ TEST(HostStormTest, SecondaryMmuAndGuestsNeverSeeStaleDataDuringAReclaimStorm) {
     const PageRange range{first, count};
     switch (rng() % 4) {
       case 0:
-        ASSERT_THAT(space->Reclaim(range).status(), IsOk());
+        ASSERT_THAT(Reclaim(*space, range).status(), IsOk());
         break;
       case 1:
-        ASSERT_THAT(space->Migrate(range).status(), IsOk());
+        ASSERT_THAT(Migrate(*space, range).status(), IsOk());
         break;
       case 2: {
-        ASSERT_OK_AND_ASSIGN(OomReapResult r, space->OomReap(range));
+        ASSERT_OK_AND_ASSIGN(OomReapResult r, OomReap(*space, range));
         (r.reaped ? reaped : skipped) += 1;
         break;
       }
       case 3: {
         const uint64_t s = kScratchFirst + rng() % kScratchPages;
-        ASSERT_THAT(space->Discard(PageRange{s, 1}), IsOk());
+        ASSERT_THAT(Discard(*space, PageRange{s, 1}), IsOk());
         break;
       }
     }
@@ -173,7 +178,7 @@ TEST(HostStormTest, SecondaryMmuAndGuestsNeverSeeStaleDataDuringAReclaimStorm) {
   EXPECT_TRUE(checked) << "guest or DMA thread checked nothing within " << kTestWaitLimit;
 
   // Everything out, then everything back: exactly the latest versions.
-  ASSERT_THAT(space->Reclaim(PageRange{0, kPages}).status(), IsOk());
+  ASSERT_THAT(Reclaim(*space, PageRange{0, kPages}).status(), IsOk());
   for (uint64_t p = 0; p < kGuestPages; ++p) {
     ASSERT_EQ(FirstMismatch(space->PagePointer(p), p, guest_version[p]), -1) << "page " << p;
   }

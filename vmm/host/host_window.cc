@@ -1,0 +1,190 @@
+// HostWindow and AllPagesHeld: opening and closing the invalidation windows of a
+// HostAddressSpace (host_window.h).
+#include "vmm/host/host_window.h"
+
+#include <sys/mman.h>
+
+#include <cerrno>
+#include <utility>
+
+#include "absl/strings/str_format.h"
+#include "notifier/base/errno_status.h"
+#include "notifier/base/status_macros.h"
+#include "vmm/host/host_address_space_internal.h"
+
+namespace mmuvisor::vmm {
+namespace {
+
+notifier::Range HubRange(const HostAddressSpace& space, PageRange range,
+                         notifier::Event event, bool blockable) {
+  return notifier::Range{space.AddressOf(range.first), space.AddressOf(range.end()), event,
+                         blockable, &space};
+}
+
+absl::Status MapProtection(const HostAddressSpace& space, PageRange range, int prot) {
+  if (mprotect(space.PagePointer(range.first), range.count * kPageSize, prot) != 0) {
+    return ErrnoToStatus(errno, absl::StrFormat("mprotect pages [%d, %d) prot %d",
+                                                range.first, range.end(), prot));
+  }
+  return absl::OkStatus();
+}
+
+// Back to the owner's protection for every page of the range, one mprotect per run of
+// pages with the same protection.
+absl::Status RestoreProtection(const HostAddressSpace& space, PageRange range) {
+  uint64_t p = range.first;
+  while (p < range.end()) {
+    const PageProtection prot = space.protection(p);
+    uint64_t q = p;
+    while (q < range.end() && space.protection(q) == prot) ++q;
+    MMUVISOR_RETURN_IF_ERROR(MapProtection(space, PageRange{p, q - p}, ProtFlags(prot)));
+    p = q;
+  }
+  return absl::OkStatus();
+}
+
+// Unlocks a range of a PageRangeLock on scope exit unless released.
+class PagesHeld {
+ public:
+  PagesHeld(PageRangeLock& lock, PageRange range) : lock_(&lock), range_(range) {}
+  ~PagesHeld() {
+    if (lock_ != nullptr) lock_->Unlock(range_);
+  }
+  PagesHeld(const PagesHeld&) = delete;
+  PagesHeld& operator=(const PagesHeld&) = delete;
+  void Release() { lock_ = nullptr; }
+
+ private:
+  PageRangeLock* lock_;
+  PageRange range_;
+};
+
+}  // namespace
+
+absl::Status HostWindow::CheckRange(const HostAddressSpace& space, PageRange range) {
+  const uint64_t n = space.num_pages();
+  if (range.count == 0 || range.first >= n || range.count > n - range.first) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "HostAddressSpace: pages [%d, %d) are not a non-empty range of [0, %d)", range.first,
+        range.first + range.count, n));
+  }
+  return absl::OkStatus();
+}
+
+AllPagesHeld::AllPagesHeld(HostAddressSpace& space) : space_(&space) {
+  space.windows_.LockAll();
+}
+
+void AllPagesHeld::Release() {
+  if (std::exchange(held_, false)) space_->windows_.UnlockAll();
+}
+
+void HostWindow::RunHook(const HostAddressSpace& space, WindowPoint point,
+                         const notifier::Range& range) {
+  if (space.options_.window_hook) space.options_.window_hook(point, range);
+}
+
+bool HostWindow::DrainDeviceAccesses(HostAddressSpace& space, WindowMode mode) {
+  if (mode == WindowMode::kNonBlockable) {
+    // The OOM path must not sleep: refuse (the caller ends the window, retries later).
+    if (!space.device_gate_.TryLock()) {
+      space.drain_refusals_.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistic
+      return false;
+    }
+    space.device_gate_.Unlock();
+    return true;
+  }
+  // Lock/unlock pairs with the ReaderUnlock of every access that began before: their
+  // copies happen before whatever this window does next.
+  space.device_gate_.Lock();
+  space.device_gate_.Unlock();
+  return true;
+}
+
+absl::StatusOr<HostWindow> HostWindow::Open(HostAddressSpace& space, PageRange range,
+                                            notifier::Event event, WindowMode mode,
+                                            const char* op) {
+  MMUVISOR_RETURN_IF_ERROR(CheckRange(space, range));
+  const bool blockable = mode == WindowMode::kBlockable;
+  if (blockable) {
+    space.windows_.Lock(range);
+  } else if (!space.windows_.TryLock(range)) {  // Linux: mmap_read_trylock
+    return absl::UnavailableError(absl::StrFormat(
+        "HostAddressSpace::%s: pages [%d, %d) are in another window (non-blockable)", op,
+        range.first, range.end()));
+  }
+  PagesHeld pages(space.windows_, range);
+  if (space.torn_down()) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("HostAddressSpace::%s: the address space was torn down", op));
+  }
+  const notifier::Range hub_range = HubRange(space, range, event, blockable);
+  // A failed (non-blockable) start: every subscription that needed an end got it; the
+  // range must stay untouched and no end may be called.
+  MMUVISOR_ASSIGN_OR_RETURN(notifier::InvalidationGuard guard,
+                            notifier::InvalidationGuard::Start(*space.hub_, hub_range));
+  RunHook(space, WindowPoint::kAfterStart, hub_range);
+  if (!DrainDeviceAccesses(space, mode)) {
+    guard.End();  // nothing changed
+    return absl::UnavailableError(absl::StrFormat(
+        "%s: a device access is in flight (non-blockable, try again)", hub_range.ToString()));
+  }
+  pages.Release();
+  return HostWindow(space, range, /*owns_pages=*/true, std::move(guard));
+}
+
+absl::StatusOr<HostWindow> HostWindow::OpenHeld(AllPagesHeld& held, PageRange range,
+                                                notifier::Event event) {
+  HostAddressSpace& space = held.space();
+  const notifier::Range hub_range = HubRange(space, range, event, /*blockable=*/true);
+  MMUVISOR_ASSIGN_OR_RETURN(notifier::InvalidationGuard guard,
+                            notifier::InvalidationGuard::Start(*space.hub_, hub_range));
+  RunHook(space, WindowPoint::kAfterStart, hub_range);
+  return HostWindow(space, range, /*owns_pages=*/false, std::move(guard));
+}
+
+HostWindow::HostWindow(HostWindow&& other) noexcept
+    : space_(other.space_),
+      range_(other.range_),
+      owns_pages_(other.owns_pages_),
+      restore_protection_(other.restore_protection_),
+      guard_(std::exchange(other.guard_, std::nullopt)) {}
+
+absl::Status HostWindow::Close() {
+  if (!guard_.has_value()) return absl::OkStatus();
+  RunHook(*space_, WindowPoint::kBeforeEnd, guard_->range());
+  absl::Status restored =
+      restore_protection_ ? RestoreProtection(*space_, range_) : absl::OkStatus();
+  guard_.reset();  // the hub end
+  if (owns_pages_) space_->windows_.Unlock(range_);
+  return restored;
+}
+
+absl::Status HostWindow::MapReadOnly() {
+  restore_protection_ = true;  // even after a partial failure
+  return MapProtection(*space_, range_, PROT_READ);
+}
+
+absl::Status HostWindow::SetProtection(PageProtection prot) {
+  MMUVISOR_RETURN_IF_ERROR(MapProtection(*space_, range_, ProtFlags(prot)));
+  for (uint64_t p = range_.first; p < range_.end(); ++p) {
+    space_->user_prot_[p].store(static_cast<uint8_t>(prot), std::memory_order_relaxed);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status HostWindow::DeleteSlot(const GuestMemorySlot& slot) {
+  MemslotControl* control = space_->options_.memslot_control;
+  return control != nullptr ? control->DeleteSlot(slot) : absl::OkStatus();
+}
+
+std::vector<HostAddressSpace::MemslotObserver> HostWindow::PublishMemslots(
+    std::shared_ptr<const MemslotTable> table) {
+  std::vector<HostAddressSpace::MemslotObserver> observers;
+  MutexLock lock(&space_->mu_);
+  space_->memslots_ = std::move(table);
+  for (const auto& o : space_->observers_) observers.push_back(o.second);
+  return observers;
+}
+
+}  // namespace mmuvisor::vmm

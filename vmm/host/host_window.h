@@ -1,0 +1,130 @@
+// HostWindow: one invalidation window of a HostAddressSpace, and the only handle through
+// which vmm/host changes what backs guest RAM. Each operation (reclaim.cc, migrate.cc,
+// discard.cc, protect.cc, unmap.cc, oom_reap.cc) opens one, changes its range through it,
+// and closes it:
+//
+//   Open   lock the pages (PageRangeLock: windows on overlapping pages serialise)
+//          -> torn-down check -> hub start (notifier::InvalidationGuard::Start)
+//          -> window_hook(kAfterStart) -> drain the device accesses (a TLB shootdown: the
+//             start zapped the secondary MMUs, so no device copy that used an old
+//             translation is still running when the change begins)
+//   ...    the operation's change, through this window
+//   Close  window_hook(kBeforeEnd) -> the owner's protection back on the range (only if
+//          MapReadOnly was called) -> hub end (the guard) -> unlock the pages
+//
+// A failed open changes nothing and calls no end: a non-blockable window (WindowMode::
+// kNonBlockable, the OOM reaper's) fails with Unavailable when the pages are busy, a
+// subscription refuses the start (EAGAIN) or a device access is in flight (the window is
+// then ended at once, without the kBeforeEnd hook). Unmap's window (OpenHeld) runs while
+// AllPagesHeld holds every page and drains nothing (it changes no page).
+//
+// Threads: a window is opened, used and closed on one thread (the InvalidationGuard's
+// rule); it must not be opened from a hub callback, a page-server handler or a hook.
+// Internal to vmm/host: the public operations are the free functions of the op headers.
+#ifndef MMUVISOR_VMM_HOST_HOST_WINDOW_H_
+#define MMUVISOR_VMM_HOST_HOST_WINDOW_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "notifier/invalidation_guard.h"
+#include "notifier/range.h"
+#include "vmm/host/host_address_space.h"
+
+namespace mmuvisor::vmm {
+
+enum class WindowMode : uint8_t {
+  kBlockable,     // waits for the pages and for device accesses
+  kNonBlockable,  // waits for nothing: Unavailable where it would
+};
+
+// Every page of RAM held (Unmap; KVM's rule for memslot updates): waits until no window is
+// open and keeps new ones out until Release() or destruction.
+class AllPagesHeld {
+ public:
+  explicit AllPagesHeld(HostAddressSpace& space);
+  ~AllPagesHeld() { Release(); }
+  AllPagesHeld(const AllPagesHeld&) = delete;
+  AllPagesHeld& operator=(const AllPagesHeld&) = delete;
+  void Release();  // once; later calls do nothing
+  HostAddressSpace& space() const { return *space_; }
+
+ private:
+  HostAddressSpace* space_;
+  bool held_ = true;
+};
+
+class HostWindow {
+ public:
+  // Errors: InvalidArgument (range not inside RAM), FailedPrecondition (torn down; the
+  // message names `op`), Unavailable (non-blockable only, see above).
+  static absl::StatusOr<HostWindow> Open(HostAddressSpace& space, PageRange range,
+                                         notifier::Event event, WindowMode mode,
+                                         const char* op);
+  // The hub window alone, on pages `held` holds (Unmap). REQUIRES: range inside RAM.
+  static absl::StatusOr<HostWindow> OpenHeld(AllPagesHeld& held, PageRange range,
+                                             notifier::Event event);
+  HostWindow(HostWindow&& other) noexcept;
+  HostWindow& operator=(HostWindow&&) = delete;
+  HostWindow(const HostWindow&) = delete;
+  HostWindow& operator=(const HostWindow&) = delete;
+  ~HostWindow() { (void)Close(); }
+
+  // Ends the window (see above) and returns the protection restore's error. Once.
+  absl::Status Close();
+
+  HostAddressSpace& space() const { return *space_; }
+  PageRange range() const { return range_; }
+  // InvalidArgument unless `range` is a non-empty range of RAM pages.
+  static absl::Status CheckRange(const HostAddressSpace& space, PageRange range);
+
+  // ---- What an operation may change, inside the window ---------------------------------
+  GuestRam& ram() const { return *space_->ram_; }
+  SwapStore& store() const { return *space_->store_; }
+  PageServer* page_server() const { return space_->page_server_.get(); }
+  // HostAddressSpaceOptions::write_protect_windows.
+  bool write_protect() const { return space_->options_.write_protect_windows; }
+  // The range read-only (mprotect); Close maps it back to what the owner asked.
+  absl::Status MapReadOnly();
+  // mprotect to `prot` and record it as the owner's protection of every page (Protect).
+  absl::Status SetProtection(PageProtection prot);
+  // Unmap: the slot deleted through the MemslotControl (none attached: nothing to do).
+  absl::Status DeleteSlot(const GuestMemorySlot& slot);
+  // Unmap: publishes `table` as the space's memslots; returns the observers to run once
+  // the pages are released.
+  std::vector<HostAddressSpace::MemslotObserver> PublishMemslots(
+      std::shared_ptr<const MemslotTable> table);
+
+  // The space's statistics and OOM options, for the operations (also outside a window).
+  static HostCounters& CountersOf(HostAddressSpace& space) {
+    return *space.counters_;
+  }
+  static const OomReapOptions& OomOptionsOf(const HostAddressSpace& space) {
+    return space.options_.oom;
+  }
+
+ private:
+  static void RunHook(const HostAddressSpace& space, WindowPoint point,
+                      const notifier::Range& range);
+  // Waits until no DeviceAccess is in flight (blockable), or checks it (non-blockable:
+  // false when one is). REQUIRES: after the hub start (the secondaries already zapped).
+  static bool DrainDeviceAccesses(HostAddressSpace& space, WindowMode mode);
+
+  HostWindow(HostAddressSpace& space, PageRange range, bool owns_pages,
+             notifier::InvalidationGuard guard)
+      : space_(&space), range_(range), owns_pages_(owns_pages), guard_(std::move(guard)) {}
+
+  HostAddressSpace* space_;  // null once moved from
+  PageRange range_;
+  bool owns_pages_;  // false for OpenHeld: AllPagesHeld unlocks
+  bool restore_protection_ = false;
+  std::optional<notifier::InvalidationGuard> guard_;  // empty once closed
+};
+
+}  // namespace mmuvisor::vmm
+
+#endif  // MMUVISOR_VMM_HOST_HOST_WINDOW_H_
