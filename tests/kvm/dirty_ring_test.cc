@@ -1,6 +1,6 @@
 // The dirty ring on a bare VM (vmm/kvm/dirty_ring.h, vmm/host/kvm_dirty_ring.h): a
 // real-mode vCPU stores one byte into each of a list of pages spread over three memslots,
-// and KvmDirtyRingLog::Fetch reports exactly those pages, per slot, whichever slot is
+// and (after a warm-up that maps the code page) KvmDirtyRingLog::Fetch reports exactly those pages, per slot, whichever slot is
 // fetched first; a second store round after the reset is reported again (KVM re-armed
 // the tracking of exactly the reset pages). Also: the ring's self-check on a scratch VM,
 // and the cap handshake (size rounding, refusal after the first vCPU). Skips visibly
@@ -179,6 +179,14 @@ TEST(DirtyRingTest, ReportsExactlyTheWrittenPagesPerSlot) {
   SKIP_WITHOUT_DIRTY_RING(system);
   RingVm vm;
   ASSERT_NO_FATAL_FAILURE(vm.SetUp(system));
+  // Warm-up: the stub alone (HLT). Its first fetch of the code page is logged on TDP hosts
+  // (seen under nested SVM, 6.12): a read fault maps a host-writable page writable and
+  // KVM marks it dirty then (make_spte). Drained here; reset, the page is write-protected
+  // and later fetches are not logged.
+  ASSERT_NO_FATAL_FAILURE(vm.StoreTo({}));
+  for (uint32_t id : {0u, 1u, 5u}) (void)vm.FetchPages(id);
+  const uint64_t warm = vm.log().stats().entries;
+  const uint64_t warm_bits = vm.log().stats().bits_fetched;
   const PagesBySlot first = {{0, {3, 7}}, {1, {0, 5, 31}}, {5, {2, 15}}};
   ASSERT_NO_FATAL_FAILURE(vm.StoreTo(first));
   // The middle slot first: the other slots' entries, harvested by this Fetch, must wait
@@ -189,8 +197,8 @@ TEST(DirtyRingTest, ReportsExactlyTheWrittenPagesPerSlot) {
   // Get-and-clear: nothing new.
   for (uint32_t id : {0u, 1u, 5u}) EXPECT_TRUE(vm.FetchPages(id).empty()) << "slot " << id;
   const DirtyRingStats after_first = vm.log().stats();
-  EXPECT_EQ(after_first.entries, 7u);
-  EXPECT_EQ(after_first.bits_fetched, 7u);
+  EXPECT_EQ(after_first.entries - warm, 7u);
+  EXPECT_EQ(after_first.bits_fetched - warm_bits, 7u);
   EXPECT_GE(after_first.resets, 1u);
 
   // KVM_RESET_DIRTY_RINGS re-armed those pages: writing some of them again (and a new
@@ -200,7 +208,7 @@ TEST(DirtyRingTest, ReportsExactlyTheWrittenPagesPerSlot) {
   EXPECT_EQ(vm.FetchPages(0), second.at(0));
   EXPECT_TRUE(vm.FetchPages(5).empty());
   EXPECT_EQ(vm.FetchPages(1), second.at(1));
-  EXPECT_EQ(vm.log().stats().entries, 10u);
+  EXPECT_EQ(vm.log().stats().entries - warm, 10u);
 }
 
 TEST(DirtyRingTest, SelfCheckOnAScratchVmPasses) {
