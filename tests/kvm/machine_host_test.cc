@@ -286,7 +286,7 @@ TEST(MachineHostTest, AProtectedWriteIsReportedEvenWhileWindowsKeepOpening) {
       });
     }
     // The guest's next write (round 2) must meet an open window.
-    ASSERT_TRUE(WaitUntil([&] { return m->host().open_windows() > 0; }))
+    ASSERT_TRUE(WaitUntil([&] { return m->host().windows().held() > 0; }))
         << "no storm window opened within " << kTestWaitLimit;
   };
   const RunResult r = m->Run();
@@ -478,7 +478,7 @@ TEST(MachineHostTest, ASecondaryMmuReaderWriterSeesNoStaleDataInAReclaimStormWhi
   }
   EXPECT_GT(dma_checks.load(), 0u);
   EXPECT_GT(m->host().stats().swapped_in, 0u);
-  EXPECT_EQ(m->host().open_windows(), 0u);
+  EXPECT_EQ(m->host().windows().held(), 0u);
   RecordProperty("guest_fault_retries", static_cast<int>(result.guest_fault_retries));
   RecordProperty("dma_checks", static_cast<int>(dma_checks.load()));
   dma.reset();  // before the space

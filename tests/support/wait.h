@@ -2,7 +2,7 @@
 // the test fail and say what it waited for, instead of hanging until ctest kills it (a guest
 // that crashed early never reaches the round a callback waits for).
 //
-//   ASSERT_TRUE(WaitUntil([&] { return m->host().open_windows() > 0; }))
+//   ASSERT_TRUE(WaitUntil([&] { return m->host().windows().held() > 0; }))
 //       << "no reclaim window opened within " << kTestWaitLimit;
 #ifndef MMUVISOR_TESTS_SUPPORT_WAIT_H_
 #define MMUVISOR_TESTS_SUPPORT_WAIT_H_

@@ -1,37 +1,26 @@
-// HostAddressSpace: the host side of guest memory (Linux: the mm_struct of the VMM's
-// guest RAM). It owns guest RAM (GuestRam: memfd-shared by default, anonymous as an
-// option), the notifier hub for it (hub addresses are host-virtual addresses of guest RAM,
-// as Linux's mm addresses are), the memslot snapshot (MemslotTable), the swap store, the
-// userfaultfd page server and the window bookkeeping (which pages an operation holds).
-// It is the mmu::Primary of the SecondaryMmus subscribed to its hub (Resolve).
+// HostAddressSpace: the host side of guest memory (Linux: the VMM's mm_struct). It owns
+// guest RAM (GuestRam: memfd by default, anonymous as an option), its notifier hub (hub
+// addresses are host-virtual addresses of guest RAM), the memslot snapshot, the swap store,
+// the userfaultfd page server and the window bookkeeping; it is the mmu::Primary of the
+// SecondaryMmus on its hub (Resolve). What changes the backing of guest RAM are the
+// operations, one file each (reclaim.h, migrate.h, discard.h, protect.h, unmap.h,
+// oom_reap.h), each one invalidation window (host_window.h: pages locked -> hub start ->
+// change -> hub end). The space answers facts about a page (a window covers it, its
+// protection, the page server's failure, window counts); what a guest fault means is
+// vmm/machine's business (guest_fault_verdict.h).
 //
-// What changes the backing of guest RAM are the operations, one file each, each one
-// invalidation window (host_window.h: pages locked -> hub start -> change -> hub end):
-//   reclaim.h   Reclaim   kClear          save what is not saved-and-clean, then discard
-//   discard.h   Discard   kClear          drop the contents (balloon): next access reads zeros
-//   protect.h   Protect   kProtectionVma  mprotect; a guest write then fails (KVM_RUN: EFAULT)
-//   migrate.h   Migrate   kMigrate        contents to new backing pages (save, discard, refault)
-//   unmap.h     Unmap     kUnmap          memslot removal, every other window closed first
-//   oom_reap.h  OomReap   kClear, non-blockable; on EAGAIN untouched, retried, skipped
-// and Teardown (Release once per subscription, after the guests are stopped). The space
-// answers facts about a page (a window covers it, its protection, the page server's
-// failure, window counts); what a guest fault means is vmm/machine's business.
+// Invariants: no two windows cover the same page; Unmap and Teardown run with no window
+// open and keep new ones out (KVM: memslot updates wait for mn_active_invalidate_count ==
+// 0); user_prot_[p] is what the owner asked for page p, and the mapping equals it outside
+// windows.
 //
-// Invariants
-//   - No two windows cover the same page; Unmap and Teardown run with no window open and
-//     keep new ones out (KVM: memslot updates wait for mn_active_invalidate_count == 0).
-//   - user_prot_[p] is what the owner asked for page p; the mapping equals it outside
-//     windows.
-//
-// Locks: windows_ (page ranges; page_range_lock.h) is taken first by every operation;
-// then the hub's own locks inside start/end; then device_gate_ (drain, brief).
-// harvest_mu_ serialises dirty-log fetches with their MarkDirty. mu_ guards the memslot
-// table pointer and observers (leaf). teardown_mu_: Resolve and the host copies hold it
-// shared while they touch RAM; Teardown takes it exclusive before unmapping. Order:
-// windows_ -> harvest_mu_ -> mu_; teardown_mu_ is never held while waiting on windows_.
-//
-// Threads: every method is thread-safe; none may be called from a hub callback or a
-// page-server handler. Resolve is called by faulting threads of secondary MMUs.
+// Locks: windows_ (page_range_lock.h) first, then the hub's own locks inside start/end,
+// then device_gate_ (drain, brief). harvest_mu_ serialises dirty-log fetches with their
+// MarkDirty. mu_ guards the memslot table pointer and observers (leaf). teardown_mu_:
+// Resolve and the host copies hold it shared while they touch RAM, Teardown exclusive
+// before unmapping. Order: windows_ -> harvest_mu_ -> mu_; teardown_mu_ is never held
+// while waiting on windows_. Threads: every method is thread-safe; none may be called
+// from a hub callback or a page-server handler.
 #ifndef MMUVISOR_VMM_HOST_HOST_ADDRESS_SPACE_H_
 #define MMUVISOR_VMM_HOST_HOST_ADDRESS_SPACE_H_
 
@@ -71,35 +60,30 @@ class HostAddressSpace final : public mmu::Primary, public GuestMemoryAccess {
   HostAddressSpace(const HostAddressSpace&) = delete;
   HostAddressSpace& operator=(const HostAddressSpace&) = delete;
 
-  // Late attachment of the hypervisor (Machine creates RAM and loads the image before it
-  // opens /dev/kvm): registers every memslot with `control`, then runs the dirty-log
-  // self-check with `log` and `probe` (either may be null) and logs the choice.
-  // FailedPrecondition if one is attached or torn down. REQUIRES: before any guest runs
-  // and any operation; control/log outlive Teardown().
+  // Late attachment of the hypervisor (Machine loads the image before it opens /dev/kvm):
+  // registers every memslot with `control`, runs the dirty-log self-check with `log` and
+  // `probe` (either may be null), logs the choice. FailedPrecondition if one is attached
+  // or torn down. REQUIRES: before guests and operations run; both outlive Teardown().
   absl::Status AttachHypervisor(MemslotControl* control, DirtyLog* log, GuestWriteProbe probe)
       ABSL_LOCKS_EXCLUDED(mu_);
-  // Registers guest RAM with userfaultfd and starts the handlers (start_page_server_later).
-  // Pages written before are resident and stay so. Errors: FailedPrecondition (already
-  // started, torn down), PageServer::Start's. REQUIRES: no guest runs, no operation runs.
+  // Registers RAM with userfaultfd and starts the handlers (start_page_server_later);
+  // pages written before stay resident. FailedPrecondition (started, torn down),
+  // PageServer::Start's errors. REQUIRES: no guest and no operation runs.
   absl::Status StartPageServer();
-  // Calls stop_guests, waits for open windows, Release()s the hub (each subscription's
-  // Release exactly once), shuts the page server down, deletes the memslots
-  // (MemslotControl), closes the store and unmaps RAM. Idempotent. REQUIRES: not from a
-  // callback or a guest thread; the owner stopped its reclaim driver (reclaim_driver.h).
+  // stop_guests, waits for open windows, hub Release (once per subscription), page server
+  // shut down, memslots deleted, store closed, RAM unmapped. Idempotent. REQUIRES: not
+  // from a callback or a guest thread; the owner stopped its reclaim driver.
   void Teardown() ABSL_LOCKS_EXCLUDED(mu_, teardown_mu_);
   bool torn_down() const { return torn_down_.load(std::memory_order_acquire); }
 
-  // mmu::Primary: waits for a window covering the page to close, checks protection and
-  // memslots, then faults the page in from this thread (MADV_POPULATE_READ/WRITE: through
-  // the page server when swapped out). Unavailable when a window closed in on it (retry).
+  // mmu::Primary: waits out a window on the page, checks protection and memslots, faults
+  // the page in (MADV_POPULATE_*: via the page server). Unavailable: a window closed in.
   absl::StatusOr<mmu::PrimaryPage> Resolve(uint64_t address, mmu::Access access) override
       ABSL_LOCKS_EXCLUDED(teardown_mu_, mu_);
 
-  // GuestMemoryAccess (guest_access.cc): bounds-checked over the memslots (OutOfRange),
-  // page by page: waits while a window covers the page, refuses user-protected pages
-  // (PermissionDenied: kNone for reads, anything but read-write for writes), copies
-  // holding the device-access gate; WriteGuest calls NoteHostWrite inside that hold.
-  // FailedPrecondition after Teardown; the page server's error if it failed.
+  // GuestMemoryAccess (guest_access.cc): page by page over the memslots (OutOfRange),
+  // waiting out windows, refusing protected pages (PermissionDenied), copying under the
+  // device-access gate (writes NoteHostWrite inside it). FailedPrecondition after Teardown.
   absl::Status ReadGuest(Gpa gpa, absl::Span<uint8_t> out) override
       ABSL_LOCKS_EXCLUDED(mu_, teardown_mu_, device_gate_);
   absl::Status WriteGuest(Gpa gpa, absl::Span<const uint8_t> in) override
@@ -119,21 +103,14 @@ class HostAddressSpace final : public mmu::Primary, public GuestMemoryAccess {
   absl::Status PageServerFailure() const {
     return page_server_ != nullptr ? page_server_->failure() : absl::OkStatus();
   }
-  // Window bookkeeping: does a window cover `page`; wait until none does; how many have
-  // opened and closed (PageRangeLock counts every one); wait until at least `opened`
-  // windows have closed, at most `timeout` (returns whether); windows open now.
-  bool WindowCovers(uint64_t page) const { return windows_.IsLocked(page); }
-  void WaitUntilNoWindowCovers(uint64_t page) const { windows_.WaitUntilUnlocked(page); }
-  PageRangeLock::Counts window_counts() const { return windows_.counts(); }
-  bool WaitForWindowsOpenedBy(uint64_t opened, absl::Duration timeout) const {
-    return windows_.WaitForClosed(opened, timeout);
-  }
-  size_t open_windows() const { return windows_.held(); }
+  // The window bookkeeping, read-only: does a window cover a page (IsLocked), wait until
+  // none does (WaitUntilUnlocked), windows open now (held), opened/closed counts and the
+  // wait for them (counts, WaitForClosed). Only HostWindow takes and releases ranges.
+  const PageRangeLock& windows() const { return windows_; }
 
-  // ---- Device accesses (DMA): held (shared) by a device while it translates through its
-  // SecondaryMmu and copies; every page-changing window drains it after its start.
-  // REQUIRES: not held across SecondaryMmu::Fault or Resolve (the drain would wait for
-  // the fault, which waits for the window).
+  // ---- Device accesses (DMA): held (shared) by a device around translate + copy; every
+  // page-changing window drains it after its start. REQUIRES: not held across
+  // SecondaryMmu::Fault or Resolve (the drain would wait for the fault, which waits for it).
   class DeviceAccess {
    public:
     explicit DeviceAccess(HostAddressSpace& space) : lock_(&space.device_gate_) {}
@@ -148,15 +125,12 @@ class HostAddressSpace final : public mmu::Primary, public GuestMemoryAccess {
   }
 
   // ---- Dirty tracking (dirty_tracking.h) ------------------------------------------------
-  // A host-side write into guest RAM that no dirty log sees (DMA, VMM copies). Call before
-  // writing.
+  // Before a host-side write into guest RAM that no dirty log sees (DMA, VMM copies).
   void NoteHostWrite(PageRange range);
-  // Fetches the dirty log (if in dirty-log mode) into the store's clean bits and the
-  // aging bits. Reclaim/Migrate call it inside their windows.
+  // The dirty log (in dirty-log mode) into the store's clean bits and the aging bits.
   absl::Status HarvestDirtyLog() ABSL_LOCKS_EXCLUDED(harvest_mu_, mu_);
   const DirtyTrackingChoice& dirty_tracking() const { return dirty_choice_; }
-  // Aging input: true if the dirty log (or NoteHostWrite) saw the page written since the
-  // last call for it; clears.
+  // Aging: whether a log or NoteHostWrite saw the page written since the last call; clears.
   bool TestAndClearLoggedWrite(uint64_t page);
 
   // ---- RAM, memslots, hub ---------------------------------------------------------------

@@ -62,7 +62,7 @@ bool PageRangeLock::IsLockedLocked(uint64_t page) const {
                      [&](const PageRange& h) { return h.Contains(page); });
 }
 
-void PageRangeLock::WaitUntilUnlocked(uint64_t page) {
+void PageRangeLock::WaitUntilUnlocked(uint64_t page) const {
   MutexLock lock(&mu_);
   mu_.Await(changed_, [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return !IsLockedLocked(page); });
 }
@@ -89,7 +89,7 @@ PageRangeLock::Counts PageRangeLock::counts() const {
   return counts_;
 }
 
-bool PageRangeLock::WaitForClosed(uint64_t closed, absl::Duration timeout) {
+bool PageRangeLock::WaitForClosed(uint64_t closed, absl::Duration timeout) const {
   MutexLock lock(&mu_);
   return mu_.AwaitFor(changed_, timeout, [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     return counts_.closed >= closed;

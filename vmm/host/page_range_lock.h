@@ -13,6 +13,9 @@
 // counts from before its entry with the ones after: if no window opened and none was open,
 // no window caused the fault).
 //
+// The const members are the facts and waits anyone may use (HostAddressSpace::windows());
+// taking and releasing ranges is the operations' (host_window.h).
+//
 // Locks: mu_ guards everything; nothing else is taken under it. Threads: any.
 #ifndef MMUVISOR_VMM_HOST_PAGE_RANGE_LOCK_H_
 #define MMUVISOR_VMM_HOST_PAGE_RANGE_LOCK_H_
@@ -58,7 +61,7 @@ class PageRangeLock {
   void UnlockAll() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Waits while `page` lies in a held range (or everything is held).
-  void WaitUntilUnlocked(uint64_t page) ABSL_LOCKS_EXCLUDED(mu_);
+  void WaitUntilUnlocked(uint64_t page) const ABSL_LOCKS_EXCLUDED(mu_);
   bool IsLocked(uint64_t page) const ABSL_LOCKS_EXCLUDED(mu_);
   // Whether any page of `range` lies in a held range (or everything is held).
   bool Overlaps(PageRange range) const ABSL_LOCKS_EXCLUDED(mu_);
@@ -72,14 +75,14 @@ class PageRangeLock {
   Counts counts() const ABSL_LOCKS_EXCLUDED(mu_);
   // Waits until at least `closed` windows have closed in total, at most `timeout`;
   // returns whether they have.
-  bool WaitForClosed(uint64_t closed, absl::Duration timeout) ABSL_LOCKS_EXCLUDED(mu_);
+  bool WaitForClosed(uint64_t closed, absl::Duration timeout) const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   bool FreeLocked(PageRange range) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool IsLockedLocked(uint64_t page) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   mutable Mutex mu_;
-  std::condition_variable changed_;
+  mutable std::condition_variable changed_;  // waited on by the const waits
   std::vector<PageRange> held_ ABSL_GUARDED_BY(mu_);
   bool all_ ABSL_GUARDED_BY(mu_) = false;
   int all_waiters_ ABSL_GUARDED_BY(mu_) = 0;

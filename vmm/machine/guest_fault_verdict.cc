@@ -49,7 +49,7 @@ GuestFaultVerdict ClassifyGuestFault(const HostAddressSpace& space, Gpa gpa, boo
                             write ? "write" : "read", gpa.value, PageProtectionName(prot))};
   }
   return {GuestFaultKind::kRetry,
-          space.WindowCovers(*page)
+          space.windows().IsLocked(*page)
               ? absl::StrFormat("gpa 0x%x is inside a reclaim/migrate window", gpa.value)
               : absl::StrFormat("gpa 0x%x: window already closed", gpa.value)};
 }
@@ -57,7 +57,7 @@ GuestFaultVerdict ClassifyGuestFault(const HostAddressSpace& space, Gpa gpa, boo
 GuestFaultVerdict ClassifyAddresslessGuestFault(const HostAddressSpace& space,
                                                 PageRangeLock::Counts at_entry) {
   if (std::optional<GuestFaultVerdict> poisoned = Poisoned(space)) return *poisoned;
-  const PageRangeLock::Counts now = space.window_counts();
+  const PageRangeLock::Counts now = space.windows().counts();
   const bool window_during_entry = at_entry.opened != at_entry.closed ||
                                    now.opened != now.closed || now.opened != at_entry.opened;
   if (window_during_entry) {
@@ -78,7 +78,7 @@ GuestFaultVerdict ClassifyAddresslessGuestFault(const HostAddressSpace& space,
 }
 
 void WaitForPage(const HostAddressSpace& space, Gpa gpa) {
-  if (std::optional<uint64_t> page = space.PageOf(gpa)) space.WaitUntilNoWindowCovers(*page);
+  if (std::optional<uint64_t> page = space.PageOf(gpa)) space.windows().WaitUntilUnlocked(*page);
 }
 
 }  // namespace mmuvisor::vmm

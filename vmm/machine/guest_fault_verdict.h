@@ -39,11 +39,11 @@ const char* GuestFaultKindName(GuestFaultKind kind);
 // A fault at `gpa` (KVM_EXIT_MEMORY_FAULT, or MMIO inside RAM); `write` its direction.
 GuestFaultVerdict ClassifyGuestFault(const HostAddressSpace& space, Gpa gpa, bool write);
 
-// A fault whose address the kernel did not report. `at_entry` = window_counts() taken
+// A fault whose address the kernel did not report. `at_entry` = windows().counts() taken
 // before the KVM_RUN that failed. If no window was open at entry or now and none opened
 // in between, no window caused it: kProtected when any page is user-protected (the detail
 // names how many and the first), else kNotMapped ("not a host operation's doing").
-// Otherwise kRetry: wait with WaitForWindowsOpenedBy(window_counts().opened) and re-enter.
+// Otherwise kRetry: wait with windows().WaitForClosed(windows().counts().opened) and re-enter.
 GuestFaultVerdict ClassifyAddresslessGuestFault(const HostAddressSpace& space,
                                                 PageRangeLock::Counts at_entry);
 

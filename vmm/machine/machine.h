@@ -40,7 +40,8 @@
 // Thread-safety: Create/Run/AttachPortDevice/accessors from the owning thread;
 // RequestStop, ReadGuest, WriteGuest and host() from any thread. UcallHandler and
 // GuestFaultHandler callbacks come from vCPU threads; mu_ guards the per-vCPU reports,
-// timing marks and stop reasons. join_mu_ serialises joining the runners (Run and the
+// timing marks, stop reasons and the reclaim-driver pointer (the driver is stopped outside
+// it). join_mu_ serialises joining the runners (Run and the
 // space's Teardown may both join).
 // Destruction: reclaim driver stopped -> runners stopped -> host().Teardown() (hub Release, memslots deleted
 // through the still-open VM) -> vCPUs -> VM -> the space.

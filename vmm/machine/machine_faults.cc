@@ -20,14 +20,14 @@ MachineFaultStats Machine::fault_stats() const {
 }
 
 WindowToken Machine::BeforeEntry() {
-  const PageRangeLock::Counts counts = space_->window_counts();
+  const PageRangeLock::Counts counts = space_->windows().counts();
   return WindowToken{counts.opened, counts.closed};
 }
 
 bool Machine::WaitForWindows(uint64_t opened, const std::atomic<bool>& stop_requested) {
   // relaxed: only a hint to give up waiting; the runner re-checks with acquire.
   while (!stop_requested.load(std::memory_order_relaxed)) {
-    if (space_->WaitForWindowsOpenedBy(opened, kWindowWaitSlice)) return true;
+    if (space_->windows().WaitForClosed(opened, kWindowWaitSlice)) return true;
   }
   return false;
 }
@@ -103,7 +103,7 @@ GuestFaultAction Machine::OnGuestFault(uint32_t vcpu, const GuestFault& fault, k
     }
     action = ActionFor(vcpu, verdict, std::nullopt);
     if (verdict.kind == GuestFaultKind::kRetry &&
-        !WaitForWindows(space_->window_counts().opened, stop_requested)) {
+        !WaitForWindows(space_->windows().counts().opened, stop_requested)) {
       return action;  // kicked while waiting: the runner sees the stop at the top
     }
   }

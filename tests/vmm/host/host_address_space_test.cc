@@ -82,7 +82,7 @@ TEST_P(BackingTest, ReclaimAllThenRereadGivesIdenticalDataWithSwapIns) {
   }
   EXPECT_EQ(space->stats().swapped_in, kPages);
   EXPECT_EQ(space->stats().reclaimed_pages, kPages);
-  EXPECT_EQ(space->open_windows(), 0u);
+  EXPECT_EQ(space->windows().held(), 0u);
 }
 
 TEST_P(BackingTest, DiscardGivesZerosEvenForSwappedOutPages) {
@@ -292,7 +292,7 @@ TEST(HostAddressSpaceTest, FailingStoreLosesNothingAndEveryWindowEnds) {
     ASSERT_THAT(dma->Read(Gpa{p * kPageSize}, absl::MakeSpan(buf)), IsOk());
     ASSERT_EQ(FirstMismatch(buf.data(), p, 4), -1) << "page " << p;
   }
-  EXPECT_EQ(space->open_windows(), 0u);
+  EXPECT_EQ(space->windows().held(), 0u);
   EXPECT_EQ(dma->mmu().in_progress(), 0);
   EXPECT_EQ(space->hub().pairing_summary().open, 0);
   EXPECT_EQ(space->hub().pairing_summary().violations, 0u);
@@ -415,7 +415,7 @@ TEST(HostAddressSpaceTest, OomReapWithInjectedEagainLeavesTheRangeUntouched) {
   EXPECT_EQ(pairing.open, 0);
   EXPECT_EQ(pairing.violations, 0u) << pairing.ToString();
   EXPECT_EQ(space->hub().active_invalidate_ranges(), 0u);
-  EXPECT_EQ(space->open_windows(), 0u);
+  EXPECT_EQ(space->windows().held(), 0u);
   HostStats stats = space->stats();
   EXPECT_EQ(stats.oom_skipped, 1u);
   EXPECT_EQ(stats.oom_eagain_retries, 4u);

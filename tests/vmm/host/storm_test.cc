@@ -192,7 +192,7 @@ TEST(HostStormTest, SecondaryMmuAndGuestsNeverSeeStaleDataDuringAReclaimStorm) {
   EXPECT_GT(stats.reclaimed_pages, 0u);
   EXPECT_GT(guest_checks.load(), 0u);
   EXPECT_GT(dma_checks.load(), 0u);
-  EXPECT_EQ(space->open_windows(), 0u);
+  EXPECT_EQ(space->windows().held(), 0u);
   EXPECT_EQ(dma->mmu().in_progress(), 0);
   EXPECT_EQ(dma->mmu().active_invalidations(), 0);
   notifier::PairingSummary pairing = space->hub().pairing_summary();
