@@ -15,7 +15,7 @@
 #include "gtest/gtest.h"
 #include "support/status_matchers.h"
 #include "vmm/memory/memory_backing.h"
-#include "vmm/stress/host_scenario.h"
+#include "vmm/stress/host_threads.h"
 #include "vmm/stress/stress_command.h"
 #include "vmm/stress/stress_options.h"
 

@@ -12,7 +12,7 @@
 #include "trace_words.h"
 #include "support/read_file.h"
 #include "support/status_matchers.h"
-#include "vmm/stress/host_scenario.h"
+#include "vmm/stress/host_threads.h"
 
 namespace mmuvisor::vmm::stress {
 namespace {

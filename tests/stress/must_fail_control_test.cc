@@ -13,7 +13,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "support/status_matchers.h"
-#include "vmm/stress/host_scenario.h"
+#include "vmm/stress/host_threads.h"
 #include "vmm/stress/stress_options.h"
 
 namespace mmuvisor::vmm::stress {

@@ -1,19 +1,20 @@
 #include "vmm/stress/host_ops.h"
 
 #include <algorithm>
+#include <string>
 
 #include "absl/time/time.h"
 #include "notifier/base/page.h"
-#include "vmm/stress/fault_injection.h"
+#include "notifier/base/random.h"
+#include "notifier/base/status_macros.h"
+#include "vmm/host/migrate.h"
+#include "vmm/host/oom_reap.h"
+#include "vmm/host/protect.h"
 
 namespace mmuvisor::vmm::stress {
-namespace {
-}  // namespace
 
 const char* HostOpName(HostOp op) {
   switch (op) {
-    case HostOp::kReclaim: return "reclaim";
-    case HostOp::kDiscard: return "discard";
     case HostOp::kMigrate: return "migrate";
     case HostOp::kProtect: return "protect";
     case HostOp::kOomReap: return "oom-reap";
@@ -22,20 +23,20 @@ const char* HostOpName(HostOp op) {
 }
 
 HostOpDriver::HostOpDriver(const StressOptions& options, uint64_t range_start,
-                           uint64_t range_end, HostOpTarget& target, TraceLog* trace)
-    : options_(options), start_(range_start), end_(range_end),
-      target_(target),
+                           uint64_t range_end, HostAddressSpace& space, TraceLog* trace)
+    : options_(options),
+      start_((range_start + kPageSize - 1) / kPageSize * kPageSize),
+      end_(std::max(start_, range_end / kPageSize * kPageSize)),
+      space_(space),
       trace_(trace != nullptr && trace->enabled() ? trace : nullptr) {}
 
 HostOpDriver::~HostOpDriver() { Stop(); }
 
 void HostOpDriver::Start() {
-  const double rates[kHostOpKinds] = {options_.ops.reclaim, options_.ops.discard,
-                                      options_.ops.migrate, options_.ops.protect,
-                                      options_.ops.oom_reap};
-  for (int k = 0; k < kHostOpKinds; ++k) {
-    if (rates[k] <= 0 || !target_.Supports(static_cast<HostOp>(k))) continue;
-    threads_.emplace_back([this, k, rate = rates[k]] { Loop(static_cast<HostOp>(k), rate); });
+  for (const auto& [op, rate] : {std::pair{HostOp::kMigrate, options_.ops.migrate},
+                                std::pair{HostOp::kProtect, options_.ops.protect},
+                                std::pair{HostOp::kOomReap, options_.ops.oom_reap}}) {
+    if (rate > 0) threads_.emplace_back([this, op, rate] { Loop(op, rate); });
   }
 }
 
@@ -58,28 +59,34 @@ bool HostOpDriver::StopRequested(absl::Duration period) {
   return mu_.AwaitFor(cv_, period, [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return stop_; });
 }
 
+absl::Status HostOpDriver::Run(HostOp op, uint64_t gpa, uint64_t len) {
+  MMUVISOR_ASSIGN_OR_RETURN(const PageRange pages, space_.PagesOf(Gpa{gpa}, ByteSize{len}));
+  switch (op) {
+    case HostOp::kMigrate:
+      return vmm::Migrate(space_, pages).status();
+    case HostOp::kProtect:
+      return vmm::Protect(space_, pages, PageProtection::kReadWrite);
+    case HostOp::kOomReap: {
+      MMUVISOR_ASSIGN_OR_RETURN(const OomReapResult r, vmm::OomReap(space_, pages));
+      if (!r.reaped) return absl::UnavailableError("OOM reap skipped after EAGAIN retries");
+      return absl::OkStatus();
+    }
+  }
+  return absl::InternalError("unknown host operation");
+}
+
 void HostOpDriver::Loop(HostOp op, double rate) {
-  const int kind = static_cast<int>(op);
   if (trace_ != nullptr) trace_->NameThisThread(std::string("host ") + HostOpName(op));
   const absl::Duration period = absl::Seconds(1.0 / rate);
   const uint64_t pages = (end_ - start_) / kPageSize;
   const uint64_t span = std::min<uint64_t>(options_.op_pages, pages);
   if (span == 0) return;
-  uint64_t hand = 0;  // reclaim's clock hand, in pages
+  const uint64_t stream = uint64_t{0x100} << (static_cast<int>(op) + 2);
   for (uint64_t n = 0; !StopRequested(period); ++n) {
-    uint64_t first;
-    if (op == HostOp::kReclaim) {
-      const std::optional<double> resident = target_.ResidentFraction();
-      if (resident.has_value() && *resident <= options_.resident_target) continue;
-      if (hand + span > pages) hand = 0;
-      first = hand;
-      hand += span;
-    } else {
-      first = Mix64(options_.seed ^ (uint64_t{0x100} << kind) ^ Mix64(n)) % (pages - span + 1);
-    }
+    const uint64_t first = Mix64(options_.seed ^ stream ^ Mix64(n)) % (pages - span + 1);
     const uint64_t gpa = start_ + first * kPageSize;
     const uint64_t t0 = trace_ != nullptr ? trace_->NowNs() : 0;
-    const absl::Status s = target_.Run(op, gpa, span * kPageSize);
+    const absl::Status s = Run(op, gpa, span * kPageSize);
     if (trace_ != nullptr) {
       trace_->Complete("host", HostOpName(op), t0, trace_->NowNs() - t0, "gpa", gpa, "len",
                        span * kPageSize);

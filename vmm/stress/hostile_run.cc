@@ -1,5 +1,6 @@
 #include "vmm/stress/hostile_run.h"
 
+#include <fstream>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -160,6 +161,50 @@ std::string HostileRunProblem(const RunResult& run, uint32_t hostile_vcpu,
         absl::StrJoin(counts.check_failures, "; ")));
   }
   return absl::StrJoin(problems, "; ");
+}
+
+absl::Status AddHostileSummary(const StressOptions& options, uint64_t mem_bytes,
+                               const hostile_arena& arena, const RunResult& run,
+                               const GuestReports::HostileCounts& counts, StressResult& result,
+                               std::string& problem) {
+  const uint64_t terminal = hostile_terminal_of(options.seed);
+  const std::string judged = HostileRunProblem(run, HOSTILE_VCPU, counts, terminal);
+  if (!judged.empty()) problem = problem.empty() ? judged : absl::StrCat(problem, "; ", judged);
+  HostileSummary& h = result.hostile;
+  h.present = true;
+  h.vcpu = HOSTILE_VCPU;
+  h.records = counts.records;
+  h.ucalls = counts.ucalls;
+  h.port_outs = counts.port_outs;
+  h.port_ins = counts.port_ins;
+  h.dma_chains = counts.dma_chains;
+  h.stores = counts.stores;
+  h.balloons = counts.balloons;
+  h.descriptors_checked = counts.descriptors_checked;
+  h.sweeps = counts.sweeps;
+  h.self_check_failures = counts.self_check_failures;
+  h.announced_device_errors = counts.announced_device_errors;
+  h.stray_reports = counts.stray_reports;
+  h.terminal = HostileTerminalName(terminal);
+  for (const VcpuReport& v : run.vcpus) {
+    if (v.index == HOSTILE_VCPU) h.end = DescribeVcpuEnd(v);
+  }
+  h.replay = absl::StrCat("mmuvisor stress --guest hostile --seed ", options.seed, " --vcpus ",
+                          options.vcpus, " --mem ", mem_bytes,
+                          " --hostile-log FILE  (records 0..", counts.records,
+                          " of this arena: [0x", absl::Hex(arena.start), ", 0x",
+                          absl::Hex(arena.end), "))");
+  if (options.hostile_log_path.empty()) return absl::OkStatus();
+  std::ofstream log(options.hostile_log_path, std::ios::trunc);
+  log << absl::StrFormat("# mmuvisor stress --guest hostile --seed %u: vCPU %u's records, "
+                         "arena [%#x, %#x)\n",
+                         options.seed, HOSTILE_VCPU, arena.start, arena.end)
+      << HostileRecordLog(options.seed, arena, 0, counts.records);
+  if (!log) {
+    return absl::UnavailableError(
+        absl::StrCat("--hostile-log ", options.hostile_log_path, ": cannot write it"));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace mmuvisor::vmm::stress

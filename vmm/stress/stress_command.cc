@@ -2,7 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "vmm/kvm/flavour.h"
-#include "vmm/stress/host_scenario.h"
+#include "vmm/stress/host_threads.h"
 #include "vmm/stress/stress_kvm.h"
 #include "vmm/stress/stress_options.h"
 #include "vmm/stress/stress_result.h"

@@ -4,7 +4,7 @@
 //
 // Where the workload runs (--mode):
 //   kvm           the memstress guest under KVM (stress_kvm.h);
-//   host-threads  the same algorithm on host threads over real pages (host_scenario.h);
+//   host-threads  the same algorithm on host threads over real pages (host_threads.h);
 //   auto          (default) kvm when it can run here, else host-threads, saying why on
 //                 the first line of the output.
 // Exit codes (vmm/cli/exit_codes.h): 0 PASS, 1 FAIL, 2 bad flags, 5 KVM unusable when

@@ -1,24 +1,17 @@
-// The KVM side of a stress run: the memstress guest (or dmahostile) on real vCPUs, its RAM
-// owned by vmm/host's HostAddressSpace (Machine::host()), while the host operates on that
-// RAM through the space's hub:
-//   - the reclaim driver (MachineConfig::reclaim) keeps residency near --resident;
+// The KVM guest of a stress run: the memstress guest (or hostile, or dmahostile) on real
+// vCPUs through vmm::Machine, whose RAM is vmm/host's HostAddressSpace (Machine::host()).
+// The rig (stress_rig.h) does everything around it, exactly as for host threads; what is
+// KVM's own:
+//   - the kernel's MMU serves the vCPUs (no vcpu-mmu subscription): their KVM_RUN =
+//     EFAULT exits inside windows are the Machine's (RunResult::guest_fault_retries);
+//   - the DMA engine sits at MMV_PORT_DMA (Machine::AttachPortDevice);
 //   - balloon calls from the guest discard pages (HostAddressSpace::Discard);
-//   - HostOpDriver threads migrate, protect (a kProtectionVma window that leaves the
-//     pages read-write: the guest never sees it) and OOM-reap (non-blockable) ranges;
-//   - the EAGAIN injector (a hub subscription) and fault-path delays (the DMA MMU's hooks);
-//   - the DMA engine at MMV_PORT_DMA (Machine::AttachPortDevice) reaches guest memory only
-//     through a SecondaryMmu subscribed to the hub (TracedSecondaryMmu) under the space's
-//     device-access gate (windows drain it), or through an interval Mirror (--dma-path).
-// The guest reports progress, mismatches and DMA errors through ucall (GuestReports); the
-// verdict, report, JSON, trace and progress line are the host-thread mode's.
+//   - the guest reports progress, mismatches and DMA errors by ucall (GuestReports).
+// Stopping: at --duration the stop word (boot info args[7]); each vCPU ends its round and
+// reports DONE. A guest that has not stopped by half the run's slack later is stopped with
+// Machine::RequestStop. With --rounds the guest stops by itself.
 //
-// Stopping: at --duration the runner writes the memstress stop word (boot info args[7]);
-// each vCPU ends its round and reports DONE. If the guest has not stopped within a grace
-// period the runner calls Machine::RequestStop. With --rounds the guest stops by itself.
-//
-// Threads: the caller's thread orchestrates; Machine::Run runs on a thread of its own;
-// the DMA device thread, host-op threads and the progress printer are started and joined
-// here.
+// Threads: Machine::Run runs on a thread of its own, started by Start and joined by Join.
 #ifndef MMUVISOR_VMM_STRESS_STRESS_KVM_H_
 #define MMUVISOR_VMM_STRESS_STRESS_KVM_H_
 
@@ -28,7 +21,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "vmm/stress/host_scenario.h"
+#include "vmm/stress/stress_rig.h"
 #include "vmm/stress/stress_options.h"
 
 namespace mmuvisor::vmm::stress {

@@ -7,9 +7,9 @@
 namespace mmuvisor::vmm::dma {
 
 DmaRig::DmaRig(DmaRigOptions options) : options_(std::move(options)) {
-  stress::PagePoolSpaceOptions space_options;
+  testing::PagePoolSpaceOptions space_options;
   space_options.pages = options_.pages;
-  space_ = std::make_unique<stress::PagePoolSpace>(space_options);
+  space_ = std::make_unique<testing::PagePoolSpace>(space_options);
   mmu::FaultHooks hooks = options_.hooks;
   hooks.retry_checks = !options_.skip_retry_check;
   if (!options_.mirror) {

@@ -1,4 +1,5 @@
-// DmaRig: a DMA engine wired the way the stress runner wires it, over a PagePoolSpace of
+// DmaRig: a DMA engine wired the way the stress runner wires it, over a PagePoolSpace
+// (tests/support: freed pages poisoned) of
 // real pages: hub -> SecondaryMmu "dma-mmu" (one slot: gfn 0 at the space's base) ->
 // SecondaryMmuMemory -> DmaEngine; or the interval Mirror path. Helpers write and read
 // descriptors and data as a guest would (through the space, faulting pages in).
@@ -15,7 +16,7 @@
 #include "vmm/dma/device_mmu.h"
 #include "vmm/dma/dma_engine.h"
 #include "vmm/dma/dma_memory.h"
-#include "vmm/stress/page_pool_space.h"
+#include "support/page_pool_space.h"
 
 namespace mmuvisor::vmm::dma {
 
@@ -31,7 +32,7 @@ class DmaRig {
   explicit DmaRig(DmaRigOptions options = {});
   ~DmaRig();
 
-  stress::PagePoolSpace& space() { return *space_; }
+  testing::PagePoolSpace& space() { return *space_; }
   DmaEngine& engine() { return *engine_; }
   DmaMemory& engine_memory() { return *memory_; }
   DeviceMmu* mmu() { return mmu_.get(); }
@@ -47,7 +48,7 @@ class DmaRig {
 
  private:
   DmaRigOptions options_;
-  std::unique_ptr<stress::PagePoolSpace> space_;
+  std::unique_ptr<testing::PagePoolSpace> space_;
   std::unique_ptr<DeviceMmu> mmu_;
   std::unique_ptr<mmu::Mirror> mirror_;
   std::unique_ptr<DmaMemory> memory_;

@@ -1,4 +1,4 @@
-#include "vmm/stress/page_pool_space.h"
+#include "support/page_pool_space.h"
 
 #include <cstdlib>
 #include <cstring>
@@ -9,7 +9,7 @@
 #include "notifier/base/status_macros.h"
 #include "vmm/dma/dma_memory.h"
 
-namespace mmuvisor::vmm::stress {
+namespace mmuvisor::testing {
 namespace {
 
 constexpr uint64_t kWords = kPageSize / 8;
@@ -17,8 +17,8 @@ constexpr uint64_t kChunkPages = 64;
 
 void CopyPage(const uint64_t* from, uint64_t* to) {
   uint64_t buf[kWords];
-  dma::LoadWords(from, buf, kWords);
-  dma::StoreWords(to, buf, kWords);
+  vmm::dma::LoadWords(from, buf, kWords);
+  vmm::dma::StoreWords(to, buf, kWords);
 }
 
 }  // namespace
@@ -65,7 +65,7 @@ uint64_t* PagePoolSpace::AllocPage() {
 }
 
 void PagePoolSpace::FreePage(uint64_t* page) {
-  dma::StoreValue(page, options_.poison, kWords);
+  vmm::dma::StoreValue(page, options_.poison, kWords);
   free_.push_back(page);
   --resident_;
 }
@@ -153,11 +153,11 @@ uint64_t* PagePoolSpace::ResidentPage(uint64_t gfn) {
   if (state.page != nullptr) return state.page;
   state.page = AllocPage();
   if (state.saved) {
-    dma::StoreWords(state.page, state.saved.get(), kWords);
+    vmm::dma::StoreWords(state.page, state.saved.get(), kWords);
     state.saved.reset();
     swap_ins_.fetch_add(1, std::memory_order_relaxed);
   } else {
-    dma::StoreValue(state.page, 0, kWords);
+    vmm::dma::StoreValue(state.page, 0, kWords);
     zero_fills_.fetch_add(1, std::memory_order_relaxed);
   }
   return state.page;
@@ -184,7 +184,7 @@ absl::StatusOr<uint64_t> PagePoolSpace::ReadWordForTesting(uint64_t gpa) {
   }
   MutexLock lock(&mu_);
   uint64_t value = 0;
-  dma::LoadWords(ResidentPage(gpa / kPageSize) + (gpa % kPageSize) / 8, &value, 1);
+  vmm::dma::LoadWords(ResidentPage(gpa / kPageSize) + (gpa % kPageSize) / 8, &value, 1);
   return value;
 }
 
@@ -195,7 +195,7 @@ absl::Status PagePoolSpace::WriteWordForTesting(uint64_t gpa, uint64_t value) {
   MutexLock lock(&mu_);
   // A CPU store: it needs a writable page, as a write fault would make it.
   table_[gpa / kPageSize].write_protected = false;
-  dma::StoreWords(ResidentPage(gpa / kPageSize) + (gpa % kPageSize) / 8, &value, 1);
+  vmm::dma::StoreWords(ResidentPage(gpa / kPageSize) + (gpa % kPageSize) / 8, &value, 1);
   return absl::OkStatus();
 }
 
@@ -209,4 +209,4 @@ PagePoolStats PagePoolSpace::stats() const {
   return s;
 }
 
-}  // namespace mmuvisor::vmm::stress
+}  // namespace mmuvisor::testing

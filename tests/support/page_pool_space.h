@@ -1,7 +1,12 @@
-// PagePoolSpace: a host address space over a pool of real pages, for stress runs and
-// tests without KVM. It plays the part vmm/host's HostAddressSpace plays with a guest:
-// it is an mmu::Primary, owns the notifier hub of its address space, and is the only code
-// that changes what backs a guest page — every change bracketed by the hub:
+// PagePoolSpace: a test primary over a pool of real pages, harsher than vmm/host's
+// HostAddressSpace as an oracle for stale accesses: every page a host operation frees is
+// poisoned and goes back to a LIFO free list, so a stale translation reads poison or
+// another page's data at once (HostAddressSpace punches a hole instead, which reads as
+// zeros or is swapped back in, so a stale read there can look right). The DMA tests
+// (tests/vmm/dma) count poison reads with it. Stress runs use HostAddressSpace in both
+// modes; this is test-only.
+// It is an mmu::Primary, owns the notifier hub of its address space, and every change to
+// what backs a page is bracketed by the hub:
 //   Reclaim(range)   kClear    save each resident page to the swap copy, free the page
 //   Discard(range)   kClear    drop the page and its swap copy (next access reads zeros)
 //   Migrate(range)   kMigrate  copy each resident page to a fresh page, free the old one
@@ -10,18 +15,16 @@
 //   OomReap(range)   kClear, non-blockable: on EAGAIN the range is left untouched and the
 //                    reaper retries with backoff up to `reap_attempts` times, then skips
 // Resolve() (the fault side) swaps pages back in from their copy (a swap-in) or hands out
-// zeroed pages. Freed pages are poisoned and go back to a LIFO free list, so a stale
-// translation reads poison or another page's data: exactly what the oracle must catch.
-// Pages are never returned to the OS while the space lives, so stale accesses are wrong,
-// never undefined.
+// zeroed pages. Pages are never returned to the OS while the space lives, so stale
+// accesses are wrong, never undefined.
 //
 // Addresses: the primary address of gpa g is base() + g; guest frame = gpa >> 12.
 // Locks: mu_ guards the page table, swap copies and the free list. It is never held while
 // the hub is called (callbacks take MMU locks; the MMUs call Resolve without theirs).
 // Threads: every method from any thread. Page contents are read and written with relaxed
-// atomic words (dma_memory.h).
-#ifndef MMUVISOR_VMM_STRESS_PAGE_POOL_SPACE_H_
-#define MMUVISOR_VMM_STRESS_PAGE_POOL_SPACE_H_
+// atomic words (vmm/dma/dma_memory.h).
+#ifndef MMUVISOR_TESTS_SUPPORT_PAGE_POOL_SPACE_H_
+#define MMUVISOR_TESTS_SUPPORT_PAGE_POOL_SPACE_H_
 
 #include <atomic>
 #include <cstdint>
@@ -35,7 +38,7 @@
 #include "notifier/hub.h"
 #include "notifier/base/mutex.h"
 
-namespace mmuvisor::vmm::stress {
+namespace mmuvisor::testing {
 
 struct PagePoolSpaceOptions {
   uint64_t pages = 1024;  // guest RAM = pages * 4 KiB
@@ -124,6 +127,6 @@ class PagePoolSpace : public mmu::Primary {
       swap_ins_{0}, zero_fills_{0}, migrated_{0}, discarded_{0}, protected_{0};
 };
 
-}  // namespace mmuvisor::vmm::stress
+}  // namespace mmuvisor::testing
 
-#endif  // MMUVISOR_VMM_STRESS_PAGE_POOL_SPACE_H_
+#endif  // MMUVISOR_TESTS_SUPPORT_PAGE_POOL_SPACE_H_
