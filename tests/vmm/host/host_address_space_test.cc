@@ -431,6 +431,73 @@ TEST(HostAddressSpaceTest, OomReapWithInjectedEagainLeavesTheRangeUntouched) {
   ASSERT_THAT(space->hub().Unregister(injector), IsOk());
 }
 
+// The OOM reaper never waits (oom_reap.h): a range another window holds (trylock fails)
+// and a device access in flight (the drain is only tried) each make every attempt an
+// EAGAIN, and the range stays untouched. A refused drain ends the window at once: the
+// hook sees its start but no kBeforeEnd, and the hub sees start == end.
+TEST(HostAddressSpaceTest, OomReapNeverWaitsForABusyRangeOrAnInFlightDeviceAccess) {
+  HostAddressSpaceOptions o = SmallOptions();
+  o.oom.max_attempts = 3;
+  o.oom.initial_backoff = absl::Microseconds(10);
+  o.oom.max_backoff = absl::Microseconds(10);
+  HostAddressSpace* self = nullptr;
+  int after_start = 0, before_end = 0;  // this thread only: hooks run on the window's thread
+  absl::StatusOr<OomReapResult> inside = absl::UnknownError("not run");
+  o.window_hook = [&](WindowPoint point, const notifier::Range& range) {
+    if (point == WindowPoint::kBeforeEnd) {
+      ++before_end;
+      return;
+    }
+    ++after_start;
+    // Inside the Protect window below: the reaper finds the range busy and does not wait.
+    if (range.event == notifier::Event::kProtectionVma) {
+      inside = OomReap(*self, PageRange{0, kPages});
+    }
+  };
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<HostAddressSpace> space, HostAddressSpace::Create(o));
+  self = space.get();
+  FillAll(*space, 8);
+
+  ASSERT_THAT(Protect(*space, PageRange{0, 1}, PageProtection::kReadWrite), IsOk());
+  ASSERT_OK_AND_ASSIGN(OomReapResult busy, inside);
+  EXPECT_FALSE(busy.reaped);
+  EXPECT_EQ(busy.attempts, 3);
+  EXPECT_EQ(busy.eagain_retries, 3u);
+  EXPECT_EQ(after_start, 1);  // the Protect window's only: no reaper window opened
+  EXPECT_EQ(before_end, 1);
+
+  {
+    HostAddressSpace::DeviceAccess access(*space);  // a device copy in flight
+    ASSERT_OK_AND_ASSIGN(OomReapResult r, OomReap(*space, PageRange{0, kPages}));
+    EXPECT_FALSE(r.reaped);
+    EXPECT_EQ(r.attempts, 3);
+    EXPECT_EQ(r.eagain_retries, 3u);
+  }
+  EXPECT_EQ(space->device_drain_refusals(), 3u);
+  EXPECT_EQ(after_start, 4);  // three reaper windows started ...
+  EXPECT_EQ(before_end, 1);   // ... and ended without reaching their body
+  notifier::PairingSummary pairing = space->hub().pairing_summary();
+  EXPECT_EQ(pairing.open, 0);
+  EXPECT_EQ(pairing.violations, 0u) << pairing.ToString();
+  EXPECT_EQ(space->windows().held(), 0u);
+  const PageRangeLock::Counts counts = space->windows().counts();
+  EXPECT_EQ(counts.opened, counts.closed);
+  // Untouched: resident, nothing saved, same data.
+  EXPECT_EQ(ResidentCount(*space), kPages);
+  EXPECT_EQ(space->store()->Stats().saves, 0u);
+  for (uint64_t p = 0; p < kPages; ++p) ASSERT_EQ(FirstMismatch(space->PagePointer(p), p, 8), -1);
+  HostStats stats = space->stats();
+  EXPECT_EQ(stats.oom_skipped, 2u);
+  EXPECT_EQ(stats.oom_eagain_retries, 6u);
+
+  // Nothing in the way: the first attempt reaps.
+  ASSERT_OK_AND_ASSIGN(OomReapResult free_run, OomReap(*space, PageRange{0, kPages}));
+  EXPECT_TRUE(free_run.reaped);
+  EXPECT_EQ(free_run.attempts, 1);
+  EXPECT_EQ(before_end, 2);
+  for (uint64_t p = 0; p < kPages; ++p) ASSERT_EQ(FirstMismatch(space->PagePointer(p), p, 8), -1);
+}
+
 TEST(HostAddressSpaceTest, TeardownWithPagesOutReleasesEachSubscriptionOnceAndLeaksNothing) {
   // Sanitizer runtimes (TSan) start a helper thread with the first thread the process
   // creates: create one first so the baseline already counts it.
