@@ -90,6 +90,9 @@ TEST(HostStressTest, DefaultScenarioPassesAndIsNotVacuous) {
   EXPECT_TRUE(dma_row);
   // In the user's words: no enum spellings, no unnamed rows.
   EXPECT_THAT(::mmuvisor::testing::TraceWordProblems(trace), ::testing::IsEmpty());
+  // Both modes run vmm/host: the same host-operation rows (reclaim driver, host migrate,
+  // ...), whichever of them this schedule reached.
+  EXPECT_THAT(::mmuvisor::testing::RowsOutsideTheSharedVocabulary(trace), ::testing::IsEmpty());
 }
 
 TEST(HostStressTest, MirrorPathPasses) {

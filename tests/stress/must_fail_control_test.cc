@@ -1,7 +1,7 @@
 // The must-fail control `--test-skip-dma-retry` (issue 15, item 3) fails on every seed, on
 // both DMA paths, and its verdict names the check that caught it. It does not rely on an
 // invalidation landing in the DMA fault's window by chance: the control forces one (a
-// migrate of the faulting data page between resolve and install of each DMA fault's
+// reclaim of the faulting data page between resolve and install of each DMA fault's
 // first attempt), so the skipped re-check is the only thing that could have saved the
 // run. The same forcing with the checks on PASSes: the failure is the skipped check's.
 // Runs end after 2 rounds per vCPU (seconds; 120 s is only a bound), so nothing here

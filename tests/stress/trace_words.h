@@ -1,7 +1,8 @@
 // TraceWordProblems: what in a stress run's Chrome trace is not in the user's words — a
 // slice name or category spelled like an enum constant ("kClear": 'k' then an upper-case
 // letter), a row left unnamed ("thread-7"), or events on a row with no name at all.
-// Empty when the trace speaks the user's words.
+// Empty when the trace speaks the user's words. RowsOutsideTheSharedVocabulary: rows
+// that are not the ones a KVM run and a host-thread run share.
 #ifndef MMUVISOR_TESTS_STRESS_TRACE_WORDS_H_
 #define MMUVISOR_TESTS_STRESS_TRACE_WORDS_H_
 
@@ -48,6 +49,29 @@ inline std::vector<std::string> TraceWordProblems(const Json& trace) {
   // One line per distinct problem: a run repeats them by the thousand.
   std::set<std::string> distinct(problems.begin(), problems.end());
   return {distinct.begin(), distinct.end()};
+}
+
+// The rows both kinds of run name (before any " / <subscription>" part): the runner's
+// threads, the host operations (vmm/host's reclaim driver, the host-op threads) and the
+// VMM's own threads. A row outside them — e.g. "host reclaim", the host-thread mode's
+// own reclaim pacer before both modes ran vmm/host's — is returned, once.
+inline std::vector<std::string> RowsOutsideTheSharedVocabulary(const Json& trace) {
+  static const std::set<std::string> kRows = {
+      "stress main", "machine run", "DMA engine", "reclaim driver",
+      "host migrate", "host protect", "host oom-reap"};
+  std::set<std::string> outside;
+  for (const Json& e : trace["traceEvents"].array) {
+    if (e["ph"].string != "M") continue;
+    std::string row = e["args"]["name"].string;
+    row = row.substr(0, row.find(" / "));
+    if (kRows.count(row) != 0) continue;
+    const bool numbered = (row.rfind("vCPU ", 0) == 0 && row.size() > 5 &&
+                           std::isdigit(static_cast<unsigned char>(row[5]))) ||
+                          (row.rfind("page server ", 0) == 0 && row.size() > 12 &&
+                           std::isdigit(static_cast<unsigned char>(row[12])));
+    if (!numbered) outside.insert(row);
+  }
+  return {outside.begin(), outside.end()};
 }
 
 }  // namespace mmuvisor::testing

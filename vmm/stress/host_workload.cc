@@ -163,30 +163,7 @@ bool HostWorkload::Dma(uint32_t vcpu, uint64_t round, uint64_t batch) {
 
   // Poll the three statuses in memory, as the guest does.
   mmv_dma_desc done[3];
-  const absl::Time deadline = absl::Now() + kDmaTimeout;
-  for (int i = 0; i < 3; ++i) {
-    for (;;) {
-      uint64_t w[8];
-      if (absl::Status s = memory_.ReadWords(d0 + 64 * i, absl::MakeSpan(w)); !s.ok()) {
-        Fail(vcpu, std::string(s.message()));
-        return false;
-      }
-      std::memcpy(&done[i], w, sizeof(w));
-      if (done[i].status != MMV_DMA_STATUS_PENDING) break;
-      if (Stopping(vcpu, round)) return false;  // the device is aborted at the deadline
-      if (absl::Now() > deadline) {
-        Fail(vcpu, absl::StrCat("DMA descriptor gpa=0x", absl::Hex(d0 + 64 * i),
-                                " still pending after ", absl::FormatDuration(kDmaTimeout)));
-        return false;
-      }
-      absl::SleepFor(absl::Microseconds(20));
-    }
-    if (done[i].status != MMV_DMA_STATUS_OK) {
-      Fail(vcpu, absl::StrCat("DMA descriptor gpa=0x", absl::Hex(d0 + 64 * i), " ended with ",
-                              dma::DmaStatusName(done[i].status)));
-      return false;
-    }
-  }
+  if (!AwaitDescriptors(vcpu, round, d0, done)) return false;
   dma_ops_.fetch_add(3, std::memory_order_relaxed);
 
   // Verify the copy, the checksum and the fill.
@@ -215,6 +192,35 @@ bool HostWorkload::Dma(uint32_t vcpu, uint64_t round, uint64_t batch) {
     if (words[w] != fill_value) Mismatched(vcpu, round, MMV_MISMATCH_DMA_FILL, fill_gpa + w * 8, fill_value, words[w]);
   }
   pages_verified_.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+bool HostWorkload::AwaitDescriptors(uint32_t vcpu, uint64_t round, uint64_t d0,
+                                    mmv_dma_desc (&done)[3]) {
+  const absl::Time deadline = absl::Now() + kDmaTimeout;
+  for (int i = 0; i < 3; ++i) {
+    for (;;) {
+      uint64_t w[8];
+      if (absl::Status s = memory_.ReadWords(d0 + 64 * i, absl::MakeSpan(w)); !s.ok()) {
+        Fail(vcpu, std::string(s.message()));
+        return false;
+      }
+      std::memcpy(&done[i], w, sizeof(w));
+      if (done[i].status != MMV_DMA_STATUS_PENDING) break;
+      if (Stopping(vcpu, round)) return false;  // the device is aborted at the deadline
+      if (absl::Now() > deadline) {
+        Fail(vcpu, absl::StrCat("DMA descriptor gpa=0x", absl::Hex(d0 + 64 * i),
+                                " still pending after ", absl::FormatDuration(kDmaTimeout)));
+        return false;
+      }
+      absl::SleepFor(absl::Microseconds(20));
+    }
+    if (done[i].status != MMV_DMA_STATUS_OK) {
+      Fail(vcpu, absl::StrCat("DMA descriptor gpa=0x", absl::Hex(d0 + 64 * i), " ended with ",
+                              dma::DmaStatusName(done[i].status)));
+      return false;
+    }
+  }
   return true;
 }
 

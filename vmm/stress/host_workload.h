@@ -18,6 +18,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "notifier/base/mutex.h"
+#include "mmuvisor/guest_abi.h"
 #include "vmm/dma/dma_engine.h"
 #include "vmm/dma/dma_memory.h"
 #include "vmm/stress/stress_result.h"
@@ -73,6 +74,9 @@ class HostWorkload {
   void Vcpu(uint32_t index);
   bool RunRound(uint32_t vcpu, uint64_t round, uint64_t& digest, uint64_t& prev_balloon);
   bool Dma(uint32_t vcpu, uint64_t round, uint64_t batch);
+  // Polls the three descriptors at d0 until none is PENDING; false (and Fail) unless all
+  // ended OK, or when a Stop() cut the round.
+  bool AwaitDescriptors(uint32_t vcpu, uint64_t round, uint64_t d0, mmv_dma_desc (&done)[3]);
   // True (and noted in cut_) once Stop() was called: the round in flight ends here.
   bool Stopping(uint32_t vcpu, uint64_t round) ABSL_LOCKS_EXCLUDED(mu_);
   void Mismatched(uint32_t vcpu, uint64_t round, uint32_t source, uint64_t gpa,
