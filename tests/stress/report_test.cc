@@ -332,6 +332,46 @@ TEST(StressFlagsTest, BadValuesNameTheFlag) {
   }
 }
 
+// Flags act in command-line order: --ops turns the operations it names on at the rates
+// given before it, a rate after it sets that operation's rate (on again if --ops left it
+// off), and a flag given twice keeps its last value.
+TEST(StressFlagsTest, FlagsActInCommandLineOrder) {
+  using Args = std::vector<std::string>;
+  ASSERT_OK_AND_ASSIGN(StressOptions before,
+                       ParseStressFlags(Args{"--migrate-rate", "7", "--ops", "migrate"}));
+  EXPECT_EQ(before.ops.migrate, 7);
+  EXPECT_EQ(before.ops.reclaim, 0);
+  ASSERT_OK_AND_ASSIGN(StressOptions after,
+                       ParseStressFlags(Args{"--ops", "migrate", "--reclaim-rate", "3"}));
+  EXPECT_EQ(after.ops.reclaim, 3);
+  EXPECT_EQ(after.ops.migrate, HostOpRates{}.migrate);
+  EXPECT_EQ(after.ops.discard, 0);
+  ASSERT_OK_AND_ASSIGN(StressOptions twice,
+                       ParseStressFlags(Args{"--seed", "1", "--seed=2", "--no-dma", "--no-dma"}));
+  EXPECT_EQ(twice.seed, 2u);
+  EXPECT_FALSE(twice.dma);
+}
+
+// The words the parser cannot place, each named with what is wrong.
+TEST(StressFlagsTest, WordsItCannotUseAreNamed) {
+  using Args = std::vector<std::string>;
+  const auto bad = [](const Args& args, const std::string& message) {
+    EXPECT_THAT(ParseStressFlags(args),
+                ::mmuvisor::testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                              HasSubstr(message)))
+        << args[0];
+  };
+  bad({"--frobnicate=1"}, "unknown flag '--frobnicate' (see 'mmuvisor help stress')");
+  bad({"--seed", "1", "foo"}, "unexpected argument 'foo' (stress takes flags only");
+  bad({"--", "--seed", "1"}, "unexpected argument '--'");
+  bad({"--duration"}, "--duration needs a value");
+  // "--json=" does not take the next word as its value.
+  bad({"--json=", "--no-dma"}, "--json needs a value");
+  bad({"--no-dma="}, "--no-dma '': takes no value");
+  bad({"--no-dma=1"}, "--no-dma '1': takes no value");
+  bad({"--vcpus", "33"}, "--vcpus '33': at most 32 vCPUs");
+}
+
 // Inputs found by the stress_flags fuzzer (tests/fuzz), byte for byte: SimpleAtod parses
 // "nan", which every range check written as `v < lo || v > hi` let through, and seconds
 // past absl's range made an endless --duration (the run's bound is --duration + slack).

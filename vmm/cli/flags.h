@@ -1,5 +1,6 @@
-// The mmuvisor command line: a small hand-written parser (no global flag registry, so the
-// library stays free of process-wide state and every error is an absl::Status).
+// The mmuvisor command line, read with CLI11 (vmm/stress/command_line.h sets the rules:
+// nothing printed, no exit, every error an absl::Status; no global flag registry, so the
+// library keeps no process-wide state).
 //
 //   mmuvisor                          the short default stress scenario (= mmuvisor stress)
 //   mmuvisor run GUEST [flags] [-- ARG...]
@@ -7,11 +8,11 @@
 //                                     8 numeric run arguments (mmv_boot_info.args)
 //   mmuvisor stress [flags]           the stress scenario (flags: vmm/stress/stress_options.h)
 //   mmuvisor help [COMMAND] | --help  usage
-// Flags take "--flag VALUE" or "--flag=VALUE"; "--" ends the flags: after it, the words are
-// the guest's run arguments (the first is GUEST if none was given before). A flag given twice,
-// an unknown flag, a missing or malformed value, or a stray argument is an
+// The commands are CLI11 subcommands; each reads the words after its name with its own
+// app. Flags take "--flag VALUE" or "--flag=VALUE"; "--" ends the flags: after it, the words
+// are the guest's run arguments (the first is GUEST if none was given before). A flag given
+// twice, an unknown flag, a missing or malformed value, or a stray argument is an
 // InvalidArgument error whose message names the flag and the value.
-// New subcommands (stress) add a Command kind and a parser function here.
 #ifndef MMUVISOR_VMM_CLI_FLAGS_H_
 #define MMUVISOR_VMM_CLI_FLAGS_H_
 

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cstdlib>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -11,54 +10,277 @@
 #include "absl/strings/strip.h"
 #include "notifier/base/status_macros.h"
 #include "vmm/memory/guest_mem_size.h"
+#include "vmm/stress/command_line.h"
 
 namespace mmuvisor::vmm::stress {
 namespace {
 
+using cmdline::AddFlag;
+using cmdline::AddSwitch;
+using cmdline::OneOf;
+// A stress flag given twice: the last one wins (scripts append to a default line).
+constexpr cmdline::Repeat kLast = cmdline::Repeat::kLastWins;
+
 absl::Status Bad(absl::string_view flag, absl::string_view value, absl::string_view why) {
-  return absl::InvalidArgumentError(
-      absl::StrCat(flag, " '", value, "': ", why));
+  return absl::InvalidArgumentError(absl::StrCat(flag, " '", value, "': ", why));
 }
 
-absl::StatusOr<uint64_t> Count(absl::string_view flag, absl::string_view text, bool zero_ok) {
+// The flags' value parsers: the error is the "why" (command_line.h adds "--flag 'text': ").
+absl::StatusOr<uint64_t> Count(absl::string_view text, bool zero_ok) {
   uint64_t n = 0;
   if (!absl::SimpleAtoi(text, &n) || (!zero_ok && n == 0)) {
-    return Bad(flag, text, zero_ok ? "want a non-negative integer" : "want a positive integer");
+    return absl::InvalidArgumentError(zero_ok ? "want a non-negative integer"
+                                              : "want a positive integer");
   }
   return n;
 }
+absl::StatusOr<uint64_t> AnyCount(absl::string_view text) { return Count(text, true); }
+absl::StatusOr<uint64_t> PositiveCount(absl::string_view text) { return Count(text, false); }
 
-absl::StatusOr<double> Fraction(absl::string_view flag, absl::string_view text) {
-  absl::string_view t = text;
-  const bool percent = absl::ConsumeSuffix(&t, "%");
+absl::StatusOr<uint32_t> Vcpus(absl::string_view text) {
+  MMUVISOR_ASSIGN_OR_RETURN(const uint64_t n, PositiveCount(text));
+  if (n > 32) return absl::InvalidArgumentError("at most 32 vCPUs");
+  return static_cast<uint32_t>(n);
+}
+
+absl::StatusOr<double> Fraction(absl::string_view text) {
+  const bool percent = absl::ConsumeSuffix(&text, "%");
   double v = 0;
-  if (!absl::SimpleAtod(t, &v)) return Bad(flag, text, "want a number like 0.25 or 25%");
+  if (!absl::SimpleAtod(text, &v)) {
+    return absl::InvalidArgumentError("want a number like 0.25 or 25%");
+  }
   if (percent) v /= 100;
   // Written so that NaN ("nan" parses) fails too.
-  if (!(v >= 0 && v <= 1)) return Bad(flag, text, "must lie in [0, 1] (or 0%..100%)");
+  if (!(v >= 0 && v <= 1)) return absl::InvalidArgumentError("must lie in [0, 1] (or 0%..100%)");
   return v;
 }
 
-absl::StatusOr<double> Rate(absl::string_view flag, absl::string_view text) {
+absl::StatusOr<double> Rate(absl::string_view text) {
   double v = 0;
   if (!absl::SimpleAtod(text, &v) || !(v >= 0 && v <= 1e6)) {  // NaN fails too
-    return Bad(flag, text, "want operations per second in [0, 1e6]");
+    return absl::InvalidArgumentError("want operations per second in [0, 1e6]");
   }
   return v;
 }
 
-absl::StatusOr<absl::Duration> Duration(absl::string_view flag, absl::string_view text) {
+absl::StatusOr<absl::Duration> Duration(absl::string_view text) {
   absl::Duration d;
   double seconds = 0;
   if (absl::SimpleAtod(text, &seconds)) {
     d = absl::Seconds(seconds);
   } else if (!absl::ParseDuration(std::string(text), &d)) {
-    return Bad(flag, text, "want a duration like 3s or 500ms");
+    return absl::InvalidArgumentError("want a duration like 3s or 500ms");
   }
-  if (d <= absl::ZeroDuration()) return Bad(flag, text, "must be positive");
+  if (d <= absl::ZeroDuration()) return absl::InvalidArgumentError("must be positive");
   // "inf", or seconds beyond absl's range: a run without an end (NaN seconds is infinite).
-  if (d == absl::InfiniteDuration()) return Bad(flag, text, "must be finite");
+  if (d == absl::InfiniteDuration()) return absl::InvalidArgumentError("must be finite");
   return d;
+}
+
+absl::StatusOr<std::string> Text(const std::string& text) { return text; }
+
+// The host operations: their --ops names and --<name>-rate flags.
+struct HostOpFlag {
+  const char* name;
+  double HostOpRates::*rate;
+};
+constexpr HostOpFlag kHostOps[] = {{"reclaim", &HostOpRates::reclaim},
+                                   {"discard", &HostOpRates::discard},
+                                   {"migrate", &HostOpRates::migrate},
+                                   {"protect", &HostOpRates::protect},
+                                   {"oom-reap", &HostOpRates::oom_reap}};
+
+// What `mmuvisor stress`'s command line fills in.
+struct StressLine {
+  StressOptions o;
+  // The rates --<op>-rate chose so far: --ops turns the operations it names on at these.
+  HostOpRates chosen;
+};
+
+// --ops LIST: the named operations at their chosen rates, every other one off.
+absl::Status SetOps(const std::string& list, StressLine& line) {
+  HostOpRates on{0, 0, 0, 0, 0};
+  if (list != "none") {
+    for (absl::string_view name : absl::StrSplit(list, ',')) {
+      const HostOpFlag* op = std::find_if(std::begin(kHostOps), std::end(kHostOps),
+                                          [name](const HostOpFlag& f) { return name == f.name; });
+      if (op == std::end(kHostOps)) {
+        return absl::InvalidArgumentError(
+            "operations are reclaim, discard, migrate, protect, oom-reap or none");
+      }
+      on.*op->rate = line.chosen.*op->rate;
+    }
+  }
+  line.o.ops = on;
+  return absl::OkStatus();
+}
+
+void AddWorkloadFlags(CLI::App& app, StressLine& line) {
+  StressOptions& o = line.o;
+  // The parser and rules `run --mem` uses (vmm/memory/guest_mem_size.h).
+  AddFlag(app, "--mem", "SIZE", "guest memory (default 2M under KVM, 32M on host threads)", kLast,
+          [&o](const std::string& text) -> absl::Status {
+            MMUVISOR_ASSIGN_OR_RETURN(o.mem_bytes, ParseGuestMemSize(text));
+            o.mem_given = true;
+            return absl::OkStatus();
+          });
+  AddFlag(app, "--vcpus", "N", "vCPUs (default 2)", kLast, &o.vcpus, Vcpus);
+  AddFlag(app, "--duration", "DUR", "run time (default 3s); the run ends by DUR + max(1s, DUR/10)",
+          kLast, &o.duration, Duration);
+  AddFlag(app, "--rounds", "N", "stop each vCPU after N rounds instead (0 = use --duration)",
+          kLast, &o.rounds, AnyCount);
+  AddFlag(app, "--seed", "N", "workload seed (default 1): same seed + flags = same workload",
+          kLast, &o.seed, AnyCount);
+  AddSwitch(app, "--no-dma", "leave the DMA part of the workload out", [&o] { o.dma = false; });
+  AddSwitch(app, "--no-balloon", "leave the balloon part of the workload out",
+            [&o] { o.balloon = false; });
+  AddFlag(app, "--guest", "NAME",
+          "memstress (default) or hostile: vCPU 0 runs a seeded program of\n"
+          "hostile records (random ucalls, ports, DMA chains, stores, balloon\n"
+          "calls, then one fatal record), the other vCPUs run memstress and\n"
+          "verify their data; KVM only, at least 2 vCPUs",
+          kLast, &o.guest,
+          OneOf<std::string>({{"memstress", "memstress"}, {"hostile", "hostile"}},
+                             "stress guests are memstress (the default) and hostile"));
+  AddFlag(app, "--hostile-log", "FILE",
+          "with --guest hostile: write the records its vCPU ran, one a line", kLast,
+          &o.hostile_log_path, Text);
+}
+
+void AddHostOpFlags(CLI::App& app, StressLine& line) {
+  StressOptions& o = line.o;
+  AddFlag(app, "--resident", "FRACTION",
+          "reclaim runs while resident memory is above this (default 50%)", kLast,
+          &o.resident_target, Fraction);
+  AddFlag(app, "--ops", "LIST",
+          "host operations to run: reclaim,discard,migrate,protect,oom-reap\n"
+          "or none (default: all)",
+          kLast, [&line](const std::string& text) { return SetOps(text, line); });
+  for (const HostOpFlag& op : kHostOps) {
+    AddFlag(app, absl::StrCat("--", op.name, "-rate"), "R",
+            absl::StrFormat("%s operations per second (default %g)", op.name,
+                            HostOpRates{}.*op.rate),
+            kLast, [&line, op](const std::string& text) -> absl::Status {
+              MMUVISOR_ASSIGN_OR_RETURN(const double rate, Rate(text));
+              line.o.ops.*op.rate = rate;
+              line.chosen.*op.rate = rate;
+              return absl::OkStatus();
+            });
+  }
+  AddFlag(app, "--op-pages", "N", "pages per host operation (default 16)", kLast, &o.op_pages,
+          PositiveCount);
+  AddFlag(app, "--policy", "P", "notifier dispatch: upstream (default), sorted, legacy", kLast,
+          &o.policy,
+          OneOf<notifier::Policy>({{"upstream", notifier::Policy::kUpstream},
+                                   {"sorted", notifier::Policy::kSortedEndLast},
+                                   {"legacy", notifier::Policy::kLegacyUnpaired}},
+                                  "policies are upstream, sorted, legacy"));
+}
+
+void AddRaceFlags(CLI::App& app, StressLine& line) {
+  StressOptions& o = line.o;
+  AddFlag(app, "--eagain", "P", "probability that a non-blockable start fails with EAGAIN", kLast,
+          &o.eagain_probability, Fraction);
+  AddFlag(app, "--delay-prob", "P", "probability of a delay in each fault-path race window",
+          kLast, &o.delay_probability, Fraction);
+  AddFlag(app, "--delay", "DUR",
+          "that delay (default 200us; at most --duration, and none after it;\n"
+          "cut to an eighth of the fault timeout, which delays count against)",
+          kLast, &o.delay, Duration);
+  AddFlag(app, "--fault-timeout", "DUR",
+          "a fault still racing after this gives up (default 2s; 30s\n"
+          "under KVM, where windows are long and overlap); under the\n"
+          "legacy policy cut to max(1s, DUR/10) / 2 so that the run\n"
+          "keeps its time bound",
+          kLast, [&o](const std::string& text) -> absl::Status {
+            MMUVISOR_ASSIGN_OR_RETURN(o.fault_timeout, Duration(text));
+            o.fault_timeout_given = true;
+            return absl::OkStatus();
+          });
+  AddFlag(app, "--dma-path", "PATH",
+          "secondary (default: SecondaryMmu) or mirror (interval Mirror)", kLast, &o.dma_path,
+          OneOf<DmaPath>({{"secondary", DmaPath::kSecondary}, {"mirror", DmaPath::kMirror}},
+                         "DMA paths are secondary, mirror"));
+}
+
+void AddRunFlags(CLI::App& app, StressLine& line) {
+  StressOptions& o = line.o;
+  AddFlag(app, "--mode", "M",
+          "where the workload runs: auto (default: kvm if it can run\n"
+          "here, else host-threads), kvm, host-threads",
+          kLast, &o.mode,
+          OneOf<StressMode>({{"auto", StressMode::kAuto},
+                             {"kvm", StressMode::kKvm},
+                             {"host-threads", StressMode::kHostThreads}},
+                            "modes are auto, kvm, host-threads"));
+  AddSwitch(app, "--host-threads", "same as --mode host-threads",
+            [&o] { o.mode = StressMode::kHostThreads; });
+  AddFlag(app, "--json", "FILE", "write the report as JSON", kLast, &o.json_path, Text);
+  AddFlag(app, "--trace", "FILE", "write a Chrome/Perfetto trace (open in ui.perfetto.dev)",
+          kLast, &o.trace_path, Text);
+  AddSwitch(app, "--no-progress", "no live progress line", [&o] { o.progress = false; });
+  AddFlag(app, "--kvm", "PATH", "KVM device (default /dev/kvm)", kLast, &o.kvm_path, Text);
+}
+
+void AddTestFlags(CLI::App& app, StressLine& line) {
+  StressOptions& o = line.o;
+  AddSwitch(app, "--test-skip-dma-retry",
+            "TEST ONLY: the DMA path skips its retry checks, and every DMA\n"
+            "fault gets an invalidation of its page forced into its race\n"
+            "window, so the run FAILs on every seed (a must-fail control)",
+            [&o] {
+              o.skip_dma_retry_check_for_testing = true;
+              o.force_dma_fault_races_for_testing = true;
+            });
+  AddSwitch(app, "--test-hostile-hits-verifier",
+            "TEST ONLY, with --guest hostile: its stores go into vCPU 1's\n"
+            "work pages, so the run FAILs by vCPU 1's check",
+            [&o] { o.hostile_hits_verifier_for_testing = true; });
+}
+
+void BuildStressApp(CLI::App& app, StressLine& line) {
+  app.name("stress");
+  app.allow_extras();  // words it cannot place: ParseStressFlags says what they are
+  app.set_help_flag();  // `mmuvisor stress --help` is answered by the CLI (vmm/cli/flags.h)
+  app.description(
+      "Runs the memstress guest (every vCPU writes seeded patterns, re-reads and verifies them,\n"
+      "drives DMA copies and gives pages back) while the host reclaims, migrates, protects and\n"
+      "OOM-reaps its memory underneath; ends with PASS/FAIL and a report. Exit code 0 on PASS,\n"
+      "1 on FAIL, 2 for bad flags, 5 when --mode kvm cannot run (no usable /dev/kvm).");
+  app.option_defaults()->group("Workload");
+  AddWorkloadFlags(app, line);
+  app.option_defaults()->group("Host operations");
+  AddHostOpFlags(app, line);
+  app.option_defaults()->group("Races");
+  AddRaceFlags(app, line);
+  app.option_defaults()->group("Where it runs, what it writes");
+  AddRunFlags(app, line);
+  app.option_defaults()->group("Must-fail controls");
+  AddTestFlags(app, line);
+  cmdline::SetHelpFormat(app, "usage: mmuvisor stress [flags]", 24);
+}
+
+// The rules between flags, once all are read.
+absl::Status CheckCombination(const StressOptions& o) {
+  if (o.guest == "hostile" && o.vcpus < 2) {
+    return Bad("--vcpus", absl::StrCat(o.vcpus),
+               "--guest hostile needs at least 2 vCPUs (vCPU 0 is hostile, the others verify)");
+  }
+  if (o.guest == "hostile" && o.mode == StressMode::kHostThreads) {
+    return Bad("--guest", o.guest, "runs under KVM only (--mode kvm or auto)");
+  }
+  if (o.guest != "hostile" &&
+      (!o.hostile_log_path.empty() || o.hostile_hits_verifier_for_testing)) {
+    return Bad(!o.hostile_log_path.empty() ? "--hostile-log" : "--test-hostile-hits-verifier",
+               o.hostile_log_path, "only with --guest hostile");
+  }
+  if (o.delay_probability > 0 && o.delay > o.duration) {
+    return Bad("--delay", absl::FormatDuration(o.delay),
+               absl::StrCat("longer than the run (--duration ", absl::FormatDuration(o.duration),
+                            "): a delay sleeps inside a fault window, where nothing can cut "
+                            "it short"));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -77,191 +299,22 @@ const char* DmaPathName(DmaPath path) {
 }
 
 absl::StatusOr<StressOptions> ParseStressFlags(absl::Span<const std::string> args) {
-  StressOptions o;
-  bool ops_given = false;
-  HostOpRates chosen_rates = o.ops;
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string flag = args[i];
-    std::string value;
-    bool has_value = false;
-    if (const size_t eq = flag.find('='); flag.rfind("--", 0) == 0 && eq != std::string::npos) {
-      value = flag.substr(eq + 1);
-      flag = flag.substr(0, eq);
-      has_value = true;
+  StressLine line;
+  CLI::App app;
+  BuildStressApp(app, line);
+  MMUVISOR_ASSIGN_OR_RETURN(const cmdline::ParsedWords words, cmdline::Parse(app, args));
+  std::vector<std::string> leftovers = app.remaining();
+  if (words.dash_dash) leftovers.push_back("--");
+  for (const std::string& word : leftovers) {
+    if (std::optional<std::string> flag = cmdline::FlagName(word); flag && word != "--") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown flag '", *flag, "' (see 'mmuvisor help stress')"));
     }
-    auto boolean = [&](bool& field) -> absl::Status {
-      if (has_value) return Bad(flag, value, "takes no value");
-      field = true;
-      return absl::OkStatus();
-    };
-    auto next = [&]() -> absl::StatusOr<std::string> {
-      if (has_value) return value;
-      if (i + 1 >= args.size()) return Bad(flag, "", "missing value");
-      return args[++i];
-    };
-#define MMV_TAKE(var, expr)                 \
-  absl::StatusOr<std::string> var##_s = next(); \
-  if (!var##_s.ok()) return var##_s.status(); \
-  auto var = (expr)(flag, *var##_s);        \
-  if (!var.ok()) return var.status();
-    if (flag == "--mem") {
-      // The parser and rules `run --mem` uses (vmm/memory/guest_mem_size.h).
-      MMV_TAKE(v, [](absl::string_view, absl::string_view t) { return ParseGuestMemSize(t); });
-      o.mem_bytes = *v;
-      o.mem_given = true;
-    } else if (flag == "--vcpus") {
-      MMV_TAKE(v, [](absl::string_view f, absl::string_view t) { return Count(f, t, false); });
-      if (*v > 32) return Bad(flag, *v_s, "at most 32 vCPUs");
-      o.vcpus = static_cast<uint32_t>(*v);
-    } else if (flag == "--duration") {
-      MMV_TAKE(v, Duration);
-      o.duration = *v;
-    } else if (flag == "--rounds") {
-      MMV_TAKE(v, [](absl::string_view f, absl::string_view t) { return Count(f, t, true); });
-      o.rounds = *v;
-    } else if (flag == "--seed") {
-      MMV_TAKE(v, [](absl::string_view f, absl::string_view t) { return Count(f, t, true); });
-      o.seed = *v;
-    } else if (flag == "--resident") {
-      MMV_TAKE(v, Fraction);
-      o.resident_target = *v;
-    } else if (flag == "--ops") {
-      absl::StatusOr<std::string> list = next();
-      if (!list.ok()) return list.status();
-      HostOpRates r = chosen_rates;
-      HostOpRates off{0, 0, 0, 0, 0};
-      if (*list != "none") {
-        for (absl::string_view name : absl::StrSplit(*list, ',')) {
-          if (name == "reclaim") off.reclaim = r.reclaim;
-          else if (name == "discard") off.discard = r.discard;
-          else if (name == "migrate") off.migrate = r.migrate;
-          else if (name == "protect") off.protect = r.protect;
-          else if (name == "oom-reap") off.oom_reap = r.oom_reap;
-          else return Bad(flag, *list, "operations are reclaim, discard, migrate, protect, oom-reap or none");
-        }
-      }
-      o.ops = off;
-      ops_given = true;
-    } else if (flag == "--reclaim-rate" || flag == "--discard-rate" ||
-               flag == "--migrate-rate" || flag == "--protect-rate" ||
-               flag == "--oom-reap-rate") {
-      MMV_TAKE(v, Rate);
-      double* field = flag == "--reclaim-rate"   ? &o.ops.reclaim
-                      : flag == "--discard-rate" ? &o.ops.discard
-                      : flag == "--migrate-rate" ? &o.ops.migrate
-                      : flag == "--protect-rate" ? &o.ops.protect
-                                                 : &o.ops.oom_reap;
-      *field = *v;
-      double* chosen = flag == "--reclaim-rate"   ? &chosen_rates.reclaim
-                       : flag == "--discard-rate" ? &chosen_rates.discard
-                       : flag == "--migrate-rate" ? &chosen_rates.migrate
-                       : flag == "--protect-rate" ? &chosen_rates.protect
-                                                  : &chosen_rates.oom_reap;
-      *chosen = *v;
-    } else if (flag == "--op-pages") {
-      MMV_TAKE(v, [](absl::string_view f, absl::string_view t) { return Count(f, t, false); });
-      o.op_pages = *v;
-    } else if (flag == "--policy") {
-      absl::StatusOr<std::string> v = next();
-      if (!v.ok()) return v.status();
-      if (*v == "upstream") o.policy = notifier::Policy::kUpstream;
-      else if (*v == "sorted") o.policy = notifier::Policy::kSortedEndLast;
-      else if (*v == "legacy") o.policy = notifier::Policy::kLegacyUnpaired;
-      else return Bad(flag, *v, "policies are upstream, sorted, legacy");
-    } else if (flag == "--eagain") {
-      MMV_TAKE(v, Fraction);
-      o.eagain_probability = *v;
-    } else if (flag == "--delay-prob") {
-      MMV_TAKE(v, Fraction);
-      o.delay_probability = *v;
-    } else if (flag == "--delay") {
-      MMV_TAKE(v, Duration);
-      o.delay = *v;
-    } else if (flag == "--fault-timeout") {
-      MMV_TAKE(v, Duration);
-      o.fault_timeout = *v;
-      o.fault_timeout_given = true;
-    } else if (flag == "--dma-path") {
-      absl::StatusOr<std::string> v = next();
-      if (!v.ok()) return v.status();
-      if (*v == "secondary") o.dma_path = DmaPath::kSecondary;
-      else if (*v == "mirror") o.dma_path = DmaPath::kMirror;
-      else return Bad(flag, *v, "DMA paths are secondary, mirror");
-    } else if (flag == "--no-dma") {
-      bool b = false;
-      MMUVISOR_RETURN_IF_ERROR(boolean(b));
-      o.dma = false;
-    } else if (flag == "--no-balloon") {
-      bool b = false;
-      MMUVISOR_RETURN_IF_ERROR(boolean(b));
-      o.balloon = false;
-    } else if (flag == "--no-progress") {
-      bool b = false;
-      MMUVISOR_RETURN_IF_ERROR(boolean(b));
-      o.progress = false;
-    } else if (flag == "--host-threads") {
-      bool b = false;
-      MMUVISOR_RETURN_IF_ERROR(boolean(b));
-      o.mode = StressMode::kHostThreads;
-    } else if (flag == "--mode") {
-      absl::StatusOr<std::string> v = next();
-      if (!v.ok()) return v.status();
-      if (*v == "auto") o.mode = StressMode::kAuto;
-      else if (*v == "kvm") o.mode = StressMode::kKvm;
-      else if (*v == "host-threads") o.mode = StressMode::kHostThreads;
-      else return Bad(flag, *v, "modes are auto, kvm, host-threads");
-    } else if (flag == "--test-skip-dma-retry") {
-      MMUVISOR_RETURN_IF_ERROR(boolean(o.skip_dma_retry_check_for_testing));
-      o.force_dma_fault_races_for_testing = true;
-    } else if (flag == "--json") {
-      absl::StatusOr<std::string> v = next();
-      if (!v.ok()) return v.status();
-      o.json_path = *v;
-    } else if (flag == "--trace") {
-      absl::StatusOr<std::string> v = next();
-      if (!v.ok()) return v.status();
-      o.trace_path = *v;
-    } else if (flag == "--kvm") {
-      absl::StatusOr<std::string> v = next();
-      if (!v.ok()) return v.status();
-      o.kvm_path = *v;
-    } else if (flag == "--guest") {
-      absl::StatusOr<std::string> v = next();
-      if (!v.ok()) return v.status();
-      if (*v != "memstress" && *v != "hostile") {
-        return Bad(flag, *v, "stress guests are memstress (the default) and hostile");
-      }
-      o.guest = *v;
-    } else if (flag == "--hostile-log") {
-      absl::StatusOr<std::string> v = next();
-      if (!v.ok()) return v.status();
-      o.hostile_log_path = *v;
-    } else if (flag == "--test-hostile-hits-verifier") {
-      MMUVISOR_RETURN_IF_ERROR(boolean(o.hostile_hits_verifier_for_testing));
-    } else {
-      return Bad(flag, value, "unknown flag (see `mmuvisor help stress`)");
-    }
-#undef MMV_TAKE
+    return absl::InvalidArgumentError(absl::StrCat(
+        "unexpected argument '", word, "' (stress takes flags only; see 'mmuvisor help stress')"));
   }
-  (void)ops_given;
-  if (o.guest == "hostile" && o.vcpus < 2) {
-    return Bad("--vcpus", absl::StrCat(o.vcpus),
-               "--guest hostile needs at least 2 vCPUs (vCPU 0 is hostile, the others verify)");
-  }
-  if (o.guest == "hostile" && o.mode == StressMode::kHostThreads) {
-    return Bad("--guest", o.guest, "runs under KVM only (--mode kvm or auto)");
-  }
-  if (o.guest != "hostile" && (!o.hostile_log_path.empty() || o.hostile_hits_verifier_for_testing)) {
-    return Bad(!o.hostile_log_path.empty() ? "--hostile-log" : "--test-hostile-hits-verifier",
-               o.hostile_log_path, "only with --guest hostile");
-  }
-  if (o.delay_probability > 0 && o.delay > o.duration) {
-    return Bad("--delay", absl::FormatDuration(o.delay),
-               absl::StrCat("longer than the run (--duration ", absl::FormatDuration(o.duration),
-                            "): a delay sleeps inside a fault window, where nothing can cut "
-                            "it short"));
-  }
-  return o;
+  MMUVISOR_RETURN_IF_ERROR(CheckCombination(line.o));
+  return line.o;
 }
 
 absl::Duration RunSlack(absl::Duration duration) {
@@ -292,55 +345,10 @@ absl::Status CheckGuestFitsHost(uint64_t guest_bytes, double resident, uint64_t 
 }
 
 std::string StressHelp() {
-  return R"(usage: mmuvisor stress [flags]
-Runs the memstress guest (every vCPU writes seeded patterns, re-reads and verifies them,
-drives DMA copies and gives pages back) while the host reclaims, migrates, protects and
-OOM-reaps its memory underneath; ends with PASS/FAIL and a report. Exit code 0 on PASS,
-1 on FAIL, 2 for bad flags, 5 when --mode kvm cannot run (no usable /dev/kvm).
-
-  --mem SIZE            guest memory (default 2M under KVM, 32M on host threads)
-  --vcpus N             vCPUs (default 2)
-  --duration DUR        run time (default 3s); the run ends by DUR + max(1s, DUR/10)
-  --rounds N            stop each vCPU after N rounds instead (0 = use --duration)
-  --seed N              workload seed (default 1): same seed + flags = same workload
-  --resident FRACTION   reclaim runs while resident memory is above this (default 50%)
-  --ops LIST            host operations to run: reclaim,discard,migrate,protect,oom-reap
-                        or none (default: all)
-  --reclaim-rate R      operations per second (defaults 200, discard 10, migrate 100,
-  --discard-rate R        protect 50, oom-reap 50); each covers --op-pages pages
-  --migrate-rate R
-  --protect-rate R
-  --oom-reap-rate R
-  --op-pages N          pages per host operation (default 16)
-  --policy P            notifier dispatch: upstream (default), sorted, legacy
-  --eagain P            probability that a non-blockable start fails with EAGAIN
-  --delay-prob P        probability of a delay in each fault-path race window
-  --delay DUR           that delay (default 200us; at most --duration, and none after it;
-                        cut to an eighth of the fault timeout, which delays count against)
-  --fault-timeout DUR   a fault still racing after this gives up (default 2s; 30s
-                        under KVM, where windows are long and overlap); under the
-                        legacy policy cut to max(1s, DUR/10) / 2 so that the run
-                        keeps its time bound
-  --dma-path PATH       secondary (default: SecondaryMmu) or mirror (interval Mirror)
-  --no-dma, --no-balloon  leave those parts of the workload out
-  --mode M              where the workload runs: auto (default: kvm if it can run
-                        here, else host-threads), kvm, host-threads
-  --host-threads        same as --mode host-threads
-  --json FILE           write the report as JSON
-  --trace FILE          write a Chrome/Perfetto trace (open in ui.perfetto.dev)
-  --no-progress         no live progress line
-  --kvm PATH            KVM device (default /dev/kvm)
-  --guest NAME          memstress (default) or hostile: vCPU 0 runs a seeded program of
-                        hostile records (random ucalls, ports, DMA chains, stores, balloon
-                        calls, then one fatal record), the other vCPUs run memstress and
-                        verify their data; KVM only, at least 2 vCPUs
-  --hostile-log FILE    with --guest hostile: write the records its vCPU ran, one a line
-  --test-skip-dma-retry TEST ONLY: the DMA path skips its retry checks, and every DMA
-                        fault gets an invalidation of its page forced into its race
-                        window, so the run FAILs on every seed (a must-fail control)
-  --test-hostile-hits-verifier  TEST ONLY, with --guest hostile: its stores go into
-                        vCPU 1's work pages, so the run FAILs by vCPU 1's check
-)";
+  StressLine line;
+  CLI::App app;
+  BuildStressApp(app, line);
+  return app.help();
 }
 
 }  // namespace mmuvisor::vmm::stress
