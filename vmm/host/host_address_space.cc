@@ -14,9 +14,9 @@
 #include "notifier/base/status_macros.h"
 #include "spdlog/spdlog.h"
 #include "vmm/host/host_address_space_internal.h"
-#include "vmm/host/discard.h"
-#include "vmm/host/migrate.h"
-#include "vmm/host/protect.h"
+#include "vmm/host/discard.h"  // transitional: the forwarders below
+#include "vmm/host/migrate.h"  // transitional
+#include "vmm/host/protect.h"  // transitional
 
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22  // Linux 5.14
