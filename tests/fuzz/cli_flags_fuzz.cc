@@ -5,8 +5,9 @@
 // Checked on every accepted command line (abort on violation): what flags.h and
 // `run --help` promise: --mem a multiple of 4 KiB and at least kMinGuestMemBytes; 1..32 vCPUs;
 // a positive timeout; at most MMV_BOOT_INFO_MAX_ARGS guest arguments; --resident in (0, 1].
-// (An empty GUEST parses: it is the resolver's to refuse, guest_source.h, as it does.) ParseSize never returns 0; ParseTimeout never a non-positive
-// duration.
+// (An empty GUEST parses: it is the resolver's to refuse, guest_source.h, as it does.)
+// ParseSize never returns 0; ParseTimeout never a non-positive duration. Every error is
+// one line with a message (the CLI prints it as its one stderr line).
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -48,6 +49,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (!t.empty() && t != "run" && t != "stress") Fail("unknown help topic accepted");
   } else if (!command.ok() && command.status().message().empty()) {
     Fail("error without a message");
+  } else if (!command.ok() &&
+             command.status().message().find('\n') != absl::string_view::npos) {
+    Fail("error of more than one line");  // the CLI prints it as its one stderr line
   }
   for (const std::string& w : words) {
     absl::StatusOr<uint64_t> bytes = cli::ParseSize(w);

@@ -8,7 +8,7 @@
 // inside [0, 1]; operation rates inside [0, 1e6]; --op-pages > 0; a --delay no longer than
 // --duration when delays are on; --guest memstress or hostile, hostile with >= 2 vCPUs and
 // not on host threads, the hostile flags only with it. Comparisons are written so that a
-// NaN fails them.
+// NaN fails them. Every error is one line with a message.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -37,6 +37,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   absl::StatusOr<stress::StressOptions> parsed = stress::ParseStressFlags(words);
   if (!parsed.ok()) {
     if (parsed.status().message().empty()) Fail("error without a message");
+    if (parsed.status().message().find('\n') != absl::string_view::npos) {
+      Fail("error of more than one line");  // `mmuvisor stress` prints it as one line
+    }
     return 0;
   }
   const stress::StressOptions& o = *parsed;
