@@ -219,7 +219,7 @@ TEST(DirtyRingTest, SelfCheckOnAScratchVmPasses) {
   EXPECT_THAT(choice.reason, HasSubstr("verified by the self-check"));
 }
 
-TEST(DirtyRingTest, EnableRoundsToAPowerOfTwoAndRefusesAfterTheFirstVcpu) {
+TEST(DirtyRingTest, EnableRoundsToAPowerOfTwoAndRefusesWhenNotOfferedOrAfterTheFirstVcpu) {
   SKIP_WITHOUT_DIRTY_RING(system);
   ASSERT_OK_AND_ASSIGN(KvmVm vm, system.CreateVm());
   ASSERT_OK_AND_ASSIGN(DirtyRingSupport support, ProbeDirtyRing(vm));
@@ -227,6 +227,10 @@ TEST(DirtyRingTest, EnableRoundsToAPowerOfTwoAndRefusesAfterTheFirstVcpu) {
   EXPECT_EQ(config.entries & (config.entries - 1), 0u);
   EXPECT_GE(config.entries, 1024u);
   EXPECT_EQ(config.acq_rel, support.acq_rel);
+  // Where KVM does not offer it (KVM_CHECK_EXTENSION 0): an error naming the cap.
+  EXPECT_THAT(EnableDirtyRing(vm, DirtyRingSupport{}, 4096).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("KVM_CAP_DIRTY_LOG_RING not offered")));
   // A second VM: the ring cannot be enabled once a vCPU exists (KVM: EINVAL).
   ASSERT_OK_AND_ASSIGN(KvmVm late, system.CreateVm());
   ASSERT_OK_AND_ASSIGN(int mmap_size, system.VcpuMmapSize());
