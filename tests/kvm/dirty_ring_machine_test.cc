@@ -7,9 +7,11 @@
 // byte lost), and the data read back must hold the byte. Also: both logs pass the
 // real VM's self-check, `ring` where KVM lacks it is an error and `auto` picks the ring
 // where offered, and a ring far smaller than the guest's writes (KVM_EXIT_DIRTY_RING_FULL,
-// harvested by the vCPU threads) loses no page. Skips visibly without /dev/kvm, and the
+// harvested by the vCPU threads) loses no page, nor does a reclaim of each vCPU's pages
+// between its stores and its check while the other vCPU still stores (bitmap and ring). Skips visibly without /dev/kvm, and the
 // ring cases where KVM does not offer KVM_CAP_DIRTY_LOG_RING.
 #include <array>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -22,6 +24,8 @@
 #include "support/status_matchers.h"
 #include "touch/touch_shared.h"
 #include "vmm/host/host_address_space.h"
+#include "vmm/host/reclaim.h"
+#include "vmm/host/reclaim.h"
 #include "vmm/kvm/dirty_ring.h"
 #include "vmm/machine/machine.h"
 
@@ -107,7 +111,7 @@ void RunTouch(Machine& m, uint64_t pages_per_vcpu, TouchOutcome& out) {
   }
   ASSERT_OK_AND_ASSIGN(PageRange range,
                        m.host().PagesOf(Gpa{out.first_gpa}, ByteSize{out.pages * TOUCH_PAGE}));
-  ASSERT_OK_AND_ASSIGN(ReclaimResult before, m.host().Reclaim(range));
+  ASSERT_OK_AND_ASSIGN(ReclaimResult before, Reclaim(m.host(), range));
   ASSERT_EQ(before.reclaimed, out.pages) << "every page saved and discarded before the run";
 
   const RunResult run = m.Run();
@@ -115,7 +119,7 @@ void RunTouch(Machine& m, uint64_t pages_per_vcpu, TouchOutcome& out) {
 
   // The guest's stores came back from the store (swap-in) and were written only into
   // guest memory: only the dirty log says they changed.
-  ASSERT_OK_AND_ASSIGN(out.after, m.host().Reclaim(range));
+  ASSERT_OK_AND_ASSIGN(out.after, Reclaim(m.host(), range));
   EXPECT_EQ(out.after.written_back, out.pages) << "every touched page reported written";
   EXPECT_EQ(out.after.skipped_clean, 0u);
   EXPECT_EQ(out.after.save_failures, 0u);
@@ -178,6 +182,86 @@ TEST(DirtyRingMachineTest, FullRingExitsAreHarvestedAndNoPageIsLost) {
   const DirtyRingStats s = m->dirty_ring()->stats();
   EXPECT_GT(s.full_exits, 0u) << "a " << entries << "-entry ring never filled";
   EXPECT_GE(s.entries, out.pages);
+}
+
+// Reclaims each vCPU's range on that vCPU's thread at its SYNC(TOUCHED), after all its
+// stores and before the guest verifies them, while the other vCPU may still be storing
+// (and filling its ring: its thread harvests on KVM_EXIT_DIRTY_RING_FULL at the same
+// time as this window harvests).
+class ReclaimAtTouched : public MachineObserver {
+ public:
+  void Bind(Machine* m, uint64_t first_gpa, uint64_t pages_per_vcpu) {
+    m_ = m;
+    first_gpa_ = first_gpa;
+    pages_per_vcpu_ = pages_per_vcpu;
+  }
+  void OnSync(uint32_t vcpu, uint64_t stage, absl::Span<const uint64_t> values) override {
+    if (stage == TOUCH_SYNC_VERIFIED && values.size() > 1) bad_.fetch_add(values[1]);
+    if (stage != TOUCH_SYNC_TOUCHED) return;
+    absl::StatusOr<PageRange> range =
+        m_->host().PagesOf(Gpa{first_gpa_ + vcpu * pages_per_vcpu_ * TOUCH_PAGE},
+                           ByteSize{pages_per_vcpu_ * TOUCH_PAGE});
+    absl::StatusOr<ReclaimResult> r =
+        range.ok() ? Reclaim(m_->host(), *range) : absl::StatusOr<ReclaimResult>(range.status());
+    if (!r.ok()) {
+      ADD_FAILURE() << "reclaim at vCPU " << vcpu << "'s TOUCHED: " << r.status();
+      return;
+    }
+    written_back_.fetch_add(r->written_back);
+    reclaimed_.fetch_add(r->reclaimed);
+  }
+  uint64_t written_back() const { return written_back_.load(); }
+  uint64_t reclaimed() const { return reclaimed_.load(); }
+  uint64_t bad() const { return bad_.load(); }
+
+ private:
+  Machine* m_ = nullptr;
+  uint64_t first_gpa_ = 0, pages_per_vcpu_ = 0;
+  std::atomic<uint64_t> written_back_{0}, reclaimed_{0}, bad_{0};
+};
+
+TEST_P(DirtyLogMachineTest, ReclaimBetweenTheGuestsStoresAndItsCheckLosesNoStore) {
+  MMUVISOR_SKIP_WITHOUT_KVM();
+  if (GetParam() == DirtyLogSource::kRing) SKIP_UNLESS_RING_OFFERED();
+  constexpr uint64_t kPagesPerVcpu = 1024;
+  ReclaimAtTouched host;
+  MachineConfig config = TouchConfig(GetParam(), 2, 16ull << 20);
+  config.dirty_ring_entries = 1;  // the smallest ring: full exits during the stores
+  config.observer = &host;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Machine> m, Machine::Create(config, TouchImage()));
+  ASSERT_EQ(m->host().dirty_tracking().mode, DirtyTrackingMode::kDirtyLog)
+      << m->host().dirty_tracking().reason;
+  mmv_boot_info info{};
+  ASSERT_OK(m->ReadGuest(Gpa{MMV_BOOT_INFO_GPA},
+                         absl::Span<uint8_t>(reinterpret_cast<uint8_t*>(&info), sizeof(info))));
+  const uint64_t first = (info.free_start + TOUCH_PAGE - 1) / TOUCH_PAGE * TOUCH_PAGE;
+  const uint64_t pages = 2 * kPagesPerVcpu;
+  std::array<uint64_t, 8> args{};
+  args[TOUCH_ARG_FIRST_GPA] = first;
+  args[TOUCH_ARG_PAGES] = kPagesPerVcpu;
+  args[TOUCH_ARG_FLAGS] = TOUCH_F_FILLED;
+  ASSERT_OK(m->WriteGuest(Gpa{MMV_BOOT_INFO_GPA + offsetof(mmv_boot_info, args)},
+                          absl::Span<const uint8_t>(reinterpret_cast<const uint8_t*>(args.data()),
+                                                    sizeof(args))));
+  for (uint64_t p = 0; p < pages; ++p) {
+    const uint64_t word = touch_word(first + p * TOUCH_PAGE);
+    ASSERT_OK(m->WriteGuest(Gpa{first + p * TOUCH_PAGE},
+                            absl::Span<const uint8_t>(reinterpret_cast<const uint8_t*>(&word),
+                                                      sizeof(word))));
+  }
+  ASSERT_OK_AND_ASSIGN(PageRange range,
+                       m->host().PagesOf(Gpa{first}, ByteSize{pages * TOUCH_PAGE}));
+  ASSERT_OK_AND_ASSIGN(ReclaimResult before, Reclaim(m->host(), range));
+  ASSERT_EQ(before.reclaimed, pages);
+  host.Bind(m.get(), first, kPagesPerVcpu);
+
+  const RunResult run = m->Run();
+  // The guest read every page back after its vCPU's reclaim: from the store, so only a
+  // write-back of each stored page keeps its byte.
+  EXPECT_EQ(run.verdict, Verdict::kClean) << run.summary;
+  EXPECT_EQ(host.bad(), 0u) << "pages whose store the reclaim lost";
+  EXPECT_EQ(host.written_back(), pages) << "each vCPU's reclaim wrote back all its pages";
+  EXPECT_EQ(host.reclaimed(), pages);
 }
 
 TEST(DirtyRingMachineTest, RingWhereKvmLacksItIsAnErrorAndAutoFallsBack) {
