@@ -8,7 +8,9 @@
 // get-and-clear contract of DirtyLog holds per slot as it does for KVM_GET_DIRTY_LOG.
 // A full ring (KVM_EXIT_DIRTY_RING_FULL) is collected by the vCPU's own thread
 // (DirtyRingFullHandler, called by VcpuRunner); its entries wait in the pending bitmaps.
-// Pending bits outside the slot's current size (a slot that shrank) are dropped at Fetch.
+// Pending bits outside the slot's current size (a slot that shrank) are dropped at Fetch;
+// those of a deleted slot wait for the next slot with its id (an extra write-back there,
+// never a lost one).
 //
 // Life cycle: Enable() on the VM before any vCPU exists; AddVcpu() for every vCPU before it
 // first runs; destroy after the vCPU threads and HostAddressSpace::Teardown (its last
