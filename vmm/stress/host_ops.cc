@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <string>
+#include <utility>
 
 #include "absl/time/time.h"
 #include "notifier/base/page.h"
@@ -33,10 +34,12 @@ HostOpDriver::HostOpDriver(const StressOptions& options, uint64_t range_start,
 HostOpDriver::~HostOpDriver() { Stop(); }
 
 void HostOpDriver::Start() {
-  for (const auto& [op, rate] : {std::pair{HostOp::kMigrate, options_.ops.migrate},
-                                std::pair{HostOp::kProtect, options_.ops.protect},
-                                std::pair{HostOp::kOomReap, options_.ops.oom_reap}}) {
-    if (rate > 0) threads_.emplace_back([this, op, rate] { Loop(op, rate); });
+  const std::pair<HostOp, double> kinds[] = {{HostOp::kMigrate, options_.ops.migrate},
+                                             {HostOp::kProtect, options_.ops.protect},
+                                             {HostOp::kOomReap, options_.ops.oom_reap}};
+  for (const std::pair<HostOp, double>& kind : kinds) {
+    if (kind.second <= 0) continue;
+    threads_.emplace_back([this, kind] { Loop(kind.first, kind.second); });
   }
 }
 
