@@ -14,9 +14,6 @@
 #include "notifier/base/status_macros.h"
 #include "spdlog/spdlog.h"
 #include "vmm/host/host_address_space_internal.h"
-#include "vmm/host/discard.h"  // transitional: the forwarders below
-#include "vmm/host/migrate.h"  // transitional
-#include "vmm/host/protect.h"  // transitional
 
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22  // Linux 5.14
@@ -364,21 +361,6 @@ HostStats HostAddressSpace::stats() const {
   s.swapped_in = page_server_ != nullptr ? PagesFromStore(page_server_->Stats())
                                          : get(c.swapped_in_at_teardown);
   return s;
-}
-
-// transitional: vmm/stress moves to the op headers (reclaim.h, migrate.h, ...).
-absl::StatusOr<ReclaimResult> HostAddressSpace::Reclaim(PageRange range) {
-  return vmm::Reclaim(*this, range);
-}
-absl::StatusOr<ReclaimResult> HostAddressSpace::Migrate(PageRange range) {
-  return vmm::Migrate(*this, range);
-}
-absl::Status HostAddressSpace::Discard(PageRange range) { return vmm::Discard(*this, range); }
-absl::Status HostAddressSpace::Protect(PageRange range, PageProtection prot) {
-  return vmm::Protect(*this, range, prot);
-}
-absl::StatusOr<OomReapResult> HostAddressSpace::OomReap(PageRange range) {
-  return vmm::OomReap(*this, range);
 }
 
 }  // namespace mmuvisor::vmm

@@ -41,15 +41,12 @@
 #include "notifier/hub.h"
 #include "vmm/host/dirty_tracking.h"
 #include "vmm/host/host_options.h"
-#include "vmm/host/oom_reap.h"           // transitional: vmm/stress moves to the op headers
 #include "vmm/host/page_range_lock.h"
-#include "vmm/host/reclaim.h"            // transitional: vmm/stress moves to the op headers
 #include "vmm/memory/guest_memory_access.h"
 #include "vmm/memory/memslot_table.h"
 
 namespace mmuvisor::vmm {
 
-class ReclaimDriver;
 struct HostCounters;
 
 class HostAddressSpace final : public mmu::Primary, public GuestMemoryAccess {
@@ -152,15 +149,6 @@ class HostAddressSpace final : public mmu::Primary, public GuestMemoryAccess {
   PageServer* page_server() { return page_server_.get(); }
   HostStats stats() const;  // REQUIRES: not concurrent with Teardown()
 
-  // ---- transitional: vmm/stress moves to the op headers and Machine::reclaim_driver() --
-  absl::StatusOr<ReclaimResult> Reclaim(PageRange range);
-  absl::StatusOr<ReclaimResult> Migrate(PageRange range);
-  absl::Status Discard(PageRange range);
-  absl::Status Protect(PageRange range, PageProtection prot);
-  absl::StatusOr<OomReapResult> OomReap(PageRange range);
-  ReclaimDriver* reclaim_driver() { return transitional_driver_.load(); }
-  void SetTransitionalReclaimDriver(ReclaimDriver* d) { transitional_driver_.store(d); }
-
  private:
   friend class HostWindow;    // the operations' handle (host_window.h)
   friend class AllPagesHeld;
@@ -201,7 +189,6 @@ class HostAddressSpace final : public mmu::Primary, public GuestMemoryAccess {
   std::atomic<bool> torn_down_{false};
   std::atomic<bool> teardown_started_{false};  // relaxed: only makes Teardown run once
   std::unique_ptr<HostCounters> counters_;
-  std::atomic<ReclaimDriver*> transitional_driver_{nullptr};  // transitional: see above
 };
 
 }  // namespace mmuvisor::vmm

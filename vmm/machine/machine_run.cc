@@ -20,7 +20,6 @@ absl::Status Machine::StartReclaimDriver(const ReclaimDriverOptions& options) {
     reclaimd_ = std::make_unique<ReclaimDriver>(*space_, options);
     driver = reclaimd_.get();
   }
-  space_->SetTransitionalReclaimDriver(driver);  // transitional: vmm/stress's forwarder
   driver->Start();
   return absl::OkStatus();
 }
