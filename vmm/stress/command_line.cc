@@ -117,9 +117,7 @@ CLI::Option* AddSwitch(CLI::App& app, const std::string& name, const std::string
 }
 
 void AddHelpFlag(CLI::App& app) {
-  // CLI11's own would answer only once every flag was read; this one answers where it
-  // stands, so a bad flag before it is still the error, as a bad flag after it is not.
-  app.set_help_flag();
+  app.set_help_flag();  // CLI11's own answers only once every flag is read (header)
   AddSwitch(app, "-h,--help", "this text", [&app] { throw HelpRequested(app.get_name()); });
 }
 

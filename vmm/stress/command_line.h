@@ -5,17 +5,19 @@
 // CLI11 splits the words (--flag VALUE, --flag=VALUE, positionals, subcommands) and
 // generates the help; every flag's text is then read by the project's own parser for its
 // type (ParseGuestMemSize, a duration, a fraction, one of a few names...), called when
-// CLI11 meets the flag, so flags take effect in command-line order. What CLI11 would do
-// differently on its own, and is not done here:
-//   - it prints and exits: Parse never does; it answers an absl::Status, InvalidArgument
-//     for bad input, whose message names the flag and the value as users read it:
-//       --flag 'text': why          the flag's parser refused the text
-//       --flag needs a value        nothing after it, or "--flag="
+// CLI11 meets the flag, so flags take effect in command-line order. Where CLI11 on its own
+// would answer differently, the project's rule is kept:
+//   - CLI11 prints and exits; Parse never does: it answers an absl::Status, InvalidArgument
+//     for bad input, one line naming the flag and the value as the user wrote them:
+//       --flag 'text': why              the flag's parser refused the text
+//       --flag needs a value            nothing after it, or "--flag="
 //       --flag 'text': takes no value   a switch given one ("--no-dma=1")
-//       --flag given twice          when the command refuses repeats (Repeat::kRefuse)
-//   - it would take the next word for "--flag=" (empty value): refused instead;
-//   - it would read words after "--" as positionals: Parse hands them back untouched
-//     (`run`'s guest arguments), so CLI11 never sees the first "--" or what follows.
+//       --flag given twice              when the command refuses repeats (Repeat::kRefuse)
+//   - CLI11 fills "--flag=" with the next word: refused instead (above);
+//   - CLI11 answers -h/--help once every flag is read; here it answers where it stands,
+//     so a bad flag before it is the error and one after it is not looked at;
+//   - CLI11 reads the words after "--" as positionals: Parse hands them back untouched
+//     (`run`'s guest arguments); CLI11 never sees the first "--" or what follows.
 // An app built with these functions is parsed once (flags remember being seen).
 #ifndef MMUVISOR_VMM_STRESS_COMMAND_LINE_H_
 #define MMUVISOR_VMM_STRESS_COMMAND_LINE_H_
@@ -97,8 +99,8 @@ absl::StatusOr<ParsedWords> Parse(CLI::App& app, absl::Span<const std::string> a
 // "-", "").
 std::optional<std::string> FlagName(absl::string_view word);
 
-// app.help() then reads: `usage`, the app's description, its positionals and flags (their
-// help from column `column`), its footer.
+// app.help() then reads: `usage`, the app's description, its positionals or commands, its
+// flags by group (their help from column `column`), its footer.
 void SetHelpFormat(CLI::App& app, const std::string& usage, size_t column);
 
 }  // namespace mmuvisor::vmm::cmdline
