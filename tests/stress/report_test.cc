@@ -369,7 +369,9 @@ TEST(StressFlagsTest, WordsItCannotUseAreNamed) {
   bad({"--json=", "--no-dma"}, "--json needs a value");
   bad({"--no-dma="}, "--no-dma '': takes no value");
   bad({"--no-dma=1"}, "--no-dma '1': takes no value");
-  bad({"--vcpus", "33"}, "--vcpus '33': at most 32 vCPUs");
+  // --vcpus is read as `run` reads it.
+  bad({"--vcpus", "33"}, "--vcpus '33': must be 1 to 32");
+  bad({"--vcpus", "+3"}, "--vcpus '+3': not a whole number");
 }
 
 // Inputs found by the stress_flags fuzzer (tests/fuzz), byte for byte: SimpleAtod parses

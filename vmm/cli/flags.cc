@@ -24,18 +24,6 @@ using cmdline::Repeat;
 
 constexpr size_t kHelpColumn = 19;
 
-absl::StatusOr<uint32_t> ParseVcpus(absl::string_view text) {
-  uint32_t n = 0;
-  if (!absl::SimpleAtoi(text, &n) || absl::StartsWith(text, "+") ||
-      absl::StartsWith(text, "-")) {
-    return absl::InvalidArgumentError("not a whole number");
-  }
-  if (n == 0 || n > MMV_UCALL_MAX_VCPUS) {
-    return absl::InvalidArgumentError(absl::StrFormat("must be 1 to %u", MMV_UCALL_MAX_VCPUS));
-  }
-  return n;
-}
-
 // "25%" or "0.25": a fraction in (0, 1].
 absl::StatusOr<double> ParseResident(absl::string_view text) {
   double v = 0;
@@ -85,7 +73,7 @@ void AddRunFlags(CLI::App& app, RunLine& line) {
   AddFlag(app, "--vcpus", "N",
           "virtual CPUs, 1 to 32 and at most what KVM allows; each gets its\n"
           "own stack and ucall block (RDI = its index). Default 1",
-          once, &run.vcpus, ParseVcpus);
+          once, &run.vcpus, cmdline::ParseVcpus);
   AddFlag(app, "--timeout", "D",
           "stop the guest and fail (exit 4) after D: 10s, 500ms, 2m, plain\n"
           "seconds, or 'none'. Default 10s, 60s with --cpl 0",

@@ -5,8 +5,11 @@
 #include <memory>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
+#include "mmuvisor/guest_abi.h"
 
 namespace mmuvisor::vmm::cmdline {
 namespace {
@@ -147,6 +150,18 @@ absl::StatusOr<ParsedWords> Parse(CLI::App& app, absl::Span<const std::string> a
     return absl::InvalidArgumentError(error.what());
   }
   return parsed;
+}
+
+absl::StatusOr<uint32_t> ParseVcpus(absl::string_view text) {
+  uint32_t n = 0;
+  if (!absl::SimpleAtoi(text, &n) || absl::StartsWith(text, "+") ||
+      absl::StartsWith(text, "-")) {
+    return absl::InvalidArgumentError("not a whole number");
+  }
+  if (n == 0 || n > MMV_UCALL_MAX_VCPUS) {
+    return absl::InvalidArgumentError(absl::StrFormat("must be 1 to %u", MMV_UCALL_MAX_VCPUS));
+  }
+  return n;
 }
 
 std::optional<std::string> FlagName(absl::string_view word) {

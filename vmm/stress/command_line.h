@@ -22,6 +22,7 @@
 #ifndef MMUVISOR_VMM_STRESS_COMMAND_LINE_H_
 #define MMUVISOR_VMM_STRESS_COMMAND_LINE_H_
 
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
@@ -94,6 +95,10 @@ struct ParsedWords {
 // each subcommand's remaining()) when the app allows extras, for the caller to word the
 // error; an app that does not allow them gets CLI11's message.
 absl::StatusOr<ParsedWords> Parse(CLI::App& app, absl::Span<const std::string> args);
+
+// --vcpus N, read the same by both commands: a whole number without a sign, from 1 to
+// MMV_UCALL_MAX_VCPUS (one ucall block each). Errors: "not a whole number", "must be 1 to 32".
+absl::StatusOr<uint32_t> ParseVcpus(absl::string_view text);
 
 // "--flag" for "--flag" and "--flag=value"; nullopt for a word that is not a flag ("x",
 // "-", "").

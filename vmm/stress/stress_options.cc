@@ -37,12 +37,6 @@ absl::StatusOr<uint64_t> Count(absl::string_view text, bool zero_ok) {
 absl::StatusOr<uint64_t> AnyCount(absl::string_view text) { return Count(text, true); }
 absl::StatusOr<uint64_t> PositiveCount(absl::string_view text) { return Count(text, false); }
 
-absl::StatusOr<uint32_t> Vcpus(absl::string_view text) {
-  MMUVISOR_ASSIGN_OR_RETURN(const uint64_t n, PositiveCount(text));
-  if (n > 32) return absl::InvalidArgumentError("at most 32 vCPUs");
-  return static_cast<uint32_t>(n);
-}
-
 absl::StatusOr<double> Fraction(absl::string_view text) {
   const bool percent = absl::ConsumeSuffix(&text, "%");
   double v = 0;
@@ -124,7 +118,9 @@ void AddWorkloadFlags(CLI::App& app, StressLine& line) {
             o.mem_given = true;
             return absl::OkStatus();
           });
-  AddFlag(app, "--vcpus", "N", "vCPUs (default 2)", kLast, &o.vcpus, Vcpus);
+  // The parser `run --vcpus` uses.
+  AddFlag(app, "--vcpus", "N", "vCPUs, 1 to 32 (default 2)", kLast, &o.vcpus,
+          cmdline::ParseVcpus);
   AddFlag(app, "--duration", "DUR", "run time (default 3s); the run ends by DUR + max(1s, DUR/10)",
           kLast, &o.duration, Duration);
   AddFlag(app, "--rounds", "N", "stop each vCPU after N rounds instead (0 = use --duration)",

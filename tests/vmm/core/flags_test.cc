@@ -217,5 +217,21 @@ TEST(MemFlagTest, RunAndStressAnswerTheSame) {
   }
 }
 
+// `--vcpus` too: one parser (vmm/stress/command_line.h ParseVcpus) for both commands.
+TEST(VcpusFlagTest, RunAndStressAnswerTheSame) {
+  for (const std::string text : {"1", "2", "32", "0", "33", "-1", "+3", "two", "4294967297"}) {
+    absl::StatusOr<Command> run = Parse({"run", "smp", "--vcpus", text});
+    absl::StatusOr<stress::StressOptions> stress =
+        stress::ParseStressFlags(std::vector<std::string>{"--vcpus", text});
+    ASSERT_EQ(run.ok(), stress.ok()) << text << ": run " << run.status() << ", stress "
+                                     << stress.status();
+    if (run.ok()) {
+      EXPECT_EQ(run->run.vcpus, stress->vcpus) << text;
+    } else {
+      EXPECT_EQ(run.status(), stress.status()) << text;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace mmuvisor::vmm::cli
