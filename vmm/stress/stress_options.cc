@@ -18,7 +18,7 @@ namespace {
 using cmdline::AddFlag;
 using cmdline::AddSwitch;
 using cmdline::OneOf;
-// A stress flag given twice: the last one wins (scripts append to a default line).
+// A stress flag given twice: the last one wins, as it always did.
 constexpr cmdline::Repeat kLast = cmdline::Repeat::kLastWins;
 
 absl::Status Bad(absl::string_view flag, absl::string_view value, absl::string_view why) {
