@@ -358,6 +358,7 @@ HostStats HostAddressSpace::stats() const {
   s.dirty_harvests = get(c.dirty_harvests);
   s.dirty_pages_logged = get(c.dirty_pages_logged);
   s.host_writes_noted = get(c.host_writes_noted);
+  s.device_drain_refusals = drain_refusals_.load(std::memory_order_relaxed);  // statistic
   s.swapped_in = page_server_ != nullptr ? PagesFromStore(page_server_->Stats())
                                          : get(c.swapped_in_at_teardown);
   return s;

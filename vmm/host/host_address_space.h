@@ -117,9 +117,6 @@ class HostAddressSpace final : public mmu::Primary, public GuestMemoryAccess {
    private:
     ReaderMutexLock lock_;
   };
-  uint64_t device_drain_refusals() const {
-    return drain_refusals_.load(std::memory_order_relaxed);  // relaxed: statistic
-  }
 
   // ---- Dirty tracking (dirty_tracking.h) ------------------------------------------------
   // Before a host-side write into guest RAM that no dirty log sees (DMA, VMM copies).

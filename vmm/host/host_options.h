@@ -88,6 +88,7 @@ struct HostStats {
   uint64_t oom_reaps = 0, oom_eagain_retries = 0, oom_skipped = 0;
   uint64_t dirty_harvests = 0, dirty_pages_logged = 0, host_writes_noted = 0;
   uint64_t swapped_in = 0;  // pages the page server copied from the store (PagesFromStore)
+  uint64_t device_drain_refusals = 0;  // non-blockable windows refused by a device access
 };
 
 }  // namespace mmuvisor::vmm

@@ -198,7 +198,7 @@ TEST(HostStormTest, SecondaryMmuAndGuestsNeverSeeStaleDataDuringAReclaimStorm) {
   notifier::PairingSummary pairing = space->hub().pairing_summary();
   EXPECT_EQ(pairing.open, 0);
   EXPECT_EQ(pairing.violations, 0u) << pairing.ToString();
-  EXPECT_EQ(stats.oom_eagain_retries, injector.eagains() + space->device_drain_refusals());
+  EXPECT_EQ(stats.oom_eagain_retries, injector.eagains() + stats.device_drain_refusals);
   RecordProperty("guest_efaults", static_cast<int>(efaults.load()));
   RecordProperty("oom_reaped", static_cast<int>(reaped));
   RecordProperty("oom_skipped", static_cast<int>(skipped));
