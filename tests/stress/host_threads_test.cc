@@ -160,5 +160,14 @@ TEST(HostStressTest, MemoryTooSmallIsAnInputError) {
                                             HasSubstr("too small")));
 }
 
+// Host-thread runs have no dirty log: asking for one is an input error, not a silent bitmap.
+TEST(HostStressTest, DirtyRingIsAnInputError) {
+  StressOptions o = Short();
+  o.dirty_log = DirtyLogSource::kRing;
+  EXPECT_THAT(RunHostStress(o, nullptr, false),
+              ::mmuvisor::testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                            HasSubstr("--dirty ring: host-thread runs")));
+}
+
 }  // namespace
 }  // namespace mmuvisor::vmm::stress

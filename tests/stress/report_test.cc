@@ -110,7 +110,8 @@ TEST(ReportTest, JsonHasEveryRequiredFieldAndParsesBack) {
   for (const char* field :
        {"verdict", "seed", "duration_s", "guest_pages_verified", "guest_mismatches",
         "pairing_violations", "invalidations", "eagain", "faults", "fault_retries",
-        "swap_ins", "swap_outs", "dma_ops", "dma_errors", "in_progress_final",
+        "swap_ins", "swap_outs", "dirty_log", "dirty_ring_entries", "dma_ops", "dma_errors",
+        "in_progress_final",
         "fault_latency_us"}) {
     EXPECT_TRUE(json.Has(field)) << field;
   }

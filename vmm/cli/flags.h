@@ -27,6 +27,7 @@
 #include "absl/types/span.h"
 #include "vmm/boot/x86_state.h"
 #include "vmm/memory/guest_mem_size.h"
+#include "vmm/host/dirty_tracking.h"
 #include "vmm/memory/memory_backing.h"
 
 namespace mmuvisor::vmm::cli {
@@ -45,6 +46,8 @@ struct RunOptions {
   // InfiniteDuration() for "--timeout none"; kDefaultTimeoutCpl0 at --cpl 0 without it.
   absl::Duration timeout = kDefaultTimeout;
   MemoryBacking backing = MemoryBacking::kMemfd;
+  // --dirty: where reclaim learns which pages the guest wrote (KVM bitmap, ring, or auto).
+  DirtyLogSource dirty_log = DirtyLogSource::kBitmap;
   GuestPrivilege privilege = GuestPrivilege::kUser;
   std::string kvm_path = "/dev/kvm";
   // --resident: target resident fraction of guest RAM for the reclaim thread; unset = none.

@@ -65,6 +65,7 @@ int RunGuest(const RunOptions& options, std::FILE* out, std::FILE* err) {
   config.ram_size = ByteSize{options.mem_bytes};
   config.vcpus = options.vcpus;
   config.backing = options.backing;
+  config.dirty_log = options.dirty_log;
   config.privilege = options.privilege;
   config.timeout = options.timeout;
   config.console_echo = out;

@@ -62,6 +62,12 @@ class HostThreadGuest final : public StressGuest {
 
 absl::Status HostThreadGuest::Create() {
   const uint64_t mem = options_.mem_bytes;
+  if (options_.dirty_log != DirtyLogSource::kBitmap) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--dirty ", DirtyLogSourceName(options_.dirty_log),
+        ": host-thread runs have no dirty log (KVM runs only; every resident page is written "
+        "back)"));
+  }
   if (mem % kPageSize != 0 || mem <= kFreeStart) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--mem ", mem, ": host-thread runs need a page-aligned size above 1 MiB"));

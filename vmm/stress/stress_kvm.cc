@@ -23,6 +23,7 @@
 #include "notifier/base/status_macros.h"
 #include "vmm/boot/guest_images.h"
 #include "vmm/host/discard.h"
+#include "vmm/host/kvm_dirty_ring.h"
 #include "vmm/machine/machine.h"
 #include "vmm/memory/memory_backing.h"
 #include "vmm/stress/guest_reports.h"
@@ -166,6 +167,7 @@ MachineConfig KvmGuest::Config() {
   }
   config.observer = &reports_;
   config.host.hub.policy = options_.policy;
+  config.dirty_log = options_.dirty_log;
   config.host.page_server_threads = static_cast<int>(options_.vcpus);
   // No config.reclaim: the rig runs the reclaim driver, as in host-thread runs.
   return config;
@@ -262,6 +264,13 @@ absl::Status KvmGuest::Collect(StressRun& run) {
   r.guest_pages_verified = reports_.pages_verified();
   r.guest_mismatches = reports_.mismatches();
   r.first_mismatches = reports_.first_mismatches();
+  if (const KvmDirtyRingLog* ring = machine_->dirty_ring();
+      ring != nullptr && r.dirty_log != "write-back") {
+    const DirtyRingStats s = ring->stats();
+    r.dirty_log = "ring";
+    r.dirty_ring_entries = s.entries;
+    r.dirty_ring_full_exits = s.full_exits;
+  }
   if (stop_requested_) {
     // Not a failure by itself (the verdict is what the guest did until then, and a run
     // that verified nothing fails as vacuous); what held it up fails through the

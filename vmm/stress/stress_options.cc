@@ -216,6 +216,14 @@ void AddRunFlags(CLI::App& app, StressLine& line) {
           kLast, &o.trace_path, Text);
   AddSwitch(app, "--no-progress", "no live progress line", [&o] { o.progress = false; });
   AddFlag(app, "--kvm", "PATH", "KVM device (default /dev/kvm)", kLast, &o.kvm_path, Text);
+  AddFlag(app, "--dirty", "LOG",
+          "KVM runs: bitmap (default), ring (KVM's dirty ring; an error\n"
+          "where KVM lacks it) or auto (the ring where it passes a self-check)",
+          kLast, &o.dirty_log,
+          OneOf<DirtyLogSource>({{"bitmap", DirtyLogSource::kBitmap},
+                                   {"ring", DirtyLogSource::kRing},
+                                   {"auto", DirtyLogSource::kAuto}},
+                                  "must be bitmap, ring or auto"));
 }
 
 void AddTestFlags(CLI::App& app, StressLine& line) {

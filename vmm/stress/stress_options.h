@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "notifier/hub.h"
+#include "vmm/host/dirty_tracking.h"
 
 namespace mmuvisor::vmm::stress {
 
@@ -61,6 +62,8 @@ struct StressOptions {
   std::string trace_path;
   bool progress = true;
   std::string kvm_path = "/dev/kvm";
+  // --dirty (KVM runs): the dirty log reclaim windows harvest. Host-thread runs have none.
+  DirtyLogSource dirty_log = DirtyLogSource::kBitmap;
   // The guest: memstress on every vCPU, or hostile (vCPU 0 runs seeded hostile records,
   // the others memstress; KVM only, >= 2 vCPUs). The KVM tests also run dmahostile.
   std::string guest = "memstress";

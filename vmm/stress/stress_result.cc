@@ -94,7 +94,12 @@ std::string FormatReport(const StressResult& r) {
                   r.fault_latency.p50_ns / 1000, "us p99 ", r.fault_latency.p99_ns / 1000,
                   "us max ", r.fault_latency.max_ns / 1000, "us\n");
   absl::StrAppend(&out, "  paging     ", r.swap_outs, " swap-outs, ", r.swap_ins,
-                  " swap-ins\n");
+                  " swap-ins; dirty log: ", r.dirty_log);
+  if (r.dirty_log == "ring") {
+    absl::StrAppend(&out, " (", r.dirty_ring_entries, " entries harvested, ",
+                    r.dirty_ring_full_exits, " ring-full exits)");
+  }
+  absl::StrAppend(&out, "\n");
   absl::StrAppend(&out, "  dma        ", r.dma_ops, " ops, ", r.dma_errors, " errors (",
                   r.dma_errors_unrequested, " unrequested), ", r.dma_retries,
                   " access retries\n");
@@ -154,6 +159,10 @@ std::string ReportToJson(const StressResult& r) {
   json["fault_timeouts"] = r.fault_timeouts;
   json["swap_ins"] = r.swap_ins;
   json["swap_outs"] = r.swap_outs;
+  json["dirty_log"] = r.dirty_log;
+  json["dirty_reason"] = r.dirty_reason;
+  json["dirty_ring_entries"] = r.dirty_ring_entries;
+  json["dirty_ring_full_exits"] = r.dirty_ring_full_exits;
   json["dma_ops"] = r.dma_ops;
   json["dma_errors"] = r.dma_errors;
   json["dma_errors_unrequested"] = r.dma_errors_unrequested;

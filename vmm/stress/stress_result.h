@@ -89,6 +89,12 @@ struct StressResult {
   // Paging.
   uint64_t swap_ins = 0;
   uint64_t swap_outs = 0;
+  // Dirty tracking: "bitmap", "ring" or "write-back" (no trusted log: every resident page
+  // written back), why (the startup self-check's line), and the ring's harvest counts.
+  std::string dirty_log = "write-back";
+  std::string dirty_reason;
+  uint64_t dirty_ring_entries = 0;     // dirty gfns harvested from the vCPUs' rings
+  uint64_t dirty_ring_full_exits = 0;  // KVM_EXIT_DIRTY_RING_FULL the vCPU threads handled
 
   // DMA.
   uint64_t dma_ops = 0;

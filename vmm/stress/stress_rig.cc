@@ -10,6 +10,7 @@
 #include "notifier/base/page.h"
 #include "notifier/base/random.h"
 #include "notifier/base/status_macros.h"
+#include "vmm/host/dirty_tracking.h"
 #include "vmm/host/fault_injection.h"
 #include "vmm/host/reclaim.h"
 #include "vmm/host/reclaim_driver.h"
@@ -275,6 +276,10 @@ absl::StatusOr<HostStressOutcome> StressRig::Finish() {
       host_ops_->ops_done() + host_ops_->ops_failed() + host.reclaims + host.discards;
   run.result.swap_ins = host.swapped_in;
   run.result.swap_outs = host.written_back;
+  const DirtyTrackingChoice& dirty = space_->dirty_tracking();
+  run.result.dirty_reason = dirty.reason;
+  // The guest names a log's source (KvmGuest::Collect); host threads have none.
+  run.result.dirty_log = dirty.mode == DirtyTrackingMode::kDirtyLog ? "bitmap" : "write-back";
   run.AddEngine(*engine_);
   run.AddDmaPathStats(dma_memory_->stats());
   MMUVISOR_RETURN_IF_ERROR(guest_.Collect(run));

@@ -233,5 +233,27 @@ TEST(VcpusFlagTest, RunAndStressAnswerTheSame) {
   }
 }
 
+// `--dirty`: the same words and the same refusal in both commands; the default is the bitmap.
+TEST(DirtyFlagTest, RunAndStressAnswerTheSame) {
+  ASSERT_OK_AND_ASSIGN(Command plain, Parse({"run", "hello64"}));
+  EXPECT_EQ(plain.run.dirty_log, DirtyLogSource::kBitmap);
+  for (const std::string text : {"bitmap", "ring", "auto", "Ring", "pml", ""}) {
+    absl::StatusOr<Command> run = Parse({"run", "hello64", "--dirty", text});
+    absl::StatusOr<stress::StressOptions> stress =
+        stress::ParseStressFlags(std::vector<std::string>{"--dirty", text});
+    ASSERT_EQ(run.ok(), stress.ok()) << text << ": run " << run.status() << ", stress "
+                                     << stress.status();
+    if (run.ok()) {
+      EXPECT_EQ(run->run.dirty_log, stress->dirty_log) << text;
+      EXPECT_STREQ(DirtyLogSourceName(run->run.dirty_log), text.c_str());
+    } else {
+      EXPECT_EQ(run.status(), stress.status()) << text;
+    }
+  }
+  EXPECT_THAT(Parse({"run", "hello64", "--dirty", "pml"}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("--dirty 'pml': must be bitmap, ring or auto")));
+}
+
 }  // namespace
 }  // namespace mmuvisor::vmm::cli
