@@ -143,14 +143,13 @@ absl::string_view BootModeName(BootMode mode) {
   return "unknown";
 }
 
-absl::StatusOr<LoadedImage> LoadElf(absl::Span<const uint8_t> elf, const GuestRamView& ram,
-                                    const ElfLoadLimits& limits) {
-  absl::StatusOr<Elf64_Ehdr> checked = CheckHeader(elf, limits);
-  if (!checked.ok()) return checked.status();
-  const Elf64_Ehdr& ehdr = *checked;
+namespace {
 
+// The PT_LOAD segments with p_memsz > 0, each checked on its own (in the file, filesz <=
+// memsz, no wrap, identity-mapped); PT_NOTEs set *mode.
+absl::StatusOr<std::vector<Elf64_Phdr>> ReadSegments(absl::Span<const uint8_t> elf,
+                                                     const Elf64_Ehdr& ehdr, BootMode* mode) {
   std::vector<Elf64_Phdr> loads;
-  LoadedImage image;
   for (uint32_t i = 0; i < ehdr.e_phnum; ++i) {
     const auto ph = ReadAt<Elf64_Phdr>(elf, ehdr.e_phoff + uint64_t{i} * sizeof(Elf64_Phdr));
     if (ph.p_type != PT_LOAD && ph.p_type != PT_NOTE) continue;
@@ -159,8 +158,7 @@ absl::StatusOr<LoadedImage> LoadElf(absl::Span<const uint8_t> elf, const GuestRa
                                      "%u-byte file", i, ph.p_offset, ph.p_filesz, elf.size()));
     }
     if (ph.p_type == PT_NOTE) {
-      if (absl::Status s = ParseNotes(elf.subspan(ph.p_offset, ph.p_filesz), &image.mode);
-          !s.ok()) {
+      if (absl::Status s = ParseNotes(elf.subspan(ph.p_offset, ph.p_filesz), mode); !s.ok()) {
         return s;
       }
       continue;
@@ -181,8 +179,13 @@ absl::StatusOr<LoadedImage> LoadElf(absl::Span<const uint8_t> elf, const GuestRa
     loads.push_back(ph);
   }
   if (loads.empty()) return Invalid("no PT_LOAD segment with p_memsz > 0");
+  return loads;
+}
 
-  // Bounds that depend on the boot mode, which a PT_NOTE anywhere in the table may set.
+// The segments against each other, the boot mode's window (which a PT_NOTE anywhere in the
+// table may set), guest RAM and the entry point; fills image's entry and gpa bounds.
+absl::Status PlaceSegments(const std::vector<Elf64_Phdr>& loads, const Elf64_Ehdr& ehdr,
+                           const GuestRamView& ram, LoadedImage& image) {
   const Window window = AllowedWindow(image.mode);
   bool entry_ok = false;
   image.lowest_gpa = UINT64_MAX;
@@ -220,8 +223,23 @@ absl::StatusOr<LoadedImage> LoadElf(absl::Span<const uint8_t> elf, const GuestRa
                                    ehdr.e_entry));
   }
   image.entry = ehdr.e_entry;
+  return absl::OkStatus();
+}
 
-  for (const Elf64_Phdr& ph : loads) {
+}  // namespace
+
+absl::StatusOr<LoadedImage> LoadElf(absl::Span<const uint8_t> elf, const GuestRamView& ram,
+                                    const ElfLoadLimits& limits) {
+  absl::StatusOr<Elf64_Ehdr> checked = CheckHeader(elf, limits);
+  if (!checked.ok()) return checked.status();
+  const Elf64_Ehdr& ehdr = *checked;
+  LoadedImage image;
+  absl::StatusOr<std::vector<Elf64_Phdr>> loads = ReadSegments(elf, ehdr, &image.mode);
+  if (!loads.ok()) return loads.status();
+  if (absl::Status placed = PlaceSegments(*loads, ehdr, ram, image); !placed.ok()) {
+    return placed;
+  }
+  for (const Elf64_Phdr& ph : *loads) {
     uint8_t* dst = ram.At(ph.p_paddr);
     std::memcpy(dst, elf.data() + ph.p_offset, ph.p_filesz);
     std::memset(dst + ph.p_filesz, 0, ph.p_memsz - ph.p_filesz);

@@ -332,7 +332,7 @@ absl::Status PageServer::ZeroPage(HandlerState& state, uint64_t page, bool wake)
                                                 PageAddress(page), range_.page_size));
 }
 
-absl::Status PageServer::ResolveCluster(HandlerState& state, uint64_t page) {
+uint64_t PageServer::PickFollowers(HandlerState& state, uint64_t page) {
   const uint64_t first = page + 1;
   const uint64_t count = std::min<uint64_t>(ClusterLimit(), range_.num_pages - first);
   // Which followers to bring: saved, not resident (mincore), allowed by the owner.
@@ -365,6 +365,13 @@ absl::Status PageServer::ResolveCluster(HandlerState& state, uint64_t page) {
     }
   }
   if (skipped > 0) fault_around_skipped_.fetch_add(skipped, std::memory_order_relaxed);
+  return end;
+}
+
+absl::Status PageServer::ResolveCluster(HandlerState& state, uint64_t page) {
+  const uint64_t first = page + 1;
+  const uint64_t end = PickFollowers(state, page);
+  const std::vector<unsigned char>& eligible = state.mincore;  // [i] for page first + i
   if (end == first) {
     bool swapped_in = false;
     return ResolvePage(state, page, &swapped_in);  // nothing around: the one-page path

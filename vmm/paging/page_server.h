@@ -199,6 +199,10 @@ class PageServer {
   // cluster once. Returns the status of `page` (followers' errors are left to their own
   // faults).
   absl::Status ResolveCluster(HandlerState& state, uint64_t page);
+  // The followers ResolveCluster brings with `page`: saved, not resident (mincore) and
+  // allowed by fault_around_filter; state.mincore[i] = 1 marks page + 1 + i. Returns one
+  // past the last (page + 1: none).
+  uint64_t PickFollowers(HandlerState& state, uint64_t page);
   // Copies pages [first, first + count) from `data` with DONTWAKE, skipping pages that exist
   // (EEXIST) and followers that fail. Returns the status of `must` if it lies in the run (OK
   // if copied or already there); *installed: pages this call installed; *must_installed:
