@@ -10,7 +10,7 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "kvm/kvm_test_support.h"
+#include "support/kvm_test_support.h"
 #include "support/status_matchers.h"
 #include "vmm/paging/page_server.h"
 

@@ -19,16 +19,16 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "kvm/kvm_test_support.h"
-#include "kvm/mmu_stress_guest.h"
 #include "notifier/base/mutex.h"
 #include "notifier/subscription.h"
+#include "support/kvm_test_support.h"
 #include "support/status_matchers.h"
 #include "support/wait.h"
 #include "vmm/host/fault_injection.h"
 #include "vmm/host/host_address_space.h"
 #include "vmm/host/protect.h"
 #include "vmm/machine/machine.h"
+#include "vmm/machine/mmu_stress_guest.h"
 
 namespace mmuvisor::vmm {
 namespace {

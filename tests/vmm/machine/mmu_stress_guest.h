@@ -1,11 +1,11 @@
-// The guest of tests/kvm/mmu_stress_test.cc: a long-mode CPL3 image assembled from
+// The guest of tests/vmm/machine/mmu_stress_test.cc: a long-mode CPL3 image assembled from
 // mmu_stress_guest.S (kept beside this file; regenerate the bytes with `as --64 -o g.o
 // mmu_stress_guest.S && objcopy -O binary -j .text g.o g.bin && xxd -i g.bin`). vCPU v
 // (RDI) owns kStressPagesPerVcpu pages from kStressDataGpa + v * kStressPagesPerVcpu pages.
 // Phases p = 1, 2, 3: per page, OUT its gpa to kStressPort + 4, then store
 // StressWord(gpa, p) at its first byte; OUT p to kStressPort. Then ucall DONE with code 0.
-#ifndef MMUVISOR_TESTS_KVM_MMU_STRESS_GUEST_H_
-#define MMUVISOR_TESTS_KVM_MMU_STRESS_GUEST_H_
+#ifndef MMUVISOR_TESTS_VMM_MACHINE_MMU_STRESS_GUEST_H_
+#define MMUVISOR_TESTS_VMM_MACHINE_MMU_STRESS_GUEST_H_
 
 #include <cstdint>
 #include <vector>
@@ -42,4 +42,4 @@ inline std::vector<uint8_t> MmuStressGuestElf() {
 
 }  // namespace mmuvisor::vmm::testing
 
-#endif  // MMUVISOR_TESTS_KVM_MMU_STRESS_GUEST_H_
+#endif  // MMUVISOR_TESTS_VMM_MACHINE_MMU_STRESS_GUEST_H_

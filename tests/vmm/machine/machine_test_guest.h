@@ -5,8 +5,8 @@
 // pages) as (i * 0x9E3779B97F4A7C15) ^ r; OUT r to kGuestPort (the host acts: reclaim,
 // protect...); verify every word; OUT the round's mismatch count to kGuestPort + 4; IN
 // kGuestPort + 8: non-zero = another round. Then ucall DONE with the total mismatches.
-#ifndef MMUVISOR_TESTS_KVM_MACHINE_TEST_GUEST_H_
-#define MMUVISOR_TESTS_KVM_MACHINE_TEST_GUEST_H_
+#ifndef MMUVISOR_TESTS_VMM_MACHINE_MACHINE_TEST_GUEST_H_
+#define MMUVISOR_TESTS_VMM_MACHINE_MACHINE_TEST_GUEST_H_
 
 #include <cstdint>
 #include <vector>
@@ -45,4 +45,4 @@ inline std::vector<uint8_t> RoundsGuestElf() {
 
 }  // namespace mmuvisor::vmm::testing
 
-#endif  // MMUVISOR_TESTS_KVM_MACHINE_TEST_GUEST_H_
+#endif  // MMUVISOR_TESTS_VMM_MACHINE_MACHINE_TEST_GUEST_H_

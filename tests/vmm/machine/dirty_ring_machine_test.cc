@@ -19,8 +19,8 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "kvm/kvm_test_support.h"
 #include "mmuvisor/guest_abi.h"
+#include "support/kvm_test_support.h"
 #include "support/status_matchers.h"
 #include "touch/touch_shared.h"
 #include "vmm/host/host_address_space.h"

@@ -1,4 +1,4 @@
-# The guest of tests/kvm/mmu_stress_test.cc (mmu_stress_guest.h carries the assembled
+# The guest of mmu_stress_test.cc (mmu_stress_guest.h carries the assembled
 # bytes). Long mode at CPL3, entry at MMV_IMAGE_GPA, RDI = vCPU index. vCPU v owns the
 # PAGES pages at DATA + v * PAGES * 4096. Phases p = 1, 2, 3: for each of its pages, OUT
 # the page's gpa to PORT+4 (announce), then store the qword gpa ^ (p << 56) at its first

@@ -14,7 +14,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "guests/hostile/hostile_shared.h"
-#include "kvm/cli_run.h"
+#include "support/cli_run.h"
 #include "support/kvm_stress_run.h"
 #include "support/read_file.h"
 #include "vmm/stress/hostile_run.h"

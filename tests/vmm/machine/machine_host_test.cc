@@ -15,20 +15,20 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "kvm/kvm_test_support.h"
-#include "kvm/machine_test_guest.h"
 #include "notifier/base/mutex.h"
+#include "support/kvm_test_support.h"
 #include "support/status_matchers.h"
 #include "support/wait.h"
 #include "vmm/host/discard.h"
 #include "vmm/host/dma_port.h"
 #include "vmm/host/fault_injection.h"
-#include "vmm/machine/machine.h"
 #include "vmm/host/host_address_space.h"
 #include "vmm/host/host_test_support.h"
 #include "vmm/host/migrate.h"
 #include "vmm/host/protect.h"
 #include "vmm/host/reclaim.h"
+#include "vmm/machine/machine.h"
+#include "vmm/machine/machine_test_guest.h"
 
 namespace mmuvisor::vmm {
 namespace {

@@ -12,8 +12,8 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "kvm/cli_run.h"
-#include "kvm/kvm_test_support.h"
+#include "support/cli_run.h"
+#include "support/kvm_test_support.h"
 #include "vmm/cli/exit_codes.h"
 #include "vmm/cli/run_command.h"
 

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "kvm/kvm_test_support.h"
+#include "support/kvm_test_support.h"
 #include "support/status_matchers.h"
 #include "vmm/host/dirty_tracking.h"
 #include "vmm/host/kvm_dirty_ring.h"

@@ -1,4 +1,4 @@
-# The guest of tests/kvm/machine_host_test.cc (machine_test_guest.h carries the assembled
+# The guest of machine_host_test.cc (machine_test_guest.h carries the assembled
 # bytes). Long mode at CPL3, entry at MMV_IMAGE_GPA (0x100000). Rounds r = 1, 2, ...: write
 # w[i] = (i * K) ^ r over DATA, OUT r to PORT (the host acts), verify every word, OUT the
 # mismatch count to PORT+4, IN PORT+8 (non-zero: next round). Then a ucall DONE with the

@@ -1,8 +1,8 @@
 // RunCli: runs mmuvisor's command line in-process (cli::Main with `args` after the program
 // name) and captures its exit code, stdout and stderr, for the tests that check what a
 // user sees.
-#ifndef MMUVISOR_TESTS_KVM_CLI_RUN_H_
-#define MMUVISOR_TESTS_KVM_CLI_RUN_H_
+#ifndef MMUVISOR_TESTS_SUPPORT_CLI_RUN_H_
+#define MMUVISOR_TESTS_SUPPORT_CLI_RUN_H_
 
 #include <cstdio>
 #include <string>
@@ -43,4 +43,4 @@ inline CliRun RunCli(std::vector<std::string> args) {
 
 }  // namespace mmuvisor::vmm::cli
 
-#endif  // MMUVISOR_TESTS_KVM_CLI_RUN_H_
+#endif  // MMUVISOR_TESTS_SUPPORT_CLI_RUN_H_

@@ -6,7 +6,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "kvm/kvm_test_support.h"
+#include "support/kvm_test_support.h"
 #include "support/status_matchers.h"
 #include "vmm/kvm/system.h"
 #include "vmm/kvm/vcpu.h"

@@ -1,7 +1,7 @@
 // Shared by the KVM-backed tests: skip (visibly, with the reason) when /dev/kvm cannot be
 // opened, and a spinning guest image for timeout tests.
-#ifndef MMUVISOR_TESTS_KVM_KVM_TEST_SUPPORT_H_
-#define MMUVISOR_TESTS_KVM_KVM_TEST_SUPPORT_H_
+#ifndef MMUVISOR_TESTS_SUPPORT_KVM_TEST_SUPPORT_H_
+#define MMUVISOR_TESTS_SUPPORT_KVM_TEST_SUPPORT_H_
 
 #include <cstdint>
 #include <string>
@@ -32,4 +32,4 @@ inline std::vector<uint8_t> SpinningGuestElf() {
 
 }  // namespace mmuvisor::vmm::testing
 
-#endif  // MMUVISOR_TESTS_KVM_KVM_TEST_SUPPORT_H_
+#endif  // MMUVISOR_TESTS_SUPPORT_KVM_TEST_SUPPORT_H_
