@@ -19,12 +19,14 @@
 #include <sys/mman.h>
 
 #include "benchmark/benchmark.h"
-#include "vmm/host/dma_port.h"
+#include "support/dma_port.h"
 #include "vmm/host/host_address_space.h"
 #include "vmm/host/reclaim.h"
 
 namespace mmuvisor::vmm {
 namespace {
+
+using ::mmuvisor::vmm::testing::DmaPort;
 
 constexpr uint64_t kPages = 512;  // 2 MiB
 

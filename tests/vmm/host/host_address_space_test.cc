@@ -19,9 +19,9 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "host_test_support.h"
+#include "support/dma_port.h"
 #include "support/status_matchers.h"
 #include "vmm/host/discard.h"
-#include "vmm/host/dma_port.h"
 #include "vmm/host/fault_injection.h"
 #include "vmm/host/migrate.h"
 #include "vmm/host/oom_reap.h"
@@ -34,6 +34,7 @@
 namespace mmuvisor::vmm {
 namespace {
 
+using ::mmuvisor::vmm::testing::DmaPort;
 using ::mmuvisor::testing::IsOk;
 using ::mmuvisor::testing::StatusIs;
 using ::mmuvisor::vmm::testing::FakeDirtyLog;

@@ -7,14 +7,15 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "host_test_support.h"
+#include "support/dma_port.h"
 #include "support/status_matchers.h"
 #include "support/wait.h"
-#include "vmm/host/dma_port.h"
 #include "vmm/host/host_address_space.h"
 
 namespace mmuvisor::vmm {
 namespace {
 
+using ::mmuvisor::vmm::testing::DmaPort;
 using ::mmuvisor::testing::IsOk;
 using ::mmuvisor::testing::kTestWaitLimit;
 using ::mmuvisor::testing::WaitUntil;

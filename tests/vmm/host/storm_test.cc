@@ -25,10 +25,10 @@
 #include "gtest/gtest.h"
 #include "host_test_support.h"
 #include "notifier/base/errno_status.h"
+#include "support/dma_port.h"
 #include "support/status_matchers.h"
 #include "support/wait.h"
 #include "vmm/host/discard.h"
-#include "vmm/host/dma_port.h"
 #include "vmm/host/fault_injection.h"
 #include "vmm/host/host_address_space.h"
 #include "vmm/host/migrate.h"
@@ -39,6 +39,7 @@
 namespace mmuvisor::vmm {
 namespace {
 
+using ::mmuvisor::vmm::testing::DmaPort;
 using ::mmuvisor::testing::IsOk;
 using ::mmuvisor::testing::kTestWaitLimit;
 using ::mmuvisor::testing::WaitUntil;

@@ -16,11 +16,11 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "notifier/base/mutex.h"
+#include "support/dma_port.h"
 #include "support/kvm_test_support.h"
 #include "support/status_matchers.h"
 #include "support/wait.h"
 #include "vmm/host/discard.h"
-#include "vmm/host/dma_port.h"
 #include "vmm/host/fault_injection.h"
 #include "vmm/host/host_address_space.h"
 #include "vmm/host/host_test_support.h"
@@ -33,6 +33,7 @@
 namespace mmuvisor::vmm {
 namespace {
 
+using ::mmuvisor::vmm::testing::DmaPort;
 using ::mmuvisor::testing::IsOk;
 using ::mmuvisor::testing::StatusIs;
 using ::mmuvisor::testing::kTestWaitLimit;

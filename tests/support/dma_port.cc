@@ -1,4 +1,4 @@
-#include "vmm/host/dma_port.h"
+#include "support/dma_port.h"
 
 #include <algorithm>
 #include <cstring>
@@ -7,7 +7,7 @@
 #include "absl/strings/str_format.h"
 #include "notifier/base/status_macros.h"
 
-namespace mmuvisor::vmm {
+namespace mmuvisor::vmm::testing {
 
 absl::StatusOr<std::unique_ptr<DmaPort>> DmaPort::Create(HostAddressSpace& space,
                                                          std::string name) {
@@ -78,4 +78,4 @@ absl::Status DmaPort::Access(Gpa gpa, uint8_t* buffer, uint64_t size, bool write
   return absl::OkStatus();
 }
 
-}  // namespace mmuvisor::vmm
+}  // namespace mmuvisor::vmm::testing

@@ -1,6 +1,8 @@
-// DmaPort: coherent device access to guest memory through a SecondaryMmu subscribed to a
-// HostAddressSpace's hub (vmm/host/README.md: the DMA engine reaches guest memory only
-// through a secondary MMU). It is the reader/writer the reclaim tests run during storms.
+// DmaPort (test fixture): coherent device access to guest memory through a SecondaryMmu
+// subscribed to a HostAddressSpace's hub (vmm/host/README.md: a device reaches guest memory
+// only through a secondary MMU). It is the reader/writer the host and machine tests run
+// during reclaim storms; no production code uses it (the stress runner's DMA engine goes
+// through vmm/dma).
 //
 // Protocol. An access holds HostAddressSpace::DeviceAccess (shared) while it translates
 // (SecondaryMmu::Translate under a read section) and copies; a miss drops it and faults
@@ -14,8 +16,8 @@
 //
 // Threads: Read/Write from any threads concurrently. Memslot changes (Unmap) update the
 // SecondaryMmu's layout through a memslot observer. Destroy before the HostAddressSpace.
-#ifndef MMUVISOR_VMM_HOST_DMA_PORT_H_
-#define MMUVISOR_VMM_HOST_DMA_PORT_H_
+#ifndef MMUVISOR_TESTS_SUPPORT_DMA_PORT_H_
+#define MMUVISOR_TESTS_SUPPORT_DMA_PORT_H_
 
 #include <atomic>
 #include <cstdint>
@@ -31,7 +33,7 @@
 #include "notifier/subscription.h"
 #include "vmm/host/host_address_space.h"
 
-namespace mmuvisor::vmm {
+namespace mmuvisor::vmm::testing {
 
 class DmaPort {
  public:
@@ -63,6 +65,6 @@ class DmaPort {
   std::atomic<uint64_t> misses_{0};  // relaxed: statistic
 };
 
-}  // namespace mmuvisor::vmm
+}  // namespace mmuvisor::vmm::testing
 
-#endif  // MMUVISOR_VMM_HOST_DMA_PORT_H_
+#endif  // MMUVISOR_TESTS_SUPPORT_DMA_PORT_H_
