@@ -2,6 +2,7 @@
 // bad input with its exact message.
 #include "vmm/cli/flags.h"
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -199,57 +200,57 @@ TEST(ParseCommandLineTest, GeneralHelpListsTheCommands) {
   EXPECT_THAT(stress::StressHelp(), HasSubstr("--test-hostile-hits-verifier"));
 }
 
-// `run --mem X` and `stress --mem X` go through one parser (vmm/memory/guest_mem_size.h):
-// the same text gets the same answer, accepted or refused with the same message.
-TEST(MemFlagTest, RunAndStressAnswerTheSame) {
-  for (const std::string text : {"1t", "1T", "64M", "2MiB", "3000", "64K", "1M", "lots", "12Q",
-                                 "0", "0M", "99999999999999999999", "17000000T"}) {
-    absl::StatusOr<Command> run = Parse({"run", "hello64", "--mem", text});
+// `run FLAG text` (after `guest`) and `stress FLAG text` for each text: both accept it with
+// equal values (`same` compares the two parses) or refuse it with the same status.
+void ExpectRunAndStressAnswerTheSame(
+    const std::string& guest, const std::string& flag, const std::vector<std::string>& texts,
+    const std::function<void(const RunOptions&, const stress::StressOptions&,
+                             const std::string&)>& same) {
+  for (const std::string& text : texts) {
+    absl::StatusOr<Command> run = Parse({"run", guest, flag, text});
     absl::StatusOr<stress::StressOptions> stress =
-        stress::ParseStressFlags(std::vector<std::string>{"--mem", text});
-    ASSERT_EQ(run.ok(), stress.ok()) << text << ": run " << run.status() << ", stress "
-                                     << stress.status();
+        stress::ParseStressFlags(std::vector<std::string>{flag, text});
+    ASSERT_EQ(run.ok(), stress.ok()) << flag << " " << text << ": run " << run.status()
+                                     << ", stress " << stress.status();
     if (run.ok()) {
-      EXPECT_EQ(run->run.mem_bytes, stress->mem_bytes) << text;
+      same(run->run, *stress, text);
     } else {
-      EXPECT_EQ(run.status(), stress.status()) << text;
+      EXPECT_EQ(run.status(), stress.status()) << flag << " " << text;
     }
   }
 }
 
+// `run --mem X` and `stress --mem X` go through one parser (vmm/memory/guest_mem_size.h):
+// the same text gets the same answer, accepted or refused with the same message.
+TEST(MemFlagTest, RunAndStressAnswerTheSame) {
+  ExpectRunAndStressAnswerTheSame(
+      "hello64", "--mem",
+      {"1t", "1T", "64M", "2MiB", "3000", "64K", "1M", "lots", "12Q", "0", "0M",
+       "99999999999999999999", "17000000T"},
+      [](const RunOptions& run, const stress::StressOptions& stress, const std::string& text) {
+        EXPECT_EQ(run.mem_bytes, stress.mem_bytes) << text;
+      });
+}
+
 // `--vcpus` too: one parser (vmm/stress/command_line.h ParseVcpus) for both commands.
 TEST(VcpusFlagTest, RunAndStressAnswerTheSame) {
-  for (const std::string text : {"1", "2", "32", "0", "33", "-1", "+3", "two", "4294967297"}) {
-    absl::StatusOr<Command> run = Parse({"run", "smp", "--vcpus", text});
-    absl::StatusOr<stress::StressOptions> stress =
-        stress::ParseStressFlags(std::vector<std::string>{"--vcpus", text});
-    ASSERT_EQ(run.ok(), stress.ok()) << text << ": run " << run.status() << ", stress "
-                                     << stress.status();
-    if (run.ok()) {
-      EXPECT_EQ(run->run.vcpus, stress->vcpus) << text;
-    } else {
-      EXPECT_EQ(run.status(), stress.status()) << text;
-    }
-  }
+  ExpectRunAndStressAnswerTheSame(
+      "smp", "--vcpus", {"1", "2", "32", "0", "33", "-1", "+3", "two", "4294967297"},
+      [](const RunOptions& run, const stress::StressOptions& stress, const std::string& text) {
+        EXPECT_EQ(run.vcpus, stress.vcpus) << text;
+      });
 }
 
 // `--dirty`: the same words and the same refusal in both commands; the default is the bitmap.
 TEST(DirtyFlagTest, RunAndStressAnswerTheSame) {
   ASSERT_OK_AND_ASSIGN(Command plain, Parse({"run", "hello64"}));
   EXPECT_EQ(plain.run.dirty_log, DirtyLogSource::kBitmap);
-  for (const std::string text : {"bitmap", "ring", "auto", "Ring", "pml", ""}) {
-    absl::StatusOr<Command> run = Parse({"run", "hello64", "--dirty", text});
-    absl::StatusOr<stress::StressOptions> stress =
-        stress::ParseStressFlags(std::vector<std::string>{"--dirty", text});
-    ASSERT_EQ(run.ok(), stress.ok()) << text << ": run " << run.status() << ", stress "
-                                     << stress.status();
-    if (run.ok()) {
-      EXPECT_EQ(run->run.dirty_log, stress->dirty_log) << text;
-      EXPECT_STREQ(DirtyLogSourceName(run->run.dirty_log), text.c_str());
-    } else {
-      EXPECT_EQ(run.status(), stress.status()) << text;
-    }
-  }
+  ExpectRunAndStressAnswerTheSame(
+      "hello64", "--dirty", {"bitmap", "ring", "auto", "Ring", "pml", ""},
+      [](const RunOptions& run, const stress::StressOptions& stress, const std::string& text) {
+        EXPECT_EQ(run.dirty_log, stress.dirty_log) << text;
+        EXPECT_STREQ(DirtyLogSourceName(run.dirty_log), text.c_str());
+      });
   EXPECT_THAT(Parse({"run", "hello64", "--dirty", "pml"}),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("--dirty 'pml': must be bitmap, ring or auto")));
