@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <ostream>
 #include <thread>
 #include <vector>
 
@@ -253,6 +254,12 @@ struct UnwindCase {
   uint64_t seq_after;
   bool reader_would_block;
 };
+// gtest names a test after its parameter's printout; without this it prints the struct's
+// bytes, padding included, and the ctest name changed from one build to the next.
+void PrintTo(const UnwindCase& c, std::ostream* os) {
+  *os << (c.unwind ? "unwind" : "leave-open") << " active_after=" << c.active_after
+      << " seq_after=" << c.seq_after;
+}
 
 class IntervalUnwindTest : public ::testing::TestWithParam<UnwindCase> {};
 

@@ -5,6 +5,7 @@
 // OOM-reaper-style non-blockable invalidations, the caller obeying the contract (end only
 // after a successful start), then a blockable one. Upstream and SortedEndLast must leave
 // every count at zero; LegacyUnpaired must leave A and C stuck above zero.
+#include <ostream>
 #include <string>
 
 #include "gmock/gmock.h"
@@ -29,6 +30,11 @@ struct SeedCase {
   int64_t stuck_per_nonblock;  // in_progress left on A and C per non-blockable attempt
   int b_starts_per_nonblock;   // how often B's start is reached
 };
+// A stable printout (gtest's default prints the bytes, padding included, into the name).
+void PrintTo(const SeedCase& c, std::ostream* os) {
+  *os << PolicyName(c.policy) << " stuck=" << c.stuck_per_nonblock
+      << " b_starts=" << c.b_starts_per_nonblock;
+}
 
 class SeedScenarioTest : public ::testing::TestWithParam<SeedCase> {};
 
