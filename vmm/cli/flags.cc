@@ -89,6 +89,10 @@ void AddRunFlags(CLI::App& app, RunLine& line) {
           cmdline::OneOf<MemoryBacking>(
               {{"memfd", MemoryBacking::kMemfd}, {"anon", MemoryBacking::kAnonymous}},
               "must be 'memfd' or 'anon'"));
+  AddFlag(app, "--slots", "N",
+          "guest RAM as N memslots (contiguous; default 1), up to what KVM\n"
+          "allows (KVM_CAP_NR_MEMSLOTS)",
+          once, &run.ram_slots, cmdline::ParseSlots);
   AddFlag(app, "--dirty", "LOG",
           "how reclaim learns what the guest wrote: 'bitmap' (KVM_GET_DIRTY_LOG;\n"
           "the default), 'ring' (KVM's per-vCPU dirty ring; an error where\n"

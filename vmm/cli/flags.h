@@ -48,6 +48,7 @@ struct RunOptions {
   MemoryBacking backing = MemoryBacking::kMemfd;
   // --dirty: where reclaim learns which pages the guest wrote (KVM bitmap, ring, or auto).
   DirtyLogSource dirty_log = DirtyLogSource::kBitmap;
+  uint32_t ram_slots = 1;  // --slots: guest RAM as this many memslots
   GuestPrivilege privilege = GuestPrivilege::kUser;
   std::string kvm_path = "/dev/kvm";
   // --resident: target resident fraction of guest RAM for the reclaim thread; unset = none.

@@ -66,6 +66,7 @@ int RunGuest(const RunOptions& options, std::FILE* out, std::FILE* err) {
   config.vcpus = options.vcpus;
   config.backing = options.backing;
   config.dirty_log = options.dirty_log;
+  config.ram_slots = options.ram_slots;
   config.privilege = options.privilege;
   config.timeout = options.timeout;
   config.console_echo = out;

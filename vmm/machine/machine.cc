@@ -4,6 +4,7 @@
 #include "vmm/machine/machine.h"
 
 #include <cassert>
+#include <vector>
 
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
@@ -26,6 +27,25 @@ constexpr absl::string_view kErrorClassUrl = "mmuvisor/error-class";
 absl::Status InputError(absl::Status status) {
   status.SetPayload(kErrorClassUrl, absl::Cord("input"));
   return status;
+}
+
+// MachineConfig::ram_slots: `n` slots over `pages` pages of RAM, contiguous and identity
+// mapped (slot i at gpa = its first page); the remainder spread one page each over the
+// first slots. Empty for one slot (HostAddressSpace's default: all RAM at gpa 0).
+absl::StatusOr<std::vector<RamSlot>> ContiguousRamSlots(uint64_t pages, uint32_t n) {
+  if (n == 0 || n > pages) {
+    return InputError(absl::InvalidArgumentError(absl::StrFormat(
+        "guest RAM in %u memslots: want 1 to one slot per page (%u pages)", n, pages)));
+  }
+  std::vector<RamSlot> slots;
+  if (n == 1) return slots;
+  uint64_t first = 0;
+  for (uint32_t i = 0; i < n; ++i) {
+    const uint64_t count = pages / n + (i < pages % n ? 1 : 0);
+    slots.push_back(RamSlot{i, Gpa{first * kPageSize}, first, count, 0});
+    first += count;
+  }
+  return slots;
 }
 
 }  // namespace
@@ -61,7 +81,9 @@ absl::Status Machine::Init(absl::Span<const uint8_t> elf) {
   HostAddressSpaceOptions options = config_.host;
   options.ram_bytes = config_.ram_size.value;
   options.backing = config_.backing;
-  options.slots.clear();  // one slot: all of RAM at gpa 0, as the boot layout expects
+  MMUVISOR_ASSIGN_OR_RETURN(options.slots,
+                            ContiguousRamSlots(config_.ram_size.value / kPageSize,
+                                               config_.ram_slots));
   options.memslot_control = nullptr;  // attached in SetUpKvm, once the VM exists
   options.dirty_log = nullptr;
   options.dirty_probe = nullptr;
@@ -166,9 +188,9 @@ absl::Status Machine::SetUpKvm() {
   }
   const size_t slots = space_->memslots()->slots().size();
   if (limits_.nr_memslots < static_cast<int>(slots)) {
-    return absl::ResourceExhaustedError(absl::StrFormat(
-        "guest memory needs %u memslots, KVM allows %d (KVM_CAP_NR_MEMSLOTS)", slots,
-        limits_.nr_memslots));
+    return InputError(absl::InvalidArgumentError(absl::StrFormat(
+        "guest memory in %u memslots: KVM on this host allows %d (KVM_CAP_NR_MEMSLOTS)", slots,
+        limits_.nr_memslots)));
   }
   MMUVISOR_ASSIGN_OR_RETURN(KvmVm vm, system_->CreateVm());
   vm_.emplace(std::move(vm));

@@ -123,8 +123,13 @@ struct MachineConfig {
   uint32_t nr_boot_args = 0;
   std::FILE* console_echo = nullptr;    // where guest lines are echoed (stdout in the CLI)
   MachineObserver* observer = nullptr;  // not owned
+  // Guest RAM as this many memslots (`--slots N`): contiguous in guest-physical and in the
+  // backing (slot i = pages [i * n / N, (i + 1) * n / N) at their identity gpa), so the
+  // boot layout and the guest see one flat RAM; KVM, the dirty log and every secondary MMU
+  // see N slots. 1 to the pages of RAM and to KVM_CAP_NR_MEMSLOTS (an input error beyond).
+  uint32_t ram_slots = 1;
   // The host address space. Machine sets ram_bytes/backing (from ram_size/backing),
-  // slots (one: all RAM at gpa 0), memslot_control, dirty_log, dirty_probe,
+  // slots (from ram_slots), memslot_control, dirty_log, dirty_probe,
   // attach_hypervisor_later and
   // stop_guests itself; on_page_server_failure, if set, is called after the Machine's own
   // (which stops the VM). Everything else (swap dir, page_server_threads,

@@ -4,7 +4,8 @@
 // memslots and copied, never handed out as a pointer, because the owner may change what
 // backs a page (reclaim, migrate, protect) at any time outside the copy.
 //
-// Errors: OutOfRange when [gpa, gpa + len) does not lie inside one memslot;
+// Errors: OutOfRange when [gpa, gpa + len) is not guest RAM contiguous on the host (one
+// memslot, or slots that continue each other: MemslotTable::Translate);
 // PermissionDenied when the owner protected the page against that access;
 // FailedPrecondition after teardown; the page server's error when it failed.
 // Thread-safety: implementations are thread-safe (several vCPU threads call at once). The
@@ -26,7 +27,7 @@ class GuestMemoryAccess {
   virtual absl::Status ReadGuest(Gpa gpa, absl::Span<uint8_t> out) = 0;
   // Host writes are recorded for dirty tracking by the implementation.
   virtual absl::Status WriteGuest(Gpa gpa, absl::Span<const uint8_t> in) = 0;
-  // Whether [gpa, gpa + len) lies inside one memslot (no access is made).
+  // Whether [gpa, gpa + len) is guest RAM contiguous on the host (no access is made).
   virtual bool ContainsGuestRange(Gpa gpa, ByteSize len) const = 0;
 };
 

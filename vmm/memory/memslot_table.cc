@@ -87,7 +87,20 @@ std::optional<Hva> MemslotTable::Translate(Gpa gpa, ByteSize size) const {
   if (s == nullptr) return std::nullopt;
   const uint64_t offset = gpa.value - s->gpa.value;
   // offset < s->size here, so the subtraction cannot underflow and no addition can wrap.
-  if (size.value > s->size.value - offset) return std::nullopt;
+  uint64_t room = s->size.value - offset;
+  uint64_t left = size.value;
+  // Past this slot's end the range goes on only into a slot that continues it in both
+  // spaces (guest RAM carved into slots, `--slots N`); a gap or a jump in either ends it.
+  for (auto it = slots_.begin() + (s - slots_.data()); left > room;) {
+    left -= room;
+    const auto next = it + 1;
+    if (next == slots_.end() || next->gpa.value != it->gpa.value + it->size.value ||
+        next->hva.value != it->hva.value + it->size.value) {
+      return std::nullopt;
+    }
+    it = next;
+    room = it->size.value;
+  }
   return s->hva + ByteSize{offset};
 }
 

@@ -45,8 +45,9 @@ class MemslotTable {
 
   // The slot holding gpa, if any.
   const GuestMemorySlot* Find(Gpa gpa) const;
-  // Host address of [gpa, gpa + size) if that whole range lies inside one slot
-  // (a range spanning two slots is not contiguous on the host). size 0 is allowed.
+  // Host address of [gpa, gpa + size) if that whole range is guest memory contiguous on
+  // the host: inside one slot, or running on into slots that continue it both in
+  // guest-physical and in host addresses (RAM carved into slots). size 0 is allowed.
   std::optional<Hva> Translate(Gpa gpa, ByteSize size) const;
   // The guest-physical address that maps host address hva, if any.
   std::optional<Gpa> Reverse(Hva hva) const;

@@ -152,16 +152,24 @@ absl::StatusOr<ParsedWords> Parse(CLI::App& app, absl::Span<const std::string> a
   return parsed;
 }
 
-absl::StatusOr<uint32_t> ParseVcpus(absl::string_view text) {
+absl::StatusOr<uint32_t> ParseCount(absl::string_view text, uint32_t min, uint32_t max) {
   uint32_t n = 0;
   if (!absl::SimpleAtoi(text, &n) || absl::StartsWith(text, "+") ||
       absl::StartsWith(text, "-")) {
     return absl::InvalidArgumentError("not a whole number");
   }
-  if (n == 0 || n > MMV_UCALL_MAX_VCPUS) {
-    return absl::InvalidArgumentError(absl::StrFormat("must be 1 to %u", MMV_UCALL_MAX_VCPUS));
+  if (n < min || n > max) {
+    return absl::InvalidArgumentError(absl::StrFormat("must be %u to %u", min, max));
   }
   return n;
+}
+
+absl::StatusOr<uint32_t> ParseVcpus(absl::string_view text) {
+  return ParseCount(text, 1, MMV_UCALL_MAX_VCPUS);
+}
+
+absl::StatusOr<uint32_t> ParseSlots(absl::string_view text) {
+  return ParseCount(text, 1, kMaxRamSlots);
 }
 
 std::optional<std::string> FlagName(absl::string_view word) {

@@ -100,6 +100,14 @@ absl::StatusOr<ParsedWords> Parse(CLI::App& app, absl::Span<const std::string> a
 // MMV_UCALL_MAX_VCPUS (one ucall block each). Errors: "not a whole number", "must be 1 to 32".
 absl::StatusOr<uint32_t> ParseVcpus(absl::string_view text);
 
+// A whole number without a sign in [min, max]: "not a whole number", "must be MIN to MAX".
+absl::StatusOr<uint32_t> ParseCount(absl::string_view text, uint32_t min, uint32_t max);
+
+// --slots N (guest RAM as N memslots), read the same by both commands: 1 to kMaxRamSlots;
+// what KVM on the host allows (KVM_CAP_NR_MEMSLOTS) is checked when the VM is made.
+inline constexpr uint32_t kMaxRamSlots = 4096;
+absl::StatusOr<uint32_t> ParseSlots(absl::string_view text);
+
 // "--flag" for "--flag" and "--flag=value"; nullopt for a word that is not a flag ("x",
 // "-", "").
 std::optional<std::string> FlagName(absl::string_view word);

@@ -62,6 +62,10 @@ class HostThreadGuest final : public StressGuest {
 
 absl::Status HostThreadGuest::Create() {
   const uint64_t mem = options_.mem_bytes;
+  if (options_.ram_slots != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--slots ", options_.ram_slots, ": host-thread runs have no memslots (KVM runs only)"));
+  }
   if (options_.dirty_log != DirtyLogSource::kBitmap) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--dirty ", DirtyLogSourceName(options_.dirty_log),

@@ -168,6 +168,7 @@ MachineConfig KvmGuest::Config() {
   config.observer = &reports_;
   config.host.hub.policy = options_.policy;
   config.dirty_log = options_.dirty_log;
+  config.ram_slots = options_.ram_slots;
   config.host.page_server_threads = static_cast<int>(options_.vcpus);
   // No config.reclaim: the rig runs the reclaim driver, as in host-thread runs.
   return config;
@@ -264,6 +265,7 @@ absl::Status KvmGuest::Collect(StressRun& run) {
   r.guest_pages_verified = reports_.pages_verified();
   r.guest_mismatches = reports_.mismatches();
   r.first_mismatches = reports_.first_mismatches();
+  r.memslots = machine_->host().memslots()->slots().size();
   if (const KvmDirtyRingLog* ring = machine_->dirty_ring();
       ring != nullptr && r.dirty_log != "write-back") {
     const DirtyRingStats s = ring->stats();

@@ -216,6 +216,9 @@ void AddRunFlags(CLI::App& app, StressLine& line) {
           kLast, &o.trace_path, Text);
   AddSwitch(app, "--no-progress", "no live progress line", [&o] { o.progress = false; });
   AddFlag(app, "--kvm", "PATH", "KVM device (default /dev/kvm)", kLast, &o.kvm_path, Text);
+  AddFlag(app, "--slots", "N",
+          "KVM runs: guest RAM as N memslots (default 1), up to what KVM\n"
+          "allows", kLast, &o.ram_slots, cmdline::ParseSlots);
   AddFlag(app, "--dirty", "LOG",
           "KVM runs: bitmap (default), ring (KVM's dirty ring; an error\n"
           "where KVM lacks it) or auto (the ring where it passes a self-check)",

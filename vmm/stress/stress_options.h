@@ -64,6 +64,8 @@ struct StressOptions {
   std::string kvm_path = "/dev/kvm";
   // --dirty (KVM runs): the dirty log reclaim windows harvest. Host-thread runs have none.
   DirtyLogSource dirty_log = DirtyLogSource::kBitmap;
+  // --slots (KVM runs): guest RAM as this many memslots.
+  uint32_t ram_slots = 1;
   // The guest: memstress on every vCPU, or hostile (vCPU 0 runs seeded hostile records,
   // the others memstress; KVM only, >= 2 vCPUs). The KVM tests also run dmahostile.
   std::string guest = "memstress";

@@ -94,7 +94,7 @@ std::string FormatReport(const StressResult& r) {
                   r.fault_latency.p50_ns / 1000, "us p99 ", r.fault_latency.p99_ns / 1000,
                   "us max ", r.fault_latency.max_ns / 1000, "us\n");
   absl::StrAppend(&out, "  paging     ", r.swap_outs, " swap-outs, ", r.swap_ins,
-                  " swap-ins; dirty log: ", r.dirty_log);
+                  " swap-ins over ", r.memslots, " memslot(s); dirty log: ", r.dirty_log);
   if (r.dirty_log == "ring") {
     absl::StrAppend(&out, " (", r.dirty_ring_entries, " entries harvested, ",
                     r.dirty_ring_full_exits, " ring-full exits)");
@@ -159,6 +159,7 @@ std::string ReportToJson(const StressResult& r) {
   json["fault_timeouts"] = r.fault_timeouts;
   json["swap_ins"] = r.swap_ins;
   json["swap_outs"] = r.swap_outs;
+  json["memslots"] = r.memslots;
   json["dirty_log"] = r.dirty_log;
   json["dirty_reason"] = r.dirty_reason;
   json["dirty_ring_entries"] = r.dirty_ring_entries;

@@ -91,6 +91,7 @@ struct StressResult {
   uint64_t swap_outs = 0;
   // Dirty tracking: "bitmap", "ring" or "write-back" (no trusted log: every resident page
   // written back), why (the startup self-check's line), and the ring's harvest counts.
+  uint64_t memslots = 1;  // guest RAM's memslots (--slots)
   std::string dirty_log = "write-back";
   std::string dirty_reason;
   uint64_t dirty_ring_entries = 0;     // dirty gfns harvested from the vCPUs' rings

@@ -241,6 +241,19 @@ TEST(VcpusFlagTest, RunAndStressAnswerTheSame) {
       });
 }
 
+// `--slots`: one parser (cmdline::ParseSlots) for both commands; KVM's own limit is checked
+// when the VM is made.
+TEST(SlotsFlagTest, RunAndStressAnswerTheSame) {
+  ExpectRunAndStressAnswerTheSame(
+      "hello64", "--slots", {"1", "64", "4096", "0", "4097", "+2", "-1", "many", ""},
+      [](const RunOptions& run, const stress::StressOptions& stress, const std::string& text) {
+        EXPECT_EQ(run.ram_slots, stress.ram_slots) << text;
+      });
+  EXPECT_THAT(Parse({"run", "hello64", "--slots", "0"}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("--slots '0': must be 1 to 4096")));
+}
+
 // `--dirty`: the same words and the same refusal in both commands; the default is the bitmap.
 TEST(DirtyFlagTest, RunAndStressAnswerTheSame) {
   ASSERT_OK_AND_ASSIGN(Command plain, Parse({"run", "hello64"}));

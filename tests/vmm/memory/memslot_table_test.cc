@@ -112,5 +112,23 @@ TEST(MemslotTableTest, TranslatesInsideOneSlotOnly) {
   EXPECT_EQ(table.Find(Gpa{3 * kMiB}), nullptr);
 }
 
+// RAM carved into slots (`--slots N`): a range runs on into the next slot when that slot
+// continues it in guest-physical and host addresses, and stops at a gap or a jump in either.
+TEST(MemslotTableTest, TranslatesAcrossSlotsThatContinueEachOther) {
+  constexpr uint64_t kHva = 0x7f0000000000;
+  ASSERT_OK_AND_ASSIGN(
+      MemslotTable table,
+      MemslotTable::Create({Slot(0, 0, kMiB, kHva), Slot(1, kMiB, kMiB, kHva + kMiB),
+                            Slot(2, 2 * kMiB, kMiB, kHva + 2 * kMiB),
+                            Slot(3, 3 * kMiB, kMiB, kHva + 8 * kMiB),  // host jump
+                            Slot(4, 5 * kMiB, kMiB, kHva + 9 * kMiB)}));  // guest gap
+  EXPECT_EQ(table.Translate(Gpa{kMiB - 8}, ByteSize{16}), Hva{kHva + kMiB - 8});
+  EXPECT_EQ(table.Translate(Gpa{16}, ByteSize{3 * kMiB - 16}), Hva{kHva + 16});
+  EXPECT_EQ(table.Translate(Gpa{16}, ByteSize{3 * kMiB - 15}), std::nullopt);  // into slot 3
+  EXPECT_EQ(table.Translate(Gpa{3 * kMiB}, ByteSize{kMiB}), Hva{kHva + 8 * kMiB});
+  EXPECT_EQ(table.Translate(Gpa{4 * kMiB - 1}, ByteSize{2}), std::nullopt);  // gap after 3
+  EXPECT_EQ(table.Translate(Gpa{0}, ByteSize{~0ull}), std::nullopt);
+}
+
 }  // namespace
 }  // namespace mmuvisor::vmm

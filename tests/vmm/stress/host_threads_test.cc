@@ -160,7 +160,16 @@ TEST(HostStressTest, MemoryTooSmallIsAnInputError) {
                                             HasSubstr("too small")));
 }
 
-// Host-thread runs have no dirty log: asking for one is an input error, not a silent bitmap.
+// Host-thread runs have no dirty log and no memslots: asking for either is an input error,
+// not a silently different run.
+TEST(HostStressTest, SlotsAreAnInputError) {
+  StressOptions o = Short();
+  o.ram_slots = 4;
+  EXPECT_THAT(RunHostStress(o, nullptr, false),
+              ::mmuvisor::testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                            HasSubstr("--slots 4: host-thread runs")));
+}
+
 TEST(HostStressTest, DirtyRingIsAnInputError) {
   StressOptions o = Short();
   o.dirty_log = DirtyLogSource::kRing;

@@ -154,6 +154,36 @@ TEST(KvmStressTest, DirtyRingRunPassesHavingReadTheRing) {
   EXPECT_GT(failed->result.guest_mismatches, 0u);
 }
 
+// --slots (issue 16, item 1): guest RAM as 64 memslots. With a reclaim forced into every
+// DMA data fault's window (so host operations run on every schedule, not only when the
+// clock allows) the run passes with the checks on; the must-fail control (checks off)
+// still fails. More slots than pages is an input error.
+TEST(KvmStressTest, SixtyFourMemslotsPassAndTheControlStillFails) {
+  StressOptions o = KvmShort();
+  o.ram_slots = 64;
+  o.rounds = 2;
+  o.force_dma_fault_races_for_testing = true;
+  RUN_KVM_OR_SKIP(out, o);
+  EXPECT_TRUE(out->result.pass) << FormatReport(out->result);
+  EXPECT_EQ(out->result.memslots, 64u);
+  EXPECT_GT(out->result.invalidations, 0u) << FormatReport(out->result);
+
+  StressOptions control = o;
+  control.skip_dma_retry_check_for_testing = true;
+  control.force_dma_fault_races_for_testing = true;
+  RUN_KVM_OR_SKIP(failed, control);
+  EXPECT_FALSE(failed->result.pass) << FormatReport(failed->result);
+  EXPECT_GT(failed->result.guest_mismatches, 0u);
+
+  StressOptions too_many = KvmShort();
+  too_many.ram_slots = 4096;  // 2 MiB is 512 pages
+  if (ProbeKvm(too_many.kvm_path).ok()) {
+    EXPECT_THAT(RunKvmStress(too_many, nullptr, false),
+                ::mmuvisor::testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                              ::testing::HasSubstr("4096 memslots")));
+  }
+}
+
 // A --duration run under KVM ends by its bound: the stop word at --duration, the vCPUs
 // stopped where they are at half the slack later, whatever round they are in.
 TEST(KvmStressTest, DurationRunStopsByTheDeadline) {
