@@ -14,10 +14,10 @@ absl::StatusOr<std::unique_ptr<DmaPort>> DmaPort::Create(HostAddressSpace& space
   std::unique_ptr<DmaPort> port(new DmaPort(space));
   mmu::SecondaryMmuOptions mmu_options;
   mmu_options.name = name;
-  port->mmu_ = std::make_unique<mmu::SecondaryMmu>(space, mmu_options);
+  port->mmu_ = std::make_unique<dma::DeviceMmu>(space, mmu_options);
   MMUVISOR_RETURN_IF_ERROR(port->mmu_->SetLayout(space.SecondaryLayout()));
   MMUVISOR_RETURN_IF_ERROR(space.hub().Register(*port->mmu_));
-  mmu::SecondaryMmu* mmu = port->mmu_.get();
+  dma::DeviceMmu* mmu = port->mmu_.get();
   port->observer_id_ = space.AddMemslotObserver([mmu](const MemslotTable& table) {
     std::vector<mmu::MemorySlot> layout;
     for (const GuestMemorySlot& slot : table.slots()) {
@@ -54,8 +54,8 @@ absl::Status DmaPort::Access(Gpa gpa, uint8_t* buffer, uint64_t size, bool write
     const mmu::Gfn gfn = address >> kPageShift;
     bool copied = false;
     {
-      HostAddressSpace::DeviceAccess gate(space_);
       auto section = mmu_->ReadSection();
+      dma::DeviceMmu::AccessSection access_section(*mmu_);
       const uint64_t host = mmu_->Translate(gfn, access);
       if (host != 0) {
         if (write) {

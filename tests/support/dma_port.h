@@ -4,15 +4,15 @@
 // during reclaim storms; no production code uses it (the stress runner's DMA engine goes
 // through vmm/dma).
 //
-// Protocol. An access holds HostAddressSpace::DeviceAccess (shared) while it translates
-// (SecondaryMmu::Translate under a read section) and copies; a miss drops it and faults
-// (SecondaryMmu::Fault, which resolves through HostAddressSpace and retries while a
-// window is open). Every window that changes pages drains DeviceAccess after its start
-// zapped the SecondaryMmu: when the change begins no access that could have used an old
-// translation is still copying (a TLB shootdown). So a read never sees a page mid-change
-// and a write never lands in a window (where it could be lost between the save and the
-// discard, or fault on the read-only mapping). Writes call NoteHostWrite first: no dirty
-// log sees them.
+// Protocol. The SecondaryMmu is a dma::DeviceMmu: an access translates (Translate under a
+// read section) and copies inside one DeviceMmu::AccessSection; a miss leaves it and
+// faults (SecondaryMmu::Fault, which resolves through HostAddressSpace and retries while a
+// window is open). Every window's start zaps the DeviceMmu and then waits for the sections
+// in flight (mmu/README.md, "The in-flight drain"): when the change begins no access that
+// could have used an old translation is still copying (a TLB shootdown). So a read never
+// sees a page mid-change and a write never lands in a window (where it could be lost
+// between the save and the discard, or fault on the read-only mapping). Writes call
+// NoteHostWrite first, in the section: no dirty log sees them.
 //
 // Threads: Read/Write from any threads concurrently. Memslot changes (Unmap) update the
 // SecondaryMmu's layout through a memslot observer. Destroy before the HostAddressSpace.
@@ -31,6 +31,7 @@
 #include "absl/types/span.h"
 #include "mmu/secondary_mmu.h"
 #include "notifier/subscription.h"
+#include "vmm/dma/device_mmu.h"
 #include "vmm/host/host_address_space.h"
 
 namespace mmuvisor::vmm::testing {
@@ -52,7 +53,7 @@ class DmaPort {
   absl::Status Read(Gpa gpa, absl::Span<uint8_t> out);
   absl::Status Write(Gpa gpa, absl::Span<const uint8_t> in);
 
-  mmu::SecondaryMmu& mmu() { return *mmu_; }
+  dma::DeviceMmu& mmu() { return *mmu_; }
   uint64_t misses() const { return misses_.load(std::memory_order_relaxed); }
 
  private:
@@ -60,7 +61,7 @@ class DmaPort {
   absl::Status Access(Gpa gpa, uint8_t* buffer, uint64_t size, bool write);
 
   HostAddressSpace& space_;
-  std::unique_ptr<mmu::SecondaryMmu> mmu_;
+  std::unique_ptr<dma::DeviceMmu> mmu_;
   int observer_id_ = 0;
   std::atomic<uint64_t> misses_{0};  // relaxed: statistic
 };

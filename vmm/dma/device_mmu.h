@@ -11,18 +11,14 @@
 // close this in invalidate_range_start by waiting for their in-flight DMA (ODP, HMM
 // mirrors, gfn_to_pfn_cache's lock); KVM's vCPUs close it with a TLB flush.
 //
-// Protocol (Dekker pair):
-//   access:  AccessSection: inflight[stripe]++ ; seq_cst fence ;
-//            (a waiter announced? step back: inflight--, wait for it, start over) ;
-//            Translate ; copy ; inflight[stripe]-- (release)
-//   start:   SecondaryMmu::InvalidateRangeStart (zaps under the MMU lock) ; waiters++ ;
-//            seq_cst fence ; for each stripe: spin until it reads 0 once ; waiters--
-// (Stripes are shared by threads whose ids hash alike, so a stripe may never read 0 while
-// its threads take turns; the waiter flag makes new sections step back instead.)
-// Either the start sees the access counted (and waits for it to end: the bytes land in
-// the old page before the primary touches it), or the access's Translate sees the zap
-// (it misses and faults). An access section never sleeps and covers at most one page
-// copy, so the wait is short and bounded, and safe in non-blockable starts too.
+// How: mmu::InflightDrain (mmu/inflight_drain.h; the protocol, told once, in mmu/README.md):
+// every access is a section; InvalidateRangeStart zaps (the base class) and then waits for
+// the sections in flight. Either the start sees the access counted (and waits for it to
+// end: the bytes land in the old page before the primary touches it), or the access's
+// Translate sees the zap (it misses and faults). A section never sleeps and covers at most
+// one page copy, so the wait is short and bounded: like KVM's mmu_lock, it is taken in
+// non-blockable starts too (this subscription has an end, so it may not refuse one:
+// notifier/README.md, rule 2).
 //
 // Threads: AccessSection on any thread (per-thread stripes); hub callbacks on
 // invalidating threads. No locks beyond SecondaryMmu's.
@@ -31,30 +27,25 @@
 
 #include <atomic>
 #include <cstdint>
-#include <thread>
 #include <utility>
 
+#include "mmu/inflight_drain.h"
 #include "mmu/secondary_mmu.h"
 
 namespace mmuvisor::vmm::dma {
 
 class DeviceMmu : public mmu::SecondaryMmu {
  public:
-  static constexpr unsigned kStripes = 16;
-
   DeviceMmu(mmu::Primary& primary, mmu::SecondaryMmuOptions options)
       : mmu::SecondaryMmu(primary, std::move(options)) {}
 
   // RAII: one access (Translate + copy of at most a page). Must not sleep inside.
   class AccessSection {
    public:
-    explicit AccessSection(DeviceMmu& mmu);  // out of line: the fences stay in one TU
-    ~AccessSection();
-    AccessSection(const AccessSection&) = delete;
-    AccessSection& operator=(const AccessSection&) = delete;
+    explicit AccessSection(DeviceMmu& mmu) : section_(mmu.drain_) {}
 
    private:
-    std::atomic<int64_t>* count_;
+    mmu::InflightDrain::Section section_;
   };
 
   notifier::StartResult InvalidateRangeStart(const notifier::Range& range) override;
@@ -66,19 +57,11 @@ class DeviceMmu : public mmu::SecondaryMmu {
   bool access_wait_enabled() const { return wait_enabled_.load(std::memory_order_relaxed); }
 
   // Times an invalidation had to wait for an access in flight.
-  uint64_t access_waits() const { return waits_.load(std::memory_order_relaxed); }
+  uint64_t access_waits() const { return drain_.waits(); }
 
  private:
-  struct alignas(64) Stripe {
-    std::atomic<int64_t> count{0};
-  };
-  static unsigned ThisStripe();
-  void WaitForAccesses();
-
-  Stripe stripes_[kStripes];
-  std::atomic<int64_t> waiters_{0};  // invalidations inside WaitForAccesses
+  mmu::InflightDrain drain_;
   std::atomic<bool> wait_enabled_{true};  // relaxed: set before the test's accesses
-  std::atomic<uint64_t> waits_{0};
 };
 
 }  // namespace mmuvisor::vmm::dma

@@ -101,11 +101,7 @@ absl::Status SecondaryMmuMemory::Access(uint64_t gpa, Kind kind, uint64_t* words
       done = !raced;
       stale = raced;
     };
-    if (hooks_ != nullptr) {
-      hooks_->Access(attempt_access);
-    } else {
-      attempt_access();
-    }
+    attempt_access();
     if (done) return absl::OkStatus();
     if (stale) {
       retries_.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistic

@@ -26,7 +26,6 @@
 #include <cstdint>
 #include <functional>
 
-#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/types/span.h"
 #include "mmu/mirror.h"
@@ -48,15 +47,12 @@ class DmaTraceSink {
 };
 
 // What the owner of guest memory must see of device accesses (vmm/host's
-// HostAddressSpace: its device-access gate, which every page-changing window drains, and
-// writes no dirty log sees). Optional; the stress runner's KVM mode installs one. Called
-// on the accessing thread.
+// HostAddressSpace: writes no dirty log sees). Optional; the stress rig installs one.
+// Called on the accessing thread, inside the access (the DeviceMmu's section, or the
+// mirror's lock), so a window's start has waited for it.
 class DeviceAccessHooks {
  public:
   virtual ~DeviceAccessHooks() = default;
-  // Runs `access` (Translate + copy of at most one page; never a Fault) as one device
-  // access (e.g. under HostAddressSpace::DeviceAccess).
-  virtual void Access(absl::FunctionRef<void()> access) = 0;
   // The device is about to write the page holding host address `host`.
   virtual void BeforeWrite(uint64_t host) = 0;
   // The address the device really touches for translated host address `host` (default:
@@ -126,9 +122,8 @@ class MirrorMemory : public DmaMemory {
  public:
   // The mirror must cover the addresses accessed; `base` is the primary address of gpa 0.
   MirrorMemory(mmu::Mirror& mirror, uint64_t base) : mirror_(mirror), base_(base) {}
-  // BeforeWrite and DeviceAddress are used, Access is not: the mirror's lock already keeps
-  // invalidations out of an access (and AccessPage may fault, which must not happen
-  // inside a gate).
+  // The mirror's lock keeps invalidations out of an access (its Invalidate takes it, and
+  // refuses a non-blockable start while it is held).
   void set_hooks(DeviceAccessHooks* hooks) { hooks_ = hooks; }  // REQUIRES: before any access
 
   absl::Status ReadWords(uint64_t gpa, absl::Span<uint64_t> out) override;

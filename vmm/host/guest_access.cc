@@ -39,13 +39,13 @@ absl::Status HostAddressSpace::CopyPage(uint64_t page, uint8_t* hva, uint8_t* bu
             "host %s of page %d: protected %s", write ? "write" : "read", page,
             PageProtectionName(prot)));
       }
-      // Held across the copy: a window that starts now drains the gate (waits for us)
-      // before it changes the mapping; one already past its drain holds the page in
-      // windows_, which we see below.
-      ReaderMutexLock gate(&device_gate_);
+      // One section of the host copies' drain (HostCopies), across the check and the copy:
+      // a window that starts now waits for it before it changes the page; one that
+      // started before holds the page in windows_, which the check sees.
+      mmu::InflightDrain::Section section(host_copies_->drain());
       if (!windows_.IsLocked(page)) {
         if (write) {
-          // Under the gate: no window can save this page between the note and the copy.
+          // In the section: no window can save this page between the note and the copy.
           NoteHostWrite(PageRange{page, 1});
           std::memcpy(hva, buffer, len);
         } else {

@@ -104,6 +104,8 @@ absl::Status HostAddressSpace::Init() {
   }
 
   hub_ = std::make_unique<notifier::NotifierSubscriptions>(options_.hub);
+  host_copies_ = std::make_unique<HostCopies>();
+  MMUVISOR_RETURN_IF_ERROR(hub_->Register(*host_copies_));
 
   MemslotControl* control = options_.memslot_control;
   DirtyLog* log = options_.dirty_log;
@@ -358,7 +360,7 @@ HostStats HostAddressSpace::stats() const {
   s.dirty_harvests = get(c.dirty_harvests);
   s.dirty_pages_logged = get(c.dirty_pages_logged);
   s.host_writes_noted = get(c.host_writes_noted);
-  s.device_drain_refusals = drain_refusals_.load(std::memory_order_relaxed);  // statistic
+  s.host_copy_refusals = host_copies_ != nullptr ? host_copies_->drain().refusals() : 0;
   s.swapped_in = page_server_ != nullptr ? PagesFromStore(page_server_->Stats())
                                          : get(c.swapped_in_at_teardown);
   return s;

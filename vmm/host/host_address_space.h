@@ -14,9 +14,9 @@
 // 0); user_prot_[p] is what the owner asked for page p, and the mapping equals it outside
 // windows.
 //
-// Locks: windows_ (page_range_lock.h) first, then the hub's own locks inside start/end,
-// then device_gate_ (drain, brief). harvest_mu_ serialises dirty-log fetches with their
-// MarkDirty. mu_ guards the memslot table pointer and observers (leaf). teardown_mu_:
+// Locks: windows_ (page_range_lock.h) first, then the hub's own locks inside start/end
+// (where the host copies' drain waits, briefly). harvest_mu_ serialises dirty-log fetches
+// with their MarkDirty. mu_ guards the memslot table pointer and observers (leaf). teardown_mu_:
 // Resolve and the host copies hold it shared while they touch RAM, Teardown exclusive
 // before unmapping. Order: windows_ -> harvest_mu_ -> mu_; teardown_mu_ is never held
 // while waiting on windows_. Threads: every method is thread-safe; none may be called
@@ -79,12 +79,13 @@ class HostAddressSpace final : public mmu::Primary, public GuestMemoryAccess {
       ABSL_LOCKS_EXCLUDED(teardown_mu_, mu_);
 
   // GuestMemoryAccess (guest_access.cc): page by page over the memslots (OutOfRange),
-  // waiting out windows, refusing protected pages (PermissionDenied), copying under the
-  // device-access gate (writes NoteHostWrite inside it). FailedPrecondition after Teardown.
+  // waiting out windows, refusing protected pages (PermissionDenied), each page copy one
+  // section of the host copies' in-flight drain (writes NoteHostWrite inside it: see
+  // HostCopies). FailedPrecondition after Teardown.
   absl::Status ReadGuest(Gpa gpa, absl::Span<uint8_t> out) override
-      ABSL_LOCKS_EXCLUDED(mu_, teardown_mu_, device_gate_);
+      ABSL_LOCKS_EXCLUDED(mu_, teardown_mu_);
   absl::Status WriteGuest(Gpa gpa, absl::Span<const uint8_t> in) override
-      ABSL_LOCKS_EXCLUDED(mu_, teardown_mu_, device_gate_);
+      ABSL_LOCKS_EXCLUDED(mu_, teardown_mu_);
   bool ContainsGuestRange(Gpa gpa, ByteSize len) const override ABSL_LOCKS_EXCLUDED(mu_);
 
   // ---- Facts about a page (what vmm/machine's guest-fault verdicts are made of) --------
@@ -104,19 +105,6 @@ class HostAddressSpace final : public mmu::Primary, public GuestMemoryAccess {
   // none does (WaitUntilUnlocked), windows open now (held), opened/closed counts and the
   // wait for them (counts, WaitForClosed). Only HostWindow takes and releases ranges.
   const PageRangeLock& windows() const { return windows_; }
-
-  // ---- Device accesses (DMA): held (shared) by a device around translate + copy; every
-  // page-changing window drains it after its start. REQUIRES: not held across
-  // SecondaryMmu::Fault or Resolve (the drain would wait for the fault, which waits for it).
-  class DeviceAccess {
-   public:
-    explicit DeviceAccess(HostAddressSpace& space) : lock_(&space.device_gate_) {}
-    DeviceAccess(const DeviceAccess&) = delete;
-    DeviceAccess& operator=(const DeviceAccess&) = delete;
-
-   private:
-    ReaderMutexLock lock_;
-  };
 
   // ---- Dirty tracking (dirty_tracking.h) ------------------------------------------------
   // Before a host-side write into guest RAM that no dirty log sees (DMA, VMM copies).
@@ -149,12 +137,13 @@ class HostAddressSpace final : public mmu::Primary, public GuestMemoryAccess {
  private:
   friend class HostWindow;    // the operations' handle (host_window.h)
   friend class AllPagesHeld;
+  class HostCopies;           // the host copies' subscription (host_address_space_internal.h)
 
   explicit HostAddressSpace(HostAddressSpaceOptions options);
   absl::Status Init();
   // One page's part of ReadGuest/WriteGuest: [hva, hva + len) inside RAM page `page`.
   absl::Status CopyPage(uint64_t page, uint8_t* hva, uint8_t* buffer, size_t len, bool write)
-      ABSL_LOCKS_EXCLUDED(teardown_mu_, device_gate_);
+      ABSL_LOCKS_EXCLUDED(teardown_mu_);
 
   HostAddressSpaceOptions options_;
   uint64_t base_ = 0;
@@ -162,6 +151,7 @@ class HostAddressSpace final : public mmu::Primary, public GuestMemoryAccess {
   std::unique_ptr<GuestRam> ram_;
   std::unique_ptr<SwapStore> store_;
   std::unique_ptr<PageServer> page_server_;
+  std::unique_ptr<HostCopies> host_copies_;  // registered on hub_, which goes first
   std::unique_ptr<notifier::NotifierSubscriptions> hub_;
   DirtyTrackingChoice dirty_choice_;
   bool attach_later_ = false;  // written by Init only
@@ -179,8 +169,6 @@ class HostAddressSpace final : public mmu::Primary, public GuestMemoryAccess {
   std::vector<std::pair<int, MemslotObserver>> observers_ ABSL_GUARDED_BY(mu_);
   int next_observer_ ABSL_GUARDED_BY(mu_) = 1;
 
-  SharedMutex device_gate_;
-  std::atomic<uint64_t> drain_refusals_{0};
   SharedMutex teardown_mu_;
   // release in Teardown pairs with the acquire loads in torn_down()/Resolve.
   std::atomic<bool> torn_down_{false};

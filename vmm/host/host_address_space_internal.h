@@ -7,6 +7,9 @@
 #include <atomic>
 #include <cstdint>
 
+#include "mmu/inflight_drain.h"
+#include "notifier/subscription.h"
+#include "vmm/host/host_address_space.h"
 #include "vmm/host/host_options.h"
 
 namespace mmuvisor::vmm {
@@ -21,6 +24,34 @@ struct HostCounters {
   static void Add(std::atomic<uint64_t>& c, uint64_t n) {
     c.fetch_add(n, std::memory_order_relaxed);
   }
+};
+
+// The host's own copies of guest RAM (ReadGuest/WriteGuest; Linux: access_process_vm) as
+// a subscriber of the space's hub, with the tree's one in-flight drain (mmu::InflightDrain,
+// mmu/README.md): each page copy is a section that first checks that no window holds the
+// page; a window locks its pages before its start, and this start waits for the copies in
+// flight (blockable) or refuses with EAGAIN while one is (non-blockable: the OOM reaper
+// then retries). Either the start sees a copy counted and waits for it (the bytes, and a
+// write's NoteHostWrite, land before the window changes the page), or the copy sees the
+// window's page lock and waits the window out. The window's page lock is this drain's
+// "zap". No end, so it may refuse (notifier/README.md, rule 2). Registered first on the
+// hub, so it is walked last.
+class HostAddressSpace::HostCopies final : public notifier::Subscription {
+ public:
+  HostCopies()
+      : notifier::Subscription(
+            {notifier::Op::kInvalidateRangeStart, notifier::Op::kStartMayFail}, "host-copies") {}
+  notifier::StartResult InvalidateRangeStart(const notifier::Range& range) override {
+    if (range.blockable) {
+      drain_.Wait();
+      return notifier::StartResult::kOk;
+    }
+    return drain_.TryWait() ? notifier::StartResult::kOk : notifier::StartResult::kAgain;
+  }
+  mmu::InflightDrain& drain() { return drain_; }
+
+ private:
+  mmu::InflightDrain drain_;
 };
 
 inline int ProtFlags(PageProtection prot) {

@@ -71,7 +71,8 @@ struct HostAddressSpaceOptions {
   std::function<void()> stop_guests;          // Teardown's first step
   OomReapOptions oom;
   // Map Reclaim/Migrate/OomReap ranges read-only for the window (reclaim.h). false is only
-  // correct while nothing writes guest RAM except through DeviceAccess (vCPUs paused); it
+  // correct while nothing writes guest RAM except in an in-flight drain's section (mmu/
+  // README.md: drained secondary MMUs, the host copies) and the vCPUs are paused; it
   // saves the mprotect pair (on memfd RAM two page-table walks that rewrite no entry;
   // on anonymous RAM two full passes: bench_host_reclaim).
   bool write_protect_windows = true;
@@ -88,7 +89,9 @@ struct HostStats {
   uint64_t oom_reaps = 0, oom_eagain_retries = 0, oom_skipped = 0;
   uint64_t dirty_harvests = 0, dirty_pages_logged = 0, host_writes_noted = 0;
   uint64_t swapped_in = 0;  // pages the page server copied from the store (PagesFromStore)
-  uint64_t device_drain_refusals = 0;  // non-blockable windows refused by a device access
+  // Non-blockable starts the host copies' subscription refused (EAGAIN: a ReadGuest or
+  // WriteGuest page copy was in flight).
+  uint64_t host_copy_refusals = 0;
 };
 
 }  // namespace mmuvisor::vmm

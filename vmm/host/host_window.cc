@@ -84,23 +84,6 @@ void HostWindow::RunHook(const HostAddressSpace& space, WindowPoint point,
   if (space.options_.window_hook) space.options_.window_hook(point, range);
 }
 
-bool HostWindow::DrainDeviceAccesses(HostAddressSpace& space, WindowMode mode) {
-  if (mode == WindowMode::kNonBlockable) {
-    // The OOM path must not sleep: refuse (the caller ends the window, retries later).
-    if (!space.device_gate_.TryLock()) {
-      space.drain_refusals_.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistic
-      return false;
-    }
-    space.device_gate_.Unlock();
-    return true;
-  }
-  // Lock/unlock pairs with the ReaderUnlock of every access that began before: their
-  // copies happen before whatever this window does next.
-  space.device_gate_.Lock();
-  space.device_gate_.Unlock();
-  return true;
-}
-
 absl::StatusOr<HostWindow> HostWindow::Open(HostAddressSpace& space, PageRange range,
                                             notifier::Event event, WindowMode mode,
                                             const char* op) {
@@ -124,11 +107,6 @@ absl::StatusOr<HostWindow> HostWindow::Open(HostAddressSpace& space, PageRange r
   MMUVISOR_ASSIGN_OR_RETURN(notifier::InvalidationGuard guard,
                             notifier::InvalidationGuard::Start(*space.hub_, hub_range));
   RunHook(space, WindowPoint::kAfterStart, hub_range);
-  if (!DrainDeviceAccesses(space, mode)) {
-    guard.End();  // nothing changed
-    return absl::UnavailableError(absl::StrFormat(
-        "%s: a device access is in flight (non-blockable, try again)", hub_range.ToString()));
-  }
   pages.Release();
   return HostWindow(space, range, /*owns_pages=*/true, std::move(guard));
 }

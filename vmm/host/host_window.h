@@ -4,19 +4,19 @@
 // and closes it:
 //
 //   Open   lock the pages (PageRangeLock: windows on overlapping pages serialise)
-//          -> torn-down check -> hub start (notifier::InvalidationGuard::Start)
-//          -> window_hook(kAfterStart) -> drain the device accesses (a TLB shootdown: the
-//             start zapped the secondary MMUs, so no device copy that used an old
-//             translation is still running when the change begins)
+//          -> torn-down check -> hub start (notifier::InvalidationGuard::Start: each
+//             subscription zaps and waits for its own accesses in flight, a TLB
+//             shootdown: mmu/README.md, "The in-flight drain")
+//          -> window_hook(kAfterStart)
 //   ...    the operation's change, through this window
 //   Close  window_hook(kBeforeEnd) -> the owner's protection back on the range (only if
 //          MapReadOnly was called) -> hub end (the guard) -> unlock the pages
 //
 // A failed open changes nothing and calls no end: a non-blockable window (WindowMode::
-// kNonBlockable, the OOM reaper's) fails with Unavailable when the pages are busy, a
-// subscription refuses the start (EAGAIN) or a device access is in flight (the window is
-// then ended at once, without the kBeforeEnd hook). Unmap's window (OpenHeld) runs while
-// AllPagesHeld holds every page and drains nothing (it changes no page).
+// kNonBlockable, the OOM reaper's) fails with Unavailable when the pages are busy or a
+// subscription refuses the start (EAGAIN; e.g. an access in flight: a mirror's lock is
+// held, a host copy is in its section). Unmap's window (OpenHeld) runs while AllPagesHeld
+// holds every page.
 //
 // Threads: a window is opened, used and closed on one thread (the InvalidationGuard's
 // rule); it must not be opened from a hub callback, a page-server handler or a hook.
@@ -38,7 +38,7 @@
 namespace mmuvisor::vmm {
 
 enum class WindowMode : uint8_t {
-  kBlockable,     // waits for the pages and for device accesses
+  kBlockable,     // waits for the pages (and its start for the accesses in flight)
   kNonBlockable,  // waits for nothing: Unavailable where it would
 };
 
@@ -110,9 +110,6 @@ class HostWindow {
  private:
   static void RunHook(const HostAddressSpace& space, WindowPoint point,
                       const notifier::Range& range);
-  // Waits until no DeviceAccess is in flight (blockable), or checks it (non-blockable:
-  // false when one is). REQUIRES: after the hub start (the secondaries already zapped).
-  static bool DrainDeviceAccesses(HostAddressSpace& space, WindowMode mode);
 
   HostWindow(HostAddressSpace& space, PageRange range, bool owns_pages,
              notifier::InvalidationGuard guard)

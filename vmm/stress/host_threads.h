@@ -4,8 +4,10 @@
 // resident page is written back); host threads stand in for the vCPUs and run the
 // memstress algorithm (host_workload.h), reaching memory the way a vCPU's accesses reach
 // it under KVM: through a secondary MMU "vcpu-mmu" subscribed to the space's hub (it
-// stands in for KVM's own MMU notifier), with the full fault/retry protocol, under the
-// space's device gate. Everything else is the rig's (stress_rig.h), exactly as in a KVM run.
+// stands in for KVM's own MMU notifier), with the full fault/retry protocol; it is a
+// dma::DeviceMmu, so each access is a section of its in-flight drain, which its
+// invalidate_range_start waits for. Everything else is the rig's (stress_rig.h), exactly
+// as in a KVM run.
 //
 // Threads: the caller's thread orchestrates; it starts and joins every thread it uses.
 #ifndef MMUVISOR_VMM_STRESS_HOST_THREADS_H_

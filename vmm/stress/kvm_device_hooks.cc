@@ -28,11 +28,6 @@ absl::Status HostDeviceHooks::MapDeviceView() {
   return absl::OkStatus();
 }
 
-void HostDeviceHooks::Access(absl::FunctionRef<void()> access) {
-  HostAddressSpace::DeviceAccess gate(space_);
-  access();
-}
-
 void HostDeviceHooks::BeforeWrite(uint64_t host) {
   space_.NoteHostWrite(PageRange{(host - space_.AddressOf(0)) / kPageSize, 1});
 }

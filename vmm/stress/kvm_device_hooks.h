@@ -1,7 +1,8 @@
-// HostDeviceHooks: the device side of vmm/host's HostAddressSpace protocol for the DMA
-// engine of a KVM stress run (the protocol vmm/host/dma_port follows): every translate +
-// copy holds HostAddressSpace::DeviceAccess (page-changing windows drain it after their
-// start), and every device write is announced with NoteHostWrite (no dirty log sees it).
+// HostDeviceHooks: what vmm/host's HostAddressSpace must see of the stress run's device
+// accesses (the DMA engine, and the host threads standing in for vCPUs): every device
+// write is announced with NoteHostWrite (no dirty log sees it), inside the access (the
+// DeviceMmu's drain section, or the mirror's lock), so a window's start has waited for it
+// before the window harvests and saves.
 //
 // --test-skip-dma-retry also maps a second view of the guest RAM memfd for the device
 // (MapDeviceView): like bus-mastering DMA it then ignores the read-only mapping that
@@ -13,14 +14,13 @@
 // SIGSEGV of the VMM instead.
 //
 // Also ResidentFraction (mincore over guest RAM) for the progress line.
-// Threads: the hooks run on the DMA device thread; MapDeviceView before the device runs.
+// Threads: the hooks run on the accessing thread; MapDeviceView before the device runs.
 #ifndef MMUVISOR_VMM_STRESS_KVM_DEVICE_HOOKS_H_
 #define MMUVISOR_VMM_STRESS_KVM_DEVICE_HOOKS_H_
 
 #include <cstddef>
 #include <cstdint>
 
-#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "vmm/dma/dma_memory.h"
 #include "vmm/host/host_address_space.h"
@@ -37,7 +37,6 @@ class HostDeviceHooks : public dma::DeviceAccessHooks {
   // Errors: FailedPrecondition without a memfd (anonymous RAM); Internal from mmap.
   absl::Status MapDeviceView();
 
-  void Access(absl::FunctionRef<void()> access) override;
   void BeforeWrite(uint64_t host) override;
   uint64_t DeviceAddress(uint64_t host) override;
 

@@ -5,7 +5,7 @@
 //   - the DMA path: a SecondaryMmu "dma-mmu" (TracedSecondaryMmu) or an interval Mirror
 //     "dma-mirror" (--dma-path), with the fault-path delays (--delay-prob) and, for the
 //     must-fail control, the checks off and a reclaim forced into each DMA data fault's
-//     window; every access under the space's device gate (HostDeviceHooks);
+//     window; device writes announced to the space (HostDeviceHooks);
 //   - the DMA engine (its device thread; the guest rings its doorbell);
 //   - the host's own operations: vmm/host's ReclaimDriver paces reclaim to --resident,
 //     HostOpDriver migrates, protects and OOM-reaps at their rates;
@@ -50,7 +50,7 @@ struct GuestWiring {
   TraceLog& trace;
   LatencyHistogram& fault_latency;
   absl::Duration fault_timeout;     // the run's bounded fault retry timeout
-  dma::DeviceAccessHooks& cpu_hooks;  // the space's device gate, no device view
+  dma::DeviceAccessHooks& cpu_hooks;  // writes announced to the space, no device view
 };
 
 // Live counts for the progress line.

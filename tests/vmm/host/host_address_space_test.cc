@@ -7,6 +7,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cinttypes>
 #include <cstdio>
 #include <fstream>
@@ -19,8 +20,10 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "host_test_support.h"
+#include "mmu/mirror.h"
 #include "support/dma_port.h"
 #include "support/status_matchers.h"
+#include "support/wait.h"
 #include "vmm/host/discard.h"
 #include "vmm/host/fault_injection.h"
 #include "vmm/host/migrate.h"
@@ -37,6 +40,7 @@ namespace {
 using ::mmuvisor::vmm::testing::DmaPort;
 using ::mmuvisor::testing::IsOk;
 using ::mmuvisor::testing::StatusIs;
+using ::mmuvisor::testing::WaitUntil;
 using ::mmuvisor::vmm::testing::FakeDirtyLog;
 using ::mmuvisor::vmm::testing::FillPattern;
 using ::mmuvisor::vmm::testing::FirstMismatch;
@@ -433,9 +437,10 @@ TEST(HostAddressSpaceTest, OomReapWithInjectedEagainLeavesTheRangeUntouched) {
 }
 
 // The OOM reaper never waits (oom_reap.h): a range another window holds (trylock fails)
-// and a device access in flight (the drain is only tried) each make every attempt an
-// EAGAIN, and the range stays untouched. A refused drain ends the window at once: the
-// hook sees its start but no kBeforeEnd, and the hub sees start == end.
+// and a device access in flight (an interval mirror's AccessPage holds its lock, so the
+// mirror's invalidate refuses the non-blockable start: the drain is the secondary's) each
+// make every attempt an EAGAIN, and the range stays untouched. A refused start opens no
+// window: the hook sees no start, and the hub sees start == end.
 TEST(HostAddressSpaceTest, OomReapNeverWaitsForABusyRangeOrAnInFlightDeviceAccess) {
   HostAddressSpaceOptions o = SmallOptions();
   o.oom.max_attempts = 3;
@@ -470,15 +475,29 @@ TEST(HostAddressSpaceTest, OomReapNeverWaitsForABusyRangeOrAnInFlightDeviceAcces
   EXPECT_EQ(after_start, 1);  // the Protect window's only: no reaper window opened
   EXPECT_EQ(before_end, 1);
 
-  {
-    HostAddressSpace::DeviceAccess access(*space);  // a device copy in flight
-    ASSERT_OK_AND_ASSIGN(OomReapResult r, OomReap(*space, PageRange{0, kPages}));
-    EXPECT_FALSE(r.reaped);
-    EXPECT_EQ(r.attempts, 3);
-    EXPECT_EQ(r.eagain_retries, 3u);
-  }
-  EXPECT_EQ(after_start, 4);  // three reaper windows started ...
-  EXPECT_EQ(before_end, 1);   // ... and ended without reaching their body
+  mmu::Mirror device(*space, mmu::MirrorOptions{.name = "device"});
+  ASSERT_THAT(device.Attach(space->hub(), space->AddressOf(0), kPages * kPageSize), IsOk());
+  std::atomic<bool> copying{false}, reaped{false};
+  absl::Status access_status;
+  std::thread dma([&] {  // a device copy in flight until the reaper has given up
+    access_status = device.AccessPage(space->AddressOf(1), mmu::Access::kRead, [&](uint64_t) {
+      copying.store(true);
+      (void)WaitUntil([&] { return reaped.load(); });
+    });
+  });
+  ASSERT_TRUE(WaitUntil([&] { return copying.load(); })) << "the device copy never began";
+  absl::StatusOr<OomReapResult> in_flight = OomReap(*space, PageRange{0, kPages});
+  reaped.store(true);
+  dma.join();
+  ASSERT_THAT(access_status, IsOk());
+  ASSERT_THAT(in_flight, IsOk());
+  EXPECT_FALSE(in_flight->reaped);
+  EXPECT_EQ(in_flight->attempts, 3);
+  EXPECT_EQ(in_flight->eagain_retries, 3u);
+  EXPECT_EQ(device.stats().nonblock_refusals, 3u);  // the refusals are the secondary's
+  ASSERT_THAT(device.Detach(), IsOk());
+  EXPECT_EQ(after_start, 1);  // no reaper window opened ...
+  EXPECT_EQ(before_end, 1);   // ... nor ended
   notifier::PairingSummary pairing = space->hub().pairing_summary();
   EXPECT_EQ(pairing.open, 0);
   EXPECT_EQ(pairing.violations, 0u) << pairing.ToString();
@@ -492,7 +511,7 @@ TEST(HostAddressSpaceTest, OomReapNeverWaitsForABusyRangeOrAnInFlightDeviceAcces
   HostStats stats = space->stats();
   EXPECT_EQ(stats.oom_skipped, 2u);
   EXPECT_EQ(stats.oom_eagain_retries, 6u);
-  EXPECT_EQ(stats.device_drain_refusals, 3u);
+  EXPECT_EQ(stats.host_copy_refusals, 0u);
 
   // Nothing in the way: the first attempt reaps.
   ASSERT_OK_AND_ASSIGN(OomReapResult free_run, OomReap(*space, PageRange{0, kPages}));
