@@ -306,7 +306,7 @@ absl::StatusOr<PageRange> HostAddressSpace::PagesOf(Gpa gpa, ByteSize len) const
   std::optional<Hva> hva = memslots()->Translate(gpa, len);
   if (!hva.has_value()) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "PagesOf: [0x%x, +0x%x) does not lie inside one memslot", gpa.value, len.value));
+        "PagesOf: [0x%x, +0x%x) is not guest RAM contiguous on the host", gpa.value, len.value));
   }
   return PageRange{(hva->value - base_) / kPageSize, len.value / kPageSize};
 }
