@@ -39,8 +39,9 @@ std::shared_ptr<const SecondaryMmu::Layout> SecondaryMmu::CurrentLayout() const 
 }
 
 std::vector<GfnRange> SecondaryMmu::GfnRangesOf(const Layout& layout, uint64_t start,
-                                                uint64_t end) {
+                                                uint64_t end, std::vector<bool>* aliased) {
   std::vector<GfnRange> ranges;
+  std::vector<std::pair<uint64_t, uint64_t>> hosts;  // each range's host addresses
   for (const MemorySlot& slot : layout) {
     const uint64_t slot_end = slot.address + slot.npages * kPageSize;
     if (start >= slot_end || end <= slot.address) continue;
@@ -48,6 +49,12 @@ std::vector<GfnRange> SecondaryMmu::GfnRangesOf(const Layout& layout, uint64_t s
     const uint64_t last = std::min(end, slot_end) - slot.address;  // exclusive
     ranges.push_back(GfnRange{slot.base_gfn + first / kPageSize,
                               slot.base_gfn + (last + kPageSize - 1) / kPageSize});
+    if (aliased == nullptr) continue;
+    const std::pair<uint64_t, uint64_t> host{slot.address + first, slot.address + last};
+    bool alias = false;
+    for (const auto& h : hosts) alias = alias || (host.first < h.second && h.first < host.second);
+    aliased->push_back(alias);
+    hosts.push_back(host);
   }
   return ranges;
 }
@@ -213,14 +220,18 @@ notifier::StartResult SecondaryMmu::InvalidateRangeStart(const notifier::Range& 
   // Unconditionally, first: pairs with ActiveInvalidationEnd() in InvalidateRangeEnd and
   // keeps SetLayout from changing the slots between our start and end.
   state_.ActiveInvalidationBegin();
-  const std::vector<GfnRange> ranges = GfnRangesOf(*CurrentLayout(), range.start, range.end);
+  std::vector<bool> aliased;
+  const std::vector<GfnRange> ranges =
+      GfnRangesOf(*CurrentLayout(), range.start, range.end, &aliased);
   if (ranges.empty()) return notifier::StartResult::kOk;  // no slot: no begin, no end
   // KVM never fails a start, even a non-blockable one: mu_ is only ever held briefly.
   MutexLock lock(&mu_);
   state_.Begin(mu_);
-  for (const GfnRange& gfns : ranges) {
-    RecordBug(state_.RangeAdd(mu_, gfns));
-    zapped_.fetch_add(spt_.ZapRange(gfns), std::memory_order_relaxed);
+  for (size_t i = 0; i < ranges.size(); ++i) {
+    RecordBug(state_.RangeAdd(mu_, ranges[i]));
+    const uint64_t zapped = spt_.ZapRange(ranges[i]);
+    zapped_.fetch_add(zapped, std::memory_order_relaxed);
+    if (aliased[i]) alias_zapped_.fetch_add(zapped, std::memory_order_relaxed);
   }
   MaybeReclaim();
   return notifier::StartResult::kOk;
@@ -299,6 +310,7 @@ SecondaryMmuStats SecondaryMmu::stats() const {
                            installs_.load(std::memory_order_relaxed),
                            timeouts_.load(std::memory_order_relaxed),
                            zapped_.load(std::memory_order_relaxed),
+                           alias_zapped_.load(std::memory_order_relaxed),
                            starts_.load(std::memory_order_relaxed),
                            ends_.load(std::memory_order_relaxed),
                            state_.bugs()};

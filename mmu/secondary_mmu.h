@@ -72,6 +72,9 @@ struct SecondaryMmuStats {
   uint64_t installs = 0;          // entries installed by faults
   uint64_t timeouts = 0;          // faults that gave up (kDeadlineExceeded)
   uint64_t zapped = 0;            // entries removed by invalidations and layout changes
+  // Of those, entries an invalidation removed in a slot whose host addresses another slot
+  // of the same invalidation also covers (an alias: KVM walks every slot of an hva).
+  uint64_t alias_zapped = 0;
   uint64_t starts = 0;            // hub starts seen (whether or not a slot matched)
   uint64_t ends = 0;              // hub ends seen
   uint64_t bugs = 0;              // InvalidateState errors (unpaired begin/end, ...)
@@ -147,8 +150,10 @@ class SecondaryMmu : public notifier::Subscription {
 
   std::shared_ptr<const Layout> CurrentLayout() const ABSL_LOCKS_EXCLUDED(layout_mu_);
   // Guest frames of `layout` backed by primary addresses [start, end), one range per slot.
+  // `aliased` (may be null) gets, per range, whether an earlier range of the answer covers
+  // some of the same primary addresses.
   static std::vector<GfnRange> GfnRangesOf(const Layout& layout, uint64_t start,
-                                           uint64_t end);
+                                           uint64_t end, std::vector<bool>* aliased = nullptr);
   // Translate's rare cases: absent, read-only for a write, or A/D bits to set.
   uint64_t TranslateSlow(Gfn gfn, uint64_t raw, bool write);
   // Frees retired tables if no read section is open.
@@ -175,6 +180,7 @@ class SecondaryMmu : public notifier::Subscription {
   std::atomic<uint64_t> installs_{0};
   std::atomic<uint64_t> timeouts_{0};
   std::atomic<uint64_t> zapped_{0};
+  std::atomic<uint64_t> alias_zapped_{0};
   std::atomic<uint64_t> starts_{0};
   std::atomic<uint64_t> ends_{0};
 };

@@ -19,12 +19,8 @@ absl::StatusOr<std::unique_ptr<DmaPort>> DmaPort::Create(HostAddressSpace& space
   MMUVISOR_RETURN_IF_ERROR(space.hub().Register(*port->mmu_));
   dma::DeviceMmu* mmu = port->mmu_.get();
   port->observer_id_ = space.AddMemslotObserver([mmu](const MemslotTable& table) {
-    std::vector<mmu::MemorySlot> layout;
-    for (const GuestMemorySlot& slot : table.slots()) {
-      layout.push_back(mmu::MemorySlot{slot.gpa.value >> kPageShift,
-                                       slot.size.value / kPageSize, slot.hva.value});
-    }
-    (void)mmu->SetLayout(std::move(layout));  // only fails on an invalid table
+    // Only fails on an invalid table.
+    (void)mmu->SetLayout(HostAddressSpace::SecondaryLayoutOf(table));
   });
   return port;
 }

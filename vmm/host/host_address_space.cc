@@ -274,20 +274,29 @@ absl::Status HostAddressSpace::HarvestDirtyLog() {
   MutexLock harvest(&harvest_mu_);
   HostCounters::Add(counters_->dirty_harvests, 1);
   for (const GuestMemorySlot& slot : memslots()->slots()) {
-    absl::StatusOr<std::vector<uint64_t>> bits = options_.dirty_log->Fetch(slot);
-    if (!bits.ok()) return bits.status();
-    const uint64_t first = (slot.hva.value - base_) / kPageSize;
-    const uint64_t count = slot.size.value / kPageSize;
-    for (uint64_t w = 0; w < bits->size(); ++w) {
-      uint64_t word = (*bits)[w];
-      while (word != 0) {
-        const uint64_t i = w * 64 + static_cast<uint64_t>(__builtin_ctzll(word));
-        word &= word - 1;
-        if (i >= count) break;
-        store_->MarkDirty(first + i, 1);
-        logged_write_[first + i].store(1, std::memory_order_relaxed);
-        HostCounters::Add(counters_->dirty_pages_logged, 1);
-      }
+    MMUVISOR_RETURN_IF_ERROR(HarvestSlot(slot));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status HostAddressSpace::HarvestSlot(const GuestMemorySlot& slot) {
+  if (dirty_choice_.mode != DirtyTrackingMode::kDirtyLog || options_.dirty_log == nullptr ||
+      (slot.flags & KVM_MEM_LOG_DIRTY_PAGES) == 0) {
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::vector<uint64_t>> bits = options_.dirty_log->Fetch(slot);
+  if (!bits.ok()) return bits.status();
+  const uint64_t first = (slot.hva.value - base_) / kPageSize;
+  const uint64_t count = slot.size.value / kPageSize;
+  for (uint64_t w = 0; w < bits->size(); ++w) {
+    uint64_t word = (*bits)[w];
+    while (word != 0) {
+      const uint64_t i = w * 64 + static_cast<uint64_t>(__builtin_ctzll(word));
+      word &= word - 1;
+      if (i >= count) break;
+      store_->MarkDirty(first + i, 1);
+      logged_write_[first + i].store(1, std::memory_order_relaxed);
+      HostCounters::Add(counters_->dirty_pages_logged, 1);
     }
   }
   return absl::OkStatus();
@@ -317,8 +326,12 @@ std::shared_ptr<const MemslotTable> HostAddressSpace::memslots() const {
 }
 
 std::vector<mmu::MemorySlot> HostAddressSpace::SecondaryLayout() const {
+  return SecondaryLayoutOf(*memslots());
+}
+
+std::vector<mmu::MemorySlot> HostAddressSpace::SecondaryLayoutOf(const MemslotTable& table) {
   std::vector<mmu::MemorySlot> layout;
-  for (const GuestMemorySlot& slot : memslots()->slots()) {
+  for (const GuestMemorySlot& slot : table.slots()) {
     layout.push_back(mmu::MemorySlot{slot.gpa.value >> kPageShift,
                                      slot.size.value / kPageSize, slot.hva.value});
   }
@@ -354,6 +367,8 @@ HostStats HostAddressSpace::stats() const {
   s.migrate_failures = get(c.migrate_failures);
   s.protects = get(c.protects);
   s.unmaps = get(c.unmaps);
+  s.memslot_adds = get(c.memslot_adds);
+  s.memslot_moves = get(c.memslot_moves);
   s.oom_reaps = get(c.oom_reaps);
   s.oom_eagain_retries = get(c.oom_eagain_retries);
   s.oom_skipped = get(c.oom_skipped);

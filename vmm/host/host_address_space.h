@@ -124,7 +124,11 @@ class HostAddressSpace final : public mmu::Primary, public GuestMemoryAccess {
   std::shared_ptr<const MemslotTable> memslots() const ABSL_LOCKS_EXCLUDED(mu_);
   // The current memslots as a SecondaryMmu layout (gfn -> host address).
   std::vector<mmu::MemorySlot> SecondaryLayout() const ABSL_LOCKS_EXCLUDED(mu_);
-  using MemslotObserver = std::function<void(const MemslotTable&)>;  // after each Unmap
+  // Any memslot table as one (what a memslot observer hands to SecondaryMmu::SetLayout).
+  static std::vector<mmu::MemorySlot> SecondaryLayoutOf(const MemslotTable& table);
+  // After each memslot change (unmap.h, memslot_change.h), on the changing thread with
+  // every page still held: no window is open, none opens until the observers return.
+  using MemslotObserver = std::function<void(const MemslotTable&)>;
   int AddMemslotObserver(MemslotObserver observer) ABSL_LOCKS_EXCLUDED(mu_);
   void RemoveMemslotObserver(int id) ABSL_LOCKS_EXCLUDED(mu_);
   notifier::NotifierSubscriptions& hub() { return *hub_; }
@@ -144,6 +148,10 @@ class HostAddressSpace final : public mmu::Primary, public GuestMemoryAccess {
   // One page's part of ReadGuest/WriteGuest: [hva, hva + len) inside RAM page `page`.
   absl::Status CopyPage(uint64_t page, uint8_t* hva, uint8_t* buffer, size_t len, bool write)
       ABSL_LOCKS_EXCLUDED(teardown_mu_);
+  // One slot's dirty log into the store's clean bits and the aging bits (a slot without
+  // KVM_MEM_LOG_DIRTY_PAGES, or no log: nothing).
+  absl::Status HarvestSlot(const GuestMemorySlot& slot)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(harvest_mu_);
 
   HostAddressSpaceOptions options_;
   uint64_t base_ = 0;

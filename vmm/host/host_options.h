@@ -85,7 +85,7 @@ struct HostStats {
            skipped_not_resident = 0, save_failures = 0;
   uint64_t discards = 0, discarded_pages = 0;
   uint64_t migrates = 0, migrated_pages = 0, migrate_failures = 0;
-  uint64_t protects = 0, unmaps = 0;
+  uint64_t protects = 0, unmaps = 0, memslot_adds = 0, memslot_moves = 0;
   uint64_t oom_reaps = 0, oom_eagain_retries = 0, oom_skipped = 0;
   uint64_t dirty_harvests = 0, dirty_pages_logged = 0, host_writes_noted = 0;
   uint64_t swapped_in = 0;  // pages the page server copied from the store (PagesFromStore)

@@ -2,6 +2,7 @@
 // HostAddressSpace (host_window.h).
 #include "vmm/host/host_window.h"
 
+#include <linux/kvm.h>
 #include <sys/mman.h>
 
 #include <cerrno>
@@ -79,6 +80,45 @@ void AllPagesHeld::Release() {
   if (std::exchange(held_, false)) space_->windows_.UnlockAll();
 }
 
+absl::StatusOr<GuestMemorySlot> AllPagesHeld::SlotOf(const RamSlot& slot) const {
+  const uint64_t pages = space_->num_pages();
+  if (slot.num_pages == 0 || slot.first_page > pages || slot.num_pages > pages - slot.first_page) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "memslot %d: pages [%d, %d) outside guest RAM [0, %d)", slot.slot, slot.first_page,
+        slot.first_page + slot.num_pages, pages));
+  }
+  uint32_t flags = slot.flags;
+  if (space_->options_.dirty_log != nullptr) flags |= KVM_MEM_LOG_DIRTY_PAGES;
+  return GuestMemorySlot{slot.slot, slot.gpa, ByteSize{slot.num_pages * kPageSize},
+                         Hva{space_->AddressOf(slot.first_page)}, flags};
+}
+
+absl::Status AllPagesHeld::ChangeMemslots(
+    const GuestMemorySlot* dropped,
+    absl::FunctionRef<absl::Status(MemslotControl*)> change, MemslotTable next) {
+  HostAddressSpace& space = *space_;
+  auto published = std::make_shared<const MemslotTable>(std::move(next));
+  std::vector<HostAddressSpace::MemslotObserver> observers;
+  {
+    MutexLock harvest(&space.harvest_mu_);
+    MMUVISOR_RETURN_IF_ERROR(change(space.options_.memslot_control));
+    if (dropped != nullptr && (dropped->flags & KVM_MEM_LOG_DIRTY_PAGES) != 0 &&
+        space.store_ != nullptr) {
+      const uint64_t first = (dropped->hva.value - space.AddressOf(0)) / kPageSize;
+      const uint64_t count = dropped->size.value / kPageSize;
+      space.store_->MarkDirty(first, count);
+      for (uint64_t p = first; p < first + count; ++p) {
+        space.logged_write_[p].store(1, std::memory_order_relaxed);
+      }
+    }
+    MutexLock lock(&space.mu_);
+    space.memslots_ = published;
+    for (const auto& o : space.observers_) observers.push_back(o.second);
+  }
+  for (const HostAddressSpace::MemslotObserver& o : observers) o(*published);
+  return absl::OkStatus();
+}
+
 void HostWindow::RunHook(const HostAddressSpace& space, WindowPoint point,
                          const notifier::Range& range) {
   if (space.options_.window_hook) space.options_.window_hook(point, range);
@@ -149,20 +189,6 @@ absl::Status HostWindow::SetProtection(PageProtection prot) {
     space_->user_prot_[p].store(static_cast<uint8_t>(prot), std::memory_order_relaxed);
   }
   return absl::OkStatus();
-}
-
-absl::Status HostWindow::DeleteSlot(const GuestMemorySlot& slot) {
-  MemslotControl* control = space_->options_.memslot_control;
-  return control != nullptr ? control->DeleteSlot(slot) : absl::OkStatus();
-}
-
-std::vector<HostAddressSpace::MemslotObserver> HostWindow::PublishMemslots(
-    std::shared_ptr<const MemslotTable> table) {
-  std::vector<HostAddressSpace::MemslotObserver> observers;
-  MutexLock lock(&space_->mu_);
-  space_->memslots_ = std::move(table);
-  for (const auto& o : space_->observers_) observers.push_back(o.second);
-  return observers;
 }
 
 }  // namespace mmuvisor::vmm

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "notifier/invalidation_guard.h"
 #include "notifier/range.h"
@@ -42,8 +43,8 @@ enum class WindowMode : uint8_t {
   kNonBlockable,  // waits for nothing: Unavailable where it would
 };
 
-// Every page of RAM held (Unmap; KVM's rule for memslot updates): waits until no window is
-// open and keeps new ones out until Release() or destruction.
+// Every page of RAM held (memslot changes, KVM's rule: unmap.h, memslot_change.h): waits
+// until no window is open and keeps new ones out until Release() or destruction.
 class AllPagesHeld {
  public:
   explicit AllPagesHeld(HostAddressSpace& space);
@@ -52,6 +53,22 @@ class AllPagesHeld {
   AllPagesHeld& operator=(const AllPagesHeld&) = delete;
   void Release();  // once; later calls do nothing
   HostAddressSpace& space() const { return *space_; }
+
+  // `slot` as the hypervisor gets it: host address of its first page, and
+  // KVM_MEM_LOG_DIRTY_PAGES added when a dirty log is attached. InvalidArgument when its
+  // pages are not inside RAM.
+  absl::StatusOr<GuestMemorySlot> SlotOf(const RamSlot& slot) const;
+  // One memslot change (KVM_SET_USER_MEMORY_REGION), under the dirty-log lock so that no
+  // harvest meets a half-changed table: `change` with the MemslotControl (null when none
+  // is attached), then `next` published. `dropped` (may be null) is the slot the change
+  // deletes or moves: with a dirty log, its pages are then marked written, since the
+  // hypervisor forgets the slot's log with it and a guest store just before the change
+  // must still be written back. The memslot observers run last, on this thread, every
+  // page still held: once a window can open again, no secondary MMU translates through a
+  // slot the hypervisor dropped.
+  absl::Status ChangeMemslots(const GuestMemorySlot* dropped,
+                              absl::FunctionRef<absl::Status(MemslotControl*)> change,
+                              MemslotTable next);
 
  private:
   HostAddressSpace* space_;
@@ -92,12 +109,6 @@ class HostWindow {
   absl::Status MapReadOnly();
   // mprotect to `prot` and record it as the owner's protection of every page (Protect).
   absl::Status SetProtection(PageProtection prot);
-  // Unmap: the slot deleted through the MemslotControl (none attached: nothing to do).
-  absl::Status DeleteSlot(const GuestMemorySlot& slot);
-  // Unmap: publishes `table` as the space's memslots; returns the observers to run once
-  // the pages are released.
-  std::vector<HostAddressSpace::MemslotObserver> PublishMemslots(
-      std::shared_ptr<const MemslotTable> table);
 
   // The space's statistics and OOM options, for the operations (also outside a window).
   static HostCounters& CountersOf(HostAddressSpace& space) {

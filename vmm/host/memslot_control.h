@@ -16,7 +16,8 @@ namespace mmuvisor::vmm {
 class MemslotControl {
  public:
   virtual ~MemslotControl() = default;
-  // Makes `slot` visible to the guest. REQUIRES: the host range stays mapped until
+  // Makes `slot` visible to the guest; for a slot id already set (same host range and
+  // size), moves it to slot.gpa (KVM_MR_MOVE). REQUIRES: the host range stays mapped until
   // DeleteSlot(slot) returns.
   virtual absl::Status SetSlot(const GuestMemorySlot& slot) = 0;
   // Removes `slot` (KVM: size 0). After it returns the guest cannot reach the host range.

@@ -1,9 +1,7 @@
-// Unmap (unmap.h): every page held, then one kUnmap window deletes the memslot and
-// publishes the new table; the memslot observers run after the pages are released.
+// Unmap (unmap.h): every page held, then the slot's log harvested, one kUnmap window
+// deletes the memslot, the new table is published and the observers run.
 #include "vmm/host/unmap.h"
 
-#include <algorithm>
-#include <memory>
 #include <vector>
 
 #include "absl/strings/str_format.h"
@@ -12,20 +10,6 @@
 #include "vmm/host/host_window.h"
 
 namespace mmuvisor::vmm {
-namespace {
-
-// The memslots without `slot_id`.
-absl::StatusOr<std::shared_ptr<const MemslotTable>> TableWithout(const MemslotTable& table,
-                                                                 uint32_t slot_id) {
-  std::vector<GuestMemorySlot> rest;
-  for (const GuestMemorySlot& s : table.slots()) {
-    if (s.slot != slot_id) rest.push_back(s);
-  }
-  MMUVISOR_ASSIGN_OR_RETURN(MemslotTable next, MemslotTable::Create(std::move(rest)));
-  return std::make_shared<const MemslotTable>(std::move(next));
-}
-
-}  // namespace
 
 absl::Status Unmap(HostAddressSpace& space, uint32_t slot_id) {
   // KVM's rule: a memslot change waits until no invalidation window is open, and no new
@@ -35,35 +19,31 @@ absl::Status Unmap(HostAddressSpace& space, uint32_t slot_id) {
     return absl::FailedPreconditionError(
         "HostAddressSpace::Unmap: the address space was torn down");
   }
-  std::shared_ptr<const MemslotTable> table = space.memslots();
-  const auto& slots = table->slots();
-  auto it = std::find_if(slots.begin(), slots.end(),
-                         [&](const GuestMemorySlot& s) { return s.slot == slot_id; });
-  if (it == slots.end()) {
+  const std::shared_ptr<const MemslotTable> table = space.memslots();
+  const GuestMemorySlot* found = table->FindId(slot_id);
+  if (found == nullptr) {
     return absl::NotFoundError(absl::StrFormat("HostAddressSpace::Unmap: no memslot %d", slot_id));
   }
-  const GuestMemorySlot victim = *it;
+  const GuestMemorySlot victim = *found;
+  std::vector<GuestMemorySlot> rest;
+  for (const GuestMemorySlot& s : table->slots()) {
+    if (s.slot != slot_id) rest.push_back(s);
+  }
+  MMUVISOR_ASSIGN_OR_RETURN(MemslotTable next, MemslotTable::Create(std::move(rest)));
   const PageRange range{(victim.hva.value - space.AddressOf(0)) / kPageSize,
                         victim.size.value / kPageSize};
-  MMUVISOR_ASSIGN_OR_RETURN(HostWindow window,
-                            HostWindow::OpenHeld(held, range, notifier::Event::kUnmap));
-  absl::Status status = window.DeleteSlot(victim);
-  std::shared_ptr<const MemslotTable> published;
-  std::vector<HostAddressSpace::MemslotObserver> observers;
-  if (status.ok()) {
-    absl::StatusOr<std::shared_ptr<const MemslotTable>> next = TableWithout(*table, slot_id);
-    if (next.ok()) {
-      published = *std::move(next);
-      observers = window.PublishMemslots(published);
-    } else {
-      status = next.status();
-    }
-  }
-  (void)window.Close();
-  MMUVISOR_RETURN_IF_ERROR(status);
+  MMUVISOR_RETURN_IF_ERROR(held.ChangeMemslots(
+      &victim,
+      [&](MemslotControl* control) -> absl::Status {
+        MMUVISOR_ASSIGN_OR_RETURN(HostWindow window,
+                                  HostWindow::OpenHeld(held, range, notifier::Event::kUnmap));
+        const absl::Status deleted =
+            control != nullptr ? control->DeleteSlot(victim) : absl::OkStatus();
+        (void)window.Close();  // a kUnmap window restores no protection
+        return deleted;
+      },
+      std::move(next)));
   HostCounters::Add(HostWindow::CountersOf(space).unmaps, 1);
-  held.Release();
-  for (const HostAddressSpace::MemslotObserver& o : observers) o(*published);
   return absl::OkStatus();
 }
 

@@ -59,18 +59,6 @@ absl::StatusOr<MemslotTable> MemslotTable::Create(std::vector<GuestMemorySlot> s
                                                Describe(slots[i - 1])));
     }
   }
-  // Host ranges: sort a copy by hva and check neighbours.
-  std::vector<const GuestMemorySlot*> by_hva;
-  by_hva.reserve(slots.size());
-  for (const GuestMemorySlot& s : slots) by_hva.push_back(&s);
-  std::sort(by_hva.begin(), by_hva.end(),
-            [](const GuestMemorySlot* a, const GuestMemorySlot* b) { return a->hva < b->hva; });
-  for (size_t i = 1; i < by_hva.size(); ++i) {
-    if (by_hva[i]->hva < by_hva[i - 1]->hva + by_hva[i - 1]->size) {
-      return Invalid(*by_hva[i], absl::StrFormat("host range overlaps memslot %s",
-                                                 Describe(*by_hva[i - 1])));
-    }
-  }
   return MemslotTable(std::move(slots));
 }
 
@@ -80,6 +68,13 @@ const GuestMemorySlot* MemslotTable::Find(Gpa gpa) const {
                              [](Gpa g, const GuestMemorySlot& s) { return g < s.end(); });
   if (it == slots_.end() || gpa < it->gpa) return nullptr;
   return &*it;
+}
+
+const GuestMemorySlot* MemslotTable::FindId(uint32_t slot) const {
+  for (const GuestMemorySlot& s : slots_) {
+    if (s.slot == slot) return &s;
+  }
+  return nullptr;
 }
 
 std::optional<Hva> MemslotTable::Translate(Gpa gpa, ByteSize size) const {
@@ -105,12 +100,22 @@ std::optional<Hva> MemslotTable::Translate(Gpa gpa, ByteSize size) const {
 }
 
 std::optional<Gpa> MemslotTable::Reverse(Hva hva) const {
-  for (const GuestMemorySlot& s : slots_) {
+  for (const GuestMemorySlot& s : slots_) {  // sorted by gpa: the first is the lowest
     if (hva >= s.hva && hva.value - s.hva.value < s.size.value) {
       return s.gpa + ByteSize{hva.value - s.hva.value};
     }
   }
   return std::nullopt;
+}
+
+std::vector<Gpa> MemslotTable::GpasOf(Hva hva) const {
+  std::vector<Gpa> gpas;
+  for (const GuestMemorySlot& s : slots_) {
+    if (hva >= s.hva && hva.value - s.hva.value < s.size.value) {
+      gpas.push_back(s.gpa + ByteSize{hva.value - s.hva.value});
+    }
+  }
+  return gpas;
 }
 
 }  // namespace mmuvisor::vmm

@@ -7,8 +7,9 @@
 //     default 2^52, the x86-64 MAXPHYADDR ceiling);
 //   - size is at most KVM_MEM_MAX_NR_PAGES pages;
 //   - slot ids are unique and below `max_slots` (KVM_CAP_NR_MEMSLOTS);
-//   - guest ranges do not overlap (KVM would say EEXIST); host ranges do not overlap either
-//     (aliasing would make one guest write visible at two addresses).
+//   - guest ranges do not overlap (KVM would say EEXIST). Host ranges may overlap: that is
+//     an alias (`--aliases K`; KVM allows it too), one host page seen at several guest
+//     addresses, and a host-side change to it must reach every one of them (Reverse).
 // Slots are kept sorted by gpa. The table is immutable after creation: readers on any
 // thread work on this consistent snapshot; a change builds a new table.
 #ifndef MMUVISOR_VMM_MEMORY_MEMSLOT_TABLE_H_
@@ -45,12 +46,17 @@ class MemslotTable {
 
   // The slot holding gpa, if any.
   const GuestMemorySlot* Find(Gpa gpa) const;
+  // The slot with id `slot`, if any.
+  const GuestMemorySlot* FindId(uint32_t slot) const;
   // Host address of [gpa, gpa + size) if that whole range is guest memory contiguous on
   // the host: inside one slot, or running on into slots that continue it both in
   // guest-physical and in host addresses (RAM carved into slots). size 0 is allowed.
   std::optional<Hva> Translate(Gpa gpa, ByteSize size) const;
-  // The guest-physical address that maps host address hva, if any.
+  // The guest-physical address that maps host address hva, if any: the lowest, when
+  // aliases map it several times.
   std::optional<Gpa> Reverse(Hva hva) const;
+  // Every guest-physical address that maps hva (one per slot covering it), lowest first.
+  std::vector<Gpa> GpasOf(Hva hva) const;
 
   const std::vector<GuestMemorySlot>& slots() const { return slots_; }
 

@@ -1,4 +1,4 @@
-// MemslotTable validation: alignment, wrap-around, overlap (guest and host side), KVM
+// MemslotTable validation: alignment, wrap-around, guest overlap, host aliases, KVM
 // limits; and translation on a valid table.
 #include "vmm/memory/memslot_table.h"
 
@@ -43,11 +43,21 @@ TEST(MemslotTableTest, AdjacentGuestRangesDoNotOverlap) {
               IsOk());
 }
 
-TEST(MemslotTableTest, RejectsOverlappingHostRanges) {
-  EXPECT_THAT(MemslotTable::Create({Slot(0, 0, 2 * kMiB, 0x7f0000000000),
-                                    Slot(1, 8 * kMiB, 2 * kMiB, 0x7f0000100000)}),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("host range overlaps memslot slot=0")));
+// Aliases (`--aliases K`): slots over the same host pages at other guest addresses, as
+// KVM allows and its mmu_stress_test does. Reverse gives the lowest gpa, GpasOf all.
+TEST(MemslotTableTest, AcceptsAliasesOfTheSameHostPages) {
+  ASSERT_OK_AND_ASSIGN(MemslotTable table,
+                       MemslotTable::Create({Slot(0, 0, 2 * kMiB, 0x7f0000000000),
+                                             Slot(1, 1024 * kMiB, 2 * kMiB, 0x7f0000000000),
+                                             Slot(2, 8 * kMiB, kMiB, 0x7f0000100000)}));
+  EXPECT_EQ(table.Translate(Gpa{1024 * kMiB + 16}, ByteSize{8}), Hva{0x7f0000000010});
+  EXPECT_EQ(table.Reverse(Hva{0x7f0000100010}), Gpa{kMiB + 16});
+  EXPECT_THAT(table.GpasOf(Hva{0x7f0000100010}),
+              ::testing::ElementsAre(Gpa{kMiB + 16}, Gpa{8 * kMiB + 16},
+                                     Gpa{1025 * kMiB + 16}));
+  EXPECT_THAT(table.GpasOf(Hva{0x7f0000000010}),
+              ::testing::ElementsAre(Gpa{16}, Gpa{1024 * kMiB + 16}));
+  EXPECT_TRUE(table.GpasOf(Hva{0x7f0000200000}).empty());
 }
 
 TEST(MemslotTableTest, RejectsMisalignment) {
