@@ -21,7 +21,7 @@ absl::StatusOr<BootPlan> PrepareGuest(const GuestRamView& ram, absl::Span<const 
   if (!layout.ok()) return layout.status();
   plan.layout = *layout;
   if (plan.image.mode == BootMode::kLong64) {
-    absl::StatusOr<uint64_t> cr3 = BuildIdentityPageTables(ram);
+    absl::StatusOr<uint64_t> cr3 = BuildIdentityPageTables(ram, options.identity_windows);
     if (!cr3.ok()) return cr3.status();
     plan.cr3 = *cr3;
     MMUVISOR_RETURN_IF_ERROR(WriteGdtAndTss(ram, plan.layout));

@@ -17,6 +17,7 @@
 
 #include <array>
 #include <cstdint>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -25,6 +26,7 @@
 #include "vmm/boot/boot_layout.h"
 #include "vmm/boot/elf_loader.h"
 #include "vmm/boot/guest_ram.h"
+#include "vmm/boot/page_tables.h"
 #include "vmm/boot/x86_state.h"
 
 namespace mmuvisor::vmm {
@@ -37,6 +39,9 @@ struct BootOptions {
   std::array<uint64_t, MMV_BOOT_INFO_MAX_ARGS> args{};  // mmv_boot_info.args
   uint32_t nr_args = 0;  // mmv_boot_info.nr_args: how many of args the user gave
   TrType tr_type = TrType::kBusy;  // TR's cached type for this host (x86_state.h)
+  // Guest-physical windows beyond RAM the page tables also map one-to-one (aliases of RAM,
+  // the spare slot of memslot churn; page_tables.h).
+  std::vector<IdentityWindow> identity_windows;
   ElfLoadLimits limits;
 };
 

@@ -54,9 +54,22 @@ uint64_t ChildTable(const GuestRamView& ram, TableAllocator& alloc, uint64_t par
   return child;
 }
 
+constexpr uint64_t kWindowLimit = 1ull << 46;
+
+absl::Status CheckWindow(const GuestRamView& ram, const IdentityWindow& w) {
+  if (w.size == 0 || w.gpa % kLargePageSize != 0 || w.size % kLargePageSize != 0 ||
+      w.gpa < ram.size || w.gpa > kWindowLimit || w.size > kWindowLimit - w.gpa) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "page tables: window [%#x, +%#x) must be non-empty, 2 MiB aligned, above guest RAM "
+        "(%#x) and below %#x", w.gpa, w.size, ram.size, kWindowLimit));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
-absl::StatusOr<uint64_t> BuildIdentityPageTables(const GuestRamView& ram) {
+absl::StatusOr<uint64_t> BuildIdentityPageTables(const GuestRamView& ram,
+                                                 absl::Span<const IdentityWindow> windows) {
   if (ram.size == 0 || ram.size % kPageSize != 0) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "page tables: guest RAM size %#x is not a non-zero multiple of 4 KiB", ram.size));
@@ -68,8 +81,13 @@ absl::StatusOr<uint64_t> BuildIdentityPageTables(const GuestRamView& ram) {
   }
   // Count first, so an oversized RAM is rejected before anything is written.
   const bool ragged_tail = ram.size % kLargePageSize != 0 && ram.size > kLargePageSize;
-  const uint64_t pages_needed = 1 + DivRoundUp(ram.size, kPml4Span) +
-                                DivRoundUp(ram.size, kGiB) + 1 + (ragged_tail ? 1 : 0);
+  uint64_t pages_needed = 1 + DivRoundUp(ram.size, kPml4Span) + DivRoundUp(ram.size, kGiB) +
+                          1 + (ragged_tail ? 1 : 0);
+  for (const IdentityWindow& w : windows) {
+    if (absl::Status s = CheckWindow(ram, w); !s.ok()) return s;
+    // At most: a PDPT per 512 GiB crossed and a PD per GiB crossed.
+    pages_needed += DivRoundUp(w.size, kPml4Span) + 1 + DivRoundUp(w.size, kGiB) + 1;
+  }
   const uint64_t pages_available = (MMV_PAGE_TABLE_END_GPA - MMV_PAGE_TABLE_GPA) / kPageSize;
   if (pages_needed > pages_available) {
     return absl::ResourceExhaustedError(absl::StrFormat(
@@ -93,6 +111,13 @@ absl::StatusOr<uint64_t> BuildIdentityPageTables(const GuestRamView& ram) {
     for (uint64_t page = gpa; page < end; page += kPageSize) {
       if (page == 0) continue;
       StoreEntry(ram, pt, (page >> 12) & 511, page | kTableFlags);
+    }
+  }
+  for (const IdentityWindow& w : windows) {
+    for (uint64_t gpa = w.gpa; gpa < w.gpa + w.size; gpa += kLargePageSize) {
+      const uint64_t pdpt = ChildTable(ram, alloc, pml4, (gpa >> 39) & 511);
+      const uint64_t pd = ChildTable(ram, alloc, pdpt, (gpa >> 30) & 511);
+      StoreEntry(ram, pd, (gpa >> 21) & 511, gpa | kTableFlags | kPteLargePage);
     }
   }
   return pml4;

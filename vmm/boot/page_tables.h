@@ -8,6 +8,10 @@
 // table, so nothing beyond RAM is mapped. No 1 GiB pages (kvm_pvm's supported CPUID lacks PDPE1GB).
 // NX is not used (EFER.NXE stays clear).
 //
+// Extra windows (guest-physical ranges beyond RAM that memslots may cover: aliases of RAM,
+// a spare slot that comes and goes) are mapped one-to-one too, with 2 MiB pages, whether
+// or not a slot is there when the guest touches them (no slot: KVM exits to the VMM).
+//
 // Pure: writes guest RAM only. REQUIRES: no vCPU runs while the tables are built.
 #ifndef MMUVISOR_VMM_BOOT_PAGE_TABLES_H_
 #define MMUVISOR_VMM_BOOT_PAGE_TABLES_H_
@@ -15,6 +19,7 @@
 #include <cstdint>
 
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "vmm/boot/guest_ram.h"
 
 namespace mmuvisor::vmm {
@@ -26,11 +31,19 @@ inline constexpr uint64_t kPteUser = 1ull << 2;
 inline constexpr uint64_t kPteLargePage = 1ull << 7;  // PS bit in a PD entry: 2 MiB page
 inline constexpr uint64_t kPteAddressMask = 0x000ffffffffff000ull;
 
+// A guest-physical window [gpa, gpa + size) beyond RAM, mapped one-to-one.
+struct IdentityWindow {
+  uint64_t gpa = 0;
+  uint64_t size = 0;
+};
+
 // Builds the tables and returns CR3 (the PML4's guest-physical address, MMV_PAGE_TABLE_GPA).
 // Errors: InvalidArgument if ram.size is 0 or not a multiple of 4 KiB, or RAM does not reach
-// MMV_PAGE_TABLE_END_GPA; ResourceExhausted if RAM is too large for the page-table area
-// (about 237 GiB).
-absl::StatusOr<uint64_t> BuildIdentityPageTables(const GuestRamView& ram);
+// MMV_PAGE_TABLE_END_GPA, or a window is empty, not 2 MiB aligned, overlaps RAM or ends
+// above 2^46; ResourceExhausted if RAM and the windows need more tables than the area holds
+// (RAM alone: about 237 GiB).
+absl::StatusOr<uint64_t> BuildIdentityPageTables(const GuestRamView& ram,
+                                                 absl::Span<const IdentityWindow> windows = {});
 
 // Software walk of the tables built above, for tests and diagnostics: translates a guest
 // virtual address through the tables at `cr3`. Returns the physical address and sets

@@ -146,6 +146,31 @@ TEST(PageTablesTest, RejectsBadRamSizes) {
                        HasSubstr("does not cover the page-table area")));
 }
 
+// Windows beyond RAM (aliases, the churned spare slot) are identity mapped with 2 MiB
+// pages; what lies between them and RAM stays unmapped.
+TEST(PageTablesTest, MapsWindowsBeyondRam) {
+  SparseRam ram(64 * kMiB);
+  ASSERT_TRUE(ram.ok());
+  const IdentityWindow windows[] = {{1 * kGiB, 64 * kMiB}, {4 * kGiB, 2 * kMiB}};
+  ASSERT_OK_AND_ASSIGN(uint64_t cr3, BuildIdentityPageTables(ram.view(), windows));
+  for (uint64_t gva : {1 * kGiB, 1 * kGiB + 0x3008, 1 * kGiB + 64 * kMiB - 8, 4 * kGiB + 0x3000,
+                       64 * kMiB - 8}) {
+    ExpectIdentity(ram.view(), cr3, gva);
+  }
+  bool user = false;
+  for (uint64_t gva : {64 * kMiB, 1 * kGiB + 64 * kMiB, 4 * kGiB + 2 * kMiB, 5 * kGiB}) {
+    EXPECT_THAT(WalkPageTables(ram.view(), cr3, gva, &user),
+                StatusIs(absl::StatusCode::kNotFound, HasSubstr("not present")))
+        << std::hex << gva;
+  }
+  const IdentityWindow overlapping[] = {{32 * kMiB, 2 * kMiB}};
+  EXPECT_THAT(BuildIdentityPageTables(ram.view(), overlapping),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("above guest RAM")));
+  const IdentityWindow misaligned[] = {{kGiB + 4096, 2 * kMiB}};
+  EXPECT_THAT(BuildIdentityPageTables(ram.view(), misaligned),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("2 MiB aligned")));
+}
+
 TEST(PageTablesTest, WalkReportsTablesOutsideRam) {
   std::vector<uint8_t> bytes(2 * kMiB, 0);
   bool user = false;
