@@ -160,18 +160,20 @@ int64_t InvalidateState::active_invalidations() const {
   return active_invalidations_;
 }
 
-void InvalidateState::UpdateLayout(absl::FunctionRef<void()> publish) {
+bool InvalidateState::UpdateLayout(absl::FunctionRef<void()> publish, absl::Duration timeout) {
   // KVM sleeps on an rcuwait that the last end wakes. We poll (layout changes are rare),
   // which keeps ActiveInvalidationEnd() free of wake-ups. Like KVM, a storm of starts can
   // delay the update.
+  const absl::Time give_up = absl::Now() + timeout;
   for (;;) {
     {
       MutexLock lock(&active_mu_);
       if (active_invalidations_ == 0) {
         publish();  // under active_mu_: no start can begin until the layout is in place
-        return;
+        return true;
       }
     }
+    if (absl::Now() >= give_up) return false;
     absl::SleepFor(absl::Microseconds(20));
   }
 }

@@ -28,6 +28,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "mmu/types.h"
 #include "notifier/base/mutex.h"
 
@@ -105,9 +106,12 @@ class InvalidateState {
 
   // kvm_swap_active_memslots: waits until no invalidation is active, then runs `publish`
   // while holding active_mu_, so no start can begin until the new layout is in place.
+  // Unlike KVM, which would wait for ever, it gives up after `timeout` (a start whose end
+  // never comes: the legacy policy's leak) and returns false without publishing.
   // May sleep. REQUIRES: not called from inside a start/end callback (it would wait for
   // itself).
-  void UpdateLayout(absl::FunctionRef<void()> publish) ABSL_LOCKS_EXCLUDED(active_mu_);
+  bool UpdateLayout(absl::FunctionRef<void()> publish, absl::Duration timeout)
+      ABSL_LOCKS_EXCLUDED(active_mu_);
 
  private:
   static constexpr Gfn kNoRange = ~Gfn{0};

@@ -100,10 +100,18 @@ absl::Status SecondaryMmu::SetLayout(std::vector<MemorySlot> slots) {
   std::shared_ptr<const Layout> old;
   // kvm_swap_active_memslots: wait for open start/end windows, publish with the
   // invalidation lock held so no start can see a half-done update.
-  state_.UpdateLayout([&] {
-    MutexLock lock(&layout_mu_);
-    old = std::exchange(layout_, fresh);
-  });
+  const bool published = state_.UpdateLayout(
+      [&] {
+        MutexLock lock(&layout_mu_);
+        old = std::exchange(layout_, fresh);
+      },
+      options_.retry_timeout);
+  if (!published) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        "SecondaryMmu::SetLayout (", options_.name, "): ", state_.active_invalidations(),
+        " invalidation(s) still active after ", absl::FormatDuration(options_.retry_timeout),
+        " (a start whose end never came); layout not changed"));
+  }
   // Frames whose slot went away or changed: zap them inside a begin/end, so a fault that
   // resolved against the old slot fails RetryGfn (seq moved) and retries on the new one.
   std::vector<GfnRange> gone;

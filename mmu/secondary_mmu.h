@@ -89,7 +89,9 @@ class SecondaryMmu : public notifier::Subscription {
   // Replaces the layout (KVM: a memslot update). kInvalidArgument if slots overlap in
   // gfns, are empty, misaligned or overflow. Waits until no invalidation window is open,
   // then publishes and zaps (with a full begin/end, so in-flight faults retry) every
-  // frame whose slot went away or changed. REQUIRES: not called from a hub callback.
+  // frame whose slot went away or changed. kDeadlineExceeded (layout unchanged) when a
+  // window stays open for options.retry_timeout: KVM would wait for ever on a start whose
+  // end never comes. REQUIRES: not called from a hub callback.
   absl::Status SetLayout(std::vector<MemorySlot> slots) ABSL_LOCKS_EXCLUDED(mu_, layout_mu_);
 
   // KVM's page fault: map gfn for `access`, retrying while invalidations race with it.

@@ -7,6 +7,13 @@
  *      one OUT per chain, polls the statuses in memory and verifies every byte;
  *   3. sometimes gives MEMSTRESS_BALLOON_PAGES pages back (BALLOON ucall);
  *   4. sends one PROGRESS report (round, pages verified, digest, DMA ops, mismatches).
+ * With K aliases (args: RAM also at k * stride, k = 1..K) round r writes page p through
+ * alias (p + r) mod (K + 1) (0 = RAM itself) and verifies it in round r + 1 through the
+ * next one, so every check reads what another guest-physical view of the page wrote; the
+ * DMA chains name their copy's source and destination through aliases too. With a spare
+ * slot (args: the two windows where the VMM's memslot churn adds, moves and deletes an
+ * alias of RAM's first 2 MiB) every round reads the boot-info magic through both windows:
+ * it must be the magic (slot there) or all ones (no slot: the VMM's answer).
  * Mismatches are reported one by one (gpa, expected, found) up to MEMSTRESS_MISMATCH_CAP
  * per round, then summarised. Port I/O exits per round: DMA chains + balloon + progress
  * + mismatches, nothing per page. Runs at CPL3; no interrupts; stops when the round count
@@ -22,6 +29,8 @@
 struct state {
   uint32_t vcpu, nr_vcpus;
   uint64_t seed;
+  uint64_t aliases, alias_stride; /* K and where alias k starts (k * stride) */
+  uint64_t spare[2];              /* the spare slot's windows; 0 = none */
   struct memstress_layout layout;
   uint64_t round;
   uint64_t verified, digest, dma_ops, mismatches, reported_this_round, failed_dma;
@@ -40,12 +49,28 @@ static void mismatch(struct state* s, uint32_t source, uint64_t gpa, uint64_t wa
   }
 }
 
+/* Where this round reaches guest-physical `gpa` (in RAM) through alias `which` mod K + 1. */
+static uint64_t alias_of(const struct state* s, uint64_t gpa, uint64_t which) {
+  return gpa + (which % (s->aliases + 1)) * s->alias_stride;
+}
+
+static void probe_spare(struct state* s) {
+  for (int i = 0; i < 2; ++i) {
+    if (s->spare[i] == 0) continue;
+    const uint64_t gpa = s->spare[i] + MMV_BOOT_INFO_GPA; /* offset 0: the magic */
+    const uint64_t got = *(volatile uint64_t*)(uintptr_t)gpa;
+    if (got != MMV_BOOT_INFO_MAGIC && got != ~0ull) {
+      mismatch(s, MMV_MISMATCH_SPARE, gpa, MMV_BOOT_INFO_MAGIC, got);
+    }
+  }
+}
+
 static void verify_and_write(struct state* s, uint64_t prev_balloon) {
   const struct memstress_layout* l = &s->layout;
   for (uint64_t i = 0; i < l->work_pages; ++i) {
     const uint64_t page = memstress_page_at(s->seed, s->vcpu, s->round, i, l->work_pages);
     const uint64_t gpa = l->work_start + page * MEMSTRESS_PAGE;
-    volatile uint64_t* w = (volatile uint64_t*)(uintptr_t)gpa;
+    volatile uint64_t* w = (volatile uint64_t*)(uintptr_t)alias_of(s, gpa, page + s->round);
     const int ballooned = prev_balloon != ~0ull && page >= prev_balloon &&
                           page < prev_balloon + MEMSTRESS_BALLOON_PAGES;
     if (s->round > 1 && !ballooned) {
@@ -92,8 +117,11 @@ static int dma_batch(struct state* s, uint64_t batch) {
   const uint64_t len = COPY_PAGES * MEMSTRESS_PAGE;
   volatile struct mmv_dma_desc* d = (volatile struct mmv_dma_desc*)(uintptr_t)l->desc_page;
 
-  set_desc(&d[0], MMV_DMA_OP_COPY, src, dst, len, 0, l->desc_page + 64);
-  set_desc(&d[1], MMV_DMA_OP_CHECKSUM, src, 0, len, 0, l->desc_page + 128);
+  const uint64_t view = s->round + batch; /* the device's aliases for this chain */
+  set_desc(&d[0], MMV_DMA_OP_COPY, alias_of(s, src, view), alias_of(s, dst, view + 1), len, 0,
+           l->desc_page + 64);
+  set_desc(&d[1], MMV_DMA_OP_CHECKSUM, alias_of(s, src, view + 2), 0, len, 0,
+           l->desc_page + 128);
   set_desc(&d[2], MMV_DMA_OP_FILL, 0, fill_gpa, MEMSTRESS_PAGE, fill_value, 0);
   mmv_outl(MMV_PORT_DMA, (uint32_t)l->desc_page);
 
@@ -136,6 +164,11 @@ int mmv_main(uint32_t vcpu, uint64_t arg) {
   s.vcpu = vcpu;
   s.nr_vcpus = bi->nr_vcpus;
   s.seed = bi->seed;
+  s.aliases = bi->args[MMV_MEMSTRESS_ARG_ALIASES];
+  s.alias_stride = bi->args[MMV_MEMSTRESS_ARG_ALIAS_STRIDE];
+  if (s.alias_stride == 0) s.aliases = 0;
+  s.spare[0] = bi->args[MMV_MEMSTRESS_ARG_SPARE_A];
+  s.spare[1] = bi->args[MMV_MEMSTRESS_ARG_SPARE_B];
   const uint64_t rounds = bi->args[MMV_MEMSTRESS_ARG_ROUNDS];
   const uint64_t flags = bi->args[MMV_MEMSTRESS_ARG_FLAGS];
   if (memstress_layout_of(bi->free_start, bi->free_end, s.nr_vcpus, vcpu,
@@ -149,6 +182,7 @@ int mmv_main(uint32_t vcpu, uint64_t arg) {
     if (bi->args[MMV_MEMSTRESS_ARG_STOP] != 0) break;
     s.reported_this_round = 0;
     verify_and_write(&s, prev_balloon);
+    probe_spare(&s);
     if (flags & MMV_MEMSTRESS_F_DMA) {
       for (uint64_t b = 0; b < MEMSTRESS_DMA_BATCHES; ++b) {
         if (dma_batch(&s, b) != 0) break;

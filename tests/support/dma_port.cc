@@ -19,8 +19,7 @@ absl::StatusOr<std::unique_ptr<DmaPort>> DmaPort::Create(HostAddressSpace& space
   MMUVISOR_RETURN_IF_ERROR(space.hub().Register(*port->mmu_));
   dma::DeviceMmu* mmu = port->mmu_.get();
   port->observer_id_ = space.AddMemslotObserver([mmu](const MemslotTable& table) {
-    // Only fails on an invalid table.
-    (void)mmu->SetLayout(HostAddressSpace::SecondaryLayoutOf(table));
+    return mmu->SetLayout(HostAddressSpace::SecondaryLayoutOf(table));
   });
   return port;
 }

@@ -8,6 +8,17 @@ bool InRam(uint64_t addr, uint64_t len, uint64_t ram_size) {
   return addr <= ram_size && len <= ram_size - addr;
 }
 
+}  // namespace
+
+bool DmaAddressSpace::Contains(uint64_t addr, uint64_t len) const {
+  if (InRam(addr, len, ram_size)) return true;
+  if (aliases == 0 || alias_stride == 0 || addr < alias_stride) return false;
+  const uint64_t k = addr / alias_stride;
+  return k <= aliases && InRam(addr - k * alias_stride, len, ram_size);
+}
+
+namespace {
+
 bool Wraps(uint64_t addr, uint64_t len) { return addr > UINT64_MAX - len; }
 
 }  // namespace
@@ -37,7 +48,7 @@ absl::string_view DmaOpName(uint32_t op) {
   }
 }
 
-uint32_t ValidateDescriptor(const mmv_dma_desc& desc, uint64_t ram_size) {
+uint32_t ValidateDescriptor(const mmv_dma_desc& desc, const DmaAddressSpace& memory) {
   if (desc.magic != MMV_DMA_DESC_MAGIC) return MMV_DMA_STATUS_BAD_DESC;
   if (desc.op != MMV_DMA_OP_COPY && desc.op != MMV_DMA_OP_FILL &&
       desc.op != MMV_DMA_OP_CHECKSUM) {
@@ -55,8 +66,8 @@ uint32_t ValidateDescriptor(const mmv_dma_desc& desc, uint64_t ram_size) {
   if ((reads_src && Wraps(desc.src, desc.len)) || (writes_dst && Wraps(desc.dst, desc.len))) {
     return MMV_DMA_STATUS_WRAP;
   }
-  if ((reads_src && !InRam(desc.src, desc.len, ram_size)) ||
-      (writes_dst && !InRam(desc.dst, desc.len, ram_size))) {
+  if ((reads_src && !memory.Contains(desc.src, desc.len)) ||
+      (writes_dst && !memory.Contains(desc.dst, desc.len))) {
     return MMV_DMA_STATUS_OUT_OF_RANGE;
   }
   if (desc.op == MMV_DMA_OP_COPY && desc.src < desc.dst + desc.len &&
@@ -66,9 +77,9 @@ uint32_t ValidateDescriptor(const mmv_dma_desc& desc, uint64_t ram_size) {
   return MMV_DMA_STATUS_OK;
 }
 
-bool DescriptorAddressValid(uint64_t gpa, uint64_t ram_size) {
+bool DescriptorAddressValid(uint64_t gpa, const DmaAddressSpace& memory) {
   return gpa % MMV_DMA_DESC_ALIGN == 0 && !Wraps(gpa, sizeof(mmv_dma_desc)) &&
-         InRam(gpa, sizeof(mmv_dma_desc), ram_size);
+         memory.Contains(gpa, sizeof(mmv_dma_desc));
 }
 
 mmv_dma_desc MakeDescriptor(uint32_t op, uint64_t src, uint64_t dst, uint64_t len,

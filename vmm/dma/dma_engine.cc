@@ -133,13 +133,15 @@ void DmaEngine::Read(uint32_t /*vcpu*/, uint16_t /*offset*/, absl::Span<uint8_t>
 }
 
 void DmaEngine::ExecuteChain(uint64_t gpa) {
-  if (!DescriptorAddressValid(gpa, options_.ram_size)) {
+  const DmaAddressSpace memory(options_.ram_size, options_.ram_aliases, options_.alias_stride);
+  if (!DescriptorAddressValid(gpa, memory)) {
     Count(bad_doorbells_);
     Count(errors_unrequested_);
     Warn(absl::StrCat("DMA doorbell gpa=0x", absl::Hex(gpa),
                       ": not a descriptor address (must be ", MMV_DMA_DESC_ALIGN,
                       "-byte aligned inside guest RAM of 0x", absl::Hex(options_.ram_size),
-                      " bytes)"));
+                      " bytes", options_.ram_aliases > 0 ? " or one of its aliases" : "",
+                      ")"));
     return;
   }
   uint64_t cur = gpa;  // 0 is a valid first descriptor; as a `next` link it ends the chain
@@ -160,11 +162,11 @@ void DmaEngine::ExecuteChain(uint64_t gpa) {
     std::memcpy(&desc, words, sizeof(desc));
     Count(descriptors_);
 
-    uint32_t status = ValidateDescriptor(desc, options_.ram_size);
+    uint32_t status = ValidateDescriptor(desc, memory);
     const uint64_t next = desc.next;
     const bool next_ok =
         next == 0 || (index + 1 < MMV_DMA_MAX_CHAIN &&
-                      DescriptorAddressValid(next, options_.ram_size));
+                      DescriptorAddressValid(next, memory));
     if (status == MMV_DMA_STATUS_OK && !next_ok) status = MMV_DMA_STATUS_BAD_CHAIN;
     uint64_t result = 0;
     if (status == MMV_DMA_STATUS_OK) status = Run(cur, desc, &result);

@@ -7,7 +7,7 @@
 //
 // Untrusted input: a bad doorbell address (no descriptor can be read, so no status can be
 // written) or a bad descriptor is counted, kept in a short warning list, and never stops
-// the device. Nothing is written outside [0, ram_size).
+// the device. Nothing is written outside guest memory (RAM and its aliases).
 // Errors the guest asked for (MMV_DMA_FLAG_EXPECT_ERROR) are counted apart from the
 // others, which the stress verdict treats as device failures.
 //
@@ -41,6 +41,8 @@ namespace mmuvisor::vmm::dma {
 
 struct DmaEngineOptions {
   uint64_t ram_size = 0;       // guest RAM is [0, ram_size)
+  uint32_t ram_aliases = 0;    // and, for k = 1..ram_aliases, [k * alias_stride, + ram_size)
+  uint64_t alias_stride = 0;
   size_t queue_limit = 4096;   // doorbells beyond this are dropped (counted)
   size_t warnings_kept = 16;   // first warnings kept verbatim for the report
   std::function<void()> on_thread_start;  // runs first on the device thread (naming)

@@ -127,8 +127,10 @@ class HostAddressSpace final : public mmu::Primary, public GuestMemoryAccess {
   // Any memslot table as one (what a memslot observer hands to SecondaryMmu::SetLayout).
   static std::vector<mmu::MemorySlot> SecondaryLayoutOf(const MemslotTable& table);
   // After each memslot change (unmap.h, memslot_change.h), on the changing thread with
-  // every page still held: no window is open, none opens until the observers return.
-  using MemslotObserver = std::function<void(const MemslotTable&)>;
+  // every page still held: no window is open, none opens until the observers return. An
+  // observer's error (e.g. a secondary MMU that could not take the new layout) is the
+  // change's error; the change itself stays made.
+  using MemslotObserver = std::function<absl::Status(const MemslotTable&)>;
   int AddMemslotObserver(MemslotObserver observer) ABSL_LOCKS_EXCLUDED(mu_);
   void RemoveMemslotObserver(int id) ABSL_LOCKS_EXCLUDED(mu_);
   notifier::NotifierSubscriptions& hub() { return *hub_; }

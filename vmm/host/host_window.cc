@@ -115,8 +115,9 @@ absl::Status AllPagesHeld::ChangeMemslots(
     space.memslots_ = published;
     for (const auto& o : space.observers_) observers.push_back(o.second);
   }
-  for (const HostAddressSpace::MemslotObserver& o : observers) o(*published);
-  return absl::OkStatus();
+  absl::Status first;
+  for (const HostAddressSpace::MemslotObserver& o : observers) first.Update(o(*published));
+  return first;
 }
 
 void HostWindow::RunHook(const HostAddressSpace& space, WindowPoint point,

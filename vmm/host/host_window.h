@@ -65,7 +65,8 @@ class AllPagesHeld {
   // hypervisor forgets the slot's log with it and a guest store just before the change
   // must still be written back. The memslot observers run last, on this thread, every
   // page still held: once a window can open again, no secondary MMU translates through a
-  // slot the hypervisor dropped.
+  // slot the hypervisor dropped. Errors: `change`'s (nothing published), else the first
+  // observer's (the change is made and published; that observer may lag behind it).
   absl::Status ChangeMemslots(const GuestMemorySlot* dropped,
                               absl::FunctionRef<absl::Status(MemslotControl*)> change,
                               MemslotTable next);

@@ -29,26 +29,45 @@ absl::Status InputError(absl::Status status) {
   return status;
 }
 
-// MachineConfig::ram_slots: `n` slots over `pages` pages of RAM, contiguous and identity
-// mapped (slot i at gpa = its first page); the remainder spread one page each over the
-// first slots. Empty for one slot (HostAddressSpace's default: all RAM at gpa 0).
-absl::StatusOr<std::vector<RamSlot>> ContiguousRamSlots(uint64_t pages, uint32_t n) {
+// MachineConfig::ram_slots and ram_aliases: `n` slots over `pages` pages of RAM, contiguous
+// and identity mapped (slot i at gpa = its first page; the remainder spread one page each
+// over the first slots), then `aliases` slots over all of RAM at k * AliasStride.
+absl::StatusOr<std::vector<RamSlot>> RamSlots(uint64_t pages, uint32_t n, uint32_t aliases) {
   if (n == 0 || n > pages) {
     return InputError(absl::InvalidArgumentError(absl::StrFormat(
         "guest RAM in %u memslots: want 1 to one slot per page (%u pages)", n, pages)));
   }
   std::vector<RamSlot> slots;
-  if (n == 1) return slots;
   uint64_t first = 0;
   for (uint32_t i = 0; i < n; ++i) {
     const uint64_t count = pages / n + (i < pages % n ? 1 : 0);
     slots.push_back(RamSlot{i, Gpa{first * kPageSize}, first, count, 0});
     first += count;
   }
+  const uint64_t stride = AliasStride(ByteSize{pages * kPageSize});
+  for (uint32_t k = 1; k <= aliases; ++k) {
+    slots.push_back(RamSlot{n + k - 1, Gpa{k * stride}, 0, pages, 0});
+  }
   return slots;
 }
 
+// The page tables' windows beyond RAM: the aliases, then the owner's slot windows.
+std::vector<IdentityWindow> IdentityWindows(const MachineConfig& config) {
+  constexpr uint64_t k2MiB = 2ull << 20;
+  std::vector<IdentityWindow> windows;
+  const uint64_t stride = AliasStride(config.ram_size);
+  const uint64_t span = (config.ram_size.value + k2MiB - 1) / k2MiB * k2MiB;
+  for (uint32_t k = 1; k <= config.ram_aliases; ++k) windows.push_back({k * stride, span});
+  windows.insert(windows.end(), config.slot_windows.begin(), config.slot_windows.end());
+  return windows;
+}
+
 }  // namespace
+
+uint64_t AliasStride(ByteSize ram_size) {
+  constexpr uint64_t kGiB = 1ull << 30;
+  return (ram_size.value + kGiB - 1) / kGiB * kGiB;
+}
 
 bool IsInputError(const absl::Status& status) {
   absl::optional<absl::Cord> payload = status.GetPayload(kErrorClassUrl);
@@ -81,9 +100,8 @@ absl::Status Machine::Init(absl::Span<const uint8_t> elf) {
   HostAddressSpaceOptions options = config_.host;
   options.ram_bytes = config_.ram_size.value;
   options.backing = config_.backing;
-  MMUVISOR_ASSIGN_OR_RETURN(options.slots,
-                            ContiguousRamSlots(config_.ram_size.value / kPageSize,
-                                               config_.ram_slots));
+  MMUVISOR_ASSIGN_OR_RETURN(options.slots, RamSlots(config_.ram_size.value / kPageSize,
+                                                     config_.ram_slots, config_.ram_aliases));
   options.memslot_control = nullptr;  // attached in SetUpKvm, once the VM exists
   options.dirty_log = nullptr;
   options.dirty_probe = nullptr;
@@ -120,6 +138,7 @@ absl::Status Machine::Init(absl::Span<const uint8_t> elf) {
   boot.flags = config_.boot_flags;
   boot.args = config_.boot_args;
   boot.nr_args = config_.nr_boot_args;
+  boot.identity_windows = IdentityWindows(config_);
   // TR's cached type: busy everywhere (VMX requires it) except on SVM, where QEMU's TCG
   // checks the I/O bitmap only for an available TSS (x86_state.h, TrType).
   boot.tr_type = DetectKvmHost().flavour == KvmFlavour::kSvm ? TrType::kAvailable

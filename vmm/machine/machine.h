@@ -106,7 +106,14 @@ struct MachineFaultStats {
   uint64_t faults = 0;            // memory faults the vCPUs reported to the Machine
   uint64_t retries = 0;           // resolved by waiting for a window and re-entering
   uint64_t protected_writes = 0;  // guest writes to host-protected memory
+  // Guest accesses to a MachineConfig::slot_windows window while no memslot was there
+  // (completed as a bus completes an access to nothing: reads all ones, writes dropped).
+  uint64_t absent_accesses = 0;
 };
+
+// Where alias k (1..K) of guest RAM starts: k * AliasStride(ram_size), RAM rounded up
+// to 1 GiB (MachineConfig::ram_aliases).
+uint64_t AliasStride(ByteSize ram_size);
 
 struct MachineConfig {
   std::string kvm_path = std::string(kDefaultKvmPath);
@@ -128,6 +135,17 @@ struct MachineConfig {
   // boot layout and the guest see one flat RAM; KVM, the dirty log and every secondary MMU
   // see N slots. 1 to the pages of RAM and to KVM_CAP_NR_MEMSLOTS (an input error beyond).
   uint32_t ram_slots = 1;
+  // Aliases of guest RAM (`--aliases K`, KVM's mmu_stress_test layout): K more memslots
+  // over all of RAM's host pages, alias k at guest-physical k * AliasStride(ram_size), ids
+  // ram_slots .. ram_slots + K - 1, mapped one-to-one in the guest's page tables. A host
+  // operation on a page reaches every alias (vmm/host/README.md).
+  uint32_t ram_aliases = 0;
+  // Guest-physical windows (2 MiB aligned, beyond RAM and the aliases) where a memslot may
+  // come and go while the guest runs (memslot churn: vmm/host/memslot_change.h). Mapped in
+  // the guest's page tables; a guest access while no slot is there is counted
+  // (fault_stats().absent_accesses) and completed as a bus completes an access to nothing
+  // (reads all ones, writes dropped) instead of stopping the VM.
+  std::vector<IdentityWindow> slot_windows;
   // The host address space. Machine sets ram_bytes/backing (from ram_size/backing),
   // slots (from ram_slots), memslot_control, dirty_log, dirty_probe,
   // attach_hypervisor_later and
@@ -238,6 +256,8 @@ class Machine : private UcallHandler, private GuestFaultHandler {
   WindowToken BeforeEntry() override;
   GuestFaultAction OnGuestFault(uint32_t vcpu, const GuestFault& fault, kvm_run& run,
                                 const std::atomic<bool>& stop_requested) override;
+  // Whether [gpa, gpa + len) lies in one of config_.slot_windows.
+  bool InSlotWindow(Gpa gpa, uint32_t len) const;
   GuestFaultAction OnMmioFault(uint32_t vcpu, const GuestFault& fault, kvm_run& run,
                                const std::atomic<bool>& stop_requested);
   GuestFaultAction ActionFor(uint32_t vcpu, const GuestFaultVerdict& verdict,
@@ -267,6 +287,7 @@ class Machine : private UcallHandler, private GuestFaultHandler {
   std::atomic<uint64_t> faults_{0};             // relaxed: statistic
   std::atomic<uint64_t> fault_retries_{0};      // relaxed: statistic
   std::atomic<uint64_t> protected_writes_{0};   // relaxed: statistic
+  std::atomic<uint64_t> absent_accesses_{0};    // relaxed: statistic
 
   Mutex join_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   mutable Mutex mu_;

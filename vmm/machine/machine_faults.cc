@@ -16,7 +16,8 @@ constexpr absl::Duration kWindowWaitSlice = absl::Milliseconds(20);
 MachineFaultStats Machine::fault_stats() const {
   return MachineFaultStats{faults_.load(std::memory_order_relaxed),
                            fault_retries_.load(std::memory_order_relaxed),
-                           protected_writes_.load(std::memory_order_relaxed)};
+                           protected_writes_.load(std::memory_order_relaxed),
+                           absent_accesses_.load(std::memory_order_relaxed)};
 }
 
 WindowToken Machine::BeforeEntry() {
@@ -113,10 +114,28 @@ GuestFaultAction Machine::OnGuestFault(uint32_t vcpu, const GuestFault& fault, k
   return action;
 }
 
+bool Machine::InSlotWindow(Gpa gpa, uint32_t len) const {
+  for (const IdentityWindow& w : config_.slot_windows) {
+    if (gpa.value >= w.gpa && gpa.value - w.gpa < w.size && len <= w.size - (gpa.value - w.gpa)) {
+      return true;
+    }
+  }
+  return false;
+}
+
 GuestFaultAction Machine::OnMmioFault(uint32_t vcpu, const GuestFault& fault, kvm_run& run,
                                       const std::atomic<bool>& /*stop_requested*/) {
   const uint32_t len = run.mmio.len;
   const Gpa gpa{run.mmio.phys_addr};
+  if (len != 0 && len <= sizeof(run.mmio.data) && InSlotWindow(gpa, len) &&
+      !space_->ContainsGuestRange(gpa, ByteSize{len})) {
+    // A churned slot is absent: what a bus answers for nothing there.
+    absent_accesses_.fetch_add(1, std::memory_order_relaxed);
+    if (run.mmio.is_write == 0) std::memset(run.mmio.data, 0xff, len);
+    GuestFaultAction reenter;
+    reenter.kind = GuestFaultAction::kReenter;
+    return reenter;
+  }
   if (len == 0 || len > sizeof(run.mmio.data) || !space_->ContainsGuestRange(gpa, ByteSize{len})) {
     GuestFaultAction not_mine;
     not_mine.kind = GuestFaultAction::kNotMine;  // a real stray MMIO: the ExitHandler's

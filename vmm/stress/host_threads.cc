@@ -66,6 +66,13 @@ absl::Status HostThreadGuest::Create() {
     return absl::InvalidArgumentError(absl::StrCat(
         "--slots ", options_.ram_slots, ": host-thread runs have no memslots (KVM runs only)"));
   }
+  if (options_.aliases != 0 || options_.memslot_churn != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        options_.aliases != 0 ? "--aliases " : "--memslot-churn ",
+        options_.aliases != 0 ? absl::StrCat(options_.aliases)
+                              : absl::StrCat(options_.memslot_churn),
+        ": host-thread runs have no memslots (KVM runs only)"));
+  }
   if (options_.dirty_log != DirtyLogSource::kBitmap) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--dirty ", DirtyLogSourceName(options_.dirty_log),

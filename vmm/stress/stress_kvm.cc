@@ -35,6 +35,9 @@ namespace {
 // With --rounds the guest stops by itself; it gets this long beyond --duration (a --rounds
 // run is bounded by its rounds, not by --duration: README "Bounded run time").
 constexpr absl::Duration kRoundsGrace = absl::Seconds(60);
+// The churned spare slot: an alias of RAM's first 2 MiB (one 2 MiB page in the guest's
+// page tables per window).
+constexpr uint64_t kSpareBytes = 2ull << 20;
 
 // Why the vCPUs did not end as a finished workload, or "" when they did. A vCPU that
 // RequestStop stopped (the guest overran the grace period) is a problem too.
@@ -93,6 +96,8 @@ class KvmGuest final : public StressGuest {
   uint64_t free_end() const override { return free_end_; }
   absl::Duration default_fault_timeout() const override { return kKvmDefaultFaultTimeout; }
   absl::Duration rounds_grace() const override { return kRoundsGrace; }
+  uint64_t alias_stride() const override { return AliasStride(ByteSize{mem_bytes_}); }
+  std::optional<SpareSlot> spare_slot() const override;
   absl::Status Wire(const GuestWiring&) override { return absl::OkStatus(); }  // KVM's MMU
   absl::Status Connect(dma::DmaEngine& engine) override;
   absl::Status Start() override;
@@ -110,6 +115,10 @@ class KvmGuest final : public StressGuest {
 
  private:
   absl::Status CheckOptions() const;
+  // The spare slot's windows (--memslot-churn): past RAM and its aliases, 2 MiB each.
+  Gpa SpareWindow(int which) const {
+    return Gpa{(options_.aliases + 1 + static_cast<uint64_t>(which)) * alias_stride()};
+  }
   MachineConfig Config();
   // Boot arguments in, the workload's memory out; InvalidArgument if too small.
   absl::Status LayOutGuest();
@@ -169,6 +178,10 @@ MachineConfig KvmGuest::Config() {
   config.host.hub.policy = options_.policy;
   config.dirty_log = options_.dirty_log;
   config.ram_slots = options_.ram_slots;
+  config.ram_aliases = options_.aliases;
+  if (options_.memslot_churn > 0) {
+    config.slot_windows = {{SpareWindow(0).value, kSpareBytes}, {SpareWindow(1).value, kSpareBytes}};
+  }
   config.host.page_server_threads = static_cast<int>(options_.vcpus);
   // No config.reclaim: the rig runs the reclaim driver, as in host-thread runs.
   return config;
@@ -197,6 +210,12 @@ absl::Status KvmGuest::LayOutGuest() {
   args[MMV_MEMSTRESS_ARG_ROUNDS] = options_.rounds;
   args[MMV_MEMSTRESS_ARG_FLAGS] = (options_.dma ? MMV_MEMSTRESS_F_DMA : 0u) |
                                   (options_.balloon ? MMV_MEMSTRESS_F_BALLOON : 0u);
+  args[MMV_MEMSTRESS_ARG_ALIASES] = options_.aliases;
+  args[MMV_MEMSTRESS_ARG_ALIAS_STRIDE] = options_.aliases > 0 ? alias_stride() : 0;
+  if (options_.memslot_churn > 0) {
+    args[MMV_MEMSTRESS_ARG_SPARE_A] = SpareWindow(0).value;
+    args[MMV_MEMSTRESS_ARG_SPARE_B] = SpareWindow(1).value;
+  }
   MMUVISOR_RETURN_IF_ERROR(WriteBootArgs(*machine_, args));
   free_start_ = boot_info->free_start;
   free_end_ = std::min<uint64_t>(boot_info->free_end, mem_bytes_);
@@ -212,6 +231,15 @@ absl::Status KvmGuest::LayOutGuest() {
         free, "a hostile arena beside ", options_.vcpus - 1, " verifying vCPU(s)"));
   }
   return absl::OkStatus();
+}
+
+std::optional<SpareSlot> KvmGuest::spare_slot() const {
+  if (options_.memslot_churn <= 0) return std::nullopt;
+  // After RAM's slots and the aliases; RAM's first 2 MiB (boot info included, which the
+  // guest reads through it).
+  return SpareSlot{options_.ram_slots + options_.aliases, 0,
+                   std::min<uint64_t>(kSpareBytes, mem_bytes_) / kPageSize, SpareWindow(0),
+                   SpareWindow(1)};
 }
 
 absl::Status KvmGuest::Connect(dma::DmaEngine& engine) {
@@ -266,6 +294,7 @@ absl::Status KvmGuest::Collect(StressRun& run) {
   r.guest_mismatches = reports_.mismatches();
   r.first_mismatches = reports_.first_mismatches();
   r.memslots = machine_->host().memslots()->slots().size();
+  r.absent_slot_accesses = machine_->fault_stats().absent_accesses;
   if (const KvmDirtyRingLog* ring = machine_->dirty_ring();
       ring != nullptr && r.dirty_log != "write-back") {
     const DirtyRingStats s = ring->stats();

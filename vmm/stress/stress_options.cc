@@ -219,6 +219,16 @@ void AddRunFlags(CLI::App& app, StressLine& line) {
   AddFlag(app, "--slots", "N",
           "KVM runs: guest RAM as N memslots (default 1), up to what KVM\n"
           "allows", kLast, &o.ram_slots, cmdline::ParseSlots);
+  AddFlag(app, "--aliases", "K",
+          "KVM runs: guest RAM also at K more guest-physical ranges (one\n"
+          "memslot each over the same pages; default 0, at most 8); the\n"
+          "guest writes through one and verifies through another",
+          kLast, &o.aliases,
+          [](absl::string_view text) { return cmdline::ParseCount(text, 0, 8); });
+  AddFlag(app, "--memslot-churn", "R",
+          "KVM runs: spare-slot changes per second while the guest runs\n"
+          "(add, move, delete in turn; default 0 = none)",
+          kLast, &o.memslot_churn, Rate);
   AddFlag(app, "--dirty", "LOG",
           "KVM runs: bitmap (default), ring (KVM's dirty ring; an error\n"
           "where KVM lacks it) or auto (the ring where it passes a self-check)",
@@ -280,6 +290,11 @@ absl::Status CheckCombination(const StressOptions& o) {
       (!o.hostile_log_path.empty() || o.hostile_hits_verifier_for_testing)) {
     return Bad(!o.hostile_log_path.empty() ? "--hostile-log" : "--test-hostile-hits-verifier",
                o.hostile_log_path, "only with --guest hostile");
+  }
+  if (o.aliases > 0 && o.dma_path == DmaPath::kMirror) {
+    return Bad("--aliases", absl::StrCat(o.aliases),
+               "not with --dma-path mirror (the mirror reaches guest RAM by offset, not "
+               "through the memslots an alias is)");
   }
   if (o.delay_probability > 0 && o.delay > o.duration) {
     return Bad("--delay", absl::FormatDuration(o.delay),

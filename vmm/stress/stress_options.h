@@ -66,6 +66,12 @@ struct StressOptions {
   DirtyLogSource dirty_log = DirtyLogSource::kBitmap;
   // --slots (KVM runs): guest RAM as this many memslots.
   uint32_t ram_slots = 1;
+  // --aliases (KVM runs): K more memslots over all of guest RAM (MachineConfig::ram_aliases);
+  // the guest writes through one view of a page and verifies through another.
+  uint32_t aliases = 0;
+  // --memslot-churn (KVM runs): spare-slot changes per second (add, move, delete, in
+  // turn) while the guest runs; 0 = none (memslot_churn.h).
+  double memslot_churn = 0;
   // The guest: memstress on every vCPU, or hostile (vCPU 0 runs seeded hostile records,
   // the others memstress; KVM only, >= 2 vCPUs). The KVM tests also run dmahostile.
   std::string guest = "memstress";

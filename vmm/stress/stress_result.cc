@@ -15,6 +15,7 @@ const char* MismatchSourceName(uint32_t source) {
     case MMV_MISMATCH_DMA_COPY: return "dma-copy";
     case MMV_MISMATCH_DMA_FILL: return "dma-fill";
     case MMV_MISMATCH_DMA_CHECKSUM: return "dma-checksum";
+    case MMV_MISMATCH_SPARE: return "spare-slot";
     default: return "unknown";
   }
 }
@@ -61,6 +62,11 @@ void DecideVerdict(StressResult& result) {
     result.failures.push_back(absl::StrCat(result.dma_errors_unrequested,
                                            " DMA error(s) the guest did not ask for"));
   }
+  if (result.churn_failures > 0) {
+    result.failures.push_back(absl::StrCat(result.churn_failures,
+                                           " memslot change(s) of the churn failed, first: ",
+                                           result.first_churn_failure));
+  }
   if (!result.workload_ok) {
     result.failures.push_back(absl::StrCat("workload failed: ", result.workload_problem));
   } else if (result.guest_pages_verified == 0) {
@@ -100,6 +106,12 @@ std::string FormatReport(const StressResult& r) {
                     r.dirty_ring_full_exits, " ring-full exits)");
   }
   absl::StrAppend(&out, "\n");
+  if (r.aliases > 0 || r.churn_adds + r.churn_moves + r.churn_deletes + r.churn_failures > 0) {
+    absl::StrAppend(&out, "  memslots   ", r.aliases, " alias(es), ", r.alias_zaps,
+                    " alias entries zapped; churn ", r.churn_adds, " adds, ", r.churn_moves,
+                    " moves, ", r.churn_deletes, " deletes, ", r.churn_failures, " failed, ",
+                    r.absent_slot_accesses, " guest accesses to an absent slot\n");
+  }
   absl::StrAppend(&out, "  dma        ", r.dma_ops, " ops, ", r.dma_errors, " errors (",
                   r.dma_errors_unrequested, " unrequested), ", r.dma_retries,
                   " access retries\n");
@@ -164,6 +176,14 @@ std::string ReportToJson(const StressResult& r) {
   json["dirty_reason"] = r.dirty_reason;
   json["dirty_ring_entries"] = r.dirty_ring_entries;
   json["dirty_ring_full_exits"] = r.dirty_ring_full_exits;
+  json["aliases"] = r.aliases;
+  json["alias_zaps"] = r.alias_zaps;
+  json["churn_adds"] = r.churn_adds;
+  json["churn_moves"] = r.churn_moves;
+  json["churn_deletes"] = r.churn_deletes;
+  json["churn_failures"] = r.churn_failures;
+  json["first_churn_failure"] = r.first_churn_failure;
+  json["absent_slot_accesses"] = r.absent_slot_accesses;
   json["dma_ops"] = r.dma_ops;
   json["dma_errors"] = r.dma_errors;
   json["dma_errors_unrequested"] = r.dma_errors_unrequested;

@@ -9,6 +9,7 @@
 //   - every in-progress count is back at zero (each secondary MMU's in_progress and
 //     active invalidations, the hub's open windows and active interval ranges),
 //   - the device reported no error the guest did not ask for,
+//   - every memslot change of the churn succeeded,
 //   - the workload itself ran (a run that verified nothing, or whose vCPUs failed, is not
 //     a pass).
 // No locks; any thread.
@@ -96,6 +97,16 @@ struct StressResult {
   std::string dirty_reason;
   uint64_t dirty_ring_entries = 0;     // dirty gfns harvested from the vCPUs' rings
   uint64_t dirty_ring_full_exits = 0;  // KVM_EXIT_DIRTY_RING_FULL the vCPU threads handled
+
+  // Aliases and memslot churn (--aliases, --memslot-churn).
+  uint64_t aliases = 0;
+  uint64_t alias_zaps = 0;  // secondary-MMU entries invalidations removed in alias slots
+  uint64_t churn_adds = 0, churn_moves = 0, churn_deletes = 0;
+  uint64_t churn_failures = 0;  // memslot changes that returned an error (fail the run)
+  std::string first_churn_failure;
+  // Guest accesses to a spare-slot window while the slot was elsewhere, answered by the
+  // VMM (reads all ones) instead of stopping the VM.
+  uint64_t absent_slot_accesses = 0;
 
   // DMA.
   uint64_t dma_ops = 0;

@@ -72,6 +72,8 @@ class StressRig {
   std::unique_ptr<dma::DmaEngine> engine_;
   std::unique_ptr<ReclaimDriver> reclaimd_;
   std::unique_ptr<HostOpDriver> host_ops_;
+  std::unique_ptr<MemslotChurn> churn_;
+  int layout_observer_ = 0;  // the DMA MMU's memslot observer; 0: none
   std::optional<ProgressPrinter> printer_;
   absl::Time start_;
   bool by_deadline_ = false;
@@ -120,6 +122,8 @@ absl::Status StressRig::Build() {
   MMUVISOR_RETURN_IF_ERROR(BuildDmaPath(DmaDelays()));
   dma::DmaEngineOptions engine_options;
   engine_options.ram_size = space_->num_pages() * kPageSize;
+  engine_options.ram_aliases = options_.aliases;
+  engine_options.alias_stride = guest_.alias_stride();
   if (trace_.enabled()) {
     engine_options.on_thread_start = [this] { trace_.NameThisThread("DMA engine"); };
   }
@@ -134,6 +138,14 @@ absl::Status StressRig::Build() {
   }
   host_ops_ = std::make_unique<HostOpDriver>(options_, guest_.free_start(), guest_.free_end(),
                                              *space_, &trace_);
+  if (options_.memslot_churn > 0) {
+    const std::optional<SpareSlot> spare = guest_.spare_slot();
+    if (!spare.has_value()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--memslot-churn ", options_.memslot_churn, ": this guest has no spare slot"));
+    }
+    churn_ = std::make_unique<MemslotChurn>(*space_, *spare, options_.memslot_churn, &trace_);
+  }
   return absl::OkStatus();
 }
 
@@ -171,6 +183,10 @@ absl::Status StressRig::BuildDmaPath(const DelayOptions& delays) {
     mmu_options.retry_timeout = fault_timeout_;
     dma_mmu_ = std::make_unique<TracedSecondaryMmu>(*space_, mmu_options, &trace_, 1);
     MMUVISOR_RETURN_IF_ERROR(dma_mmu_->SetLayout(space_->SecondaryLayout()));
+    // Memslot changes (churn) reach the device's layout before any window reopens.
+    layout_observer_ = space_->AddMemslotObserver([mmu = dma_mmu_.get()](const MemslotTable& t) {
+      return mmu->SetLayout(HostAddressSpace::SecondaryLayoutOf(t));
+    });
     dma_mmu_->SetFaultHooksForTesting(MakeDelayHooks(delays));
     MMUVISOR_RETURN_IF_ERROR(hub.Register(*dma_mmu_));
     auto memory = std::make_unique<dma::SecondaryMmuMemory>(*dma_mmu_, &fault_latency_, skip);
@@ -218,12 +234,14 @@ absl::Status StressRig::Start(std::FILE* progress, bool tty) {
   MMUVISOR_RETURN_IF_ERROR(guest_.Start());
   if (reclaimd_) reclaimd_->Start();
   host_ops_->Start();
+  if (churn_) churn_->Start();
   if (printer_) printer_->Start();
   return absl::OkStatus();
 }
 
 void StressRig::StopHostOperations() {
   if (host_ops_) host_ops_->Stop();
+  if (churn_) churn_->Stop();
   // Joins its thread, so its last window has closed before the in-progress counts are
   // read (read with it running, one KVM run FAILed naming dma-mmu.in_progress=1 and
   // hub.open_windows=1: `--guest hostile --mem 32M --seed 10 --duration 2s`, 1 of 9).
@@ -249,6 +267,8 @@ void StressRig::Teardown() {
   if (space_ == nullptr) return;
   if (mirror_attached_) (void)mirror_->Detach();
   mirror_attached_ = false;
+  if (layout_observer_ != 0) space_->RemoveMemslotObserver(layout_observer_);
+  layout_observer_ = 0;
   space_->Teardown();
 }
 
@@ -280,6 +300,15 @@ absl::StatusOr<HostStressOutcome> StressRig::Finish() {
   run.result.dirty_reason = dirty.reason;
   // The guest names a log's source (KvmGuest::Collect); host threads have none.
   run.result.dirty_log = dirty.mode == DirtyTrackingMode::kDirtyLog ? "bitmap" : "write-back";
+  run.result.aliases = options_.aliases;
+  if (churn_) {
+    const MemslotChurnStats churn = churn_->stats();
+    run.result.churn_adds = churn.adds;
+    run.result.churn_moves = churn.moves;
+    run.result.churn_deletes = churn.deletes;
+    run.result.churn_failures = churn.failures;
+    run.result.first_churn_failure = churn.first_failure;
+  }
   run.AddEngine(*engine_);
   run.AddDmaPathStats(dma_memory_->stats());
   MMUVISOR_RETURN_IF_ERROR(guest_.Collect(run));

@@ -8,7 +8,8 @@
 //     window; device writes announced to the space (HostDeviceHooks);
 //   - the DMA engine (its device thread; the guest rings its doorbell);
 //   - the host's own operations: vmm/host's ReclaimDriver paces reclaim to --resident,
-//     HostOpDriver migrates, protects and OOM-reaps at their rates;
+//     HostOpDriver migrates, protects and OOM-reaps at their rates, MemslotChurn adds,
+//     moves and deletes the guest's spare slot (--memslot-churn);
 //   - the time bound (README "Bounded run time"), the progress line, and the result:
 //     counts, in-progress counts, verdict, JSON report and trace.
 // The guest is the only thing the two modes differ in (StressGuest): the memstress guest
@@ -24,6 +25,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <optional>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -33,6 +35,7 @@
 #include "vmm/dma/dma_memory.h"
 #include "vmm/host/host_address_space.h"
 #include "vmm/paging/latency_histogram.h"
+#include "vmm/stress/memslot_churn.h"
 #include "vmm/stress/stress_options.h"
 #include "vmm/stress/stress_result.h"
 #include "vmm/stress/stress_run.h"
@@ -76,6 +79,10 @@ class StressGuest {
   virtual absl::Duration default_fault_timeout() const = 0;
   // How long past --duration a --rounds run may take (its rounds bound it instead).
   virtual absl::Duration rounds_grace() const = 0;
+  // Where alias k of guest RAM starts (k * stride) under --aliases (KVM guests; else 0).
+  virtual uint64_t alias_stride() const { return 0; }
+  // The slot --memslot-churn adds, moves and deletes, and where (KVM guests).
+  virtual std::optional<SpareSlot> spare_slot() const { return std::nullopt; }
   // Subscribes what stands in for the vCPUs' MMU (after the injector, before the DMA path).
   virtual absl::Status Wire(const GuestWiring& wiring) = 0;
   // Gives the guest the DMA device: a port for KVM, a doorbell for host threads.

@@ -47,6 +47,7 @@ void StressRun::AddMmu(const mmu::SecondaryMmu& mmu) {
   result.faults += s.faults;
   result.fault_retries += s.retries;
   result.fault_timeouts += s.timeouts;
+  result.alias_zaps += s.alias_zapped;
   const std::string name = mmu.name();
   result.in_progress_final.push_back({name + ".in_progress", mmu.in_progress()});
   result.in_progress_final.push_back({name + ".active_invalidations", mmu.active_invalidations()});

@@ -196,11 +196,18 @@ struct mmv_dma_desc {
 #define MMV_MISMATCH_DMA_COPY 1u /* a word a DMA copy put in the scratch area */
 #define MMV_MISMATCH_DMA_FILL 2u
 #define MMV_MISMATCH_DMA_CHECKSUM 3u /* expected = guest's checksum, found = device's */
+#define MMV_MISMATCH_SPARE 4u    /* the boot-info magic read through the spare slot */
 
 /* ---- memstress parameters (mmv_boot_info.args) --------------------------------------- */
 #define MMV_MEMSTRESS_ARG_ROUNDS 0   /* rounds to run; 0 = until the stop word is set */
 #define MMV_MEMSTRESS_ARG_FLAGS 1    /* MMV_MEMSTRESS_F_* */
 #define MMV_MEMSTRESS_ARG_PAGES 2    /* working-set pages per vCPU; 0 = share free memory */
+#define MMV_MEMSTRESS_ARG_ALIASES 3  /* K: RAM is also at k * ALIAS_STRIDE, k = 1..K */
+#define MMV_MEMSTRESS_ARG_ALIAS_STRIDE 4
+/* Guest-physical windows where the VMM's churned spare slot (an alias of RAM's first
+ * 2 MiB) comes and goes; 0 = none. Reads there give RAM's bytes or, with no slot, all ones. */
+#define MMV_MEMSTRESS_ARG_SPARE_A 5
+#define MMV_MEMSTRESS_ARG_SPARE_B 6
 #define MMV_MEMSTRESS_ARG_STOP 7     /* the VMM writes non-zero here to stop at a round end */
 #define MMV_MEMSTRESS_F_DMA 0x1u     /* program DMA copies/fills/checksums */
 #define MMV_MEMSTRESS_F_BALLOON 0x2u /* give pages back from time to time */

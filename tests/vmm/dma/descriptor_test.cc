@@ -93,6 +93,23 @@ TEST(DmaDescriptorTest, DescriptorAddresses) {
   EXPECT_FALSE(DescriptorAddressValid(~uint64_t{63}, kRam));
 }
 
+// With aliases (`--aliases K`) the device may name RAM at k * stride for k = 1..K, and
+// nothing between or beyond.
+TEST(DmaDescriptorTest, AliasesOfRamAreGuestMemory) {
+  constexpr uint64_t kStride = uint64_t{1} << 30;
+  const DmaAddressSpace memory(kRam, 2, kStride);
+  EXPECT_TRUE(DescriptorAddressValid(kStride, memory));
+  EXPECT_TRUE(DescriptorAddressValid(2 * kStride + kRam - 64, memory));
+  EXPECT_FALSE(DescriptorAddressValid(2 * kStride + kRam, memory));
+  EXPECT_FALSE(DescriptorAddressValid(3 * kStride, memory));
+  EXPECT_FALSE(DescriptorAddressValid(kRam + 64, memory));
+  mmv_dma_desc d = MakeDescriptor(MMV_DMA_OP_COPY, kStride + 0x1000, 2 * kStride, 0x1000);
+  EXPECT_EQ(ValidateDescriptor(d, memory), MMV_DMA_STATUS_OK);
+  EXPECT_EQ(ValidateDescriptor(d, kRam), MMV_DMA_STATUS_OUT_OF_RANGE);
+  d.src = kStride + kRam - 8;  // runs off the end of alias 1
+  EXPECT_EQ(ValidateDescriptor(d, memory), MMV_DMA_STATUS_OUT_OF_RANGE);
+}
+
 // Fuzz-style: seeded random descriptors biased towards the edges (near 0, near the end of
 // RAM, near 2^64, lengths around the limits). Whatever validates must be safe to execute.
 TEST(DmaDescriptorTest, FuzzAcceptedDescriptorsStayInsideRam) {
