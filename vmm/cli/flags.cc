@@ -93,6 +93,11 @@ void AddRunFlags(CLI::App& app, RunLine& line) {
           "guest RAM as N memslots (contiguous; default 1), up to what KVM\n"
           "allows (KVM_CAP_NR_MEMSLOTS)",
           once, &run.ram_slots, cmdline::ParseSlots);
+  AddFlag(app, "--aliases", "K",
+          "guest RAM also at K more guest-physical ranges, k * (RAM rounded\n"
+          "up to 1 GiB), one memslot each over the same pages (default 0,\n"
+          "at most 8)",
+          once, &run.ram_aliases, cmdline::ParseAliases);
   AddFlag(app, "--dirty", "LOG",
           "how reclaim learns what the guest wrote: 'bitmap' (KVM_GET_DIRTY_LOG;\n"
           "the default), 'ring' (KVM's per-vCPU dirty ring; an error where\n"

@@ -49,6 +49,7 @@ struct RunOptions {
   // --dirty: where reclaim learns which pages the guest wrote (KVM bitmap, ring, or auto).
   DirtyLogSource dirty_log = DirtyLogSource::kBitmap;
   uint32_t ram_slots = 1;  // --slots: guest RAM as this many memslots
+  uint32_t ram_aliases = 0;  // --aliases: K more memslots over all of RAM
   GuestPrivilege privilege = GuestPrivilege::kUser;
   std::string kvm_path = "/dev/kvm";
   // --resident: target resident fraction of guest RAM for the reclaim thread; unset = none.

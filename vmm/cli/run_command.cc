@@ -67,6 +67,7 @@ int RunGuest(const RunOptions& options, std::FILE* out, std::FILE* err) {
   config.backing = options.backing;
   config.dirty_log = options.dirty_log;
   config.ram_slots = options.ram_slots;
+  config.ram_aliases = options.ram_aliases;
   config.privilege = options.privilege;
   config.timeout = options.timeout;
   config.console_echo = out;

@@ -127,14 +127,26 @@ GuestFaultAction Machine::OnMmioFault(uint32_t vcpu, const GuestFault& fault, kv
                                       const std::atomic<bool>& /*stop_requested*/) {
   const uint32_t len = run.mmio.len;
   const Gpa gpa{run.mmio.phys_addr};
-  if (len != 0 && len <= sizeof(run.mmio.data) && InSlotWindow(gpa, len) &&
-      !space_->ContainsGuestRange(gpa, ByteSize{len})) {
-    // A churned slot is absent: what a bus answers for nothing there.
-    absent_accesses_.fetch_add(1, std::memory_order_relaxed);
-    if (run.mmio.is_write == 0) std::memset(run.mmio.data, 0xff, len);
-    GuestFaultAction reenter;
-    reenter.kind = GuestFaultAction::kReenter;
-    return reenter;
+  if (len != 0 && len <= sizeof(run.mmio.data) && InSlotWindow(gpa, len)) {
+    // A churned slot's window: the slot may have come or gone since KVM's exit, and again
+    // while we read, so try it; where no slot holds the range (now), answer what a bus
+    // answers for nothing there.
+    const bool write = run.mmio.is_write != 0;
+    absl::Status s = absl::OutOfRangeError("no memslot");
+    if (space_->ContainsGuestRange(gpa, ByteSize{len})) {
+      s = write ? space_->WriteGuest(gpa, absl::Span<const uint8_t>(run.mmio.data, len))
+                : space_->ReadGuest(gpa, absl::Span<uint8_t>(run.mmio.data, len));
+    }
+    if (s.ok() || absl::IsOutOfRange(s)) {
+      if (!s.ok()) {
+        absent_accesses_.fetch_add(1, std::memory_order_relaxed);
+        if (!write) std::memset(run.mmio.data, 0xff, len);
+      }
+      GuestFaultAction reenter;
+      reenter.kind = GuestFaultAction::kReenter;
+      return reenter;
+    }
+    // Any other error (a protected or poisoned page): judged as any RAM access below.
   }
   if (len == 0 || len > sizeof(run.mmio.data) || !space_->ContainsGuestRange(gpa, ByteSize{len})) {
     GuestFaultAction not_mine;

@@ -172,6 +172,10 @@ absl::StatusOr<uint32_t> ParseSlots(absl::string_view text) {
   return ParseCount(text, 1, kMaxRamSlots);
 }
 
+absl::StatusOr<uint32_t> ParseAliases(absl::string_view text) {
+  return ParseCount(text, 0, kMaxRamAliases);
+}
+
 std::optional<std::string> FlagName(absl::string_view word) {
   if (word.size() < 2 || word[0] != '-') return std::nullopt;
   return std::string(word.substr(0, word.find('=')));

@@ -108,6 +108,11 @@ absl::StatusOr<uint32_t> ParseCount(absl::string_view text, uint32_t min, uint32
 inline constexpr uint32_t kMaxRamSlots = 4096;
 absl::StatusOr<uint32_t> ParseSlots(absl::string_view text);
 
+// --aliases K (guest RAM also at K more ranges), read the same by both commands: 0 to
+// kMaxRamAliases (each alias is one more identity-mapped window in the guest's tables).
+inline constexpr uint32_t kMaxRamAliases = 8;
+absl::StatusOr<uint32_t> ParseAliases(absl::string_view text);
+
 // "--flag" for "--flag" and "--flag=value"; nullopt for a word that is not a flag ("x",
 // "-", "").
 std::optional<std::string> FlagName(absl::string_view word);

@@ -223,8 +223,7 @@ void AddRunFlags(CLI::App& app, StressLine& line) {
           "KVM runs: guest RAM also at K more guest-physical ranges (one\n"
           "memslot each over the same pages; default 0, at most 8); the\n"
           "guest writes through one and verifies through another",
-          kLast, &o.aliases,
-          [](absl::string_view text) { return cmdline::ParseCount(text, 0, 8); });
+          kLast, &o.aliases, cmdline::ParseAliases);
   AddFlag(app, "--memslot-churn", "R",
           "KVM runs: spare-slot changes per second while the guest runs\n"
           "(add, move, delete in turn; default 0 = none)",

@@ -254,6 +254,18 @@ TEST(SlotsFlagTest, RunAndStressAnswerTheSame) {
                        HasSubstr("--slots '0': must be 1 to 4096")));
 }
 
+// `--aliases`: one parser (cmdline::ParseAliases) for both commands.
+TEST(AliasesFlagTest, RunAndStressAnswerTheSame) {
+  ExpectRunAndStressAnswerTheSame(
+      "hello64", "--aliases", {"0", "3", "8", "9", "-1", "+2", "three", ""},
+      [](const RunOptions& run, const stress::StressOptions& stress, const std::string& text) {
+        EXPECT_EQ(run.ram_aliases, stress.aliases) << text;
+      });
+  EXPECT_THAT(Parse({"run", "hello64", "--aliases", "9"}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("--aliases '9': must be 0 to 8")));
+}
+
 // `--dirty`: the same words and the same refusal in both commands; the default is the bitmap.
 TEST(DirtyFlagTest, RunAndStressAnswerTheSame) {
   ASSERT_OK_AND_ASSIGN(Command plain, Parse({"run", "hello64"}));

@@ -170,6 +170,19 @@ TEST(HostStressTest, SlotsAreAnInputError) {
                                             HasSubstr("--slots 4: host-thread runs")));
 }
 
+TEST(HostStressTest, AliasesAndMemslotChurnAreInputErrors) {
+  StressOptions o = Short();
+  o.aliases = 2;
+  EXPECT_THAT(RunHostStress(o, nullptr, false),
+              ::mmuvisor::testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                            HasSubstr("--aliases 2: host-thread runs")));
+  o.aliases = 0;
+  o.memslot_churn = 5;
+  EXPECT_THAT(RunHostStress(o, nullptr, false),
+              ::mmuvisor::testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                            HasSubstr("--memslot-churn 5: host-thread runs")));
+}
+
 TEST(HostStressTest, DirtyRingIsAnInputError) {
   StressOptions o = Short();
   o.dirty_log = DirtyLogSource::kRing;

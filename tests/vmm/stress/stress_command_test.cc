@@ -75,6 +75,12 @@ TEST(StressCommandTest, BadFlagsExitTwo) {
   const Captured c = RunCli({"--policy", "newest"});
   EXPECT_EQ(c.code, kStressExitBadInput);
   EXPECT_THAT(c.err, HasSubstr("--policy 'newest'"));
+  const Captured churn = RunCli({"--memslot-churn", "-3"});
+  EXPECT_EQ(churn.code, kStressExitBadInput);
+  EXPECT_THAT(churn.err, HasSubstr("--memslot-churn '-3'"));
+  const Captured mirror = RunCli({"--aliases", "2", "--dma-path", "mirror"});
+  EXPECT_EQ(mirror.code, kStressExitBadInput);
+  EXPECT_THAT(mirror.err, HasSubstr("not with --dma-path mirror"));
 }
 
 }  // namespace
