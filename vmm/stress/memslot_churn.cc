@@ -89,6 +89,9 @@ void MemslotChurn::Loop() {
     }
     std::atomic<uint64_t>& done = n % 3 == 0 ? adds_ : (n % 3 == 1 ? moves_ : deletes_);
     done.fetch_add(1, std::memory_order_relaxed);
+    if (trace_ != nullptr) {
+      trace_->Counter("memslots", "slots", space_.memslots()->slots().size());
+    }
   }
 }
 

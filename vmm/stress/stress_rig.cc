@@ -316,6 +316,15 @@ absl::StatusOr<HostStressOutcome> StressRig::Finish() {
   if (mirror_) run.AddMirror(*mirror_);
   run.AddHub(space_->hub());
   run.result.fault_latency = Percentiles(fault_latency_);
+  // The run's memslot counts on counter tracks, at its end (the churn's thread records
+  // the slot count at each change).
+  const StressResult& r = run.result;
+  trace_.Counter("memslots", "slots", r.memslots);
+  if (r.aliases > 0) trace_.Counter("alias entries zapped", "entries", r.alias_zaps);
+  if (churn_) {
+    trace_.Counter("memslot changes", "changes", r.churn_adds + r.churn_moves + r.churn_deletes);
+    trace_.Counter("absent-slot accesses", "accesses", r.absent_slot_accesses);
+  }
   Teardown();
   MMUVISOR_RETURN_IF_ERROR(FinishStressRun(options_, trace_, run.result));
   return HostStressOutcome{std::move(run.result), guest_.digests()};

@@ -127,6 +127,13 @@ void TraceLog::Instant(const char* category, const char* name, const char* arg0_
                                       NowNs(), 0, arg0, 0, arg0_name, nullptr});
 }
 
+void TraceLog::Counter(const char* name, const char* series, uint64_t value) {
+  if (!enabled_) return;
+  ThreadBuffer* buffer = Buffer();
+  buffer->events.push_back(
+      TraceEvent{'C', buffer->track, name, "counter", NowNs(), 0, value, 0, series, nullptr});
+}
+
 std::vector<TraceEvent> TraceLog::Events() const {
   std::vector<TraceEvent> all;
   MutexLock lock(&mu_);
@@ -171,7 +178,9 @@ std::string TraceLog::ToJson() const {
                      {"ts", static_cast<double>(e.ts_ns) / 1000.0}};
     if (e.phase == 'X') event["dur"] = static_cast<double>(e.dur_ns) / 1000.0;
     if (e.phase == 'i') event["s"] = "t";
-    if (e.arg0_name != nullptr || e.arg1_name != nullptr) {
+    if (e.phase == 'C') {
+      event["args"] = {{e.arg0_name, e.arg0}};  // a number: the counter's value
+    } else if (e.arg0_name != nullptr || e.arg1_name != nullptr) {
       JsonDoc& args = event["args"] = JsonDoc::object();
       if (e.arg0_name != nullptr) args[e.arg0_name] = HexString(e.arg0);
       if (e.arg1_name != nullptr) args[e.arg1_name] = HexString(e.arg1);

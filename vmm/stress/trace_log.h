@@ -30,7 +30,7 @@
 namespace mmuvisor::vmm::stress {
 
 struct TraceEvent {
-  char phase = 'X';       // 'X' complete, 'i' instant
+  char phase = 'X';       // 'X' complete, 'i' instant, 'C' counter (arg0 a number)
   uint32_t track = 0;     // tid in the output
   const char* name = "";  // static strings only (no allocation on the hot path)
   const char* category = "";
@@ -68,6 +68,8 @@ class TraceLog {
                 const char* arg1_name = nullptr, uint64_t arg1 = 0, uint32_t track = 0);
   void Instant(const char* category, const char* name, const char* arg0_name = nullptr,
                uint64_t arg0 = 0, uint32_t track = 0);
+  // A counter track `name` (Chrome "C" event): `series` is `value` from now on.
+  void Counter(const char* name, const char* series, uint64_t value);
 
   // All events so far, sorted by time. REQUIRES: recording stopped.
   std::vector<TraceEvent> Events() const ABSL_LOCKS_EXCLUDED(mu_);

@@ -220,6 +220,8 @@ TEST(KvmStressTest, MemslotChurnUnderARunningGuestPasses) {
   StressOptions o = KvmShort();
   o.memslot_churn = 30;
   o.duration = absl::Seconds(2);
+  o.json_path = ::testing::TempDir() + "/kvm_stress_churn.json";
+  o.trace_path = ::testing::TempDir() + "/kvm_stress_churn_trace.json";
   RUN_KVM_OR_SKIP(out, o);
   const StressResult& r = out->result;
   EXPECT_TRUE(r.pass) << FormatReport(r);
@@ -228,6 +230,22 @@ TEST(KvmStressTest, MemslotChurnUnderARunningGuestPasses) {
   EXPECT_GT(r.churn_moves, 0u) << FormatReport(r);
   EXPECT_GT(r.churn_deletes, 0u) << FormatReport(r);
   EXPECT_GT(r.absent_slot_accesses, 0u) << FormatReport(r);
+  ASSERT_OK_AND_ASSIGN(Json json, JsonParser::Parse(ReadFileOrEmpty(o.json_path)));
+  EXPECT_GT(json["churn_adds"].number, 0);
+  EXPECT_GT(json["absent_slot_accesses"].number, 0);
+  // The trace: the churn's slices on its own row, and the counts on counter tracks.
+  ASSERT_OK_AND_ASSIGN(Json trace, JsonParser::Parse(ReadFileOrEmpty(o.trace_path)));
+  int adds = 0;
+  double changes = 0;
+  for (const Json& e : trace["traceEvents"].array) {
+    if (e["ph"].string == "X" && e["name"].string == "memslot add") ++adds;
+    if (e["ph"].string == "C" && e["name"].string == "memslot changes") {
+      changes = e["args"]["changes"].number;
+    }
+  }
+  EXPECT_EQ(static_cast<uint64_t>(adds), r.churn_adds);
+  EXPECT_EQ(changes, static_cast<double>(r.churn_adds + r.churn_moves + r.churn_deletes));
+  EXPECT_THAT(::mmuvisor::testing::TraceWordProblems(trace), ::testing::IsEmpty());
 }
 
 // The command line: `--slots 64 --aliases 3 --memslot-churn 20 --dirty ring`
