@@ -100,13 +100,15 @@ void AddRunFlags(CLI::App& app, RunLine& line) {
           once, &run.ram_aliases, cmdline::ParseAliases);
   AddFlag(app, "--dirty", "LOG",
           "how reclaim learns what the guest wrote: 'bitmap' (KVM_GET_DIRTY_LOG;\n"
-          "the default), 'ring' (KVM's per-vCPU dirty ring; an error where\n"
-          "KVM lacks it) or 'auto' (the ring where it passes a self-check)",
+          "the default with --resident), 'ring' (KVM's per-vCPU dirty ring; an\n"
+          "error where KVM lacks it), 'auto' (the ring where it passes a\n"
+          "self-check) or 'none' (no log: the default without --resident)",
           once, &run.dirty_log,
           cmdline::OneOf<DirtyLogSource>({{"bitmap", DirtyLogSource::kBitmap},
-                                   {"ring", DirtyLogSource::kRing},
-                                   {"auto", DirtyLogSource::kAuto}},
-                                  "must be bitmap, ring or auto"));
+                                          {"ring", DirtyLogSource::kRing},
+                                          {"auto", DirtyLogSource::kAuto},
+                                          {"none", DirtyLogSource::kNone}},
+                                         "must be bitmap, ring, auto or none"));
   AddFlag(app, "--cpl", "0|3",
           "privilege a long-mode guest starts at: 3 (user mode, ports through\n"
           "the TSS I/O bitmap; runs natively on shadow-paging hosts; the\n"

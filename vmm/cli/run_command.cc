@@ -53,19 +53,17 @@ std::string ThisHostLine() {
 
 }  // namespace
 
-int RunGuest(const RunOptions& options, std::FILE* out, std::FILE* err) {
-  absl::StatusOr<GuestSource> guest = ResolveGuest(options.guest);
-  if (!guest.ok()) return Fail(err, kExitBadInput, guest.status().message());
-  if (absl::Status fits = CheckGuestMemFitsHost(options.mem_bytes, HostPhysicalMemoryBytes());
-      !fits.ok()) {
-    return Fail(err, kExitBadInput, fits.message());
-  }
+MachineConfig RunMachineConfig(const RunOptions& options, std::FILE* out) {
   MachineConfig config;
   config.kvm_path = options.kvm_path;
   config.ram_size = ByteSize{options.mem_bytes};
   config.vcpus = options.vcpus;
   config.backing = options.backing;
-  config.dirty_log = options.dirty_log;
+  // Without --resident nothing reclaims: a dirty log would only cost the boot (its
+  // self-check) and the guest (write-protected first writes), so none unless asked for.
+  config.dirty_log = options.dirty_log.value_or(options.resident_fraction.has_value()
+                                                    ? DirtyLogSource::kBitmap
+                                                    : DirtyLogSource::kNone);
   config.ram_slots = options.ram_slots;
   config.ram_aliases = options.ram_aliases;
   config.privilege = options.privilege;
@@ -82,6 +80,17 @@ int RunGuest(const RunOptions& options, std::FILE* out, std::FILE* err) {
     reclaim.target_resident_fraction = *options.resident_fraction;
     config.reclaim = reclaim;
   }
+  return config;
+}
+
+int RunGuest(const RunOptions& options, std::FILE* out, std::FILE* err) {
+  absl::StatusOr<GuestSource> guest = ResolveGuest(options.guest);
+  if (!guest.ok()) return Fail(err, kExitBadInput, guest.status().message());
+  if (absl::Status fits = CheckGuestMemFitsHost(options.mem_bytes, HostPhysicalMemoryBytes());
+      !fits.ok()) {
+    return Fail(err, kExitBadInput, fits.message());
+  }
+  const MachineConfig config = RunMachineConfig(options, out);
   // The library logs its choices at info level (spdlog); the CLI's stdout and stderr
   // carry only the guest's output and the one report line.
   spdlog::set_level(spdlog::level::warn);

@@ -12,16 +12,19 @@ const char* DirtyLogSourceName(DirtyLogSource source) {
       return "ring";
     case DirtyLogSource::kAuto:
       return "auto";
+    case DirtyLogSource::kNone:
+      return "none";
   }
   return "?";
 }
 
 absl::StatusOr<DirtyLogSource> ParseDirtyLogSource(absl::string_view word) {
-  for (DirtyLogSource s : {DirtyLogSource::kBitmap, DirtyLogSource::kRing, DirtyLogSource::kAuto}) {
+  for (DirtyLogSource s : {DirtyLogSource::kBitmap, DirtyLogSource::kRing, DirtyLogSource::kAuto,
+                           DirtyLogSource::kNone}) {
     if (word == DirtyLogSourceName(s)) return s;
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("dirty tracking '", word, "': expected bitmap, ring or auto"));
+      absl::StrCat("dirty tracking '", word, "': expected bitmap, ring, auto or none"));
 }
 
 const char* DirtyTrackingModeName(DirtyTrackingMode mode) {
@@ -38,7 +41,7 @@ DirtyTrackingChoice ChooseDirtyTracking(DirtyLog* log, const MemslotTable& slots
                                         const GuestWriteProbe& probe) {
   DirtyTrackingChoice fallback;
   if (log == nullptr) {
-    fallback.reason = "no dirty log (no KVM): every resident page is written back on reclaim";
+    fallback.reason = "no dirty log: every resident page is written back on reclaim";
     return fallback;
   }
   if (!probe) {

@@ -50,8 +50,11 @@ enum class DirtyLogSource : uint8_t {
   kBitmap,  // KVM_GET_DIRTY_LOG
   kRing,    // KVM_CAP_DIRTY_LOG_RING[_ACQ_REL]; an error where KVM does not offer it
   kAuto,    // the ring if offered and its self-check passes, else the bitmap (logged)
+  kNone,    // no dirty log: slots without KVM_MEM_LOG_DIRTY_PAGES, no self-check; reclaim
+            // writes back every resident page (`mmuvisor run` without --resident: nothing
+            // reclaims, and the log would only cost the boot and every first write)
 };
-const char* DirtyLogSourceName(DirtyLogSource source);  // "bitmap", "ring", "auto"
+const char* DirtyLogSourceName(DirtyLogSource source);  // "bitmap", "ring", "auto", "none"
 // InvalidArgument naming the accepted words.
 absl::StatusOr<DirtyLogSource> ParseDirtyLogSource(absl::string_view word);
 

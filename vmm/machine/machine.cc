@@ -232,7 +232,9 @@ absl::Status Machine::SetUpKvm() {
   }
   kvm_slots_.emplace(*vm_);
   DirtyLog* log = nullptr;
-  if (kvm_dirty_ring_ != nullptr) {
+  if (config_.dirty_log == DirtyLogSource::kNone) {
+    // No log, no slot flag, no self-check probe: reclaim (if any) writes everything back.
+  } else if (kvm_dirty_ring_ != nullptr) {
     for (const auto& vcpu : vcpus_) MMUVISOR_RETURN_IF_ERROR(kvm_dirty_ring_->AddVcpu(*vcpu));
     log = kvm_dirty_ring_.get();
   } else {
@@ -240,11 +242,13 @@ absl::Status Machine::SetUpKvm() {
     log = &*kvm_dirty_log_;
   }
   KvmVcpu* probe_vcpu = vcpus_[0].get();
-  MMUVISOR_RETURN_IF_ERROR(space_->AttachHypervisor(
-      &*kvm_slots_, log,
-      [probe_vcpu](const GuestMemorySlot& slot) {
-        return RunRealModeWriteProbe(*probe_vcpu, slot);
-      }));
+  GuestWriteProbe probe;
+  if (log != nullptr) {
+    probe = [probe_vcpu](const GuestMemorySlot& slot) {
+      return RunRealModeWriteProbe(*probe_vcpu, slot);
+    };
+  }
+  MMUVISOR_RETURN_IF_ERROR(space_->AttachHypervisor(&*kvm_slots_, log, std::move(probe)));
   for (uint32_t i = 0; i < config_.vcpus; ++i) {
     // CPUID was set before SREGS: KVM refuses EFER.LME unless the guest CPUID has it.
     MMUVISOR_RETURN_IF_ERROR(vcpus_[i]->SetSregs(InitialSregs(plan_, i, base[i])));
@@ -261,6 +265,7 @@ absl::Status Machine::ChooseDirtyLogSource() {
   const uint32_t entries = config_.dirty_ring_entries;
   switch (config_.dirty_log) {
     case DirtyLogSource::kBitmap:
+    case DirtyLogSource::kNone:
       return absl::OkStatus();
     case DirtyLogSource::kRing: {
       absl::StatusOr<std::unique_ptr<KvmDirtyRingLog>> ring = KvmDirtyRingLog::Enable(*vm_, entries);

@@ -154,11 +154,13 @@ struct MachineConfig {
   // fault_around_pages, hub options incl. dispatch policy, oom, write_protect_windows,
   // window_hook) is used as given.
   HostAddressSpaceOptions host;
-  // Dirty tracking for reclaim (`--dirty bitmap|ring|auto`, vmm/host/dirty_tracking.h):
+  // Dirty tracking for reclaim (`--dirty bitmap|ring|auto|none`, vmm/host/dirty_tracking.h):
   // the bitmap (KVM_GET_DIRTY_LOG), the per-vCPU dirty ring (an error where KVM does not
   // offer it) or auto (the ring if offered and its self-check on a scratch VM passes, else
   // the bitmap; the fallback is logged). The real VM's self-check then decides between
-  // that log and always-write-back, as for the bitmap.
+  // that log and always-write-back, as for the bitmap. none: no log at all (no slot flag,
+  // no self-check; reclaim writes back every resident page): `mmuvisor run`'s default
+  // when nothing reclaims.
   DirtyLogSource dirty_log = DirtyLogSource::kBitmap;
   uint32_t dirty_ring_entries = kDefaultDirtyRingEntries;  // per vCPU; rounded, clamped
   // Started by Run() when set (the CLI's `--resident`); stopped before the space's

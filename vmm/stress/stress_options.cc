@@ -230,12 +230,14 @@ void AddRunFlags(CLI::App& app, StressLine& line) {
           kLast, &o.memslot_churn, Rate);
   AddFlag(app, "--dirty", "LOG",
           "KVM runs: bitmap (default), ring (KVM's dirty ring; an error\n"
-          "where KVM lacks it) or auto (the ring where it passes a self-check)",
+          "where KVM lacks it), auto (the ring where it passes a self-check)\n"
+          "or none (no log: every resident page written back)",
           kLast, &o.dirty_log,
           OneOf<DirtyLogSource>({{"bitmap", DirtyLogSource::kBitmap},
                                    {"ring", DirtyLogSource::kRing},
-                                   {"auto", DirtyLogSource::kAuto}},
-                                  "must be bitmap, ring or auto"));
+                                   {"auto", DirtyLogSource::kAuto},
+                                   {"none", DirtyLogSource::kNone}},
+                                  "must be bitmap, ring, auto or none"));
 }
 
 void AddTestFlags(CLI::App& app, StressLine& line) {

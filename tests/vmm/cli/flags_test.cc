@@ -1,6 +1,7 @@
 // The mmuvisor flag parser: every flag, both value forms, and each kind of
 // bad input with its exact message.
 #include "vmm/cli/flags.h"
+#include "vmm/cli/run_command.h"
 
 #include <functional>
 #include <string>
@@ -266,19 +267,31 @@ TEST(AliasesFlagTest, RunAndStressAnswerTheSame) {
                        HasSubstr("--aliases '9': must be 0 to 8")));
 }
 
+// `run`'s dirty log when --dirty is not given: the bitmap with --resident (reclaim reads
+// it), none without (nothing reclaims; the log would only cost the boot and first writes).
+TEST(DirtyFlagTest, RunDefaultsToNoLogUnlessSomethingReclaims) {
+  ASSERT_OK_AND_ASSIGN(Command plain, Parse({"run", "hello64"}));
+  EXPECT_EQ(RunMachineConfig(plain.run, nullptr).dirty_log, DirtyLogSource::kNone);
+  ASSERT_OK_AND_ASSIGN(Command resident, Parse({"run", "hello64", "--resident", "0.5"}));
+  EXPECT_EQ(RunMachineConfig(resident.run, nullptr).dirty_log, DirtyLogSource::kBitmap);
+  ASSERT_OK_AND_ASSIGN(Command asked, Parse({"run", "hello64", "--dirty", "ring"}));
+  EXPECT_EQ(RunMachineConfig(asked.run, nullptr).dirty_log, DirtyLogSource::kRing);
+}
+
 // `--dirty`: the same words and the same refusal in both commands; the default is the bitmap.
 TEST(DirtyFlagTest, RunAndStressAnswerTheSame) {
   ASSERT_OK_AND_ASSIGN(Command plain, Parse({"run", "hello64"}));
-  EXPECT_EQ(plain.run.dirty_log, DirtyLogSource::kBitmap);
+  EXPECT_EQ(plain.run.dirty_log, std::nullopt);  // run_command: bitmap with --resident, else none
   ExpectRunAndStressAnswerTheSame(
-      "hello64", "--dirty", {"bitmap", "ring", "auto", "Ring", "pml", ""},
+      "hello64", "--dirty", {"bitmap", "ring", "auto", "none", "Ring", "pml", ""},
       [](const RunOptions& run, const stress::StressOptions& stress, const std::string& text) {
-        EXPECT_EQ(run.dirty_log, stress.dirty_log) << text;
-        EXPECT_STREQ(DirtyLogSourceName(run.dirty_log), text.c_str());
+        ASSERT_TRUE(run.dirty_log.has_value()) << text;
+        EXPECT_EQ(*run.dirty_log, stress.dirty_log) << text;
+        EXPECT_STREQ(DirtyLogSourceName(*run.dirty_log), text.c_str());
       });
   EXPECT_THAT(Parse({"run", "hello64", "--dirty", "pml"}),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("--dirty 'pml': must be bitmap, ring or auto")));
+                       HasSubstr("--dirty 'pml': must be bitmap, ring, auto or none")));
 }
 
 }  // namespace

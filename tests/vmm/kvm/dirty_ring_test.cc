@@ -240,12 +240,13 @@ TEST(DirtyRingTest, EnableRoundsToAPowerOfTwoAndRefusesWhenNotOfferedOrAfterTheF
 }
 
 TEST(DirtyRingTest, ParsesTheModeWords) {
-  for (DirtyLogSource s : {DirtyLogSource::kBitmap, DirtyLogSource::kRing, DirtyLogSource::kAuto}) {
+  for (DirtyLogSource s : {DirtyLogSource::kBitmap, DirtyLogSource::kRing, DirtyLogSource::kAuto,
+                           DirtyLogSource::kNone}) {
     ASSERT_OK_AND_ASSIGN(DirtyLogSource parsed, ParseDirtyLogSource(DirtyLogSourceName(s)));
     EXPECT_EQ(parsed, s);
   }
   EXPECT_THAT(ParseDirtyLogSource("rings").status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("bitmap, ring or auto")));
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("bitmap, ring, auto or none")));
 }
 
 }  // namespace
