@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/match.h"
 #include "gtest/gtest.h"
 #include "vmm/stress/stress_kvm.h"
 
@@ -17,6 +18,21 @@
   }                                                                                   \
   absl::StatusOr<::mmuvisor::vmm::stress::HostStressOutcome> outcome =                \
       ::mmuvisor::vmm::stress::RunKvmStress(options, nullptr, false);                 \
+  ASSERT_TRUE(outcome.ok()) << outcome.status()
+
+// RUN_KVM_RING_OR_SKIP: the same for a `--dirty ring` run, which also skips where KVM does
+// not offer the dirty ring (Machine::Create's error names KVM_CAP_DIRTY_LOG_RING).
+#define RUN_KVM_RING_OR_SKIP(outcome, options)                                        \
+  if (absl::Status kvm = ::mmuvisor::vmm::stress::ProbeKvm((options).kvm_path);       \
+      !kvm.ok()) {                                                                    \
+    GTEST_SKIP() << kvm.message();                                                    \
+  }                                                                                   \
+  absl::StatusOr<::mmuvisor::vmm::stress::HostStressOutcome> outcome =                \
+      ::mmuvisor::vmm::stress::RunKvmStress(options, nullptr, false);                 \
+  if (!outcome.ok() &&                                                                \
+      absl::StrContains(outcome.status().message(), "KVM_CAP_DIRTY_LOG_RING")) {      \
+    GTEST_SKIP() << "needs the dirty ring: " << outcome.status().message();           \
+  }                                                                                   \
   ASSERT_TRUE(outcome.ok()) << outcome.status()
 
 #endif  // MMUVISOR_TESTS_SUPPORT_KVM_STRESS_RUN_H_

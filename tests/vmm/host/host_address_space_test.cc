@@ -354,14 +354,7 @@ TEST(HostAddressSpaceTest, UnmapWaitsForOpenWindowsThenRemovesTheSlot) {
   HostAddressSpaceOptions o = SmallOptions();
   o.slots = {RamSlot{0, Gpa{0}, 0, kPages / 2}, RamSlot{1, Gpa{1ull << 30}, kPages / 2, kPages / 2}};
   o.memslot_control = &control;
-  o.window_hook = [&](WindowPoint point, const notifier::Range& range) {
-    if (point == WindowPoint::kBeforeEnd && range.event == notifier::Event::kClear &&
-        !release_window.HasBeenNotified()) {
-      in_window.Notify();
-      release_window.WaitForNotification();
-      control.Record("reclaim window ends");
-    }
-  };
+  o.window_hook = testing::HoldFirstReclaimWindow(in_window, release_window, control);
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<HostAddressSpace> space, HostAddressSpace::Create(o));
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<DmaPort> dma, DmaPort::Create(*space));
   std::vector<uint8_t> buf(8, 1);

@@ -15,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "vmm/host/dirty_tracking.h"
 #include "notifier/base/mutex.h"
+#include "vmm/host/host_options.h"
 #include "vmm/host/memslot_control.h"
 
 namespace mmuvisor::vmm::testing {
@@ -108,6 +109,21 @@ class TestEvent {
   std::condition_variable cv_;
   bool set_ ABSL_GUARDED_BY(mu_) = false;
 };
+
+// A window_hook that holds the first reclaim (kClear) window open at its end: notifies
+// `in_window`, waits for `release`, then records "reclaim window ends" in `control`, so a
+// test can start a memslot change meanwhile and check it came after.
+inline WindowHook HoldFirstReclaimWindow(TestEvent& in_window, TestEvent& release,
+                                         RecordingMemslotControl& control) {
+  return [&in_window, &release, &control](WindowPoint point, const notifier::Range& range) {
+    if (point == WindowPoint::kBeforeEnd && range.event == notifier::Event::kClear &&
+        !release.HasBeenNotified()) {
+      in_window.Notify();
+      release.WaitForNotification();
+      control.Record("reclaim window ends");
+    }
+  };
+}
 
 inline int CountDirEntries(const char* path) {
   DIR* dir = opendir(path);

@@ -183,14 +183,7 @@ TEST(MemslotChangeTest, AddAndMoveWaitForOpenWindows) {
   TestEvent in_window, release_window;
   HostAddressSpaceOptions o = Options(0);
   o.memslot_control = &control;
-  o.window_hook = [&](WindowPoint point, const notifier::Range& range) {
-    if (point == WindowPoint::kBeforeEnd && range.event == notifier::Event::kClear &&
-        !release_window.HasBeenNotified()) {
-      in_window.Notify();
-      release_window.WaitForNotification();
-      control.Record("reclaim window ends");
-    }
-  };
+  o.window_hook = testing::HoldFirstReclaimWindow(in_window, release_window, control);
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<HostAddressSpace> space, HostAddressSpace::Create(o));
   std::thread reclaimer([&] { EXPECT_THAT(Reclaim(*space, PageRange{0, 4}).status(), IsOk()); });
   in_window.WaitForNotification();

@@ -130,12 +130,7 @@ TEST(KvmStressTest, DirtyRingRunPassesHavingReadTheRing) {
   o.dirty_log = DirtyLogSource::kRing;
   o.rounds = 2;
   o.json_path = ::testing::TempDir() + "/kvm_stress_ring.json";
-  if (absl::Status kvm = ProbeKvm(o.kvm_path); !kvm.ok()) GTEST_SKIP() << kvm.message();
-  absl::StatusOr<HostStressOutcome> out = RunKvmStress(o, nullptr, false);
-  if (!out.ok() && absl::StrContains(out.status().message(), "KVM_CAP_DIRTY_LOG_RING")) {
-    GTEST_SKIP() << "needs the dirty ring: " << out.status().message();
-  }
-  ASSERT_TRUE(out.ok()) << out.status();
+  RUN_KVM_RING_OR_SKIP(out, o);
   EXPECT_TRUE(out->result.pass) << FormatReport(out->result);
   EXPECT_EQ(out->result.dirty_log, "ring") << out->result.dirty_reason;
   EXPECT_GT(out->result.dirty_ring_entries, 0u) << FormatReport(out->result);
@@ -262,12 +257,7 @@ TEST(KvmStressTest, SlotsAliasesChurnAndRingTogether) {
   o.dirty_log = DirtyLogSource::kRing;
   o.rounds = 2;
   o.force_dma_fault_races_for_testing = true;  // alias zaps on every schedule (see above)
-  if (absl::Status kvm = ProbeKvm(o.kvm_path); !kvm.ok()) GTEST_SKIP() << kvm.message();
-  absl::StatusOr<HostStressOutcome> out = RunKvmStress(o, nullptr, false);
-  if (!out.ok() && absl::StrContains(out.status().message(), "KVM_CAP_DIRTY_LOG_RING")) {
-    GTEST_SKIP() << "needs the dirty ring: " << out.status().message();
-  }
-  ASSERT_TRUE(out.ok()) << out.status();
+  RUN_KVM_RING_OR_SKIP(out, o);
   const StressResult& r = out->result;
   EXPECT_TRUE(r.pass) << FormatReport(r);
   EXPECT_EQ(r.dirty_log, "ring");
