@@ -73,7 +73,8 @@ absl::Status HostThreadGuest::Create() {
                               : absl::StrCat(options_.memslot_churn),
         ": host-thread runs have no memslots (KVM runs only)"));
   }
-  if (options_.dirty_log != DirtyLogSource::kBitmap && options_.dirty_log != DirtyLogSource::kNone) {
+  if (options_.dirty_log != DirtyLogSource::kBitmap &&
+      options_.dirty_log != DirtyLogSource::kNone) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--dirty ", DirtyLogSourceName(options_.dirty_log),
         ": host-thread runs have no dirty log (KVM runs only; every resident page is written "

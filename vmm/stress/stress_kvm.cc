@@ -180,7 +180,8 @@ MachineConfig KvmGuest::Config() {
   config.ram_slots = options_.ram_slots;
   config.ram_aliases = options_.aliases;
   if (options_.memslot_churn > 0) {
-    config.slot_windows = {{SpareWindow(0).value, kSpareBytes}, {SpareWindow(1).value, kSpareBytes}};
+    config.slot_windows = {{SpareWindow(0).value, kSpareBytes},
+                           {SpareWindow(1).value, kSpareBytes}};
   }
   config.host.page_server_threads = static_cast<int>(options_.vcpus);
   // No config.reclaim: the rig runs the reclaim driver, as in host-thread runs.

@@ -246,7 +246,8 @@ TEST(DirtyRingTest, ParsesTheModeWords) {
     EXPECT_EQ(parsed, s);
   }
   EXPECT_THAT(ParseDirtyLogSource("rings").status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("bitmap, ring, auto or none")));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("bitmap, ring, auto or none")));
 }
 
 }  // namespace
