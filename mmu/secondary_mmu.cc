@@ -39,9 +39,10 @@ std::shared_ptr<const SecondaryMmu::Layout> SecondaryMmu::CurrentLayout() const 
 }
 
 std::vector<GfnRange> SecondaryMmu::GfnRangesOf(const Layout& layout, uint64_t start,
-                                                uint64_t end, std::vector<bool>* aliased) {
+                                                uint64_t end, AliasFlags* aliased) {
   std::vector<GfnRange> ranges;
-  std::vector<std::pair<uint64_t, uint64_t>> hosts;  // each range's host addresses
+  // Each range's host addresses, for `aliased` only.
+  absl::InlinedVector<std::pair<uint64_t, uint64_t>, 4> hosts;
   for (const MemorySlot& slot : layout) {
     const uint64_t slot_end = slot.address + slot.npages * kPageSize;
     if (start >= slot_end || end <= slot.address) continue;
@@ -228,7 +229,7 @@ notifier::StartResult SecondaryMmu::InvalidateRangeStart(const notifier::Range& 
   // Unconditionally, first: pairs with ActiveInvalidationEnd() in InvalidateRangeEnd and
   // keeps SetLayout from changing the slots between our start and end.
   state_.ActiveInvalidationBegin();
-  std::vector<bool> aliased;
+  AliasFlags aliased;
   const std::vector<GfnRange> ranges =
       GfnRangesOf(*CurrentLayout(), range.start, range.end, &aliased);
   if (ranges.empty()) return notifier::StartResult::kOk;  // no slot: no begin, no end

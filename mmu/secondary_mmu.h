@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -149,13 +150,15 @@ class SecondaryMmu : public notifier::Subscription {
 
  private:
   using Layout = std::vector<MemorySlot>;
+  // Per range of one invalidation: inline, so the invalidate path allocates nothing more.
+  using AliasFlags = absl::InlinedVector<bool, 4>;
 
   std::shared_ptr<const Layout> CurrentLayout() const ABSL_LOCKS_EXCLUDED(layout_mu_);
   // Guest frames of `layout` backed by primary addresses [start, end), one range per slot.
   // `aliased` (may be null) gets, per range, whether an earlier range of the answer covers
   // some of the same primary addresses.
   static std::vector<GfnRange> GfnRangesOf(const Layout& layout, uint64_t start,
-                                           uint64_t end, std::vector<bool>* aliased = nullptr);
+                                           uint64_t end, AliasFlags* aliased = nullptr);
   // Translate's rare cases: absent, read-only for a write, or A/D bits to set.
   uint64_t TranslateSlow(Gfn gfn, uint64_t raw, bool write);
   // Frees retired tables if no read section is open.

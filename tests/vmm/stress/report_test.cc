@@ -67,6 +67,11 @@ TEST(VerdictTest, EachConditionFailsOnItsOwnAndIsNamed) {
       {[](StressResult& r) { r.dma_errors_unrequested = 2; }, "2 DMA error(s) the guest did not ask for"},
       {[](StressResult& r) { r.guest_pages_verified = 0; }, "vacuous"},
       {[](StressResult& r) {
+         r.churn_failures = 2;
+         r.first_churn_failure = "memslot move: deadline";
+       },
+       "2 memslot change(s) of the churn failed, first: memslot move: deadline"},
+      {[](StressResult& r) {
          r.workload_ok = false;
          r.workload_problem = "vCPU 1: fault timed out";
        },
