@@ -157,6 +157,7 @@ absl::Status HostAddressSpace::StartPageServer() {
   PageServerOptions pso;
   pso.handler_threads = options_.page_server_threads;
   pso.fault_around_pages = options_.fault_around_pages;
+  pso.fault_around_max_pages = options_.fault_around_max_pages;
   pso.spin_before_block_ns = options_.page_server_spin_ns;
   pso.handler_cpus = options_.page_server_cpus;
   // Fault-around never installs a page an open window covers: the window may be between

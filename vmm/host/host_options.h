@@ -55,6 +55,7 @@ struct HostAddressSpaceOptions {
   // Page-server fault-around (vmm/paging): followers installed with each fault. Pages under
   // an open window are never installed by fault-around (the space vetoes them).
   uint32_t fault_around_pages = kDefaultFaultAroundPages;
+  uint32_t fault_around_max_pages = kDefaultFaultAroundMaxPages;  // a sequential stream's ramp
   uint32_t page_server_spin_ns = 0;   // PageServerOptions::spin_before_block_ns
   std::vector<int> page_server_cpus;  // PageServerOptions::handler_cpus
   PageServerFailureCallback on_page_server_failure;  // "stop the VM"; from a handler

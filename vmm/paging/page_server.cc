@@ -142,7 +142,7 @@ void PageServer::HandlerLoop(int index) {
     (void)sched_setaffinity(0, sizeof(set), &set);  // best effort (see the option)
   }
   HandlerState state;
-  const size_t cluster = 1 + static_cast<size_t>(ClusterLimit());
+  const size_t cluster = 1 + static_cast<size_t>(MaxClusterLimit());
   state.scratch = std::aligned_alloc(range_.page_size, cluster * range_.page_size);
   pollfd fds[2] = {{uffd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
   for (;;) {
@@ -235,7 +235,7 @@ void PageServer::HandleFault(HandlerState& state, uint64_t address, uint32_t tid
   const uint64_t page = (address - reinterpret_cast<uintptr_t>(range_.base)) / range_.page_size;
   absl::Status s;
   if (ClusterLimit() > 0 && page + 1 < range_.num_pages) {
-    s = ResolveCluster(state, page);
+    s = ResolveCluster(state, page, FollowersFor(page));
   } else {
     bool swapped_in = false;
     s = ResolvePage(state, page, &swapped_in);
@@ -332,9 +332,37 @@ absl::Status PageServer::ZeroPage(HandlerState& state, uint64_t page, bool wake)
                                                 PageAddress(page), range_.page_size));
 }
 
-uint64_t PageServer::PickFollowers(HandlerState& state, uint64_t page) {
+namespace {
+size_t StreamSlot(uint64_t page, size_t slots) {
+  return static_cast<size_t>((page * 0x9E3779B97F4A7C15ull) >> 32) % slots;
+}
+}  // namespace
+
+uint64_t PageServer::FollowersFor(uint64_t page) {
+  const uint64_t base = ClusterLimit();
+  const uint64_t max = MaxClusterLimit();
+  if (max == base) return base;
+  std::atomic<uint64_t>& slot = streams_[StreamSlot(page, kStreamSlots)];
+  uint64_t seen = slot.load(std::memory_order_relaxed);
+  uint64_t followers = base;
+  if (seen != 0 && (seen >> 8) == page) {
+    // Continues a stream: double the cluster (followers + 1 pages), up to max + 1.
+    followers = std::min<uint64_t>(2 * ((seen & 0xff) + 1) - 1, max);
+    sequential_faults_.fetch_add(1, std::memory_order_relaxed);
+    (void)slot.compare_exchange_strong(seen, 0, std::memory_order_relaxed);
+  }
+  return followers;
+}
+
+void PageServer::NoteClusterEnd(uint64_t end, uint64_t followers) {
+  if (MaxClusterLimit() == ClusterLimit() || end >= range_.num_pages) return;
+  streams_[StreamSlot(end, kStreamSlots)].store((end << 8) | followers,
+                                                std::memory_order_relaxed);
+}
+
+uint64_t PageServer::PickFollowers(HandlerState& state, uint64_t page, uint64_t followers) {
   const uint64_t first = page + 1;
-  const uint64_t count = std::min<uint64_t>(ClusterLimit(), range_.num_pages - first);
+  const uint64_t count = std::min<uint64_t>(followers, range_.num_pages - first);
   // Which followers to bring: saved, not resident (mincore), allowed by the owner.
   std::vector<unsigned char>& eligible = state.mincore;  // [i] for page first + i
   eligible.resize(count);
@@ -368,10 +396,13 @@ uint64_t PageServer::PickFollowers(HandlerState& state, uint64_t page) {
   return end;
 }
 
-absl::Status PageServer::ResolveCluster(HandlerState& state, uint64_t page) {
+absl::Status PageServer::ResolveCluster(HandlerState& state, uint64_t page,
+                                        uint64_t followers) {
   const uint64_t first = page + 1;
-  const uint64_t end = PickFollowers(state, page);
+  const uint64_t end = PickFollowers(state, page, followers);
   const std::vector<unsigned char>& eligible = state.mincore;  // [i] for page first + i
+  // A stream's next fault is the page after the cluster's last follower.
+  if (end > first) NoteClusterEnd(end, followers);
   if (end == first) {
     bool swapped_in = false;
     return ResolvePage(state, page, &swapped_in);  // nothing around: the one-page path
@@ -393,7 +424,9 @@ absl::Status PageServer::ResolveCluster(HandlerState& state, uint64_t page) {
       continue;
     }
     uint64_t run_end = q + 1;
-    while (run_end < end && in_cluster(run_end)) ++run_end;
+    while (run_end < end && in_cluster(run_end) && run_end - q < kMaxPagesPerStoreRead) {
+      ++run_end;
+    }
     const bool has_page = q == page;
     // The faulting page's swap-in is counted before anything can wake it (as ResolvePage).
     if (has_page) swap_ins_.fetch_add(1, std::memory_order_relaxed);
@@ -583,6 +616,7 @@ PageServerStats PageServer::Stats() const {
   s.copy_races = copy_races_.load(std::memory_order_relaxed);
   s.fault_around_pages = fault_around_pages_.load(std::memory_order_relaxed);
   s.fault_around_skipped = fault_around_skipped_.load(std::memory_order_relaxed);
+  s.sequential_faults = sequential_faults_.load(std::memory_order_relaxed);
   s.spin_hits = spin_hits_.load(std::memory_order_relaxed);
   s.remove_events = remove_events_.load(std::memory_order_relaxed);
   s.removed_pages = removed_pages_.load(std::memory_order_relaxed);

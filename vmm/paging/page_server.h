@@ -43,6 +43,7 @@
 #define MMUVISOR_VMM_PAGING_PAGE_SERVER_H_
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -81,6 +82,8 @@ struct PagedRange {
 // the nested-SVM stress lost a DMA FILL; the cause was the DMA path replaying a raced
 // status write, vmm/dma/README.md, not the page server: fault-around changed the timing.)
 inline constexpr uint32_t kDefaultFaultAroundPages = 15;
+// How far a sequential stream's cluster grows by default: 256 pages (1 MiB, one store run).
+inline constexpr uint32_t kDefaultFaultAroundMaxPages = 255;
 
 struct PageServerOptions {
   // Handler threads; one per vCPU is the usual choice. 0 is allowed for tests: faults then
@@ -92,6 +95,14 @@ struct PageServerOptions {
   // pages, copied with UFFDIO_COPY_MODE_DONTWAKE, then woken with one UFFDIO_WAKE.
   // 0: the faulting page only (one UFFDIO_COPY/ZEROPAGE that wakes). Capped at 255.
   uint32_t fault_around_pages = kDefaultFaultAroundPages;
+  // Sequential streams (Linux's readahead ramp, for userfaultfd): when a fault lands on the
+  // page right after the last follower of a cluster this server installed (the cluster's
+  // end: followers it found resident or unsaved do not count), the next cluster is twice
+  // as large (16, 32, 64, ... pages), up to fault_around_max_pages + 1; any other fault
+  // starts again at fault_around_pages. A scan then pays one round trip per 256 pages
+  // while a scattered access never brings more than 16. Values below fault_around_pages
+  // (or a fault_around_pages of 0) turn the ramp off; capped at 255.
+  uint32_t fault_around_max_pages = kDefaultFaultAroundMaxPages;
   // Called by a handler before it installs followers [first, first + count) of a fault:
   // false if any of them must not be installed now (the owner has an invalidation window
   // open over it); the handler then asks page by page. The faulting page itself is always
@@ -120,6 +131,7 @@ struct PageServerStats {
   uint64_t copy_races = 0;               // EEXIST: page already populated (counted as resolved)
   uint64_t fault_around_pages = 0;       // neighbours brought back by fault-around
   uint64_t fault_around_skipped = 0;     // neighbours refused by fault_around_filter
+  uint64_t sequential_faults = 0;        // faults that continued a stream (cluster grown)
   uint64_t spin_hits = 0;                // messages read while spinning (no poll wake-up)
   uint64_t remove_events = 0;            // UFFD_EVENT_REMOVE received
   uint64_t removed_pages = 0;            // pages of the range covered by those events
@@ -198,11 +210,16 @@ class PageServer {
   // Fault-around: installs `page` and its eligible followers with DONTWAKE, then wakes the
   // cluster once. Returns the status of `page` (followers' errors are left to their own
   // faults).
-  absl::Status ResolveCluster(HandlerState& state, uint64_t page);
-  // The followers ResolveCluster brings with `page`: saved, not resident (mincore) and
-  // allowed by fault_around_filter; state.mincore[i] = 1 marks page + 1 + i. Returns one
-  // past the last (page + 1: none).
-  uint64_t PickFollowers(HandlerState& state, uint64_t page);
+  absl::Status ResolveCluster(HandlerState& state, uint64_t page, uint64_t followers);
+  // Of the `followers` pages after `page`, those ResolveCluster brings: saved, not resident
+  // (mincore) and allowed by fault_around_filter; state.mincore[i] = 1 marks page + 1 + i.
+  // Returns one past the last (page + 1: none).
+  uint64_t PickFollowers(HandlerState& state, uint64_t page, uint64_t followers);
+  // The followers a fault on `page` brings: the stream's grown window if `page` continues
+  // one (streams_), else fault_around_pages.
+  uint64_t FollowersFor(uint64_t page);
+  // Records that a cluster of `followers` followers ended just before page `end`.
+  void NoteClusterEnd(uint64_t end, uint64_t followers);
   // Copies pages [first, first + count) from `data` with DONTWAKE, skipping pages that exist
   // (EEXIST) and followers that fail. Returns the status of `must` if it lies in the run (OK
   // if copied or already there); *installed: pages this call installed; *must_installed:
@@ -214,9 +231,16 @@ class PageServer {
   // Spins up to spin_before_block_ns reading messages; true if it served one.
   bool SpinForMessage(HandlerState& state);
   void DispatchDeferred(HandlerState& state);
-  // Followers installed with a fault: fault_around_pages, capped at one store run.
+  // Followers installed with a fault outside a stream: fault_around_pages, capped at one
+  // store run; and the most a stream grows to (>= ClusterLimit()).
   uint64_t ClusterLimit() const {
     return std::min<uint64_t>(options_.fault_around_pages, SwapStore::kMaxRunPages - 1);
+  }
+  uint64_t MaxClusterLimit() const {
+    return std::max<uint64_t>(
+        ClusterLimit(), ClusterLimit() == 0 ? 0
+                                            : std::min<uint64_t>(options_.fault_around_max_pages,
+                                                                 SwapStore::kMaxRunPages - 1));
   }
   // Records `cause` for `page` (or the whole range when page == kWholeRange), calls
   // on_failure on the first failure, poisons and wakes.
@@ -225,6 +249,11 @@ class PageServer {
   uint8_t* PageAddress(uint64_t page) const { return range_.base + page * range_.page_size; }
 
   static constexpr uint64_t kWholeRange = ~uint64_t{0};
+  // A cluster's consecutive pages are read from the store in runs of at most this many:
+  // LoadRunInto holds a stripe lock per page of its run, and beyond 32 pages a longer pread
+  // saves little while the held locks pass what ThreadSanitizer's deadlock detector tracks
+  // per thread (64).
+  static constexpr uint64_t kMaxPagesPerStoreRead = 32;
 
   const PagedRange range_;
   SwapStore* const store_;
@@ -239,9 +268,15 @@ class PageServer {
   std::vector<uint64_t> poisoned_ ABSL_GUARDED_BY(mu_);  // pages left PROT_NONE (or kWholeRange)
 
   LatencyHistogram latency_;
+  // Stream ends: slot StreamSlot(e) holds (e << 8) | followers-of-the-window-ending-at-e,
+  // 0 when empty. Relaxed: a lost or overwritten entry only restarts a stream's ramp (two
+  // streams hashing to one slot take turns), never changes what a fault installs.
+  static constexpr size_t kStreamSlots = 32;
+  std::array<std::atomic<uint64_t>, kStreamSlots> streams_{};
   // Statistics: relaxed, no ordering partner.
   std::atomic<uint64_t> faults_{0}, swap_ins_{0}, zero_fills_{0}, copy_races_{0},
-      fault_around_pages_{0}, fault_around_skipped_{0}, spin_hits_{0}, remove_events_{0},
+      fault_around_pages_{0}, fault_around_skipped_{0}, sequential_faults_{0}, spin_hits_{0},
+      remove_events_{0},
       removed_pages_{0}, failures_{0}, shutdown_aborted_faults_{0};
 };
 

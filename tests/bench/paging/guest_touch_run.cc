@@ -160,11 +160,12 @@ absl::StatusOr<GuestTouchResult> RunGuestTouch(const GuestTouchOptions& options)
   config.kvm_path = options.kvm_path;
   config.ram_size = ByteSize{ram_bytes};
   config.vcpus = options.vcpus;
-  config.privilege = GuestPrivilege::kUser;
+  config.privilege = options.privilege;
   config.timeout = options.timeout;
   config.observer = &observer;
   config.host.page_server_threads = static_cast<int>(options.vcpus);
   config.host.fault_around_pages = options.fault_around_pages;
+  config.host.fault_around_max_pages = options.fault_around_max_pages;
   config.host.page_server_spin_ns = options.spin_ns;
   for (uint32_t i = 0; options.pin && i < options.vcpus; ++i) {
     config.host.page_server_cpus.push_back(static_cast<int>(i));

@@ -27,6 +27,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "vmm/boot/x86_state.h"
 #include "vmm/kvm/system.h"
 #include "vmm/paging/latency_histogram.h"
 #include "vmm/paging/page_server.h"
@@ -42,8 +43,12 @@ struct GuestTouchOptions {
   TouchMemory memory = TouchMemory::kDemandPaged;
   // The page server's fault-around (HostAddressSpaceOptions); the default is what a user gets.
   uint32_t fault_around_pages = kDefaultFaultAroundPages;
+  uint32_t fault_around_max_pages = kDefaultFaultAroundMaxPages;  // the stream ramp's top
   uint32_t spin_ns = 0;      // HostAddressSpaceOptions::page_server_spin_ns
   bool pin = false;          // vCPU i's page-server handler on CPU i (page_server_cpus)
+  // The guest's privilege: CPL3 (the default, what `mmuvisor run` uses) or CPL0, which
+  // kvm_pvm emulates instruction by instruction but maps without shadow faults.
+  GuestPrivilege privilege = GuestPrivilege::kUser;
   absl::Duration timeout = absl::Seconds(300);  // the Machine's watchdog (nested KVM is slow)
 };
 

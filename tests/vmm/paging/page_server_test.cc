@@ -326,6 +326,57 @@ TEST_P(PageServerTest, DefaultFaultAroundBringsTheClusterWithOneFault) {
   EXPECT_EQ(store_->Stats().loads, cluster);              // every page checksummed
 }
 
+// The ramp: each fault on the page right after the previous cluster doubles the next one,
+// up to fault_around_max_pages + 1; a fault anywhere else starts again at 16.
+TEST_P(PageServerTest, ASequentialStreamsClusterDoublesUpToTheMaxAndAScatteredFaultStartsOver) {
+  constexpr uint64_t kPages = 512;
+  Start(kPages, {.fault_around_pages = 15, .fault_around_max_pages = 63});
+  for (uint64_t p = 0; p < kPages; ++p) FillPattern(Page(p), p, PageSize());
+  ASSERT_EQ(Reclaim(0, kPages), 0);
+  const uint64_t faults_before = server_->Stats().faults;
+  const uint64_t sequential_before = server_->Stats().sequential_faults;  // none: fills
+  auto resident_run = [&](uint64_t first, uint64_t n) {  // every page of [first, first + n)
+    absl::StatusOr<std::vector<uint8_t>> r = server_->Residency(0, kPages);
+    if (!r.ok()) return false;
+    for (uint64_t p = 0; p < kPages; ++p) {
+      if (p >= first && p < first + n && (*r)[p] != 1) return false;
+    }
+    return true;
+  };
+  // 0 (cold): 16 pages; 16 continues: 32; 48: 64; 112: 64 again (the max).
+  const std::vector<std::pair<uint64_t, uint64_t>> stream = {{0, 16}, {16, 32}, {48, 64},
+                                                             {112, 64}};
+  for (const auto& [page, cluster] : stream) {
+    EXPECT_TRUE(HasPattern(Page(page), page, PageSize())) << page;
+    EXPECT_TRUE(resident_run(page, cluster)) << page;
+    ASSERT_OK_AND_ASSIGN(auto next, server_->Residency(page + cluster, 1));
+    EXPECT_EQ(next[0], 0) << "the cluster of " << page << " went past " << cluster << " pages";
+  }
+  EXPECT_EQ(server_->Stats().faults, faults_before + stream.size());
+  EXPECT_EQ(server_->Stats().sequential_faults, sequential_before + stream.size() - 1);
+  // A fault elsewhere is not part of the stream: 16 pages, then 16 again somewhere else.
+  EXPECT_TRUE(HasPattern(Page(400), 400, PageSize()));
+  EXPECT_TRUE(resident_run(400, 16));
+  ASSERT_OK_AND_ASSIGN(auto after400, server_->Residency(416, 1));
+  EXPECT_EQ(after400[0], 0);
+  EXPECT_TRUE(HasPattern(Page(300), 300, PageSize()));
+  ASSERT_OK_AND_ASSIGN(auto after300, server_->Residency(316, 1));
+  EXPECT_EQ(after300[0], 0);
+  EXPECT_EQ(server_->Stats().sequential_faults, sequential_before + stream.size() - 1);
+  for (uint64_t p = 0; p < 176; ++p) EXPECT_TRUE(HasPattern(Page(p), p, PageSize())) << p;
+  EXPECT_EQ(server_->Stats().faults, faults_before + stream.size() + 2);  // no more faults
+}
+
+TEST_P(PageServerTest, WithTheMaxAtTheBaseEveryClusterIsTheBase) {
+  Start(64, {.fault_around_pages = 7, .fault_around_max_pages = 7});
+  for (uint64_t p = 0; p < 64; ++p) FillPattern(Page(p), p, PageSize());
+  ASSERT_EQ(Reclaim(0, 64), 0);
+  const uint64_t faults_before = server_->Stats().faults;
+  for (uint64_t p = 0; p < 64; ++p) EXPECT_TRUE(HasPattern(Page(p), p, PageSize())) << p;
+  EXPECT_EQ(server_->Stats().faults, faults_before + 8);
+  EXPECT_EQ(server_->Stats().sequential_faults, 0u);
+}
+
 TEST_P(PageServerTest, FaultAroundNeverInstallsAPageTheFilterRefusesOrTheStoreLacks) {
   // Pages 4..7 stand for pages under an open invalidation window; page 10 is not saved.
   std::atomic<int> filter_calls{0};
