@@ -5,7 +5,13 @@
  * with one 2 MiB page, flat 64-bit code segment), KVM_RUN until the guest's HLT, exit.
  * The guest is one `hlt` at CPL0 (on kvm_pvm one emulated instruction).
  *
- * Exit status 0 on KVM_EXIT_HLT; 1 with a message naming the failed step otherwise.
+ * `bare_kvm_boot N` (0 <= N <= 4096): the guest first writes N bytes to port 0x3f8, one
+ * `out` each, so the run takes N KVM_EXIT_IO exits (the program answers none of them)
+ * before the HLT: the same number of exits as a guest that prints, for comparing equal
+ * guest work (BM_ProcessBoot's `same_exits` variant).
+ *
+ * Exit status 0 on KVM_EXIT_HLT after exactly N port exits; 1 with a message naming the
+ * failed step otherwise.
  * Plain C and raw ioctls on purpose: it is the floor mmuvisor's boot is compared with. */
 #include <fcntl.h>
 #include <linux/kvm.h>
@@ -22,13 +28,22 @@
 #define PDPT 0x2000u
 #define PD 0x3000u
 #define CODE 0x4000u
+#define MAX_OUTS 4096u
 
 static void die(const char* what) {
   perror(what);
   exit(1);
 }
 
-int main(void) {
+int main(int argc, char** argv) {
+  unsigned long outs = 0;
+  char* end = NULL;
+  if (argc == 2) outs = strtoul(argv[1], &end, 10);
+  if (argc > 2 || (argc == 2 && (argv[1][0] < '0' || argv[1][0] > '9' || *end != '\0' ||
+                                 outs > MAX_OUTS))) {
+    fprintf(stderr, "usage: bare_kvm_boot [N]: N port writes before the hlt, 0..%u\n", MAX_OUTS);
+    return 1;
+  }
   const int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
   if (kvm < 0) die("open /dev/kvm");
   const int vm = ioctl(kvm, KVM_CREATE_VM, 0);
@@ -39,7 +54,13 @@ int main(void) {
   ((uint64_t*)(mem + PML4))[0] = PDPT | 3;  /* present, writable */
   ((uint64_t*)(mem + PDPT))[0] = PD | 3;
   ((uint64_t*)(mem + PD))[0] = 0x83;  /* present, writable, 2 MiB page at 0 */
-  mem[CODE] = 0xf4;                   /* hlt */
+  uint8_t* code_at = mem + CODE;
+  *code_at++ = 0x66; /* mov $0x3f8, %dx */
+  *code_at++ = 0xba;
+  *code_at++ = 0xf8;
+  *code_at++ = 0x03;
+  for (unsigned long i = 0; i < outs; ++i) *code_at++ = 0xee; /* out %al, (%dx) */
+  *code_at = 0xf4;                                            /* hlt */
   struct kvm_userspace_memory_region region;
   memset(&region, 0, sizeof(region));
   region.memory_size = MEM_BYTES;
@@ -88,9 +109,19 @@ int main(void) {
   regs.rflags = 2;
   regs.rsp = MEM_BYTES;
   if (ioctl(vcpu, KVM_SET_REGS, &regs) < 0) die("KVM_SET_REGS");
+  unsigned long io_exits = 0;
   for (;;) {
     if (ioctl(vcpu, KVM_RUN, 0) < 0) die("KVM_RUN");
-    if (run->exit_reason == KVM_EXIT_HLT) return 0;
+    if (run->exit_reason == KVM_EXIT_HLT) {
+      if (io_exits == outs) return 0;
+      fprintf(stderr, "bare_kvm_boot: %lu port exits before the hlt, expected %lu\n", io_exits,
+              outs);
+      return 1;
+    }
+    if (run->exit_reason == KVM_EXIT_IO) {
+      ++io_exits;
+      continue;
+    }
     if (run->exit_reason != KVM_EXIT_INTR) {
       fprintf(stderr, "bare_kvm_boot: unexpected exit reason %u\n", run->exit_reason);
       return 1;
