@@ -12,7 +12,9 @@
 // The other arguments: fault_around / fa_max (the page server's base cluster and the stream
 // ramp's top, PageServerOptions; 15 / 255 is the default), spin_us (the handlers' spin
 // before blocking) and cpl (3: the guest at CPL3, what `mmuvisor run` starts; 0: at CPL0,
-// as the KVM selftests' guest runs, which kvm_pvm emulates and maps without shadow faults).
+// as the KVM selftests' guest runs, which kvm_pvm emulates and maps without shadow faults)
+// and dirty_log (1: the Machine's default bitmap; 0: no dirty log on the slots, so KVM may
+// map the neighbours of a faulting page writable, up to 8 per shadow fault).
 //
 // Counters: pages_per_s (paged), baseline_pages_per_s, x_baseline = paged time / baseline
 // time (how many times slower demand paging is; lower is better), p50_us / p99_us /
@@ -78,6 +80,7 @@ void BM_GuestDemandPaging(benchmark::State& state) {
   options.spin_ns = static_cast<uint32_t>(state.range(4) * 1000);
   options.pages_per_vcpu = pages / vcpus;
   options.privilege = state.range(5) == 0 ? GuestPrivilege::kKernel : GuestPrivilege::kUser;
+  options.dirty_log = state.range(6) == 0 ? DirtyLogSource::kNone : DirtyLogSource::kBitmap;
   const uint64_t touched = options.pages_per_vcpu * vcpus;
   double paged_ns = 0;
   double baseline_ns = 0;
@@ -122,21 +125,23 @@ void BM_GuestDemandPaging(benchmark::State& state) {
 
 // 8192 pages (32 MiB) in all, as BM_DemandPaging, split between the vCPUs.
 BENCHMARK(BM_GuestDemandPaging)
-    ->ArgNames({"vcpus", "pages", "fault_around", "fa_max", "spin_us", "cpl"})
-    ->Args({1, 8192, 15, 255, 0, 3})  // the default configuration: 16 pages, ramp to 256
-    ->Args({2, 8192, 15, 255, 0, 3})
-    ->Args({1, 8192, 15, 15, 0, 3})  // before the ramp: 16 pages per fault
-    ->Args({2, 8192, 15, 15, 0, 3})
-    ->Args({1, 8192, 0, 0, 0, 3})  // before fault-around: one page per round trip
-    ->Args({2, 8192, 0, 0, 0, 3})
-    ->Args({1, 8192, 63, 63, 0, 3})  // levers (README, "Cost per page")
-    ->Args({2, 8192, 63, 63, 0, 3})
-    ->Args({1, 8192, 15, 255, 20, 3})
-    ->Args({2, 8192, 15, 255, 20, 3})
-    ->Args({1, 8192, 15, 255, 0, 0})  // a CPL0 guest (kvm_pvm: emulated, no shadow faults)
-    ->Args({2, 8192, 15, 255, 0, 0})
-    ->Args({1, 8192, 15, 15, 0, 0})
-    ->Args({2, 8192, 15, 15, 0, 0});
+    ->ArgNames({"vcpus", "pages", "fault_around", "fa_max", "spin_us", "cpl", "dirty_log"})
+    ->Args({1, 8192, 15, 255, 0, 3, 1})  // the default configuration: 16 pages, ramp to 256
+    ->Args({2, 8192, 15, 255, 0, 3, 1})
+    ->Args({1, 8192, 15, 15, 0, 3, 1})  // before the ramp: 16 pages per fault
+    ->Args({2, 8192, 15, 15, 0, 3, 1})
+    ->Args({1, 8192, 0, 0, 0, 3, 1})  // before fault-around: one page per round trip
+    ->Args({2, 8192, 0, 0, 0, 3, 1})
+    ->Args({1, 8192, 63, 63, 0, 3, 1})  // levers (README, "Cost per page")
+    ->Args({2, 8192, 63, 63, 0, 3, 1})
+    ->Args({1, 8192, 15, 255, 20, 3, 1})
+    ->Args({2, 8192, 15, 255, 20, 3, 1})
+    ->Args({1, 8192, 15, 255, 0, 0, 1})  // a CPL0 guest (kvm_pvm: emulated, no shadow faults)
+    ->Args({2, 8192, 15, 255, 0, 0, 1})
+    ->Args({1, 8192, 15, 15, 0, 0, 1})
+    ->Args({2, 8192, 15, 15, 0, 0, 1})
+    ->Args({1, 8192, 15, 255, 0, 3, 0})  // no dirty log on the slots
+    ->Args({2, 8192, 15, 255, 0, 3, 0});
 
 }  // namespace
 }  // namespace mmuvisor::vmm

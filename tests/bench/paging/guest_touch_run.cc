@@ -161,6 +161,7 @@ absl::StatusOr<GuestTouchResult> RunGuestTouch(const GuestTouchOptions& options)
   config.ram_size = ByteSize{ram_bytes};
   config.vcpus = options.vcpus;
   config.privilege = options.privilege;
+  config.dirty_log = options.dirty_log;
   config.timeout = options.timeout;
   config.observer = &observer;
   config.host.page_server_threads = static_cast<int>(options.vcpus);

@@ -28,6 +28,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "vmm/boot/x86_state.h"
+#include "vmm/host/dirty_tracking.h"
 #include "vmm/kvm/system.h"
 #include "vmm/paging/latency_histogram.h"
 #include "vmm/paging/page_server.h"
@@ -49,6 +50,8 @@ struct GuestTouchOptions {
   // The guest's privilege: CPL3 (the default, what `mmuvisor run` uses) or CPL0, which
   // kvm_pvm emulates instruction by instruction but maps without shadow faults.
   GuestPrivilege privilege = GuestPrivilege::kUser;
+  // The Machine's dirty log (MachineConfig::dirty_log; the bitmap is its default).
+  DirtyLogSource dirty_log = DirtyLogSource::kBitmap;
   absl::Duration timeout = absl::Seconds(300);  // the Machine's watchdog (nested KVM is slow)
 };
 
