@@ -237,10 +237,9 @@ class PageServer {
     return std::min<uint64_t>(options_.fault_around_pages, SwapStore::kMaxRunPages - 1);
   }
   uint64_t MaxClusterLimit() const {
-    return std::max<uint64_t>(
-        ClusterLimit(), ClusterLimit() == 0 ? 0
-                                            : std::min<uint64_t>(options_.fault_around_max_pages,
-                                                                 SwapStore::kMaxRunPages - 1));
+    if (ClusterLimit() == 0) return 0;
+    return std::clamp<uint64_t>(options_.fault_around_max_pages, ClusterLimit(),
+                                SwapStore::kMaxRunPages - 1);
   }
   // Records `cause` for `page` (or the whole range when page == kWholeRange), calls
   // on_failure on the first failure, poisons and wakes.

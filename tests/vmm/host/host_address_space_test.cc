@@ -221,6 +221,40 @@ TEST_P(BackingTest, FaultAroundSkipsThePagesOfAnOpenWindow) {
   }
 }
 
+// The space passes the page server its stream ramp: with the defaults, reading all of RAM
+// in order after a reclaim takes 3 faults (clusters of 16, 32, then the last 16 of a 64);
+// with fault_around_max_pages at the base, 4 faults of 16.
+PageServerStats SequentialReadAfterReclaim(MemoryBacking backing, uint32_t max_pages) {
+  HostAddressSpaceOptions o = SmallOptions(backing);
+  o.fault_around_max_pages = max_pages;
+  absl::StatusOr<std::unique_ptr<HostAddressSpace>> space =
+      HostAddressSpace::Create(std::move(o));
+  EXPECT_OK(space.status());
+  if (!space.ok()) return {};
+  FillAll(**space, 5);
+  absl::StatusOr<ReclaimResult> all = Reclaim(**space, PageRange{0, kPages});
+  EXPECT_TRUE(all.ok() && all->reclaimed == kPages);
+  const PageServerStats before = (*space)->page_server()->Stats();
+  for (uint64_t p = 0; p < kPages; ++p) {
+    EXPECT_EQ(FirstMismatch((*space)->PagePointer(p), p, 5), -1) << "page " << p;
+  }
+  PageServerStats d = (*space)->page_server()->Stats();
+  d.faults -= before.faults;
+  d.sequential_faults -= before.sequential_faults;
+  return d;
+}
+
+TEST_P(BackingTest, ASequentialReadAfterAReclaimGrowsTheClustersUnlessTheRampIsOff) {
+  ASSERT_EQ(kPages, 64u);
+  ASSERT_EQ(HostAddressSpaceOptions{}.fault_around_pages, kDefaultFaultAroundPages);
+  const PageServerStats ramp = SequentialReadAfterReclaim(GetParam(), kDefaultFaultAroundMaxPages);
+  EXPECT_EQ(ramp.faults, 3u);
+  EXPECT_EQ(ramp.sequential_faults, 2u);
+  const PageServerStats flat = SequentialReadAfterReclaim(GetParam(), kDefaultFaultAroundPages);
+  EXPECT_EQ(flat.faults, 4u);
+  EXPECT_EQ(flat.sequential_faults, 0u);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backings, BackingTest,
                          ::testing::Values(MemoryBacking::kMemfd,
                                            MemoryBacking::kAnonymous),
