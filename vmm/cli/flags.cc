@@ -99,10 +99,13 @@ void AddRunFlags(CLI::App& app, RunLine& line) {
           "at most 8)",
           once, &run.ram_aliases, cmdline::ParseAliases);
   AddFlag(app, "--dirty", "LOG",
-          "how reclaim learns what the guest wrote: 'bitmap' (KVM_GET_DIRTY_LOG;\n"
-          "the default with --resident), 'ring' (KVM's per-vCPU dirty ring; an\n"
-          "error where KVM lacks it), 'auto' (the ring where it passes a\n"
-          "self-check) or 'none' (no log: the default without --resident)",
+          "how reclaim learns what the guest wrote: 'bitmap' (KVM_GET_DIRTY_LOG),\n"
+          "'ring' (KVM's per-vCPU dirty ring; an error where KVM lacks it),\n"
+          "'none' (no log: every resident page is written back; the default\n"
+          "without --resident) or 'auto' (the default with --resident: none\n"
+          "where KVM prefetches pages on faults, as on PVM and shadow paging,\n"
+          "since a log stops that; else the ring where it passes a self-check,\n"
+          "else the bitmap)",
           once, &run.dirty_log,
           cmdline::OneOf<DirtyLogSource>({{"bitmap", DirtyLogSource::kBitmap},
                                           {"ring", DirtyLogSource::kRing},

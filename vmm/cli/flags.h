@@ -47,7 +47,7 @@ struct RunOptions {
   absl::Duration timeout = kDefaultTimeout;
   MemoryBacking backing = MemoryBacking::kMemfd;
   // --dirty: where reclaim learns which pages the guest wrote (KVM bitmap, ring, auto or
-  // none). Not given: the bitmap with --resident, none without (nothing reclaims).
+  // none). Not given: auto with --resident, none without (nothing reclaims).
   std::optional<DirtyLogSource> dirty_log;
   uint32_t ram_slots = 1;  // --slots: guest RAM as this many memslots
   uint32_t ram_aliases = 0;  // --aliases: K more memslots over all of RAM

@@ -61,8 +61,10 @@ MachineConfig RunMachineConfig(const RunOptions& options, std::FILE* out) {
   config.backing = options.backing;
   // Without --resident nothing reclaims: a dirty log would only cost the boot (its
   // self-check) and the guest (write-protected first writes), so none unless asked for.
+  // With it, auto: no log where KVM prefetches on faults (a log turns that off), else the
+  // ring or the bitmap (MachineConfig::dirty_log).
   config.dirty_log = options.dirty_log.value_or(options.resident_fraction.has_value()
-                                                    ? DirtyLogSource::kBitmap
+                                                    ? DirtyLogSource::kAuto
                                                     : DirtyLogSource::kNone);
   config.ram_slots = options.ram_slots;
   config.ram_aliases = options.ram_aliases;

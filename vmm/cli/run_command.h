@@ -15,8 +15,8 @@ namespace mmuvisor::vmm::cli {
 int RunGuest(const RunOptions& options, std::FILE* out, std::FILE* err);
 
 // The Machine `options` ask for, guest text echoed to `out`. Rule beyond the flags: the
-// dirty log is the bitmap with --resident and none without (nothing reclaims), unless
-// --dirty says otherwise.
+// dirty log is auto with --resident and none without (nothing reclaims), unless --dirty
+// says otherwise.
 MachineConfig RunMachineConfig(const RunOptions& options, std::FILE* out);
 
 // The whole CLI: parse argv[1..], dispatch, return the exit code.

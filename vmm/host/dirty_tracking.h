@@ -10,9 +10,11 @@
 //
 // Where the log comes from (DirtyLogSource, the VMM's choice before it creates vCPUs):
 // KVM's per-memslot bitmap (KvmDirtyLog, kvm_bindings.h) or its per-vCPU dirty ring
-// (KvmDirtyRingLog, kvm_dirty_ring.h); `auto` takes the ring where KVM offers it and a
-// self-check on a scratch VM passes, else the bitmap. Both then go through the same
-// self-check on the real VM (ChooseDirtyTracking).
+// (KvmDirtyRingLog, kvm_dirty_ring.h); `auto` takes no log where KVM prefetches around a
+// fault (a log costs the guest a fault per written or swapped-in page there; the write-back
+// of clean pages it saves costs less), else the ring where KVM offers it and a self-check
+// on a scratch VM passes, else the bitmap. Both logs then go through the same self-check
+// on the real VM (ChooseDirtyTracking).
 //
 // Writes that do not go through a vCPU (device DMA through a SecondaryMmu, the VMM's own
 // copies into guest memory) are invisible to KVM's log: their writers must call
@@ -49,7 +51,9 @@ class DirtyLog {
 enum class DirtyLogSource : uint8_t {
   kBitmap,  // KVM_GET_DIRTY_LOG
   kRing,    // KVM_CAP_DIRTY_LOG_RING[_ACQ_REL]; an error where KVM does not offer it
-  kAuto,    // the ring if offered and its self-check passes, else the bitmap (logged)
+  kAuto,    // none where KVM prefetches around a fault (KvmPrefetchesNeighbours: PVM,
+            // shadow paging, the legacy MMU), which a log turns off for writable pages;
+            // else the ring if offered and its self-check passes, else the bitmap (logged)
   kNone,    // no dirty log: slots without KVM_MEM_LOG_DIRTY_PAGES, no self-check; reclaim
             // writes back every resident page (`mmuvisor run` without --resident: nothing
             // reclaims, and the log would only cost the boot and every first write)

@@ -42,7 +42,21 @@ KvmHostInfo DetectKvmHost(absl::string_view sysfs_module_dir) {
     info.flavour = KvmFlavour::kSvm;
     info.tdp = ParamIsOn(root + "/kvm_amd/parameters/npt");
   }
+  info.tdp_mmu = info.tdp && ParamIsOn(root + "/kvm/parameters/tdp_mmu");
   return info;
+}
+
+bool KvmPrefetchesNeighbours(const KvmHostInfo& info) {
+  switch (info.flavour) {
+    case KvmFlavour::kPvm:
+      return true;
+    case KvmFlavour::kVmx:
+    case KvmFlavour::kSvm:
+      return !(info.tdp && info.tdp_mmu);
+    case KvmFlavour::kUnknown:
+      break;
+  }
+  return false;
 }
 
 std::string KvmFlavourName(KvmFlavour flavour) {
@@ -68,7 +82,10 @@ std::string DescribeKvmHost(const KvmHostInfo& info) {
       break;
     case KvmFlavour::kVmx:
     case KvmFlavour::kSvm:
-      absl::StrAppend(&s, info.tdp ? ", two-dimensional paging" : ", shadow paging",
+      absl::StrAppend(&s,
+                      info.tdp ? (info.tdp_mmu ? ", two-dimensional paging (TDP MMU)"
+                                               : ", two-dimensional paging (legacy MMU)")
+                               : ", shadow paging",
                       "; CPL0 and CPL3 both run natively");
       break;
     case KvmFlavour::kUnknown:

@@ -29,7 +29,18 @@ struct KvmHostInfo {
   // kvm.tdp_mmu / ept / npt as sysfs states them: true only when the host says two-
   // dimensional paging is on; false for shadow paging or when sysfs does not say.
   bool tdp = false;
+  // kvm.tdp_mmu as sysfs states it (Linux 5.10+; read-only and forced off without two-
+  // dimensional paging since 6.3): whether TDP faults go through the TDP MMU.
+  bool tdp_mmu = false;
 };
+
+// Whether KVM's MMU on this host maps neighbouring pages on a fault (`pte_prefetch`: up to
+// 8 pages the host already has, in the legacy MMU's direct maps and the shadow MMU) — and
+// so whether a dirty log costs faults: KVM never prefetches a writable page into a slot
+// with KVM_MEM_LOG_DIRTY_PAGES (gfn_to_memslot_dirty_bitmap). True for PVM and for
+// VMX/SVM without EPT/NPT or without the TDP MMU (which maps only the faulting page);
+// false when the flavour is unknown.
+bool KvmPrefetchesNeighbours(const KvmHostInfo& info);
 
 // Reads `sysfs_module_dir` (normally /sys/module): kvm_pvm wins over kvm_intel/kvm_amd
 // when several are present (a PVM host may also carry the hardware module, unbound).

@@ -156,11 +156,13 @@ struct MachineConfig {
   HostAddressSpaceOptions host;
   // Dirty tracking for reclaim (`--dirty bitmap|ring|auto|none`, vmm/host/dirty_tracking.h):
   // the bitmap (KVM_GET_DIRTY_LOG), the per-vCPU dirty ring (an error where KVM does not
-  // offer it) or auto (the ring if offered and its self-check on a scratch VM passes, else
-  // the bitmap; the fallback is logged). The real VM's self-check then decides between
-  // that log and always-write-back, as for the bitmap. none: no log at all (no slot flag,
-  // no self-check; reclaim writes back every resident page): `mmuvisor run`'s default
-  // when nothing reclaims.
+  // offer it), none (no log at all: no slot flag, no self-check; reclaim writes back every
+  // resident page) or auto, the CLI's default: none where KVM prefetches neighbouring
+  // pages on a fault (KvmPrefetchesNeighbours: PVM, shadow paging, the legacy MMU), which
+  // a dirty log turns off for writable pages; elsewhere the ring if offered and its
+  // self-check on a scratch VM passes, else the bitmap. The choice is logged and is
+  // dirty_log_source(). The real VM's self-check then decides between a log and
+  // always-write-back.
   DirtyLogSource dirty_log = DirtyLogSource::kBitmap;
   uint32_t dirty_ring_entries = kDefaultDirtyRingEntries;  // per vCPU; rounded, clamped
   // Started by Run() when set (the CLI's `--resident`); stopped before the space's
@@ -225,6 +227,8 @@ class Machine : private UcallHandler, private GuestFaultHandler {
   // The dirty ring when the machine uses one (config.dirty_log ring, or auto that chose
   // it), else null. Valid until destruction.
   const KvmDirtyRingLog* dirty_ring() const { return kvm_dirty_ring_.get(); }
+  // What config.dirty_log became: bitmap, ring or none (never auto).
+  DirtyLogSource dirty_log_source() const { return dirty_log_; }
 
   const BootPlan& boot_plan() const { return plan_; }
   const KvmLimits& limits() const { return limits_; }
@@ -235,7 +239,8 @@ class Machine : private UcallHandler, private GuestFaultHandler {
   Machine(const MachineConfig& config, absl::Time created);
   absl::Status Init(absl::Span<const uint8_t> elf);
   absl::Status SetUpKvm();
-  // Enables the dirty ring on vm_ per config_.dirty_log (before any vCPU exists).
+  // Resolves config_.dirty_log into dirty_log_ and enables the dirty ring on vm_ if that
+  // is the choice (before any vCPU exists).
   absl::Status ChooseDirtyLogSource();
   absl::Status CreateVcpu(uint32_t index, const std::vector<kvm_cpuid_entry2>& cpuid);
   void OnVcpuStop(uint32_t vcpu, const VcpuStop& stop) ABSL_LOCKS_EXCLUDED(mu_);
@@ -278,6 +283,8 @@ class Machine : private UcallHandler, private GuestFaultHandler {
   std::optional<KvmMemslotControl> kvm_slots_;  // reference vm_
   std::optional<KvmDirtyLog> kvm_dirty_log_;
   std::unique_ptr<KvmDirtyRingLog> kvm_dirty_ring_;  // references vm_; or kvm_dirty_log_
+  // config_.dirty_log with auto resolved (ChooseDirtyLogSource, before the first vCPU).
+  DirtyLogSource dirty_log_ = DirtyLogSource::kBitmap;
   std::vector<std::unique_ptr<KvmVcpu>> vcpus_;
   PortIoBus bus_;
   SerialConsole serial_{&console_};

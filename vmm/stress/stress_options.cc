@@ -230,7 +230,8 @@ void AddRunFlags(CLI::App& app, StressLine& line) {
           kLast, &o.memslot_churn, Rate);
   AddFlag(app, "--dirty", "LOG",
           "KVM runs: bitmap (default), ring (KVM's dirty ring; an error\n"
-          "where KVM lacks it), auto (the ring where it passes a self-check)\n"
+          "where KVM lacks it), auto (none where KVM prefetches on faults,\n"
+          "else the ring where it passes a self-check, else the bitmap)\n"
           "or none (no log: every resident page written back)",
           kLast, &o.dirty_log,
           OneOf<DirtyLogSource>({{"bitmap", DirtyLogSource::kBitmap},

@@ -13,8 +13,10 @@
 // ramp's top, PageServerOptions; 15 / 255 is the default), spin_us (the handlers' spin
 // before blocking) and cpl (3: the guest at CPL3, what `mmuvisor run` starts; 0: at CPL0,
 // as the KVM selftests' guest runs, which kvm_pvm emulates and maps without shadow faults)
-// and dirty_log (1: the Machine's default bitmap; 0: no dirty log on the slots, so KVM may
-// map the neighbours of a faulting page writable, up to 8 per shadow fault).
+// and dirty_log (2: auto, what `mmuvisor run --resident` uses: none where KVM prefetches
+// on faults, as on kvm_pvm, else the ring or the bitmap; 1: the bitmap; 0: no dirty log on
+// the slots, so KVM may map the neighbours of a faulting page writable, up to 8 per shadow
+// fault). The label names the log the Machine used ("dirty log: none").
 //
 // Counters: pages_per_s (paged), baseline_pages_per_s, x_baseline = paged time / baseline
 // time (how many times slower demand paging is; lower is better), p50_us / p99_us /
@@ -80,7 +82,9 @@ void BM_GuestDemandPaging(benchmark::State& state) {
   options.spin_ns = static_cast<uint32_t>(state.range(4) * 1000);
   options.pages_per_vcpu = pages / vcpus;
   options.privilege = state.range(5) == 0 ? GuestPrivilege::kKernel : GuestPrivilege::kUser;
-  options.dirty_log = state.range(6) == 0 ? DirtyLogSource::kNone : DirtyLogSource::kBitmap;
+  options.dirty_log = state.range(6) == 0   ? DirtyLogSource::kNone
+                      : state.range(6) == 1 ? DirtyLogSource::kBitmap
+                                            : DirtyLogSource::kAuto;
   const uint64_t touched = options.pages_per_vcpu * vcpus;
   double paged_ns = 0;
   double baseline_ns = 0;
@@ -109,6 +113,7 @@ void BM_GuestDemandPaging(benchmark::State& state) {
     baseline_ns += absl::ToDoubleNanoseconds(base->touch_time);
     faults += paged->server_faults;
     AddInto(latency, paged->fault_latency);
+    state.SetLabel(absl::StrCat("dirty log: ", DirtyLogSourceName(paged->dirty_log)));
   }
   if (paged_ns == 0 || baseline_ns == 0) return;
   const auto iters = static_cast<double>(state.iterations());
@@ -126,7 +131,9 @@ void BM_GuestDemandPaging(benchmark::State& state) {
 // 8192 pages (32 MiB) in all, as BM_DemandPaging, split between the vCPUs.
 BENCHMARK(BM_GuestDemandPaging)
     ->ArgNames({"vcpus", "pages", "fault_around", "fa_max", "spin_us", "cpl", "dirty_log"})
-    ->Args({1, 8192, 15, 255, 0, 3, 1})  // the default configuration: 16 pages, ramp to 256
+    ->Args({1, 8192, 15, 255, 0, 3, 2})  // the default configuration: 16 pages, ramp to
+    ->Args({2, 8192, 15, 255, 0, 3, 2})  // 256, dirty log auto
+    ->Args({1, 8192, 15, 255, 0, 3, 1})  // the same with the bitmap (the default before auto)
     ->Args({2, 8192, 15, 255, 0, 3, 1})
     ->Args({1, 8192, 15, 15, 0, 3, 1})  // before the ramp: 16 pages per fault
     ->Args({2, 8192, 15, 15, 0, 3, 1})
@@ -136,7 +143,9 @@ BENCHMARK(BM_GuestDemandPaging)
     ->Args({2, 8192, 63, 63, 0, 3, 1})
     ->Args({1, 8192, 15, 255, 20, 3, 1})
     ->Args({2, 8192, 15, 255, 20, 3, 1})
-    ->Args({1, 8192, 15, 255, 0, 0, 1})  // a CPL0 guest (kvm_pvm: emulated, no shadow faults)
+    ->Args({1, 8192, 15, 255, 0, 0, 2})  // a CPL0 guest (kvm_pvm: emulated, no shadow faults)
+    ->Args({2, 8192, 15, 255, 0, 0, 2})
+    ->Args({1, 8192, 15, 255, 0, 0, 1})
     ->Args({2, 8192, 15, 255, 0, 0, 1})
     ->Args({1, 8192, 15, 15, 0, 0, 1})
     ->Args({2, 8192, 15, 15, 0, 0, 1})

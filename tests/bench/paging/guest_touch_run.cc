@@ -192,6 +192,7 @@ absl::StatusOr<GuestTouchResult> RunGuestTouch(const GuestTouchOptions& options)
   if (absl::Status s = WriteBootArgs(machine, args); !s.ok()) return s;
 
   GuestTouchResult result;
+  result.dirty_log = machine.dirty_log_source();
   PageServer* server = space.page_server();
   if (options.memory == TouchMemory::kDemandPaged) {
     absl::StatusOr<uint64_t> reclaimed = FillAndReclaim(machine, first_gpa, pages);

@@ -50,8 +50,9 @@ struct GuestTouchOptions {
   // The guest's privilege: CPL3 (the default, what `mmuvisor run` uses) or CPL0, which
   // kvm_pvm emulates instruction by instruction but maps without shadow faults.
   GuestPrivilege privilege = GuestPrivilege::kUser;
-  // The Machine's dirty log (MachineConfig::dirty_log; the bitmap is its default).
-  DirtyLogSource dirty_log = DirtyLogSource::kBitmap;
+  // The Machine's dirty log (MachineConfig::dirty_log; auto is what `mmuvisor run
+  // --resident` uses, the bitmap the library's default).
+  DirtyLogSource dirty_log = DirtyLogSource::kAuto;
   absl::Duration timeout = absl::Seconds(300);  // the Machine's watchdog (nested KVM is slow)
 };
 
@@ -64,6 +65,7 @@ struct GuestTouchResult {
   uint64_t reclaimed = 0;          // pages the pre-run Reclaim discarded (kDemandPaged)
   uint64_t swap_ins = 0;           // pages brought from the store (faults + fault-around)
   uint64_t server_faults = 0;      // page-server faults during the run (swap-ins + zero fills)
+  DirtyLogSource dirty_log = DirtyLogSource::kBitmap;  // what options.dirty_log became
   // Page-server service time of the faults during the run (message read -> page installed):
   // the touch faults plus a few zero-fills of stack pages. Empty for kNeverTouched.
   LatencyHistogram::Snapshot fault_latency;

@@ -267,13 +267,14 @@ TEST(AliasesFlagTest, RunAndStressAnswerTheSame) {
                        HasSubstr("--aliases '9': must be 0 to 8")));
 }
 
-// `run`'s dirty log when --dirty is not given: the bitmap with --resident (reclaim reads
-// it), none without (nothing reclaims; the log would only cost the boot and first writes).
+// `run`'s dirty log when --dirty is not given: auto with --resident (reclaim reads a log
+// where one does not cost KVM's fault prefetch), none without (nothing reclaims; the log
+// would only cost the boot and first writes).
 TEST(DirtyFlagTest, RunDefaultsToNoLogUnlessSomethingReclaims) {
   ASSERT_OK_AND_ASSIGN(Command plain, Parse({"run", "hello64"}));
   EXPECT_EQ(RunMachineConfig(plain.run, nullptr).dirty_log, DirtyLogSource::kNone);
   ASSERT_OK_AND_ASSIGN(Command resident, Parse({"run", "hello64", "--resident", "0.5"}));
-  EXPECT_EQ(RunMachineConfig(resident.run, nullptr).dirty_log, DirtyLogSource::kBitmap);
+  EXPECT_EQ(RunMachineConfig(resident.run, nullptr).dirty_log, DirtyLogSource::kAuto);
   ASSERT_OK_AND_ASSIGN(Command asked, Parse({"run", "hello64", "--dirty", "ring"}));
   EXPECT_EQ(RunMachineConfig(asked.run, nullptr).dirty_log, DirtyLogSource::kRing);
 }

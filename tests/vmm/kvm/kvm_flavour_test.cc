@@ -42,6 +42,7 @@ TEST(KvmFlavourTest, NoModuleIsUnknown) {
   const KvmHostInfo info = DetectKvmHost(sys.root());
   EXPECT_EQ(info.flavour, KvmFlavour::kUnknown);
   EXPECT_THAT(DescribeKvmHost(info), HasSubstr("unknown (no kvm_intel, kvm_amd or kvm_pvm"));
+  EXPECT_FALSE(KvmPrefetchesNeighbours(info)) << "unknown: assume nothing";
   EXPECT_EQ(DetectKvmHost("/nonexistent/sysfs").flavour, KvmFlavour::kUnknown);
 }
 
@@ -52,7 +53,27 @@ TEST(KvmFlavourTest, VmxAndSvmWithTheirPagingMode) {
     const KvmHostInfo info = DetectKvmHost(sys.root());
     EXPECT_EQ(info.flavour, KvmFlavour::kVmx);
     EXPECT_TRUE(info.tdp);
-    EXPECT_THAT(DescribeKvmHost(info), HasSubstr("VMX (kvm_intel), two-dimensional paging"));
+    EXPECT_FALSE(info.tdp_mmu) << "no kvm/parameters/tdp_mmu";
+    EXPECT_THAT(DescribeKvmHost(info),
+                HasSubstr("VMX (kvm_intel), two-dimensional paging (legacy MMU)"));
+    EXPECT_TRUE(KvmPrefetchesNeighbours(info));
+  }
+  {
+    FakeSysfs sys;
+    sys.Param("kvm_intel", "ept", "Y");
+    sys.Param("kvm", "tdp_mmu", "Y");
+    const KvmHostInfo info = DetectKvmHost(sys.root());
+    EXPECT_TRUE(info.tdp_mmu);
+    EXPECT_THAT(DescribeKvmHost(info), HasSubstr("two-dimensional paging (TDP MMU)"));
+    EXPECT_FALSE(KvmPrefetchesNeighbours(info)) << "the TDP MMU maps only the faulting page";
+  }
+  {
+    FakeSysfs sys;
+    sys.Param("kvm_intel", "ept", "N");
+    sys.Param("kvm", "tdp_mmu", "Y");  // pre-6.3: the parameter can say Y without EPT
+    const KvmHostInfo info = DetectKvmHost(sys.root());
+    EXPECT_FALSE(info.tdp_mmu);
+    EXPECT_TRUE(KvmPrefetchesNeighbours(info));
   }
   {
     FakeSysfs sys;
@@ -61,6 +82,7 @@ TEST(KvmFlavourTest, VmxAndSvmWithTheirPagingMode) {
     EXPECT_EQ(info.flavour, KvmFlavour::kSvm);
     EXPECT_FALSE(info.tdp);
     EXPECT_THAT(DescribeKvmHost(info), HasSubstr("SVM (kvm_amd), shadow paging"));
+    EXPECT_TRUE(KvmPrefetchesNeighbours(info));
   }
 }
 
@@ -71,6 +93,7 @@ TEST(KvmFlavourTest, PvmWinsOverAnUnboundHardwareModuleAndIsShadowPaging) {
   const KvmHostInfo info = DetectKvmHost(sys.root());
   EXPECT_EQ(info.flavour, KvmFlavour::kPvm);
   EXPECT_FALSE(info.tdp);
+  EXPECT_TRUE(KvmPrefetchesNeighbours(info));
   EXPECT_THAT(DescribeKvmHost(info), HasSubstr("PVM (kvm_pvm), shadow paging"));
   EXPECT_THAT(DescribeKvmHost(info), HasSubstr("IOPL is ignored"));
   EXPECT_THAT(KvmFlavourCrashNote(KvmFlavour::kPvm), HasSubstr("TSS I/O bitmap"));
