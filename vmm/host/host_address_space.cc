@@ -149,6 +149,13 @@ absl::Status HostAddressSpace::AttachHypervisor(MemslotControl* control, DirtyLo
   return absl::OkStatus();
 }
 
+void HostAddressSpace::DetachHypervisor() {
+  MutexLock harvest(&harvest_mu_);  // as ChangeMemslots, which reads the control under it
+  options_.memslot_control = nullptr;
+  options_.dirty_log = nullptr;
+  options_.dirty_probe = nullptr;
+}
+
 absl::Status HostAddressSpace::StartPageServer() {
   if (page_server_ != nullptr || torn_down() || ram_ == nullptr) {
     return absl::FailedPreconditionError(

@@ -63,12 +63,20 @@ class HostAddressSpace final : public mmu::Primary, public GuestMemoryAccess {
   // or torn down. REQUIRES: before guests and operations run; both outlive Teardown().
   absl::Status AttachHypervisor(MemslotControl* control, DirtyLog* log, GuestWriteProbe probe)
       ABSL_LOCKS_EXCLUDED(mu_);
+  // The hypervisor is destroyed next, and its memslots with it (KVM frees every slot of a
+  // VM it destroys): forgets the memslot control and the dirty log without deleting a
+  // slot, so Teardown deletes none either. Deleting them first would cost an SRCU grace
+  // period and a shadow-page zap per slot (~0.1 ms each on kvm_pvm) for nothing. RAM stays
+  // mapped and served until Teardown, so the VM is destroyed before its memory goes.
+  // Idempotent. REQUIRES: no guest runs and no operation runs or starts (the owner's
+  // reclaim driver stopped); the owner destroys the VM before Teardown.
+  void DetachHypervisor() ABSL_LOCKS_EXCLUDED(mu_);
   // Registers RAM with userfaultfd and starts the handlers (start_page_server_later);
   // pages written before stay resident. FailedPrecondition (started, torn down),
   // PageServer::Start's errors. REQUIRES: no guest and no operation runs.
   absl::Status StartPageServer();
   // stop_guests, waits for open windows, hub Release (once per subscription), page server
-  // shut down, memslots deleted, store closed, RAM unmapped. Idempotent. REQUIRES: not
+  // shut down, memslots deleted (unless DetachHypervisor), store closed, RAM unmapped. Idempotent. REQUIRES: not
   // from a callback or a guest thread; the owner stopped its reclaim driver.
   void Teardown() ABSL_LOCKS_EXCLUDED(mu_, teardown_mu_);
   bool torn_down() const { return torn_down_.load(std::memory_order_acquire); }

@@ -96,6 +96,13 @@ Machine::Machine(const MachineConfig& config, absl::Time created)
     : config_(config), created_(created), console_(config.console_echo) {}
 
 absl::Status Machine::Init(absl::Span<const uint8_t> elf) {
+  // 0. KVM first: the supported CPUID on a thread of its own, the VM and its vCPUs here.
+  // Both overlap with steps 1 and 2 (on kvm_pvm ~0.4 ms each; vmm/README.md, "Process
+  // start"). Their errors wait until steps 1 and 2 have checked the user's input, so that
+  // a bad image is reported as such on a host without /dev/kvm too.
+  cpuid_prefetch_ = SupportedCpuidPrefetch::Begin(config_.kvm_path);
+  const absl::Status kvm_created = CreateVmAndVcpus();
+
   // 1. The host address space. Its callbacks reach this object, which outlives it.
   HostAddressSpaceOptions options = config_.host;
   options.ram_bytes = config_.ram_size.value;
@@ -163,6 +170,7 @@ absl::Status Machine::Init(absl::Span<const uint8_t> elf) {
   MMUVISOR_RETURN_IF_ERROR(space_->StartPageServer());
 
   // 3 and 4.
+  MMUVISOR_RETURN_IF_ERROR(kvm_created);
   MMUVISOR_RETURN_IF_ERROR(SetUpKvm());
   MMUVISOR_RETURN_IF_ERROR(bus_.Register(MMV_PORT_SERIAL, SerialConsole::kPortCount, &serial_, "serial"));
   MMUVISOR_RETURN_IF_ERROR(bus_.Register(MMV_PORT_UCALL, 4, &*ucall_, "ucall"));
@@ -177,26 +185,28 @@ absl::Status Machine::Init(absl::Span<const uint8_t> elf) {
 }
 
 Machine::~Machine() {
-  // Runners stopped -> space torn down (Release to every subscription; memslots deleted
-  // through the VM, which must still exist) -> vCPUs -> VM -> the space itself.
+  // Runners stopped -> vCPUs -> VM, while RAM is still mapped and served (KVM frees the
+  // memslots with the VM: the space deletes none, DetachHypervisor) -> space torn down
+  // (Release to every subscription, page server shut down, RAM unmapped) -> the space.
   if (space_ != nullptr) StopReclaimDriver();
   KickAll();
   JoinAll();
-  if (space_ != nullptr) space_->Teardown();
-  {
-    MutexLock lock(&mu_);
-    reclaimd_.reset();  // stopped above; it references the space
-  }
+  if (space_ != nullptr) space_->DetachHypervisor();
   runners_.clear();
   vcpus_.clear();
   kvm_dirty_log_.reset();
   kvm_dirty_ring_.reset();
   kvm_slots_.reset();
   vm_.reset();
+  if (space_ != nullptr) space_->Teardown();
+  {
+    MutexLock lock(&mu_);
+    reclaimd_.reset();  // stopped above; it references the space
+  }
   space_.reset();
 }
 
-absl::Status Machine::SetUpKvm() {
+absl::Status Machine::CreateVmAndVcpus() {
   MMUVISOR_ASSIGN_OR_RETURN(KvmSystem system, KvmSystem::Open(config_.kvm_path));
   system_.emplace(std::move(system));
   MMUVISOR_ASSIGN_OR_RETURN(limits_, system_->ProbeLimits());
@@ -205,15 +215,16 @@ absl::Status Machine::SetUpKvm() {
         "%u vCPUs requested: KVM on this host allows at most %d (KVM_CAP_MAX_VCPUS)",
         config_.vcpus, limits_.max_vcpus)));
   }
-  const size_t slots = space_->memslots()->slots().size();
-  if (limits_.nr_memslots < static_cast<int>(slots)) {
+  // RamSlots' count; an invalid ram_slots is reported by step 1 first.
+  const uint64_t slots = uint64_t{config_.ram_slots} + config_.ram_aliases;
+  if (static_cast<uint64_t>(limits_.nr_memslots) < slots) {
     return InputError(absl::InvalidArgumentError(absl::StrFormat(
         "guest memory in %u memslots: KVM on this host allows %d (KVM_CAP_NR_MEMSLOTS)", slots,
         limits_.nr_memslots)));
   }
   MMUVISOR_ASSIGN_OR_RETURN(KvmVm vm, system_->CreateVm());
   vm_.emplace(std::move(vm));
-  if (space_->num_pages() * kPageSize <= kTssAddr) {
+  if (config_.ram_size.value <= kTssAddr) {
     // Best effort: SVM and VMX with unrestricted guest never use it, and some KVM
     // implementations (e.g. kvm-pvm) may not implement it; real-mode guests on hosts that
     // need it then fail at KVM_RUN with a reported error rather than here.
@@ -221,13 +232,24 @@ absl::Status Machine::SetUpKvm() {
   }
   // The ring must be enabled before the first vCPU is created (KVM: EINVAL after).
   MMUVISOR_RETURN_IF_ERROR(ChooseDirtyLogSource());
+  for (uint32_t i = 0; i < config_.vcpus; ++i) {
+    MMUVISOR_ASSIGN_OR_RETURN(KvmVcpu vcpu, vm_->CreateVcpu(static_cast<int>(i),
+                                                   limits_.vcpu_mmap_size));
+    vcpus_.push_back(std::make_unique<KvmVcpu>(std::move(vcpu)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Machine::SetUpKvm() {
+  // Asked on cpuid_prefetch_'s thread since step 0: cached, or in flight.
   MMUVISOR_ASSIGN_OR_RETURN(std::vector<kvm_cpuid_entry2> cpuid, system_->SupportedCpuid());
+  cpuid_prefetch_.reset();
   // Every vCPU with its CPUID and the register state KVM gave it, before the dirty-log
   // probe changes vCPU 0's.
   std::vector<kvm_sregs> base;
-  for (uint32_t i = 0; i < config_.vcpus; ++i) {
-    MMUVISOR_RETURN_IF_ERROR(CreateVcpu(i, cpuid));
-    MMUVISOR_ASSIGN_OR_RETURN(kvm_sregs sregs, vcpus_.back()->GetSregs());
+  for (const auto& vcpu : vcpus_) {
+    MMUVISOR_RETURN_IF_ERROR(vcpu->SetCpuid(cpuid));
+    MMUVISOR_ASSIGN_OR_RETURN(kvm_sregs sregs, vcpu->GetSregs());
     base.push_back(sregs);
   }
   kvm_slots_.emplace(*vm_);
@@ -313,14 +335,6 @@ absl::Status Machine::ChooseDirtyLogSource() {
   }
   spdlog::info("dirty tracking auto: not the dirty ring ({}); using the bitmap", why_not);
   dirty_log_ = DirtyLogSource::kBitmap;
-  return absl::OkStatus();
-}
-
-absl::Status Machine::CreateVcpu(uint32_t index, const std::vector<kvm_cpuid_entry2>& cpuid) {
-  MMUVISOR_ASSIGN_OR_RETURN(KvmVcpu vcpu, vm_->CreateVcpu(static_cast<int>(index),
-                                                 limits_.vcpu_mmap_size));
-  MMUVISOR_RETURN_IF_ERROR(vcpu.SetCpuid(cpuid));
-  vcpus_.push_back(std::make_unique<KvmVcpu>(std::move(vcpu)));
   return absl::OkStatus();
 }
 

@@ -15,8 +15,8 @@
 //   4. the port bus: serial console at MMV_PORT_SERIAL, ucall at MMV_PORT_UCALL (ucall reads
 //      guest memory through the space). More devices: AttachPortDevice before Run.
 // Run() starts the reclaim driver (config.reclaim; the Machine owns it, as the system owns
-// kswapd, not the mm), one VcpuRunner thread per vCPU and a watchdog, and returns when
-// every vCPU has stopped. A crash, failed assertion, malformed
+// kswapd, not the mm), one VcpuRunner thread per vCPU, and returns when
+// every vCPU has stopped (kicking them all once config.timeout has passed). A crash, failed assertion, malformed
 // ucall, host error or page-server failure on one vCPU kicks the others. Run() may be
 // called once.
 //
@@ -69,6 +69,7 @@
 #include "vmm/host/kvm_bindings.h"
 #include "vmm/host/kvm_dirty_ring.h"
 #include "vmm/host/reclaim_driver.h"
+#include "vmm/kvm/cpuid_prefetch.h"
 #include "vmm/kvm/system.h"
 #include "vmm/kvm/vcpu.h"
 #include "vmm/kvm/vm.h"
@@ -121,7 +122,7 @@ struct MachineConfig {
   uint32_t vcpus = 1;
   MemoryBacking backing = MemoryBacking::kMemfd;
   GuestPrivilege privilege = GuestPrivilege::kUser;
-  absl::Duration timeout = absl::Seconds(10);  // InfiniteDuration(): no watchdog
+  absl::Duration timeout = absl::Seconds(10);  // then every vCPU is kicked; Infinite: never
   // mmv_boot_info.seed, .flags, .args and .nr_args (`mmuvisor run --seed --boot-flags --
   // ARG...`); RSI at entry is nr_args.
   uint64_t seed = 0;
@@ -238,11 +239,15 @@ class Machine : private UcallHandler, private GuestFaultHandler {
  private:
   Machine(const MachineConfig& config, absl::Time created);
   absl::Status Init(absl::Span<const uint8_t> elf);
+  // Step 0 of Init: /dev/kvm, its limits against the config, the VM, the dirty log's
+  // source (a ring is enabled here), the vCPUs (no CPUID yet).
+  absl::Status CreateVmAndVcpus();
+  // Step 3: every vCPU's CPUID (cpuid_prefetch_'s answer), memslots and dirty log attached
+  // to the space, initial registers.
   absl::Status SetUpKvm();
   // Resolves config_.dirty_log into dirty_log_ and enables the dirty ring on vm_ if that
   // is the choice (before any vCPU exists).
   absl::Status ChooseDirtyLogSource();
-  absl::Status CreateVcpu(uint32_t index, const std::vector<kvm_cpuid_entry2>& cpuid);
   void OnVcpuStop(uint32_t vcpu, const VcpuStop& stop) ABSL_LOCKS_EXCLUDED(mu_);
   void OnPageServerFailure(const absl::Status& status) ABSL_LOCKS_EXCLUDED(mu_);
   void KickAll();
@@ -277,6 +282,7 @@ class Machine : private UcallHandler, private GuestFaultHandler {
   std::unique_ptr<HostAddressSpace> space_;
   BootPlan plan_;
   GuestConsole console_;
+  std::unique_ptr<SupportedCpuidPrefetch> cpuid_prefetch_;  // Init only
   std::optional<KvmSystem> system_;
   KvmLimits limits_;
   std::optional<KvmVm> vm_;
@@ -304,6 +310,9 @@ class Machine : private UcallHandler, private GuestFaultHandler {
   std::optional<absl::Duration> first_ucall_ ABSL_GUARDED_BY(mu_);
   bool ran_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<std::string> host_stop_ ABSL_GUARDED_BY(mu_);
+  // vCPUs that have stopped (OnVcpuStop); Run waits on stopped_cv_ for all of them.
+  size_t stopped_ ABSL_GUARDED_BY(mu_) = 0;
+  std::condition_variable stopped_cv_;
   // Set once (StartReclaimDriver); reset at destruction after it was stopped.
   std::unique_ptr<ReclaimDriver> reclaimd_ ABSL_GUARDED_BY(mu_);
   absl::Status page_server_error_ ABSL_GUARDED_BY(mu_);

@@ -61,8 +61,8 @@ void DecideVerdict(RunResult& result, bool timed_out) {
       return;
     }
   }
-  // The watchdog may fire just after the last vCPU stopped by itself: only a run in which
-  // it actually stopped someone counts as timed out.
+  // The timeout may pass just after the last vCPU stopped by itself: only a run in which
+  // the kick at the timeout actually stopped someone counts as timed out.
   bool kicked = false;
   for (const VcpuReport& r : result.vcpus) kicked = kicked || r.stop.kind == StopKind::kKicked;
   const bool host_stop = result.host_stop.has_value();

@@ -5,7 +5,7 @@
 //   kHostError    the page server failed, or a vCPU stopped on a failed ioctl (the VMM,
 //                 not the guest, failed)
 //   kCrashed      a vCPU crashed (triple fault, internal error, failed entry, stray MMIO)
-//   kTimedOut     the watchdog fired and stopped at least one vCPU
+//   kTimedOut     the timeout passed and its kick stopped at least one vCPU
 //   kGuestFailed  an assertion, a malformed ucall, a DONE with a non-zero code, or a vCPU
 //                 that halted or was stopped without reporting DONE
 //   kClean        every vCPU reported DONE with code 0 — or the host stopped the run

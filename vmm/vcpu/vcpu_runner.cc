@@ -102,7 +102,7 @@ void VcpuRunner::Kick() {
 
 void VcpuRunner::Join() {
   // signalable_ is cleared by the thread itself as it leaves ThreadMain, not here: the
-  // owner calls Join() while the guest still runs, and a kick (watchdog, another vCPU's
+  // owner calls Join() while the guest still runs, and a kick (the timeout, another vCPU's
   // crash) must still reach it then. (Clearing it here made timeouts hang: found under
   // nested KVM in QEMU.)
   if (thread_.joinable()) thread_.join();

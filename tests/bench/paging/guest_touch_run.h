@@ -53,7 +53,7 @@ struct GuestTouchOptions {
   // The Machine's dirty log (MachineConfig::dirty_log; auto is what `mmuvisor run
   // --resident` uses, the bitmap the library's default).
   DirtyLogSource dirty_log = DirtyLogSource::kAuto;
-  absl::Duration timeout = absl::Seconds(300);  // the Machine's watchdog (nested KVM is slow)
+  absl::Duration timeout = absl::Seconds(300);  // the Machine's timeout (nested KVM is slow)
 };
 
 struct GuestTouchResult {

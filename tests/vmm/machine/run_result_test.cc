@@ -99,7 +99,7 @@ TEST(DecideVerdictTest, TimeoutNeedsAKickedVcpu) {
   DecideVerdict(r, /*timed_out=*/true);
   EXPECT_EQ(r.verdict, Verdict::kTimedOut);
   EXPECT_EQ(r.summary, "guest timed out after 250ms");
-  // The watchdog fired after everyone had stopped on their own: not a timeout.
+  // The timeout passed after everyone had stopped on their own: not a timeout.
   r.vcpus = {Done(0, 0), Done(1, 0)};
   DecideVerdict(r, /*timed_out=*/true);
   EXPECT_EQ(r.verdict, Verdict::kClean);

@@ -1,6 +1,4 @@
-// Threads of the vCPU layer that run without KVM: the watchdog and the console used by
-// concurrent vCPUs. Label `concurrency` (runs under TSan).
-#include <future>
+// Threads of the vCPU layer that run without KVM: the console used by concurrent vCPUs. Label `concurrency` (runs under TSan).
 #include <thread>
 #include <vector>
 
@@ -8,33 +6,9 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "vmm/machine/guest_console.h"
-#include "vmm/vcpu/watchdog.h"
 
 namespace mmuvisor::vmm {
 namespace {
-
-TEST(WatchdogTest, FiresOnceAfterTheTimeout) {
-  std::promise<void> fired;  // std primitives: visible to ThreadSanitizer
-  int calls = 0;  // written by the watchdog thread; read after Cancel() (which waits for it)
-  Watchdog dog(absl::Milliseconds(1), [&] {
-    ++calls;
-    fired.set_value();
-  });
-  fired.get_future().wait();
-  dog.Cancel();
-  EXPECT_TRUE(dog.expired());
-  EXPECT_EQ(calls, 1);
-}
-
-TEST(WatchdogTest, CancelBeforeTheTimeoutMeansNeverFires) {
-  bool fired = false;
-  {
-    Watchdog dog(absl::Hours(1), [&] { fired = true; });
-    dog.Cancel();
-    EXPECT_FALSE(dog.expired());
-  }  // destructor joins: no callback can run after this
-  EXPECT_FALSE(fired);
-}
 
 TEST(GuestConsoleTest, SerialLinesFromConcurrentVcpusStayWhole) {
   GuestConsole console(nullptr);
