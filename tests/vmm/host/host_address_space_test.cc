@@ -548,6 +548,33 @@ TEST(HostAddressSpaceTest, OomReapNeverWaitsForABusyRangeOrAnInFlightDeviceAcces
   for (uint64_t p = 0; p < kPages; ++p) ASSERT_EQ(FirstMismatch(space->PagePointer(p), p, 8), -1);
 }
 
+TEST(HostAddressSpaceTest, TeardownDeletesEveryMemslotUnlessTheHypervisorWasDetached) {
+  for (const bool detach : {false, true}) {
+    SCOPED_TRACE(detach ? "detached" : "attached");
+    RecordingMemslotControl control;
+    HostAddressSpaceOptions o = SmallOptions();
+    o.slots = {RamSlot{0, Gpa{0}, 0, kPages / 2}, RamSlot{1, Gpa{1ull << 30}, kPages / 2, kPages / 2}};
+    o.memslot_control = &control;
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<HostAddressSpace> space, HostAddressSpace::Create(o));
+    FillAll(*space, 3);
+    if (detach) {
+      space->DetachHypervisor();
+      space->DetachHypervisor();  // idempotent
+      // RAM is still mapped and served until Teardown (the owner destroys its VM now).
+      for (uint64_t p = 0; p < kPages; ++p) {
+        ASSERT_EQ(FirstMismatch(space->PagePointer(p), p, 3), -1);
+      }
+    }
+    space->Teardown();
+    if (detach) {
+      EXPECT_THAT(control.events(), ::testing::ElementsAre("set 0", "set 1"));
+    } else {
+      EXPECT_THAT(control.events(),
+                  ::testing::ElementsAre("set 0", "set 1", "delete 0", "delete 1"));
+    }
+  }
+}
+
 TEST(HostAddressSpaceTest, TeardownWithPagesOutReleasesEachSubscriptionOnceAndLeaksNothing) {
   // Sanitizer runtimes (TSan) start a helper thread with the first thread the process
   // creates: create one first so the baseline already counts it.
