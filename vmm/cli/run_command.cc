@@ -85,7 +85,7 @@ MachineConfig RunMachineConfig(const RunOptions& options, std::FILE* out) {
   return config;
 }
 
-int RunGuest(const RunOptions& options, std::FILE* out, std::FILE* err) {
+int RunGuest(const RunOptions& options, std::FILE* out, std::FILE* err, Teardown teardown) {
   absl::StatusOr<GuestSource> guest = ResolveGuest(options.guest);
   if (!guest.ok()) return Fail(err, kExitBadInput, guest.status().message());
   if (absl::Status fits = CheckGuestMemFitsHost(options.mem_bytes, HostPhysicalMemoryBytes());
@@ -105,10 +105,11 @@ int RunGuest(const RunOptions& options, std::FILE* out, std::FILE* err) {
   RunResult result = (*machine)->Run();
   const int code = ExitCodeFor(result.verdict);
   std::fprintf(err, "mmuvisor: %s: %s\n", guest->name.c_str(), result.summary.c_str());
+  if (teardown == Teardown::kLeftToProcessExit) (void)machine->release();  // main.cc
   return code;
 }
 
-int Main(int argc, char** argv, std::FILE* out, std::FILE* err) {
+int Main(int argc, char** argv, std::FILE* out, std::FILE* err, Teardown teardown) {
   std::vector<std::string> args(argv + (argc > 0 ? 1 : 0), argv + argc);
   absl::StatusOr<Command> command = ParseCommandLine(args);
   if (!command.ok()) return Fail(err, kExitBadInput, command.status().message());
@@ -122,7 +123,7 @@ int Main(int argc, char** argv, std::FILE* out, std::FILE* err) {
       return kExitClean;
     }
     case CommandKind::kRun:
-      return RunGuest(command->run, out, err);
+      return RunGuest(command->run, out, err, teardown);
     case CommandKind::kStress:
       return stress::RunStressCommand(command->stress_args, out, err,
                                       ::isatty(::fileno(out)) == 1);

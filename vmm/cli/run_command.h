@@ -1,7 +1,8 @@
 // `mmuvisor run`: checks the input (guest image, sizes against this host), builds the
 // Machine, runs it and turns the result into one report line on stderr and an exit code
 // (vmm/cli/exit_codes.h). Guest text goes to `out` as it arrives.
-// Never exits the process itself; the caller returns the code from main().
+// Never exits the process itself; the caller returns the code from main() (or _exits with
+// it after Teardown::kLeftToProcessExit: vmm/cli/main.cc).
 #ifndef MMUVISOR_VMM_CLI_RUN_COMMAND_H_
 #define MMUVISOR_VMM_CLI_RUN_COMMAND_H_
 
@@ -12,7 +13,15 @@
 
 namespace mmuvisor::vmm::cli {
 
-int RunGuest(const RunOptions& options, std::FILE* out, std::FILE* err);
+// What happens to the Machine once its run has been reported.
+enum class Teardown {
+  kOrderly,            // destroyed before RunGuest returns (tests, sanitizer builds)
+  kLeftToProcessExit,  // left as it is: the caller ends the process at once (_exit), and
+                       // the kernel closes its VM, fds and mappings and stops its threads
+};
+
+int RunGuest(const RunOptions& options, std::FILE* out, std::FILE* err,
+             Teardown teardown = Teardown::kOrderly);
 
 // The Machine `options` ask for, guest text echoed to `out`. Rule beyond the flags: the
 // dirty log is auto with --resident and none without (nothing reclaims), unless --dirty
@@ -20,7 +29,8 @@ int RunGuest(const RunOptions& options, std::FILE* out, std::FILE* err);
 MachineConfig RunMachineConfig(const RunOptions& options, std::FILE* out);
 
 // The whole CLI: parse argv[1..], dispatch, return the exit code.
-int Main(int argc, char** argv, std::FILE* out, std::FILE* err);
+int Main(int argc, char** argv, std::FILE* out, std::FILE* err,
+         Teardown teardown = Teardown::kOrderly);
 
 }  // namespace mmuvisor::vmm::cli
 

@@ -155,7 +155,12 @@ class SwapStore {
     uint64_t rng = 0;
   };
 
-  SwapStore(int fd, uint64_t num_pages, size_t page_size);
+  // `tables`: TablesBytes(num_pages) of zeroed anonymous memory, crc_ then flags_; owned.
+  SwapStore(int fd, uint64_t num_pages, size_t page_size, void* tables);
+  static size_t TablesBytes(uint64_t num_pages);
+  std::atomic_ref<uint8_t> flag(uint64_t page) const {
+    return std::atomic_ref<uint8_t>(flags_[page]);
+  }
 
   SharedMutex& StripeOf(uint64_t page) const { return stripes_[page % kStripes]; }
   // Returns 0 or the errno to inject for this operation, and whether to go partial.
@@ -176,8 +181,9 @@ class SwapStore {
   // crc_[p] is guarded by StripeOf(p); flags_[p] is written under StripeOf(p) (release) and
   // read lock-free (acquire): a reader that sees kSaved also sees crc_[p] and the file data
   // once it takes the stripe (the lock itself orders them; the atomics only serve queries).
-  std::vector<uint32_t> crc_;
-  std::unique_ptr<std::atomic<uint8_t>[]> flags_;
+  uint32_t* const crc_;    // num_pages_ entries, then
+  uint8_t* const flags_;   // num_pages_ entries, accessed through flag(); one mapping
+
 
   Mutex inject_mu_;
   Injector write_inject_ ABSL_GUARDED_BY(inject_mu_);
