@@ -27,6 +27,22 @@ TEST(CliKvmTest, RunHello64PrintsTheGreeting) {
   EXPECT_EQ(r.err, "mmuvisor: hello64: guest finished: exit code 0\n");
 }
 
+TEST(CliKvmTest, TheBinarysExitLeavesTheMachineToTheKernel) {
+  MMUVISOR_SKIP_WITHOUT_KVM();
+  // main.cc's path in non-sanitizer builds: the run is reported, the Machine is left as it
+  // is (VM, RAM, page-server thread) and the process _exits with the run's code once every
+  // stream is flushed; the kernel's exit must then end it cleanly, with the report out.
+  auto run_then_exit = [] {
+    char arg0[] = "mmuvisor", arg1[] = "run", arg2[] = "hello64";
+    char* argv[] = {arg0, arg1, arg2, nullptr};
+    const int code = Main(3, argv, stdout, stderr, Teardown::kLeftToProcessExit);
+    std::fflush(nullptr);
+    _exit(code == kExitClean ? 42 : code);
+  };
+  EXPECT_EXIT(run_then_exit(), ::testing::ExitedWithCode(42),
+              "mmuvisor: hello64: guest finished: exit code 0");
+}
+
 TEST(CliKvmTest, ResidentRunsTheReclaimDriverUnderTheGuest) {
   MMUVISOR_SKIP_WITHOUT_KVM();
   CliRun r = RunCli({"run", "smp", "--vcpus", "2", "--resident", "10%", "--timeout", "60s"});
