@@ -10,6 +10,8 @@ std::unique_ptr<SupportedCpuidPrefetch> SupportedCpuidPrefetch::Begin(
     absl::string_view kvm_path) {
   std::unique_ptr<SupportedCpuidPrefetch> prefetch(
       new SupportedCpuidPrefetch(std::string(kvm_path)));
+  // Asked before in this process (a second Machine): nothing to prefetch.
+  if (KvmSystem::SupportedCpuidCached(kvm_path)) return prefetch;
   cpu_set_t others;
   CPU_ZERO(&others);
   if (sched_getaffinity(0, sizeof(others), &others) != 0) return prefetch;

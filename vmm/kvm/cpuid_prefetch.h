@@ -12,7 +12,8 @@
 // before it starts: left to the scheduler, a new thread may start on its creator's CPU and
 // preempt it until it blocks, which serialises the two (seen on kvm_pvm: the creator waited
 // 0.68 ms in pthread_create with the other CPU idle). With one usable CPU there is nothing
-// to overlap and Begin() starts no thread.
+// to overlap and Begin() starts no thread; nor when the process has the answer already
+// (KvmSystem::SupportedCpuidCached: a Machine created after another).
 //
 // Errors are not reported here: a failed open or query leaves the cache empty, and
 // SupportedCpuid() then makes the call and reports its error where it always did.
@@ -36,7 +37,8 @@ class SupportedCpuidPrefetch {
   SupportedCpuidPrefetch(const SupportedCpuidPrefetch&) = delete;
   SupportedCpuidPrefetch& operator=(const SupportedCpuidPrefetch&) = delete;
 
-  // Whether a thread was started (false with one usable CPU or if it could not be).
+  // Whether a thread was started (false with one usable CPU, with the answer cached, or
+  // if it could not be).
   bool started() const { return started_; }
 
  private:

@@ -88,11 +88,27 @@ absl::StatusOr<int> KvmSystem::VcpuMmapSize() const {
   return r;
 }
 
-absl::StatusOr<std::vector<kvm_cpuid_entry2>> KvmSystem::SupportedCpuid() const {
-  // Process-wide cache keyed by the device: a leaf lock, held across the one ioctl so that
-  // concurrent first callers ask KVM once.
-  static std::mutex cache_mu;
+namespace {
+
+// KVM_GET_SUPPORTED_CPUID's answers, per KVM device (st_rdev), for the process. cache_mu is
+// a leaf lock, held across the one ioctl so that concurrent first callers ask KVM once.
+std::mutex cache_mu;
+std::map<dev_t, std::vector<kvm_cpuid_entry2>>& CpuidCache() {
   static auto* cache = new std::map<dev_t, std::vector<kvm_cpuid_entry2>>();
+  return *cache;
+}
+
+}  // namespace
+
+bool KvmSystem::SupportedCpuidCached(absl::string_view path) {
+  struct stat st {};
+  if (stat(std::string(path).c_str(), &st) != 0) return false;
+  std::lock_guard<std::mutex> lock(cache_mu);
+  return CpuidCache().count(st.st_rdev) != 0;
+}
+
+absl::StatusOr<std::vector<kvm_cpuid_entry2>> KvmSystem::SupportedCpuid() const {
+  auto* cache = &CpuidCache();
   struct stat st {};
   const bool keyed = fstat(fd_.get(), &st) == 0;
   std::lock_guard<std::mutex> lock(cache_mu);

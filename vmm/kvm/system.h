@@ -52,6 +52,9 @@ class KvmSystem {
   // process, per KVM device (st_rdev): the answer is the module's and costs ~0.6 ms on
   // kvm_pvm. Thread-safe.
   absl::StatusOr<std::vector<kvm_cpuid_entry2>> SupportedCpuid() const;
+  // Whether that cache already holds the answer for the device at `path` (a stat(), no
+  // open). Waits while a first query for it is in flight.
+  static bool SupportedCpuidCached(absl::string_view path);
   // KVM_CREATE_VM(type 0). The VM must be used from this process only.
   absl::StatusOr<KvmVm> CreateVm() const;
 

@@ -47,6 +47,9 @@ TEST(KvmSystemTest, PrefetchedSupportedCpuidIsKvmsAnswer) {
     if (e.function == 0x80000001u) long_mode = (e.edx >> 29) & 1u;
   }
   EXPECT_TRUE(long_mode);
+  // Answered once per process: a later prefetch (the next Machine's) starts no thread.
+  EXPECT_TRUE(KvmSystem::SupportedCpuidCached(kDefaultKvmPath));
+  EXPECT_FALSE(SupportedCpuidPrefetch::Begin(kDefaultKvmPath)->started());
 }
 
 TEST(KvmVmTest, MemslotErrorsNameTheIoctlAndArguments) {
