@@ -66,6 +66,9 @@ MachineConfig RunMachineConfig(const RunOptions& options, std::FILE* out) {
   config.dirty_log = options.dirty_log.value_or(options.resident_fraction.has_value()
                                                     ? DirtyLogSource::kAuto
                                                     : DirtyLogSource::kNone);
+  // Nothing reclaims without --resident either: no page server (no userfaultfd, no
+  // handler thread; the kernel zero-fills first touches).
+  config.page_server = options.resident_fraction.has_value();
   config.ram_slots = options.ram_slots;
   config.ram_aliases = options.ram_aliases;
   config.privilege = options.privilege;

@@ -23,9 +23,9 @@ enum class Teardown {
 int RunGuest(const RunOptions& options, std::FILE* out, std::FILE* err,
              Teardown teardown = Teardown::kOrderly);
 
-// The Machine `options` ask for, guest text echoed to `out`. Rule beyond the flags: the
+// The Machine `options` ask for, guest text echoed to `out`. Rules beyond the flags: the
 // dirty log is auto with --resident and none without (nothing reclaims), unless --dirty
-// says otherwise.
+// says otherwise; the page server runs with --resident only.
 MachineConfig RunMachineConfig(const RunOptions& options, std::FILE* out);
 
 // The whole CLI: parse argv[1..], dispatch, return the exit code.

@@ -87,6 +87,10 @@ absl::StatusOr<std::unique_ptr<Machine>> Machine::Create(const MachineConfig& co
         "guest RAM size %#x is not a positive multiple of the %u-byte page",
         config.ram_size.value, kPageSize)));
   }
+  if (!config.page_server && config.reclaim.has_value()) {
+    return InputError(absl::InvalidArgumentError(
+        "a reclaim driver needs the page server (MachineConfig::page_server is off)"));
+  }
   std::unique_ptr<Machine> machine(new Machine(config, created));
   MMUVISOR_RETURN_IF_ERROR(machine->Init(elf));
   return machine;
@@ -167,7 +171,7 @@ absl::Status Machine::Init(absl::Span<const uint8_t> elf) {
       *byte = *byte;
     }
   }
-  MMUVISOR_RETURN_IF_ERROR(space_->StartPageServer());
+  if (config_.page_server) MMUVISOR_RETURN_IF_ERROR(space_->StartPageServer());
 
   // 3 and 4.
   MMUVISOR_RETURN_IF_ERROR(kvm_created);

@@ -169,6 +169,14 @@ struct MachineConfig {
   // Started by Run() when set (the CLI's `--resident`); stopped before the space's
   // Teardown (its stop_guests) and by destruction.
   std::optional<ReclaimDriverOptions> reclaim;
+  // Whether guest RAM is served by the userfaultfd page server (HostAddressSpace), which
+  // reclaim and migration need: a page they took out comes back from the swap store
+  // through it. false: RAM is plain memfd memory, a first touch is the kernel's zero-fill,
+  // no handler thread runs, and Reclaim/Migrate on host() fail FailedPrecondition ("the
+  // page server is not started"); Discard, Protect and DMA work as ever. The CLI's `run`
+  // turns it off unless --resident (nothing reclaims then); false with `reclaim` set is an
+  // input error.
+  bool page_server = true;
 };
 
 // Whether a Create() error was caused by the user's input (image, sizes, vCPU count) rather

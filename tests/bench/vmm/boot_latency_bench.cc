@@ -140,8 +140,10 @@ void BM_BootHello64(benchmark::State& state) {
     return;
   }
   MachineConfig config;  // defaults: 64 MiB memfd, 1 vCPU, CPL3, no console echo
-  // What `mmuvisor run hello64` runs with: no --resident, so no dirty log (run_command.cc).
+  // What `mmuvisor run hello64` runs with: no --resident, so no dirty log and no page
+  // server (run_command.cc).
   config.dirty_log = DirtyLogSource::kNone;
+  config.page_server = false;
   double first_ucall_us = 0, exit_us = 0, teardown_us = 0, baseline_us = 0, rss_mib = 0;
   int64_t n = 0;
   for (auto _ : state) {

@@ -269,12 +269,15 @@ TEST(AliasesFlagTest, RunAndStressAnswerTheSame) {
 
 // `run`'s dirty log when --dirty is not given: auto with --resident (reclaim reads a log
 // where one does not cost KVM's fault prefetch), none without (nothing reclaims; the log
-// would only cost the boot and first writes).
-TEST(DirtyFlagTest, RunDefaultsToNoLogUnlessSomethingReclaims) {
+// would only cost the boot and first writes). The page server likewise runs only with
+// --resident.
+TEST(DirtyFlagTest, RunDefaultsToNoLogAndNoPageServerUnlessSomethingReclaims) {
   ASSERT_OK_AND_ASSIGN(Command plain, Parse({"run", "hello64"}));
   EXPECT_EQ(RunMachineConfig(plain.run, nullptr).dirty_log, DirtyLogSource::kNone);
+  EXPECT_FALSE(RunMachineConfig(plain.run, nullptr).page_server);
   ASSERT_OK_AND_ASSIGN(Command resident, Parse({"run", "hello64", "--resident", "0.5"}));
   EXPECT_EQ(RunMachineConfig(resident.run, nullptr).dirty_log, DirtyLogSource::kAuto);
+  EXPECT_TRUE(RunMachineConfig(resident.run, nullptr).page_server);
   ASSERT_OK_AND_ASSIGN(Command asked, Parse({"run", "hello64", "--dirty", "ring"}));
   EXPECT_EQ(RunMachineConfig(asked.run, nullptr).dirty_log, DirtyLogSource::kRing);
 }

@@ -135,6 +135,33 @@ TEST(MachineHostTest, ReclaimAllThenTheGuestRereadsIdenticalDataThroughSwapIns) 
   RecordProperty("dirty_tracking", DirtyTrackingModeName(m->host().dirty_tracking().mode));
 }
 
+TEST(MachineHostTest, WithoutAPageServerRamIsPlainMemoryAndReclaimIsRefused) {
+  MMUVISOR_SKIP_WITHOUT_KVM();
+  MachineConfig config = Config();
+  config.page_server = false;
+  RoundsDevice device(2);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Machine> m, MakeMachine(config, &device));
+  EXPECT_EQ(m->host().page_server(), nullptr);
+  absl::Status reclaim;
+  device.on_written = [&](uint64_t round) {
+    if (round == 1) reclaim = Reclaim(m->host(), DataPages(*m)).status();
+  };
+  // The guest's first touches of its data pages are the kernel's zero-fills, not the
+  // server's; it writes and verifies every page in both rounds, the refused reclaim
+  // between a write and its verification having taken nothing.
+  const RunResult r = m->Run();
+  ExpectCleanRun(r, device, 2);
+  EXPECT_THAT(reclaim, StatusIs(absl::StatusCode::kFailedPrecondition,
+                                HasSubstr("the page server is not started")));
+  EXPECT_EQ(m->host().stats().swapped_in, 0u);
+
+  config.reclaim = ReclaimDriverOptions{};
+  absl::StatusOr<std::unique_ptr<Machine>> refused = MakeMachine(config, &device);
+  EXPECT_THAT(refused.status(), StatusIs(absl::StatusCode::kInvalidArgument,
+                                         HasSubstr("needs the page server")));
+  EXPECT_TRUE(IsInputError(refused.status()));
+}
+
 // The guest's round-2 stores must meet the reclaim window while its range is read-only.
 // The vCPU (in the round-1 port write) is held until the window's body is done (range
 // read-only, pages saved and punched: the kBeforeEnd hook), and the window until a vCPU
