@@ -7,6 +7,7 @@
 #define MMUVISOR_VMM_CLI_RUN_COMMAND_H_
 
 #include <cstdio>
+#include <memory>
 
 #include "vmm/cli/flags.h"
 #include "vmm/machine/machine.h"
@@ -20,8 +21,11 @@ enum class Teardown {
                        // the kernel closes its VM, fds and mappings and stops its threads
 };
 
+// `cpuid`: the supported-CPUID query begun for options.kvm_path (Main begins it before
+// parsing); null or for another device: RunGuest begins one.
 int RunGuest(const RunOptions& options, std::FILE* out, std::FILE* err,
-             Teardown teardown = Teardown::kOrderly);
+             Teardown teardown = Teardown::kOrderly,
+             std::shared_ptr<SupportedCpuidPrefetch> cpuid = nullptr);
 
 // The Machine `options` ask for, guest text echoed to `out`. Rules beyond the flags: the
 // dirty log is auto with --resident and none without (nothing reclaims), unless --dirty

@@ -104,7 +104,10 @@ absl::Status Machine::Init(absl::Span<const uint8_t> elf) {
   // Both overlap with steps 1 and 2 (on kvm_pvm ~0.4 ms each; vmm/README.md, "Process
   // start"). Their errors wait until steps 1 and 2 have checked the user's input, so that
   // a bad image is reported as such on a host without /dev/kvm too.
-  cpuid_prefetch_ = SupportedCpuidPrefetch::Begin(config_.kvm_path);
+  cpuid_prefetch_ = config_.cpuid_prefetch != nullptr &&
+                            config_.cpuid_prefetch->path() == config_.kvm_path
+                        ? config_.cpuid_prefetch
+                        : SupportedCpuidPrefetch::Begin(config_.kvm_path);
   const absl::Status kvm_created = CreateVmAndVcpus();
 
   // 1. The host address space. Its callbacks reach this object, which outlives it.
@@ -192,6 +195,8 @@ Machine::~Machine() {
   // Runners stopped -> vCPUs -> VM, while RAM is still mapped and served (KVM frees the
   // memslots with the VM: the space deletes none, DetachHypervisor) -> space torn down
   // (Release to every subscription, page server shut down, RAM unmapped) -> the space.
+  // Its thread may still be setting a vCPU's CPUID (Init failed); the config may hold it.
+  if (cpuid_prefetch_ != nullptr) cpuid_prefetch_->Stop();
   if (space_ != nullptr) StopReclaimDriver();
   KickAll();
   JoinAll();
@@ -236,26 +241,36 @@ absl::Status Machine::CreateVmAndVcpus() {
   }
   // The ring must be enabled before the first vCPU is created (KVM: EINVAL after).
   MMUVISOR_RETURN_IF_ERROR(ChooseDirtyLogSource());
+  std::vector<KvmVcpu*> created;
   for (uint32_t i = 0; i < config_.vcpus; ++i) {
     MMUVISOR_ASSIGN_OR_RETURN(KvmVcpu vcpu, vm_->CreateVcpu(static_cast<int>(i),
                                                    limits_.vcpu_mmap_size));
     vcpus_.push_back(std::make_unique<KvmVcpu>(std::move(vcpu)));
+    created.push_back(vcpus_.back().get());
   }
+  // Their CPUID is set on the prefetch thread once KVM has answered (SetUpKvm waits).
+  cpuid_prefetch_->SetOn(std::move(created), &*system_);
   return absl::OkStatus();
 }
 
 absl::Status Machine::SetUpKvm() {
-  // Asked on cpuid_prefetch_'s thread since step 0: cached, or in flight.
-  MMUVISOR_ASSIGN_OR_RETURN(std::vector<kvm_cpuid_entry2> cpuid, system_->SupportedCpuid());
-  cpuid_prefetch_.reset();
-  // Every vCPU with its CPUID and the register state KVM gave it, before the dirty-log
-  // probe changes vCPU 0's.
+  // Every vCPU's CPUID (set on cpuid_prefetch_'s thread, or by Finish), then the register
+  // state KVM gave it, read before the dirty-log probe changes vCPU 0's.
   std::vector<kvm_sregs> base;
-  for (const auto& vcpu : vcpus_) {
-    MMUVISOR_RETURN_IF_ERROR(vcpu->SetCpuid(cpuid));
-    MMUVISOR_ASSIGN_OR_RETURN(kvm_sregs sregs, vcpu->GetSregs());
-    base.push_back(sregs);
-  }
+  auto cpuid_then_sregs = [this, &base]() -> absl::Status {
+    MMUVISOR_RETURN_IF_ERROR(cpuid_prefetch_->Finish());
+    cpuid_prefetch_->Stop();
+    cpuid_prefetch_.reset();
+    for (const auto& vcpu : vcpus_) {
+      MMUVISOR_ASSIGN_OR_RETURN(kvm_sregs sregs, vcpu->GetSregs());
+      base.push_back(sregs);
+    }
+    return absl::OkStatus();
+  };
+  // With a dirty log, AttachHypervisor's probe runs vCPU 0, after which KVM refuses a new
+  // CPUID: wait first. Without one, the memslots are registered while the prefetch thread
+  // sets the CPUIDs (~0.1 ms each on kvm_pvm).
+  if (dirty_log_ != DirtyLogSource::kNone) MMUVISOR_RETURN_IF_ERROR(cpuid_then_sregs());
   kvm_slots_.emplace(*vm_);
   DirtyLog* log = nullptr;
   if (dirty_log_ == DirtyLogSource::kNone) {
@@ -275,6 +290,7 @@ absl::Status Machine::SetUpKvm() {
     };
   }
   MMUVISOR_RETURN_IF_ERROR(space_->AttachHypervisor(&*kvm_slots_, log, std::move(probe)));
+  if (dirty_log_ == DirtyLogSource::kNone) MMUVISOR_RETURN_IF_ERROR(cpuid_then_sregs());
   for (uint32_t i = 0; i < config_.vcpus; ++i) {
     // CPUID was set before SREGS: KVM refuses EFER.LME unless the guest CPUID has it.
     MMUVISOR_RETURN_IF_ERROR(vcpus_[i]->SetSregs(InitialSregs(plan_, i, base[i])));

@@ -118,6 +118,10 @@ uint64_t AliasStride(ByteSize ram_size);
 
 struct MachineConfig {
   std::string kvm_path = std::string(kDefaultKvmPath);
+  // The supported-CPUID query already under way for kvm_path (SupportedCpuidPrefetch::Begin,
+  // as the CLI does before it resolves the guest); the Machine hands it its vCPUs. Null,
+  // or for another path: the Machine begins its own.
+  std::shared_ptr<SupportedCpuidPrefetch> cpuid_prefetch;
   ByteSize ram_size{64ull << 20};
   uint32_t vcpus = 1;
   MemoryBacking backing = MemoryBacking::kMemfd;
@@ -248,10 +252,10 @@ class Machine : private UcallHandler, private GuestFaultHandler {
   Machine(const MachineConfig& config, absl::Time created);
   absl::Status Init(absl::Span<const uint8_t> elf);
   // Step 0 of Init: /dev/kvm, its limits against the config, the VM, the dirty log's
-  // source (a ring is enabled here), the vCPUs (no CPUID yet).
+  // source (a ring is enabled here), the vCPUs (handed to cpuid_prefetch_ for their CPUID).
   absl::Status CreateVmAndVcpus();
-  // Step 3: every vCPU's CPUID (cpuid_prefetch_'s answer), memslots and dirty log attached
-  // to the space, initial registers.
+  // Step 3: memslots and dirty log attached to the space, every vCPU's CPUID waited for
+  // (before the attachment if its probe will run vCPU 0), initial registers.
   absl::Status SetUpKvm();
   // Resolves config_.dirty_log into dirty_log_ and enables the dirty ring on vm_ if that
   // is the choice (before any vCPU exists).
@@ -290,7 +294,7 @@ class Machine : private UcallHandler, private GuestFaultHandler {
   std::unique_ptr<HostAddressSpace> space_;
   BootPlan plan_;
   GuestConsole console_;
-  std::unique_ptr<SupportedCpuidPrefetch> cpuid_prefetch_;  // Init only
+  std::shared_ptr<SupportedCpuidPrefetch> cpuid_prefetch_;  // Init only (Stop()ped after)
   std::optional<KvmSystem> system_;
   KvmLimits limits_;
   std::optional<KvmVm> vm_;

@@ -50,5 +50,16 @@ TEST(SupportedCpuidPrefetchTest, ASpareCpuGetsTheThreadEvenForADeviceThatCannotO
   prefetch.reset();
 }
 
+TEST(SupportedCpuidPrefetchTest, NothingHandedOverFinishesAtOnceAndStopIsIdempotent) {
+  // The thread's query fails (no such device); with no vCPU handed over, Finish has
+  // nothing to set and nothing to ask, and Stop ends the thread (twice is harmless).
+  std::unique_ptr<SupportedCpuidPrefetch> prefetch =
+      SupportedCpuidPrefetch::Begin("/nonexistent/kvm");
+  prefetch->SetOn({}, nullptr);
+  EXPECT_TRUE(prefetch->Finish().ok());
+  prefetch->Stop();
+  prefetch->Stop();
+}
+
 }  // namespace
 }  // namespace mmuvisor::vmm
