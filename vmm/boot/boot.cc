@@ -24,7 +24,7 @@ absl::StatusOr<BootPlan> PrepareGuest(const GuestRamView& ram, absl::Span<const 
     absl::StatusOr<uint64_t> cr3 = BuildIdentityPageTables(ram, options.identity_windows);
     if (!cr3.ok()) return cr3.status();
     plan.cr3 = *cr3;
-    MMUVISOR_RETURN_IF_ERROR(WriteGdtAndTss(ram, plan.layout));
+    MMUVISOR_RETURN_IF_ERROR(WriteGdtAndTss(ram, plan.layout, options.ram_is_zero));
   }
   // Ucall blocks start zeroed so the VMM never sees a stale magic.
   constexpr uint64_t kUcallBytes = uint64_t{MMV_UCALL_STRIDE} * MMV_UCALL_MAX_VCPUS;
@@ -33,7 +33,7 @@ absl::StatusOr<BootPlan> PrepareGuest(const GuestRamView& ram, absl::Span<const 
         "ucall blocks [%#x, %#x) lie outside guest RAM [0, %#x)", MMV_UCALL_GPA,
         MMV_UCALL_GPA + kUcallBytes, ram.size));
   }
-  std::memset(ram.At(MMV_UCALL_GPA), 0, kUcallBytes);
+  if (!options.ram_is_zero) std::memset(ram.At(MMV_UCALL_GPA), 0, kUcallBytes);
   if (absl::Status s = WriteBootInfo(ram, MakeBootInfo(plan.layout, options)); !s.ok()) {
     return s;
   }

@@ -73,7 +73,8 @@ void Store64(uint8_t* p, uint64_t v) { std::memcpy(p, &v, sizeof(v)); }
 
 }  // namespace
 
-absl::Status WriteGdtAndTss(const GuestRamView& ram, const BootLayout& layout) {
+absl::Status WriteGdtAndTss(const GuestRamView& ram, const BootLayout& layout,
+                            bool ram_is_zero) {
   if (!ram.Contains(MMV_GDT_GPA, 0x1000) || !ram.Contains(MMV_IDT_GPA, 0x1000) ||
       !ram.Contains(kIoBitmapGpa, kIoBitmapBytes + 1)) {
     return absl::OutOfRangeError(absl::StrFormat(
@@ -109,9 +110,11 @@ absl::Status WriteGdtAndTss(const GuestRamView& ram, const BootLayout& layout) {
   // One I/O permission bitmap shared by every TSS: all bits clear (every port granted, so
   // any IN/OUT at CPL3 exits to the VMM), then the 0xff byte the CPU may read past the
   // last port (it reads two bytes per check).
-  std::memset(ram.At(kIoBitmapGpa), 0, kIoBitmapBytes);
+  if (!ram_is_zero) {
+    std::memset(ram.At(kIoBitmapGpa), 0, kIoBitmapBytes);
+    std::memset(ram.At(MMV_IDT_GPA), 0, 0x1000);
+  }
   *ram.At(kIoBitmapGpa + kIoBitmapBytes) = 0xff;
-  std::memset(ram.At(MMV_IDT_GPA), 0, 0x1000);
   return absl::OkStatus();
 }
 

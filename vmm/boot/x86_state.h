@@ -96,8 +96,10 @@ inline constexpr uint64_t kEferSce = 1ull << 0, kEferLme = 1ull << 8, kEferLma =
 
 // Writes the GDT and one TSS per vCPU (RSP0 = layout.Ring0StackTop(i)) into the GDT page,
 // the shared I/O bitmap (all ports granted, then 0xff) at kIoBitmapGpa, and zeroes the IDT
-// page. Errors: OutOfRange if RAM does not cover those pages.
-absl::Status WriteGdtAndTss(const GuestRamView& ram, const BootLayout& layout);
+// page. `ram_is_zero`: the bitmap's and the IDT's zero bytes are already there and are not
+// written (only the 0xff byte is). Errors: OutOfRange if RAM does not cover those pages.
+absl::Status WriteGdtAndTss(const GuestRamView& ram, const BootLayout& layout,
+                            bool ram_is_zero = false);
 
 // REQUIRES: vcpu < layout.nr_vcpus.
 kvm_regs LongModeRegs(const BootLayout& layout, uint64_t entry, uint32_t vcpu, uint64_t arg);

@@ -66,13 +66,12 @@ absl::Status HostAddressSpace::Init() {
   }
   base_ = reinterpret_cast<uint64_t>(ram_->base());
   num_pages_ = ram_->num_pages();
-  user_prot_ = std::make_unique<std::atomic<uint8_t>[]>(num_pages_);
-  logged_write_ = std::make_unique<std::atomic<uint8_t>[]>(num_pages_);
-  for (uint64_t p = 0; p < num_pages_; ++p) {
-    user_prot_[p].store(static_cast<uint8_t>(PageProtection::kReadWrite),
-                        std::memory_order_relaxed);
-    logged_write_[p].store(0, std::memory_order_relaxed);
-  }
+  static_assert(static_cast<uint8_t>(PageProtection::kReadWrite) == 0,
+                "a page's state starts zero: read-write, no write logged");
+  absl::StatusOr<ZeroedPages> state = ZeroedPages::Create(
+      2 * num_pages_, absl::StrFormat("HostAddressSpace: page state of %d pages", num_pages_));
+  if (!state.ok()) return state.status();
+  page_state_ = *std::move(state);
 
   std::vector<RamSlot> ram_slots = options_.slots;
   if (ram_slots.empty()) ram_slots.push_back(RamSlot{0, Gpa{0}, 0, num_pages_, 0});
@@ -270,7 +269,7 @@ void HostAddressSpace::NoteHostWrite(PageRange range) {
   if (store_ == nullptr || range.count == 0 || range.end() > num_pages_) return;
   store_->MarkDirty(range.first, range.count);
   for (uint64_t p = range.first; p < range.end(); ++p) {
-    logged_write_[p].store(1, std::memory_order_relaxed);
+    logged_write(p).store(1, std::memory_order_relaxed);
   }
   HostCounters::Add(counters_->host_writes_noted, range.count);
 }
@@ -303,7 +302,7 @@ absl::Status HostAddressSpace::HarvestSlot(const GuestMemorySlot& slot) {
       word &= word - 1;
       if (i >= count) break;
       store_->MarkDirty(first + i, 1);
-      logged_write_[first + i].store(1, std::memory_order_relaxed);
+      logged_write(first + i).store(1, std::memory_order_relaxed);
       HostCounters::Add(counters_->dirty_pages_logged, 1);
     }
   }
@@ -312,7 +311,7 @@ absl::Status HostAddressSpace::HarvestSlot(const GuestMemorySlot& slot) {
 
 bool HostAddressSpace::TestAndClearLoggedWrite(uint64_t page) {
   if (page >= num_pages_) return false;
-  return logged_write_[page].exchange(0, std::memory_order_relaxed) != 0;
+  return logged_write(page).exchange(0, std::memory_order_relaxed) != 0;
 }
 
 absl::StatusOr<PageRange> HostAddressSpace::PagesOf(Gpa gpa, ByteSize len) const {

@@ -11,7 +11,7 @@
 //
 // Invariants: no two windows cover the same page; Unmap and Teardown run with no window
 // open and keep new ones out (KVM: memslot updates wait for mn_active_invalidate_count ==
-// 0); user_prot_[p] is what the owner asked for page p, and the mapping equals it outside
+// 0); user_prot(p) is what the owner asked for page p, and the mapping equals it outside
 // windows.
 //
 // Locks: windows_ (page_range_lock.h) first, then the hub's own locks inside start/end
@@ -38,6 +38,7 @@
 #include "mmu/primary.h"
 #include "mmu/secondary_mmu.h"
 #include "notifier/base/mutex.h"
+#include "notifier/base/zeroed_pages.h"
 #include "notifier/hub.h"
 #include "vmm/host/dirty_tracking.h"
 #include "vmm/host/host_options.h"
@@ -101,7 +102,7 @@ class HostAddressSpace final : public mmu::Primary, public GuestMemoryAccess {
   std::optional<uint64_t> PageOf(Gpa gpa) const ABSL_LOCKS_EXCLUDED(mu_);
   PageProtection protection(uint64_t page) const {  // REQUIRES: page < num_pages()
     // relaxed: the mapping is the truth; a racing reader re-checks after its access fails.
-    return static_cast<PageProtection>(user_prot_[page].load(std::memory_order_relaxed));
+    return static_cast<PageProtection>(user_prot(page).load(std::memory_order_relaxed));
   }
   // Pages the owner protected (kReadOnly or kNone), and the first one.
   uint64_t ProtectedPages(uint64_t* first = nullptr) const;
@@ -175,11 +176,19 @@ class HostAddressSpace final : public mmu::Primary, public GuestMemoryAccess {
   bool attach_later_ = false;  // written by Init only
 
   mutable PageRangeLock windows_;
+  // Two bytes of state per RAM page, in memory that starts zero (so a 1 GiB guest's 512
+  // KiB of it costs no page fault until a page's state changes): num_pages_ of the
+  // owner's protection (PageProtection, kReadWrite = 0), then num_pages_ of logged writes.
+  ZeroedPages page_state_;
   // Written under windows_ for the page's range; read locklessly (protection()).
-  std::unique_ptr<std::atomic<uint8_t>[]> user_prot_;
+  std::atomic_ref<uint8_t> user_prot(uint64_t page) const {
+    return std::atomic_ref<uint8_t>(page_state_.data()[page]);
+  }
   // Pages the dirty log or NoteHostWrite saw written, for aging (relaxed; a lost bit only
   // ages a page one round early).
-  std::unique_ptr<std::atomic<uint8_t>[]> logged_write_;
+  std::atomic_ref<uint8_t> logged_write(uint64_t page) const {
+    return std::atomic_ref<uint8_t>(page_state_.data()[num_pages_ + page]);
+  }
 
   Mutex harvest_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   mutable Mutex mu_;

@@ -108,7 +108,7 @@ absl::Status AllPagesHeld::ChangeMemslots(
       const uint64_t count = dropped->size.value / kPageSize;
       space.store_->MarkDirty(first, count);
       for (uint64_t p = first; p < first + count; ++p) {
-        space.logged_write_[p].store(1, std::memory_order_relaxed);
+        space.logged_write(p).store(1, std::memory_order_relaxed);
       }
     }
     MutexLock lock(&space.mu_);
@@ -187,7 +187,7 @@ absl::Status HostWindow::MapReadOnly() {
 absl::Status HostWindow::SetProtection(PageProtection prot) {
   MMUVISOR_RETURN_IF_ERROR(MapProtection(*space_, range_, ProtFlags(prot)));
   for (uint64_t p = range_.first; p < range_.end(); ++p) {
-    space_->user_prot_[p].store(static_cast<uint8_t>(prot), std::memory_order_relaxed);
+    space_->user_prot(p).store(static_cast<uint8_t>(prot), std::memory_order_relaxed);
   }
   return absl::OkStatus();
 }

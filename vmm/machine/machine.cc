@@ -153,6 +153,7 @@ absl::Status Machine::Init(absl::Span<const uint8_t> elf) {
   boot.args = config_.boot_args;
   boot.nr_args = config_.nr_boot_args;
   boot.identity_windows = IdentityWindows(config_);
+  boot.ram_is_zero = true;  // the space's RAM was just created
   // TR's cached type: busy everywhere (VMX requires it) except on SVM, where QEMU's TCG
   // checks the I/O bitmap only for an available TSS (x86_state.h, TrType).
   boot.tr_type = DetectKvmHost().flavour == KvmFlavour::kSvm ? TrType::kAvailable

@@ -7,6 +7,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -90,36 +91,32 @@ absl::StatusOr<std::unique_ptr<SwapStore>> SwapStore::Create(uint64_t num_pages,
     return ErrnoToStatus(
         e, absl::StrFormat("SwapStore: ftruncate to %d bytes in %s", bytes, dir));
   }
-  // The tables in fresh anonymous memory: zero without being written, so a page of them is
-  // faulted in when a page it covers is first saved. (A value-initialised vector, or
-  // calloc from the heap, wrote all 80 KiB of a 64 MiB guest's at every start: 20 page
-  // faults before the guest ran.)
-  void* tables = mmap(nullptr, TablesBytes(num_pages), PROT_READ | PROT_WRITE,
-                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (tables == MAP_FAILED) {
-    const int e = errno;
+  // The tables in fresh anonymous memory (a value-initialised vector, or calloc from the
+  // heap, wrote all 80 KiB of a 64 MiB guest's at every start: 20 page faults before the
+  // guest ran).
+  absl::StatusOr<ZeroedPages> tables = ZeroedPages::Create(
+      TablesBytes(num_pages), absl::StrFormat("SwapStore: the tables of %d pages", num_pages));
+  if (!tables.ok()) {
     close(*fd);
-    return ErrnoToStatus(e, absl::StrFormat("SwapStore: mmap of the tables of %d pages",
-                                            num_pages));
+    return tables.status();
   }
-  return std::unique_ptr<SwapStore>(new SwapStore(*fd, num_pages, page_size, tables));
+  return std::unique_ptr<SwapStore>(
+      new SwapStore(*fd, num_pages, page_size, *std::move(tables)));
 }
 
 size_t SwapStore::TablesBytes(uint64_t num_pages) {
   return num_pages * (sizeof(uint32_t) + sizeof(uint8_t));
 }
 
-SwapStore::SwapStore(int fd, uint64_t num_pages, size_t page_size, void* tables)
+SwapStore::SwapStore(int fd, uint64_t num_pages, size_t page_size, ZeroedPages tables)
     : fd_(fd),
       num_pages_(num_pages),
       page_size_(page_size),
-      crc_(static_cast<uint32_t*>(tables)),
-      flags_(reinterpret_cast<uint8_t*>(crc_ + num_pages)) {}
+      tables_(std::move(tables)),
+      crc_(reinterpret_cast<uint32_t*>(tables_.data())),
+      flags_(tables_.data() + num_pages * sizeof(uint32_t)) {}
 
-SwapStore::~SwapStore() {
-  close(fd_);
-  munmap(crc_, TablesBytes(num_pages_));
-}
+SwapStore::~SwapStore() { close(fd_); }
 
 int SwapStore::NextInjectedError(Injector& injector, bool* partial) {
   const IoFaultInjection& c = injector.config;

@@ -2,6 +2,7 @@
 // and the per-vCPU register state it hands to the VMM.
 #include "vmm/boot/boot.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "support/status_matchers.h"
 #include "vmm/boot/guest_images.h"
 #include "vmm/boot/page_tables.h"
+#include "vmm/boot/x86_state.h"
 
 namespace mmuvisor::vmm {
 namespace {
@@ -88,6 +90,38 @@ TEST_F(BootTest, PreparesLongModeGuest) {
       EXPECT_TRUE(user);
     }
   }
+}
+
+// On RAM known to be zero the ucall blocks, the IDT and the I/O bitmap are not written
+// (their pages are faulted in only when used); everything else is as on any RAM.
+TEST_F(BootTest, FreshRamIsNotZeroedAgain) {
+  BootOptions options;
+  options.nr_vcpus = 2;
+  options.ram_is_zero = true;  // a lie here (the RAM holds 0x5a): shows what is written
+  ASSERT_OK_AND_ASSIGN(BootPlan plan, PrepareGuest(ram_, Image("smp"), options));
+  for (uint64_t i = 0; i < MMV_UCALL_STRIDE * MMV_UCALL_MAX_VCPUS; ++i) {
+    ASSERT_EQ(bytes_[MMV_UCALL_GPA + i], 0x5a) << "ucall byte " << i << " was written";
+  }
+  for (uint64_t i = 0; i < kIoBitmapBytes; ++i) {
+    ASSERT_EQ(bytes_[kIoBitmapGpa + i], 0x5a) << "I/O bitmap byte " << i << " was written";
+  }
+  for (uint64_t i = 0; i < 4096; ++i) {
+    ASSERT_EQ(bytes_[MMV_IDT_GPA + i], 0x5a) << "IDT byte " << i << " was written";
+  }
+  EXPECT_EQ(bytes_[kIoBitmapGpa + kIoBitmapBytes], 0xff) << "the byte past the bitmap";
+  mmv_boot_info info;
+  std::memcpy(&info, bytes_.data() + MMV_BOOT_INFO_GPA, sizeof(info));
+  EXPECT_EQ(info.magic, MMV_BOOT_INFO_MAGIC);
+  EXPECT_EQ(info.nr_vcpus, 2u);
+  EXPECT_EQ(plan.cr3, MMV_PAGE_TABLE_GPA);
+
+  // The same on RAM that is not zero: all three are cleared.
+  std::fill(bytes_.begin(), bytes_.end(), 0x5a);
+  options.ram_is_zero = false;
+  ASSERT_OK(PrepareGuest(ram_, Image("smp"), options).status());
+  EXPECT_EQ(bytes_[MMV_UCALL_GPA + MMV_UCALL_STRIDE * MMV_UCALL_MAX_VCPUS - 1], 0);
+  EXPECT_EQ(bytes_[kIoBitmapGpa + kIoBitmapBytes - 1], 0);
+  EXPECT_EQ(bytes_[MMV_IDT_GPA + 4095], 0);
 }
 
 TEST_F(BootTest, KernelPrivilegeEntersCpl0) {
