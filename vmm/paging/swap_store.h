@@ -41,10 +41,10 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/function_ref.h"
-#include "notifier/base/zeroed_pages.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "notifier/base/mutex.h"
+#include "notifier/base/zeroed_pages.h"
 
 namespace mmuvisor::vmm {
 
