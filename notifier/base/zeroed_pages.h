@@ -5,9 +5,9 @@
 // writes all of it at creation, a page fault per 4 KiB before the guest runs (on a
 // kvm_pvm host, where this process is itself a shadow-paged guest, each one costs
 // microseconds). ZeroedPages is a private anonymous mapping instead: the kernel hands out
-// zeroed pages on first touch, so a page of the table is faulted in where an entry in it
-// is first written, and never for a read-only look at an untouched page (the shared zero
-// page). MAP_NORESERVE: the size is virtual until written.
+// zeroed pages on first touch, so a page of the table is allocated where an entry in it
+// is first written (a read of an untouched page maps the shared zero page and allocates
+// nothing). MAP_NORESERVE: the size is virtual until written.
 //
 // Entries that threads share are accessed through std::atomic_ref over the bytes.
 #ifndef MMUVISOR_NOTIFIER_BASE_ZEROED_PAGES_H_
