@@ -68,7 +68,7 @@ absl::Status HostAddressSpace::Init() {
   num_pages_ = ram_->num_pages();
   static_assert(static_cast<uint8_t>(PageProtection::kReadWrite) == 0,
                 "a page's state starts zero: read-write, no write logged");
-  absl::StatusOr<ZeroedPages> state = ZeroedPages::Create(
+  absl::StatusOr<HostMapping> state = HostMapping::AnonymousZeroed(
       2 * num_pages_, absl::StrFormat("HostAddressSpace: page state of %d pages", num_pages_));
   if (!state.ok()) return state.status();
   page_state_ = *std::move(state);

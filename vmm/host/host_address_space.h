@@ -37,8 +37,8 @@
 #include "absl/time/time.h"
 #include "mmu/primary.h"
 #include "mmu/secondary_mmu.h"
+#include "notifier/base/host_mapping.h"
 #include "notifier/base/mutex.h"
-#include "notifier/base/zeroed_pages.h"
 #include "notifier/hub.h"
 #include "vmm/host/dirty_tracking.h"
 #include "vmm/host/host_options.h"
@@ -179,7 +179,7 @@ class HostAddressSpace final : public mmu::Primary, public GuestMemoryAccess {
   // Two bytes of state per RAM page, in memory that starts zero (so a 1 GiB guest's 512
   // KiB of it costs no page fault until a page's state changes): num_pages_ of the
   // owner's protection (PageProtection, kReadWrite = 0), then num_pages_ of logged writes.
-  ZeroedPages page_state_;
+  HostMapping page_state_;  // HostMapping::AnonymousZeroed
   // Written under windows_ for the page's range; read locklessly (protection()).
   std::atomic_ref<uint8_t> user_prot(uint64_t page) const {
     return std::atomic_ref<uint8_t>(page_state_.data()[page]);

@@ -8,7 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "notifier/base/status_macros.h"
 #include "vmm/host/kvm_bindings.h"
-#include "vmm/kvm/host_mapping.h"
+#include "notifier/base/host_mapping.h"
 #include "vmm/memory/memslot_table.h"
 
 namespace mmuvisor::vmm {

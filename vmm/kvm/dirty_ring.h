@@ -36,7 +36,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "vmm/kvm/host_mapping.h"
+#include "notifier/base/host_mapping.h"
 #include "vmm/kvm/vcpu.h"
 #include "vmm/kvm/vm.h"
 

@@ -14,7 +14,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "vmm/kvm/host_mapping.h"
+#include "notifier/base/host_mapping.h"
 #include "vmm/kvm/unique_fd.h"
 
 namespace mmuvisor::vmm {

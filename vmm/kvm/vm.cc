@@ -9,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "notifier/base/errno_status.h"
-#include "vmm/kvm/host_mapping.h"
+#include "notifier/base/host_mapping.h"
 #include "vmm/kvm/vcpu.h"
 #include "notifier/base/status_macros.h"
 

@@ -94,7 +94,7 @@ absl::StatusOr<std::unique_ptr<SwapStore>> SwapStore::Create(uint64_t num_pages,
   // The tables in fresh anonymous memory (a value-initialised vector, or calloc from the
   // heap, wrote all 80 KiB of a 64 MiB guest's at every start: 20 page faults before the
   // guest ran).
-  absl::StatusOr<ZeroedPages> tables = ZeroedPages::Create(
+  absl::StatusOr<HostMapping> tables = HostMapping::AnonymousZeroed(
       TablesBytes(num_pages), absl::StrFormat("SwapStore: the tables of %d pages", num_pages));
   if (!tables.ok()) {
     close(*fd);
@@ -108,7 +108,7 @@ size_t SwapStore::TablesBytes(uint64_t num_pages) {
   return num_pages * (sizeof(uint32_t) + sizeof(uint8_t));
 }
 
-SwapStore::SwapStore(int fd, uint64_t num_pages, size_t page_size, ZeroedPages tables)
+SwapStore::SwapStore(int fd, uint64_t num_pages, size_t page_size, HostMapping tables)
     : fd_(fd),
       num_pages_(num_pages),
       page_size_(page_size),

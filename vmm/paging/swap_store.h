@@ -43,8 +43,8 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "notifier/base/host_mapping.h"
 #include "notifier/base/mutex.h"
-#include "notifier/base/zeroed_pages.h"
 
 namespace mmuvisor::vmm {
 
@@ -157,7 +157,7 @@ class SwapStore {
   };
 
   // `tables`: TablesBytes(num_pages) bytes, crc_ then flags_.
-  SwapStore(int fd, uint64_t num_pages, size_t page_size, ZeroedPages tables);
+  SwapStore(int fd, uint64_t num_pages, size_t page_size, HostMapping tables);
   static size_t TablesBytes(uint64_t num_pages);
   std::atomic_ref<uint8_t> flag(uint64_t page) const {
     return std::atomic_ref<uint8_t>(flags_[page]);
@@ -182,7 +182,7 @@ class SwapStore {
   // crc_[p] is guarded by StripeOf(p); flags_[p] is written under StripeOf(p) (release) and
   // read lock-free (acquire): a reader that sees kSaved also sees crc_[p] and the file data
   // once it takes the stripe (the lock itself orders them; the atomics only serve queries).
-  ZeroedPages tables_;     // one mapping: a page of it is faulted in when first written
+  HostMapping tables_;     // one mapping: a page of it is faulted in when first written
   uint32_t* const crc_;    // num_pages_ entries, then
   uint8_t* const flags_;   // num_pages_ entries, accessed through flag()
 

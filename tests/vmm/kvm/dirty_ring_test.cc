@@ -22,7 +22,7 @@
 #include "vmm/host/dirty_tracking.h"
 #include "vmm/host/kvm_dirty_ring.h"
 #include "vmm/kvm/dirty_ring.h"
-#include "vmm/kvm/host_mapping.h"
+#include "notifier/base/host_mapping.h"
 #include "vmm/kvm/system.h"
 #include "vmm/memory/memslot_table.h"
 

@@ -45,7 +45,7 @@ TEST(GuestConsoleTest, SerialLinesFromConcurrentVcpusStayWhole) {
 #include <sys/mman.h>
 
 #include "notifier/base/mutex.h"
-#include "vmm/kvm/host_mapping.h"
+#include "notifier/base/host_mapping.h"
 #include "vmm/kvm/vcpu.h"
 #include "vmm/vcpu/vcpu_runner.h"
 

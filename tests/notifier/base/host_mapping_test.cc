@@ -1,6 +1,7 @@
-// ZeroedPages (notifier/base/zeroed_pages.h): zero on creation without being written, one
-// owner, an error with context when the mapping cannot be made.
-#include "notifier/base/zeroed_pages.h"
+// HostMapping (notifier/base/host_mapping.h): AnonymousZeroed is zero on creation without
+// being written; one owner across moves; an error with context when the mapping cannot
+// be made.
+#include "notifier/base/host_mapping.h"
 
 #include <cstdint>
 #include <cstdio>
@@ -36,9 +37,9 @@ int64_t ResidentKib(const void* addr) {
   return -1;
 }
 
-TEST(ZeroedPagesTest, StartsZeroAndCostsAPageOnlyWhereWritten) {
+TEST(HostMappingTest, AnonymousZeroedStartsZeroAndCostsAPageOnlyWhereWritten) {
   constexpr size_t kBytes = 64 * 4096;
-  ASSERT_OK_AND_ASSIGN(ZeroedPages t, ZeroedPages::Create(kBytes, "test table"));
+  ASSERT_OK_AND_ASSIGN(HostMapping t, HostMapping::AnonymousZeroed(kBytes, "test table"));
   ASSERT_NE(t.data(), nullptr);
   EXPECT_EQ(t.size(), kBytes);
   EXPECT_EQ(ResidentKib(t.data()), 0) << "nothing resident before the first write";
@@ -49,27 +50,28 @@ TEST(ZeroedPagesTest, StartsZeroAndCostsAPageOnlyWhereWritten) {
   }
 }
 
-TEST(ZeroedPagesTest, MovingHandsOverTheMapping) {
-  ASSERT_OK_AND_ASSIGN(ZeroedPages a, ZeroedPages::Create(4096, "a"));
+TEST(HostMappingTest, MovingHandsOverTheMapping) {
+  ASSERT_OK_AND_ASSIGN(HostMapping a, HostMapping::AnonymousZeroed(4096, "a"));
   a.data()[0] = 1;
   uint8_t* const mapping = a.data();
-  ZeroedPages b(std::move(a));
+  HostMapping b(std::move(a));
   EXPECT_EQ(a.data(), nullptr);  // NOLINT(bugprone-use-after-move): moved-from is empty
   EXPECT_EQ(a.size(), 0u);
   EXPECT_EQ(b.data(), mapping);
   EXPECT_EQ(b.data()[0], 1);
-  ZeroedPages c;
+  HostMapping c;
   c = std::move(b);
   EXPECT_EQ(c.data(), mapping);
   EXPECT_EQ(b.data(), nullptr);  // NOLINT(bugprone-use-after-move)
 }
 
-TEST(ZeroedPagesTest, BadSizesAreErrorsNamingTheTable) {
-  EXPECT_THAT(ZeroedPages::Create(0, "empty table").status(),
+TEST(HostMappingTest, BadSizesAreErrorsNamingTheTable) {
+  EXPECT_THAT(HostMapping::AnonymousZeroed(0, "empty table").status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("empty table")));
   // More address space than x86-64 user space has: mmap fails (ENOMEM) even with
   // MAP_NORESERVE.
-  absl::StatusOr<ZeroedPages> huge = ZeroedPages::Create(size_t{1} << 62, "huge table");
+  absl::StatusOr<HostMapping> huge =
+      HostMapping::AnonymousZeroed(size_t{1} << 62, "huge table");
   ASSERT_FALSE(huge.ok());
   EXPECT_THAT(huge.status().message(), HasSubstr("huge table"));
   EXPECT_THAT(huge.status().message(), HasSubstr("mmap"));
