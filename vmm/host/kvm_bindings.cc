@@ -43,8 +43,9 @@ absl::Status RunRealModeWriteProbe(KvmVcpu& vcpu, const GuestMemorySlot& slot) {
     }
   } restore{data, saved};
   data[0] = 0;
-  // mov byte [0x0000], 0x5a ; hlt   (ds = cs = slot.gpa >> 4)
-  static constexpr uint8_t kStub[] = {0xC6, 0x06, 0x00, 0x00, 0x5A, 0xF4};
+  // mov byte [0x0000], 0x5a ; out kProbeDonePort, al   (ds = cs = slot.gpa >> 4)
+  // An OUT, not a HLT: with an in-kernel LAPIC a HLT waits in KVM for an interrupt.
+  static constexpr uint8_t kStub[] = {0xC6, 0x06, 0x00, 0x00, 0x5A, 0xE6, kProbeDonePort};
   for (size_t i = 0; i < sizeof(kStub); ++i) data[kPageSize + i] = kStub[i];
   absl::StatusOr<kvm_sregs> sregs = vcpu.GetSregs();
   if (!sregs.ok()) return sregs.status();
@@ -62,7 +63,9 @@ absl::Status RunRealModeWriteProbe(KvmVcpu& vcpu, const GuestMemorySlot& slot) {
     absl::Status s = vcpu.Run();
     if (absl::IsUnavailable(s)) continue;  // EINTR: enter again
     if (!s.ok()) return s;
-    if (vcpu.run()->exit_reason == KVM_EXIT_HLT) {
+    const kvm_run& run = *vcpu.run();
+    if (run.exit_reason == KVM_EXIT_IO && run.io.direction == KVM_EXIT_IO_OUT &&
+        run.io.port == kProbeDonePort) {
       if (data[0] != 0x5A) {
         return absl::InternalError("dirty-log probe: the guest store did not land");
       }
@@ -71,7 +74,8 @@ absl::Status RunRealModeWriteProbe(KvmVcpu& vcpu, const GuestMemorySlot& slot) {
     return absl::InternalError(absl::StrFormat("dirty-log probe: unexpected exit reason %d",
                                                vcpu.run()->exit_reason));
   }
-  return absl::InternalError("dirty-log probe: no HLT after 16 entries");
+  return absl::InternalError(
+      absl::StrFormat("dirty-log probe: no OUT to port %#x after 16 entries", kProbeDonePort));
 }
 
 }  // namespace mmuvisor::vmm

@@ -44,11 +44,14 @@ class KvmDirtyLog : public DirtyLog {
 };
 
 // The dirty-log self-check's guest write (a GuestWriteProbe): puts a real-mode stub in
-// the second page of `slot` ("mov byte [0], 0x5a; hlt", data segment at slot.gpa), runs
-// `vcpu` until the HLT exit and checks the byte landed. The vCPU's registers are left
+// the second page of `slot` ("mov byte [0], 0x5a; out kProbeDonePort, al", data segment
+// at slot.gpa), runs `vcpu` until that OUT exits and checks the byte landed. It ends with
+// an OUT rather than a HLT so that it also ends where KVM emulates the LAPIC (a HLT would
+// wait in the kernel for an interrupt). The vCPU's registers are left
 // changed: call it before the boot plan sets them; the two pages are restored. REQUIRES:
 // slot at least 2 pages, gpa below 1 MiB - 64 KiB (real-mode segments);
 // on the vCPU's thread. Errors: KVM_RUN's, or Internal naming an unexpected exit.
+inline constexpr uint8_t kProbeDonePort = 0x80;  // the POST-code port: claimed by nothing
 absl::Status RunRealModeWriteProbe(KvmVcpu& vcpu, const GuestMemorySlot& slot);
 
 }  // namespace mmuvisor::vmm

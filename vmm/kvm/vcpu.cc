@@ -70,6 +70,23 @@ absl::Status KvmVcpu::SetCpuid(const std::vector<kvm_cpuid_entry2>& entries) con
   return absl::OkStatus();
 }
 
+absl::StatusOr<uint32_t> KvmVcpu::GetMpState() const {
+  kvm_mp_state mp{};
+  if (::ioctl(fd_.get(), KVM_GET_MP_STATE, &mp) < 0) {
+    return ErrnoToStatus(errno, absl::StrCat("KVM_GET_MP_STATE vcpu=", id_));
+  }
+  return mp.mp_state;
+}
+
+absl::Status KvmVcpu::SetMpState(uint32_t state) const {
+  kvm_mp_state mp{state};
+  if (::ioctl(fd_.get(), KVM_SET_MP_STATE, &mp) < 0) {
+    return ErrnoToStatus(errno,
+                         absl::StrCat("KVM_SET_MP_STATE vcpu=", id_, " mp_state=", state));
+  }
+  return absl::OkStatus();
+}
+
 void KvmVcpu::RequestImmediateExit(bool on) {
   // The kernel reads this byte (READ_ONCE) on entry to KVM_RUN and in its signal check.
   // The release store pairs with nothing in userspace; what orders it before the guest

@@ -43,6 +43,12 @@ class KvmVcpu {
   absl::Status SetSregs(const kvm_sregs& sregs) const;
   // KVM_SET_CPUID2: the CPUID the guest sees. Call before SetSregs and before KVM_RUN.
   absl::Status SetCpuid(const std::vector<kvm_cpuid_entry2>& entries) const;
+  // KVM_GET_MP_STATE / KVM_SET_MP_STATE (KVM_MP_STATE_*). With an in-kernel LAPIC every
+  // vCPU but 0 is created waiting for INIT/SIPI (KVM_MP_STATE_UNINITIALIZED) and blocks
+  // in KVM_RUN until made KVM_MP_STATE_RUNNABLE here; without one, KVM accepts only
+  // RUNNABLE, which every vCPU already is.
+  absl::StatusOr<uint32_t> GetMpState() const;
+  absl::Status SetMpState(uint32_t state) const;
 
   // Sets kvm_run::immediate_exit: the next (or current entry into) KVM_RUN returns EINTR
   // at once. Any thread. Pair with a signal to the vCPU thread to interrupt a running guest.

@@ -100,15 +100,15 @@ Machine::Machine(const MachineConfig& config, absl::Time created)
     : config_(config), created_(created), console_(config.console_echo) {}
 
 absl::Status Machine::Init(absl::Span<const uint8_t> elf) {
-  // 0. KVM first: the supported CPUID on a thread of its own, the VM and its vCPUs here.
-  // Both overlap with steps 1 and 2 (on kvm_pvm ~0.4 ms each; vmm/README.md, "Process
-  // start"). Their errors wait until steps 1 and 2 have checked the user's input, so that
-  // a bad image is reported as such on a host without /dev/kvm too.
+  // 0. KVM first: the supported CPUID on a thread of its own, overlapping with the VM's
+  // creation here and with steps 1 and 2 (on kvm_pvm ~0.4 ms; vmm/README.md, "Process
+  // start"). The VM's errors wait until steps 1 and 2 have checked the user's input, so
+  // that a bad image is reported as such on a host without /dev/kvm too.
   cpuid_prefetch_ = config_.cpuid_prefetch != nullptr &&
                             config_.cpuid_prefetch->path() == config_.kvm_path
                         ? config_.cpuid_prefetch
                         : SupportedCpuidPrefetch::Begin(config_.kvm_path);
-  const absl::Status kvm_created = CreateVmAndVcpus();
+  const absl::Status kvm_created = CreateVm();
 
   // 1. The host address space. Its callbacks reach this object, which outlives it.
   HostAddressSpaceOptions options = config_.host;
@@ -177,8 +177,10 @@ absl::Status Machine::Init(absl::Span<const uint8_t> elf) {
   }
   if (config_.page_server) MMUVISOR_RETURN_IF_ERROR(space_->StartPageServer());
 
-  // 3 and 4.
+  // 3 and 4. The vCPUs come after the boot plan: whether KVM emulates their LAPIC depends
+  // on the image's boot mode.
   MMUVISOR_RETURN_IF_ERROR(kvm_created);
+  MMUVISOR_RETURN_IF_ERROR(CreateVcpus());
   MMUVISOR_RETURN_IF_ERROR(SetUpKvm());
   MMUVISOR_RETURN_IF_ERROR(bus_.Register(MMV_PORT_SERIAL, SerialConsole::kPortCount, &serial_, "serial"));
   MMUVISOR_RETURN_IF_ERROR(bus_.Register(MMV_PORT_UCALL, 4, &*ucall_, "ucall"));
@@ -216,7 +218,7 @@ Machine::~Machine() {
   space_.reset();
 }
 
-absl::Status Machine::CreateVmAndVcpus() {
+absl::Status Machine::CreateVm() {
   MMUVISOR_ASSIGN_OR_RETURN(KvmSystem system, KvmSystem::Open(config_.kvm_path));
   system_.emplace(std::move(system));
   MMUVISOR_ASSIGN_OR_RETURN(limits_, system_->ProbeLimits());
@@ -241,11 +243,29 @@ absl::Status Machine::CreateVmAndVcpus() {
     (void)vm_->SetTssAddr(kTssAddr);
   }
   // The ring must be enabled before the first vCPU is created (KVM: EINVAL after).
-  MMUVISOR_RETURN_IF_ERROR(ChooseDirtyLogSource());
+  return ChooseDirtyLogSource();
+}
+
+absl::Status Machine::CreateVcpus() {
+  // The LAPIC in KVM where the guest cannot tell (local_apic.h); KVM takes it only before
+  // the first vCPU. A KVM without the split irqchip leaves it where it was: nowhere.
+  lapic_in_kernel_ =
+      WantInKernelLapic(config_.local_apic, plan_.image.mode, config_.privilege,
+                        config_.ram_size.value, IdentityWindows(config_));
+  if (lapic_in_kernel_) {
+    if (absl::Status st = vm_->EnableCap(KVM_CAP_SPLIT_IRQCHIP, 0); !st.ok()) {
+      spdlog::debug("local APIC: not in KVM ({})", std::string(st.message()));
+      lapic_in_kernel_ = false;
+    }
+  }
   std::vector<KvmVcpu*> created;
   for (uint32_t i = 0; i < config_.vcpus; ++i) {
     MMUVISOR_ASSIGN_OR_RETURN(KvmVcpu vcpu, vm_->CreateVcpu(static_cast<int>(i),
                                                    limits_.vcpu_mmap_size));
+    // With the LAPIC in KVM, every vCPU but 0 waits for a SIPI that nobody sends.
+    if (lapic_in_kernel_ && i > 0) {
+      MMUVISOR_RETURN_IF_ERROR(vcpu.SetMpState(KVM_MP_STATE_RUNNABLE));
+    }
     vcpus_.push_back(std::make_unique<KvmVcpu>(std::move(vcpu)));
     created.push_back(vcpus_.back().get());
   }

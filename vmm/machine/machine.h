@@ -7,7 +7,9 @@
 //   2. the boot plan (vmm/boot: ELF load, layout, page tables, GDT/TSS, boot info), loaded
 //      through the space (first touches are zero-fills by the page server), so a bad image
 //      or a size that cannot hold it is reported even on hosts without KVM;
-//   3. /dev/kvm, its limits, the VM and every vCPU (CPUID), then
+//   3. /dev/kvm, its limits and the VM (created first, before step 1), every vCPU with its
+//      local APIC in KVM or nowhere (local_apic.h: decided from the boot plan) and its
+//      CPUID, then
 //      HostAddressSpace::AttachHypervisor (memslots via KVM_SET_USER_MEMORY_REGION with
 //      dirty logging, the dirty-log self-check on vCPU 0), then the boot registers; the
 //      dirty ring (config.dirty_log) is enabled before the first vCPU and each vCPU's ring
@@ -75,6 +77,7 @@
 #include "vmm/kvm/vm.h"
 #include "vmm/machine/guest_console.h"
 #include "vmm/machine/guest_fault_verdict.h"
+#include "vmm/machine/local_apic.h"
 #include "vmm/machine/run_result.h"
 #include "vmm/memory/memory_backing.h"
 #include "vmm/vcpu/exit_handler.h"
@@ -181,6 +184,11 @@ struct MachineConfig {
   // turns it off unless --resident (nothing reclaims then); false with `reclaim` set is an
   // input error.
   bool page_server = true;
+  // The vCPUs' local APICs (local_apic.h): auto puts them in KVM (KVM_CAP_SPLIT_IRQCHIP)
+  // for a long-mode guest at CPL3 whose mapped ranges avoid the APIC page, which saves the
+  // host two kernel text patches per process; elsewhere, or with kUserspace, there is no
+  // irqchip and a CPL0 guest's HLT stops its vCPU (kHalted).
+  LocalApicMode local_apic = LocalApicMode::kAuto;
 };
 
 // Whether a Create() error was caused by the user's input (image, sizes, vCPU count) rather
@@ -244,6 +252,8 @@ class Machine : private UcallHandler, private GuestFaultHandler {
   DirtyLogSource dirty_log_source() const { return dirty_log_; }
 
   const BootPlan& boot_plan() const { return plan_; }
+  // Whether KVM emulates the vCPUs' local APICs (config.local_apic, local_apic.h).
+  bool lapic_in_kernel() const { return lapic_in_kernel_; }
   const KvmLimits& limits() const { return limits_; }
   uint32_t vcpu_count() const { return config_.vcpus; }
   std::string console_transcript() const { return console_.transcript(); }
@@ -252,8 +262,11 @@ class Machine : private UcallHandler, private GuestFaultHandler {
   Machine(const MachineConfig& config, absl::Time created);
   absl::Status Init(absl::Span<const uint8_t> elf);
   // Step 0 of Init: /dev/kvm, its limits against the config, the VM, the dirty log's
-  // source (a ring is enabled here), the vCPUs (handed to cpuid_prefetch_ for their CPUID).
-  absl::Status CreateVmAndVcpus();
+  // source (a ring is enabled here).
+  absl::Status CreateVm();
+  // Step 3, first: where the LAPIC goes (local_apic.h, from the boot plan), the vCPUs
+  // (handed to cpuid_prefetch_ for their CPUID).
+  absl::Status CreateVcpus();
   // Step 3: memslots and dirty log attached to the space, every vCPU's CPUID waited for
   // (before the attachment if its probe will run vCPU 0), initial registers.
   absl::Status SetUpKvm();
@@ -303,6 +316,7 @@ class Machine : private UcallHandler, private GuestFaultHandler {
   std::unique_ptr<KvmDirtyRingLog> kvm_dirty_ring_;  // references vm_; or kvm_dirty_log_
   // config_.dirty_log with auto resolved (ChooseDirtyLogSource, before the first vCPU).
   DirtyLogSource dirty_log_ = DirtyLogSource::kBitmap;
+  bool lapic_in_kernel_ = false;  // CreateVcpus' choice
   std::vector<std::unique_ptr<KvmVcpu>> vcpus_;
   PortIoBus bus_;
   SerialConsole serial_{&console_};

@@ -95,5 +95,37 @@ TEST(KvmVcpuTest, CreatesVcpuAndRoundTripsRegisters) {
               StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("KVM_CREATE_VCPU id=0")));
 }
 
+TEST(KvmVcpuTest, InKernelLapicLeavesApplicationProcessorsWaitingUntilMadeRunnable) {
+  MMUVISOR_SKIP_WITHOUT_KVM();
+  ASSERT_OK_AND_ASSIGN(KvmSystem kvm, KvmSystem::Open());
+  ASSERT_OK_AND_ASSIGN(KvmLimits limits, kvm.ProbeLimits());
+  // Without an irqchip every vCPU is runnable from the start, and KVM accepts no other state.
+  {
+    ASSERT_OK_AND_ASSIGN(KvmVm vm, kvm.CreateVm());
+    ASSERT_OK_AND_ASSIGN(KvmVcpu ap, vm.CreateVcpu(1, limits.vcpu_mmap_size));
+    ASSERT_OK_AND_ASSIGN(uint32_t state, ap.GetMpState());
+    EXPECT_EQ(state, uint32_t{KVM_MP_STATE_RUNNABLE});
+    EXPECT_THAT(ap.SetMpState(KVM_MP_STATE_HALTED),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr("KVM_SET_MP_STATE vcpu=1 mp_state=3")));
+  }
+  // With the LAPIC in KVM (the Machine's split irqchip), vCPU 0 runs and the others wait
+  // for INIT/SIPI until made runnable.
+  ASSERT_OK_AND_ASSIGN(KvmVm vm, kvm.CreateVm());
+  ASSERT_THAT(vm.EnableCap(KVM_CAP_SPLIT_IRQCHIP, 0), IsOk());
+  ASSERT_OK_AND_ASSIGN(KvmVcpu bsp, vm.CreateVcpu(0, limits.vcpu_mmap_size));
+  ASSERT_OK_AND_ASSIGN(KvmVcpu ap, vm.CreateVcpu(1, limits.vcpu_mmap_size));
+  ASSERT_OK_AND_ASSIGN(uint32_t bsp_state, bsp.GetMpState());
+  ASSERT_OK_AND_ASSIGN(uint32_t ap_state, ap.GetMpState());
+  EXPECT_EQ(bsp_state, uint32_t{KVM_MP_STATE_RUNNABLE});
+  EXPECT_EQ(ap_state, uint32_t{KVM_MP_STATE_UNINITIALIZED});
+  ASSERT_THAT(ap.SetMpState(KVM_MP_STATE_RUNNABLE), IsOk());
+  ASSERT_OK_AND_ASSIGN(ap_state, ap.GetMpState());
+  EXPECT_EQ(ap_state, uint32_t{KVM_MP_STATE_RUNNABLE});
+  // Too late once a vCPU exists: KVM says EEXIST.
+  EXPECT_THAT(vm.EnableCap(KVM_CAP_SPLIT_IRQCHIP, 0),
+              StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("KVM_ENABLE_CAP")));
+}
+
 }  // namespace
 }  // namespace mmuvisor::vmm

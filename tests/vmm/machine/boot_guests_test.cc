@@ -63,6 +63,8 @@ TEST(BootGuestsTest, Hello64AtCpl3) {
   EXPECT_EQ(b.output, "hello64: Hello from vCPU 0 at CPL3!\nhello64: serial says hi\n");
   ExpectCleanDone(b.result);
   EXPECT_TRUE(b.result.first_ucall.has_value());
+  // At CPL3 a HLT is a #GP anywhere: KVM may keep the LAPIC (local_apic.h).
+  EXPECT_TRUE(b.machine->lapic_in_kernel());
 }
 
 TEST(BootGuestsTest, Hello64AtCpl0OnAnonymousMemory) {
@@ -75,6 +77,7 @@ TEST(BootGuestsTest, Hello64AtCpl0OnAnonymousMemory) {
   ASSERT_NE(b.machine, nullptr);
   EXPECT_EQ(b.output, "hello64: Hello from vCPU 0 at CPL0!\nhello64: serial says hi\n");
   ExpectCleanDone(b.result);
+  EXPECT_FALSE(b.machine->lapic_in_kernel());
 }
 
 TEST(BootGuestsTest, Hello16InRealMode) {
@@ -85,6 +88,7 @@ TEST(BootGuestsTest, Hello16InRealMode) {
   ASSERT_NE(b.machine, nullptr);
   EXPECT_EQ(b.output, "hello16: Hello from real mode!\n");
   ExpectCleanDone(b.result);
+  EXPECT_FALSE(b.machine->lapic_in_kernel());
 }
 
 TEST(BootGuestsTest, SmpEveryVcpuReportsItsSum) {
@@ -100,6 +104,58 @@ TEST(BootGuestsTest, SmpEveryVcpuReportsItsSum) {
                                  "smp: vCPU 2 of 3: sum(1..3000) = 4501500"));
   ASSERT_EQ(b.result.vcpus.size(), 3u);
   ExpectCleanDone(b.result);
+  // vCPUs 1 and 2 ran: with the LAPIC in KVM they start waiting for a SIPI unless the
+  // Machine makes them runnable (else: timed out).
+  EXPECT_TRUE(b.machine->lapic_in_kernel());
+}
+
+TEST(BootGuestsTest, SmpRunsWithTheLapicInUserspaceToo) {
+  MMUVISOR_SKIP_WITHOUT_KVM();
+  MachineConfig config;
+  config.vcpus = 2;
+  config.local_apic = LocalApicMode::kUserspace;
+  Booted b = BootBuiltin("smp", config);
+  ASSERT_NE(b.machine, nullptr);
+  EXPECT_FALSE(b.machine->lapic_in_kernel());
+  std::vector<std::string> lines = absl::StrSplit(b.output, '\n', absl::SkipEmpty());
+  std::sort(lines.begin(), lines.end());
+  EXPECT_THAT(lines, ElementsAre("smp: vCPU 0 of 2: sum(1..1000) = 500500",
+                                 "smp: vCPU 1 of 2: sum(1..2000) = 2001000"));
+  ExpectCleanDone(b.result);
+}
+
+// A guest that may HLT keeps KVM_EXIT_HLT: its vCPU stops as halted at once, instead of
+// waiting in KVM for an interrupt until the timeout (which is why KVM gets no LAPIC here).
+void ExpectHaltedAtOnce(const Booted& b) {
+  ASSERT_NE(b.machine, nullptr);
+  EXPECT_FALSE(b.machine->lapic_in_kernel());
+  EXPECT_EQ(b.result.verdict, Verdict::kGuestFailed) << b.result.summary;
+  EXPECT_EQ(b.result.summary,
+            "vcpu 0 stopped without reporting DONE (halted: halted (KVM_EXIT_HLT))");
+  ASSERT_EQ(b.result.vcpus.size(), 1u);
+  EXPECT_EQ(b.result.vcpus[0].stop.kind, StopKind::kHalted) << b.result.summary;
+  EXPECT_EQ(b.result.vcpus[0].stop.exit_reason, static_cast<uint32_t>(KVM_EXIT_HLT));
+}
+
+TEST(BootGuestsTest, HaltAtCpl0StopsTheVcpuAsHalted) {
+  MMUVISOR_SKIP_WITHOUT_KVM();
+  const std::vector<uint8_t> elf = testing::BuildElf(
+      MMV_IMAGE_GPA, {testing::SegmentSpec{PT_LOAD, PF_R | PF_X, MMV_IMAGE_GPA, {0xf4}, 0}});
+  MachineConfig config;
+  config.privilege = GuestPrivilege::kKernel;
+  config.timeout = absl::Seconds(60);  // CPL0 is instruction-emulated on PVM hosts
+  ExpectHaltedAtOnce(Boot(elf, config));
+}
+
+TEST(BootGuestsTest, HaltInRealModeStopsTheVcpuAsHalted) {
+  MMUVISOR_SKIP_WITHOUT_KVM();
+  const std::vector<uint8_t> elf = testing::BuildElf(
+      MMV_REAL_MODE_LOAD_GPA,
+      {testing::SegmentSpec{PT_LOAD, PF_R | PF_X, MMV_REAL_MODE_LOAD_GPA, {0xf4}, 0},
+       testing::SegmentSpec{PT_NOTE, PF_R, 0, testing::BootModeNote(MMV_BOOT_MODE_REAL16), 0}});
+  MachineConfig config;
+  config.timeout = absl::Seconds(60);
+  ExpectHaltedAtOnce(Boot(elf, config));
 }
 
 // Records the crash guest's SYNC (stage 0xc7a5, args[1] = address of the faulting
