@@ -1,33 +1,10 @@
 #include "vmm/kvm/cpuid_prefetch.h"
 
 #include <sched.h>
-#include <time.h>
 
 #include "notifier/base/status_macros.h"
 
 namespace mmuvisor::vmm {
-namespace {
-
-int64_t MonotonicNs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
-}
-
-// Spins until `flag` is true (acquire) or `ns` have passed; true if it became true.
-bool SpinUntil(const std::atomic<bool>& flag, int64_t ns) {
-  const int64_t deadline = MonotonicNs() + ns;
-  for (;;) {
-    for (int i = 0; i < 64; ++i) {
-      // acquire: pairs with the release stores in SetOn, Stop and SetHandedOver.
-      if (flag.load(std::memory_order_acquire)) return true;
-      __builtin_ia32_pause();
-    }
-    if (MonotonicNs() >= deadline) return false;
-  }
-}
-
-}  // namespace
 
 std::unique_ptr<SupportedCpuidPrefetch> SupportedCpuidPrefetch::Begin(
     absl::string_view kvm_path) {
@@ -66,7 +43,6 @@ void* SupportedCpuidPrefetch::ThreadMain(void* self) {
     // Finish() asks again and reports the error where the caller expects it.
     MutexLock lock(&prefetch->mu_);
     prefetch->done_ = true;
-    prefetch->done_hint_.store(true, std::memory_order_release);  // pairs with SpinUntil
     prefetch->cv_.notify_all();
   }
   return nullptr;
@@ -74,13 +50,11 @@ void* SupportedCpuidPrefetch::ThreadMain(void* self) {
 
 void SupportedCpuidPrefetch::SetHandedOver(const std::vector<kvm_cpuid_entry2>& cpuid) {
   std::vector<KvmVcpu*> vcpus;
-  SpinUntil(handed_hint_, kSpinBeforeSleepNs);  // then sleep, if it has not come
   {
     MutexLock lock(&mu_);
     mu_.Await(cv_, [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return handed_ || abandoned_; });
     if (abandoned_) {
       done_ = true;
-      done_hint_.store(true, std::memory_order_release);  // pairs with SpinUntil
       return;
     }
     vcpus = vcpus_;
@@ -94,7 +68,6 @@ void SupportedCpuidPrefetch::SetHandedOver(const std::vector<kvm_cpuid_entry2>& 
   status_ = status;
   set_ = true;
   done_ = true;
-  done_hint_.store(true, std::memory_order_release);  // pairs with SpinUntil in Finish
   cv_.notify_all();
 }
 
@@ -103,14 +76,12 @@ void SupportedCpuidPrefetch::SetOn(std::vector<KvmVcpu*> vcpus, const KvmSystem*
   MutexLock lock(&mu_);
   vcpus_ = std::move(vcpus);
   handed_ = true;
-  handed_hint_.store(true, std::memory_order_release);  // pairs with SpinUntil
   cv_.notify_all();
 }
 
 absl::Status SupportedCpuidPrefetch::Finish() {
   std::vector<KvmVcpu*> vcpus;
   if (started_) {
-    SpinUntil(done_hint_, kSpinBeforeSleepNs);  // then sleep, if it is not done
     MutexLock lock(&mu_);
     if (!handed_) return absl::OkStatus();  // the destructor lets the thread go
     mu_.Await(cv_, [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return done_; });
@@ -133,7 +104,6 @@ void SupportedCpuidPrefetch::Stop() {
   {
     MutexLock lock(&mu_);
     abandoned_ = true;
-    handed_hint_.store(true, std::memory_order_release);  // pairs with SpinUntil
     cv_.notify_all();
   }
   pthread_join(thread_, nullptr);

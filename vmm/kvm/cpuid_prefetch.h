@@ -22,13 +22,6 @@
 // (Machine registers its memslots meanwhile); Finish() waits for that and reports. Without
 // a thread, Finish() makes the calls.
 //
-// Both hand-overs spin before they sleep (kSpinBeforeSleep, then the condition variable):
-// the thread waits for SetOn on a CPU of its own, and on a host that is itself a VM a CPU
-// that went idle wakes late. Measured on kvm_pvm: the thread set the CPUID 0.6-0.8 ms after
-// SetOn when it had slept, with the main thread waiting for it (vmm/README.md, "Process
-// start"). The spin is bounded, at most one CPU (never the caller's) for kSpinBeforeSleep
-// per wait, once per process.
-//
 // Errors: a failed open or query on the thread leaves the cache empty and is not reported
 // from there; Finish() then asks KvmSystem::SupportedCpuid() itself and reports its error,
 // as a caller without a prefetch would. KVM_SET_CPUID2 errors are KvmVcpu::SetCpuid's.
@@ -41,9 +34,7 @@
 
 #include <linux/kvm.h>
 
-#include <atomic>
 #include <condition_variable>
-#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -87,9 +78,6 @@ class SupportedCpuidPrefetch {
   // then sets the CPUID on every vCPU handed over.
   void SetHandedOver(const std::vector<kvm_cpuid_entry2>& cpuid) ABSL_LOCKS_EXCLUDED(mu_);
 
-  // How long each side of a hand-over spins before it sleeps.
-  static constexpr int64_t kSpinBeforeSleepNs = 2'000'000;
-
   const std::string path_;
   pthread_t thread_{};
   bool started_ = false;
@@ -101,10 +89,6 @@ class SupportedCpuidPrefetch {
   bool handed_ ABSL_GUARDED_BY(mu_) = false;     // SetOn was called
   bool abandoned_ ABSL_GUARDED_BY(mu_) = false;  // the destructor: set nothing more
   bool done_ ABSL_GUARDED_BY(mu_) = false;       // the thread set them all (or gave up)
-  // Hints for the spins, stored (release) with the flags above, under mu_: a spinner that
-  // sees one true takes mu_ and reads the flags themselves.
-  std::atomic<bool> handed_hint_{false};  // handed_ || abandoned_
-  std::atomic<bool> done_hint_{false};    // done_
   bool set_ ABSL_GUARDED_BY(mu_) = false;        // ... and had the answer to set
   absl::Status status_ ABSL_GUARDED_BY(mu_);     // the first KVM_SET_CPUID2 error
 };

@@ -191,8 +191,6 @@ absl::Status Machine::Init(absl::Span<const uint8_t> elf) {
         static_cast<GuestFaultHandler*>(this)));
     runners_.back()->SetDirtyRingFullHandler(kvm_dirty_ring_.get());
   }
-  cpuid_prefetch_->Stop();  // done since SetUpKvm's Finish: the thread has exited by now
-  cpuid_prefetch_.reset();
   return absl::OkStatus();
 }
 
@@ -281,9 +279,9 @@ absl::Status Machine::SetUpKvm() {
   // state KVM gave it, read before the dirty-log probe changes vCPU 0's.
   std::vector<kvm_sregs> base;
   auto cpuid_then_sregs = [this, &base]() -> absl::Status {
-    // Joined at the end of Init, not here: its exit is a wake-up this thread need not wait
-    // for.
     MMUVISOR_RETURN_IF_ERROR(cpuid_prefetch_->Finish());
+    cpuid_prefetch_->Stop();
+    cpuid_prefetch_.reset();
     for (const auto& vcpu : vcpus_) {
       MMUVISOR_ASSIGN_OR_RETURN(kvm_sregs sregs, vcpu->GetSregs());
       base.push_back(sregs);
