@@ -52,7 +52,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!InUnit(o.resident_target)) Fail("--resident outside [0, 1] accepted");
   if (!InUnit(o.eagain_probability)) Fail("--eagain outside [0, 1] accepted");
   if (!InUnit(o.delay_probability)) Fail("--delay-prob outside [0, 1] accepted");
-  if (!IsRate(o.ops.reclaim) || !IsRate(o.ops.discard) || !IsRate(o.ops.migrate) ||
+  if (!IsRate(o.ops.reclaim) || !IsRate(o.ops.migrate) ||
       !IsRate(o.ops.protect) || !IsRate(o.ops.oom_reap)) {
     Fail("operation rate outside [0, 1e6] accepted");
   }

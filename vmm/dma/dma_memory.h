@@ -57,7 +57,8 @@ class DeviceAccessHooks {
   virtual void BeforeWrite(uint64_t host) = 0;
   // The address the device really touches for translated host address `host` (default:
   // `host`). A view that bypasses the CPU-side page protection (as bus-mastering DMA
-  // does) lets a test show what a stale translation does; see vmm/stress/stress_kvm.cc.
+  // does) lets a test show what a stale translation does; see vmm/stress/kvm_device_hooks.h
+  // (MapDeviceView), which the stress rig installs for its must-fail control.
   virtual uint64_t DeviceAddress(uint64_t host) { return host; }
 };
 

@@ -8,11 +8,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
-#include <mutex>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "notifier/base/errno_status.h"
+#include "notifier/base/mutex.h"
 #include "vmm/kvm/kvm_constants.h"
 #include "vmm/kvm/vm.h"
 #include "notifier/base/status_macros.h"
@@ -92,7 +92,7 @@ namespace {
 
 // KVM_GET_SUPPORTED_CPUID's answers, per KVM device (st_rdev), for the process. cache_mu is
 // a leaf lock, held across the one ioctl so that concurrent first callers ask KVM once.
-std::mutex cache_mu;
+Mutex cache_mu;
 std::map<dev_t, std::vector<kvm_cpuid_entry2>>& CpuidCache() {
   static auto* cache = new std::map<dev_t, std::vector<kvm_cpuid_entry2>>();
   return *cache;
@@ -103,7 +103,7 @@ std::map<dev_t, std::vector<kvm_cpuid_entry2>>& CpuidCache() {
 bool KvmSystem::SupportedCpuidCached(absl::string_view path) {
   struct stat st {};
   if (stat(std::string(path).c_str(), &st) != 0) return false;
-  std::lock_guard<std::mutex> lock(cache_mu);
+  MutexLock lock(&cache_mu);
   return CpuidCache().count(st.st_rdev) != 0;
 }
 
@@ -111,7 +111,7 @@ absl::StatusOr<std::vector<kvm_cpuid_entry2>> KvmSystem::SupportedCpuid() const 
   auto* cache = &CpuidCache();
   struct stat st {};
   const bool keyed = fstat(fd_.get(), &st) == 0;
-  std::lock_guard<std::mutex> lock(cache_mu);
+  MutexLock lock(&cache_mu);
   if (keyed) {
     if (auto it = cache->find(st.st_rdev); it != cache->end()) return it->second;
   }

@@ -33,7 +33,7 @@
 // was open during the failed entry (window counts before and after), wait until the
 // windows open at the fault have closed and re-enter; if none was, the fault is not a
 // window's: kProtected when any page is protected (the event names the first protected
-// page; the kernel gave no address), else a host error. A guest that takes
+// page; the kernel gave no address), else a guest memory fault (kCrashed). A guest that takes
 // kMaxIdenticalEfaults EFAULTs in a row with identical registers while pages are
 // protected is reported as a protected write even if windows kept opening (a reclaim
 // storm must not turn a protected write into an endless retry). Every re-entry is counted
@@ -45,8 +45,10 @@
 // timing marks, stop reasons and the reclaim-driver pointer (the driver is stopped outside
 // it). join_mu_ serialises joining the runners (Run and the
 // space's Teardown may both join).
-// Destruction: reclaim driver stopped -> runners stopped -> host().Teardown() (hub Release, memslots deleted
-// through the still-open VM) -> vCPUs -> VM -> the space.
+// Destruction: CPUID prefetch stopped -> reclaim driver stopped -> runners stopped ->
+// DetachHypervisor (no memslot is deleted one by one: KVM frees them with the VM) -> vCPUs
+// -> VM -> host().Teardown() (hub Release, page server shut down, RAM unmapped) -> the
+// space.
 #ifndef MMUVISOR_VMM_MACHINE_MACHINE_H_
 #define MMUVISOR_VMM_MACHINE_MACHINE_H_
 
@@ -139,7 +141,7 @@ struct MachineConfig {
   std::FILE* console_echo = nullptr;    // where guest lines are echoed (stdout in the CLI)
   MachineObserver* observer = nullptr;  // not owned
   // Guest RAM as this many memslots (`--slots N`): contiguous in guest-physical and in the
-  // backing (slot i = pages [i * n / N, (i + 1) * n / N) at their identity gpa), so the
+  // backing (slot i = n / N pages, one more for i < n % N, in order, at their identity gpa), so the
   // boot layout and the guest see one flat RAM; KVM, the dirty log and every secondary MMU
   // see N slots. 1 to the pages of RAM and to KVM_CAP_NR_MEMSLOTS (an input error beyond).
   uint32_t ram_slots = 1;

@@ -79,7 +79,6 @@ struct HostOpFlag {
   double HostOpRates::*rate;
 };
 constexpr HostOpFlag kHostOps[] = {{"reclaim", &HostOpRates::reclaim},
-                                   {"discard", &HostOpRates::discard},
                                    {"migrate", &HostOpRates::migrate},
                                    {"protect", &HostOpRates::protect},
                                    {"oom-reap", &HostOpRates::oom_reap}};
@@ -93,14 +92,19 @@ struct StressLine {
 
 // --ops LIST: the named operations at their chosen rates, every other one off.
 absl::Status SetOps(const std::string& list, StressLine& line) {
-  HostOpRates on{0, 0, 0, 0, 0};
+  HostOpRates on{0, 0, 0, 0};
   if (list != "none") {
     for (absl::string_view name : absl::StrSplit(list, ',')) {
       const HostOpFlag* op = std::find_if(std::begin(kHostOps), std::end(kHostOps),
                                           [name](const HostOpFlag& f) { return name == f.name; });
+      if (name == "discard") {
+        return absl::InvalidArgumentError(
+            "discards are not a host operation here: they come from the guest's balloon "
+            "calls (--no-balloon leaves them out)");
+      }
       if (op == std::end(kHostOps)) {
         return absl::InvalidArgumentError(
-            "operations are reclaim, discard, migrate, protect, oom-reap or none");
+            "operations are reclaim, migrate, protect, oom-reap or none");
       }
       on.*op->rate = line.chosen.*op->rate;
     }
@@ -149,8 +153,8 @@ void AddHostOpFlags(CLI::App& app, StressLine& line) {
           "reclaim runs while resident memory is above this (default 50%)", kLast,
           &o.resident_target, Fraction);
   AddFlag(app, "--ops", "LIST",
-          "host operations to run: reclaim,discard,migrate,protect,oom-reap\n"
-          "or none (default: all)",
+          "host operations to run: reclaim,migrate,protect,oom-reap or none\n"
+          "(default: all; discards come from the guest's balloon calls)",
           kLast, [&line](const std::string& text) { return SetOps(text, line); });
   for (const HostOpFlag& op : kHostOps) {
     AddFlag(app, absl::StrCat("--", op.name, "-rate"), "R",

@@ -22,10 +22,10 @@ const char* DmaPathName(DmaPath path);
 // The --policy spelling: "upstream", "sorted", "legacy".
 const char* PolicyFlagName(notifier::Policy policy);
 
-// Host operations per second (0 = off). Each operation covers op_pages pages.
+// Host operations per second (0 = off). Each operation covers op_pages pages. Discards
+// are not among them: they come from the guest's balloon calls (StressOptions::balloon).
 struct HostOpRates {
   double reclaim = 200;
-  double discard = 10;
   double migrate = 100;
   double protect = 50;
   double oom_reap = 50;
@@ -50,7 +50,7 @@ struct StressOptions {
   bool balloon = true;
   bool skip_dma_retry_check_for_testing = false;  // --test-skip-dma-retry (must FAIL)
   // Set by --test-skip-dma-retry too (no flag of its own): each DMA fault's first attempt
-  // gets an invalidation of its own page (a migrate) forced into its race window, after
+  // gets an invalidation of its own page (a reclaim) forced into its race window, after
   // the page was resolved and before the translation is installed. With the checks on,
   // the fault sees it and retries (the run PASSes); with them off it installs a translation
   // to a page the host just freed, every time, so the control fails on every seed.

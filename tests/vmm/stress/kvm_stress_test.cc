@@ -301,7 +301,7 @@ TEST(KvmStressTest, DurationRunStopsByTheDeadline) {
 TEST(KvmStressTest, HostileDmaGuestGetsErrorsNotACrash) {
   StressOptions o = KvmShort();
   o.guest = "dmahostile";
-  o.ops = HostOpRates{0, 0, 0, 0, 0};  // the device alone: every status is deterministic
+  o.ops = HostOpRates{0, 0, 0, 0};  // the device alone: every status is deterministic
   o.resident_target = 1.0;
   RUN_KVM_OR_SKIP(out, o);
   EXPECT_TRUE(out->result.workload_ok) << out->result.workload_problem;

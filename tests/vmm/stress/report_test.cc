@@ -338,6 +338,19 @@ TEST(StressFlagsTest, BadValuesNameTheFlag) {
   }
 }
 
+// Discards come from the guest's balloon calls, not from a host-operation thread: --ops
+// discard says so (a rate for it would have configured nothing), and --discard-rate is
+// not a flag.
+TEST(StressFlagsTest, DiscardIsNotAHostOperation) {
+  using Args = std::vector<std::string>;
+  EXPECT_THAT(ParseStressFlags(Args{"--ops", "reclaim,discard"}),
+              ::mmuvisor::testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                            HasSubstr("balloon")));
+  EXPECT_THAT(ParseStressFlags(Args{"--discard-rate", "10"}),
+              ::mmuvisor::testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                            HasSubstr("--discard-rate")));
+}
+
 // Flags act in command-line order: --ops turns the operations it names on at the rates
 // given before it, a rate after it sets that operation's rate (on again if --ops left it
 // off), and a flag given twice keeps its last value.
@@ -351,7 +364,7 @@ TEST(StressFlagsTest, FlagsActInCommandLineOrder) {
                        ParseStressFlags(Args{"--ops", "migrate", "--reclaim-rate", "3"}));
   EXPECT_EQ(after.ops.reclaim, 3);
   EXPECT_EQ(after.ops.migrate, HostOpRates{}.migrate);
-  EXPECT_EQ(after.ops.discard, 0);
+  EXPECT_EQ(after.ops.protect, 0);
   ASSERT_OK_AND_ASSIGN(StressOptions twice,
                        ParseStressFlags(Args{"--seed", "1", "--seed=2", "--no-dma", "--no-dma"}));
   EXPECT_EQ(twice.seed, 2u);

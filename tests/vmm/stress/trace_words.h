@@ -57,8 +57,8 @@ inline std::vector<std::string> TraceWordProblems(const Json& trace) {
 // own reclaim pacer before both modes ran vmm/host's — is returned, once.
 inline std::vector<std::string> RowsOutsideTheSharedVocabulary(const Json& trace) {
   static const std::set<std::string> kRows = {
-      "stress main", "machine run", "DMA engine", "reclaim driver",
-      "host migrate", "host protect", "host oom-reap"};
+      "stress main", "DMA engine", "reclaim driver",
+      "host migrate", "host protect", "host oom-reap", "host memslot churn"};
   std::set<std::string> outside;
   for (const Json& e : trace["traceEvents"].array) {
     if (e["ph"].string != "M") continue;
