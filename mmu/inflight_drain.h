@@ -50,6 +50,9 @@ class InflightDrain {
 
   uint64_t waits() const { return waits_.load(std::memory_order_relaxed); }
   uint64_t refusals() const { return refusals_.load(std::memory_order_relaxed); }
+  // Starts inside Wait/TryWait now: with a section held open, a test waits for this to
+  // turn positive to know a start is past its announcement and must wait for the section.
+  int64_t waiters() const { return waiters_.load(std::memory_order_relaxed); }
 
  private:
   struct alignas(64) Stripe {

@@ -7,8 +7,6 @@
 #include <atomic>
 #include <thread>
 
-#include "absl/time/clock.h"
-#include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "support/wait.h"
 
@@ -34,8 +32,8 @@ TEST(InflightDrainTest, TryWaitRefusesWhileASectionIsInFlightAndPassesOtherwise)
 
 // A start that begins while a section is in flight cannot return before the section ends,
 // and the section's write happens before Wait returns (release/acquire through the
-// stripe): what the start does next sees it. (Whether Wait began before the release is up
-// to the schedule; the pause only makes the waiting path likely, nothing is timed.)
+// stripe): what the start does next sees it. The section is released only once the start
+// has announced itself (waiters() > 0), so the waiting path is the one taken, every time.
 TEST(InflightDrainTest, WaitReturnsOnlyAfterTheSectionInFlightEnded) {
   InflightDrain drain;
   std::atomic<bool> entered{false}, starting{false}, release{false}, waited{false};
@@ -55,12 +53,13 @@ TEST(InflightDrainTest, WaitReturnsOnlyAfterTheSectionInFlightEnded) {
     waited.store(true);
     EXPECT_EQ(word, 42u);
   });
-  ASSERT_TRUE(WaitUntil([&] { return starting.load(); })) << "the start never ran";
-  absl::SleepFor(absl::Milliseconds(1));
-  release.store(true);
+  const bool announced = WaitUntil([&] { return drain.waiters() > 0; });
+  release.store(true);  // also on failure: the threads must end
   device.join();
   start.join();
+  ASSERT_TRUE(announced) << "the start never announced itself";
   EXPECT_TRUE(waited.load());
+  EXPECT_EQ(drain.waits(), 1u) << "the start saw the section in flight and waited";
 }
 
 }  // namespace

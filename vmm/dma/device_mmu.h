@@ -58,6 +58,8 @@ class DeviceMmu : public mmu::SecondaryMmu {
 
   // Times an invalidation had to wait for an access in flight.
   uint64_t access_waits() const { return drain_.waits(); }
+  // Invalidations waiting for accesses in flight right now (tests force interleavings).
+  int64_t access_waiters() const { return drain_.waiters(); }
 
  private:
   mmu::InflightDrain drain_;

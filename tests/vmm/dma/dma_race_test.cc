@@ -220,11 +220,17 @@ TEST_P(DeviceMmuWaitTest, InFlightWriteCannotLandInAReusedPage) {
       EXPECT_TRUE(rig.space().Migrate(kQ, 0x1000).ok());
       host_done.store(true);
     });
-    // Without the wait the host finishes here, however late the scheduler runs it (so
-    // wait for it, bounded only against a hang); with the wait it cannot until we are
-    // done, and any time spent here is as good as any other.
-    const int polls = wait ? 50 : 60000;
-    for (int i = 0; i < polls && !host_done.load(); ++i) absl::SleepFor(absl::Milliseconds(1));
+    // Without the wait the host finishes here, however late the scheduler runs it; with
+    // the wait it cannot until we are done: hold the access until the migrate of P has
+    // announced itself to the drain, so it must wait for this access (bounded both ways).
+    if (wait) {
+      EXPECT_TRUE(::mmuvisor::testing::WaitUntil(
+          [&] { return rig.mmu()->access_waiters() > 0; }))
+          << "the migrate never reached the drain";
+    } else {
+      EXPECT_TRUE(::mmuvisor::testing::WaitUntil([&] { return host_done.load(); }))
+          << "the host never finished";
+    }
   });
   const mmv_dma_desc back = rig.RunOne(kDesc + 64, MakeDescriptor(MMV_DMA_OP_COPY, kSrc, kP, 0x1000));
   host.join();

@@ -47,6 +47,7 @@ using ::mmuvisor::vmm::testing::FirstMismatch;
 using ::mmuvisor::vmm::testing::IsZeroPage;
 using ::mmuvisor::vmm::testing::OpenFdCount;
 using ::mmuvisor::vmm::testing::RecordingMemslotControl;
+using ::mmuvisor::vmm::testing::SettledThreadCount;
 using ::mmuvisor::vmm::testing::ThreadCount;
 
 constexpr uint64_t kPages = 64;
@@ -580,7 +581,7 @@ TEST(HostAddressSpaceTest, TeardownWithPagesOutReleasesEachSubscriptionOnceAndLe
   // creates: create one first so the baseline already counts it.
   std::thread([] {}).join();
   const int fds_before = OpenFdCount();
-  const int threads_before = ThreadCount();
+  const int threads_before = SettledThreadCount(1);  // earlier tests' threads reaped
   int stops = 0;
   StartFaultSubscription a, b;
   {
@@ -614,7 +615,7 @@ TEST(HostAddressSpaceTest, TeardownWithPagesOutReleasesEachSubscriptionOnceAndLe
   }
   EXPECT_EQ(a.releases(), 1u);
   EXPECT_EQ(OpenFdCount(), fds_before);
-  EXPECT_EQ(ThreadCount(), threads_before);
+  EXPECT_EQ(SettledThreadCount(threads_before), threads_before);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "vmm/host/dirty_tracking.h"
@@ -137,6 +138,18 @@ inline int CountDirEntries(const char* path) {
 }
 inline int OpenFdCount() { return CountDirEntries("/proc/self/fd"); }
 inline int ThreadCount() { return CountDirEntries("/proc/self/task"); }
+// A joined thread may stay listed in /proc/self/task for a moment (join returns when the
+// kernel clears its tid, before the task is reaped): waits until the count is at most
+// `want`, for at most 5 s, and returns the last count seen. Use it for every count a
+// leak check compares, the baseline included.
+inline int SettledThreadCount(int want) {
+  int n = ThreadCount();
+  for (int i = 0; i < 500 && n > want; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+    n = ThreadCount();
+  }
+  return n;
+}
 
 // The byte at `offset` of page `page` in version `version` of a test pattern.
 inline uint8_t PatternByte(uint64_t page, uint64_t version, uint64_t offset) {

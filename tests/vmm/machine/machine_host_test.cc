@@ -403,23 +403,11 @@ TEST(MachineHostTest, RequestStopEndsTheRunAsStoppedByTheHost) {
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("already running")));
 }
 
-// A joined thread may stay listed in /proc/self/task for a moment (join returns when
-// the kernel clears its tid, before the task is reaped): wait until the count is at most
-// `want` (any value: the lowest seen), for at most 5 s.
-int SettledThreadCount(int want) {
-  int n = testing::ThreadCount();
-  for (int i = 0; i < 500 && n > want; ++i) {
-    absl::SleepFor(absl::Milliseconds(10));
-    n = testing::ThreadCount();
-  }
-  return n;
-}
-
 TEST(MachineHostTest, TeardownWithPagesOutAndSubscriptionsReleasesOnceAndLeaksNothing) {
   MMUVISOR_SKIP_WITHOUT_KVM();
   std::thread([] {}).join();  // sanitizer helper threads exist before the baseline
   const int fds_before = testing::OpenFdCount();
-  const int threads_before = SettledThreadCount(1);  // earlier tests' threads reaped
+  const int threads_before = testing::SettledThreadCount(1);  // earlier tests' threads reaped
   StartFaultSubscription a, b;
   {
     RoundsDevice device(1);
@@ -437,7 +425,7 @@ TEST(MachineHostTest, TeardownWithPagesOutAndSubscriptionsReleasesOnceAndLeaksNo
   EXPECT_EQ(a.releases(), 1u);
   EXPECT_EQ(b.releases(), 1u);
   EXPECT_EQ(testing::OpenFdCount(), fds_before);
-  EXPECT_EQ(SettledThreadCount(threads_before), threads_before);
+  EXPECT_EQ(testing::SettledThreadCount(threads_before), threads_before);
 }
 
 TEST(MachineHostTest, ASecondaryMmuReaderWriterSeesNoStaleDataInAReclaimStormWhileTheGuestRuns) {
