@@ -38,7 +38,7 @@ struct HubHooks {
   std::function<void()> grace_period_waits;
   // A registration closing the window gate found open windows (once per close).
   std::function<void()> gate_waits;
-  // An interval Remove is about to sleep until the last end.
+  // An interval Remove or ReadBegin is about to sleep until the last end.
   std::function<void()> itree_waits;
 };
 

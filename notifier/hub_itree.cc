@@ -221,17 +221,23 @@ void NotifierSubscriptions::ItreeRelease() {
 }
 
 uint64_t NotifierSubscriptions::IntervalReadBegin(IntervalSubscription& sub) {
-  MutexLock lock(&itree_mu_);
-  // relaxed: SetSeq runs under the driver's lock, and an invalidation that sets it began
-  // under itree_mu_, which we hold: any such store we must see is ordered by the lock.
-  const uint64_t seq = sub.invalidate_seq_.load(std::memory_order_relaxed);
-  if (seq == invalidate_seq_) {
-    // An invalidation that covers us is open (or our insert is pending): wait for the
-    // last end. Like Linux, ReadBegin does not wait for any later writer.
-    itree_mu_.Await(itree_wq_, [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-      return invalidate_seq_ != seq;  // itree_mu_ is held inside Await
-    });
+  uint64_t seq;
+  {
+    MutexLock lock(&itree_mu_);
+    // relaxed: SetSeq runs under the driver's lock, and an invalidation that sets it began
+    // under itree_mu_, which we hold: any such store we must see is ordered by the lock.
+    seq = sub.invalidate_seq_.load(std::memory_order_relaxed);
+    if (seq != invalidate_seq_) return seq;
   }
+  // An invalidation that covers us is open (or our insert is pending): wait for the last
+  // end, which moves the hub's seq past ours for good (it only grows), whether it comes
+  // before or after the lock is taken again. Like Linux, ReadBegin does not wait for any
+  // later writer.
+  if (hooks_ != nullptr && hooks_->itree_waits) hooks_->itree_waits();
+  MutexLock lock(&itree_mu_);
+  itree_mu_.Await(itree_wq_, [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return invalidate_seq_ != seq;  // itree_mu_ is held inside Await
+  });
   return seq;
 }
 

@@ -8,6 +8,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "notifier/hub.h"
+#include "notifier/hub_hooks.h"
 #include "notifier/invalidation_guard.h"
 #include "support/status_matchers.h"
 #include "support/wait.h"
@@ -100,6 +101,10 @@ TEST(RegistrationTest, NewestRegisteredIsCalledFirst) {
 TEST(RegistrationTest, RegistrationNeverLandsInsideAnOpenWindow) {
   NotifierSubscriptions hub;
   KvmLikeSubscription a("a"), late("late");
+  std::atomic<bool> gate_waits{false};
+  HubHooks hooks;
+  hooks.gate_waits = [&] { gate_waits.store(true); };
+  hub.SetHooksForTesting(std::move(hooks));
   ASSERT_THAT(hub.Register(a), IsOk());
   const Range range = MakeRange(0, 4096);
   ASSERT_THAT(hub.InvalidateRangeStart(range), IsOk());
@@ -108,9 +113,12 @@ TEST(RegistrationTest, RegistrationNeverLandsInsideAnOpenWindow) {
     EXPECT_THAT(hub.Register(late), IsOk());
     registered.store(true);
   });
-  // Give the registrar every chance to slip in; if it did, `late` would get our end
-  // without its start, which the checks below catch.
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  // Until the registrar has closed the gate and found our window open, or has returned
+  // (the bug): if it slipped in, `late` would get our end without its start, which the
+  // checks below catch too.
+  EXPECT_TRUE(::mmuvisor::testing::WaitUntil(
+      [&] { return gate_waits.load() || registered.load(); }))
+      << "the registrar neither waited nor returned";
   const bool early = registered.load();
   hub.InvalidateRangeEnd(range);
   registrar.join();
@@ -124,23 +132,23 @@ TEST(RegistrationTest, RegistrationNeverLandsInsideAnOpenWindow) {
 TEST(RegistrationTest, WhileARegistrationWaitsNonBlockableStartsAreUnavailableButNestedOnesEnter) {
   NotifierSubscriptions hub;
   KvmLikeSubscription a("a"), late("late");
+  std::atomic<bool> gate_waits{false};
+  HubHooks hooks;
+  hooks.gate_waits = [&] { gate_waits.store(true); };
+  hub.SetHooksForTesting(std::move(hooks));
   ASSERT_THAT(hub.Register(a), IsOk());
   const Range outer = MakeRange(0, 4096);
   ASSERT_THAT(hub.InvalidateRangeStart(outer), IsOk());
   std::thread registrar([&] { EXPECT_THAT(hub.Register(late), IsOk()); });
-  // Another thread's non-blockable starts succeed until the registrar has closed the
-  // gate (it then waits for `outer`, so it cannot finish before we end it).
+  // Once the registrar has closed the gate it waits for `outer`, so it cannot finish
+  // before we end it: another thread's non-blockable start is then refused.
+  const bool closed = ::mmuvisor::testing::WaitUntil([&] { return gate_waits.load(); });
+  EXPECT_TRUE(closed) << "the registrar never closed the gate";
   absl::Status refused;
   std::thread other([&] {
     const Range r = MakeRange(0x8000, 0x9000, /*blockable=*/false);
-    for (;;) {
-      absl::Status s = hub.InvalidateRangeStart(r);
-      if (!s.ok()) {
-        refused = s;
-        return;
-      }
-      hub.InvalidateRangeEnd(r);
-    }
+    refused = hub.InvalidateRangeStart(r);
+    if (refused.ok()) hub.InvalidateRangeEnd(r);
   });
   other.join();
   EXPECT_THAT(refused, StatusIs(absl::StatusCode::kUnavailable,
@@ -193,10 +201,12 @@ TEST(UnregisterTest, NoCallbackRunsAfterUnregisterReturns) {
   SlowSubscription slow;
   ASSERT_THAT(hub.Register(slow), IsOk());
   std::atomic<bool> stop{false};
+  std::atomic<uint64_t> windows{0};
   std::thread invalidator([&] {
     while (!stop.load()) {
       const Range range = MakeRange(0, 4096);
       if (hub.InvalidateRangeStart(range).ok()) hub.InvalidateRangeEnd(range);
+      windows.fetch_add(1);
     }
   });
   if (!WaitUntil([&] { return slow.pairing().starts >= 3; })) {
@@ -207,9 +217,12 @@ TEST(UnregisterTest, NoCallbackRunsAfterUnregisterReturns) {
   ASSERT_THAT(hub.Unregister(slow), IsOk());
   EXPECT_FALSE(slow.inside.load()) << "a callback was still running";
   const uint64_t starts = slow.pairing().starts;
-  std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  // Every window from here on begins after Unregister returned: let a few run.
+  const uint64_t after = windows.load();
+  const bool ran = WaitUntil([&] { return windows.load() >= after + 3; });
   stop.store(true);
   invalidator.join();
+  EXPECT_TRUE(ran) << "the invalidator stopped opening windows";
   EXPECT_EQ(slow.pairing().starts, starts) << "a callback ran after Unregister returned";
   EXPECT_EQ(hub.pairing_summary().violations, 0u) << hub.pairing_summary().ToString();
 }

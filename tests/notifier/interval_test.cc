@@ -12,7 +12,9 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "notifier/hub.h"
+#include "notifier/hub_hooks.h"
 #include "support/status_matchers.h"
+#include "support/wait.h"
 #include "test_subscriptions.h"
 
 namespace mmuvisor::notifier {
@@ -104,6 +106,10 @@ TEST(IntervalTest, ReadRetryAndCheckRetrySeeAnInvalidation) {
 
 TEST(IntervalTest, ReadBeginWaitsUntilTheLastEnd) {
   NotifierSubscriptions hub;
+  std::atomic<bool> waits{false};
+  HubHooks hooks;
+  hooks.itree_waits = [&] { waits.store(true); };
+  hub.SetHooksForTesting(std::move(hooks));
   MirrorInterval m;
   ASSERT_THAT(m.Insert(hub, 0, 0x10000), IsOk());
   const Range r = MakeRange(0x1000, 0x2000);
@@ -114,7 +120,9 @@ TEST(IntervalTest, ReadBeginWaitsUntilTheLastEnd) {
     seq_in_reader = m.ReadBegin();
     began.store(true);
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  // Until the reader is about to sleep for our end, or has returned (the bug).
+  EXPECT_TRUE(::mmuvisor::testing::WaitUntil([&] { return waits.load() || began.load(); }))
+      << "ReadBegin neither waited nor returned";
   const bool early = began.load();
   hub.InvalidateRangeEnd(r);
   reader.join();
@@ -162,6 +170,10 @@ TEST(IntervalTest, InsertDuringAPartialWindowMakesReadersWait) {
 
 TEST(IntervalTest, RemoveDuringAFrozenWindowWaitsForTheLastEnd) {
   NotifierSubscriptions hub;
+  std::atomic<bool> waits{false};
+  HubHooks hooks;
+  hooks.itree_waits = [&] { waits.store(true); };
+  hub.SetHooksForTesting(std::move(hooks));
   MirrorInterval m;
   ASSERT_THAT(m.Insert(hub, 0, 0x10000), IsOk());
   const Range r = MakeRange(0x1000, 0x2000);
@@ -171,7 +183,9 @@ TEST(IntervalTest, RemoveDuringAFrozenWindowWaitsForTheLastEnd) {
     EXPECT_THAT(m.Remove(), IsOk());
     removed.store(true);
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  // Until the remover is about to sleep for our end, or has returned (the bug).
+  EXPECT_TRUE(::mmuvisor::testing::WaitUntil([&] { return waits.load() || removed.load(); }))
+      << "Remove neither waited nor returned";
   const bool early = removed.load();
   EXPECT_EQ(hub.interval_count(), 1u);
   hub.InvalidateRangeEnd(r);

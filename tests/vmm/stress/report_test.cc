@@ -13,6 +13,7 @@
 #include "json_parse.h"
 #include "trace_words.h"
 #include "support/status_matchers.h"
+#include "support/wait.h"
 #include "vmm/stress/progress.h"
 #include "vmm/stress/stress_options.h"
 #include "vmm/stress/stress_result.h"
@@ -272,7 +273,8 @@ TEST(ProgressTest, PlainOutputPrintsWholeLinesAndTtyRewritesOne) {
         return s;
       }, absl::Milliseconds(1), absl::Milliseconds(1));
       printer.Start();
-      while (printer.lines_printed() < 3) std::this_thread::yield();
+      EXPECT_TRUE(::mmuvisor::testing::WaitUntil([&] { return printer.lines_printed() >= 3; }))
+          << "the printer printed " << printer.lines_printed() << " lines";
       printer.Stop();
     }
     std::fclose(out);

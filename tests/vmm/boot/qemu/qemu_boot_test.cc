@@ -4,6 +4,7 @@
 // handoff block; the guest's serial output goes to a file, and its ucall block is read
 // through the QEMU monitor. Skips (visibly) when qemu-system-x86_64 is not installed.
 #include <signal.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -99,6 +100,12 @@ bool Monitor(const fs::path& sock, const std::string& command) {
   auto read_prompt = [&] {
     char buf[512];
     while (ok && seen.find("(qemu)") == std::string::npos) {
+      // A wedged QEMU must fail the call, not block it: each reply gets 10 s.
+      pollfd p{fd, POLLIN, 0};
+      if (poll(&p, 1, 10000) != 1) {
+        ok = false;
+        break;
+      }
       const ssize_t n = read(fd, buf, sizeof(buf));
       if (n <= 0) ok = false;
       else seen.append(buf, n);
