@@ -57,6 +57,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Fail("operation rate outside [0, 1e6] accepted");
   }
   if (o.op_pages == 0) Fail("--op-pages 0 accepted");
+  if (o.op_pages > (uint64_t{1} << 20)) Fail("--op-pages beyond 4 GiB of pages accepted");
+  if (!(o.resident_target > 0)) Fail("--resident 0 accepted");
+  if (o.eagain_probability > 0 && !(o.ops.oom_reap > 0)) Fail("--eagain without the OOM reaper");
+  if (!o.json_path.empty() && o.json_path == o.trace_path) Fail("--json and --trace one file");
   if (o.delay_probability > 0 && o.delay > o.duration) Fail("--delay longer than the run");
   if (o.guest != "memstress" && o.guest != "hostile") Fail("unknown --guest accepted");
   if (o.guest == "hostile" && o.vcpus < 2) Fail("--guest hostile with one vCPU accepted");

@@ -90,8 +90,8 @@ void AddRunFlags(CLI::App& app, RunLine& line) {
               {{"memfd", MemoryBacking::kMemfd}, {"anon", MemoryBacking::kAnonymous}},
               "must be 'memfd' or 'anon'"));
   AddFlag(app, "--slots", "N",
-          "guest RAM as N memslots (contiguous; default 1), up to what KVM\n"
-          "allows (KVM_CAP_NR_MEMSLOTS)",
+          "guest RAM as N memslots (contiguous; default 1), at most 4096 and\n"
+          "what KVM allows (KVM_CAP_NR_MEMSLOTS)",
           once, &run.ram_slots, cmdline::ParseSlots);
   AddFlag(app, "--aliases", "K",
           "guest RAM also at K more guest-physical ranges, k * (RAM rounded\n"
@@ -102,7 +102,8 @@ void AddRunFlags(CLI::App& app, RunLine& line) {
           "how reclaim learns what the guest wrote: 'bitmap' (KVM_GET_DIRTY_LOG),\n"
           "'ring' (KVM's per-vCPU dirty ring; an error where KVM lacks it),\n"
           "'none' (no log: every resident page is written back; the default\n"
-          "without --resident) or 'auto' (the default with --resident: none\n"
+          "without --resident, where nothing reclaims and no log is read) or\n"
+          "'auto' (the default with --resident: none\n"
           "where KVM prefetches pages on faults, as on PVM and shadow paging,\n"
           "since a log stops that; else the ring where it passes a self-check,\n"
           "else the bitmap)",

@@ -69,6 +69,9 @@ MachineConfig RunMachineConfig(const RunOptions& options, std::FILE* out) {
   // Nothing reclaims without --resident either: no page server (no userfaultfd, no
   // handler thread; the kernel zero-fills first touches).
   config.page_server = options.resident_fraction.has_value();
+  // One handler per vCPU, as `stress` runs it: swap-ins of different vCPUs do not queue
+  // behind one thread (vmm/paging/README.md, "Threads and locks").
+  config.host.page_server_threads = static_cast<int>(options.vcpus);
   config.ram_slots = options.ram_slots;
   config.ram_aliases = options.ram_aliases;
   config.privilege = options.privilege;

@@ -86,7 +86,7 @@ absl::Status HostThreadGuest::Create() {
   }
   // Every page is real host memory once touched; reclaim keeps about --resident of it.
   MMUVISOR_RETURN_IF_ERROR(
-      CheckGuestFitsHost(mem, options_.resident_target, HostPhysicalMemoryBytes()));
+      CheckGuestFitsHost(mem, ResidentBound(options_), HostPhysicalMemoryBytes()));
   if (MemstressDescriptorFrames(kFreeStart, mem, options_.vcpus).empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat("memstress layout: [0x", absl::Hex(kFreeStart), ", 0x", absl::Hex(mem),

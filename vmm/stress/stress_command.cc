@@ -1,8 +1,11 @@
 #include "vmm/stress/stress_command.h"
 
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 #include "vmm/kvm/flavour.h"
 #include "vmm/stress/host_threads.h"
+#include "vmm/stress/json_output.h"
 #include "vmm/stress/stress_kvm.h"
 #include "vmm/stress/stress_options.h"
 #include "vmm/stress/stress_result.h"
@@ -22,6 +25,16 @@ int RunStressCommand(absl::Span<const std::string> args, std::FILE* out, std::FI
                      bool out_is_tty) {
   absl::StatusOr<StressOptions> options = ParseStressFlags(args);
   if (!options.ok()) return Fail(err, kStressExitBadInput, options.status().message());
+  // The report files are written after the run; one that cannot be written is found out
+  // now (created empty), not after the run has been lost with its verdict.
+  for (const auto& [flag, path] : {std::pair<const char*, const std::string*>{
+                                       "--json", &options->json_path},
+                                   {"--trace", &options->trace_path}}) {
+    if (path->empty()) continue;
+    if (absl::Status s = WriteTextFile(*path, ""); !s.ok()) {
+      return Fail(err, kStressExitBadInput, absl::StrCat(flag, " '", *path, "': ", s.message()));
+    }
+  }
 
   absl::StatusOr<HostStressOutcome> outcome;
   if (options->mode == StressMode::kHostThreads) {

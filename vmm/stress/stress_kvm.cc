@@ -149,7 +149,7 @@ absl::Status KvmGuest::CheckOptions() const {
   // Before anything is mapped: `run` refuses more than the host's RAM, stress refuses
   // more than it can keep resident at --resident.
   MMUVISOR_RETURN_IF_ERROR(
-      CheckGuestFitsHost(mem_bytes_, options_.resident_target, HostPhysicalMemoryBytes()));
+      CheckGuestFitsHost(mem_bytes_, ResidentBound(options_), HostPhysicalMemoryBytes()));
   MMUVISOR_RETURN_IF_ERROR(ProbeKvm(options_.kvm_path));
   if (options_.guest != "memstress" && !dmahostile_ && !hostile_vcpu_) {
     return absl::InvalidArgumentError(absl::StrCat(

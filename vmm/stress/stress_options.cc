@@ -21,6 +21,9 @@ using cmdline::OneOf;
 // A stress flag given twice: the last one wins, as it always did.
 constexpr cmdline::Repeat kLast = cmdline::Repeat::kLastWins;
 
+constexpr uint64_t kPageBytes = 4096;
+constexpr uint64_t kMaxOpPages = uint64_t{1} << 20;  // 4 GiB of pages
+
 absl::Status Bad(absl::string_view flag, absl::string_view value, absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat(flag, " '", value, "': ", why));
 }
@@ -127,7 +130,9 @@ void AddWorkloadFlags(CLI::App& app, StressLine& line) {
           cmdline::ParseVcpus);
   AddFlag(app, "--duration", "DUR", "run time (default 3s); the run ends by DUR + max(1s, DUR/10)",
           kLast, &o.duration, Duration);
-  AddFlag(app, "--rounds", "N", "stop each vCPU after N rounds instead (0 = use --duration)",
+  AddFlag(app, "--rounds", "N",
+          "stop each vCPU after N rounds (0 = use --duration); a KVM run\n"
+          "then ends by --duration + 60s, a host-thread run still at --duration",
           kLast, &o.rounds, AnyCount);
   AddFlag(app, "--seed", "N", "workload seed (default 1): same seed + flags = same workload",
           kLast, &o.seed, AnyCount);
@@ -190,8 +195,8 @@ void AddRaceFlags(CLI::App& app, StressLine& line) {
   AddFlag(app, "--fault-timeout", "DUR",
           "a fault still racing after this gives up (default 2s; 30s\n"
           "under KVM, where windows are long and overlap); under the\n"
-          "legacy policy cut to max(1s, DUR/10) / 2 so that the run\n"
-          "keeps its time bound",
+          "legacy policy cut to max(1s, --duration/10) / 2 (not with\n"
+          "--rounds) so that the run keeps its time bound",
           kLast, [&o](const std::string& text) -> absl::Status {
             MMUVISOR_ASSIGN_OR_RETURN(o.fault_timeout, Duration(text));
             o.fault_timeout_given = true;
@@ -221,8 +226,8 @@ void AddRunFlags(CLI::App& app, StressLine& line) {
   AddSwitch(app, "--no-progress", "no live progress line", [&o] { o.progress = false; });
   AddFlag(app, "--kvm", "PATH", "KVM device (default /dev/kvm)", kLast, &o.kvm_path, Text);
   AddFlag(app, "--slots", "N",
-          "KVM runs: guest RAM as N memslots (default 1), up to what KVM\n"
-          "allows", kLast, &o.ram_slots, cmdline::ParseSlots);
+          "KVM runs: guest RAM as N memslots (default 1), at most 4096 and\n"
+          "what KVM allows", kLast, &o.ram_slots, cmdline::ParseSlots);
   AddFlag(app, "--aliases", "K",
           "KVM runs: guest RAM also at K more guest-physical ranges (one\n"
           "memslot each over the same pages; default 0, at most 8); the\n"
@@ -302,6 +307,42 @@ absl::Status CheckCombination(const StressOptions& o) {
                "not with --dma-path mirror (the mirror reaches guest RAM by offset, not "
                "through the memslots an alias is)");
   }
+  // One operation's pages are counted in 64-bit arithmetic with the rates (at most 1e6/s):
+  // a bound far above any guest keeps those products exact.
+  if (o.op_pages > kMaxOpPages) {
+    return Bad("--op-pages", absl::StrCat(o.op_pages),
+               absl::StrCat("at most ", kMaxOpPages, " pages (4 GiB) per operation"));
+  }
+  if (o.mem_given && o.op_pages * kPageBytes > o.mem_bytes) {
+    return Bad("--op-pages", absl::StrCat(o.op_pages),
+               absl::StrCat("more than the guest's ", o.mem_bytes / kPageBytes, " pages (--mem)"));
+  }
+  // Only a non-blockable start can fail, and the OOM reaper is the one host operation
+  // that opens one: without it the injector would never be asked.
+  if (o.eagain_probability > 0 && o.ops.oom_reap <= 0) {
+    return Bad("--eagain", absl::StrCat(o.eagain_probability),
+               "needs the OOM reaper (oom-reap in --ops, a --oom-reap-rate above 0): its "
+               "windows are the only non-blockable starts");
+  }
+  // The fault-path delays, the mirror and the must-fail control act on the DMA path only;
+  // memstress without DMA never takes it.
+  if (!o.dma && o.guest == "memstress") {
+    const char* flag = o.delay_probability > 0               ? "--delay-prob"
+                       : o.dma_path == DmaPath::kMirror      ? "--dma-path"
+                       : o.skip_dma_retry_check_for_testing ? "--test-skip-dma-retry"
+                                                             : nullptr;
+    if (flag != nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(flag, ": acts on the DMA path, which --no-dma leaves out"));
+    }
+  }
+  if (o.resident_target <= 0) {
+    return Bad("--resident", absl::StrCat(o.resident_target),
+               "must be above 0 (the guest's touched pages are resident while it uses them)");
+  }
+  if (!o.json_path.empty() && o.json_path == o.trace_path) {
+    return Bad("--trace", o.trace_path, "the same file as --json");
+  }
   if (o.delay_probability > 0 && o.delay > o.duration) {
     return Bad("--delay", absl::FormatDuration(o.delay),
                absl::StrCat("longer than the run (--duration ", absl::FormatDuration(o.duration),
@@ -367,9 +408,14 @@ absl::Status CheckGuestFitsHost(uint64_t guest_bytes, double resident, uint64_t 
   const double needed = static_cast<double>(guest_bytes) * resident;
   if (host_ram == 0 || needed <= static_cast<double>(host_ram)) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrFormat(
-      "--mem %u bytes at --resident %.0f%% keeps %.0f bytes resident: more than "
-      "this host's %u bytes of RAM (lower --mem or --resident)",
+      "--mem %u bytes at %.0f%% resident (--resident, or all of it without reclaim) keeps "
+      "%.0f bytes resident: more than this host's %u bytes of RAM (lower --mem or "
+      "--resident)",
       guest_bytes, resident * 100, needed, host_ram));
+}
+
+double ResidentBound(const StressOptions& options) {
+  return options.ops.reclaim > 0 ? options.resident_target : 1.0;
 }
 
 std::string StressHelp() {

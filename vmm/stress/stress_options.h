@@ -110,6 +110,10 @@ absl::Duration BoundedDelay(absl::Duration wanted, absl::Duration fault_timeout,
 // `mmuvisor run`'s, which refuses more than the host's RAM; both ask
 // vmm::HostPhysicalMemoryBytes().
 absl::Status CheckGuestFitsHost(uint64_t guest_bytes, double resident, uint64_t host_ram);
+// The fraction of guest memory a run keeps resident at most: --resident while reclaim runs,
+// all of it when reclaim is off (--ops without reclaim, --reclaim-rate 0), since nothing
+// else holds the guest to --resident.
+double ResidentBound(const StressOptions& options);
 std::string StressHelp();
 
 }  // namespace mmuvisor::vmm::stress

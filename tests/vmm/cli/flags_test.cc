@@ -282,6 +282,15 @@ TEST(DirtyFlagTest, RunDefaultsToNoLogAndNoPageServerUnlessSomethingReclaims) {
   EXPECT_EQ(RunMachineConfig(asked.run, nullptr).dirty_log, DirtyLogSource::kRing);
 }
 
+// With --resident the page server has one handler per vCPU, as in `stress`.
+TEST(ResidentFlagTest, RunGivesThePageServerOneHandlerPerVcpu) {
+  ASSERT_OK_AND_ASSIGN(Command three,
+                       Parse({"run", "smp", "--vcpus", "3", "--resident", "0.5"}));
+  EXPECT_EQ(RunMachineConfig(three.run, nullptr).host.page_server_threads, 3);
+  ASSERT_OK_AND_ASSIGN(Command one, Parse({"run", "hello64", "--resident", "0.5"}));
+  EXPECT_EQ(RunMachineConfig(one.run, nullptr).host.page_server_threads, 1);
+}
+
 // `--dirty`: the same words and the same refusal in both commands; the default is the bitmap.
 TEST(DirtyFlagTest, RunAndStressAnswerTheSame) {
   ASSERT_OK_AND_ASSIGN(Command plain, Parse({"run", "hello64"}));

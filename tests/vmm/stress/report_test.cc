@@ -353,6 +353,44 @@ TEST(StressFlagsTest, DiscardIsNotAHostOperation) {
                                             HasSubstr("--discard-rate")));
 }
 
+// Combinations that would configure nothing, or numbers the run cannot carry, are refused
+// with the flag named and why.
+TEST(StressFlagsTest, CombinationsThatWouldDoNothingAreRefused) {
+  using Args = std::vector<std::string>;
+  const std::vector<std::pair<Args, std::string>> refused = {
+      {{"--op-pages", "18446744073709551615"}, "--op-pages '18446744073709551615': at most"},
+      {{"--mem", "4M", "--op-pages", "2048"}, "more than the guest's 1024 pages"},
+      {{"--eagain", "0.5", "--ops", "reclaim,migrate"}, "--eagain '0.5': needs the OOM reaper"},
+      {{"--eagain", "0.5", "--oom-reap-rate", "0"}, "--eagain '0.5': needs the OOM reaper"},
+      {{"--no-dma", "--delay-prob", "0.5"}, "--delay-prob: acts on the DMA path"},
+      {{"--no-dma", "--dma-path", "mirror"}, "--dma-path: acts on the DMA path"},
+      {{"--no-dma", "--test-skip-dma-retry"}, "--test-skip-dma-retry: acts on the DMA path"},
+      {{"--resident", "0"}, "--resident '0': must be above 0"},
+      {{"--json", "r.json", "--trace", "r.json"}, "--trace 'r.json': the same file as --json"},
+  };
+  for (const auto& [args, why] : refused) {
+    EXPECT_THAT(ParseStressFlags(args),
+                ::mmuvisor::testing::StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(why)))
+        << args[0] << " " << args[1];
+  }
+  // The same flags where they act are accepted.
+  for (const Args& args : {Args{"--mem", "4M", "--op-pages", "1024"},
+                           Args{"--eagain", "0.5", "--ops", "oom-reap"},
+                           Args{"--no-dma", "--guest", "hostile", "--delay-prob", "0.5"},
+                           Args{"--resident", "1%"}}) {
+    EXPECT_THAT(ParseStressFlags(args), ::mmuvisor::testing::IsOk()) << args[0];
+  }
+}
+
+// Without reclaim nothing holds the guest to --resident: the host-RAM check counts all of it.
+TEST(StressFlagsTest, WithoutReclaimAllOfTheGuestCountsAsResident) {
+  StressOptions o;
+  o.resident_target = 0.1;
+  EXPECT_DOUBLE_EQ(ResidentBound(o), 0.1);
+  o.ops.reclaim = 0;
+  EXPECT_DOUBLE_EQ(ResidentBound(o), 1.0);
+}
+
 // Flags act in command-line order: --ops turns the operations it names on at the rates
 // given before it, a rate after it sets that operation's rate (on again if --ops left it
 // off), and a flag given twice keeps its last value.

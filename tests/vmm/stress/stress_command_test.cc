@@ -13,6 +13,7 @@ namespace mmuvisor::vmm::stress {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 struct Captured {
   int code = -1;
@@ -69,6 +70,18 @@ TEST(StressCommandTest, FailingRunExitsOne) {
   EXPECT_EQ(c.code, kStressExitFail) << c.out;
   EXPECT_THAT(c.out, HasSubstr("verdict: FAIL"));
   EXPECT_THAT(c.out, HasSubstr("in_progress="));
+}
+
+// A report file that cannot be written is refused before the run, not found out after it
+// (which would lose the run's verdict).
+TEST(StressCommandTest, AnUnwritableReportPathExitsTwoBeforeTheRun) {
+  for (const char* flag : {"--json", "--trace"}) {
+    const Captured c = RunCli(With({"--mode", "host-threads", flag, "/nonexistent-dir/r.json"}));
+    EXPECT_EQ(c.code, kStressExitBadInput) << flag;
+    EXPECT_THAT(c.err, HasSubstr(std::string(flag) + " '/nonexistent-dir/r.json': cannot write"))
+        << flag;
+    EXPECT_THAT(c.out, Not(HasSubstr("verdict"))) << "the run started: " << c.out;
+  }
 }
 
 TEST(StressCommandTest, BadFlagsExitTwo) {
