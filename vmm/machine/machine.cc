@@ -227,12 +227,14 @@ absl::Status Machine::CreateVm() {
         "%u vCPUs requested: KVM on this host allows at most %d (KVM_CAP_MAX_VCPUS)",
         config_.vcpus, limits_.max_vcpus)));
   }
-  // RamSlots' count; an invalid ram_slots is reported by step 1 first.
-  const uint64_t slots = uint64_t{config_.ram_slots} + config_.ram_aliases;
+  // RamSlots' count, and the spare slot the slot windows are for; an invalid ram_slots is
+  // reported by step 1 first.
+  const uint64_t spare = config_.slot_windows.empty() ? 0 : 1;
+  const uint64_t slots = uint64_t{config_.ram_slots} + config_.ram_aliases + spare;
   if (static_cast<uint64_t>(limits_.nr_memslots) < slots) {
     return InputError(absl::InvalidArgumentError(absl::StrFormat(
-        "guest memory in %u memslots: KVM on this host allows %d (KVM_CAP_NR_MEMSLOTS)", slots,
-        limits_.nr_memslots)));
+        "guest memory in %u memslots%s: KVM on this host allows %d (KVM_CAP_NR_MEMSLOTS)",
+        slots, spare != 0 ? " (one for the slot windows)" : "", limits_.nr_memslots)));
   }
   MMUVISOR_ASSIGN_OR_RETURN(KvmVm vm, system_->CreateVm());
   vm_.emplace(std::move(vm));

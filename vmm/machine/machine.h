@@ -141,9 +141,10 @@ struct MachineConfig {
   std::FILE* console_echo = nullptr;    // where guest lines are echoed (stdout in the CLI)
   MachineObserver* observer = nullptr;  // not owned
   // Guest RAM as this many memslots (`--slots N`): contiguous in guest-physical and in the
-  // backing (slot i = n / N pages, one more for i < n % N, in order, at their identity gpa), so the
-  // boot layout and the guest see one flat RAM; KVM, the dirty log and every secondary MMU
-  // see N slots. 1 to the pages of RAM and to KVM_CAP_NR_MEMSLOTS (an input error beyond).
+  // backing (slot i = n / N pages, one more for i < n % N, in order, at their identity
+  // gpa), so the boot layout and the guest see one flat RAM; KVM, the dirty log and every
+  // secondary MMU see N slots. 1 to the pages of RAM, and with the aliases and the slot
+  // windows' spare slot within KVM_CAP_NR_MEMSLOTS (an input error beyond).
   uint32_t ram_slots = 1;
   // Aliases of guest RAM (`--aliases K`, KVM's mmu_stress_test layout): K more memslots
   // over all of RAM's host pages, alias k at guest-physical k * AliasStride(ram_size), ids
@@ -154,7 +155,8 @@ struct MachineConfig {
   // come and go while the guest runs (memslot churn: vmm/host/memslot_change.h). Mapped in
   // the guest's page tables; a guest access while no slot is there is counted
   // (fault_stats().absent_accesses) and completed as a bus completes an access to nothing
-  // (reads all ones, writes dropped) instead of stopping the VM.
+  // (reads all ones, writes dropped) instead of stopping the VM. The slot that comes and
+  // goes is one more memslot, counted against KVM_CAP_NR_MEMSLOTS.
   std::vector<IdentityWindow> slot_windows;
   // The host address space. Machine sets ram_bytes/backing (from ram_size/backing),
   // slots (from ram_slots), memslot_control, dirty_log, dirty_probe,
