@@ -165,7 +165,7 @@ bool InvalidateState::UpdateLayout(absl::FunctionRef<void()> publish, absl::Dura
   // which keeps ActiveInvalidationEnd() free of wake-ups. Like KVM, a storm of starts can
   // delay the update.
   const absl::Time give_up = absl::Now() + timeout;
-  for (;;) {
+  for (bool waited = false;; waited = true) {
     {
       MutexLock lock(&active_mu_);
       if (active_invalidations_ == 0) {
@@ -173,6 +173,7 @@ bool InvalidateState::UpdateLayout(absl::FunctionRef<void()> publish, absl::Dura
         return true;
       }
     }
+    if (!waited) layout_waits_.fetch_add(1, std::memory_order_relaxed);
     if (absl::Now() >= give_up) return false;
     absl::SleepFor(absl::Microseconds(20));
   }

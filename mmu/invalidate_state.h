@@ -112,6 +112,9 @@ class InvalidateState {
   // itself).
   bool UpdateLayout(absl::FunctionRef<void()> publish, absl::Duration timeout)
       ABSL_LOCKS_EXCLUDED(active_mu_);
+  // UpdateLayout calls that found an invalidation active and had to wait (statistics;
+  // also how a test knows an update is waiting).
+  uint64_t layout_waits() const { return layout_waits_.load(std::memory_order_relaxed); }
 
  private:
   static constexpr Gfn kNoRange = ~Gfn{0};
@@ -125,6 +128,7 @@ class InvalidateState {
   std::atomic<Gfn> range_start_{kNoRange};
   std::atomic<Gfn> range_end_{kNoRange};
   std::atomic<uint64_t> bugs_{0};
+  std::atomic<uint64_t> layout_waits_{0};
 
   mutable Mutex active_mu_;
   int64_t active_invalidations_ ABSL_GUARDED_BY(active_mu_) = 0;

@@ -8,6 +8,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "support/status_matchers.h"
+#include "support/wait.h"
 
 namespace mmuvisor::mmu {
 namespace {
@@ -124,8 +125,11 @@ TEST_F(InvalidateStateTest, LayoutUpdateWaitsForActiveInvalidations) {
   std::thread updater([&] {
     EXPECT_TRUE(state_.UpdateLayout([&] { published.store(true); }, absl::Seconds(60)));
   });
-  // The updater cannot publish while the window is open, however long we wait here.
-  for (int i = 0; i < 100; ++i) std::this_thread::yield();
+  // Until the updater has found the window open (or published: the bug). It cannot publish
+  // while the window is open, however long it has been waiting.
+  EXPECT_TRUE(::mmuvisor::testing::WaitUntil(
+      [&] { return state_.layout_waits() > 0 || published.load(); }))
+      << "the updater neither waited nor published";
   EXPECT_FALSE(published.load());
   ASSERT_THAT(state_.ActiveInvalidationEnd(), IsOk());
   updater.join();

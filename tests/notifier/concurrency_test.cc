@@ -67,17 +67,20 @@ TEST_P(ConcurrencyTest, StormKeepsEveryWindowPaired) {
       std::mt19937_64 rng(1000 + t);
       for (int i = 0; i < kOpsPerInvalidator; ++i) {
         const Range outer = RandomRange(rng, rng() % 2 == 0);
+        // EXPECT, never ASSERT, in the workers: a failure must not leave a window open
+        // (the registrar would wait for it for ever) or skip invalidators_done.
         absl::Status s = hub.InvalidateRangeStart(outer);
         if (!s.ok()) {
-          ASSERT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+          EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
           eagain.fetch_add(1);
           continue;
         }
         successes.fetch_add(1);
         if (rng() % 4 == 0) {  // a nested window inside the outer one
           const Range inner = RandomRange(rng, true);
-          ASSERT_THAT(hub.InvalidateRangeStart(inner), IsOk());
-          hub.InvalidateRangeEnd(inner);
+          const absl::Status in = hub.InvalidateRangeStart(inner);
+          EXPECT_THAT(in, IsOk());
+          if (in.ok()) hub.InvalidateRangeEnd(inner);
         }
         if (rng() % 8 == 0) hub.ClearYoung(outer.start, outer.end);
         hub.InvalidateRangeEnd(outer);
@@ -157,13 +160,18 @@ TEST(ThreadSlotTest, ThreadsBeyondTheExclusiveSlotsStayPaired) {
       arrived.fetch_add(1);
       while (arrived.load() < kThreads) std::this_thread::yield();  // all hold a slot
       std::mt19937_64 rng(500 + t);
+      // EXPECT, never ASSERT: a worker must end its windows and count itself done, or
+      // the registrations below would wait for ever.
       for (int i = 0; i < 200; ++i) {
         const Range outer = RandomRange(rng, true);
-        ASSERT_THAT(hub.InvalidateRangeStart(outer), IsOk());
+        const absl::Status out = hub.InvalidateRangeStart(outer);
+        EXPECT_THAT(out, IsOk());
+        if (!out.ok()) continue;
         if (i % 5 == 0) {
           const Range inner = RandomRange(rng, true);
-          ASSERT_THAT(hub.InvalidateRangeStart(inner), IsOk());
-          hub.InvalidateRangeEnd(inner);
+          const absl::Status in = hub.InvalidateRangeStart(inner);
+          EXPECT_THAT(in, IsOk());
+          if (in.ok()) hub.InvalidateRangeEnd(inner);
         }
         hub.InvalidateRangeEnd(outer);
       }
