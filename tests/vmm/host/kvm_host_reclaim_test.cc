@@ -127,9 +127,12 @@ TEST(KvmHostReclaimTest, DirtyLogSelfCheckRunsARealGuestWriteAndSaysWhatItChose)
   // Whatever was chosen, reclaim must keep the guest's data.
   uint8_t* data = g.space->PagePointer(kDataGpa / kPageSize);
   for (uint64_t i = 0; i < kPageSize; ++i) data[i] = static_cast<uint8_t>(i * 13 + 5);
+  const uint16_t expected = HostChecksum(data);
   ASSERT_THAT(Reclaim(*g.space, PageRange{0, kPages}).status(), IsOk());
   ASSERT_THAT(RunStub(*g.vcpu, *g.space, kChecksumPage2), IsOk());
   ASSERT_EQ(g.vcpu->run()->exit_reason, KVM_EXIT_HLT);
+  ASSERT_OK_AND_ASSIGN(kvm_regs regs, g.vcpu->GetRegs());
+  EXPECT_EQ(static_cast<uint16_t>(regs.rdx), expected) << "the guest read other bytes";
 }
 
 TEST(KvmHostReclaimTest, ReclaimAllThenTheGuestRereadsIdenticalDataThroughSwapIns) {

@@ -119,6 +119,10 @@ TEST(KvmStressTest, ForcedDmaRacesWithTheChecksOnPass) {
     o.rounds = 2;
     RUN_KVM_OR_SKIP(out, o);
     EXPECT_TRUE(out->result.pass) << FormatReport(out->result);
+    // The races were really forced: every DMA fault's first attempt met one and retried
+    // (fault_retries also counts vCPU re-entries, so this is a floor, not an equality).
+    EXPECT_GT(out->result.faults, 0u) << FormatReport(out->result);
+    EXPECT_GT(out->result.fault_retries, 0u) << FormatReport(out->result);
   }
 }
 
