@@ -60,9 +60,9 @@ void DmaEngine::Abort() {
   Stop();
 }
 
-void DmaEngine::WaitIdle() {
+bool DmaEngine::WaitIdle(absl::Duration timeout) {
   MutexLock lock(&mu_);
-  mu_.Await(cv_, [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  return mu_.AwaitFor(cv_, timeout, [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     return (queue_.empty() && !busy_) || stopping_ || !running_;
   });
 }

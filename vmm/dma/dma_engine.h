@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "mmuvisor/guest_abi.h"
 #include "notifier/base/mutex.h"
@@ -84,8 +85,9 @@ class DmaEngine : public PortIoDevice {
   // rung after it (a vCPU that has not yet seen its stop) are dropped, counted in
   // dropped_doorbells only, not as errors. Idempotent.
   void Abort() ABSL_LOCKS_EXCLUDED(mu_);
-  // Blocks until the queue is empty and no chain runs (or the engine is stopped).
-  void WaitIdle() ABSL_LOCKS_EXCLUDED(mu_);
+  // Blocks until the queue is empty and no chain runs (or the engine is stopped), for at
+  // most `timeout`; false if the engine was still busy then.
+  bool WaitIdle(absl::Duration timeout) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Runs the chain starting at `gpa` on the calling thread.
   // REQUIRES: no device thread running (tests and fuzzing drive the engine this way).

@@ -9,6 +9,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "notifier/base/random.h"
+#include "support/wait.h"
 #include "vmm/dma/descriptor.h"
 
 namespace mmuvisor::vmm::dma {
@@ -82,7 +83,7 @@ TEST(DmaEngineTest, DoorbellRunsAChainOnTheDeviceThread) {
   uint8_t bytes[4];
   std::memcpy(bytes, &gpa, 4);
   EXPECT_EQ(rig.engine().Write(0, 0, absl::MakeConstSpan(bytes, 4)), IoAction::kContinue);
-  rig.engine().WaitIdle();
+  ASSERT_TRUE(rig.engine().WaitIdle(::mmuvisor::testing::kTestWaitLimit)) << "the engine hung";
   for (int i = 0; i < 3; ++i) {
     EXPECT_EQ(rig.GetDesc(kDesc + 64 * i).status, MMV_DMA_STATUS_OK) << i;
   }

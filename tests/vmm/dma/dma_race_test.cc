@@ -156,7 +156,7 @@ TEST_P(DmaStormTest, CopiesStayExactWhileTheHostInvalidates) {
     uint8_t bytes[4];
     std::memcpy(bytes, &gpa, 4);
     rig.engine().Write(0, 0, absl::MakeConstSpan(bytes, 4));
-    rig.engine().WaitIdle();
+    ASSERT_TRUE(rig.engine().WaitIdle(::mmuvisor::testing::kTestWaitLimit)) << "the engine hung";
     ASSERT_EQ(rig.GetDesc(kDesc).status, MMV_DMA_STATUS_OK);
     ASSERT_EQ(rig.GetDesc(kDesc + 64).status, MMV_DMA_STATUS_OK);
     for (uint64_t off = 0; off < kLen; off += 8) {
