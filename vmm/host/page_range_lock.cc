@@ -79,6 +79,11 @@ bool PageRangeLock::Overlaps(PageRange range) const {
                      [&](const PageRange& h) { return h.Overlaps(range); });
 }
 
+int PageRangeLock::exclusive_waiters() const {
+  MutexLock lock(&mu_);
+  return all_waiters_;
+}
+
 size_t PageRangeLock::held() const {
   MutexLock lock(&mu_);
   return held_.size() + (all_ ? 1 : 0);

@@ -67,6 +67,8 @@ class PageRangeLock {
   bool Overlaps(PageRange range) const ABSL_LOCKS_EXCLUDED(mu_);
   // Open windows right now (held ranges, plus one for an exclusive holder).
   size_t held() const ABSL_LOCKS_EXCLUDED(mu_);
+  // LockAll() calls waiting right now (a memslot change or teardown waiting for windows).
+  int exclusive_waiters() const ABSL_LOCKS_EXCLUDED(mu_);
 
   struct Counts {
     uint64_t opened = 0;

@@ -398,7 +398,11 @@ TEST(HostAddressSpaceTest, UnmapWaitsForOpenWindowsThenRemovesTheSlot) {
   std::thread reclaimer([&] { EXPECT_THAT(Reclaim(*space, PageRange{0, 4}).status(), IsOk()); });
   in_window.WaitForNotification();
   std::thread unmapper([&] { EXPECT_THAT(Unmap(*space, 1), IsOk()); });
-  absl::SleepFor(absl::Milliseconds(50));  // give a broken Unmap time to run early
+  // Until Unmap waits for the window (a broken one would delete the slot early instead,
+  // and the events below would show it before the window's end).
+  EXPECT_TRUE(::mmuvisor::testing::WaitUntil(
+      [&] { return space->windows().exclusive_waiters() > 0 || control.events().size() > 2; }))
+      << "Unmap neither waited nor ran";
   release_window.Notify();
   reclaimer.join();
   unmapper.join();

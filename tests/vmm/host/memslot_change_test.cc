@@ -12,6 +12,7 @@
 #include "host_test_support.h"
 #include "support/dma_port.h"
 #include "support/status_matchers.h"
+#include "support/wait.h"
 #include "vmm/host/host_address_space.h"
 #include "vmm/host/memslot_change.h"
 #include "vmm/host/reclaim.h"
@@ -200,7 +201,11 @@ TEST(MemslotChangeTest, AddAndMoveWaitForOpenWindows) {
     EXPECT_THAT(AddMemslot(*space, RamSlot{kSpare, Gpa{kGiB}, 0, 8}), IsOk());
     EXPECT_THAT(MoveMemslot(*space, kSpare, Gpa{2 * kGiB}), IsOk());
   });
-  absl::SleepFor(absl::Milliseconds(50));  // give a broken change time to run early
+  // Until the change waits for the window (a broken change would run early instead, and
+  // the events below would show it before the window's end).
+  EXPECT_TRUE(::mmuvisor::testing::WaitUntil(
+      [&] { return space->windows().exclusive_waiters() > 0 || control.events().size() > 1; }))
+      << "the change neither waited nor ran";
   release_window.Notify();
   reclaimer.join();
   changer.join();
