@@ -38,7 +38,7 @@ TEST(InflightDrainTest, WaitReturnsOnlyAfterTheSectionInFlightEnded) {
   InflightDrain drain;
   std::atomic<bool> entered{false}, starting{false}, release{false}, waited{false};
   uint64_t word = 0;  // plain: ordered by the drain alone
-  std::thread device([&] {
+  std::jthread device([&] {  // joined on every path, an early ASSERT included
     InflightDrain::Section section(drain);
     entered.store(true);
     ASSERT_TRUE(WaitUntil([&] { return release.load(); })) << "never released";
@@ -47,7 +47,7 @@ TEST(InflightDrainTest, WaitReturnsOnlyAfterTheSectionInFlightEnded) {
   });
   ASSERT_TRUE(WaitUntil([&] { return entered.load(); })) << "no section within "
                                                          << kTestWaitLimit;
-  std::thread start([&] {
+  std::jthread start([&] {
     starting.store(true);
     drain.Wait();
     waited.store(true);
