@@ -10,6 +10,7 @@
 #include "support/dma_port.h"
 #include "support/status_matchers.h"
 #include "support/wait.h"
+#include "vmm/host/fault_injection.h"
 #include "vmm/host/host_address_space.h"
 
 namespace mmuvisor::vmm {
@@ -70,6 +71,30 @@ TEST(ReclaimDriverTest, RateLimitsEachPass) {
                                                     .period = absl::Milliseconds(10)});
   ASSERT_OK_AND_ASSIGN(uint64_t reclaimed, driver.RunOnce());
   EXPECT_EQ(reclaimed, 10u);  // 1000 pages/s * 10 ms
+}
+
+// non_blocking: the driver reclaims as the OOM reaper does, through non-blockable windows
+// retried after EAGAIN; the refusals are counted and the data survives.
+TEST(ReclaimDriverTest, NonBlockingReclaimsThroughRefusedStartsAndCountsThem) {
+  HostAddressSpaceOptions o;
+  o.ram_bytes = kPages * kPageSize;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<HostAddressSpace> space, HostAddressSpace::Create(o));
+  StartFaultSubscription injector(StartFaults{.eagain_next = 2});  // refuse the first two
+  ASSERT_THAT(space->hub().Register(injector), IsOk());
+  for (uint64_t p = 0; p < kPages; ++p) FillPattern(space->PagePointer(p), p, 1);
+  ReclaimDriver driver(*space, ReclaimDriverOptions{.target_resident_fraction = 0.5,
+                                                    .max_pages_per_second = 1000000,
+                                                    .max_batch_pages = 1000,
+                                                    .non_blocking = true});
+  ASSERT_OK_AND_ASSIGN(uint64_t reclaimed, driver.RunOnce());
+  EXPECT_EQ(reclaimed, kPages / 2);
+  EXPECT_EQ(Resident(*space), kPages / 2);
+  const ReclaimDriverStats s = driver.stats();
+  EXPECT_EQ(s.eagain_retries, 2u);
+  EXPECT_EQ(injector.eagains(), 2u);
+  EXPECT_EQ(s.skipped, 0u);
+  for (uint64_t p = 0; p < kPages; ++p) ASSERT_EQ(FirstMismatch(space->PagePointer(p), p, 1), -1);
+  ASSERT_THAT(space->hub().Unregister(injector), IsOk());
 }
 
 TEST(ReclaimDriverTest, ThreadReachesTheTargetAndStops) {
