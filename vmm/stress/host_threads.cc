@@ -62,24 +62,7 @@ class HostThreadGuest final : public StressGuest {
 
 absl::Status HostThreadGuest::Create() {
   const uint64_t mem = options_.mem_bytes;
-  if (options_.ram_slots != 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--slots ", options_.ram_slots, ": host-thread runs have no memslots (KVM runs only)"));
-  }
-  if (options_.aliases != 0 || options_.memslot_churn != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        options_.aliases != 0 ? "--aliases " : "--memslot-churn ",
-        options_.aliases != 0 ? absl::StrCat(options_.aliases)
-                              : absl::StrCat(options_.memslot_churn),
-        ": host-thread runs have no memslots (KVM runs only)"));
-  }
-  if (options_.dirty_log != DirtyLogSource::kBitmap &&
-      options_.dirty_log != DirtyLogSource::kNone) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--dirty ", DirtyLogSourceName(options_.dirty_log),
-        ": host-thread runs have no dirty log (KVM runs only; every resident page is written "
-        "back)"));
-  }
+  MMUVISOR_RETURN_IF_ERROR(CheckKvmOnlyFlags(options_));
   if (mem % kPageSize != 0 || mem <= kFreeStart) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--mem ", mem, ": host-thread runs need a page-aligned size above 1 MiB"));
@@ -157,6 +140,28 @@ absl::Status HostThreadGuest::Collect(StressRun& run) {
 }
 
 }  // namespace
+
+absl::Status CheckKvmOnlyFlags(const StressOptions& options) {
+  if (options.ram_slots != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--slots ", options.ram_slots, ": host-thread runs have no memslots (KVM runs only)"));
+  }
+  if (options.aliases != 0 || options.memslot_churn != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        options.aliases != 0 ? "--aliases " : "--memslot-churn ",
+        options.aliases != 0 ? absl::StrCat(options.aliases)
+                             : absl::StrCat(options.memslot_churn),
+        ": host-thread runs have no memslots (KVM runs only)"));
+  }
+  if (options.dirty_log != DirtyLogSource::kBitmap &&
+      options.dirty_log != DirtyLogSource::kNone) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--dirty ", DirtyLogSourceName(options.dirty_log),
+        ": host-thread runs have no dirty log (KVM runs only; every resident page is written "
+        "back)"));
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<HostStressOutcome> RunHostStress(const StressOptions& options,
                                                 std::FILE* progress, bool tty) {

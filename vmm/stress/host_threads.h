@@ -21,6 +21,11 @@
 
 namespace mmuvisor::vmm::stress {
 
+// InvalidArgument naming the first flag only a KVM run has a use for (--slots other than 1,
+// --aliases, --memslot-churn, --dirty ring|auto): host-thread runs refuse them, and
+// `--mode auto` does not fall back to host threads when one is given.
+absl::Status CheckKvmOnlyFlags(const StressOptions& options);
+
 // Errors: InvalidArgument for options that cannot run (memory not page aligned, too small
 // for the vCPUs, more than the host can keep resident); vmm/host's errors creating guest
 // RAM (e.g. userfaultfd refused). The JSON and trace files are written when their paths

@@ -46,6 +46,15 @@ int RunStressCommand(absl::Span<const std::string> args, std::FILE* out, std::FI
     outcome = RunKvmStress(*options, out, out_is_tty);
     const bool unusable = absl::IsFailedPrecondition(outcome.status()) ||
                           absl::IsUnimplemented(outcome.status());
+    const absl::Status kvm_only = CheckKvmOnlyFlags(*options);
+    if (!outcome.ok() && unusable && options->mode == StressMode::kAuto &&
+        options->guest == "memstress" && !kvm_only.ok()) {
+      // The user asked for something only KVM has: say why KVM cannot run, not that the
+      // host-thread mode (which they did not ask for) refuses the flag.
+      return Fail(err, kStressExitHostError,
+                  absl::StrCat(outcome.status().message(), " (and ", kvm_only.message(),
+                               ", so no host-thread run instead)"));
+    }
     if (!outcome.ok() && unusable && options->mode == StressMode::kAuto &&
         options->guest == "memstress") {
       std::fprintf(out,

@@ -58,6 +58,16 @@ TEST(StressCommandTest, AutoFallsBackToHostThreadsAndSaysWhy) {
   EXPECT_THAT(c.out, HasSubstr("verdict: PASS"));
 }
 
+// A flag only KVM has a use for: without KVM, auto mode says KVM cannot run here (exit 5),
+// instead of falling back to host threads and refusing the flag there as bad input.
+TEST(StressCommandTest, AutoWithAKvmOnlyFlagWithoutKvmIsAHostErrorNotAFallback) {
+  const Captured c = RunCli(With({"--kvm", "/nonexistent/kvm", "--slots", "2"}));
+  EXPECT_EQ(c.code, kStressExitHostError) << c.out << c.err;
+  EXPECT_THAT(c.err, HasSubstr("needs /nonexistent/kvm"));
+  EXPECT_THAT(c.err, HasSubstr("--slots 2: host-thread runs have no memslots"));
+  EXPECT_THAT(c.out, Not(HasSubstr("running the memstress workload on host threads")));
+}
+
 TEST(StressCommandTest, ForcedKvmModeWithoutKvmIsAHostError) {
   const Captured c = RunCli(With({"--mode", "kvm", "--kvm", "/nonexistent/kvm"}));
   EXPECT_EQ(c.code, kStressExitHostError);
