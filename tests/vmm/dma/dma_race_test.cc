@@ -15,6 +15,7 @@
 #include "dma_test_rig.h"
 #include "gtest/gtest.h"
 #include "notifier/base/random.h"
+#include "support/stop_and_join.h"
 #include "support/wait.h"
 #include "vmm/dma/descriptor.h"
 
@@ -131,16 +132,7 @@ TEST_P(DmaStormTest, CopiesStayExactWhileTheHostInvalidates) {
     });
   }
   // Every return (an ASSERT below included) stops and joins the host threads.
-  struct Joiner {
-    std::atomic<bool>& stop;
-    std::vector<std::thread>& threads;
-    ~Joiner() {
-      stop.store(true);
-      for (std::thread& t : threads) {
-        if (t.joinable()) t.join();
-      }
-    }
-  } joiner{stop, host};
+  const ::mmuvisor::testing::StopAndJoin joiner(stop, host);
   // At least 150 copies, and on until the host threads have opened some windows: they
   // may get no CPU during the first 150 on a loaded machine (bounded against a hang).
   uint64_t copies = 0;

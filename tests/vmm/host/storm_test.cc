@@ -27,6 +27,7 @@
 #include "notifier/base/errno_status.h"
 #include "support/dma_port.h"
 #include "support/status_matchers.h"
+#include "support/stop_and_join.h"
 #include "support/wait.h"
 #include "vmm/host/discard.h"
 #include "vmm/host/fault_injection.h"
@@ -103,18 +104,8 @@ TEST(HostStormTest, SecondaryMmuAndGuestsNeverSeeStaleDataDuringAReclaimStorm) {
   std::atomic<uint64_t> efaults{0}, guest_checks{0}, dma_checks{0}, scratch_zero{0};
 
   std::vector<std::thread> threads;
-  // Stops and joins the workers on every way out, an ASSERT's early return included (a
-  // joinable std::thread destroyed would abort the whole test binary).
-  struct StopAndJoin {
-    std::atomic<bool>& stop;
-    std::vector<std::thread>& threads;
-    ~StopAndJoin() {
-      stop.store(true);
-      for (std::thread& t : threads) {
-        if (t.joinable()) t.join();
-      }
-    }
-  } stop_and_join{stop, threads};
+  // Stops and joins the workers on every way out, an ASSERT's early return included.
+  const ::mmuvisor::testing::StopAndJoin stop_and_join(stop, threads);
   for (uint64_t t = 0; t < kGuestThreads; ++t) {
     threads.emplace_back([&, t] {
       std::vector<uint8_t> buf(kPageSize);
