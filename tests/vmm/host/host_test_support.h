@@ -16,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "vmm/host/dirty_tracking.h"
 #include "notifier/base/mutex.h"
+#include "support/proc_counts.h"
 #include "vmm/host/host_options.h"
 #include "vmm/host/memslot_control.h"
 
@@ -126,30 +127,10 @@ inline WindowHook HoldFirstReclaimWindow(TestEvent& in_window, TestEvent& releas
   };
 }
 
-inline int CountDirEntries(const char* path) {
-  DIR* dir = opendir(path);
-  if (dir == nullptr) return -1;
-  int n = 0;
-  while (dirent* e = readdir(dir)) {
-    if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) ++n;
-  }
-  closedir(dir);
-  return n;
-}
-inline int OpenFdCount() { return CountDirEntries("/proc/self/fd"); }
-inline int ThreadCount() { return CountDirEntries("/proc/self/task"); }
-// A joined thread may stay listed in /proc/self/task for a moment (join returns when the
-// kernel clears its tid, before the task is reaped): waits until the count is at most
-// `want`, for at most 5 s, and returns the last count seen. Use it for every count a
-// leak check compares, the baseline included.
-inline int SettledThreadCount(int want) {
-  int n = ThreadCount();
-  for (int i = 0; i < 500 && n > want; ++i) {
-    absl::SleepFor(absl::Milliseconds(10));
-    n = ThreadCount();
-  }
-  return n;
-}
+// The leak-check counts, shared by every test (tests/support/proc_counts.h).
+using ::mmuvisor::testing::OpenFdCount;
+using ::mmuvisor::testing::SettledThreadCount;
+using ::mmuvisor::testing::ThreadCount;
 
 // The byte at `offset` of page `page` in version `version` of a test pattern.
 inline uint8_t PatternByte(uint64_t page, uint64_t version, uint64_t offset) {

@@ -21,6 +21,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "notifier/base/mutex.h"
+#include "support/proc_counts.h"
 #include "support/status_matchers.h"
 #include "vmm/paging/guest_ram.h"
 #include "vmm/paging/swap_store.h"
@@ -52,27 +53,6 @@ bool IsZero(const uint8_t* p, size_t size) {
     if (p[i] != 0) return false;
   }
   return true;
-}
-
-int CountDir(const char* path) {
-  DIR* d = opendir(path);
-  if (d == nullptr) return -1;
-  int n = 0;
-  while (dirent* e = readdir(d)) n += e->d_name[0] != '.';
-  closedir(d);
-  return n;
-}
-
-// A joined thread may stay listed in /proc/self/task for a moment (join returns when the
-// kernel clears its tid, before the task is reaped): the thread count once it is at most
-// `want`, waiting at most 5 s (the last count seen otherwise).
-int SettledThreadCount(int want) {
-  int n = CountDir("/proc/self/task");
-  for (int i = 0; i < 500 && n > want; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    n = CountDir("/proc/self/task");
-  }
-  return n;
 }
 
 // Reads a guest page through the kernel (copy_from_user), as KVM's GUP does: a failed access
@@ -618,18 +598,19 @@ TEST_P(PageServerTest, ShutdownWithAThreadBlockedInAFaultNeverHangs) {
 TEST_P(PageServerTest, NoFdOrThreadLeaks) {
   // Sanitizer runtimes start helper threads at the first pthread_create: do that first.
   std::thread([] {}).join();
-  const int fds_before = CountDir("/proc/self/fd");
-  const int threads_before = SettledThreadCount(1);  // earlier tests' threads reaped
+  const int fds_before = ::mmuvisor::testing::OpenFdCount();
+  // Earlier tests' threads reaped first.
+  const int threads_before = ::mmuvisor::testing::SettledThreadCount(1);
   Start(32, {.handler_threads = 3, .fault_around_pages = 0});
-  EXPECT_EQ(CountDir("/proc/self/task"), threads_before + 3);
+  EXPECT_EQ(::mmuvisor::testing::ThreadCount(), threads_before + 3);
   for (uint64_t p = 0; p < 32; ++p) FillPattern(Page(p), p, PageSize());
   ASSERT_EQ(Reclaim(0, 32), 0);
   for (uint64_t p = 0; p < 32; ++p) ASSERT_TRUE(HasPattern(Page(p), p, PageSize()));
   server_.reset();
   store_.reset();
   ram_.reset();
-  EXPECT_EQ(CountDir("/proc/self/fd"), fds_before);
-  EXPECT_EQ(SettledThreadCount(threads_before), threads_before);
+  EXPECT_EQ(::mmuvisor::testing::OpenFdCount(), fds_before);
+  EXPECT_EQ(::mmuvisor::testing::SettledThreadCount(threads_before), threads_before);
 }
 
 TEST_P(PageServerTest, StartRejectsAStoreSmallerThanTheRange) {
