@@ -5,6 +5,9 @@
 #include <cstdio>
 #include <cstring>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include "absl/strings/str_cat.h"
 
 namespace mmuvisor::vmm::stress {
@@ -32,6 +35,21 @@ absl::Status WriteTextFile(const std::string& path, absl::string_view text) {
   if (written != text.size() || close_result != 0) {
     return absl::DataLossError(absl::StrCat("writing ", path, " failed: ", std::strerror(errno)));
   }
+  return absl::OkStatus();
+}
+
+absl::Status CheckWritable(const std::string& path, bool* created) {
+  *created = false;
+  int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0 && errno == ENOENT) {
+    fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    *created = fd >= 0;
+  }
+  if (fd < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot write ", path, ": ", std::strerror(errno)));
+  }
+  close(fd);
   return absl::OkStatus();
 }
 

@@ -37,6 +37,11 @@ std::string HexString(uint64_t value);
 // Writes `text` to `path` (created or truncated). Errors name the path and errno.
 absl::Status WriteTextFile(const std::string& path, absl::string_view text);
 
+// Checks before a run that `path` can be written after it, leaving an existing file as it
+// is (opened for writing, not truncated). A missing file is created empty and *created
+// set, so that the caller can remove it if the run never writes it. Errors name errno.
+absl::Status CheckWritable(const std::string& path, bool* created);
+
 }  // namespace mmuvisor::vmm::stress
 
 #endif  // MMUVISOR_VMM_STRESS_JSON_OUTPUT_H_

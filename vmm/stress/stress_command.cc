@@ -1,6 +1,11 @@
 #include "vmm/stress/stress_command.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "vmm/kvm/flavour.h"
@@ -12,6 +17,34 @@
 
 namespace mmuvisor::vmm::stress {
 namespace {
+
+// The report files a run will write: checked before it (CheckWritable), and those the
+// check created are removed again if the run left them empty (it ended before writing
+// its report: KVM unusable, bad input found late), so a failed start leaves no empty file
+// behind and an existing report is not truncated by one.
+class ReportFiles {
+ public:
+  ReportFiles() = default;
+  ReportFiles(const ReportFiles&) = delete;
+  ReportFiles& operator=(const ReportFiles&) = delete;
+  ~ReportFiles() {
+    for (const std::string& path : created_) {
+      struct stat st;
+      if (stat(path.c_str(), &st) == 0 && st.st_size == 0) unlink(path.c_str());
+    }
+  }
+  absl::Status Check(const char* flag, const std::string& path) {
+    bool created = false;
+    if (absl::Status s = CheckWritable(path, &created); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(flag, " '", path, "': ", s.message()));
+    }
+    if (created) created_.push_back(path);
+    return absl::OkStatus();
+  }
+
+ private:
+  std::vector<std::string> created_;
+};
 
 int Fail(std::FILE* err, int code, absl::string_view message) {
   std::fprintf(err, "mmuvisor stress: %.*s\n", static_cast<int>(message.size()),
@@ -26,13 +59,14 @@ int RunStressCommand(absl::Span<const std::string> args, std::FILE* out, std::FI
   absl::StatusOr<StressOptions> options = ParseStressFlags(args);
   if (!options.ok()) return Fail(err, kStressExitBadInput, options.status().message());
   // The report files are written after the run; one that cannot be written is found out
-  // now (created empty), not after the run has been lost with its verdict.
+  // now, not after the run has been lost with its verdict.
+  ReportFiles reports;
   for (const auto& [flag, path] : {std::pair<const char*, const std::string*>{
                                        "--json", &options->json_path},
                                    {"--trace", &options->trace_path}}) {
     if (path->empty()) continue;
-    if (absl::Status s = WriteTextFile(*path, ""); !s.ok()) {
-      return Fail(err, kStressExitBadInput, absl::StrCat(flag, " '", *path, "': ", s.message()));
+    if (absl::Status s = reports.Check(flag, *path); !s.ok()) {
+      return Fail(err, kStressExitBadInput, s.message());
     }
   }
 

@@ -1,5 +1,7 @@
 // `mmuvisor stress` as the CLI runs it (RunStressCommand): exit codes, the auto fallback
 // to host threads with its notice, the report on stdout, and bad flags.
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -92,6 +94,47 @@ TEST(StressCommandTest, AnUnwritableReportPathExitsTwoBeforeTheRun) {
         << flag;
     EXPECT_THAT(c.out, Not(HasSubstr("verdict"))) << "the run started: " << c.out;
   }
+}
+
+// The check before the run neither truncates an existing report nor leaves an empty file
+// behind when the run cannot start; a run that finishes writes its report.
+TEST(StressCommandTest, ARunThatCannotStartLeavesTheReportFilesAsTheyWere) {
+  char dir_template[] = "/tmp/stress-report-XXXXXX";
+  ASSERT_NE(mkdtemp(dir_template), nullptr);
+  const std::string dir = dir_template;
+  const std::string fresh = dir + "/fresh.json", old = dir + "/old.json";
+  const std::string trace = dir + "/trace.json";
+  {
+    std::FILE* f = std::fopen(old.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs("an earlier report", f);
+    std::fclose(f);
+  }
+  auto contents = [](const std::string& path) -> std::string {
+    std::FILE* f = std::fopen(path.c_str(), "r");
+    if (f == nullptr) return "<missing>";
+    std::string text;
+    char buf[256];
+    for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) text.append(buf, n);
+    std::fclose(f);
+    return text;
+  };
+  for (const std::string& json : {fresh, old}) {
+    const Captured c = RunCli(
+        With({"--mode", "kvm", "--kvm", "/nonexistent/kvm", "--json", json, "--trace", trace}));
+    EXPECT_EQ(c.code, kStressExitHostError) << c.out << c.err;
+  }
+  EXPECT_EQ(contents(fresh), "<missing>");
+  EXPECT_EQ(contents(trace), "<missing>");
+  EXPECT_EQ(contents(old), "an earlier report");
+
+  const Captured ran = RunCli(With({"--mode", "host-threads", "--json", old}));
+  EXPECT_EQ(ran.code, kStressExitPass) << ran.out << ran.err;
+  EXPECT_THAT(contents(old), HasSubstr("\"verdict\""));
+  std::remove(old.c_str());
+  std::remove(fresh.c_str());
+  std::remove(trace.c_str());
+  rmdir(dir.c_str());
 }
 
 TEST(StressCommandTest, BadFlagsExitTwo) {
