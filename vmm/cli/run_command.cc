@@ -117,7 +117,15 @@ int RunGuest(const RunOptions& options, std::FILE* out, std::FILE* err, Teardown
   }
   RunResult result = (*machine)->Run();
   const int code = ExitCodeFor(result.verdict);
-  std::fprintf(err, "mmuvisor: %s: %s\n", guest->name.c_str(), result.summary.c_str());
+  // With --resident the one report line also says what reclaim did under the guest.
+  std::string reclaim;
+  if (const ReclaimDriver* driver = (*machine)->reclaim_driver(); driver != nullptr) {
+    const ReclaimDriverStats s = driver->stats();
+    reclaim = absl::StrCat("; reclaim: ", s.passes, " passes, ", s.reclaimed, " pages out (",
+                           s.written_back, " written back), ", s.swapped_in, " back in");
+  }
+  std::fprintf(err, "mmuvisor: %s: %s%s\n", guest->name.c_str(), result.summary.c_str(),
+               reclaim.c_str());
   if (teardown == Teardown::kLeftToProcessExit) (void)machine->release();  // main.cc
   return code;
 }

@@ -2,6 +2,8 @@
 // clean guest, a crash and a timeout, and the one report line on stderr.
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -43,11 +45,50 @@ TEST(CliKvmTest, TheBinarysExitLeavesTheMachineToTheKernel) {
               "mmuvisor: hello64: guest finished: exit code 0");
 }
 
+// The counts on the report line: passes, pages out, written back, back in.
+struct ReclaimCounts {
+  bool found = false;
+  uint64_t passes = 0, out = 0, written = 0, in = 0;
+};
+ReclaimCounts ParseReclaim(const std::string& err) {
+  ReclaimCounts c;
+  const size_t at = err.find("; reclaim: ");
+  if (at == std::string::npos) return c;
+  unsigned long long p, o, w, i;
+  c.found = std::sscanf(err.c_str() + at,
+                        "; reclaim: %llu passes, %llu pages out (%llu written back), %llu back in",
+                        &p, &o, &w, &i) == 4;
+  c.passes = p, c.out = o, c.written = w, c.in = i;
+  return c;
+}
+
 TEST(CliKvmTest, ResidentRunsTheReclaimDriverUnderTheGuest) {
+  MMUVISOR_SKIP_WITHOUT_KVM();
+  // A guest that runs until --timeout, in 2 MiB of which 1% (5 pages) may stay resident:
+  // the reclaim thread gets passes under it, and takes boot pages out.
+  char path[] = "/tmp/mmuvisor-spin-XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  const std::vector<uint8_t> elf = vmm::testing::SpinningGuestElf();
+  ASSERT_EQ(write(fd, elf.data(), elf.size()), static_cast<ssize_t>(elf.size()));
+  close(fd);
+  CliRun r = RunCli({"run", path, "--mem", "2M", "--resident", "1%", "--timeout", "500ms"});
+  unlink(path);
+  EXPECT_EQ(r.code, kExitTimedOut) << r.err;
+  const ReclaimCounts c = ParseReclaim(r.err);
+  ASSERT_TRUE(c.found) << r.err;
+  EXPECT_GE(c.passes, 1u) << r.err;
+  EXPECT_GE(c.out, 1u) << r.err;
+  EXPECT_LE(c.written, c.out) << r.err;
+}
+
+TEST(CliKvmTest, ResidentGuestFinishesCleanAndTheLineSaysWhatReclaimDid) {
   MMUVISOR_SKIP_WITHOUT_KVM();
   CliRun r = RunCli({"run", "smp", "--vcpus", "2", "--resident", "10%", "--timeout", "60s"});
   EXPECT_EQ(r.code, kExitClean) << r.err;
-  EXPECT_EQ(r.err, "mmuvisor: smp: guest finished: exit code 0\n");
+  EXPECT_THAT(r.err, StartsWith("mmuvisor: smp: guest finished: exit code 0; reclaim: "));
+  EXPECT_TRUE(ParseReclaim(r.err).found) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "one report line: " << r.err;
 }
 
 TEST(CliKvmTest, CrashExitsWithTheCrashCodeAndRegisters) {
