@@ -21,6 +21,18 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
+// The spinning guest (it never ends by itself) as an ELF file under /tmp; "" on failure.
+std::string WriteSpinningGuest() {
+  char path[] = "/tmp/mmuvisor-spin-XXXXXX";
+  const int fd = mkstemp(path);
+  if (fd < 0) return "";
+  const std::vector<uint8_t> elf = vmm::testing::SpinningGuestElf();
+  const bool ok = write(fd, elf.data(), elf.size()) == static_cast<ssize_t>(elf.size());
+  close(fd);
+  if (!ok) unlink(path);
+  return ok ? path : "";
+}
+
 TEST(CliKvmTest, RunHello64PrintsTheGreeting) {
   MMUVISOR_SKIP_WITHOUT_KVM();
   CliRun r = RunCli({"run", "hello64"});
@@ -66,14 +78,10 @@ TEST(CliKvmTest, ResidentRunsTheReclaimDriverUnderTheGuest) {
   MMUVISOR_SKIP_WITHOUT_KVM();
   // A guest that runs until --timeout, in 2 MiB of which 1% (5 pages) may stay resident:
   // the reclaim thread gets passes under it, and takes boot pages out.
-  char path[] = "/tmp/mmuvisor-spin-XXXXXX";
-  int fd = mkstemp(path);
-  ASSERT_GE(fd, 0);
-  const std::vector<uint8_t> elf = vmm::testing::SpinningGuestElf();
-  ASSERT_EQ(write(fd, elf.data(), elf.size()), static_cast<ssize_t>(elf.size()));
-  close(fd);
+  const std::string path = WriteSpinningGuest();
+  ASSERT_FALSE(path.empty());
   CliRun r = RunCli({"run", path, "--mem", "2M", "--resident", "1%", "--timeout", "500ms"});
-  unlink(path);
+  unlink(path.c_str());
   EXPECT_EQ(r.code, kExitTimedOut) << r.err;
   const ReclaimCounts c = ParseReclaim(r.err);
   ASSERT_TRUE(c.found) << r.err;
@@ -103,14 +111,10 @@ TEST(CliKvmTest, CrashExitsWithTheCrashCodeAndRegisters) {
 
 TEST(CliKvmTest, TimeoutExitsWithTheTimeoutCode) {
   MMUVISOR_SKIP_WITHOUT_KVM();
-  char path[] = "/tmp/mmuvisor-spin-XXXXXX";
-  int fd = mkstemp(path);
-  ASSERT_GE(fd, 0);
-  const std::vector<uint8_t> elf = vmm::testing::SpinningGuestElf();
-  ASSERT_EQ(write(fd, elf.data(), elf.size()), static_cast<ssize_t>(elf.size()));
-  close(fd);
+  const std::string path = WriteSpinningGuest();
+  ASSERT_FALSE(path.empty());
   CliRun r = RunCli({"run", path, "--timeout", "300ms"});
-  unlink(path);
+  unlink(path.c_str());
   EXPECT_EQ(r.code, kExitTimedOut);
   EXPECT_THAT(r.err, HasSubstr(": guest timed out after 300ms\n"));
 }
