@@ -5,6 +5,8 @@
 #include <sched.h>
 #include <sys/ioctl.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <memory>
 #include <vector>
@@ -24,20 +26,30 @@ namespace {
 using ::mmuvisor::testing::IsOk;
 
 // KVM_GET_CPUID2 on `vcpu`: the entries it was given (struct kvm_cpuid2 laid out by hand,
-// as kvm_constants.h explains).
+// as kvm_constants.h explains). Linux 6.1 never reports the count back (a success leaves
+// the caller's nent; an E2BIG's count is not copied out), later kernels set it on success.
+// So the buffer is zeroed and trailing all-zero entries are dropped: no real entry is all
+// zero (only leaf 0 has function 0, and its registers hold the vendor string).
 std::vector<kvm_cpuid_entry2> VcpuCpuid(const KvmVcpu& vcpu) {
   constexpr uint32_t kMax = 256;
-  std::vector<uint8_t> buffer(kvm_abi::kCpuid2HeaderBytes + kMax * sizeof(kvm_cpuid_entry2));
+  std::vector<uint8_t> buffer(kvm_abi::kCpuid2HeaderBytes + kMax * sizeof(kvm_cpuid_entry2), 0);
   std::memcpy(buffer.data(), &kMax, sizeof(kMax));
   const unsigned long get_cpuid2 =
       _IOC(_IOC_READ | _IOC_WRITE, KVMIO, 0x91, kvm_abi::kCpuid2HeaderBytes);
-  if (ioctl(vcpu.fd(), get_cpuid2, buffer.data()) != 0) return {};
+  if (ioctl(vcpu.fd(), get_cpuid2, buffer.data()) != 0) {
+    ADD_FAILURE() << "KVM_GET_CPUID2: " << std::strerror(errno);
+    return {};
+  }
   uint32_t nent = 0;
   std::memcpy(&nent, buffer.data(), sizeof(nent));
-  std::vector<kvm_cpuid_entry2> entries(nent);
-  if (nent == 0) return entries;
+  std::vector<kvm_cpuid_entry2> entries(std::min(nent, kMax));
+  if (entries.empty()) return entries;
   std::memcpy(entries.data(), buffer.data() + kvm_abi::kCpuid2HeaderBytes,
-              nent * sizeof(kvm_cpuid_entry2));
+              entries.size() * sizeof(kvm_cpuid_entry2));
+  const kvm_cpuid_entry2 zero{};
+  while (!entries.empty() && std::memcmp(&entries.back(), &zero, sizeof(zero)) == 0) {
+    entries.pop_back();
+  }
   return entries;
 }
 
