@@ -66,7 +66,7 @@ ReclaimCounts ParseReclaim(const std::string& err) {
   ReclaimCounts c;
   const size_t at = err.find("; reclaim: ");
   if (at == std::string::npos) return c;
-  unsigned long long p, o, w, i;
+  unsigned long long p = 0, o = 0, w = 0, i = 0;
   c.found = std::sscanf(err.c_str() + at,
                         "; reclaim: %llu passes, %llu pages out (%llu written back), %llu back in",
                         &p, &o, &w, &i) == 4;
