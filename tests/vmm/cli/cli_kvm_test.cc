@@ -77,10 +77,11 @@ ReclaimCounts ParseReclaim(const std::string& err) {
 TEST(CliKvmTest, ResidentRunsTheReclaimDriverUnderTheGuest) {
   MMUVISOR_SKIP_WITHOUT_KVM();
   // A guest that runs until --timeout, in 2 MiB of which 1% (5 pages) may stay resident:
-  // the reclaim thread gets passes under it, and takes boot pages out.
+  // the reclaim thread (a pass every 10 ms) gets passes under it, and takes boot pages out.
+  // 1 s leaves a loaded machine ~100 chances for the first pass.
   const std::string path = WriteSpinningGuest();
   ASSERT_FALSE(path.empty());
-  CliRun r = RunCli({"run", path, "--mem", "2M", "--resident", "1%", "--timeout", "500ms"});
+  CliRun r = RunCli({"run", path, "--mem", "2M", "--resident", "1%", "--timeout", "1s"});
   unlink(path.c_str());
   EXPECT_EQ(r.code, kExitTimedOut) << r.err;
   const ReclaimCounts c = ParseReclaim(r.err);

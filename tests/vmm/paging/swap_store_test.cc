@@ -1,6 +1,5 @@
 #include "vmm/paging/swap_store.h"
 
-#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,6 +11,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "support/proc_counts.h"
 #include "support/status_matchers.h"
 
 namespace mmuvisor::vmm {
@@ -28,17 +28,6 @@ std::vector<uint8_t> Pattern(uint64_t page, uint8_t salt = 0) {
   std::vector<uint8_t> v(kPage);
   for (size_t i = 0; i < kPage; ++i) v[i] = static_cast<uint8_t>(page * 31 + i * 7 + salt);
   return v;
-}
-
-int CountEntries(const std::string& dir) {
-  DIR* d = opendir(dir.c_str());
-  if (d == nullptr) return -1;
-  int n = 0;
-  while (dirent* e = readdir(d)) {
-    if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) ++n;
-  }
-  closedir(d);
-  return n;
 }
 
 TEST(SwapStore, SaveThenLoadReturnsTheSameBytes) {
@@ -249,9 +238,9 @@ TEST(SwapStore, FileInAChosenDirectoryIsInvisibleAndGoneAfterDestruction) {
   {
     ASSERT_OK_AND_ASSIGN(auto store, SwapStore::Create(32, kPage, {.directory = dir}));
     ASSERT_OK(store->Save(31, Pattern(31).data()));
-    EXPECT_EQ(CountEntries(dir), 0);  // O_TMPFILE or unlinked: no name on disk
+    EXPECT_EQ(testing::CountDirEntries(dir.c_str()), 0);  // O_TMPFILE or unlinked: no name on disk
   }
-  EXPECT_EQ(CountEntries(dir), 0);
+  EXPECT_EQ(testing::CountDirEntries(dir.c_str()), 0);
   EXPECT_EQ(rmdir(dir.c_str()), 0) << std::strerror(errno);
 }
 
