@@ -244,22 +244,25 @@ void PageServer::HandleFault(HandlerState& state, uint64_t address, uint32_t tid
   latency_.Record(NowNs() - start_ns);
 }
 
-absl::Status PageServer::ResolvePage(HandlerState& state, uint64_t page, bool* swapped_in) {
+absl::Status PageServer::ResolvePage(HandlerState& state, uint64_t page, bool* swapped_in,
+                                     bool wake) {
   *swapped_in = false;
-  if (store_->IsSaved(page)) {
-    absl::Status s = store_->LoadInto(page, state.scratch, [&](const void* data) {
-      // Counted before the copy wakes the faulting thread, so a thread that resumed sees its
-      // swap-in in Stats(); taken back if the copy loses a race.
-      swap_ins_.fetch_add(1, std::memory_order_relaxed);
-      absl::StatusOr<bool> r = CopyPage(state, page, data, /*wake=*/true);
-      if (!r.ok() || !*r) swap_ins_.fetch_sub(1, std::memory_order_relaxed);
-      if (r.ok()) *swapped_in = *r;
-      return r.status();
-    });
-    // NotFound: dropped since IsSaved() (a discard): the page now reads zeros.
-    if (!absl::IsNotFound(s)) return s;
-  }
-  return ZeroPage(state, page);
+  // Whether the store holds the page is read, and the answer installed, under its slot: a
+  // zero-fill decided outside it could land after another fault populated the page, the
+  // guest wrote it and reclaim saved and discarded it, wiping the saved data.
+  return store_->LoadInto(page, state.scratch, [&](const void* data) -> absl::Status {
+    if (data == nullptr) {  // not saved (never, or dropped by a discard): zeros
+      if (options_.test_before_zero_fill) options_.test_before_zero_fill(page);
+      return ZeroPage(state, page, wake);
+    }
+    // Counted before the copy wakes the faulting thread, so a thread that resumed sees its
+    // swap-in in Stats(); taken back if the copy loses a race.
+    swap_ins_.fetch_add(1, std::memory_order_relaxed);
+    absl::StatusOr<bool> r = CopyPage(state, page, data, wake);
+    if (!r.ok() || !*r) swap_ins_.fetch_sub(1, std::memory_order_relaxed);
+    if (r.ok()) *swapped_in = *r;
+    return r.status();
+  });
 }
 
 int PageServer::RetryOnEagain(HandlerState& state, const std::function<int()>& ioctl_call) {
@@ -411,10 +414,13 @@ absl::Status PageServer::ResolveCluster(HandlerState& state, uint64_t page,
 
   absl::Status page_status;
   uint64_t around = 0;
+  // A hint, for which path serves the faulting page: with its followers' runs when saved,
+  // else alone, where ResolvePage decides under its slot (a zero page, or the copy of a
+  // Save that came since), woken with the cluster below.
   const bool page_saved = store_->IsSaved(page);
   if (!page_saved) {
-    // Not saved (never, or dropped): a zero page, woken with the cluster below.
-    page_status = ZeroPage(state, page, /*wake=*/false);
+    bool swapped_in = false;
+    page_status = ResolvePage(state, page, &swapped_in, /*wake=*/false);
   }
   auto* scratch = static_cast<uint8_t*>(state.scratch);
   // Runs of consecutive cluster pages; the faulting page heads the first one when saved.
@@ -445,8 +451,12 @@ absl::Status PageServer::ResolveCluster(HandlerState& state, uint64_t page,
     if (has_page) {
       if (!page_installed) swap_ins_.fetch_sub(1, std::memory_order_relaxed);
       if (verified == 0) {
-        // Dropped since IsSaved() (a discard): it now reads zeros. Else its load error.
-        page_status = absl::IsNotFound(load) ? ZeroPage(state, page, /*wake=*/false) : load;
+        // Dropped since IsSaved() (a discard): served alone, under its slot (zeros, or the
+        // copy of a Save since). Else its load error.
+        bool swapped_in = false;
+        page_status = absl::IsNotFound(load)
+                          ? ResolvePage(state, page, &swapped_in, /*wake=*/false)
+                          : load;
       } else {
         page_status = copy_status;  // OK when copied or already there (EEXIST)
       }

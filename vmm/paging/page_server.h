@@ -119,6 +119,10 @@ struct PageServerOptions {
   PageServerFailureCallback on_failure;
   // Thread names are "<prefix>-<index>" (15 characters at most in total).
   std::string thread_name_prefix = "pgsrv";
+  // For tests that force a schedule: called by a handler right before it zero-fills `page`
+  // (UFFDIO_ZEROPAGE), with the page's store slot held against Save and Drop. May block;
+  // the handler serves nothing else meanwhile. Empty: nothing is called.
+  std::function<void(uint64_t page)> test_before_zero_fill;
 };
 
 // faults, swap_ins and zero_fills of a fault are counted before its thread resumes (a racing
@@ -196,8 +200,11 @@ class PageServer {
   void Dispatch(HandlerState& state, const ::uffd_msg& msg);
   void HandleFault(HandlerState& state, uint64_t address, uint32_t tid);
   void HandleRemove(uint64_t start, uint64_t end);
-  // Installs page `page` (copy from store or zero page) and wakes its waiters.
-  absl::Status ResolvePage(HandlerState& state, uint64_t page, bool* swapped_in);
+  // The faulting page alone: its saved copy, or a zero page when the store does not hold it,
+  // decided and installed under its store slot (SwapStore::LoadInto). `wake`: false leaves
+  // the faulting thread asleep for the caller's cluster wake.
+  absl::Status ResolvePage(HandlerState& state, uint64_t page, bool* swapped_in,
+                           bool wake = true);
   // Returns true if this call installed the page, false on EEXIST (already populated).
   absl::StatusOr<bool> CopyPage(HandlerState& state, uint64_t page, const void* data, bool wake);
   absl::Status ZeroPage(HandlerState& state, uint64_t page, bool wake = true);

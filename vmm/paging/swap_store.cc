@@ -5,8 +5,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -77,6 +79,17 @@ absl::StatusOr<std::unique_ptr<SwapStore>> SwapStore::Create(uint64_t num_pages,
         absl::StrFormat("SwapStore: num_pages=%d page_size=%d (need > 0 and a power of two)",
                         num_pages, page_size));
   }
+  // The file (num_pages * page_size bytes, an off_t) and the tables (TablesBytes) must be
+  // sizes this process can express.
+  const uint64_t max_pages =
+      std::min<uint64_t>(static_cast<uint64_t>(std::numeric_limits<off_t>::max()) / page_size,
+                         std::numeric_limits<size_t>::max() / kTableBytesPerPage);
+  if (num_pages > max_pages) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "SwapStore: num_pages=%d of %d bytes is more than a file or its tables can hold "
+        "(at most %d pages)",
+        num_pages, page_size, max_pages));
+  }
   std::string dir = options.directory;
   if (dir.empty()) {
     const char* tmp = std::getenv("TMPDIR");
@@ -104,9 +117,7 @@ absl::StatusOr<std::unique_ptr<SwapStore>> SwapStore::Create(uint64_t num_pages,
       new SwapStore(*fd, num_pages, page_size, *std::move(tables)));
 }
 
-size_t SwapStore::TablesBytes(uint64_t num_pages) {
-  return num_pages * (sizeof(uint32_t) + sizeof(uint8_t));
-}
+size_t SwapStore::TablesBytes(uint64_t num_pages) { return num_pages * kTableBytesPerPage; }
 
 SwapStore::SwapStore(int fd, uint64_t num_pages, size_t page_size, HostMapping tables)
     : fd_(fd),
@@ -272,6 +283,7 @@ absl::Status SwapStore::LoadInto(uint64_t page, void* scratch,
         absl::StrFormat("SwapStore::LoadInto page %d >= %d", page, num_pages_));
   }
   ReaderMutexLock lock(&StripeOf(page));
+  if ((flag(page).load(std::memory_order_relaxed) & kSaved) == 0) return install(nullptr);
   absl::Status s = ReadVerifiedLocked(page, scratch);
   if (!s.ok()) return s;
   return install(scratch);

@@ -17,8 +17,9 @@
 //  - Save() first clears `saved`, then writes, then records the checksum and sets
 //    saved|clean. A failed or short write (ENOSPC, EIO, injected) therefore leaves the slot
 //    not-saved: nothing half-recorded; the caller keeps the page resident.
-//  - A slot is never rewritten or dropped while LoadInto() is installing it: Save, Drop and
-//    LoadInto serialize on a per-page stripe lock (writer for Save/Drop, reader for loads).
+//  - A slot is never saved, rewritten or dropped while LoadInto() is installing it (its copy,
+//    or the zero page of a page that is not saved): Save, Drop and LoadInto serialize on a
+//    per-page stripe lock (writer for Save/Drop, reader for loads).
 //
 // Locks: stripes_[p % kStripes] guards crc_[p] and the writes of flags_[p]; the file itself
 // needs no lock (pread/pwrite at fixed offsets). inject_mu_ guards fault-injection state.
@@ -105,9 +106,15 @@ class SwapStore {
   // stored and the computed checksum), EIO -> DataLoss, other pread errnos, OutOfRange.
   absl::Status Load(uint64_t page, void* out) ABSL_LOCKS_EXCLUDED(inject_mu_);
 
-  // Like Load() into `scratch`, then calls install(scratch) while the slot cannot be rewritten
-  // or dropped, and returns install's status. This is what closes the race "fault reads the
-  // old copy / Drop + discard / fault installs the old copy over the discarded page".
+  // Under the page's stripe (reader), so that the slot cannot be saved, rewritten or dropped
+  // meanwhile: when the page is saved, Load() into `scratch` and install(scratch); when it
+  // is not, install(nullptr) (the caller installs a zero page). Returns install's status, or
+  // the load's error (install not called). This closes the races "fault reads the old copy
+  // / Drop + discard / fault installs the old copy over the discarded page" and "fault sees
+  // the page unsaved / another fault populates it, the guest writes it, reclaim saves and
+  // discards it / fault installs zeros over the saved data": a Save that completed first is
+  // seen; one that comes later waits until install has returned, and by then the page is
+  // resident or zero, whichever it read as when the guest last had it.
   absl::Status LoadInto(uint64_t page, void* scratch,
                         absl::FunctionRef<absl::Status(const void* data)> install)
       ABSL_LOCKS_EXCLUDED(inject_mu_);
@@ -158,6 +165,7 @@ class SwapStore {
 
   // `tables`: TablesBytes(num_pages) bytes, crc_ then flags_.
   SwapStore(int fd, uint64_t num_pages, size_t page_size, HostMapping tables);
+  static constexpr size_t kTableBytesPerPage = sizeof(uint32_t) + sizeof(uint8_t);
   static size_t TablesBytes(uint64_t num_pages);
   std::atomic_ref<uint8_t> flag(uint64_t page) const {
     return std::atomic_ref<uint8_t>(flags_[page]);

@@ -492,6 +492,85 @@ TEST_P(PageServerTest, OneWakeAfterDontwakeCopiesWakesEveryWaiterOfTheCluster) {
   EXPECT_EQ(server_->Stats().fault_around_pages, 7u);
 }
 
+// Two threads fault on one never-saved page. The handler of the first is held right before
+// its zero-fill while the second's handler serves the page; the guest then writes it and a
+// reclaim saves and discards it. The held zero-fill, let go only once that reclaim is done
+// (or after 500 ms if the reclaim cannot finish while the fill is pending, as it must not),
+// must not wipe the saved data: the page still reads what was written. Once with the page
+// served alone, once through fault-around's cluster (a saved follower), whose zero-fill
+// paths go the same way.
+TEST_P(PageServerTest, AZeroFillHeldAcrossAReclaimNeverWipesTheSavedPage) {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool held = false;
+  bool release = false;
+  int calls = 0;
+  for (const uint32_t around : {0u, 3u}) {
+    SCOPED_TRACE(around == 0 ? "one page" : "fault-around");
+    held = release = false;
+    calls = 0;
+    server_.reset();
+    PageServerOptions o;
+    o.handler_threads = 2;
+    o.fault_around_pages = around;
+    o.test_before_zero_fill = [&](uint64_t page) {
+      std::unique_lock<std::mutex> lock(mu);
+      if (page != 0 || ++calls != 1) return;  // hold only the first zero-fill of page 0
+      held = true;
+      cv.notify_all();
+      cv.wait_for(lock, std::chrono::seconds(10), [&] { return release; });
+    };
+    Start(4, std::move(o));
+    if (around > 0) {  // a saved, non-resident follower sends the fault through the cluster
+      FillPattern(Page(1), 1, PageSize());
+      ASSERT_EQ(Reclaim(1, 1), 0);
+    }
+    std::atomic<int> zero_reads{0};
+    auto reader = [&] {
+      std::vector<uint8_t> got;
+      if (KernelRead(Page(0), PageSize(), &got) == 0 && IsZero(got.data(), PageSize())) {
+        zero_reads.fetch_add(1);
+      }
+    };
+    std::thread first(reader);
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return held; }));
+    }
+    std::thread second(reader);  // served by the other handler, which wakes both
+    const bool both_read = Eventually([&] { return zero_reads.load() == 2; });
+    // The guest writes the page; a reclaim window saves it and discards it.
+    std::atomic<bool> reclaimed{false};
+    std::thread reclaim;
+    if (both_read) {
+      FillPattern(Page(0), 0, PageSize());
+      reclaim = std::thread([&] {
+        EXPECT_EQ(Reclaim(0, 1), 0);
+        reclaimed = true;
+      });
+      for (int i = 0; i < 500 && !reclaimed.load(); ++i) usleep(1000);
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      release = true;
+    }
+    cv.notify_all();
+    const bool reclaim_done = !both_read || Eventually([&] { return reclaimed.load(); });
+    if (!both_read || !reclaim_done) server_->Shutdown();  // fail, but never hang
+    first.join();
+    second.join();
+    if (reclaim.joinable()) reclaim.join();
+    ASSERT_TRUE(both_read);
+    ASSERT_TRUE(reclaim_done);
+    std::vector<uint8_t> got;
+    ASSERT_EQ(KernelRead(Page(0), PageSize(), &got), 0);
+    EXPECT_TRUE(HasPattern(got.data(), 0, PageSize()))
+        << "page 0 lost what the guest wrote: it reads "
+        << (IsZero(got.data(), PageSize()) ? "all zeros" : "neither that nor zeros");
+    EXPECT_EQ(failures_.calls(), 0);
+  }
+}
+
 TEST_P(PageServerTest, ManyThreadsFaultingConcurrentlyGetTheirData) {
   constexpr uint64_t kPages = 512;
   constexpr int kThreads = 4;

@@ -124,6 +124,48 @@ TEST(SwapStore, CreateRejectsBadGeometry) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("num_pages=0")));
   EXPECT_THAT(SwapStore::Create(4, 3000).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_size=3000")));
+  // Sizes that wrap: the file (num_pages * page_size) and the tables (5 bytes a page) would
+  // come out small, and the slots past them would be written out of bounds.
+  for (const uint64_t pages : {uint64_t{UINT64_MAX}, uint64_t{1} << 52,
+                               uint64_t{0x3333333333333334}}) {
+    EXPECT_THAT(SwapStore::Create(pages, kPage).status(),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("more than a file")))
+        << pages;
+  }
+}
+
+// LoadInto hands the caller the saved copy, or nullptr for a page the store does not hold,
+// in both cases with the slot held (the page server zero-fills inside it).
+TEST(SwapStore, LoadIntoHandsOverTheCopyOrNothing) {
+  ASSERT_OK_AND_ASSIGN(auto store, SwapStore::Create(8, kPage));
+  const auto data = Pattern(2);
+  ASSERT_OK(store->Save(2, data.data()));
+  std::vector<uint8_t> scratch(kPage);
+  std::vector<uint8_t> got;
+  int nulls = 0;
+  auto install = [&](const void* d) {
+    if (d == nullptr) {
+      ++nulls;
+    } else {
+      got.assign(static_cast<const uint8_t*>(d), static_cast<const uint8_t*>(d) + kPage);
+    }
+    return absl::OkStatus();
+  };
+  ASSERT_OK(store->LoadInto(2, scratch.data(), install));
+  EXPECT_EQ(got, data);
+  EXPECT_EQ(nulls, 0);
+  ASSERT_OK(store->LoadInto(3, scratch.data(), install));
+  EXPECT_EQ(nulls, 1);
+  ASSERT_OK(store->Drop(2, 1));
+  got.clear();
+  ASSERT_OK(store->LoadInto(2, scratch.data(), install));
+  EXPECT_EQ(nulls, 2);
+  EXPECT_TRUE(got.empty());
+  EXPECT_THAT(store->LoadInto(8, scratch.data(), install),
+              StatusIs(absl::StatusCode::kOutOfRange, HasSubstr("page 8")));
+  EXPECT_THAT(store->LoadInto(2, scratch.data(),
+                              [](const void*) { return absl::AbortedError("install said no"); }),
+              StatusIs(absl::StatusCode::kAborted, HasSubstr("install said no")));
 }
 
 TEST(SwapStore, CorruptedSlotIsDataLossNamingThePage) {
