@@ -62,8 +62,9 @@ class SrcuDomain {
     const int slot = internal::ThreadSlot();
     if (!internal::IsExclusiveSlot(slot)) return ReadLockShared(shards_[slot].count);
     for (;;) {
-      // kPairOrder (this load, the store, the re-check), with LightFence: the reader half
-      // of the store-buffering pair with Synchronize's epoch flip and count loads.
+      // kPairOrder (this load, the store) and kRecheckOrder (the re-check), with LightFence:
+      // the reader half of the store-buffering pair with Synchronize's epoch flip and count
+      // loads.
       const int idx = static_cast<int>(state_.load(internal::kPairOrder) & kEpochBit);
       std::atomic<int64_t>& count = shards_[slot].count[idx];
       // relaxed load: only this thread writes its exclusive slot.
@@ -89,8 +90,8 @@ class SrcuDomain {
   // uses WindowGate::Enter and ReadLock. Nested windows on a closed gate also land
   // there (the gate admits them).
   bool TryEnterWindowAndRead(int slot, int* idx) {
-    // kPairOrder (this load, both stores, the re-check), with the compiler barrier that
-    // membarrier makes enough (kFullFenceBit clear): the reader half of both
+    // kPairOrder (this load, both stores; kRecheckOrder the re-check), with the compiler
+    // barrier that membarrier makes enough (kFullFenceBit clear): the reader half of both
     // store-buffering pairs (Close: closed bit, window counts; Synchronize: epoch, read
     // counts).
     const uint32_t snap = state_.load(internal::kPairOrder);
@@ -103,7 +104,7 @@ class SrcuDomain {
     const int64_t mine = count.load(std::memory_order_relaxed);
     count.store(mine + 1, internal::kPairOrder);
     std::atomic_signal_fence(std::memory_order_seq_cst);  // LightFence, membarrier case
-    if (ABSL_PREDICT_TRUE(state_.load(internal::kPairOrder) == snap)) {
+    if (ABSL_PREDICT_TRUE(state_.load(internal::kRecheckOrder) == snap)) {
       *idx = static_cast<int>(snap);
       return true;
     }
@@ -164,9 +165,9 @@ class SrcuDomain {
     std::array<std::atomic<int64_t>, 2> count{};
     std::atomic<int64_t> windows{0};
   };
-  // After the caller's fence: is the epoch still `idx`? (kPairOrder, see ReadLock.)
+  // After the caller's fence: is the epoch still `idx`? (kRecheckOrder, see ReadLock.)
   bool EpochIs(int idx) const {
-    return static_cast<int>(state_.load(internal::kPairOrder) & kEpochBit) == idx;
+    return static_cast<int>(state_.load(internal::kRecheckOrder) & kEpochBit) == idx;
   }
   int ReadLockShared(std::array<std::atomic<int64_t>, 2>& count);
   void WaitForEpochDrained(int idx) ABSL_EXCLUSIVE_LOCKS_REQUIRED(sync_mu_);

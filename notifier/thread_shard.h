@@ -47,6 +47,14 @@ inline constexpr bool kTsan = false;
 // Memory order of the two accesses on each side of a store-buffering pair.
 inline constexpr std::memory_order kPairOrder =
     kTsan ? std::memory_order_seq_cst : std::memory_order_relaxed;
+// The reader's re-check of the flag word after its store (the pair's load), where the fast
+// path is then taken: acquire, so that a re-check that reads a writer's later value (a
+// gate closed and reopened by a registration, an epoch flipped twice) also makes what the
+// writer published before it (the new list, has_itree) visible to the loads that follow.
+// Relaxed would leave those loads free to be satisfied first on a weakly ordered CPU
+// (ARM64); on x86 an acquire load is the same plain load.
+inline constexpr std::memory_order kRecheckOrder =
+    kTsan ? std::memory_order_seq_cst : std::memory_order_acquire;
 
 // -1 until the thread first asks for a slot. Constant-initialised: no TLS wrapper call.
 inline thread_local int tls_slot = -1;

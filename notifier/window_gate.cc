@@ -29,7 +29,7 @@ DepthSlot* FindDepth(const WindowGate* gate) {
   return nullptr;
 }
 
-// relaxed: a hint to stop waiting; the caller's kPairOrder re-check decides.
+// relaxed: a hint to stop waiting; the caller's kRecheckOrder re-check decides.
 bool ClosedHintOf(const std::atomic<uint32_t>& state) {
   return (state.load(std::memory_order_relaxed) & SrcuDomain::kClosedBit) != 0;
 }
@@ -118,10 +118,11 @@ void WindowGate::Close() {
 }
 
 void WindowGate::Open() {
-  // release: orders the registration's writes before reopening. Entrants load the state
-  // word with kPairOrder (relaxed outside TSan), so they do not rely on this: a new
-  // window reads what the registration changed through its own acquire loads (the
-  // hub's list_ and has_itree_, paired with PublishLocked's and EnsureItree's releases).
+  // release: orders the registration's writes before reopening. An entrant's re-check
+  // that reads this value (kRecheckOrder, acquire) synchronizes with it, so its loads of
+  // the hub's list_ and has_itree_ that follow see what the registration published, even
+  // when the gate closed and reopened between its first look and its re-check. (With a
+  // relaxed re-check those loads could be satisfied before it on a weakly ordered CPU.)
   domain_.state_.fetch_and(~SrcuDomain::kClosedBit, std::memory_order_release);
 }
 

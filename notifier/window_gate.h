@@ -93,9 +93,11 @@ class WindowGate {
   int64_t open_windows() const;
 
  private:
-  // kPairOrder: entrant half of the store-buffering pair with Close (after LightFence).
+  // kRecheckOrder: entrant half of the store-buffering pair with Close (after LightFence);
+  // an open gate read here lets the entrant see what the registration that last opened it
+  // published.
   bool closed() const {
-    return (domain_.state_.load(internal::kPairOrder) & SrcuDomain::kClosedBit) != 0;
+    return (domain_.state_.load(internal::kRecheckOrder) & SrcuDomain::kClosedBit) != 0;
   }
   bool EnterShared(bool may_wait);
   void ExitShared();
