@@ -121,10 +121,15 @@ void NotifierSubscriptions::UndeferLocked(IntervalSubscription& sub) {
 
 absl::Status NotifierSubscriptions::IntervalInsert(IntervalSubscription& sub, uint64_t start,
                                                    uint64_t length) {
-  if (length == 0 || start + (length - 1) < start) {
+  // The interval's end, start + length, must be a 64-bit value, as every Range's is: an
+  // interval reaching the address 2^64 - 1 would hold a byte that no invalidation, not
+  // even teardown's [0, 2^64 - 1), can cover.
+  if (length == 0 || length > UINT64_MAX - start) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "interval insert start=%#x length=%#x: %s", start, length,
-        length == 0 ? "empty" : "wraps around the address space"));
+        length == 0 ? "empty"
+                    : "wraps around the address space (its end, start + length, must be "
+                      "at most 2^64 - 1, as a Range's)"));
   }
   if (sub.hub_ != nullptr) {
     return absl::FailedPreconditionError(

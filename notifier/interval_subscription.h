@@ -49,7 +49,8 @@ class IntervalSubscription {
   virtual bool Invalidate(const Range& range, uint64_t cur_seq) = 0;
 
   // Start watching [start, start + length) of `hub`.
-  // InvalidArgument: length 0 or the interval wraps. FailedPrecondition: already inserted,
+  // InvalidArgument: length 0, or start + length past 2^64 - 1 (a Range's end cannot reach
+  // it, so neither could an invalidation). FailedPrecondition: already inserted,
   // or the hub's teardown (Release) has begun: it would never get its kRelease
   // invalidation. An insert deferred before teardown began gets it when it enters the tree.
   absl::Status Insert(NotifierSubscriptions& hub, uint64_t start, uint64_t length);

@@ -38,6 +38,12 @@ TEST(IntervalTest, InsertRejectsEmptyAndWrappingIntervals) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("empty")));
   EXPECT_THAT(m.Insert(hub, UINT64_MAX - 10, 100),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("wraps")));
+  // Its last byte would be 2^64 - 1, which no half-open Range (end <= 2^64 - 1) reaches: not
+  // even teardown's kRelease walk could invalidate it.
+  EXPECT_THAT(m.Insert(hub, UINT64_MAX, 1),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("at most 2^64 - 1")));
+  EXPECT_THAT(m.Insert(hub, UINT64_MAX - 0xfff, 0x1000),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("wraps")));
   ASSERT_THAT(m.Insert(hub, 0x1000, 0x1000), IsOk());
   EXPECT_THAT(m.Insert(hub, 0x1000, 0x1000),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("already")));
@@ -247,7 +253,8 @@ TEST(IntervalTest, TeardownInvalidatesEveryIntervalWithReleaseEvent) {
   NotifierSubscriptions hub;
   MirrorInterval low, high;
   ASSERT_THAT(low.Insert(hub, 0, 0x1000), IsOk());
-  ASSERT_THAT(high.Insert(hub, UINT64_MAX - 0x2000, 0x1000), IsOk());
+  // The highest interval there can be: it ends at 2^64 - 1 (exclusive).
+  ASSERT_THAT(high.Insert(hub, UINT64_MAX - 0x1000, 0x1000), IsOk());
   hub.Release();
   EXPECT_EQ(low.invalidations(), 1);
   EXPECT_EQ(high.invalidations(), 1);
