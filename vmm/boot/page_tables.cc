@@ -14,7 +14,15 @@ namespace {
 constexpr uint64_t kLargePageSize = 2ull << 20;
 constexpr uint64_t kGiB = 1ull << 30;
 constexpr uint64_t kPml4Span = 512 * kGiB;
-constexpr uint64_t kTableFlags = kPtePresent | kPteWritable | kPteUser;
+// Accessed set at every level and Dirty on every leaf, as Linux's early page tables do: a
+// walk then never has to write an entry. On a shadow-paging KVM (kvm_pvm) the walk is
+// KVM's software walker, which writes A/D through the host mapping of the guest's tables;
+// while a host window holds them read-only (reclaim, migrate) that write fails, and KVM
+// turns the failure into a #PF injected into the guest instead of an exit (vmm/boot/README,
+// "Page tables"). Dirty is set on leaves only: in a non-leaf entry of AMD's long mode it is
+// not defined as ignored everywhere.
+constexpr uint64_t kTableFlags = kPtePresent | kPteWritable | kPteUser | kPteAccessed;
+constexpr uint64_t kLeafFlags = kTableFlags | kPteDirty;
 
 uint64_t DivRoundUp(uint64_t a, uint64_t b) { return a / b + (a % b != 0); }
 
@@ -102,7 +110,7 @@ absl::StatusOr<uint64_t> BuildIdentityPageTables(const GuestRamView& ram,
     const uint64_t pd = ChildTable(ram, alloc, pdpt, (gpa >> 30) & 511);
     const uint64_t pd_index = (gpa >> 21) & 511;
     if (gpa != 0 && ram.size - gpa >= kLargePageSize) {
-      StoreEntry(ram, pd, pd_index, gpa | kTableFlags | kPteLargePage);
+      StoreEntry(ram, pd, pd_index, gpa | kLeafFlags | kPteLargePage);
       continue;
     }
     // 4 KiB pages: the first 2 MiB (page 0 stays not present) and a ragged tail.
@@ -110,14 +118,14 @@ absl::StatusOr<uint64_t> BuildIdentityPageTables(const GuestRamView& ram,
     const uint64_t end = ram.size - gpa < kLargePageSize ? ram.size : gpa + kLargePageSize;
     for (uint64_t page = gpa; page < end; page += kPageSize) {
       if (page == 0) continue;
-      StoreEntry(ram, pt, (page >> 12) & 511, page | kTableFlags);
+      StoreEntry(ram, pt, (page >> 12) & 511, page | kLeafFlags);
     }
   }
   for (const IdentityWindow& w : windows) {
     for (uint64_t gpa = w.gpa; gpa < w.gpa + w.size; gpa += kLargePageSize) {
       const uint64_t pdpt = ChildTable(ram, alloc, pml4, (gpa >> 39) & 511);
       const uint64_t pd = ChildTable(ram, alloc, pdpt, (gpa >> 30) & 511);
-      StoreEntry(ram, pd, (gpa >> 21) & 511, gpa | kTableFlags | kPteLargePage);
+      StoreEntry(ram, pd, (gpa >> 21) & 511, gpa | kLeafFlags | kPteLargePage);
     }
   }
   return pml4;

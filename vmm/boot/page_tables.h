@@ -1,6 +1,8 @@
 // BuildIdentityPageTables: 4-level x86-64 page tables mapping guest-physical [0, ram.size)
 // one-to-one (virtual == physical), present + writable + user (U bit at every level, so CPL3
 // code reaches all of RAM), built inside [MMV_PAGE_TABLE_GPA, MMV_PAGE_TABLE_END_GPA).
+// Accessed is set at every level and Dirty on every leaf, so no page walk writes an entry
+// (page_tables.cc says why that matters on a shadow-paging KVM).
 //
 // Layout: one PML4 page, one PDPT page per 512 GiB, one PD page per GiB, 2 MiB pages.
 // The first 2 MiB go through a 4 KiB page table so that page 0 stays NOT present (a null
@@ -28,6 +30,8 @@ namespace mmuvisor::vmm {
 inline constexpr uint64_t kPtePresent = 1ull << 0;
 inline constexpr uint64_t kPteWritable = 1ull << 1;
 inline constexpr uint64_t kPteUser = 1ull << 2;
+inline constexpr uint64_t kPteAccessed = 1ull << 5;  // set at every level by the builder
+inline constexpr uint64_t kPteDirty = 1ull << 6;     // set on every leaf by the builder
 inline constexpr uint64_t kPteLargePage = 1ull << 7;  // PS bit in a PD entry: 2 MiB page
 inline constexpr uint64_t kPteAddressMask = 0x000ffffffffff000ull;
 

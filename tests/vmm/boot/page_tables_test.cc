@@ -103,15 +103,19 @@ TEST(PageTablesTest, UsesLargePagesAboveTheFirstTwoMiBAndTablesStayInTheirArea) 
     EXPECT_LT(table, MMV_PAGE_TABLE_END_GPA);
   }
   // PD[0] points at a 4 KiB table (page 0 unmapped); PD[1..3] are 2 MiB pages; PD[4] absent.
-  EXPECT_EQ(Entry(view, pd, 0) & kPteLargePage, 0u);
+  // Accessed at every level, Dirty on leaves: no page walk has to write an entry.
+  constexpr uint64_t kTable = kPtePresent | kPteWritable | kPteUser | kPteAccessed;
+  constexpr uint64_t kLeaf = kTable | kPteDirty;
+  EXPECT_EQ(pml4e & ~kPteAddressMask, kTable);
+  EXPECT_EQ(Entry(view, pdpt, 0) & ~kPteAddressMask, kTable);
+  EXPECT_EQ(Entry(view, pd, 0) & ~kPteAddressMask, kTable);
   for (uint64_t i = 1; i < 4; ++i) {
-    EXPECT_EQ(Entry(view, pd, i),
-              (i * 2 * kMiB) | kPtePresent | kPteWritable | kPteUser | kPteLargePage);
+    EXPECT_EQ(Entry(view, pd, i), (i * 2 * kMiB) | kLeaf | kPteLargePage);
   }
   EXPECT_EQ(Entry(view, pd, 4), 0u);
   const uint64_t pt = Entry(view, pd, 0) & kPteAddressMask;
   EXPECT_EQ(Entry(view, pt, 0), 0u);
-  EXPECT_EQ(Entry(view, pt, 1), 0x1000 | kPtePresent | kPteWritable | kPteUser);
+  EXPECT_EQ(Entry(view, pt, 1), 0x1000 | kLeaf);
 }
 
 TEST(PageTablesTest, OverwritesStaleTableContents) {

@@ -15,6 +15,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "mmuvisor/guest_abi.h"
 #include "notifier/base/mutex.h"
 #include "support/dma_port.h"
 #include "support/kvm_test_support.h"
@@ -201,6 +202,45 @@ TEST(MachineHostTest, AGuestWriteIntoAnOpenWindowIsRetriedAfterItClosesAndNotLos
   EXPECT_GE(r.guest_fault_retries, 1u);
   EXPECT_EQ(r.protected_write_events, 0u);
   RecordProperty("guest_fault_retries", static_cast<int>(r.guest_fault_retries));
+}
+
+// The guest starts while a reclaim window holds its page tables read-only. A shadow-paging
+// KVM (kvm_pvm) walks the guest's tables in software and writes their Accessed/Dirty bits
+// through the host mapping; a write refused there becomes a #PF injected into the guest,
+// not an exit (with no IDT yet: a triple fault at the entry point). The tables the VMM
+// builds carry A and D already, so the walk never writes them. The window is held until
+// the guest has made its first report or stopped (bounded).
+TEST(MachineHostTest, TheGuestStartsWhileAReclaimWindowHoldsItsPageTablesReadOnly) {
+  MMUVISOR_SKIP_WITHOUT_KVM();
+  std::atomic<bool> armed{false};
+  std::atomic<bool> window_open{false};
+  std::atomic<bool> reported{false};
+  std::atomic<bool> run_done{false};
+  MachineConfig config = Config();
+  config.host.window_hook = [&](WindowPoint point, const notifier::Range&) {
+    if (point != WindowPoint::kBeforeEnd || !armed.exchange(false)) return;
+    window_open.store(true);
+    (void)WaitUntil([&] { return reported.load() || run_done.load(); });
+  };
+  RoundsDevice device(1);
+  device.on_written = [&](uint64_t) { reported.store(true); };
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Machine> m, MakeMachine(config, &device));
+  ASSERT_OK_AND_ASSIGN(
+      const PageRange tables,
+      m->host().PagesOf(Gpa{MMV_PAGE_TABLE_GPA},
+                        ByteSize{MMV_PAGE_TABLE_END_GPA - MMV_PAGE_TABLE_GPA}));
+  armed.store(true);
+  absl::StatusOr<ReclaimResult> reclaimed = absl::UnknownError("not run");
+  std::thread reclaim([&] { reclaimed = Reclaim(m->host(), tables); });
+  const bool opened = WaitUntil([&] { return window_open.load(); });
+  RunResult r;
+  if (opened) r = m->Run();
+  run_done.store(true);
+  reclaim.join();
+  ASSERT_TRUE(opened) << "the reclaim window did not reach its end within " << kTestWaitLimit;
+  ASSERT_THAT(reclaimed.status(), IsOk());
+  EXPECT_GE(reclaimed->reclaimed, 1u);  // the tables were saved and discarded under it
+  ExpectCleanRun(r, device, 1);
 }
 
 class ProtectedWriteObserver : public MachineObserver {
