@@ -17,7 +17,9 @@ namespace mmuvisor::vmm::cli {
 
 absl::StatusOr<std::vector<uint8_t>> ReadImageFile(absl::string_view path, uint64_t max_bytes) {
   const std::string p(path);
-  int raw = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO (or a tty) for reading would otherwise wait for a writer
+  // before the regular-file check below could refuse it. A regular file's reads ignore it.
+  int raw = ::open(p.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (raw < 0) {
     const int err = errno;
     return absl::Status(ErrnoToCode(err),

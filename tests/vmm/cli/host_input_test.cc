@@ -2,10 +2,13 @@
 // the human messages for each open() errno, and guest image files (missing, empty,
 // oversized, not regular, built-in names).
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
+#include <future>
 #include <string>
 
 #include "gmock/gmock.h"
@@ -90,6 +93,30 @@ TEST(ResolveGuestTest, MissingDirectoryAndUnknownName) {
   EXPECT_THAT(cli::ResolveGuest("no-such-guest"),
               StatusIs(absl::StatusCode::kNotFound,
                        HasSubstr("unknown guest 'no-such-guest': not a built-in guest (")));
+}
+
+// A FIFO is refused as not a regular file, at once: opening it for reading must not wait
+// for a writer first. Bounded: if the call is still waiting after 10 s, the test opens the
+// FIFO for writing itself (which lets the open return) and fails.
+TEST(ResolveGuestTest, AFifoIsRefusedWithoutWaitingForAWriter) {
+  char dir_template[] = "/tmp/mmuvisor-fifo-XXXXXX";
+  ASSERT_NE(mkdtemp(dir_template), nullptr) << ErrnoText(errno);
+  const std::string dir = dir_template;
+  const std::string fifo = dir + "/guest";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0) << ErrnoText(errno);
+  std::future<absl::StatusOr<cli::GuestSource>> resolved =
+      std::async(std::launch::async, [&] { return cli::ResolveGuest(fifo); });
+  const bool returned = resolved.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+  if (!returned) {
+    const int unblock = open(fifo.c_str(), O_WRONLY | O_NONBLOCK);
+    if (unblock >= 0) close(unblock);
+  }
+  const absl::StatusOr<cli::GuestSource> result = resolved.get();
+  unlink(fifo.c_str());
+  rmdir(dir.c_str());
+  EXPECT_TRUE(returned) << "ResolveGuest waited for a writer on a FIFO";
+  EXPECT_THAT(result, StatusIs(absl::StatusCode::kInvalidArgument,
+                               HasSubstr(fifo + ": ELF image: not a regular file")));
 }
 
 TEST(ResolveGuestTest, BuiltinNamesResolveToEmbeddedElf) {
