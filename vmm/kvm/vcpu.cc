@@ -13,6 +13,10 @@
 namespace mmuvisor::vmm {
 
 absl::Status KvmVcpu::Run() {
+  // KVM writes exit_reason on every exit it reports, but an error return may leave it as it
+  // was (api.rst: outside EFAULT/EHWPOISON's memory-fault exit it is stale). Cleared here,
+  // a reason read after a failed KVM_RUN is never the previous exit's.
+  run()->exit_reason = KVM_EXIT_UNKNOWN;
   if (::ioctl(fd_.get(), KVM_RUN, 0) < 0) {
     return ErrnoToStatus(errno, absl::StrCat("KVM_RUN vcpu=", id_));
   }

@@ -185,9 +185,11 @@ VcpuStop VcpuRunner::RunLoop() {
 std::optional<VcpuStop> VcpuRunner::OnRunError(const absl::Status& st, WindowToken entry) {
   kvm_run* run = vcpu_->run();
   const uint32_t id = static_cast<uint32_t>(vcpu_->id());
-  const bool memory_fault_exit = run->exit_reason == kvm_abi::kExitMemoryFault;
   // KVM_RUN's EFAULT is the only errno ErrnoToStatus maps to OutOfRange.
   const bool efault = absl::IsOutOfRange(st);
+  // KVM_EXIT_MEMORY_FAULT is valid only with EFAULT (api.rst; EHWPOISON too, which is left
+  // to the host-error path): with any other errno exit_reason means nothing.
+  const bool memory_fault_exit = efault && run->exit_reason == kvm_abi::kExitMemoryFault;
   if (faults_ != nullptr && (memory_fault_exit || efault)) {
     GuestFault fault;
     fault.entry = entry;

@@ -46,6 +46,11 @@ TEST(GuestConsoleTest, SerialLinesFromConcurrentVcpusStayWhole) {
 
 #include "notifier/base/mutex.h"
 #include "notifier/base/host_mapping.h"
+#include <linux/kvm.h>
+
+#include <cstring>
+
+#include "vmm/kvm/kvm_constants.h"
 #include "vmm/kvm/vcpu.h"
 #include "vmm/vcpu/vcpu_runner.h"
 
@@ -90,6 +95,24 @@ TEST(VcpuRunnerTest, FailingKvmRunStopsWithAHostErrorNamingTheIoctl) {
   EXPECT_EQ(runner.stop().detail, "KVM_RUN vcpu=3: Inappropriate ioctl for device");
   EXPECT_THAT(log.stops(), ::testing::ElementsAre(std::pair{3u, StopKind::kHostError}));
   runner.Kick();  // after Join: harmless, no signal to a joined thread
+}
+
+// A memory-fault exit reason left in kvm_run by an earlier exit is not taken for the
+// reason of a KVM_RUN that failed otherwise (here ENOTTY): the stop is the host error, and
+// Run() cleared the reason before the ioctl.
+TEST(VcpuRunnerTest, AStaleMemoryFaultReasonIsNotReadIntoAnotherError) {
+  KvmVcpu vcpu = FakeVcpu(3);
+  vcpu.run()->exit_reason = kvm_abi::kExitMemoryFault;
+  const uint64_t stale[3] = {0, 0x200000, 0x1000};  // flags, gpa, size
+  std::memcpy(vcpu.run()->padding, stale, sizeof(stale));
+  PortIoBus bus;
+  ExitHandler handler(&bus);
+  VcpuRunner runner(&vcpu, 4096, &handler, [](uint32_t, const VcpuStop&) {});
+  runner.Start();
+  runner.Join();
+  EXPECT_EQ(runner.stop().kind, StopKind::kHostError);
+  EXPECT_EQ(runner.stop().detail, "KVM_RUN vcpu=3: Inappropriate ioctl for device");
+  EXPECT_EQ(vcpu.run()->exit_reason, static_cast<uint32_t>(KVM_EXIT_UNKNOWN));
 }
 
 TEST(VcpuRunnerTest, KickBeforeStartStopsWithoutEnteringTheGuest) {
