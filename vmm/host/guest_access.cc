@@ -33,17 +33,23 @@ absl::Status HostAddressSpace::CopyPage(uint64_t page, uint8_t* hva, uint8_t* bu
         return absl::FailedPreconditionError("guest memory access: torn down");
       }
       MMUVISOR_RETURN_IF_ERROR(PageServerFailure());
-      const PageProtection prot = protection(page);
-      if (prot == PageProtection::kNone || (write && prot != PageProtection::kReadWrite)) {
-        return absl::PermissionDeniedError(absl::StrFormat(
-            "host %s of page %d: protected %s", write ? "write" : "read", page,
-            PageProtectionName(prot)));
-      }
-      // One section of the host copies' drain (HostCopies), across the check and the copy:
+      if (options_.test_before_host_copy) options_.test_before_host_copy(page);
+      // One section of the host copies' drain (HostCopies), across the checks and the copy:
       // a window that starts now waits for it before it changes the page; one that
       // started before holds the page in windows_, which the check sees.
       mmu::InflightDrain::Section section(host_copies_->drain());
       if (!windows_.IsLocked(page)) {
+        // The protection is read here, inside the section and after the page was seen
+        // unlocked, never before: a Protect that starts later waits for the section, one
+        // that finished stored it before it unlocked the page (IsLocked took that lock
+        // after). Read before the section, a Protect run in between went unseen and the
+        // copy below faulted on the page it had just protected (SIGSEGV).
+        const PageProtection prot = protection(page);
+        if (prot == PageProtection::kNone || (write && prot != PageProtection::kReadWrite)) {
+          return absl::PermissionDeniedError(absl::StrFormat(
+              "host %s of page %d: protected %s", write ? "write" : "read", page,
+              PageProtectionName(prot)));
+        }
         if (write) {
           // In the section: no window can save this page between the note and the copy.
           NoteHostWrite(PageRange{page, 1});

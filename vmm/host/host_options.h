@@ -78,6 +78,9 @@ struct HostAddressSpaceOptions {
   // on anonymous RAM two full passes: bench_host_reclaim).
   bool write_protect_windows = true;
   WindowHook window_hook;  // tests only
+  // Tests only: called by ReadGuest/WriteGuest for each page just before its copy's checks
+  // (protection, open windows), on the copying thread. May run host operations.
+  std::function<void(uint64_t page)> test_before_host_copy;
 };
 
 // Statistics: relaxed counters, exact once quiescent.

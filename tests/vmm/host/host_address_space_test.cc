@@ -12,8 +12,10 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/time/clock.h"
@@ -336,6 +338,41 @@ TEST(HostAddressSpaceTest, FailingStoreLosesNothingAndEveryWindowEnds) {
   EXPECT_EQ(dma->mmu().in_progress(), 0);
   EXPECT_EQ(space->hub().pairing_summary().open, 0);
   EXPECT_EQ(space->hub().pairing_summary().violations, 0u);
+}
+
+// A Protect that runs between a host copy's start and its checks (forced: it runs from the
+// copy's own hook, before the copy's drain section) is seen by the checks: the write is
+// refused with PermissionDenied, and the read of a page protected to nothing too, instead of
+// a copy into the page just protected (which faulted: SIGSEGV).
+TEST(HostAddressSpaceTest, AProtectJustBeforeAHostCopyIsSeenByIt) {
+  HostAddressSpaceOptions o = SmallOptions();
+  HostAddressSpace* self = nullptr;
+  std::optional<PageProtection> protect_to;
+  absl::Status protected_status = absl::UnknownError("not run");
+  o.test_before_host_copy = [&](uint64_t page) {
+    if (self == nullptr || !protect_to.has_value()) return;
+    protected_status = Protect(*self, PageRange{page, 1}, *std::exchange(protect_to, {}));
+  };
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<HostAddressSpace> space,
+                       HostAddressSpace::Create(std::move(o)));
+  FillAll(*space, 5);
+  self = space.get();
+  std::vector<uint8_t> buf(16, 0xab);
+  protect_to = PageProtection::kReadOnly;
+  EXPECT_THAT(space->WriteGuest(Gpa{3 * kPageSize}, absl::MakeSpan(buf)),
+              StatusIs(absl::StatusCode::kPermissionDenied, ::testing::HasSubstr("page 3: protected")));
+  ASSERT_THAT(protected_status, IsOk());
+  EXPECT_THAT(space->ReadGuest(Gpa{3 * kPageSize}, absl::MakeSpan(buf)), IsOk());
+  protect_to = PageProtection::kNone;
+  EXPECT_THAT(space->ReadGuest(Gpa{5 * kPageSize}, absl::MakeSpan(buf)),
+              StatusIs(absl::StatusCode::kPermissionDenied, ::testing::HasSubstr("page 5: protected")));
+  ASSERT_THAT(protected_status, IsOk());
+  self = nullptr;
+  ASSERT_THAT(Protect(*space, PageRange{3, 1}, PageProtection::kReadWrite), IsOk());
+  ASSERT_THAT(Protect(*space, PageRange{5, 1}, PageProtection::kReadWrite), IsOk());
+  for (uint64_t p = 0; p < kPages; ++p) {
+    ASSERT_EQ(FirstMismatch(space->PagePointer(p), p, 5), -1) << "page " << p;
+  }
 }
 
 TEST(HostAddressSpaceTest, ProtectedPagesRefuseWritesUntilUnprotected) {
