@@ -1,5 +1,7 @@
 #include "vmm/machine/guest_console.h"
 
+#include <algorithm>
+
 namespace mmuvisor::vmm {
 
 void GuestConsole::SerialByte(uint32_t vcpu, uint8_t byte) {
@@ -8,6 +10,10 @@ void GuestConsole::SerialByte(uint32_t vcpu, uint8_t byte) {
   std::string& line = partial_[vcpu];
   line.push_back(static_cast<char>(byte));
   if (byte == '\n') {
+    EmitLocked(line);
+    line.clear();
+  } else if (line.size() >= kMaxLineBytes) {  // a guest that never ends its line
+    line.push_back('\n');
     EmitLocked(line);
     line.clear();
   }
@@ -37,8 +43,15 @@ std::string GuestConsole::transcript() const {
   return transcript_;
 }
 
+uint64_t GuestConsole::transcript_dropped() const {
+  MutexLock lock(&mu_);
+  return transcript_dropped_;
+}
+
 void GuestConsole::EmitLocked(absl::string_view line) {
-  transcript_.append(line.data(), line.size());
+  const size_t kept = std::min(line.size(), kTranscriptLimit - transcript_.size());
+  transcript_.append(line.data(), kept);
+  transcript_dropped_ += line.size() - kept;
   if (echo_ != nullptr) {
     std::fwrite(line.data(), 1, line.size(), echo_);
     std::fflush(echo_);

@@ -35,6 +35,24 @@ TEST(GuestConsoleTest, SerialLinesFromConcurrentVcpusStayWhole) {
   EXPECT_EQ(lines[201], "x");
 }
 
+// Whatever a guest prints, the console's memory stays bounded: the transcript keeps the
+// first kTranscriptLimit bytes and counts the rest; a serial line without a newline is cut
+// into lines of kMaxLineBytes.
+TEST(GuestConsoleTest, ChattyGuestsCannotGrowTheTranscriptWithoutBound) {
+  GuestConsole console(nullptr);
+  const std::string long_line(1000, 'p');
+  const size_t prints = GuestConsole::kTranscriptLimit / 1001 + 100;
+  for (size_t i = 0; i < prints; ++i) console.PrintLine(0, long_line);
+  EXPECT_EQ(console.transcript().size(), GuestConsole::kTranscriptLimit);
+  EXPECT_EQ(console.transcript_dropped(), prints * 1001 - GuestConsole::kTranscriptLimit);
+
+  GuestConsole serial(nullptr);
+  for (size_t i = 0; i < 3 * GuestConsole::kMaxLineBytes; ++i) serial.SerialByte(1, 's');
+  std::vector<std::string> lines = absl::StrSplit(serial.transcript(), '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 3u);
+  for (const std::string& l : lines) EXPECT_EQ(l.size(), GuestConsole::kMaxLineBytes);
+}
+
 }  // namespace
 }  // namespace mmuvisor::vmm
 
