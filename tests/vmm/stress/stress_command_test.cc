@@ -46,15 +46,23 @@ std::vector<std::string> With(std::vector<std::string> extra) {
   return args;
 }
 
+// For runs that must pass: one round per vCPU, bounded by 20 s. (With kShort's 1 s a
+// loaded machine could end the run before a round finished: a vacuous run, FAIL.)
+std::vector<std::string> Passing(std::vector<std::string> extra) {
+  std::vector<std::string> args = {"--mem", "6M", "--rounds", "1", "--duration", "20s"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
 TEST(StressCommandTest, HostThreadRunPrintsProgressAndAPassingReport) {
-  const Captured c = RunCli(With({"--mode", "host-threads"}));
+  const Captured c = RunCli(Passing({"--mode", "host-threads"}));
   EXPECT_EQ(c.code, kStressExitPass) << c.out << c.err;
   EXPECT_THAT(c.out, HasSubstr("verdict: PASS"));
   EXPECT_THAT(c.out, HasSubstr("] verified "));  // a plain progress line (not a tty)
 }
 
 TEST(StressCommandTest, AutoFallsBackToHostThreadsAndSaysWhy) {
-  const Captured c = RunCli(With({"--kvm", "/nonexistent/kvm"}));
+  const Captured c = RunCli(Passing({"--kvm", "/nonexistent/kvm"}));
   EXPECT_EQ(c.code, kStressExitPass) << c.out << c.err;
   EXPECT_THAT(c.out, HasSubstr("KVM run not possible here (needs /nonexistent/kvm"));
   EXPECT_THAT(c.out, HasSubstr("verdict: PASS"));
@@ -128,7 +136,7 @@ TEST(StressCommandTest, ARunThatCannotStartLeavesTheReportFilesAsTheyWere) {
   EXPECT_EQ(contents(trace), "<missing>");
   EXPECT_EQ(contents(old), "an earlier report");
 
-  const Captured ran = RunCli(With({"--mode", "host-threads", "--json", old}));
+  const Captured ran = RunCli(Passing({"--mode", "host-threads", "--json", old}));
   EXPECT_EQ(ran.code, kStressExitPass) << ran.out << ran.err;
   EXPECT_THAT(contents(old), HasSubstr("\"verdict\""));
   std::remove(old.c_str());
