@@ -533,12 +533,15 @@ TEST_P(PageServerTest, AZeroFillHeldAcrossAReclaimNeverWipesTheSavedPage) {
       }
     };
     std::thread first(reader);
+    bool was_held = false;
     {
       std::unique_lock<std::mutex> lock(mu);
-      ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return held; }));
+      was_held = cv.wait_for(lock, std::chrono::seconds(10), [&] { return held; });
     }
     std::thread second(reader);  // served by the other handler, which wakes both
-    const bool both_read = Eventually([&] { return zero_reads.load() == 2; });
+    // (No ASSERT while the readers are joinable: a failure shuts the server down below,
+    // which ends their reads, and is reported after the joins.)
+    const bool both_read = was_held && Eventually([&] { return zero_reads.load() == 2; });
     // The guest writes the page; a reclaim window saves it and discards it.
     std::atomic<bool> reclaimed{false};
     std::thread reclaim;
@@ -560,6 +563,7 @@ TEST_P(PageServerTest, AZeroFillHeldAcrossAReclaimNeverWipesTheSavedPage) {
     first.join();
     second.join();
     if (reclaim.joinable()) reclaim.join();
+    ASSERT_TRUE(was_held) << "the first zero-fill of page 0 never reached the hook";
     ASSERT_TRUE(both_read);
     ASSERT_TRUE(reclaim_done);
     std::vector<uint8_t> got;
