@@ -12,15 +12,11 @@
 #include "spdlog/spdlog.h"
 #include "vmm/kvm/flavour.h"
 #include "vmm/machine/exception_stubs.h"
+#include "vmm/machine/real_mode_helpers.h"
 #include "notifier/base/status_macros.h"
 
 namespace mmuvisor::vmm {
 namespace {
-
-// KVM_SET_TSS_ADDR: three pages KVM may use for the real-mode TSS on Intel hosts without
-// unrestricted guest; the address Firecracker and QEMU use, just below the 4 GiB BIOS
-// area. It must not overlap a memslot, so it is only set when RAM ends below it.
-constexpr uint64_t kTssAddr = 0xfffbd000;
 
 constexpr absl::string_view kErrorClassUrl = "mmuvisor/error-class";
 
@@ -238,11 +234,15 @@ absl::Status Machine::CreateVm() {
   }
   MMUVISOR_ASSIGN_OR_RETURN(KvmVm vm, system_->CreateVm());
   vm_.emplace(std::move(vm));
-  if (config_.ram_size.value <= kTssAddr) {
-    // Best effort: SVM and VMX with unrestricted guest never use it, and some KVM
-    // implementations (e.g. kvm-pvm) may not implement it; real-mode guests on hosts that
-    // need it then fail at KVM_RUN with a reported error rather than here.
-    (void)vm_->SetTssAddr(kTssAddr);
+  // Best effort: SVM and VMX with unrestricted guest never use them, and some KVM
+  // implementations (e.g. kvm-pvm) may not implement them; real-mode guests on hosts that
+  // need them then fail at KVM_RUN with a reported error rather than here.
+  if (const std::optional<uint64_t> helpers =
+          RealModeHelperGpa(config_.ram_size.value, IdentityWindows(config_))) {
+    if (*helpers != kDefaultIdentityMapGpa) (void)vm_->SetIdentityMapAddr(*helpers);
+    (void)vm_->SetTssAddr(*helpers + 4096);
+  } else {
+    spdlog::debug("no free 16 KiB below 4 GiB for KVM's real-mode TSS and identity map");
   }
   // The ring must be enabled before the first vCPU is created (KVM: EINVAL after).
   return ChooseDirtyLogSource();
