@@ -31,17 +31,19 @@ absl::Status MapProtection(const HostAddressSpace& space, PageRange range, int p
 }
 
 // Back to the owner's protection for every page of the range, one mprotect per run of
-// pages with the same protection.
+// pages with the same protection. A run that fails does not stop the others: the first
+// error is returned once every run was tried.
 absl::Status RestoreProtection(const HostAddressSpace& space, PageRange range) {
+  absl::Status first_error;
   uint64_t p = range.first;
   while (p < range.end()) {
     const PageProtection prot = space.protection(p);
     uint64_t q = p;
     while (q < range.end() && space.protection(q) == prot) ++q;
-    MMUVISOR_RETURN_IF_ERROR(MapProtection(space, PageRange{p, q - p}, ProtFlags(prot)));
+    first_error.Update(MapProtection(space, PageRange{p, q - p}, ProtFlags(prot)));
     p = q;
   }
-  return absl::OkStatus();
+  return first_error;
 }
 
 // Unlocks a range of a PageRangeLock on scope exit unless released.
@@ -185,7 +187,15 @@ absl::Status HostWindow::MapReadOnly() {
 }
 
 absl::Status HostWindow::SetProtection(PageProtection prot) {
-  MMUVISOR_RETURN_IF_ERROR(MapProtection(*space_, range_, ProtFlags(prot)));
+  if (absl::Status mapped = MapProtection(*space_, range_, ProtFlags(prot)); !mapped.ok()) {
+    // mprotect may have changed a prefix of the range before it failed (a hole in the
+    // range, ENOMEM splitting a VMA past vm.max_map_count). Nothing is recorded, so Close
+    // maps the range back to the recorded protection: the mapping never disagrees with
+    // the record (a page read-only in the kernel but read-write in the record would make
+    // every guest write to it a fault the VMM calls a retry, forever).
+    restore_protection_ = true;
+    return mapped;
+  }
   for (uint64_t p = range_.first; p < range_.end(); ++p) {
     space_->user_prot(p).store(static_cast<uint8_t>(prot), std::memory_order_relaxed);
   }

@@ -109,6 +109,7 @@ class HostWindow {
   // The range read-only (mprotect); Close maps it back to what the owner asked.
   absl::Status MapReadOnly();
   // mprotect to `prot` and record it as the owner's protection of every page (Protect).
+  // On failure nothing is recorded and Close maps back any part mprotect changed.
   absl::Status SetProtection(PageProtection prot);
 
   // The space's statistics and OOM options, for the operations (also outside a window).

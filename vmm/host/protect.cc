@@ -12,7 +12,9 @@ absl::Status Protect(HostAddressSpace& space, PageRange range, PageProtection pr
                             HostWindow::Open(space, range, notifier::Event::kProtectionVma,
                                              WindowMode::kBlockable, "Protect"));
   const absl::Status status = window.SetProtection(prot);
-  (void)window.Close();  // no protection to restore: SetProtection recorded it
+  // On success SetProtection recorded the new protection and Close restores nothing; on
+  // failure Close maps back whatever part of the range mprotect changed.
+  (void)window.Close();
   if (!status.ok()) return status;
   HostCounters::Add(HostWindow::CountersOf(space).protects, 1);
   return absl::OkStatus();

@@ -3,6 +3,7 @@
 #include "vmm/host/host_address_space.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -403,6 +404,34 @@ TEST(HostAddressSpaceTest, ProtectedPagesRefuseWritesUntilUnprotected) {
   EXPECT_THAT(dma->Write(Gpa{3 * kPageSize}, absl::MakeSpan(buf)), IsOk());
   close(zero);
   EXPECT_EQ(space->stats().protects, 2u);
+}
+
+// mprotect stops at the first hole in its range with ENOMEM after changing the pages
+// before it (as it does when splitting a VMA fails past vm.max_map_count). A failed
+// Protect must leave those pages as recorded, not read-only under a read-write record,
+// where every guest write would be a fault the VMM retries forever.
+TEST(HostAddressSpaceTest, AProtectThatFailsHalfwayLeavesNoPageChanged) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<HostAddressSpace> space,
+                       HostAddressSpace::Create(SmallOptions()));
+  FillAll(*space, 2);
+  ASSERT_EQ(munmap(space->PagePointer(4), kPageSize), 0);  // the hole
+  EXPECT_THAT(Protect(*space, PageRange{2, 4}, PageProtection::kReadOnly),
+              StatusIs(absl::StatusCode::kResourceExhausted, ::testing::HasSubstr("mprotect")));
+  const int zero = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(zero, 0);
+  for (uint64_t p : {2, 3}) {
+    EXPECT_EQ(space->protection(p), PageProtection::kReadWrite) << p;
+    // A store through the kernel, as KVM_RUN would make it: allowed, as recorded.
+    EXPECT_EQ(read(zero, space->PagePointer(p), 64), 64) << "page " << p << ": " << errno;
+    EXPECT_EQ(ClassifyGuestFault(*space, Gpa{p * kPageSize}, /*write=*/true).kind,
+              GuestFaultKind::kRetry);
+  }
+  close(zero);
+  EXPECT_EQ(space->stats().protects, 0u);
+  // Give the hole a page again so that teardown meets the mapping it made.
+  ASSERT_NE(mmap(space->PagePointer(4), kPageSize, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0),
+            MAP_FAILED);
 }
 
 TEST(HostAddressSpaceTest, ResolveRejectsAddressesOutsideGuestRam) {
