@@ -1,11 +1,7 @@
-/* Serial console output on COM1 (THR at MMV_PORT_SERIAL). */
+/* Serial console output on COM1 (THR at MMV_PORT_SERIAL); mmv_serial_write is in ucall.c. */
 #include "mmuvisor/guest_runtime.h"
 
 void mmv_serial_putc(char c) { mmv_outb(MMV_PORT_SERIAL, (uint8_t)c); }
-
-void mmv_serial_write(const char* s, size_t len) {
-  for (size_t i = 0; i < len; ++i) mmv_serial_putc(s[i]);
-}
 
 void mmv_serial_printf(const char* fmt, ...) {
   char buf[256];

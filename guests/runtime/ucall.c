@@ -33,6 +33,21 @@ static void send(struct mmv_ucall* uc, uint32_t cmd) {
   mmv_outl(MMV_PORT_UCALL, (uint32_t)(uintptr_t)uc);
 }
 
+/* Up to MMV_UCALL_TEXT_MAX bytes per exit: on a shadow-paging host every exit from ring 3
+ * is a world switch (~40-60 us on kvm_pvm), one OUT per byte made a line cost milliseconds. */
+void mmv_serial_write(const char* s, size_t len) {
+  struct mmv_ucall* uc = this_ucall();
+  while (len > 0) {
+    const size_t n = len < MMV_UCALL_TEXT_MAX ? len : MMV_UCALL_TEXT_MAX;
+    for (size_t i = 0; i < n; ++i) uc->text[i] = s[i];
+    for (int i = 0; i < 6; ++i) uc->args[i] = 0;
+    uc->args[0] = n;
+    send(uc, MMV_UCALL_SERIAL);
+    s += n;
+    len -= n;
+  }
+}
+
 void mmv_ucall(uint32_t cmd, const uint64_t args[6], const char* text) {
   struct mmv_ucall* uc = this_ucall();
   for (int i = 0; i < 6; ++i) uc->args[i] = args ? args[i] : 0;

@@ -105,6 +105,12 @@ class CheckingHandler : public UcallHandler {
     const mmv_ucall& c = Decoded(MMV_UCALL_REPORT);
     if (kind != c.args[0] || values.size() != 5 || values[0] != c.args[1]) Fail("REPORT args");
   }
+  void OnSerial(uint32_t, absl::string_view bytes) override {
+    const mmv_ucall& c = Decoded(MMV_UCALL_SERIAL);
+    if (c.args[0] > MMV_UCALL_TEXT_MAX || bytes != absl::string_view(c.text, c.args[0])) {
+      Fail("SERIAL bytes differ from the copied block's counted text");
+    }
+  }
   void OnProtocolError(uint32_t, absl::string_view what) override {
     ++calls;
     expect_stop = true;

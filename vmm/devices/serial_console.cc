@@ -34,6 +34,11 @@ IoAction SerialConsole::Write(uint32_t vcpu, uint16_t offset, absl::Span<const u
   return IoAction::kContinue;
 }
 
+void SerialConsole::WriteBytes(uint32_t vcpu, absl::string_view bytes) {
+  MutexLock lock(&mu_);
+  for (char c : bytes) sink_->SerialByte(vcpu, static_cast<uint8_t>(c));
+}
+
 void SerialConsole::Read(uint32_t /*vcpu*/, uint16_t offset, absl::Span<uint8_t> data) {
   if (data.empty()) return;
   std::memset(data.data(), 0, data.size());

@@ -15,6 +15,7 @@
 #include <cstdint>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/string_view.h"
 #include "notifier/base/mutex.h"
 #include "vmm/devices/port_io_bus.h"
 
@@ -37,6 +38,9 @@ class SerialConsole : public PortIoDevice {
       ABSL_LOCKS_EXCLUDED(mu_);
   void Read(uint32_t vcpu, uint16_t offset, absl::Span<uint8_t> data) override
       ABSL_LOCKS_EXCLUDED(mu_);
+  // The ucall SERIAL path: `bytes` to the sink in order, in one hold of the lock (so
+  // another vCPU's bytes never land among them), whatever the divisor latch says.
+  void WriteBytes(uint32_t vcpu, absl::string_view bytes) ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   bool dlab() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return (regs_[3] & 0x80) != 0; }

@@ -22,6 +22,8 @@ absl::string_view UcallCommandName(uint32_t cmd) {
       return "BALLOON";
     case MMV_UCALL_REPORT:
       return "REPORT";
+    case MMV_UCALL_SERIAL:
+      return "SERIAL";
   }
   return "UNKNOWN";
 }
@@ -31,12 +33,22 @@ absl::StatusOr<Ucall> DecodeUcall(const mmv_ucall& block) {
     return absl::InvalidArgumentError(
         absl::StrFormat("bad magic %#x (expected %#x)", block.magic, MMV_UCALL_MAGIC));
   }
-  if (block.cmd < MMV_UCALL_PRINT || block.cmd > MMV_UCALL_REPORT) {
+  if (block.cmd < MMV_UCALL_PRINT || block.cmd > MMV_UCALL_SERIAL) {
     return absl::InvalidArgumentError(absl::StrFormat("unknown command %u", block.cmd));
   }
   Ucall call;
   call.cmd = static_cast<mmv_ucall_cmd>(block.cmd);
   for (size_t i = 0; i < call.args.size(); ++i) call.args[i] = block.args[i];
+  if (call.cmd == MMV_UCALL_SERIAL) {
+    // Counted bytes, NULs included.
+    if (call.args[0] > MMV_UCALL_TEXT_MAX) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "SERIAL of %u bytes (at most %u fit the text field)", call.args[0],
+          MMV_UCALL_TEXT_MAX));
+    }
+    call.text.assign(block.text, call.args[0]);
+    return call;
+  }
   // Never read past the end of the text field, terminated or not.
   call.text.assign(block.text, strnlen(block.text, MMV_UCALL_TEXT_MAX));
   return call;
@@ -135,6 +147,9 @@ IoAction UcallDevice::Dispatch(uint32_t vcpu, const Ucall& call) {
     }
     case MMV_UCALL_REPORT:
       handler_->OnReport(vcpu, args[0], args.subspan(1));
+      return IoAction::kContinue;
+    case MMV_UCALL_SERIAL:
+      handler_->OnSerial(vcpu, call.text);
       return IoAction::kContinue;
   }
   return IoAction::kContinue;  // unreachable: DecodeUcall rejects unknown commands

@@ -7,9 +7,10 @@
 // Validation (any failure -> UcallHandler::OnProtocolError and the vCPU stops):
 //   the OUT is 4 bytes wide; the block lies wholly inside guest RAM and is 8-byte aligned;
 //   magic == MMV_UCALL_MAGIC; cmd is known; text is read only up to MMV_UCALL_TEXT_MAX
-//   (an unterminated text is cut there); a BALLOON range is page aligned, non-empty and
+//   (an unterminated text is cut there); a SERIAL count is at most MMV_UCALL_TEXT_MAX (its
+//   bytes are counted, not terminated); a BALLOON range is page aligned, non-empty and
 //   inside guest RAM.
-// PRINT, SYNC, BALLOON and REPORT continue the vCPU; DONE and ASSERT stop it.
+// PRINT, SYNC, BALLOON, REPORT and SERIAL continue the vCPU; DONE and ASSERT stop it.
 // Reads of the port return 0.
 // Thread-safety: stateless apart from the handler; the handler is called on the vCPU's own
 // thread and must synchronise itself (several vCPUs call it at once).
@@ -49,7 +50,8 @@ struct Ucall {
 
 absl::string_view UcallCommandName(uint32_t cmd);
 
-// Decodes a copied block. Errors (InvalidArgument): bad magic, unknown cmd.
+// Decodes a copied block. Errors (InvalidArgument): bad magic, unknown cmd, a SERIAL count
+// past the text field.
 absl::StatusOr<Ucall> DecodeUcall(const mmv_ucall& block);
 GuestAssertion ParseGuestAssertion(const Ucall& call);
 
@@ -64,6 +66,8 @@ class UcallHandler {
   // [gpa, gpa + len) is validated (page aligned, inside RAM). Later issues discard it.
   virtual void OnBalloon(uint32_t vcpu, Gpa gpa, ByteSize len) = 0;
   virtual void OnReport(uint32_t vcpu, uint64_t kind, absl::Span<const uint64_t> values) = 0;
+  // SERIAL: bytes for the serial console, in order (at most MMV_UCALL_TEXT_MAX).
+  virtual void OnSerial(uint32_t vcpu, absl::string_view bytes) = 0;
   // A malformed call: the message names the vCPU-visible cause (address, magic, cmd).
   virtual void OnProtocolError(uint32_t vcpu, absl::string_view what) = 0;
 };

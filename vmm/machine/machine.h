@@ -291,6 +291,7 @@ class Machine : private UcallHandler, private GuestFaultHandler {
   void OnDone(uint32_t vcpu, uint64_t exit_code) override;
   void OnBalloon(uint32_t vcpu, Gpa gpa, ByteSize len) override;
   void OnReport(uint32_t vcpu, uint64_t kind, absl::Span<const uint64_t> values) override;
+  void OnSerial(uint32_t vcpu, absl::string_view bytes) override;
   void OnProtocolError(uint32_t vcpu, absl::string_view what) override;
 
   // GuestFaultHandler (vCPU threads; machine_faults.cc).

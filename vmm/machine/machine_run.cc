@@ -150,6 +150,11 @@ void Machine::OnPrint(uint32_t vcpu, absl::string_view text) {
   console_.PrintLine(vcpu, text);
 }
 
+void Machine::OnSerial(uint32_t vcpu, absl::string_view bytes) {
+  MarkUcall();
+  serial_.WriteBytes(vcpu, bytes);
+}
+
 void Machine::OnSync(uint32_t vcpu, uint64_t stage, absl::Span<const uint64_t> values) {
   MarkUcall();
   if (config_.observer != nullptr) config_.observer->OnSync(vcpu, stage, values);

@@ -73,8 +73,10 @@ __attribute__((noreturn)) void mmv_assert_fail(const char* file, int line, const
     if (mmv_a_ != mmv_b_) mmv_assert_fail(__FILE__, __LINE__, #a " == " #b, mmv_a_, mmv_b_); \
   } while (0)
 
-/* Serial console (COM1, MMV_PORT_SERIAL). The VMM's UART is always ready to transmit, so
- * these write THR without polling LSR (one exit per byte instead of two). */
+/* Serial console (COM1, MMV_PORT_SERIAL). mmv_serial_putc writes THR (one exit per byte:
+ * the VMM's UART is always ready, so LSR is not polled). mmv_serial_write and
+ * mmv_serial_printf hand the bytes over with a ucall SERIAL instead, one exit per
+ * MMV_UCALL_TEXT_MAX bytes; the console receives them exactly as if written to THR. */
 void mmv_serial_putc(char c);
 void mmv_serial_write(const char* s, size_t len);
 void mmv_serial_printf(const char* fmt, ...) __attribute__((format(printf, 1, 2)));

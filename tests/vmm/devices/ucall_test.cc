@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -39,6 +40,9 @@ class RecordingHandler : public UcallHandler {
   }
   void OnReport(uint32_t vcpu, uint64_t kind, absl::Span<const uint64_t> values) override {
     events.push_back(absl::StrCat("report ", vcpu, " ", kind, " ", values.size()));
+  }
+  void OnSerial(uint32_t vcpu, absl::string_view bytes) override {
+    events.push_back(absl::StrCat("serial ", vcpu, " ", absl::CHexEscape(bytes)));
   }
   void OnProtocolError(uint32_t vcpu, absl::string_view what) override {
     events.push_back(absl::StrCat("error ", vcpu, " ", what));
@@ -87,10 +91,14 @@ TEST_F(UcallDeviceTest, RoutesEveryCommand) {
   EXPECT_EQ(Call(0, Block(MMV_UCALL_ASSERT, {42, 1, 2}, "guests/x.c:42: a == b")),
             IoAction::kStopVcpu);
   EXPECT_EQ(Call(2, Block(MMV_UCALL_DONE, {3})), IoAction::kStopVcpu);
+  // SERIAL bytes are counted, not terminated: a NUL inside is data, bytes past the count
+  // are not.
+  EXPECT_EQ(Call(1, Block(MMV_UCALL_SERIAL, {4}, std::string("h\0i\nXX", 6))),
+            IoAction::kContinue);
   EXPECT_THAT(handler_.events,
               ElementsAre("print 0 hello", "sync 1 7 5 8", "balloon 0 65536 8192",
                           "report 0 3 5", "assert 0 guests/x.c:42: a == b (values 0x1, 0x2)",
-                          "done 2 3"));
+                          "done 2 3", "serial 1 h\\x00i\\n"));
 }
 
 TEST_F(UcallDeviceTest, AcceptsAnyAlignedBlockInsideRam) {
@@ -139,6 +147,11 @@ TEST(DecodeUcallTest, ErrorsNameTheField) {
   mmv_ucall b = Block(0);
   EXPECT_THAT(DecodeUcall(b),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("unknown command 0")));
+  EXPECT_THAT(DecodeUcall(Block(MMV_UCALL_SERIAL, {MMV_UCALL_TEXT_MAX + 1})),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("SERIAL of 193 bytes (at most 192 fit the text field)")));
+  ASSERT_OK_AND_ASSIGN(Ucall full, DecodeUcall(Block(MMV_UCALL_SERIAL, {MMV_UCALL_TEXT_MAX})));
+  EXPECT_EQ(full.text.size(), MMV_UCALL_TEXT_MAX);
 }
 
 TEST(ParseGuestAssertionTest, SplitsFileLineExpression) {
