@@ -1,5 +1,5 @@
 // FaultHooks: test-only instrumentation of the fault paths (SecondaryMmu::Fault,
-// Mirror::Fault). Each hook runs on the faulting thread, with no MMU or mirror lock held,
+// Mirror::Fault) and of SecondaryMmu::SetLayout. Each hook runs on the faulting thread, with no MMU or mirror lock held,
 // at one window of the protocol, so a test can land an invalidation there
 // deterministically. `retry_checks` = false disables every staleness check (the lockless
 // pre-checks and the locked RetryGfn/ReadRetry): it exists only so a test can prove that
@@ -26,6 +26,9 @@ struct FaultHooks {
   std::function<void(Gfn gfn, int attempt)> before_install;
   // When an attempt was found stale, before the next attempt starts.
   std::function<void(Gfn gfn, int attempt)> on_retry;
+  // SecondaryMmu::SetLayout, on its thread, at the first moment an invalidation start can
+  // see the new layout (the invalidation lock released), before SetLayout returns.
+  std::function<void()> after_layout_visible;
   bool retry_checks = true;
 };
 

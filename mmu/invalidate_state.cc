@@ -21,8 +21,9 @@ void InvalidateState::Begin(const SharedMutex& mmu_lock) {
   const int64_t count = in_progress_.load(std::memory_order_relaxed) + 1;
   in_progress_.store(count, std::memory_order_relaxed);
   if (count == 1) {
-    range_start_.store(kNoRange, std::memory_order_relaxed);
-    range_end_.store(kNoRange, std::memory_order_relaxed);
+    // release: pairs with the acquire loads of the range in AccessRetry() (see there).
+    range_start_.store(kNoRange, std::memory_order_release);
+    range_end_.store(kNoRange, std::memory_order_release);
   }
   // Pairs with the acquire fence in RetryUnsafe()/AccessRetry(): a lockless accessor that
   // reads data the primary wrote after this start returned also sees in_progress > 0.
@@ -43,14 +44,15 @@ absl::Status InvalidateState::RangeAdd(const SharedMutex& mmu_lock, GfnRange ran
     return absl::FailedPreconditionError(absl::StrCat(
         "InvalidateState::RangeAdd [", range.start, ", ", range.end, "): empty range"));
   }
+  // release: pairs with the acquire loads of the range in AccessRetry() (see there).
   const Gfn start = range_start_.load(std::memory_order_relaxed);
   if (start == kNoRange) {
-    range_start_.store(range.start, std::memory_order_relaxed);
-    range_end_.store(range.end, std::memory_order_relaxed);
+    range_start_.store(range.start, std::memory_order_release);
+    range_end_.store(range.end, std::memory_order_release);
   } else {
-    if (range.start < start) range_start_.store(range.start, std::memory_order_relaxed);
+    if (range.start < start) range_start_.store(range.start, std::memory_order_release);
     if (range.end > range_end_.load(std::memory_order_relaxed)) {
-      range_end_.store(range.end, std::memory_order_relaxed);
+      range_end_.store(range.end, std::memory_order_release);
     }
   }
   // Pairs with the acquire fence in RetryUnsafe()/AccessRetry() (see Begin()).
@@ -128,12 +130,17 @@ bool InvalidateState::RetryUnsafe(uint64_t snapshot) const {
 }
 
 bool InvalidateState::AccessRetry(uint64_t snapshot, Gfn gfn) const {
-  // Same pairings as RetryUnsafe().
+  // Same pairings as RetryUnsafe(), and one more for the range. The count we read may be
+  // a later window's (W2) while the copy we validate was changed under an earlier one
+  // (W1, covering gfn, since ended). A range bound of W2 that does not cover gfn must then
+  // not be trusted next to a seq read before W1's end: acquire on the bounds (pairing
+  // with their release stores, which come after W1's End under the MMU lock) makes the
+  // seq load below see W1's bump. x86 orders loads anyway; ARM64 and POWER need it.
   std::atomic_thread_fence(std::memory_order_acquire);
   if (in_progress_.load(std::memory_order_acquire) != 0) {
-    const Gfn start = range_start_.load(std::memory_order_relaxed);
+    const Gfn start = range_start_.load(std::memory_order_acquire);
     if (start == kNoRange) return true;
-    if (gfn >= start && gfn < range_end_.load(std::memory_order_relaxed)) return true;
+    if (gfn >= start && gfn < range_end_.load(std::memory_order_acquire)) return true;
   }
   return seq_.load(std::memory_order_relaxed) != snapshot;
 }

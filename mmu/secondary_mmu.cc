@@ -98,13 +98,21 @@ absl::Status SecondaryMmu::SetLayout(std::vector<MemorySlot> slots) {
     }
   }
   auto fresh = std::make_shared<const Layout>(std::move(slots));
-  std::shared_ptr<const Layout> old;
+  absl::Status zapped;
   // kvm_swap_active_memslots: wait for open start/end windows, publish with the
-  // invalidation lock held so no start can see a half-done update.
+  // invalidation lock held so no start can see a half-done update. The frames of slots
+  // that went away are zapped under that lock too (KVM zaps a deleted slot before the
+  // final swap): once a start can see the new layout it no longer finds the old slot, so
+  // it would not zap those frames, and the primary could free their pages while the
+  // entries still map them. Order active_mu_ -> mu_: no path takes active_mu_ under mu_.
   const bool published = state_.UpdateLayout(
       [&] {
-        MutexLock lock(&layout_mu_);
-        old = std::exchange(layout_, fresh);
+        std::shared_ptr<const Layout> old;
+        {
+          MutexLock lock(&layout_mu_);
+          old = std::exchange(layout_, fresh);
+        }
+        zapped = ZapGoneSlots(*old, *fresh);
       },
       options_.retry_timeout);
   if (!published) {
@@ -113,13 +121,21 @@ absl::Status SecondaryMmu::SetLayout(std::vector<MemorySlot> slots) {
         " invalidation(s) still active after ", absl::FormatDuration(options_.retry_timeout),
         " (a start whose end never came); layout not changed"));
   }
+  if (hooks_ != nullptr && hooks_->after_layout_visible) hooks_->after_layout_visible();
+  return zapped;
+}
+
+absl::Status SecondaryMmu::ZapGoneSlots(const Layout& old, const Layout& fresh) {
   // Frames whose slot went away or changed: zap them inside a begin/end, so a fault that
   // resolved against the old slot fails RetryGfn (seq moved) and retries on the new one.
+  // Both layouts are sorted by base_gfn and free of overlaps: one merge pass (this runs
+  // with starts held off).
   std::vector<GfnRange> gone;
-  for (const MemorySlot& slot : *old) {
-    const bool kept = std::any_of(fresh->begin(), fresh->end(), [&](const MemorySlot& s) {
-      return s.base_gfn == slot.base_gfn && s.npages == slot.npages && s.address == slot.address;
-    });
+  auto f = fresh.begin();
+  for (const MemorySlot& slot : old) {
+    while (f != fresh.end() && f->base_gfn < slot.base_gfn) ++f;
+    const bool kept = f != fresh.end() && f->base_gfn == slot.base_gfn &&
+                      f->npages == slot.npages && f->address == slot.address;
     if (!kept) gone.push_back(GfnRange{slot.base_gfn, slot.base_gfn + slot.npages});
   }
   if (gone.empty()) return absl::OkStatus();

@@ -20,7 +20,9 @@
 //   - mu_ (the MMU lock; KVM's mmu_lock) guards spt_ writes, state_ writes and released_.
 //   - layout_mu_ guards the layout pointer; the layout itself is immutable once published.
 //   - InvalidateState's own active_mu_ (KVM's mn_invalidate_lock). Order: active_mu_ ->
-//     layout_mu_ (a leaf); mu_ is never held while taking another lock of this class.
+//     layout_mu_ (a leaf), active_mu_ -> mu_ (SetLayout zaps the slots that went away
+//     before any start can see the new layout); mu_ is never held while taking another
+//     lock of this class.
 // Threads
 //   - Hub callbacks run on invalidating threads; Fault on any thread (it may sleep in the
 //     primary); Translate on any thread inside a read section; SetLayout on a control
@@ -163,6 +165,9 @@ class SecondaryMmu : public notifier::Subscription {
   uint64_t TranslateSlow(Gfn gfn, uint64_t raw, bool write);
   // Frees retired tables if no read section is open.
   void MaybeReclaim() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // SetLayout's zap of the frames whose slot is not in `fresh` as it was in `old`, in a
+  // begin/end of its own. Called with InvalidateState's active_mu_ held.
+  absl::Status ZapGoneSlots(const Layout& old, const Layout& fresh) ABSL_LOCKS_EXCLUDED(mu_);
   void RecordBug(const absl::Status& status);
 
   Primary& primary_;

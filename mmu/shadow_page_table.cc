@@ -213,9 +213,14 @@ void ShadowPageTable::MarkAccessed(Gfn gfn, uint64_t observed, bool dirty) {
     table = reinterpret_cast<const Table*>(child);
   }
   auto& slot = const_cast<std::atomic<uint64_t>&>(table->slots[Index(gfn, 0)]);
+  // Gives up if the entry was zapped or replaced since `observed` was read; retries when
+  // only its A/D bits changed (a concurrent ClearYoung), so that the bits of the access
+  // being made are never lost.
+  constexpr uint64_t kAgeBits = ShadowEntry::kAccessed | ShadowEntry::kDirty;
   uint64_t expected = observed;
-  // Fails harmlessly if the entry was zapped or replaced since `observed` was read.
-  slot.compare_exchange_strong(expected, observed | bits, std::memory_order_relaxed);
+  while (!slot.compare_exchange_weak(expected, expected | bits, std::memory_order_relaxed)) {
+    if ((expected & ~kAgeBits) != (observed & ~kAgeBits) || (expected & bits) == bits) return;
+  }
 }
 
 void ShadowPageTable::ReclaimRetired() {

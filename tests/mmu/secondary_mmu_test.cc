@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "fake_address_space.h"
+#include "mmu/fault_hooks.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "notifier/hub.h"
@@ -150,6 +151,32 @@ TEST_F(SecondaryMmuTest, SetLayoutRejectsOverlapsAndZapsRemovedSlots) {
   EXPECT_FALSE(mmu_->Lookup(2).has_value());  // its slot changed shape: zapped as well
   EXPECT_EQ(mmu_->seq(), seq + 1);
   EXPECT_THAT(mmu_->Fault(40, Access::kRead), StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+}
+
+// A slot removed by SetLayout must have no entry left by the time an invalidation start
+// can see the new layout: that start no longer finds the slot, so it zaps nothing there,
+// and the primary may then free the page the old entry still maps.
+TEST_F(SecondaryMmuTest, ARemovedSlotIsZappedBeforeAStartCanSeeTheNewLayout) {
+  ASSERT_THAT(mmu_->SetLayout({{0, 32, FakeAddressSpace::kBase},
+                               {32, 32, FakeAddressSpace::Address(32)}}),
+              IsOk());
+  ASSERT_THAT(mmu_->Fault(40, Access::kRead), IsOk());
+  const uint64_t old_host = space_.CurrentHost(40);
+  bool ran = false;
+  FaultHooks hooks;
+  hooks.after_layout_visible = [&] {
+    ran = true;
+    // The host changes the page behind frame 40's old slot now: with the new layout the
+    // start finds no slot there, so whatever still maps the old page stays mapped.
+    EXPECT_THAT(space_.ChangeBacking(40), IsOk());
+    EXPECT_FALSE(mmu_->Lookup(40).has_value())
+        << "frame 40 still maps host page 0x" << std::hex << mmu_->Lookup(40)->host_address
+        << " (old backing 0x" << old_host << ") after its slot was removed";
+  };
+  mmu_->SetFaultHooksForTesting(std::move(hooks));
+  ASSERT_THAT(mmu_->SetLayout({{0, 32, FakeAddressSpace::kBase}}), IsOk());
+  EXPECT_TRUE(ran);
+  mmu_->SetFaultHooksForTesting(FaultHooks{});
 }
 
 TEST_F(SecondaryMmuTest, ReleaseDropsEverythingAndRefusesFaults) {

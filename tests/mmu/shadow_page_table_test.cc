@@ -137,6 +137,19 @@ TEST(ShadowPageTableTest, MarkAccessedNeverResurrectsAZappedEntry) {
   EXPECT_FALSE(spt.Lookup(1)->accessed);
 }
 
+// A write's Translate observed the entry young and clean; aging clears A before its
+// MarkAccessed: the entry is the same mapping, so the write's A and D must still land.
+TEST(ShadowPageTableTest, MarkAccessedAfterAConcurrentClearYoungKeepsTheWritesBits) {
+  ShadowPageTable spt;
+  ASSERT_THAT(spt.Map(3, EntryFor(3)), IsOk());
+  spt.MarkAccessed(3, spt.LookupRaw(3), /*dirty=*/false);
+  const uint64_t observed = spt.LookupRaw(3);  // present, writable, A, not D
+  ASSERT_TRUE(spt.ClearYoung({3, 4}));
+  spt.MarkAccessed(3, observed, /*dirty=*/true);
+  EXPECT_TRUE(spt.Lookup(3)->accessed);
+  EXPECT_TRUE(spt.Lookup(3)->dirty);
+}
+
 // The per-thread directory cache (shadow_page_table.h): each test fills it with a lookup,
 // changes the table, and checks the next lookup sees the change.
 
