@@ -14,7 +14,13 @@ absl::StatusOr<BootPlan> PrepareGuest(const GuestRamView& ram, absl::Span<const 
   BootPlan plan;
   plan.privilege = options.privilege;
   plan.tr_type = options.tr_type;
-  absl::StatusOr<LoadedImage> image = LoadElf(elf, ram, options.limits);
+  // The image must leave room for the stacks: checked by LoadElf before it copies anything
+  // (ComputeBootLayout would see it only after the copy).
+  ElfLoadTarget target;
+  const uint64_t stacks = uint64_t{options.nr_vcpus} * MMV_STACK_SIZE;
+  target.stacks_begin = ram.size > stacks ? ram.size - stacks : 0;
+  target.ram_is_zero = options.ram_is_zero;
+  absl::StatusOr<LoadedImage> image = LoadElf(elf, ram, options.limits, target);
   if (!image.ok()) return image.status();
   plan.image = *image;
   absl::StatusOr<BootLayout> layout = ComputeBootLayout(ram.size, options.nr_vcpus, *image);

@@ -43,10 +43,11 @@ struct BootOptions {
   // the spare slot of memslot churn; page_tables.h).
   std::vector<IdentityWindow> identity_windows;
   ElfLoadLimits limits;
-  // RAM is fresh (reads as zero): the ucall blocks and the I/O bitmap are left as they are
-  // instead of being zeroed, so their pages are faulted in only when used (a 1-vCPU guest
-  // touches one of the four pages of ucall blocks). The Machine sets it; false for a
-  // buffer that may hold anything.
+  // RAM is fresh (reads as zero): the ucall blocks, the I/O bitmap and the image's bss
+  // (ElfLoadTarget::ram_is_zero) are left as they are instead of being zeroed, so their
+  // pages are faulted in only when used (a 1-vCPU guest touches one of the four pages of
+  // ucall blocks; a bss of nearly all RAM costs nothing before the guest runs). The Machine
+  // sets it; false for a buffer that may hold anything.
   bool ram_is_zero = false;
 };
 

@@ -183,9 +183,11 @@ absl::StatusOr<std::vector<Elf64_Phdr>> ReadSegments(absl::Span<const uint8_t> e
 }
 
 // The segments against each other, the boot mode's window (which a PT_NOTE anywhere in the
-// table may set), guest RAM and the entry point; fills image's entry and gpa bounds.
+// table may set), guest RAM, the stack area and the entry point; fills image's entry and
+// gpa bounds.
 absl::Status PlaceSegments(const std::vector<Elf64_Phdr>& loads, const Elf64_Ehdr& ehdr,
-                           const GuestRamView& ram, LoadedImage& image) {
+                           const GuestRamView& ram, const ElfLoadTarget& target,
+                           LoadedImage& image) {
   const Window window = AllowedWindow(image.mode);
   bool entry_ok = false;
   image.lowest_gpa = UINT64_MAX;
@@ -204,6 +206,11 @@ absl::Status PlaceSegments(const std::vector<Elf64_Phdr>& loads, const Elf64_Ehd
     if (!ram.Contains(ph.p_paddr, ph.p_memsz)) {
       return OutOfRange(absl::StrFormat("PT_LOAD [%#x, %#x) lies outside guest RAM [0, %#x)",
                                         ph.p_paddr, end, ram.size));
+    }
+    if (end > target.stacks_begin) {
+      return OutOfRange(absl::StrFormat(
+          "PT_LOAD [%#x, %#x) runs into the vCPU stacks [%#x, %#x) at the top of guest RAM",
+          ph.p_paddr, end, target.stacks_begin, ram.size));
     }
     for (size_t j = 0; j < i; ++j) {
       const uint64_t other_end = loads[j].p_paddr + loads[j].p_memsz;
@@ -229,20 +236,22 @@ absl::Status PlaceSegments(const std::vector<Elf64_Phdr>& loads, const Elf64_Ehd
 }  // namespace
 
 absl::StatusOr<LoadedImage> LoadElf(absl::Span<const uint8_t> elf, const GuestRamView& ram,
-                                    const ElfLoadLimits& limits) {
+                                    const ElfLoadLimits& limits, const ElfLoadTarget& target) {
   absl::StatusOr<Elf64_Ehdr> checked = CheckHeader(elf, limits);
   if (!checked.ok()) return checked.status();
   const Elf64_Ehdr& ehdr = *checked;
   LoadedImage image;
   absl::StatusOr<std::vector<Elf64_Phdr>> loads = ReadSegments(elf, ehdr, &image.mode);
   if (!loads.ok()) return loads.status();
-  if (absl::Status placed = PlaceSegments(*loads, ehdr, ram, image); !placed.ok()) {
+  if (absl::Status placed = PlaceSegments(*loads, ehdr, ram, target, image); !placed.ok()) {
     return placed;
   }
   for (const Elf64_Phdr& ph : *loads) {
     uint8_t* dst = ram.At(ph.p_paddr);
     std::memcpy(dst, elf.data() + ph.p_offset, ph.p_filesz);
-    std::memset(dst + ph.p_filesz, 0, ph.p_memsz - ph.p_filesz);
+    // Skipped on fresh RAM: a bss of nearly all RAM would otherwise fault in every page of
+    // it here, before the guest runs and outside its --timeout.
+    if (!target.ram_is_zero) std::memset(dst + ph.p_filesz, 0, ph.p_memsz - ph.p_filesz);
   }
   return image;
 }

@@ -1,11 +1,13 @@
 // LoadElf: validates an ELF64 x86-64 executable and copies its PT_LOAD segments into guest
 // RAM at their physical addresses (p_paddr, which must equal p_vaddr: guests run identity
-// mapped). Bytes [filesz, memsz) of each segment are zero-filled.
+// mapped). Bytes [filesz, memsz) of each segment are zero-filled, unless the caller says
+// the RAM already reads as zero (ElfLoadTarget::ram_is_zero): then they are not written.
 //
 // Every bound is checked before the first byte is written, so a rejected image leaves RAM
 // untouched. Errors: InvalidArgument for a malformed or unsupported image (the message names
 // the ELF field), OutOfRange for an image that does not fit (file larger than the limit,
-// segment outside guest RAM or outside the window its boot mode allows).
+// segment outside guest RAM, running into the vCPU stacks, or outside the window its boot
+// mode allows).
 //
 // Boot mode: carried by the image as a PT_NOTE "mmuvisor" / MMV_ELF_NOTE_BOOT_MODE (see
 // guest_abi.h); long mode when absent. Long-mode segments must lie at or above
@@ -37,6 +39,18 @@ struct ElfLoadLimits {
   uint32_t max_phnum = 64;                // more program headers: InvalidArgument
 };
 
+// Where LoadElf may write and what it may assume of guest RAM.
+struct ElfLoadTarget {
+  // First byte of the vCPU stack area at the top of RAM (BootLayout::free_end): every
+  // segment, bss included, must end at or below it. PrepareGuest passes
+  // ram.size - nr_vcpus * MMV_STACK_SIZE; the default leaves RAM as the only bound.
+  uint64_t stacks_begin = UINT64_MAX;
+  // RAM reads as zero (fresh anonymous memory): [p_filesz, p_memsz) of each segment is left
+  // as it is, so a bss costs no host memory until the guest touches it. The Machine's RAM
+  // is; false for a buffer that may hold anything.
+  bool ram_is_zero = false;
+};
+
 struct LoadedImage {
   uint64_t entry = 0;        // e_entry: first instruction (RIP, or IP in real mode)
   uint64_t lowest_gpa = 0;   // first byte of the lowest PT_LOAD segment
@@ -46,7 +60,8 @@ struct LoadedImage {
 
 // Loads `elf` into `ram`. The entry point must lie inside a loaded executable segment.
 absl::StatusOr<LoadedImage> LoadElf(absl::Span<const uint8_t> elf, const GuestRamView& ram,
-                                    const ElfLoadLimits& limits = {});
+                                    const ElfLoadLimits& limits = {},
+                                    const ElfLoadTarget& target = {});
 
 }  // namespace mmuvisor::vmm
 

@@ -2,8 +2,13 @@
 // and the per-vCPU register state it hands to the VMM.
 #include "vmm/boot/boot.h"
 
+#include <elf.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <vector>
 
@@ -20,6 +25,8 @@ namespace mmuvisor::vmm {
 namespace {
 
 using ::mmuvisor::testing::StatusIs;
+using ::mmuvisor::vmm::testing::BuildElf;
+using ::mmuvisor::vmm::testing::SegmentSpec;
 using ::testing::HasSubstr;
 
 constexpr uint64_t kRamSize = 8ull << 20;
@@ -122,6 +129,52 @@ TEST_F(BootTest, FreshRamIsNotZeroedAgain) {
   EXPECT_EQ(bytes_[MMV_UCALL_GPA + MMV_UCALL_STRIDE * MMV_UCALL_MAX_VCPUS - 1], 0);
   EXPECT_EQ(bytes_[kIoBitmapGpa + kIoBitmapBytes - 1], 0);
   EXPECT_EQ(bytes_[MMV_IDT_GPA + 4095], 0);
+}
+
+// A 1-page image whose bss reaches the stacks, on fresh RAM whose pages above the image's
+// file bytes cannot be touched at all: PrepareGuest must not write (or read) the bss. It
+// used to memset it, faulting in nearly all of --mem before the guest ran.
+TEST(BootFreshRamTest, ABssOfNearlyAllRamIsNotTouched) {
+  constexpr uint64_t kSize = 64ull << 20;
+  constexpr uint64_t kWritable = MMV_IMAGE_GPA + 4096;  // boot structures + the text page
+  void* base = mmap(nullptr, kSize, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  ASSERT_NE(base, MAP_FAILED);
+  ASSERT_EQ(mprotect(static_cast<uint8_t*>(base) + kWritable, kSize - kWritable, PROT_NONE), 0);
+  const GuestRamView ram{static_cast<uint8_t*>(base), kSize};
+  const uint64_t stacks_begin = kSize - MMV_STACK_SIZE;
+  const std::vector<uint8_t> elf = BuildElf(
+      MMV_IMAGE_GPA, {SegmentSpec{PT_LOAD, PF_R | PF_W | PF_X, MMV_IMAGE_GPA, {0xeb, 0xfe},
+                                  stacks_begin - MMV_IMAGE_GPA}});
+  BootOptions options;
+  options.ram_is_zero = true;
+  EXPECT_EXIT(
+      {
+        absl::StatusOr<BootPlan> plan = PrepareGuest(ram, absl::MakeConstSpan(elf), options);
+        if (!plan.ok()) std::fprintf(stderr, "%s\n", plan.status().ToString().c_str());
+        _exit(plan.ok() && plan->layout.free_start == stacks_begin ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
+  munmap(base, kSize);
+}
+
+// A bss that runs into the stacks is an image error found before anything is written.
+TEST_F(BootTest, ABssRunningIntoTheStacksLeavesRamUntouched) {
+  BootOptions options;
+  options.nr_vcpus = 2;
+  // Ends one page inside vCPU 1's stack region.
+  const uint64_t end = kRamSize - 2 * MMV_STACK_SIZE + 4096;
+  const std::vector<uint8_t> elf = BuildElf(
+      MMV_IMAGE_GPA, {SegmentSpec{PT_LOAD, PF_R | PF_X, MMV_IMAGE_GPA, {0xeb, 0xfe},
+                                  end - MMV_IMAGE_GPA}});
+  const std::vector<uint8_t> before = bytes_;
+  EXPECT_THAT(PrepareGuest(ram_, absl::MakeConstSpan(elf), options),
+              StatusIs(absl::StatusCode::kOutOfRange,
+                       HasSubstr("ELF image: PT_LOAD [0x100000, 0x7e1000) runs into the vCPU "
+                                 "stacks [0x7e0000, 0x800000)")));
+  EXPECT_TRUE(bytes_ == before) << "a rejected image changed guest RAM";
+  options.nr_vcpus = 1;  // the same image leaves room for one stack
+  EXPECT_OK(PrepareGuest(ram_, absl::MakeConstSpan(elf), options).status());
 }
 
 TEST_F(BootTest, KernelPrivilegeEntersCpl0) {

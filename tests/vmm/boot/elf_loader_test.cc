@@ -73,6 +73,30 @@ TEST_F(ElfLoaderTest, LoadsSegmentsAndZeroFillsBss) {
   EXPECT_EQ(ram_bytes_[MMV_IMAGE_GPA - 1], kPoison);  // VMM area below: not written
 }
 
+// Fresh RAM (ram_is_zero): the file bytes are copied, [p_filesz, p_memsz) is not written.
+TEST_F(ElfLoaderTest, LeavesTheBssAloneOnRamKnownToBeZero) {
+  ElfLoadTarget target;
+  target.ram_is_zero = true;  // a lie here (the RAM holds kPoison): shows what is written
+  ASSERT_OK(LoadElf(absl::MakeConstSpan(ValidImage()), ram_, {}, target).status());
+  const uint8_t* text = ram_bytes_.data() + MMV_IMAGE_GPA;
+  EXPECT_EQ(text[2], 0x90);
+  for (uint64_t i = 3; i < 0x2000; ++i) ASSERT_EQ(text[i], kPoison) << "offset " << i;
+  EXPECT_EQ(text[0x3003], 4);
+  EXPECT_EQ(text[0x3004], kPoison);
+}
+
+TEST_F(ElfLoaderTest, RejectsASegmentRunningIntoTheStacks) {
+  ElfLoadTarget target;
+  target.stacks_begin = MMV_IMAGE_GPA + 0x3004;  // inside the data segment's bss
+  EXPECT_THAT(LoadElf(absl::MakeConstSpan(ValidImage()), ram_, {}, target),
+              StatusIs(absl::StatusCode::kOutOfRange,
+                       HasSubstr("PT_LOAD [0x103000, 0x103008) runs into the vCPU stacks "
+                                 "[0x103004, 0x400000)")));
+  EXPECT_TRUE(RamUntouched());  // the first segment, below the stacks, was not copied
+  target.stacks_begin = MMV_IMAGE_GPA + 0x3008;  // ending exactly there is fine
+  EXPECT_OK(LoadElf(absl::MakeConstSpan(ValidImage()), ram_, {}, target).status());
+}
+
 TEST_F(ElfLoaderTest, ReadsRealModeNote) {
   auto elf = BuildElf(MMV_REAL_MODE_LOAD_GPA,
                       {SegmentSpec{PT_LOAD, PF_R | PF_X, MMV_REAL_MODE_LOAD_GPA, {0xf4}, 0},
