@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,9 +36,10 @@ T ReadAt(absl::Span<const uint8_t> bytes, uint64_t offset) {
   return value;
 }
 
-// Reads the boot mode from a PT_NOTE segment's notes; leaves `*mode` alone when the
-// segment holds no "mmuvisor" boot-mode note.
-absl::Status ParseNotes(absl::Span<const uint8_t> note, BootMode* mode) {
+// Reads the boot mode from a PT_NOTE segment's notes into `*mode`; leaves it alone when the
+// segment holds no "mmuvisor" boot-mode note. A note that disagrees with one seen before
+// (in this segment or an earlier one) is an error: which one wins would be a guess.
+absl::Status ParseNotes(absl::Span<const uint8_t> note, std::optional<BootMode>* mode) {
   constexpr absl::string_view kName(MMV_ELF_NOTE_NAME, sizeof(MMV_ELF_NOTE_NAME));
   uint64_t pos = 0;
   while (note.size() - pos >= sizeof(Elf64_Nhdr)) {
@@ -59,12 +61,18 @@ absl::Status ParseNotes(absl::Span<const uint8_t> note, BootMode* mode) {
                                        nhdr.n_descsz));
       }
       const auto value = ReadAt<uint32_t>(note, pos + name_len);
+      BootMode this_mode;
       switch (value) {
-        case MMV_BOOT_MODE_LONG64: *mode = BootMode::kLong64; break;
-        case MMV_BOOT_MODE_REAL16: *mode = BootMode::kReal16; break;
+        case MMV_BOOT_MODE_LONG64: this_mode = BootMode::kLong64; break;
+        case MMV_BOOT_MODE_REAL16: this_mode = BootMode::kReal16; break;
         default:
           return Invalid(absl::StrFormat("mmuvisor boot-mode note: unknown mode %u", value));
       }
+      if (mode->has_value() && **mode != this_mode) {
+        return Invalid(absl::StrFormat("two mmuvisor boot-mode notes disagree: %s, then %s",
+                                       BootModeName(**mode), BootModeName(this_mode)));
+      }
+      *mode = this_mode;
     }
     pos += name_len + desc_len;
   }
@@ -146,9 +154,10 @@ absl::string_view BootModeName(BootMode mode) {
 namespace {
 
 // The PT_LOAD segments with p_memsz > 0, each checked on its own (in the file, filesz <=
-// memsz, no wrap, identity-mapped); PT_NOTEs set *mode.
+// memsz, no wrap, identity-mapped); PT_NOTEs set *mode (long mode when none says).
 absl::StatusOr<std::vector<Elf64_Phdr>> ReadSegments(absl::Span<const uint8_t> elf,
                                                      const Elf64_Ehdr& ehdr, BootMode* mode) {
+  std::optional<BootMode> noted;
   std::vector<Elf64_Phdr> loads;
   for (uint32_t i = 0; i < ehdr.e_phnum; ++i) {
     const auto ph = ReadAt<Elf64_Phdr>(elf, ehdr.e_phoff + uint64_t{i} * sizeof(Elf64_Phdr));
@@ -158,7 +167,7 @@ absl::StatusOr<std::vector<Elf64_Phdr>> ReadSegments(absl::Span<const uint8_t> e
                                      "%u-byte file", i, ph.p_offset, ph.p_filesz, elf.size()));
     }
     if (ph.p_type == PT_NOTE) {
-      if (absl::Status s = ParseNotes(elf.subspan(ph.p_offset, ph.p_filesz), mode); !s.ok()) {
+      if (absl::Status s = ParseNotes(elf.subspan(ph.p_offset, ph.p_filesz), &noted); !s.ok()) {
         return s;
       }
       continue;
@@ -179,6 +188,7 @@ absl::StatusOr<std::vector<Elf64_Phdr>> ReadSegments(absl::Span<const uint8_t> e
     loads.push_back(ph);
   }
   if (loads.empty()) return Invalid("no PT_LOAD segment with p_memsz > 0");
+  *mode = noted.value_or(BootMode::kLong64);
   return loads;
 }
 

@@ -10,7 +10,8 @@
 // mode allows).
 //
 // Boot mode: carried by the image as a PT_NOTE "mmuvisor" / MMV_ELF_NOTE_BOOT_MODE (see
-// guest_abi.h); long mode when absent. Long-mode segments must lie at or above
+// guest_abi.h); long mode when absent. Several such notes must agree (InvalidArgument
+// naming both modes otherwise). Long-mode segments must lie at or above
 // MMV_IMAGE_GPA (below it is the VMM-owned area); real-mode segments inside
 // [MMV_REAL_MODE_LOAD_GPA, MMV_REAL_MODE_LOAD_END_GPA).
 //

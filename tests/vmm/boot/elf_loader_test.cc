@@ -320,5 +320,31 @@ TEST_F(ElfLoaderTest, RejectsBadBootModeNotes) {
                                       HasSubstr("run past the segment")));
 }
 
+// Two boot-mode notes that disagree (in one PT_NOTE or in two) are rejected, whichever
+// comes first; the same mode twice is harmless.
+TEST_F(ElfLoaderTest, RejectsBootModeNotesThatDisagree) {
+  const auto real = BootModeNote(MMV_BOOT_MODE_REAL16);
+  const auto long64 = BootModeNote(MMV_BOOT_MODE_LONG64);
+  const SegmentSpec text{PT_LOAD, PF_R | PF_X, MMV_REAL_MODE_LOAD_GPA, {0xf4}, 0};
+  auto two_segments =
+      BuildElf(MMV_REAL_MODE_LOAD_GPA, {text, SegmentSpec{PT_NOTE, PF_R, 0, real, 0},
+                                        SegmentSpec{PT_NOTE, PF_R, 0, long64, 0}});
+  EXPECT_THAT(Load(two_segments),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("two mmuvisor boot-mode notes disagree: real16, then long64")));
+  auto one_segment = long64;
+  one_segment.insert(one_segment.end(), real.begin(), real.end());
+  auto together = BuildElf(MMV_REAL_MODE_LOAD_GPA,
+                           {text, SegmentSpec{PT_NOTE, PF_R, 0, one_segment, 0}});
+  EXPECT_THAT(Load(together),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("two mmuvisor boot-mode notes disagree: long64, then real16")));
+  EXPECT_TRUE(RamUntouched());
+  auto same = BuildElf(MMV_REAL_MODE_LOAD_GPA, {text, SegmentSpec{PT_NOTE, PF_R, 0, real, 0},
+                                                SegmentSpec{PT_NOTE, PF_R, 0, real, 0}});
+  ASSERT_OK_AND_ASSIGN(LoadedImage image, Load(same));
+  EXPECT_EQ(image.mode, BootMode::kReal16);
+}
+
 }  // namespace
 }  // namespace mmuvisor::vmm
