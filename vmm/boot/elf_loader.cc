@@ -229,7 +229,16 @@ absl::Status PlaceSegments(const std::vector<Elf64_Phdr>& loads, const Elf64_Ehd
                                        ph.p_paddr, end, loads[j].p_paddr, other_end));
       }
     }
+    // The entry must be a byte from the file: past p_filesz the segment is zero-filled,
+    // and the guest would run zeros (add %al,(%rax)) into a fault at 0.
+    const uint64_t file_end = ph.p_paddr + ph.p_filesz;
     if ((ph.p_flags & PF_X) != 0 && ehdr.e_entry >= ph.p_paddr && ehdr.e_entry < end) {
+      if (ehdr.e_entry >= file_end) {
+        return Invalid(absl::StrFormat(
+            "e_entry %#x lies in the zero-filled part [%#x, %#x) of PT_LOAD [%#x, %#x) "
+            "(past p_filesz %#x): no code there", ehdr.e_entry, file_end, end, ph.p_paddr,
+            end, ph.p_filesz));
+      }
       entry_ok = true;
     }
     image.lowest_gpa = std::min<uint64_t>(image.lowest_gpa, ph.p_paddr);

@@ -59,7 +59,8 @@ struct LoadedImage {
   BootMode mode = BootMode::kLong64;
 };
 
-// Loads `elf` into `ram`. The entry point must lie inside a loaded executable segment.
+// Loads `elf` into `ram`. The entry point must lie inside the file bytes of an executable
+// segment ([p_paddr, p_paddr + p_filesz)), not in its zero-filled part.
 absl::StatusOr<LoadedImage> LoadElf(absl::Span<const uint8_t> elf, const GuestRamView& ram,
                                     const ElfLoadLimits& limits = {},
                                     const ElfLoadTarget& target = {});

@@ -285,6 +285,24 @@ TEST_F(ElfLoaderTest, RejectsEntryOutsideExecutableSegment) {
                                   HasSubstr("e_entry 0x103000 is not inside")));
 }
 
+// The text segment holds 3 file bytes and is zero-filled to 0x2000: an entry there would
+// run zeros. The last file byte is still a valid entry.
+TEST_F(ElfLoaderTest, RejectsEntryInTheZeroFilledPartOfTheTextSegment) {
+  auto elf = ValidImage();
+  auto ehdr = GetEhdr(elf);
+  ehdr.e_entry = MMV_IMAGE_GPA + 3;
+  SetEhdr(elf, ehdr);
+  EXPECT_THAT(Load(elf), StatusIs(absl::StatusCode::kInvalidArgument,
+                                  HasSubstr("e_entry 0x100003 lies in the zero-filled part "
+                                            "[0x100003, 0x102000) of PT_LOAD [0x100000, "
+                                            "0x102000)")));
+  EXPECT_TRUE(RamUntouched());
+  ehdr.e_entry = MMV_IMAGE_GPA + 2;
+  SetEhdr(elf, ehdr);
+  ASSERT_OK_AND_ASSIGN(LoadedImage image, Load(elf));
+  EXPECT_EQ(image.entry, MMV_IMAGE_GPA + 2);
+}
+
 TEST_F(ElfLoaderTest, RejectsVirtualAddressDifferentFromPhysical) {
   auto elf = ValidImage();
   auto ph = GetPhdr(elf, 0);
