@@ -162,6 +162,14 @@ absl::StatusOr<std::vector<Elf64_Phdr>> ReadSegments(absl::Span<const uint8_t> e
   for (uint32_t i = 0; i < ehdr.e_phnum; ++i) {
     const auto ph = ReadAt<Elf64_Phdr>(elf, ehdr.e_phoff + uint64_t{i} * sizeof(Elf64_Phdr));
     if (ph.p_type != PT_LOAD && ph.p_type != PT_NOTE) continue;
+    if (ph.p_type == PT_LOAD && ph.p_filesz > ph.p_memsz) {
+      return Invalid(absl::StrFormat("phdr[%u]: p_filesz %#x > p_memsz %#x", i, ph.p_filesz,
+                                     ph.p_memsz));
+    }
+    // A PT_LOAD of p_memsz 0 (so p_filesz 0) describes no bytes, in memory or in the file:
+    // ignored wherever its addresses and offset point (GNU ld emits one at 0 for an empty
+    // data segment).
+    if (ph.p_type == PT_LOAD && ph.p_memsz == 0) continue;
     if (!InBounds(ph.p_offset, ph.p_filesz, elf.size())) {
       return Invalid(absl::StrFormat("phdr[%u]: p_offset %#x + p_filesz %#x lies outside the "
                                      "%u-byte file", i, ph.p_offset, ph.p_filesz, elf.size()));
@@ -172,11 +180,6 @@ absl::StatusOr<std::vector<Elf64_Phdr>> ReadSegments(absl::Span<const uint8_t> e
       }
       continue;
     }
-    if (ph.p_filesz > ph.p_memsz) {
-      return Invalid(absl::StrFormat("phdr[%u]: p_filesz %#x > p_memsz %#x", i, ph.p_filesz,
-                                     ph.p_memsz));
-    }
-    if (ph.p_memsz == 0) continue;
     if (ph.p_paddr + ph.p_memsz < ph.p_paddr) {
       return Invalid(absl::StrFormat("phdr[%u]: p_paddr %#x + p_memsz %#x wraps around", i,
                                      ph.p_paddr, ph.p_memsz));

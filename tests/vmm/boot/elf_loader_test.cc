@@ -117,6 +117,28 @@ TEST_F(ElfLoaderTest, IgnoresForeignNotesAndReadsExplicitLongMode) {
   EXPECT_EQ(image.mode, BootMode::kLong64);
 }
 
+// A PT_LOAD with p_memsz 0 describes no bytes: ignored wherever its address, virtual
+// address and file offset point (past the end of the file included).
+TEST_F(ElfLoaderTest, IgnoresAnEmptyLoadSegmentWhereverItPoints) {
+  auto elf = BuildElf(MMV_IMAGE_GPA,
+                      {SegmentSpec{PT_LOAD, PF_R | PF_X, MMV_IMAGE_GPA, {0x90, 0xf3}, 0},
+                       SegmentSpec{PT_LOAD, PF_R | PF_W, 0, {}, 0}});
+  auto ph = GetPhdr(elf, 1);
+  ASSERT_EQ(ph.p_memsz, 0u);
+  for (uint64_t offset : {uint64_t{elf.size()} + 0x1000, UINT64_MAX}) {
+    ph.p_offset = offset;
+    ph.p_vaddr = 0xdead0000;  // != p_paddr 0, below MMV_IMAGE_GPA: not checked either
+    SetPhdr(elf, 1, ph);
+    ASSERT_OK_AND_ASSIGN(LoadedImage image, Load(elf));
+    EXPECT_EQ(image.lowest_gpa, MMV_IMAGE_GPA);
+    EXPECT_EQ(image.highest_gpa, MMV_IMAGE_GPA + 2);
+  }
+  ph.p_filesz = 1;  // but a file byte with no memory for it is still malformed
+  SetPhdr(elf, 1, ph);
+  EXPECT_THAT(Load(elf), StatusIs(absl::StatusCode::kInvalidArgument,
+                                  HasSubstr("phdr[1]: p_filesz 0x1 > p_memsz 0")));
+}
+
 TEST_F(ElfLoaderTest, RejectsEmptyFile) {
   EXPECT_THAT(Load({}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("empty")));
 }
