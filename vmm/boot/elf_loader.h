@@ -7,7 +7,8 @@
 // untouched. Errors: InvalidArgument for a malformed or unsupported image (the message names
 // the ELF field), OutOfRange for an image that does not fit (file larger than the limit,
 // segment outside guest RAM, running into the vCPU stacks, or outside the window its boot
-// mode allows).
+// mode allows). The CLI applies the same file-size limit before reading a file
+// (vmm/cli/guest_source.h, ReadImageFile), with the same code.
 //
 // Boot mode: carried by the image as a PT_NOTE "mmuvisor" / MMV_ELF_NOTE_BOOT_MODE (see
 // guest_abi.h); long mode when absent. Several such notes must agree (InvalidArgument

@@ -36,8 +36,8 @@ absl::StatusOr<std::vector<uint8_t>> ReadImageFile(absl::string_view path, uint6
   if (size == 0) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": ELF image: file is empty"));
   }
-  if (size > max_bytes) {
-    return absl::InvalidArgumentError(absl::StrFormat(
+  if (size > max_bytes) {  // OutOfRange, as LoadElf's own limit (elf_loader.h)
+    return absl::OutOfRangeError(absl::StrFormat(
         "%s: ELF image: %u bytes, larger than the %u-byte limit", path, size, max_bytes));
   }
   std::vector<uint8_t> bytes(size);
