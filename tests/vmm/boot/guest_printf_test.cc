@@ -37,6 +37,42 @@ TEST(GuestPrintfTest, Conversions) {
   EXPECT_EQ(Format("end%"), "end");
 }
 
+// Each of these used to leave its argument unread ("%#x" printed "%#" and went on), so
+// every later conversion took the wrong argument.
+TEST(GuestPrintfTest, FlagsLengthModifiersPrecisionAndStarWidth) {
+  EXPECT_EQ(Format("%#x|%s", 0x10u, "str"), "0x10|str");
+  EXPECT_EQ(Format("%#X|%#x|%#o|%#o|%#5x", 0xabu, 0u, 8u, 0u, 0x1fu), "0XAB|0|010|0| 0x1f");
+  EXPECT_EQ(Format("%hu|%d", static_cast<unsigned short>(7), 42), "7|42");
+  EXPECT_EQ(Format("%hd|%hhu|%hhd|%hx", 0x12345, 0x1ff, 0xff, 0x12345), "9029|255|-1|2345");
+  EXPECT_EQ(Format("%.3s|%d", "abcdef", 42), "abc|42");
+  const char unterminated[3] = {'x', 'y', 'z'};  // precision: never read past it (ASan)
+  EXPECT_EQ(Format("%.3s|%.*s|%-4.1s|", unterminated, 2, unterminated, "ab"), "xyz|xy|a   |");
+  EXPECT_EQ(Format("%*d|%s", 5, 42, "x"), "   42|x");
+  EXPECT_EQ(Format("%*d|%-*d|%.*d", -4, 1, 3, 2, 3, 7), "1   |2  |007");
+  EXPECT_EQ(Format("%+d % d|%+d|% 5d|%+u", 5, 6, -5, 3, 9u), "+5  6|-5|    3|9");
+  EXPECT_EQ(Format("%o|%lo", 8u, 0777ul), "10|777");
+  EXPECT_EQ(Format("%.5d|%.0d|%8.3x|%05.1d|%-6.3d|", 42, 0, 0xau, 7, -4),
+            "00042||     00a|    7|-004  |");
+  EXPECT_EQ(Format("%jd|%td|%ju", static_cast<intmax_t>(-5), static_cast<ptrdiff_t>(-6),
+                   static_cast<uintmax_t>(1) << 40),
+            "-5|-6|1099511627776");
+  EXPECT_EQ(Format("%5%|%c|%d", 'A', 42), "%|A|42");
+  EXPECT_EQ(Format("%-4c|%3c", 'a', 'b'), "a   |  b");
+}
+
+// A conversion printf-lite does not know is written as it stands and formatting stops
+// there: no later argument is read (a %s taking an integer would dereference it).
+TEST(GuestPrintfTest, StopsAtAnUnknownConversion) {
+  EXPECT_EQ(Format("%q|%s", 0x1234, "never read"), "%q");
+  EXPECT_EQ(Format("a%d %5.2f then %s", 1, 2.5, "never read"), "a1 %5.2f");
+  EXPECT_EQ(Format("%ls|%s", L"wide", "never read"), "%ls");
+  EXPECT_EQ(Format("%'d|%s", 1000, "never read"), "%'");
+  int written = 0;
+  EXPECT_EQ(Format("n%n|%s", &written, "never read"), "n%n");
+  EXPECT_EQ(written, 0);
+  EXPECT_EQ(Format("%lld|%llld|%s", 1ll, 2ll, "never read"), "1|%lll");
+}
+
 TEST(GuestPrintfTest, TruncatesAndReportsTheFullLength) {
   char buf[8];
   EXPECT_EQ(mmv_snprintf(buf, sizeof(buf), "%s", "0123456789"), 10u);
