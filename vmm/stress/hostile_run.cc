@@ -1,6 +1,5 @@
 #include "vmm/stress/hostile_run.h"
 
-#include <fstream>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -163,10 +162,10 @@ std::string HostileRunProblem(const RunResult& run, uint32_t hostile_vcpu,
   return absl::StrJoin(problems, "; ");
 }
 
-absl::Status AddHostileSummary(const StressOptions& options, uint64_t mem_bytes,
-                               const hostile_arena& arena, const RunResult& run,
-                               const GuestReports::HostileCounts& counts, StressResult& result,
-                               std::string& problem) {
+void AddHostileSummary(const StressOptions& options, uint64_t mem_bytes,
+                       const hostile_arena& arena, const RunResult& run,
+                       const GuestReports::HostileCounts& counts, StressResult& result,
+                       std::string& problem) {
   const uint64_t terminal = hostile_terminal_of(options.seed);
   const std::string judged = HostileRunProblem(run, HOSTILE_VCPU, counts, terminal);
   if (!judged.empty()) problem = problem.empty() ? judged : absl::StrCat(problem, "; ", judged);
@@ -194,17 +193,13 @@ absl::Status AddHostileSummary(const StressOptions& options, uint64_t mem_bytes,
                           " --hostile-log FILE  (records 0..", counts.records,
                           " of this arena: [0x", absl::Hex(arena.start), ", 0x",
                           absl::Hex(arena.end), "))");
-  if (options.hostile_log_path.empty()) return absl::OkStatus();
-  std::ofstream log(options.hostile_log_path, std::ios::trunc);
-  log << absl::StrFormat("# mmuvisor stress --guest hostile --seed %u: vCPU %u's records, "
-                         "arena [%#x, %#x)\n",
-                         options.seed, HOSTILE_VCPU, arena.start, arena.end)
-      << HostileRecordLog(options.seed, arena, 0, counts.records);
-  if (!log) {
-    return absl::UnavailableError(
-        absl::StrCat("--hostile-log ", options.hostile_log_path, ": cannot write it"));
-  }
-  return absl::OkStatus();
+}
+
+std::string HostileLogText(uint64_t seed, const hostile_arena& arena, uint64_t records) {
+  return absl::StrCat(absl::StrFormat("# mmuvisor stress --guest hostile --seed %u: vCPU %u's "
+                                      "records, arena [%#x, %#x)\n",
+                                      seed, HOSTILE_VCPU, arena.start, arena.end),
+                      HostileRecordLog(seed, arena, 0, records));
 }
 
 }  // namespace mmuvisor::vmm::stress

@@ -22,7 +22,6 @@
 
 #include "guests/hostile/hostile_shared.h"
 #include "vmm/machine/run_result.h"
-#include "absl/status/status.h"
 #include "vmm/stress/guest_reports.h"
 #include "vmm/stress/stress_options.h"
 #include "vmm/stress/stress_result.h"
@@ -49,13 +48,16 @@ std::string HostileRunProblem(const RunResult& run, uint32_t hostile_vcpu,
                               uint64_t expected_terminal);
 
 // The hostile vCPU's part of a run's result: `result.hostile` (its counts, terminal
-// record, how it ended, the replay line), the record log (--hostile-log), and the
-// judgement (HostileRunProblem) appended to `problem`. Errors: Unavailable when the
-// record log cannot be written.
-absl::Status AddHostileSummary(const StressOptions& options, uint64_t mem_bytes,
-                               const hostile_arena& arena, const RunResult& run,
-                               const GuestReports::HostileCounts& counts, StressResult& result,
-                               std::string& problem);
+// record, how it ended, the replay line) and the judgement (HostileRunProblem) appended to
+// `problem`.
+void AddHostileSummary(const StressOptions& options, uint64_t mem_bytes,
+                       const hostile_arena& arena, const RunResult& run,
+                       const GuestReports::HostileCounts& counts, StressResult& result,
+                       std::string& problem);
+
+// The record log (--hostile-log): a header line, records [0, records) of `seed`, one a
+// line, then the terminal record.
+std::string HostileLogText(uint64_t seed, const hostile_arena& arena, uint64_t records);
 
 }  // namespace mmuvisor::vmm::stress
 

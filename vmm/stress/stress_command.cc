@@ -63,7 +63,8 @@ int RunStressCommand(absl::Span<const std::string> args, std::FILE* out, std::FI
   ReportFiles reports;
   for (const auto& [flag, path] : {std::pair<const char*, const std::string*>{
                                        "--json", &options->json_path},
-                                   {"--trace", &options->trace_path}}) {
+                                   {"--trace", &options->trace_path},
+                                   {"--hostile-log", &options->hostile_log_path}}) {
     if (path->empty()) continue;
     if (absl::Status s = reports.Check(flag, *path); !s.ok()) {
       return Fail(err, kStressExitBadInput, s.message());
@@ -108,14 +109,24 @@ int RunStressCommand(absl::Span<const std::string> args, std::FILE* out, std::FI
                                                           : kStressExitHostError,
                 outcome.status().message());
   }
+  // The verdict first, whatever became of the files: a run whose report file could not be
+  // written still ran, and its verdict is the one thing it must not lose.
   const std::string report = FormatReport(outcome->result);
   std::fputs(report.c_str(), out);
-  if (!options->json_path.empty()) std::fprintf(out, "  json report: %s\n", options->json_path.c_str());
-  if (!options->trace_path.empty()) {
+  const bool written = outcome->files_written.ok();
+  if (written && !options->json_path.empty()) {
+    std::fprintf(out, "  json report: %s\n", options->json_path.c_str());
+  }
+  if (written && !options->trace_path.empty()) {
     std::fprintf(out, "  trace: %s (open in https://ui.perfetto.dev or chrome://tracing)\n",
                  options->trace_path.c_str());
   }
   std::fflush(out);
+  if (!written) {
+    // A FAIL stays a FAIL (exit 1); a PASS whose files are missing is a host error.
+    return Fail(err, outcome->result.pass ? kStressExitHostError : kStressExitFail,
+                outcome->files_written.message());
+  }
   return outcome->result.pass ? kStressExitPass : kStressExitFail;
 }
 

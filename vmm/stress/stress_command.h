@@ -7,8 +7,11 @@
 //   host-threads  the same algorithm on host threads over real pages (host_threads.h);
 //   auto          (default) kvm when it can run here, else host-threads, saying why on
 //                 the first line of the output.
-// Exit codes (vmm/cli/exit_codes.h): 0 PASS, 1 FAIL, 2 bad flags, 5 KVM unusable when
-// --mode kvm was asked for (or another host error).
+// Exit codes (vmm/cli/exit_codes.h): 0 PASS, 1 FAIL, 2 bad flags (a --json, --trace or
+// --hostile-log file that cannot be written among them, found before the run), 5 KVM
+// unusable when --mode kvm was asked for (or another host error: a report file that could
+// not be written after a passing run; after a failing one the exit stays 1). The report,
+// verdict first, is printed whenever the run ran, before any error about its files.
 #ifndef MMUVISOR_VMM_STRESS_STRESS_COMMAND_H_
 #define MMUVISOR_VMM_STRESS_STRESS_COMMAND_H_
 

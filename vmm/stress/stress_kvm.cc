@@ -321,8 +321,12 @@ absl::Status KvmGuest::Collect(StressRun& run) {
           "the hostile vCPU's arena bound (its stores go into vCPU 1's work pages)");
     }
     const GuestReports::HostileCounts counts = reports_.hostile_counts();
-    MMUVISOR_RETURN_IF_ERROR(
-        AddHostileSummary(options_, mem_bytes_, arena_, run_result_, counts, r, problem));
+    AddHostileSummary(options_, mem_bytes_, arena_, run_result_, counts, r, problem);
+    // Written with the JSON report and the trace, after the verdict (FinishStressRun).
+    if (!options_.hostile_log_path.empty()) {
+      run.files.push_back({options_.hostile_log_path,
+                           HostileLogText(options_.seed, arena_, counts.records)});
+    }
     // Doorbells the device cannot take carry no EXPECT_ERROR flag: the hostile vCPU
     // announced each one before ringing it (an aborted one is announced, not counted).
     r.dma_errors_unrequested -=

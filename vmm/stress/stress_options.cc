@@ -343,6 +343,12 @@ absl::Status CheckCombination(const StressOptions& o) {
   if (!o.json_path.empty() && o.json_path == o.trace_path) {
     return Bad("--trace", o.trace_path, "the same file as --json");
   }
+  if (!o.hostile_log_path.empty() &&
+      (o.hostile_log_path == o.json_path || o.hostile_log_path == o.trace_path)) {
+    return Bad("--hostile-log", o.hostile_log_path,
+               absl::StrCat("the same file as ", o.hostile_log_path == o.json_path ? "--json"
+                                                                                   : "--trace"));
+  }
   if (o.delay_probability > 0 && o.delay > o.duration) {
     return Bad("--delay", absl::FormatDuration(o.delay),
                absl::StrCat("longer than the run (--duration ", absl::FormatDuration(o.duration),

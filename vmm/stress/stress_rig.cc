@@ -333,8 +333,8 @@ absl::StatusOr<HostStressOutcome> StressRig::Finish() {
     trace_.Counter("absent-slot accesses", "accesses", r.absent_slot_accesses);
   }
   Teardown();
-  MMUVISOR_RETURN_IF_ERROR(FinishStressRun(options_, trace_, run.result));
-  return HostStressOutcome{std::move(run.result), guest_.digests()};
+  absl::Status written = FinishStressRun(options_, trace_, run);
+  return HostStressOutcome{std::move(run.result), guest_.digests(), std::move(written)};
 }
 
 }  // namespace

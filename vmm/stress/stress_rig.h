@@ -46,6 +46,9 @@ namespace mmuvisor::vmm::stress {
 struct HostStressOutcome {
   StressResult result;  // verdict decided
   std::vector<std::vector<uint64_t>> digests;  // per vCPU, per round (replay checks)
+  // Ok, or why a report file (--json, --trace, --hostile-log) could not be written after
+  // the run: the run and its verdict stand, the file is missing or incomplete.
+  absl::Status files_written;
 };
 
 // What the rig hands a guest that stands in for the vCPUs' own MMU (host threads).
@@ -102,7 +105,8 @@ class StressGuest {
 
 // A whole run of `guest`. `progress` (may be null): where the live progress goes; `tty`
 // picks its style. Errors: the guest's Create (InvalidArgument for options it cannot run
-// with), a subscription that could not be made, a report file that could not be written.
+// with), a subscription that could not be made. A report file that could not be written
+// after the run is no error of the run: the outcome says so (files_written).
 absl::StatusOr<HostStressOutcome> RunStress(const StressOptions& options, StressGuest& guest,
                                             std::FILE* progress, bool tty);
 

@@ -1,8 +1,10 @@
 #include "vmm/stress/stress_run.h"
 
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "vmm/stress/json_output.h"
 
@@ -93,15 +95,17 @@ LatencyPercentiles Percentiles(const LatencyHistogram& histogram) {
 }
 
 absl::Status FinishStressRun(const StressOptions& options, const TraceLog& trace,
-                             StressResult& result) {
-  DecideVerdict(result);
-  if (!options.json_path.empty()) {
-    if (absl::Status s = WriteTextFile(options.json_path, ReportToJson(result)); !s.ok()) {
-      return s;
-    }
-  }
-  if (trace.enabled()) return trace.WriteJson(options.trace_path);
-  return absl::OkStatus();
+                             StressRun& run) {
+  DecideVerdict(run.result);
+  std::vector<std::string> failed;
+  const auto note = [&failed](const absl::Status& s) {
+    if (!s.ok()) failed.emplace_back(s.message());
+  };
+  if (!options.json_path.empty()) note(WriteTextFile(options.json_path, ReportToJson(run.result)));
+  if (trace.enabled()) note(trace.WriteJson(options.trace_path));
+  for (const StressRun::ReportFile& file : run.files) note(WriteTextFile(file.path, file.text));
+  if (failed.empty()) return absl::OkStatus();
+  return absl::DataLossError(absl::StrJoin(failed, "; "));
 }
 
 }  // namespace mmuvisor::vmm::stress

@@ -6,6 +6,9 @@
 #ifndef MMUVISOR_VMM_STRESS_STRESS_RUN_H_
 #define MMUVISOR_VMM_STRESS_STRESS_RUN_H_
 
+#include <string>
+#include <vector>
+
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "mmu/mirror.h"
@@ -22,6 +25,13 @@ namespace mmuvisor::vmm::stress {
 
 struct StressRun {
   StressResult result;
+  // Files the run writes besides the JSON report and the trace (the hostile guest's
+  // --hostile-log), written by FinishStressRun with them.
+  struct ReportFile {
+    std::string path;
+    std::string text;
+  };
+  std::vector<ReportFile> files;
 
   // The run's identity: seed, mode ("kvm" / "host-threads"), policy, DMA path, and the
   // duration since `start`.
@@ -50,11 +60,13 @@ struct StressRun {
 
 LatencyPercentiles Percentiles(const LatencyHistogram& histogram);
 
-// The end of every run: decides `result`'s verdict, then writes the JSON report
-// (options.json_path) and the trace (when `trace` is enabled) if asked for.
-// REQUIRES: recording into `trace` has stopped. Errors: the failed file write's.
+// The end of every run: decides `run.result`'s verdict, then writes the JSON report
+// (options.json_path), the trace (when `trace` is enabled) and `run.files`, each one
+// tried even when an earlier one failed. The verdict stands whatever the writes do.
+// REQUIRES: recording into `trace` has stopped. Errors: the failed writes' (each names
+// its file), joined.
 absl::Status FinishStressRun(const StressOptions& options, const TraceLog& trace,
-                             StressResult& result);
+                             StressRun& run);
 
 }  // namespace mmuvisor::vmm::stress
 

@@ -8,6 +8,9 @@
 // (tests/nested/run-kvm-tests runs them under nested SVM). No timing assertions: the
 // run's own bound is checked by what ended it (stopped_by_deadline, bound_s), and ctest's
 // TIMEOUT is the backstop for a hang.
+#include <unistd.h>
+
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -146,6 +149,24 @@ TEST(HostileGuestTest, CliRunsItAndRefusesWhatCannotRun) {
   cli::CliRun one = cli::RunCli({"stress", "--guest", "hostile", "--vcpus", "1"});
   EXPECT_EQ(one.code, 2);
   EXPECT_THAT(one.err, HasSubstr("--guest hostile needs at least 2 vCPUs"));
+}
+
+// A record log that cannot be written after the run (a full device) costs neither the
+// verdict nor the other report files: the report is printed, then the error; a PASS then
+// exits 5, and the JSON report is written.
+TEST(HostileGuestTest, ARecordLogThatCannotBeWrittenKeepsTheVerdictAndTheReport) {
+  if (absl::Status kvm = ProbeKvm("/dev/kvm"); !kvm.ok()) GTEST_SKIP() << kvm.message();
+  if (access("/dev/full", W_OK) != 0) GTEST_SKIP() << "needs /dev/full";
+  const std::string json = ::testing::TempDir() + "/hostile_full_log.json";
+  std::remove(json.c_str());
+  cli::CliRun run = cli::RunCli({"stress", "--guest", "hostile", "--seed", "5", "--rounds",
+                                 "3", "--no-progress", "--hostile-log", "/dev/full", "--json",
+                                 json});
+  EXPECT_EQ(run.code, 5) << run.out << run.err;
+  EXPECT_THAT(run.out, HasSubstr("verdict: PASS"));
+  EXPECT_THAT(run.err, HasSubstr("writing /dev/full failed"));
+  EXPECT_THAT(::mmuvisor::testing::ReadFileOrEmpty(json), HasSubstr("\"verdict\":\"PASS\""));
+  std::remove(json.c_str());
 }
 
 // No KVM needed: the program is a pure function of the seed, and never aims a store,

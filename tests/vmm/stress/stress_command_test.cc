@@ -104,6 +104,39 @@ TEST(StressCommandTest, AnUnwritableReportPathExitsTwoBeforeTheRun) {
   }
 }
 
+// --hostile-log is a report file too: checked before the run with the others (and not
+// the same file as one of them), so a bad path costs no run.
+TEST(StressCommandTest, AnUnwritableHostileLogExitsTwoBeforeTheRun) {
+  const Captured c = RunCli(With({"--mode", "kvm", "--guest", "hostile", "--hostile-log",
+                                  "/nonexistent-dir/h.log"}));
+  EXPECT_EQ(c.code, kStressExitBadInput) << c.out << c.err;
+  EXPECT_THAT(c.err, HasSubstr("--hostile-log '/nonexistent-dir/h.log': cannot write"));
+  EXPECT_THAT(c.out, Not(HasSubstr("verdict"))) << "the run started: " << c.out;
+  const Captured same = RunCli(
+      With({"--guest", "hostile", "--json", "h.json", "--hostile-log", "h.json"}));
+  EXPECT_EQ(same.code, kStressExitBadInput) << same.out << same.err;
+  EXPECT_THAT(same.err, HasSubstr("--hostile-log 'h.json': the same file as --json"));
+}
+
+// A report file that still cannot be written after the run (a full device) loses nothing
+// of the run: the report, verdict first, then the error naming the file. A FAIL stays
+// exit 1; a PASS whose file is missing is a host error (exit 5), not "bad flags".
+TEST(StressCommandTest, AReportWriteThatFailsAfterTheRunKeepsTheVerdict) {
+  if (access("/dev/full", W_OK) != 0) GTEST_SKIP() << "needs /dev/full";
+  const Captured pass = RunCli(Passing({"--mode", "host-threads", "--json", "/dev/full"}));
+  EXPECT_EQ(pass.code, kStressExitHostError) << pass.out << pass.err;
+  EXPECT_THAT(pass.out, HasSubstr("verdict: PASS"));
+  EXPECT_THAT(pass.out, Not(HasSubstr("json report:")));
+  EXPECT_THAT(pass.err, HasSubstr("writing /dev/full failed: No space left on device"));
+
+  const Captured fail =
+      RunCli(With({"--mode", "host-threads", "--policy", "legacy", "--eagain", "1",
+                   "--oom-reap-rate", "200", "--fault-timeout", "300ms", "--trace", "/dev/full"}));
+  EXPECT_EQ(fail.code, kStressExitFail) << fail.out << fail.err;
+  EXPECT_THAT(fail.out, HasSubstr("verdict: FAIL"));
+  EXPECT_THAT(fail.err, HasSubstr("writing /dev/full failed"));
+}
+
 // The check before the run neither truncates an existing report nor leaves an empty file
 // behind when the run cannot start; a run that finishes writes its report.
 TEST(StressCommandTest, ARunThatCannotStartLeavesTheReportFilesAsTheyWere) {
