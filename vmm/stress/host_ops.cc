@@ -4,6 +4,7 @@
 #include <string>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "notifier/base/page.h"
 #include "notifier/base/random.h"
@@ -55,7 +56,13 @@ void HostOpDriver::Stop() {
 }
 
 uint64_t HostOpDriver::ops_done() const { return done_.load(std::memory_order_relaxed); }
+uint64_t HostOpDriver::ops_skipped() const { return skipped_.load(std::memory_order_relaxed); }
 uint64_t HostOpDriver::ops_failed() const { return failed_.load(std::memory_order_relaxed); }
+
+std::string HostOpDriver::first_failure() const {
+  MutexLock lock(&mu_);
+  return first_failure_;
+}
 
 bool HostOpDriver::StopRequested(absl::Duration period) {
   MutexLock lock(&mu_);
@@ -78,25 +85,36 @@ absl::Status HostOpDriver::Run(HostOp op, uint64_t gpa, uint64_t len) {
   return absl::InternalError("unknown host operation");
 }
 
-void HostOpDriver::Loop(HostOp op, double rate) {
-  if (trace_ != nullptr) trace_->NameThisThread(std::string("host ") + HostOpName(op));
-  const absl::Duration period = absl::Seconds(1.0 / rate);
+void HostOpDriver::RunOne(HostOp op, uint64_t n) {
   const uint64_t pages = (end_ - start_) / kPageSize;
   const uint64_t span = std::min<uint64_t>(options_.op_pages, pages);
   if (span == 0) return;
   const uint64_t stream = uint64_t{0x100} << (static_cast<int>(op) + 2);
-  for (uint64_t n = 0; !StopRequested(period); ++n) {
-    const uint64_t first = Mix64(options_.seed ^ stream ^ Mix64(n)) % (pages - span + 1);
-    const uint64_t gpa = start_ + first * kPageSize;
-    const uint64_t t0 = trace_ != nullptr ? trace_->NowNs() : 0;
-    const absl::Status s = Run(op, gpa, span * kPageSize);
-    if (trace_ != nullptr) {
-      trace_->Complete("host", HostOpName(op), t0, trace_->NowNs() - t0, "gpa", gpa, "len",
-                       span * kPageSize);
-    }
-    // relaxed: statistics.
-    (s.ok() ? done_ : failed_).fetch_add(1, std::memory_order_relaxed);
+  const uint64_t first = Mix64(options_.seed ^ stream ^ Mix64(n)) % (pages - span + 1);
+  const uint64_t gpa = start_ + first * kPageSize;
+  const uint64_t t0 = trace_ != nullptr ? trace_->NowNs() : 0;
+  const absl::Status s = Run(op, gpa, span * kPageSize);
+  if (trace_ != nullptr) {
+    trace_->Complete("host", HostOpName(op), t0, trace_->NowNs() - t0, "gpa", gpa, "len",
+                     span * kPageSize);
   }
+  // relaxed: statistics.
+  if (s.ok()) {
+    done_.fetch_add(1, std::memory_order_relaxed);
+  } else if (op == HostOp::kOomReap && absl::IsUnavailable(s)) {
+    skipped_.fetch_add(1, std::memory_order_relaxed);  // the non-blockable path gave up
+  } else if (failed_.fetch_add(1, std::memory_order_relaxed) == 0) {
+    MutexLock lock(&mu_);
+    first_failure_ = absl::StrCat(HostOpName(op), " [0x", absl::Hex(gpa), ", +0x",
+                                  absl::Hex(span * kPageSize), "): ", s.message());
+  }
+}
+
+void HostOpDriver::Loop(HostOp op, double rate) {
+  if (trace_ != nullptr) trace_->NameThisThread(std::string("host ") + HostOpName(op));
+  if (end_ == start_) return;  // no page to operate on
+  const absl::Duration period = absl::Seconds(1.0 / rate);
+  for (uint64_t n = 0; !StopRequested(period); ++n) RunOne(op, n);
 }
 
 }  // namespace mmuvisor::vmm::stress

@@ -8,17 +8,21 @@
 //             leaves the pages read-write (every secondary MMU zaps and refaults; the
 //             guest's stores keep working: a read-only protect would make them
 //             protected-write events, not a stress condition)
-//   oom-reap  vmm/host OomReap (non-blockable; skipped after its EAGAIN retries
-//             counts as a failed operation)
+//   oom-reap  vmm/host OomReap (non-blockable; a range it skipped after its retries —
+//             busy pages, refused starts, --eagain — is the non-blockable path's expected
+//             outcome: counted as skipped, not failed)
+// Any other error of an operation is a failure (counted, the first one kept): the run's
+// verdict fails on it.
 //
 // Threads: Start/Stop from the owner; the operations run on the driver's threads (one per
-// kind). Counters are relaxed atomics; mu_ guards the stop flag.
+// kind). Counters are relaxed atomics; mu_ guards the stop flag and the first failure.
 #ifndef MMUVISOR_VMM_STRESS_HOST_OPS_H_
 #define MMUVISOR_VMM_STRESS_HOST_OPS_H_
 
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -47,7 +51,13 @@ class HostOpDriver {
   // Idempotent; joins the threads (the operation in flight completes).
   void Stop() ABSL_LOCKS_EXCLUDED(mu_);
   uint64_t ops_done() const;
-  uint64_t ops_failed() const;  // operations that returned an error (EAGAIN skips included)
+  uint64_t ops_skipped() const;  // OOM reaps skipped after their retries (not failures)
+  uint64_t ops_failed() const;   // operations that returned any other error
+  // "migrate [0x200000, +0x10000): <error>" of the first failed operation, or "".
+  std::string first_failure() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Operation `n` of kind `op`, counted as the driver's thread counts it.
+  // REQUIRES: called by the driver's threads, or by a test with none started.
+  void RunOne(HostOp op, uint64_t n) ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   absl::Status Run(HostOp op, uint64_t gpa, uint64_t len);
@@ -59,11 +69,12 @@ class HostOpDriver {
   const uint64_t start_, end_;
   HostAddressSpace& space_;
   TraceLog* const trace_;
-  Mutex mu_;
+  mutable Mutex mu_;
   std::condition_variable cv_;  // stop_ set
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::string first_failure_ ABSL_GUARDED_BY(mu_);
   std::vector<std::thread> threads_;
-  std::atomic<uint64_t> done_{0}, failed_{0};
+  std::atomic<uint64_t> done_{0}, skipped_{0}, failed_{0};
 };
 
 }  // namespace mmuvisor::vmm::stress

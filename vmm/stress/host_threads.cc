@@ -1,5 +1,6 @@
 #include "vmm/stress/host_threads.h"
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -58,6 +59,7 @@ class HostThreadGuest final : public StressGuest {
   std::unique_ptr<DmaTrace> vcpu_trace_;
   std::unique_ptr<dma::SecondaryMmuMemory> vcpu_memory_;
   std::unique_ptr<HostWorkload> workload_;
+  std::atomic<uint64_t> balloon_errors_{0};  // balloon discards that failed
 };
 
 absl::Status HostThreadGuest::Create() {
@@ -116,11 +118,14 @@ absl::Status HostThreadGuest::Connect(dma::DmaEngine& engine) {
       trace->NameThisThread(absl::StrCat("vCPU ", v));
     };
   }
-  // Balloon: the guest gives pages back; the host discards them (next access: zeros).
+  // Balloon: the guest gives pages back; the host discards them (next access: zeros). A
+  // failed discard is counted and fails the run, as in KVM runs (GuestReports).
   workload_ = std::make_unique<HostWorkload>(
-      config, *vcpu_memory_, &engine, [space = space_.get()](uint64_t gpa, uint64_t len) {
-        absl::StatusOr<PageRange> pages = space->PagesOf(Gpa{gpa}, ByteSize{len});
-        if (pages.ok()) (void)vmm::Discard(*space, *pages);  // errors: impossible ranges only
+      config, *vcpu_memory_, &engine, [this](uint64_t gpa, uint64_t len) {
+        absl::StatusOr<PageRange> pages = space_->PagesOf(Gpa{gpa}, ByteSize{len});
+        const absl::Status s = pages.ok() ? vmm::Discard(*space_, *pages) : pages.status();
+        // relaxed: a count, read after the vCPU threads are joined.
+        if (!s.ok()) balloon_errors_.fetch_add(1, std::memory_order_relaxed);
       });
   return absl::OkStatus();
 }
@@ -134,6 +139,10 @@ absl::Status HostThreadGuest::Collect(StressRun& run) {
   r.guest_mismatches = workload_->mismatches();
   r.first_mismatches = workload_->first_mismatches();
   r.workload_problem = workload_->problem();
+  if (const uint64_t failed = balloon_errors_.load(std::memory_order_relaxed); failed > 0) {
+    absl::StrAppend(&r.workload_problem, r.workload_problem.empty() ? "" : "; ", failed,
+                    " balloon discard(s) failed");
+  }
   r.workload_ok = r.workload_problem.empty();
   run.AddMmu(*vcpu_mmu_);
   return absl::OkStatus();

@@ -67,6 +67,16 @@ void DecideVerdict(StressResult& result) {
                                            " memslot change(s) of the churn failed, first: ",
                                            result.first_churn_failure));
   }
+  if (result.host_op_failures > 0) {
+    result.failures.push_back(absl::StrCat(result.host_op_failures,
+                                           " host operation(s) failed, first: ",
+                                           result.first_host_op_failure));
+  }
+  if (result.reclaim_errors > 0) {
+    result.failures.push_back(absl::StrCat(
+        "reclaim driver: ", result.reclaim_errors, " pass(es) failed",
+        result.last_reclaim_error.empty() ? "" : absl::StrCat(", last: ", result.last_reclaim_error)));
+  }
   if (!result.workload_ok) {
     result.failures.push_back(absl::StrCat("workload failed: ", result.workload_problem));
   } else if (result.guest_pages_verified == 0) {
@@ -93,8 +103,9 @@ std::string FormatReport(const StressResult& r) {
   absl::StrAppend(&out, "  workload   ", r.guest_pages_verified, " pages verified in ",
                   r.guest_rounds, " rounds, ", r.guest_mismatches, " mismatches\n");
   absl::StrAppend(&out, "  notifier   ", r.invalidations, " invalidations (", r.host_ops,
-                  " host ops), ", r.eagain, " EAGAIN, ", r.pairing_violations,
-                  " pairing violations\n");
+                  " host ops, ", r.host_op_failures, " failed, ", r.host_op_skips,
+                  " OOM reaps skipped; ", r.reclaim_errors, " reclaim errors), ", r.eagain,
+                  " EAGAIN, ", r.pairing_violations, " pairing violations\n");
   absl::StrAppend(&out, "  mmu        ", r.faults, " faults, ", r.fault_retries, " retries, ",
                   r.fault_timeouts, " timeouts; fault latency p50 ",
                   r.fault_latency.p50_ns / 1000, "us p99 ", r.fault_latency.p99_ns / 1000,
@@ -165,6 +176,11 @@ std::string ReportToJson(const StressResult& r) {
   json["pairing_violations"] = r.pairing_violations;
   json["invalidations"] = r.invalidations;
   json["host_ops"] = r.host_ops;
+  json["host_op_failures"] = r.host_op_failures;
+  json["first_host_op_failure"] = r.first_host_op_failure;
+  json["host_op_skips"] = r.host_op_skips;
+  json["reclaim_errors"] = r.reclaim_errors;
+  json["last_reclaim_error"] = r.last_reclaim_error;
   json["eagain"] = r.eagain;
   json["faults"] = r.faults;
   json["fault_retries"] = r.fault_retries;

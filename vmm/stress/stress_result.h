@@ -10,6 +10,8 @@
 //     active invalidations, the hub's open windows and active interval ranges),
 //   - the device reported no error the guest did not ask for,
 //   - every memslot change of the churn succeeded,
+//   - no host operation and no reclaim-driver pass failed (an OOM reap skipped after its
+//     retries is not a failure),
 //   - the workload itself ran (a run that verified nothing, or whose vCPUs failed, is not
 //     a pass).
 // No locks; any thread.
@@ -80,6 +82,15 @@ struct StressResult {
   uint64_t invalidations = 0;  // hub starts attempted by the host operations
   uint64_t eagain = 0;         // starts that failed with EAGAIN
   uint64_t host_ops = 0;       // reclaim/discard/migrate/protect/reap operations done
+  // Host operations (migrate, protect, OOM reap) that returned an error; they fail the run.
+  uint64_t host_op_failures = 0;
+  std::string first_host_op_failure;
+  // OOM reaps skipped after their retries (busy pages, refused starts): the non-blockable
+  // path's expected outcome, counted, not a failure.
+  uint64_t host_op_skips = 0;
+  // Reclaim-driver passes that ended with an error; they fail the run.
+  uint64_t reclaim_errors = 0;
+  std::string last_reclaim_error;
 
   // Secondary MMUs (summed over every MMU of the run).
   uint64_t faults = 0;

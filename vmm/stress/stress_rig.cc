@@ -298,9 +298,9 @@ absl::StatusOr<HostStressOutcome> StressRig::Finish() {
   const HostStats host = space_->stats();
   run.result.invalidations = WindowsOpened(host);
   run.result.eagain = host.oom_eagain_retries;
-  if (reclaimd_) run.result.eagain += reclaimd_->stats().eagain_retries;
-  run.result.host_ops =
-      host_ops_->ops_done() + host_ops_->ops_failed() + host.reclaims + host.discards;
+  run.result.host_ops = host.reclaims + host.discards;
+  run.AddHostOps(*host_ops_);
+  if (reclaimd_) run.AddReclaimDriver(*reclaimd_);
   run.result.swap_ins = host.swapped_in;
   run.result.swap_outs = host.written_back;
   const DirtyTrackingChoice& dirty = space_->dirty_tracking();

@@ -88,6 +88,20 @@ void StressRun::AddHub(const notifier::NotifierSubscriptions& hub) {
       {"hub.active_interval_ranges", static_cast<int64_t>(hub.active_invalidate_ranges())});
 }
 
+void StressRun::AddHostOps(const HostOpDriver& ops) {
+  result.host_ops += ops.ops_done();
+  result.host_op_skips += ops.ops_skipped();
+  result.host_op_failures += ops.ops_failed();
+  if (result.first_host_op_failure.empty()) result.first_host_op_failure = ops.first_failure();
+}
+
+void StressRun::AddReclaimDriver(const ReclaimDriver& reclaimd) {
+  const ReclaimDriverStats s = reclaimd.stats();
+  result.eagain += s.eagain_retries;
+  result.reclaim_errors += s.errors;
+  if (s.errors > 0) result.last_reclaim_error = std::string(reclaimd.last_error().message());
+}
+
 LatencyPercentiles Percentiles(const LatencyHistogram& histogram) {
   const LatencyHistogram::Snapshot s = histogram.TakeSnapshot();
   return LatencyPercentiles{s.count, s.PercentileNs(0.5), s.PercentileNs(0.9),

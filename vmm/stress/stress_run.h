@@ -16,7 +16,9 @@
 #include "notifier/hub.h"
 #include "vmm/dma/dma_engine.h"
 #include "vmm/dma/dma_memory.h"
+#include "vmm/host/reclaim_driver.h"
 #include "vmm/paging/latency_histogram.h"
+#include "vmm/stress/host_ops.h"
 #include "vmm/stress/stress_options.h"
 #include "vmm/stress/stress_result.h"
 #include "vmm/stress/trace_log.h"
@@ -42,6 +44,10 @@ struct StressRun {
   void AddDmaPathStats(const dma::DmaMemoryStats& stats);
   void AddEngine(const dma::DmaEngine& engine);
   void AddHub(const notifier::NotifierSubscriptions& hub);
+  // The host-op threads' operations done (into host_ops), failed and skipped.
+  void AddHostOps(const HostOpDriver& ops);
+  // The reclaim driver's failed passes and its last error.
+  void AddReclaimDriver(const ReclaimDriver& reclaimd);
 
   // Notes on what the run cut to keep its time bound (`timeout_name` cut from `wanted` to
   // `used` when `timeout_cut`; the delay cut to `delay` when `delay_cut`; descriptors the

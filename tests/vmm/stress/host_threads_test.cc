@@ -3,6 +3,7 @@
 // memstress algorithm running on host "vCPU" threads. These are the must-pass and
 // must-fail runs of issue 6 that can be made real without /dev/kvm.
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <utility>
 
@@ -12,13 +13,19 @@
 #include "trace_words.h"
 #include "support/read_file.h"
 #include "support/status_matchers.h"
+#include "vmm/host/fault_injection.h"
+#include "vmm/host/host_address_space.h"
+#include "vmm/host/reclaim_driver.h"
+#include "vmm/stress/host_ops.h"
 #include "vmm/stress/host_threads.h"
+#include "vmm/stress/stress_run.h"
 
 namespace mmuvisor::vmm::stress {
 namespace {
 
 using ::mmuvisor::testing::Json;
 using ::mmuvisor::testing::JsonParser;
+using ::testing::AllOf;
 using ::testing::Contains;
 using ::testing::HasSubstr;
 
@@ -45,6 +52,48 @@ StressOptions ShortRounds() {
 
 std::string TempPath(const std::string& name) {
   return ::testing::TempDir() + "/" + name;
+}
+
+// What the rig reads of its host operations: a failed migrate and a failed reclaim pass
+// are failures of the run (named, not counted as operations done); an OOM reap skipped
+// after its EAGAIN retries is not.
+TEST(HostOpFailureTest, FailedHostOperationsFailTheRunAndSkippedReapsDoNot) {
+  constexpr uint64_t kRam = 4ull << 20;
+  // Before the space: it stays subscribed until the space's teardown.
+  StartFaultSubscription injector(StartFaults{.eagain_probability = 1, .seed = 1}, "eagain");
+  HostAddressSpaceOptions space_options;
+  space_options.ram_bytes = kRam;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<HostAddressSpace> space,
+                       HostAddressSpace::Create(std::move(space_options)));
+  ASSERT_OK(space->hub().Register(injector));
+  const StressOptions o = Short();
+  HostOpDriver past_ram(o, kRam, 2 * kRam, *space, nullptr);  // every range is outside RAM
+  past_ram.RunOne(HostOp::kMigrate, 0);
+  HostOpDriver in_ram(o, 1ull << 20, kRam, *space, nullptr);
+  in_ram.RunOne(HostOp::kOomReap, 0);  // every non-blockable start refused: skipped
+  EXPECT_EQ(in_ram.ops_skipped(), 1u);
+  EXPECT_EQ(in_ram.ops_failed(), 0u);
+  ReclaimDriver reclaimd(*space, ReclaimDriverOptions{});
+  space->Teardown();
+  EXPECT_FALSE(reclaimd.RunOnce().ok());  // torn down
+
+  StressRun run;
+  run.result.guest_pages_verified = 1;
+  run.AddHostOps(past_ram);
+  run.AddHostOps(in_ram);
+  run.AddReclaimDriver(reclaimd);
+  DecideVerdict(run.result);
+  const std::string report = FormatReport(run.result);
+  EXPECT_FALSE(run.result.pass) << report;
+  EXPECT_EQ(run.result.host_ops, 0u) << "a failed or skipped operation is not one done";
+  EXPECT_EQ(run.result.host_op_skips, 1u);
+  EXPECT_THAT(run.result.failures,
+              Contains(AllOf(HasSubstr("1 host operation(s) failed, first: migrate [0x"),
+                             HasSubstr("is not guest RAM"))))
+      << report;
+  EXPECT_THAT(run.result.failures, Contains(HasSubstr("reclaim driver: 1 pass(es) failed")))
+      << report;
+  EXPECT_EQ(run.result.failures.size(), 2u) << report;
 }
 
 TEST(HostStressTest, DefaultScenarioPassesAndIsNotVacuous) {

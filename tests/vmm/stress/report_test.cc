@@ -73,6 +73,16 @@ TEST(VerdictTest, EachConditionFailsOnItsOwnAndIsNamed) {
        },
        "2 memslot change(s) of the churn failed, first: memslot move: deadline"},
       {[](StressResult& r) {
+         r.host_op_failures = 2;
+         r.first_host_op_failure = "migrate [0x200000, +0x10000): boom";
+       },
+       "2 host operation(s) failed, first: migrate [0x200000, +0x10000): boom"},
+      {[](StressResult& r) {
+         r.reclaim_errors = 1;
+         r.last_reclaim_error = "reclaim driver: torn down";
+       },
+       "reclaim driver: 1 pass(es) failed, last: reclaim driver: torn down"},
+      {[](StressResult& r) {
          r.workload_ok = false;
          r.workload_problem = "vCPU 1: fault timed out";
        },
@@ -86,6 +96,15 @@ TEST(VerdictTest, EachConditionFailsOnItsOwnAndIsNamed) {
     ASSERT_THAT(r.failures, SizeIs(1)) << c.named;
     EXPECT_THAT(r.failures[0], HasSubstr(c.named));
   }
+}
+
+// An OOM reap skipped after its retries is the non-blockable path's expected outcome.
+TEST(VerdictTest, SkippedOomReapsDoNotFail) {
+  StressResult r = CleanResult();
+  r.host_op_skips = 5;
+  DecideVerdict(r);
+  EXPECT_TRUE(r.pass) << FormatReport(r);
+  EXPECT_THAT(FormatReport(r), HasSubstr("0 failed, 5 OOM reaps skipped; 0 reclaim errors"));
 }
 
 TEST(VerdictTest, RequestedDmaErrorsDoNotFail) {
