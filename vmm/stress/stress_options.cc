@@ -195,8 +195,8 @@ void AddRaceFlags(CLI::App& app, StressLine& line) {
   AddFlag(app, "--fault-timeout", "DUR",
           "a fault still racing after this gives up (default 2s; 30s\n"
           "under KVM, where windows are long and overlap); under the\n"
-          "legacy policy cut to max(1s, --duration/10) / 2 (not with\n"
-          "--rounds) so that the run keeps its time bound",
+          "legacy policy cut to max(1s, --duration/10) / 2 (not in KVM\n"
+          "--rounds runs) so that the run keeps its time bound",
           kLast, [&o](const std::string& text) -> absl::Status {
             MMUVISOR_ASSIGN_OR_RETURN(o.fault_timeout, Duration(text));
             o.fault_timeout_given = true;

@@ -61,6 +61,7 @@ class StressRig {
   LatencyHistogram fault_latency_;
   DmaTrace dma_trace_;
   // The time bound: faults give up in time, delays end at the deadline.
+  bool deadline_at_duration_ = false;  // the run is stopped at --duration
   bool timeout_cut_ = false, delay_cut_ = false;
   absl::Duration wanted_timeout_, fault_timeout_, delay_, limit_;
   std::optional<StartFaultSubscription> injector_;
@@ -87,11 +88,14 @@ StressRig::StressRig(const StressOptions& options, StressGuest& guest)
   trace_.NameThisThread("stress main");
   wanted_timeout_ =
       options.fault_timeout_given ? options.fault_timeout : guest.default_fault_timeout();
-  fault_timeout_ = options.rounds > 0
-                       ? wanted_timeout_
-                       : BoundedFaultTimeout(wanted_timeout_, options.duration,
+  // The deadline applies to every --duration run, and to a --rounds run whose guest has
+  // no grace beyond it (host threads stop at --duration whatever --rounds says).
+  deadline_at_duration_ = options.rounds == 0 || guest.rounds_grace() == absl::ZeroDuration();
+  fault_timeout_ = deadline_at_duration_
+                       ? BoundedFaultTimeout(wanted_timeout_, options.duration,
                                              options.policy == notifier::Policy::kLegacyUnpaired,
-                                             &timeout_cut_);
+                                             &timeout_cut_)
+                       : wanted_timeout_;
   delay_ = BoundedDelay(options.delay, fault_timeout_, &delay_cut_);
   limit_ = options.rounds > 0 ? options.duration + guest.rounds_grace() : options.duration;
 }
@@ -152,7 +156,7 @@ absl::Status StressRig::Build() {
 DelayOptions StressRig::DmaDelays() const {
   DelayOptions delays{options_.delay_probability, delay_, Mix64(options_.seed),
                       !options_.skip_dma_retry_check_for_testing};
-  if (options_.rounds == 0) delays.delays_end = absl::Now() + options_.duration;
+  if (deadline_at_duration_) delays.delays_end = absl::Now() + options_.duration;
   if (!options_.force_dma_fault_races_for_testing) return delays;
   // The must-fail control's race, every time: reclaim the faulting page inside the DMA
   // fault's window, data pages only (MemstressDescriptorFrames says why). The DMA MMU's

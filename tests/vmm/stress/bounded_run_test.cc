@@ -101,6 +101,27 @@ TEST(RunBoundTest, LegacyEagainRunStopsNamingTheLeakedWindows) {
               Contains(HasSubstr("fault timeout cut from 2s to 500ms")));
 }
 
+// A host-thread --rounds run still stops at --duration (no grace beyond it), so the fault
+// timeout is cut as in a --duration run: a fault stuck behind a leaked window gives up in
+// time, and the run ends within the bound it reports itself. (Not cut, the 20 s timeout
+// kept it running 20 s against a 2 s bound.) Both numbers are the run's own.
+TEST(RunBoundTest, HostThreadRoundsRunKeepsTheBoundItReports) {
+  ASSERT_OK_AND_ASSIGN(
+      StressOptions o,
+      ParseStressFlags(std::vector<std::string>{
+          "--host-threads", "--no-progress", "--rounds", "1000", "--policy", "legacy",
+          "--eagain", "1", "--oom-reap-rate", "200", "--duration", "1", "--fault-timeout",
+          "20s"}));
+  ASSERT_OK_AND_ASSIGN(HostStressOutcome out, RunHostStress(o, nullptr, false));
+  const std::string report = FormatReport(out.result);
+  EXPECT_EQ(out.result.bound_s, 2.0) << report;
+  EXPECT_LE(out.result.duration_s, out.result.bound_s) << report;
+  EXPECT_THAT(out.result.deadline_notes,
+              Contains(HasSubstr("fault timeout cut from 20s to 500ms")))
+      << report;
+  EXPECT_FALSE(out.result.pass) << report;  // the leaked windows still fail it
+}
+
 // Rounds of a 256 MiB guest take seconds; the run stops mid-round at the deadline.
 TEST(RunBoundTest, Guest256MiBStopsAtTheDeadline) {
   StressOptions o = Sized(256ull << 20, 2, absl::Seconds(10));
