@@ -18,10 +18,12 @@
 namespace mmuvisor::vmm::stress {
 namespace {
 
-// The report files a run will write: checked before it (CheckWritable), and those the
-// check created are removed again if the run left them empty (it ended before writing
-// its report: KVM unusable, bad input found late), so a failed start leaves no empty file
-// behind and an existing report is not truncated by one.
+// The report files a run will write: checked before it (CheckWritable; two flags naming
+// one regular file by different spellings, `a.json` and `./a.json`, are refused: the
+// later write would replace the earlier), and those the check created are removed again
+// if the run left them empty (it ended before writing its report: KVM unusable, bad input
+// found late), so a failed start leaves no empty file behind and an existing report is
+// not truncated by one.
 class ReportFiles {
  public:
   ReportFiles() = default;
@@ -39,11 +41,27 @@ class ReportFiles {
       return absl::InvalidArgumentError(absl::StrCat(flag, " '", path, "': ", s.message()));
     }
     if (created) created_.push_back(path);
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return absl::OkStatus();
+    for (const Checked& other : checked_) {
+      if (other.dev == st.st_dev && other.ino == st.st_ino) {
+        return absl::InvalidArgumentError(absl::StrCat(flag, " '", path, "': the same file as ",
+                                                       other.flag, " '", other.path, "'"));
+      }
+    }
+    checked_.push_back({flag, path, st.st_dev, st.st_ino});
     return absl::OkStatus();
   }
 
  private:
+  struct Checked {
+    const char* flag;
+    std::string path;
+    dev_t dev;
+    ino_t ino;
+  };
   std::vector<std::string> created_;
+  std::vector<Checked> checked_;  // the regular files checked so far
 };
 
 int Fail(std::FILE* err, int code, absl::string_view message) {

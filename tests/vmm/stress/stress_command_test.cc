@@ -118,6 +118,23 @@ TEST(StressCommandTest, AnUnwritableHostileLogExitsTwoBeforeTheRun) {
   EXPECT_THAT(same.err, HasSubstr("--hostile-log 'h.json': the same file as --json"));
 }
 
+// Two report flags naming one file by different spellings: the trace would overwrite the
+// JSON report. Refused before the run (exit 2), the file the check created removed again.
+TEST(StressCommandTest, OneReportFileUnderTwoSpellingsIsRefused) {
+  char dir_template[] = "/tmp/stress-same-XXXXXX";
+  ASSERT_NE(mkdtemp(dir_template), nullptr);
+  const std::string dir = dir_template;
+  const Captured c = RunCli(With({"--mode", "host-threads", "--json", dir + "/a.json",
+                                  "--trace", dir + "/./a.json"}));
+  EXPECT_EQ(c.code, kStressExitBadInput) << c.out << c.err;
+  EXPECT_THAT(c.err, HasSubstr("--trace '" + dir + "/./a.json': the same file as --json '" +
+                               dir + "/a.json'"));
+  EXPECT_THAT(c.out, Not(HasSubstr("verdict"))) << "the run started: " << c.out;
+  EXPECT_NE(access((dir + "/a.json").c_str(), F_OK), 0) << "left behind";
+  std::remove((dir + "/a.json").c_str());
+  rmdir(dir.c_str());
+}
+
 // A report file that still cannot be written after the run (a full device) loses nothing
 // of the run: the report, verdict first, then the error naming the file. A FAIL stays
 // exit 1; a PASS whose file is missing is a host error (exit 5), not "bad flags".
