@@ -25,10 +25,15 @@ double ThreeDecimals(double value) {
 std::string HexString(uint64_t value) { return absl::StrCat("0x", absl::Hex(value)); }
 
 absl::Status WriteTextFile(const std::string& path, absl::string_view text) {
-  std::FILE* f = std::fopen(path.c_str(), "w");
+  // O_NONBLOCK for the open only: a FIFO with no reader fails at once (ENXIO) instead of
+  // blocking the run's end for good; the writes block as usual.
+  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NONBLOCK | O_CLOEXEC, 0644);
+  std::FILE* f = nullptr;
+  if (fd >= 0 && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) == 0) f = fdopen(fd, "w");
   if (f == nullptr) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cannot write ", path, ": ", std::strerror(errno)));
+    const int e = errno;
+    if (fd >= 0) close(fd);
+    return absl::InvalidArgumentError(absl::StrCat("cannot write ", path, ": ", std::strerror(e)));
   }
   const size_t written = std::fwrite(text.data(), 1, text.size(), f);
   const int close_result = std::fclose(f);
@@ -40,9 +45,11 @@ absl::Status WriteTextFile(const std::string& path, absl::string_view text) {
 
 absl::Status CheckWritable(const std::string& path, bool* created) {
   *created = false;
-  int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO with no reader for writing would block until one comes
+  // (for ever, before anything is printed); non-blocking it fails with ENXIO instead.
+  int fd = open(path.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0 && errno == ENOENT) {
-    fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NONBLOCK | O_CLOEXEC, 0644);
     *created = fd >= 0;
   }
   if (fd < 0) {

@@ -34,12 +34,14 @@ double ThreeDecimals(double value);
 // "0x1f000": how the documents write addresses and data words.
 std::string HexString(uint64_t value);
 
-// Writes `text` to `path` (created or truncated). Errors name the path and errno.
+// Writes `text` to `path` (created or truncated). Never waits for a FIFO's reader: a FIFO
+// with none is an error (ENXIO). Errors name the path and errno.
 absl::Status WriteTextFile(const std::string& path, absl::string_view text);
 
 // Checks before a run that `path` can be written after it, leaving an existing file as it
 // is (opened for writing, not truncated). A missing file is created empty and *created
-// set, so that the caller can remove it if the run never writes it. Errors name errno.
+// set, so that the caller can remove it if the run never writes it. A FIFO with no reader
+// is refused at once (ENXIO), not waited for. Errors name errno.
 absl::Status CheckWritable(const std::string& path, bool* created);
 
 }  // namespace mmuvisor::vmm::stress

@@ -1,9 +1,15 @@
 // `mmuvisor stress` as the CLI runs it (RunStressCommand): exit codes, the auto fallback
 // to host threads with its notice, the report on stdout, and bad flags.
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <future>
 #include <string>
 #include <vector>
 
@@ -132,6 +138,40 @@ TEST(StressCommandTest, OneReportFileUnderTwoSpellingsIsRefused) {
   EXPECT_THAT(c.out, Not(HasSubstr("verdict"))) << "the run started: " << c.out;
   EXPECT_NE(access((dir + "/a.json").c_str(), F_OK), 0) << "left behind";
   std::remove((dir + "/a.json").c_str());
+  rmdir(dir.c_str());
+}
+
+// A FIFO with no reader as a report file: refused at once (exit 2, one line naming it),
+// not waited for (an open for writing would block until a reader came: for ever, before
+// anything was printed). Run on a thread so that a hang fails the test instead of
+// hanging it: after a generous bound the test opens the reader itself, which lets the
+// run go on, and drains what it writes until it ends.
+TEST(StressCommandTest, AFifoWithNoReaderIsRefusedNotWaitedFor) {
+  char dir_template[] = "/tmp/stress-fifo-XXXXXX";
+  ASSERT_NE(mkdtemp(dir_template), nullptr);
+  const std::string dir = dir_template;
+  const std::string fifo = dir + "/report.fifo";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0) << std::strerror(errno);
+  for (const char* flag : {"--json", "--trace"}) {
+    std::future<Captured> run = std::async(std::launch::async, [&] {
+      return RunCli(With({"--mode", "host-threads", flag, fifo}));
+    });
+    if (run.wait_for(std::chrono::seconds(60)) != std::future_status::ready) {
+      ADD_FAILURE() << flag << ": still waiting for the FIFO's reader after 60 s";
+      const int reader = open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+      char buf[4096];
+      while (run.wait_for(std::chrono::milliseconds(10)) != std::future_status::ready) {
+        if (reader >= 0) (void)!read(reader, buf, sizeof buf);
+      }
+      if (reader >= 0) close(reader);
+    }
+    const Captured c = run.get();
+    EXPECT_EQ(c.code, kStressExitBadInput) << flag << c.out << c.err;
+    EXPECT_EQ(c.err, std::string("mmuvisor stress: ") + flag + " '" + fifo +
+                         "': cannot write " + fifo + ": No such device or address\n");
+    EXPECT_THAT(c.out, Not(HasSubstr("verdict"))) << flag;
+  }
+  std::remove(fifo.c_str());
   rmdir(dir.c_str());
 }
 
