@@ -223,8 +223,15 @@ absl::Status KvmGuest::LayOutGuest() {
   const std::string free = absl::StrCat("--mem ", mem_bytes_, ": leaves [0x",
                                         absl::Hex(free_start_), ", 0x", absl::Hex(free_end_),
                                         ") for the workload, too small for ");
-  if (free_end_ <= free_start_ + options_.op_pages * kPageSize) {
+  if (free_end_ <= free_start_) {
     return absl::InvalidArgumentError(absl::StrCat(free, options_.vcpus, " vCPUs"));
+  }
+  // Host operations cover --op-pages pages of the workload's memory each.
+  if (const uint64_t pages = (free_end_ - free_start_) / kPageSize; options_.op_pages >= pages) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--op-pages ", options_.op_pages, ": not below the ", pages, " pages --mem ", mem_bytes_,
+        " leaves the workload ([0x", absl::Hex(free_start_), ", 0x", absl::Hex(free_end_),
+        ") with ", options_.vcpus, " vCPUs)"));
   }
   if (hostile_vcpu_ && hostile_arena_of(mem_bytes_, free_start_, free_end_, options_.vcpus, 0,
                                         &arena_) != 0) {
@@ -283,7 +290,8 @@ std::string KvmGuest::GuestProblem() {
       }
     }
   } else if (reports_.balloon_errors() != 0) {
-    problem = absl::StrCat(reports_.balloon_errors(), " balloon discard(s) failed");
+    absl::StrAppend(&problem, problem.empty() ? "" : "; ", reports_.balloon_errors(),
+                    " balloon discard(s) failed");
   }
   return problem;
 }

@@ -16,6 +16,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "vmm/stress/stress_command.h"
+#include "vmm/stress/stress_kvm.h"
 
 namespace mmuvisor::vmm::stress {
 namespace {
@@ -233,6 +234,18 @@ TEST(StressCommandTest, ARunThatCannotStartLeavesTheReportFilesAsTheyWere) {
   std::remove(fresh.c_str());
   std::remove(trace.c_str());
   rmdir(dir.c_str());
+}
+
+// Under KVM without --mem (2 MiB) an --op-pages above the workload's pages is refused
+// naming --op-pages, not as a --mem too small for the vCPUs.
+TEST(StressCommandTest, KvmRefusesTooManyOpPagesNamingTheFlag) {
+  if (absl::Status kvm = ProbeKvm("/dev/kvm"); !kvm.ok()) GTEST_SKIP() << kvm.message();
+  const Captured c =
+      RunCli({"--mode", "kvm", "--op-pages", "600", "--duration", "1s", "--no-progress"});
+  EXPECT_EQ(c.code, kStressExitBadInput) << c.out << c.err;
+  EXPECT_THAT(c.err, HasSubstr("mmuvisor stress: --op-pages 600: not below the "));
+  EXPECT_THAT(c.err, Not(HasSubstr("too small for 2 vCPUs")));
+  EXPECT_THAT(c.out, Not(HasSubstr("verdict"))) << c.out;
 }
 
 TEST(StressCommandTest, BadFlagsExitTwo) {
