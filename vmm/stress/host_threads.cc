@@ -69,6 +69,12 @@ absl::Status HostThreadGuest::Create() {
     return absl::InvalidArgumentError(absl::StrCat(
         "--mem ", mem, ": host-thread runs need a page-aligned size above 1 MiB"));
   }
+  // ParseStressFlags checks this too, unless --mode auto fell back to host threads.
+  if (options_.op_pages > mem / kPageSize) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--op-pages ", options_.op_pages, ": more than the guest's ", mem / kPageSize,
+        " pages (--mem", options_.mem_given ? "" : ", by default 32M on host threads", ")"));
+  }
   // Every page is real host memory once touched; reclaim keeps about --resident of it.
   MMUVISOR_RETURN_IF_ERROR(
       CheckGuestFitsHost(mem, ResidentBound(options_), HostPhysicalMemoryBytes()));

@@ -313,9 +313,14 @@ absl::Status CheckCombination(const StressOptions& o) {
     return Bad("--op-pages", absl::StrCat(o.op_pages),
                absl::StrCat("at most ", kMaxOpPages, " pages (4 GiB) per operation"));
   }
-  if (o.mem_given && o.op_pages * kPageBytes > o.mem_bytes) {
+  // The guest's size is known here when --mem is given or the mode is host threads (whose
+  // default mem_bytes is); a KVM guest of the default size checks it when laid out, and a
+  // host-thread guest again when created (--mode auto may fall back to one).
+  if ((o.mem_given || o.mode == StressMode::kHostThreads) &&
+      o.op_pages * kPageBytes > o.mem_bytes) {
     return Bad("--op-pages", absl::StrCat(o.op_pages),
-               absl::StrCat("more than the guest's ", o.mem_bytes / kPageBytes, " pages (--mem)"));
+               absl::StrCat("more than the guest's ", o.mem_bytes / kPageBytes, " pages (--mem",
+                            o.mem_given ? "" : ", by default 32M on host threads", ")"));
   }
   // Only a non-blockable start can fail, and the OOM reaper is the one host operation
   // that opens one: without it the injector would never be asked.

@@ -379,6 +379,10 @@ TEST(StressFlagsTest, CombinationsThatWouldDoNothingAreRefused) {
   const std::vector<std::pair<Args, std::string>> refused = {
       {{"--op-pages", "18446744073709551615"}, "--op-pages '18446744073709551615': at most"},
       {{"--mem", "4M", "--op-pages", "2048"}, "more than the guest's 1024 pages"},
+      // Without --mem: the host-thread mode's default, 32 MiB.
+      {{"--host-threads", "--op-pages", "100000"},
+       "--op-pages '100000': more than the guest's 8192 pages (--mem, by default 32M on host "
+       "threads)"},
       {{"--eagain", "0.5", "--ops", "reclaim,migrate"}, "--eagain '0.5': needs the OOM reaper"},
       {{"--eagain", "0.5", "--oom-reap-rate", "0"}, "--eagain '0.5': needs the OOM reaper"},
       {{"--no-dma", "--delay-prob", "0.5"}, "--delay-prob: acts on the DMA path"},

@@ -248,6 +248,21 @@ TEST(StressCommandTest, KvmRefusesTooManyOpPagesNamingTheFlag) {
   EXPECT_THAT(c.out, Not(HasSubstr("verdict"))) << c.out;
 }
 
+// Host threads without --mem (32 MiB, 8192 pages): a larger --op-pages is refused, also
+// when --mode auto falls back to host threads, not silently clamped.
+TEST(StressCommandTest, HostThreadsRefuseMoreOpPagesThanTheDefaultGuestHas) {
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"--host-threads", "--op-pages", "100000", "--duration", "1s"},
+        std::vector<std::string>{"--kvm", "/nonexistent/kvm", "--op-pages", "100000",
+                                 "--duration", "1s"}}) {
+    const Captured c = RunCli(args);
+    EXPECT_EQ(c.code, kStressExitBadInput) << args[0] << c.out << c.err;
+    EXPECT_THAT(c.err, HasSubstr("--op-pages")) << args[0];
+    EXPECT_THAT(c.err, HasSubstr("more than the guest's 8192 pages")) << args[0];
+    EXPECT_THAT(c.out, Not(HasSubstr("verdict"))) << args[0] << c.out;
+  }
+}
+
 TEST(StressCommandTest, BadFlagsExitTwo) {
   const Captured c = RunCli({"--policy", "newest"});
   EXPECT_EQ(c.code, kStressExitBadInput);
