@@ -9,6 +9,9 @@
 // The project's one errno mapping (every layer uses it, never absl::ErrnoToStatus, whose
 // table differs: EFAULT and EBUSY above are what the vCPU loop and the host operations
 // branch on). ErrnoText is strerror_r's text, for messages that pick their own code.
+// Read errno into a local before a call whose message is built by StrCat/StrFormat: the
+// arguments are evaluated in an unspecified order, and the message's allocation may set
+// errno (malloc falling back from sbrk to mmap leaves ENOMEM behind).
 #ifndef MMUVISOR_NOTIFIER_BASE_ERRNO_STATUS_H_
 #define MMUVISOR_NOTIFIER_BASE_ERRNO_STATUS_H_
 

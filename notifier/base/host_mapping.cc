@@ -23,7 +23,8 @@ absl::StatusOr<HostMapping> HostMapping::Map(size_t size, int prot, int flags, i
                                              int64_t offset, absl::string_view what) {
   void* addr = ::mmap(nullptr, size, prot, flags, fd, offset);
   if (addr == MAP_FAILED) {
-    return ErrnoToStatus(errno, absl::StrFormat("mmap %s size=%#x fd=%d", what, size, fd));
+    const int err = errno;  // before the message allocates
+    return ErrnoToStatus(err, absl::StrFormat("mmap %s size=%#x fd=%d", what, size, fd));
   }
   return HostMapping(addr, size);
 }

@@ -27,7 +27,10 @@ absl::StatusOr<std::vector<uint8_t>> ReadImageFile(absl::string_view path, uint6
   }
   UniqueFd fd(raw);
   struct stat st;
-  if (::fstat(fd.get(), &st) < 0) return ErrnoToStatus(errno, absl::StrCat(path, ": ELF image: fstat"));
+  if (::fstat(fd.get(), &st) < 0) {
+    const int err = errno;  // before the message allocates
+    return ErrnoToStatus(err, absl::StrCat(path, ": ELF image: fstat"));
+  }
   if (!S_ISREG(st.st_mode)) {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": ELF image: not a regular file"));
@@ -45,7 +48,10 @@ absl::StatusOr<std::vector<uint8_t>> ReadImageFile(absl::string_view path, uint6
   while (done < size) {
     ssize_t n = ::read(fd.get(), bytes.data() + done, size - done);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoToStatus(errno, absl::StrCat(path, ": ELF image: read"));
+    if (n < 0) {
+      const int err = errno;  // before the message allocates
+      return ErrnoToStatus(err, absl::StrCat(path, ": ELF image: read"));
+    }
     if (n == 0) break;
     done += static_cast<uint64_t>(n);
   }

@@ -9,11 +9,13 @@ namespace mmuvisor::vmm {
 
 absl::Status PortIoBus::Register(uint16_t base, uint32_t count, PortIoDevice* device,
                                  absl::string_view name) {
-  const uint32_t end = uint32_t{base} + count;
-  if (count == 0 || end > 0x10000) {
+  // 64-bit: a count near 2^32 must not wrap the end back below 0x10000.
+  const uint64_t end64 = uint64_t{base} + count;
+  if (count == 0 || end64 > 0x10000) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "port range [%#x, %#x) for %s is empty or past port 0xffff", base, end, name));
+        "port range [%#x, %#x) for %s is empty or past port 0xffff", base, end64, name));
   }
+  const auto end = static_cast<uint32_t>(end64);
   for (const Range& r : ranges_) {
     if (base < r.end && r.base < end) {
       return absl::AlreadyExistsError(absl::StrFormat(

@@ -24,7 +24,8 @@ notifier::Range HubRange(const HostAddressSpace& space, PageRange range,
 
 absl::Status MapProtection(const HostAddressSpace& space, PageRange range, int prot) {
   if (mprotect(space.PagePointer(range.first), range.count * kPageSize, prot) != 0) {
-    return ErrnoToStatus(errno, absl::StrFormat("mprotect pages [%d, %d) prot %d",
+    const int err = errno;  // before the message allocates
+    return ErrnoToStatus(err, absl::StrFormat("mprotect pages [%d, %d) prot %d",
                                                 range.first, range.end(), prot));
   }
   return absl::OkStatus();

@@ -164,7 +164,8 @@ absl::Status FaultBack(HostWindow& window, const PageMask& discarded) {
   return ForEachRun(discarded, [&](uint64_t i, uint64_t n) -> absl::Status {
     const uint64_t first = window.range().first + i;
     if (madvise(window.space().PagePointer(first), n * kPageSize, MADV_POPULATE_READ) != 0) {
-      return ErrnoToStatus(errno, absl::StrFormat("migrate: MADV_POPULATE_READ pages [%d, %d)",
+      const int err = errno;  // before the message allocates
+      return ErrnoToStatus(err, absl::StrFormat("migrate: MADV_POPULATE_READ pages [%d, %d)",
                                                   first, first + n));
     }
     return absl::OkStatus();

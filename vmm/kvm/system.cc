@@ -73,7 +73,10 @@ absl::StatusOr<int> KvmSystem::ApiVersion() const {
 
 absl::StatusOr<int> KvmSystem::CheckExtension(int cap) const {
   int r = ::ioctl(fd_.get(), KVM_CHECK_EXTENSION, cap);
-  if (r < 0) return ErrnoToStatus(errno, absl::StrCat("KVM_CHECK_EXTENSION cap=", cap));
+  if (r < 0) {
+    const int err = errno;  // before the message allocates
+    return ErrnoToStatus(err, absl::StrCat("KVM_CHECK_EXTENSION cap=", cap));
+  }
   return r;
 }
 

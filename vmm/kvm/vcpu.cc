@@ -18,7 +18,8 @@ absl::Status KvmVcpu::Run() {
   // a reason read after a failed KVM_RUN is never the previous exit's.
   run()->exit_reason = KVM_EXIT_UNKNOWN;
   if (::ioctl(fd_.get(), KVM_RUN, 0) < 0) {
-    return ErrnoToStatus(errno, absl::StrCat("KVM_RUN vcpu=", id_));
+    const int err = errno;  // before the message allocates
+    return ErrnoToStatus(err, absl::StrCat("KVM_RUN vcpu=", id_));
   }
   return absl::OkStatus();
 }
@@ -26,14 +27,16 @@ absl::Status KvmVcpu::Run() {
 absl::StatusOr<kvm_regs> KvmVcpu::GetRegs() const {
   kvm_regs regs{};
   if (::ioctl(fd_.get(), KVM_GET_REGS, &regs) < 0) {
-    return ErrnoToStatus(errno, absl::StrCat("KVM_GET_REGS vcpu=", id_));
+    const int err = errno;  // before the message allocates
+    return ErrnoToStatus(err, absl::StrCat("KVM_GET_REGS vcpu=", id_));
   }
   return regs;
 }
 
 absl::Status KvmVcpu::SetRegs(const kvm_regs& regs) const {
   if (::ioctl(fd_.get(), KVM_SET_REGS, &regs) < 0) {
-    return ErrnoToStatus(errno, absl::StrCat("KVM_SET_REGS vcpu=", id_, " rip=0x",
+    const int err = errno;  // before the message allocates
+    return ErrnoToStatus(err, absl::StrCat("KVM_SET_REGS vcpu=", id_, " rip=0x",
                                              absl::Hex(regs.rip)));
   }
   return absl::OkStatus();
@@ -42,7 +45,8 @@ absl::Status KvmVcpu::SetRegs(const kvm_regs& regs) const {
 absl::StatusOr<kvm_sregs> KvmVcpu::GetSregs() const {
   kvm_sregs sregs{};
   if (::ioctl(fd_.get(), KVM_GET_SREGS, &sregs) < 0) {
-    return ErrnoToStatus(errno, absl::StrCat("KVM_GET_SREGS vcpu=", id_));
+    const int err = errno;  // before the message allocates
+    return ErrnoToStatus(err, absl::StrCat("KVM_GET_SREGS vcpu=", id_));
   }
   return sregs;
 }
@@ -68,7 +72,8 @@ absl::Status KvmVcpu::SetCpuid(const std::vector<kvm_cpuid_entry2>& entries) con
                 entries.size() * sizeof(kvm_cpuid_entry2));
   }
   if (::ioctl(fd_.get(), kvm_abi::kSetCpuid2, buffer.data()) < 0) {
-    return ErrnoToStatus(errno,
+    const int err = errno;  // before the message allocates
+    return ErrnoToStatus(err,
                          absl::StrCat("KVM_SET_CPUID2 vcpu=", id_, " nent=", entries.size()));
   }
   return absl::OkStatus();
@@ -77,7 +82,8 @@ absl::Status KvmVcpu::SetCpuid(const std::vector<kvm_cpuid_entry2>& entries) con
 absl::StatusOr<uint32_t> KvmVcpu::GetMpState() const {
   kvm_mp_state mp{};
   if (::ioctl(fd_.get(), KVM_GET_MP_STATE, &mp) < 0) {
-    return ErrnoToStatus(errno, absl::StrCat("KVM_GET_MP_STATE vcpu=", id_));
+    const int err = errno;  // before the message allocates
+    return ErrnoToStatus(err, absl::StrCat("KVM_GET_MP_STATE vcpu=", id_));
   }
   return mp.mp_state;
 }
@@ -85,7 +91,8 @@ absl::StatusOr<uint32_t> KvmVcpu::GetMpState() const {
 absl::Status KvmVcpu::SetMpState(uint32_t state) const {
   kvm_mp_state mp{state};
   if (::ioctl(fd_.get(), KVM_SET_MP_STATE, &mp) < 0) {
-    return ErrnoToStatus(errno,
+    const int err = errno;  // before the message allocates
+    return ErrnoToStatus(err,
                          absl::StrCat("KVM_SET_MP_STATE vcpu=", id_, " mp_state=", state));
   }
   return absl::OkStatus();

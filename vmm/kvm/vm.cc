@@ -17,7 +17,10 @@ namespace mmuvisor::vmm {
 
 absl::StatusOr<int> KvmVm::CheckExtension(int cap) const {
   int r = ::ioctl(fd_.get(), KVM_CHECK_EXTENSION, cap);
-  if (r < 0) return ErrnoToStatus(errno, absl::StrCat("KVM_CHECK_EXTENSION (vm) cap=", cap));
+  if (r < 0) {
+    const int err = errno;  // before the message allocates
+    return ErrnoToStatus(err, absl::StrCat("KVM_CHECK_EXTENSION (vm) cap=", cap));
+  }
   return r;
 }
 
@@ -30,7 +33,8 @@ absl::Status KvmVm::SetUserMemoryRegion(uint32_t slot, uint32_t flags, uint64_t 
   region.memory_size = size;
   region.userspace_addr = hva;
   if (::ioctl(fd_.get(), KVM_SET_USER_MEMORY_REGION, &region) < 0) {
-    return ErrnoToStatus(errno,
+    const int err = errno;  // before the message allocates
+    return ErrnoToStatus(err,
                          absl::StrFormat("KVM_SET_USER_MEMORY_REGION slot=%u gpa=%#x size=%#x "
                                          "hva=%#x flags=%#x",
                                          slot, gpa, size, hva, flags));
@@ -43,7 +47,8 @@ absl::Status KvmVm::GetDirtyLog(uint32_t slot, absl::Span<uint64_t> bitmap) cons
   log.slot = slot;
   log.dirty_bitmap = bitmap.data();
   if (::ioctl(fd_.get(), KVM_GET_DIRTY_LOG, &log) < 0) {
-    return ErrnoToStatus(errno, absl::StrFormat("KVM_GET_DIRTY_LOG slot=%u bitmap_words=%u",
+    const int err = errno;  // before the message allocates
+    return ErrnoToStatus(err, absl::StrFormat("KVM_GET_DIRTY_LOG slot=%u bitmap_words=%u",
                                                 slot, bitmap.size()));
   }
   return absl::OkStatus();
@@ -54,7 +59,8 @@ absl::Status KvmVm::EnableCap(uint32_t cap, uint64_t arg0) const {
   enable.cap = cap;
   enable.args[0] = arg0;
   if (::ioctl(fd_.get(), KVM_ENABLE_CAP, &enable) < 0) {
-    return ErrnoToStatus(errno, absl::StrFormat("KVM_ENABLE_CAP (vm) cap=%u arg0=%#x", cap, arg0));
+    const int err = errno;  // before the message allocates
+    return ErrnoToStatus(err, absl::StrFormat("KVM_ENABLE_CAP (vm) cap=%u arg0=%#x", cap, arg0));
   }
   return absl::OkStatus();
 }
@@ -68,7 +74,8 @@ absl::StatusOr<uint32_t> KvmVm::ResetDirtyRings() const {
 absl::Status KvmVm::SetTssAddr(uint64_t gpa) const {
   // The argument is passed by value (an unsigned long), not by pointer.
   if (::ioctl(fd_.get(), KVM_SET_TSS_ADDR, static_cast<unsigned long>(gpa)) < 0) {
-    return ErrnoToStatus(errno, absl::StrFormat("KVM_SET_TSS_ADDR gpa=%#x", gpa));
+    const int err = errno;  // before the message allocates
+    return ErrnoToStatus(err, absl::StrFormat("KVM_SET_TSS_ADDR gpa=%#x", gpa));
   }
   return absl::OkStatus();
 }
@@ -77,14 +84,18 @@ absl::Status KvmVm::SetIdentityMapAddr(uint64_t gpa) const {
   // Unlike KVM_SET_TSS_ADDR this one takes a pointer to a u64.
   uint64_t addr = gpa;
   if (::ioctl(fd_.get(), KVM_SET_IDENTITY_MAP_ADDR, &addr) < 0) {
-    return ErrnoToStatus(errno, absl::StrFormat("KVM_SET_IDENTITY_MAP_ADDR gpa=%#x", gpa));
+    const int err = errno;  // before the message allocates
+    return ErrnoToStatus(err, absl::StrFormat("KVM_SET_IDENTITY_MAP_ADDR gpa=%#x", gpa));
   }
   return absl::OkStatus();
 }
 
 absl::StatusOr<KvmVcpu> KvmVm::CreateVcpu(int id, int mmap_size) const {
   int r = ::ioctl(fd_.get(), KVM_CREATE_VCPU, static_cast<unsigned long>(id));
-  if (r < 0) return ErrnoToStatus(errno, absl::StrCat("KVM_CREATE_VCPU id=", id));
+  if (r < 0) {
+    const int err = errno;  // before the message allocates
+    return ErrnoToStatus(err, absl::StrCat("KVM_CREATE_VCPU id=", id));
+  }
   UniqueFd fd(r);
   MMUVISOR_ASSIGN_OR_RETURN(HostMapping run,
                    HostMapping::Map(static_cast<size_t>(mmap_size), PROT_READ | PROT_WRITE,

@@ -657,7 +657,8 @@ absl::Status PageServer::Populate(uint64_t page, const void* data) {
           absl::StrFormat("PageServer::Populate page %d: already populated", page));
     }
     if (errno != EAGAIN) {
-      return ErrnoToStatus(errno, absl::StrFormat("UFFDIO_COPY page %d dst=%p len=%d", page,
+      const int err = errno;  // before the message allocates
+      return ErrnoToStatus(err, absl::StrFormat("UFFDIO_COPY page %d dst=%p len=%d", page,
                                                         PageAddress(page), range_.page_size));
     }
     sched_yield();
@@ -674,8 +675,8 @@ absl::StatusOr<std::vector<uint8_t>> PageServer::Residency(uint64_t first, uint6
   }
   std::vector<unsigned char> vec(count);
   if (count > 0 && mincore(PageAddress(first), count * range_.page_size, vec.data()) != 0) {
-    return ErrnoToStatus(errno,
-                               absl::StrFormat("mincore pages [%d, %d)", first, first + count));
+    const int err = errno;  // before the message allocates
+    return ErrnoToStatus(err, absl::StrFormat("mincore pages [%d, %d)", first, first + count));
   }
   std::vector<uint8_t> out(count);
   for (uint64_t i = 0; i < count; ++i) out[i] = vec[i] & 1;

@@ -25,11 +25,15 @@ absl::StatusOr<int> OpenAnonymousFile(const std::string& dir) {
   int fd = open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
   if (fd >= 0) return fd;
   if (errno != EOPNOTSUPP && errno != EISDIR) {
-    return ErrnoToStatus(errno, absl::StrCat("SwapStore: open(O_TMPFILE) in ", dir));
+    const int err = errno;  // before the message allocates
+    return ErrnoToStatus(err, absl::StrCat("SwapStore: open(O_TMPFILE) in ", dir));
   }
   std::string path = absl::StrCat(dir, "/mmuvisor-swap-XXXXXX");
   fd = mkostemp(path.data(), O_CLOEXEC);
-  if (fd < 0) return ErrnoToStatus(errno, absl::StrCat("SwapStore: mkostemp ", path));
+  if (fd < 0) {
+    const int err = errno;  // before the message allocates
+    return ErrnoToStatus(err, absl::StrCat("SwapStore: mkostemp ", path));
+  }
   unlink(path.c_str());
   return fd;
 }

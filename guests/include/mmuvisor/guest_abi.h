@@ -112,7 +112,8 @@ enum mmv_ucall_cmd {
   MMV_UCALL_BALLOON = 5, /* args[0]: gpa, args[1]: length: give pages back to the host */
   MMV_UCALL_REPORT = 6,  /* args[0]: kind, args[1..5]: values (progress, mismatches, ...) */
   MMV_UCALL_SERIAL = 7,  /* args[0]: n <= MMV_UCALL_TEXT_MAX; text[0..n): bytes for COM1's
-                          * console, as if written to its THR one by one, in one exit */
+                          * console, as if written to its THR one by one (whatever LCR's
+                          * divisor-latch bit says), in one exit */
 };
 
 #define MMV_UCALL_MAGIC 0x55434c4cu /* "UCLL" */

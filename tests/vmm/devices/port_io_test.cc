@@ -79,6 +79,9 @@ TEST(PortIoBusTest, RejectsOverlapAndBadRanges) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("empty")));
   EXPECT_THAT(bus.Register(0xfffe, 4, &b, "wrap"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("past port 0xffff")));
+  // A count whose end would wrap 32 bits back below 0x10000.
+  EXPECT_THAT(bus.Register(0x10, 0xfffffff0u, &b, "huge"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("past port 0xffff")));
   EXPECT_THAT(bus.Register(0x3f0, 8, &b, "below"), IsOk());  // [0x3f0, 0x3f8) touches only
 }
 
@@ -97,6 +100,18 @@ TEST(SerialConsoleTest, ThrBytesReachTheSinkAndLsrIsAlwaysReady) {
   }
   EXPECT_EQ(sink.text, "hi\n");
   EXPECT_THAT(sink.vcpus, ::testing::Each(1u));
+}
+
+// The SERIAL ucall's bytes (MMV_UCALL_SERIAL): all of them, in order, whatever the divisor
+// latch says (they are not a register write).
+TEST(SerialConsoleTest, UcallBytesPrintWholeEvenWithTheDivisorLatchSet) {
+  RecordingSink sink;
+  SerialConsole serial(&sink);
+  const uint8_t dlab[1] = {0x83};
+  serial.Write(0, 3, dlab);
+  serial.WriteBytes(2, std::string("a\0b\n", 4));
+  EXPECT_EQ(sink.text, std::string("a\0b\n", 4));
+  EXPECT_THAT(sink.vcpus, ::testing::ElementsAre(2u, 2u, 2u, 2u));
 }
 
 TEST(SerialConsoleTest, DivisorLatchWritesDoNotPrint) {
