@@ -87,14 +87,22 @@ TEST_F(MirrorTest, NonBlockableInvalidationRefusesWhenTheLockIsHeld) {
   ASSERT_THAT(mirror_.Fault(FakeAddressSpace::Address(6), Access::kRead), IsOk());
   const uint64_t host = space_.CurrentHost(6);
   absl::Status nonblocking;
+  std::atomic<bool> returned{false};
+  std::thread t;
   ASSERT_THAT(mirror_.AccessPage(FakeAddressSpace::Address(6), Access::kRead,
                                  [&](uint64_t) {
-                                   std::thread t([&] {
+                                   t = std::thread([&] {
                                      nonblocking = space_.ChangeBacking(6, /*blockable=*/false);
+                                     returned.store(true);
                                    });
-                                   t.join();  // it must come back without waiting for us
+                                   // It must come back without waiting for us. If it waits
+                                   // (the bug), give up and release the lock, so the test
+                                   // fails here instead of deadlocking.
+                                   EXPECT_TRUE(WaitUntil([&] { return returned.load(); }))
+                                       << "a non-blockable start waited for the user lock";
                                  }),
               IsOk());
+  t.join();
   EXPECT_THAT(nonblocking, StatusIs(absl::StatusCode::kUnavailable, ::testing::_));
   EXPECT_EQ(space_.CurrentHost(6), host);  // the caller left the range alone
   EXPECT_EQ(mirror_.Lookup(FakeAddressSpace::Address(6))->host_address, host);

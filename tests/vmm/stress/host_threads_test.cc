@@ -152,16 +152,22 @@ TEST(HostStressTest, MirrorPathPasses) {
   EXPECT_GT(out.result.dma_ops, 0u);
 }
 
+// Ended by rounds (PASS needs a verifying round, which every schedule reaches this way).
+// Every OOM reap meets an injected EAGAIN (probability 1) and is skipped, never failed; how
+// many reaps run before the rounds end is the scheduler's business, so the counts are
+// checked against each other, not against a number.
 TEST(HostStressTest, UpstreamAndSortedPoliciesSurviveEagain) {
   for (const notifier::Policy policy :
        {notifier::Policy::kUpstream, notifier::Policy::kSortedEndLast}) {
-    StressOptions o = Short();
+    StressOptions o = ShortRounds();
     o.policy = policy;
-    o.eagain_probability = 0.5;
+    o.eagain_probability = 1.0;
     o.ops.oom_reap = 200;
     ASSERT_OK_AND_ASSIGN(HostStressOutcome out, RunHostStress(o, nullptr, false));
-    EXPECT_TRUE(out.result.pass) << FormatReport(out.result);
-    EXPECT_GT(out.result.eagain, 0u) << notifier::PolicyName(policy);
+    const std::string report = FormatReport(out.result);
+    EXPECT_TRUE(out.result.pass) << report;
+    EXPECT_EQ(out.result.host_op_failures, 0u) << report;
+    EXPECT_GE(out.result.eagain, out.result.host_op_skips) << report;
   }
 }
 

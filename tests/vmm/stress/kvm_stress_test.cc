@@ -312,12 +312,23 @@ TEST(KvmStressTest, HostileDmaGuestGetsErrorsNotACrash) {
   EXPECT_GT(out->result.dma_errors, out->result.dma_errors_unrequested);
 }
 
+// Equal digests alone would also hold for two runs that recorded nothing: both must pass
+// with every round recorded, and another seed must give other digests.
 TEST(KvmStressTest, SameSeedReplaysTheVerifiedPageSequence) {
   StressOptions o = KvmShort();
   o.rounds = 4;
+  o.duration = absl::Seconds(120);  // a bound only: the rounds end the run
   RUN_KVM_OR_SKIP(a, o);
   RUN_KVM_OR_SKIP(b, o);
+  ASSERT_TRUE(a->result.pass) << FormatReport(a->result);
+  ASSERT_TRUE(b->result.pass) << FormatReport(b->result);
+  ASSERT_FALSE(a->digests.empty());
+  for (const std::vector<uint64_t>& rounds : a->digests) EXPECT_EQ(rounds.size(), 4u);
   EXPECT_EQ(a->digests, b->digests);
+  o.seed = 2;
+  RUN_KVM_OR_SKIP(c, o);
+  ASSERT_TRUE(c->result.pass) << FormatReport(c->result);
+  EXPECT_NE(a->digests, c->digests);
 }
 
 }  // namespace
