@@ -253,6 +253,15 @@ PairingSummary NotifierSubscriptions::pairing_summary() const {
 // ---- Teardown -------------------------------------------------------------------------
 
 void NotifierSubscriptions::Release() {
+  if (hooks_ != nullptr && hooks_->release_waits) {
+    // Test only: report a Release that will block below because another one holds the
+    // lock. The probe lock is dropped at once; production never takes this path.
+    if (teardown_mu_.TryLock()) {
+      teardown_mu_.Unlock();
+    } else {
+      hooks_->release_waits();
+    }
+  }
   MutexLock teardown(&teardown_mu_);  // a second caller waits for the first to finish
   {
     MutexLock lock(&reg_mu_);

@@ -8,7 +8,7 @@
 // teardown is inside a read-side section there, and a grace period would wait for itself).
 // `grace_period_waits` and `gate_waits` run with the domain's grace-period lock or the
 // registration lock held: they must only signal (set a flag, notify), never call the hub.
-// `itree_waits` runs with no lock held, just before the thread sleeps.
+// `itree_waits` and `release_waits` run with no lock held, just before the thread sleeps.
 //
 // Null by default; the hub tests one pointer on these slow paths only (never on start/end).
 // Threads: install with NotifierSubscriptions::SetHooksForTesting before any other thread
@@ -40,6 +40,10 @@ struct HubHooks {
   std::function<void()> gate_waits;
   // An interval Remove or ReadBegin is about to sleep until the last end.
   std::function<void()> itree_waits;
+  // Release(): another Release() holds the teardown lock; this one is about to wait for
+  // it to return (only fired when the lock was found held, so a second Release that
+  // returns without waiting never reports it).
+  std::function<void()> release_waits;
 };
 
 }  // namespace mmuvisor::notifier

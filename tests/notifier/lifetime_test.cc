@@ -523,9 +523,13 @@ TEST(LifetimeRuleTest, IntervalRemoveDuringTheReleaseWalkReturnsOnlyAfterIt) {
 }
 
 // A second Release (concurrent) returns only once the first has: no ->release after it.
+// The first is held inside ->release; the second runs until it either returns (the bug)
+// or reports that it waits for the first (HubHooks::release_waits).
 TEST(LifetimeRuleTest, ASecondReleaseReturnsOnlyAfterTheFirst) {
   NotifierSubscriptions hub;
-  Signal second_returned;
+  Signal second_returned_or_waiting;
+  std::atomic<bool> second_returned{false};
+  std::atomic<int> releases_seen_by_second{-1};
   std::thread second;
   class Sub : public KvmLikeSubscription {
    public:
@@ -536,17 +540,26 @@ TEST(LifetimeRuleTest, ASecondReleaseReturnsOnlyAfterTheFirst) {
     }
     std::function<void()> on_release;
   } sub;
+  HubHooks hooks;
+  hooks.release_waits = [&] { second_returned_or_waiting.Notify(); };
+  hub.SetHooksForTesting(std::move(hooks));
   sub.on_release = [&] {
     second = std::thread([&] {
       hub.Release();
-      second_returned.Notify();
+      releases_seen_by_second.store(sub.releases());
+      second_returned.store(true);
+      second_returned_or_waiting.Notify();
     });
-    for (int i = 0; i < 1000 && !second_returned.IsSet(); ++i) std::this_thread::yield();
-    EXPECT_FALSE(second_returned.IsSet()) << "a second Release returned mid-teardown";
+    ASSERT_TRUE(second_returned_or_waiting.WaitFor(kBound))
+        << "the second Release neither returned nor waited";
+    EXPECT_FALSE(second_returned.load()) << "a second Release returned mid-teardown";
   };
   ASSERT_THAT(hub.Register(sub), IsOk());
   hub.Release();
   second.join();
+  EXPECT_TRUE(second_returned.load());
+  // The first ->release had returned by the time the second Release did.
+  EXPECT_EQ(releases_seen_by_second.load(), 1);
   EXPECT_EQ(sub.releases(), 1);
   ASSERT_THAT(hub.Unregister(sub), IsOk());
 }
