@@ -118,18 +118,20 @@ absl::StatusOr<std::unique_ptr<SwapStore>> SwapStore::Create(uint64_t num_pages,
     return tables.status();
   }
   return std::unique_ptr<SwapStore>(
-      new SwapStore(*fd, num_pages, page_size, *std::move(tables)));
+      new SwapStore(*fd, num_pages, page_size, *std::move(tables), options.test_save_waits));
 }
 
 size_t SwapStore::TablesBytes(uint64_t num_pages) { return num_pages * kTableBytesPerPage; }
 
-SwapStore::SwapStore(int fd, uint64_t num_pages, size_t page_size, HostMapping tables)
+SwapStore::SwapStore(int fd, uint64_t num_pages, size_t page_size, HostMapping tables,
+                     std::function<void(uint64_t page)> test_save_waits)
     : fd_(fd),
       num_pages_(num_pages),
       page_size_(page_size),
       tables_(std::move(tables)),
       crc_(reinterpret_cast<uint32_t*>(tables_.data())),
-      flags_(tables_.data() + num_pages * sizeof(uint32_t)) {}
+      flags_(tables_.data() + num_pages * sizeof(uint32_t)),
+      test_save_waits_(std::move(test_save_waits)) {}
 
 SwapStore::~SwapStore() { close(fd_); }
 
@@ -191,6 +193,15 @@ absl::Status SwapStore::Save(uint64_t page, const void* data) {
   data = snapshot.data();
   const uint32_t crc = Crc32c(data, page_size_);
   const off_t offset = static_cast<off_t>(page * page_size_);
+  if (test_save_waits_) {
+    // Tests only: report a Save that will wait below for a load installing the page (or
+    // another writer). The probe hold is dropped at once; production never probes.
+    if (StripeOf(page).TryLock()) {
+      StripeOf(page).Unlock();
+    } else {
+      test_save_waits_(page);
+    }
+  }
   MutexLock lock(&StripeOf(page));
   // Not-saved before the first byte hits the file: a failure below leaves no valid-looking
   // slot. Release pairs with the acquire in IsSaved().

@@ -36,6 +36,7 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -52,6 +53,12 @@ namespace mmuvisor::vmm {
 struct SwapStoreOptions {
   // Directory for the backing file; empty means $TMPDIR, else /tmp.
   std::string directory;
+  // For tests that force a schedule: called by Save(page) when it finds the page's slot
+  // held (a load installing the page, LoadInto/LoadRunInto, or another Save/Drop), right
+  // before it waits for it, with no lock of the store held. Only called when the slot was
+  // found held, so a Save that never waits never reports it. Must only signal (never call
+  // into the store). Empty: nothing is called and Save does not probe the slot.
+  std::function<void(uint64_t page)> test_save_waits;
 };
 
 // Makes store I/O fail on purpose (tests). A write or read fails when it is the Nth of its
@@ -164,7 +171,8 @@ class SwapStore {
   };
 
   // `tables`: TablesBytes(num_pages) bytes, crc_ then flags_.
-  SwapStore(int fd, uint64_t num_pages, size_t page_size, HostMapping tables);
+  SwapStore(int fd, uint64_t num_pages, size_t page_size, HostMapping tables,
+            std::function<void(uint64_t page)> test_save_waits);
   static constexpr size_t kTableBytesPerPage = sizeof(uint32_t) + sizeof(uint8_t);
   static size_t TablesBytes(uint64_t num_pages);
   std::atomic_ref<uint8_t> flag(uint64_t page) const {
@@ -194,6 +202,8 @@ class SwapStore {
   uint32_t* const crc_;    // num_pages_ entries, then
   uint8_t* const flags_;   // num_pages_ entries, accessed through flag()
 
+
+  const std::function<void(uint64_t page)> test_save_waits_;  // SwapStoreOptions; tests only
 
   Mutex inject_mu_;
   Injector write_inject_ ABSL_GUARDED_BY(inject_mu_);

@@ -121,9 +121,10 @@ PageServerOptions OnePage() {
 
 class PageServerTest : public ::testing::TestWithParam<MemoryBacking> {
  protected:
-  void Start(uint64_t pages, PageServerOptions options = OnePage()) {
+  void Start(uint64_t pages, PageServerOptions options = OnePage(),
+             SwapStoreOptions store_options = {}) {
     ASSERT_OK_AND_ASSIGN(ram_, GuestRam::Create(pages * PageSize(), GetParam()));
-    ASSERT_OK_AND_ASSIGN(store_, SwapStore::Create(pages, PageSize()));
+    ASSERT_OK_AND_ASSIGN(store_, SwapStore::Create(pages, PageSize(), store_options));
     options.on_failure = failures_.Callback();
     ASSERT_OK_AND_ASSIGN(server_, PageServer::Start({ram_->base(), pages, PageSize()}, store_.get(),
                                                     std::move(options)));
@@ -494,22 +495,25 @@ TEST_P(PageServerTest, OneWakeAfterDontwakeCopiesWakesEveryWaiterOfTheCluster) {
 
 // Two threads fault on one never-saved page. The handler of the first is held right before
 // its zero-fill while the second's handler serves the page; the guest then writes it and a
-// reclaim saves and discards it. The held zero-fill, let go only once that reclaim is done
-// (or after 500 ms if the reclaim cannot finish while the fill is pending, as it must not),
-// must not wipe the saved data: the page still reads what was written. Once with the page
-// served alone, once through fault-around's cluster (a saved follower), whose zero-fill
-// paths go the same way.
+// reclaim saves and discards it. The held zero-fill is let go once that reclaim is done
+// (the old bug: the fill was decided outside the slot) or its Save reports that it waits
+// for the slot the fill holds (SwapStoreOptions::test_save_waits, as it must), and must not
+// wipe the saved data: the page still reads what was written. Once with the page served
+// alone, once through fault-around's cluster (a saved follower), whose zero-fill paths go
+// the same way.
 TEST_P(PageServerTest, AZeroFillHeldAcrossAReclaimNeverWipesTheSavedPage) {
   std::mutex mu;
   std::condition_variable cv;
   bool held = false;
   bool release = false;
+  bool save_waits = false;  // the reclaim's Save of page 0 waits for the held fill's slot
+  bool reclaimed = false;
   int calls = 0;
   for (const uint32_t around : {0u, 3u}) {
     SCOPED_TRACE(around == 0 ? "one page" : "fault-around");
-    held = release = false;
+    server_.reset();  // the last round's handlers are gone before its flags are reset
+    held = release = save_waits = reclaimed = false;
     calls = 0;
-    server_.reset();
     PageServerOptions o;
     o.handler_threads = 2;
     o.fault_around_pages = around;
@@ -520,7 +524,14 @@ TEST_P(PageServerTest, AZeroFillHeldAcrossAReclaimNeverWipesTheSavedPage) {
       cv.notify_all();
       cv.wait_for(lock, std::chrono::seconds(10), [&] { return release; });
     };
-    Start(4, std::move(o));
+    SwapStoreOptions store_options;
+    store_options.test_save_waits = [&](uint64_t page) {
+      if (page != 0) return;
+      std::lock_guard<std::mutex> lock(mu);
+      save_waits = true;
+      cv.notify_all();
+    };
+    Start(4, std::move(o), std::move(store_options));
     if (around > 0) {  // a saved, non-resident follower sends the fault through the cluster
       FillPattern(Page(1), 1, PageSize());
       ASSERT_EQ(Reclaim(1, 1), 0);
@@ -543,28 +554,42 @@ TEST_P(PageServerTest, AZeroFillHeldAcrossAReclaimNeverWipesTheSavedPage) {
     // which ends their reads, and is reported after the joins.)
     const bool both_read = was_held && Eventually([&] { return zero_reads.load() == 2; });
     // The guest writes the page; a reclaim window saves it and discards it.
-    std::atomic<bool> reclaimed{false};
     std::thread reclaim;
+    bool reclaim_reached = false;  // it returned, or its Save waits for the held fill
+    bool reclaimed_first = false;
     if (both_read) {
       FillPattern(Page(0), 0, PageSize());
       reclaim = std::thread([&] {
         EXPECT_EQ(Reclaim(0, 1), 0);
+        std::lock_guard<std::mutex> lock(mu);
         reclaimed = true;
+        cv.notify_all();
       });
-      for (int i = 0; i < 500 && !reclaimed.load(); ++i) usleep(1000);
+      std::unique_lock<std::mutex> lock(mu);
+      reclaim_reached = cv.wait_for(lock, std::chrono::seconds(10),
+                                    [&] { return reclaimed || save_waits; });
+      reclaimed_first = reclaimed;
     }
     {
       std::lock_guard<std::mutex> lock(mu);
       release = true;
     }
     cv.notify_all();
-    const bool reclaim_done = !both_read || Eventually([&] { return reclaimed.load(); });
+    bool reclaim_done = !both_read;
+    if (both_read) {
+      std::unique_lock<std::mutex> lock(mu);
+      reclaim_done = cv.wait_for(lock, std::chrono::seconds(10), [&] { return reclaimed; });
+    }
     if (!both_read || !reclaim_done) server_->Shutdown();  // fail, but never hang
     first.join();
     second.join();
     if (reclaim.joinable()) reclaim.join();
     ASSERT_TRUE(was_held) << "the first zero-fill of page 0 never reached the hook";
     ASSERT_TRUE(both_read);
+    ASSERT_TRUE(reclaim_reached) << "the reclaim neither returned nor waited for the fill";
+    EXPECT_FALSE(reclaimed_first)
+        << "the reclaim saved page 0 while a zero-fill of it was pending (decided outside "
+           "its slot)";
     ASSERT_TRUE(reclaim_done);
     std::vector<uint8_t> got;
     ASSERT_EQ(KernelRead(Page(0), PageSize(), &got), 0);
