@@ -11,6 +11,8 @@
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -23,6 +25,7 @@
 #include "notifier/base/mutex.h"
 #include "support/proc_counts.h"
 #include "support/status_matchers.h"
+#include "support/wait.h"
 #include "vmm/paging/guest_ram.h"
 #include "vmm/paging/swap_store.h"
 
@@ -686,15 +689,26 @@ TEST_P(PageServerTest, PopulateInstallsAMissingPageAndRefusesAPresentOne) {
               StatusIs(absl::StatusCode::kOutOfRange, HasSubstr("page 4")));
 }
 
+// A hang is the failure under test, so the blocked thread is waited for with a bound: a
+// thread still in its fault then is reported and the binary aborts (it cannot be joined).
 TEST_P(PageServerTest, ShutdownWithAThreadBlockedInAFaultNeverHangs) {
   Start(4, {.handler_threads = 0, .fault_around_pages = 0});
   int result = -1;
+  std::atomic<bool> returned{false};
   std::thread guest([&] {
     std::vector<uint8_t> got;
     result = KernelRead(Page(1), PageSize(), &got);
+    returned.store(true);
   });
-  ASSERT_TRUE(WaitForQueuedFault(server_->userfaultfd()));
+  // No ASSERT while `guest` is joinable: Shutdown below ends its read either way.
+  EXPECT_TRUE(WaitForQueuedFault(server_->userfaultfd())) << "the read never faulted";
   server_->Shutdown();
+  if (!::mmuvisor::testing::WaitUntil([&] { return returned.load(); })) {
+    ADD_FAILURE() << "a thread blocked in a fault did not return within "
+                  << ::mmuvisor::testing::kTestWaitLimit << " of Shutdown: it hangs";
+    std::fflush(nullptr);
+    std::abort();
+  }
   guest.join();
   EXPECT_EQ(result, EFAULT);  // failed, not zero-filled
   EXPECT_EQ(server_->Stats().shutdown_aborted_faults, 1u);
