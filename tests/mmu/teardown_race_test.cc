@@ -124,13 +124,19 @@ TEST(TeardownRaceTest, ReadersNeverSeeStaleDataWhileTheSpaceChangesAndIsTornDown
   threads.emplace_back(reader, 2, false);
   threads.emplace_back(reader, 3, true);
 
+  // No ASSERT while the readers are joinable (a failed ASSERT would return past their
+  // joins: std::terminate). The first failed step stops the storm; the space is still
+  // torn down, so the readers end, and the failure is reported after the joins.
+  absl::Status storm_failure;
+  int failed_step = -1;
   std::mt19937 rng(42);
-  for (int i = 0; i < kInvalidations; ++i) {
+  for (int i = 0; i < kInvalidations && storm_failure.ok(); ++i) {
     const uint64_t page = rng() % kPages;
     switch (i % 8) {
       case 3: {
         // Half the space goes away while readers use it (anon_teardown's munmap).
-        ASSERT_THAT(space.Unmap(kPages / 2, kPages / 2), IsOk());
+        storm_failure = space.Unmap(kPages / 2, kPages / 2);
+        if (!storm_failure.ok()) break;
         std::this_thread::yield();
         space.Remap(kPages / 2, kPages / 2);
         break;
@@ -140,28 +146,32 @@ TEST(TeardownRaceTest, ReadersNeverSeeStaleDataWhileTheSpaceChangesAndIsTornDown
         if (absl::IsUnavailable(s)) {
           nonblock_refused.fetch_add(1);
         } else {
-          ASSERT_THAT(s, IsOk());
+          storm_failure = s;
         }
         break;
       }
       default:
-        ASSERT_THAT(space.ChangeBacking(page), IsOk());
+        storm_failure = space.ChangeBacking(page);
     }
+    if (!storm_failure.ok()) failed_step = i;
   }
   // Readers run until teardown, so once the invalidations stop each verifies a read in
   // every schedule; wait for that (bounded) rather than hope it happened during the storm.
-  const bool both_read = WaitUntil([&] {
+  const bool both_read = storm_failure.ok() && WaitUntil([&] {
     return mmu_tally.verified.load() > 0 && mirror_tally.verified.load() > 0;
   });
   space.Teardown();
   torn_down.store(true, std::memory_order_release);
   for (std::thread& t : threads) t.join();
+  EXPECT_THAT(storm_failure, IsOk()) << "invalidation step " << failed_step;
 
   EXPECT_EQ(mmu_tally.stale.load(), 0u);
   EXPECT_EQ(mirror_tally.stale.load(), 0u);
   EXPECT_EQ(mmu_tally.unexpected.load(), 0u);
   EXPECT_EQ(mirror_tally.unexpected.load(), 0u);
-  EXPECT_TRUE(both_read) << "no verified read within " << kTestWaitLimit;
+  if (storm_failure.ok()) {
+    EXPECT_TRUE(both_read) << "no verified read within " << kTestWaitLimit;
+  }
   EXPECT_GT(mmu_tally.verified.load(), 0u);
   EXPECT_GT(mirror_tally.verified.load(), 0u);
   EXPECT_GT(mmu_tally.failed.load() + mirror_tally.failed.load(), 0u);  // reads after teardown
