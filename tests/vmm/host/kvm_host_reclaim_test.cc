@@ -7,15 +7,25 @@
 // ring 3 writing patterns and reporting checksums through ucall while the reclaim driver
 // runs. See vmm/host/README.md, "Switching vmm/machine".
 #include <linux/kvm.h>
+#include <pthread.h>
 
+#include <atomic>
+#include <condition_variable>
+#include <csignal>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <thread>
 #include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "support/status_matchers.h"
+#include "support/wait.h"
 #include "vmm/host/discard.h"
 #include "vmm/host/fault_injection.h"
 #include "vmm/host/host_address_space.h"
@@ -34,6 +44,7 @@ namespace mmuvisor::vmm {
 namespace {
 
 using ::mmuvisor::testing::IsOk;
+using ::mmuvisor::testing::kTestWaitLimit;
 
 constexpr uint64_t kPages = 64;          // 256 KiB at gpa 0
 constexpr uint64_t kCodeGpa = 0x1000;    // page 1: the stub
@@ -83,8 +94,65 @@ absl::Status MakeGuest(KvmGuest& g, std::vector<RamSlot> ram_slots = {}) {
     FAIL() << make_status;                                                      \
   }
 
+// The signal that interrupts KVM_RUN at a deadline: a no-op handler installed without
+// SA_RESTART, so the interrupted ioctl returns EINTR (as vmm/vcpu's VcpuRunner kicks).
+constexpr int kDeadlineSignal = SIGUSR1;
+
+void InstallDeadlineSignalHandler() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction sa = {};
+    sa.sa_handler = [](int) {};
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;  // no SA_RESTART
+    sigaction(kDeadlineSignal, &sa, nullptr);
+  });
+}
+
+// While alive, bounds the guest runs of the thread that made it: once `limit` has passed
+// it sets expired(), kvm_run::immediate_exit (a KVM_RUN about to start returns EINTR at
+// once) and signals that thread (a KVM_RUN in progress returns EINTR). The destructor stops
+// the watchdog and clears immediate_exit.
+class RunDeadline {
+ public:
+  RunDeadline(KvmVcpu& vcpu, absl::Duration limit) : vcpu_(vcpu), target_(pthread_self()) {
+    InstallDeadlineSignalHandler();
+    watchdog_ = std::thread([this, limit] {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (cv_.wait_for(lock, absl::ToChronoNanoseconds(limit), [&] { return done_; })) return;
+      expired_.store(true);
+      vcpu_.RequestImmediateExit(true);
+      pthread_kill(target_, kDeadlineSignal);  // alive: it is waiting in ~RunDeadline or running
+    });
+  }
+  ~RunDeadline() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    watchdog_.join();
+    vcpu_.RequestImmediateExit(false);
+  }
+  RunDeadline(const RunDeadline&) = delete;
+  RunDeadline& operator=(const RunDeadline&) = delete;
+
+  bool expired() const { return expired_.load(); }
+
+ private:
+  KvmVcpu& vcpu_;
+  const pthread_t target_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;  // guarded by mu_
+  std::atomic<bool> expired_{false};
+  std::thread watchdog_;
+};
+
 // Loads `code` at kCodeGpa, real mode, cs = ds = `ds_base` >> 4 for data, and runs to the
 // first exit other than EINTR. Returns KVM_RUN's status; the exit is in vcpu.run().
+// Bounded: a guest that never exits (a stale or zeroed code page runs on through memory)
+// is stopped at kTestWaitLimit and reported as DeadlineExceeded.
 absl::Status RunStub(KvmVcpu& vcpu, HostAddressSpace& space, const std::vector<uint8_t>& code,
                      uint64_t ds_base = 0) {
   uint8_t* dst = space.PagePointer(kCodeGpa / kPageSize);
@@ -101,9 +169,15 @@ absl::Status RunStub(KvmVcpu& vcpu, HostAddressSpace& space, const std::vector<u
   regs.rip = kCodeGpa;
   regs.rflags = 2;
   if (absl::Status s = vcpu.SetRegs(regs); !s.ok()) return s;
+  RunDeadline deadline(vcpu, kTestWaitLimit);
   for (;;) {
     absl::Status s = vcpu.Run();
     if (!absl::IsUnavailable(s)) return s;
+    if (deadline.expired()) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "the stub made no exit within ", absl::FormatDuration(kTestWaitLimit),
+          " (stopped by a kick): is its code page stale or zero?"));
+    }
   }
 }
 
@@ -210,6 +284,7 @@ TEST(KvmHostReclaimTest, OomReapWithInjectedEagainLeavesTheGuestsPageUntouched) 
   EXPECT_EQ(g.space->store()->Stats().saves, 0u);
   EXPECT_EQ(g.space->hub().pairing_summary().open, 0);
   ASSERT_THAT(RunStub(*g.vcpu, *g.space, kChecksumPage2), IsOk());
+  ASSERT_EQ(g.vcpu->run()->exit_reason, KVM_EXIT_HLT);
   ASSERT_OK_AND_ASSIGN(kvm_regs regs, g.vcpu->GetRegs());
   EXPECT_EQ(static_cast<uint16_t>(regs.rdx), expected);
   ASSERT_THAT(g.space->hub().Unregister(injector), IsOk());
