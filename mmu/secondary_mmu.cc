@@ -113,6 +113,7 @@ absl::Status SecondaryMmu::SetLayout(std::vector<MemorySlot> slots) {
           old = std::exchange(layout_, fresh);
         }
         zapped = ZapGoneSlots(*old, *fresh);
+        AfterLayoutZap();
       },
       options_.retry_timeout);
   if (!published) {

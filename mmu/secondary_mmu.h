@@ -150,6 +150,13 @@ class SecondaryMmu : public notifier::Subscription {
       ABSL_LOCKS_EXCLUDED(mu_);
   void InvalidateRangeEnd(const notifier::Range& range) override ABSL_LOCKS_EXCLUDED(mu_);
 
+ protected:
+  // SetLayout, right after it zapped the slots that went away, still holding off every
+  // start (InvalidateState's active_mu_; mu_ not held). A subclass whose accesses outlive
+  // their translation waits for them here, as it does in its start: once a start can see
+  // the new layout it finds no slot there and would not wait (vmm/dma/device_mmu.h).
+  virtual void AfterLayoutZap() {}
+
  private:
   using Layout = std::vector<MemorySlot>;
   // Per range of one invalidation: inline, so the invalidate path allocates nothing more.

@@ -9,4 +9,8 @@ notifier::StartResult DeviceMmu::InvalidateRangeStart(const notifier::Range& ran
   return result;
 }
 
+void DeviceMmu::AfterLayoutZap() {
+  if (wait_enabled_.load(std::memory_order_relaxed)) drain_.Wait();
+}
+
 }  // namespace mmuvisor::vmm::dma

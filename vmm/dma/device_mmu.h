@@ -18,7 +18,9 @@
 // Translate sees the zap (it misses and faults). A section never sleeps and covers at most
 // one page copy, so the wait is short and bounded: like KVM's mmu_lock, it is taken in
 // non-blockable starts too (this subscription has an end, so it may not refuse one:
-// notifier/README.md, rule 2).
+// notifier/README.md, rule 2). SetLayout waits the same way after zapping the slots it
+// removes, before any start can see the new layout: such a start finds no slot for the
+// old pages, so it would neither zap nor wait there.
 //
 // Threads: AccessSection on any thread (per-thread stripes); hub callbacks on
 // invalidating threads. No locks beyond SecondaryMmu's.
@@ -62,6 +64,10 @@ class DeviceMmu : public mmu::SecondaryMmu {
   int64_t access_waiters() const { return drain_.waiters(); }
 
  private:
+  // SetLayout's zap of removed slots: the same wait as a start's (an access that translated
+  // through a removed slot finishes before any start can see the new layout).
+  void AfterLayoutZap() override;
+
   mmu::InflightDrain drain_;
   std::atomic<bool> wait_enabled_{true};  // relaxed: set before the test's accesses
 };

@@ -248,6 +248,30 @@ INSTANTIATE_TEST_SUITE_P(Wait, DeviceMmuWaitTest, ::testing::Bool(),
                            return p.param ? "WaitOn" : "WaitOffShowsTheHazard";
                          });
 
+// An access in flight through a slot that SetLayout removes must finish before SetLayout
+// lets any start see the new layout: such a start finds no slot for the old page, so it
+// would not wait, and the primary could free the page under the access.
+TEST(DeviceMmuLayoutTest, RemovingASlotWaitsForAnAccessInFlight) {
+  DmaRig rig;
+  std::atomic<bool> returned{false};
+  absl::Status set;
+  std::thread control;
+  {
+    DeviceMmu::AccessSection access(*rig.mmu());  // an access that has translated
+    control = std::thread([&] {
+      set = rig.mmu()->SetLayout({});
+      returned.store(true);
+    });
+    EXPECT_TRUE(::mmuvisor::testing::WaitUntil(
+        [&] { return rig.mmu()->access_waiters() > 0 || returned.load(); }));
+    EXPECT_FALSE(returned.load()) << "SetLayout returned with an access in flight";
+    EXPECT_GT(rig.mmu()->access_waiters(), 0);
+  }
+  control.join();
+  EXPECT_TRUE(set.ok()) << set;
+  EXPECT_GT(rig.mmu()->access_waits(), 0u);
+}
+
 // A device write that raced an invalidation has landed (DeviceMmu's start waited for it,
 // and the migrate kept it), so it must not be replayed: the guest may have seen it and
 // written the word again. A chain's status word is that case: the guest sees OK, sets it
