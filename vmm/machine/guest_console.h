@@ -3,7 +3,9 @@
 // transcript, and echoes each completed line to a FILE* (stdout for the CLI, none in tests).
 // Bounded whatever the guest prints: the transcript keeps the run's first kTranscriptLimit
 // bytes (the echo gets everything; transcript_dropped() counts the rest), and a serial line
-// that reaches kMaxLineBytes without a newline is emitted as a line of its own.
+// that reaches kMaxLineBytes without a newline is emitted as a line of its own. The echo
+// shows control bytes (ESC, BEL, CR, ...; all of C0 but newline and tab, and DEL) as \xNN,
+// so a guest cannot drive the operator's terminal; the transcript keeps them raw.
 //
 // Thread-safety: every method may be called from any vCPU thread; mu_ guards the buffers
 // and the echo, so lines come out whole.

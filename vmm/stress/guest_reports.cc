@@ -6,6 +6,7 @@
 #include "absl/strings/str_format.h"
 #include "guests/hostile/hostile_shared.h"
 #include "mmuvisor/guest_abi.h"
+#include "vmm/dma/descriptor.h"
 
 namespace mmuvisor::vmm::stress {
 namespace {
@@ -80,7 +81,19 @@ void GuestReports::OnReport(uint32_t vcpu, uint64_t kind, absl::Span<const uint6
       mismatches_.fetch_add(At(values, 0), std::memory_order_relaxed);
       return;
     case MMV_REPORT_DMA_ERROR:
-      ++dma_errors_;
+      // memstress: {descriptor gpa, status, op, round}; its chains are all valid, so
+      // any status but OK is the device's failure.
+      if (dma_errors_++ == 0) {
+        const uint64_t status = At(values, 1), op = At(values, 2);
+        first_dma_error_ = absl::StrCat(
+            "vCPU ", vcpu, ": DMA descriptor gpa=0x", absl::Hex(At(values, 0)), " (",
+            op > UINT32_MAX ? "unknown" : dma::DmaOpName(static_cast<uint32_t>(op)),
+            ", round ", At(values, 3), ") ended with status ",
+            status == MMV_DMA_STATUS_PENDING ? "pending: none by the guest's poll limit"
+            : status > UINT32_MAX            ? absl::string_view("unknown")
+                                             : dma::DmaStatusName(static_cast<uint32_t>(status)),
+            " (", status, ")");
+      }
       return;
     case MMV_REPORT_DMA_HOSTILE: {
       hostile_reported_ = true;
@@ -180,6 +193,20 @@ bool GuestReports::AllReachedRound(uint64_t round) const {
 uint64_t GuestReports::guest_dma_errors() const {
   MutexLock lock(&mu_);
   return dma_errors_;
+}
+
+std::string GuestReports::ReportedProblems() const {
+  MutexLock lock(&mu_);
+  std::string out;
+  if (dma_errors_ != 0) {
+    absl::StrAppend(&out, dma_errors_, " DMA chain(s) failed as the guest saw them (first: ",
+                    first_dma_error_, ")");
+  }
+  if (balloon_errors_ != 0) {
+    absl::StrAppend(&out, out.empty() ? "" : "; ", balloon_errors_,
+                    " balloon discard(s) failed");
+  }
+  return out;
 }
 
 uint64_t GuestReports::balloon_errors() const {

@@ -57,6 +57,12 @@ class GuestReports : public MachineObserver {
   bool AllReachedRound(uint64_t round) const ABSL_LOCKS_EXCLUDED(mu_);
   uint64_t guest_dma_errors() const ABSL_LOCKS_EXCLUDED(mu_);
   uint64_t balloon_errors() const ABSL_LOCKS_EXCLUDED(mu_);
+  // What the workload's own reports say went wrong, for the verdict: DMA chains the guest
+  // saw end without OK (a device error, or no status by its poll limit: the device
+  // never finished the chain or its status write was lost; counted whether or not the
+  // deadline stopped the guest before it exited) and balloon discards that failed. Empty
+  // when nothing did; else one line naming the first DMA error.
+  std::string ReportedProblems() const ABSL_LOCKS_EXCLUDED(mu_);
   std::vector<Mismatch> first_mismatches() const ABSL_LOCKS_EXCLUDED(mu_);
   std::vector<std::vector<uint64_t>> digests() const ABSL_LOCKS_EXCLUDED(mu_);
   // dmahostile: empty when it reported that every malformed descriptor got the expected
@@ -96,6 +102,7 @@ class GuestReports : public MachineObserver {
   std::vector<PerVcpu> vcpus_ ABSL_GUARDED_BY(mu_);
   std::vector<Mismatch> first_mismatches_ ABSL_GUARDED_BY(mu_);
   uint64_t dma_errors_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string first_dma_error_ ABSL_GUARDED_BY(mu_);
   uint64_t balloon_errors_ ABSL_GUARDED_BY(mu_) = 0;
   bool hostile_reported_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<uint32_t> hostile_vcpu_ ABSL_GUARDED_BY(mu_);

@@ -289,9 +289,8 @@ std::string KvmGuest::GuestProblem() {
         if (absl::StrContains(line, "case")) absl::StrAppend(&problem, "; ", line);
       }
     }
-  } else if (reports_.balloon_errors() != 0) {
-    absl::StrAppend(&problem, problem.empty() ? "" : "; ", reports_.balloon_errors(),
-                    " balloon discard(s) failed");
+  } else if (std::string reported = reports_.ReportedProblems(); !reported.empty()) {
+    absl::StrAppend(&problem, problem.empty() ? "" : "; ", reported);
   }
   return problem;
 }

@@ -328,6 +328,28 @@ VcpuReport Crashed(const std::string& detail) {
   return v;
 }
 
+// A DMA chain that memstress saw fail is the run's failure even when the deadline stops
+// the guest before it exits 1 (it exits only after its round): the report alone counts.
+TEST(GuestReportsTest, DmaErrorsTheGuestSawAreAProblemNamingTheFirst) {
+  GuestReports reports(2);
+  EXPECT_EQ(reports.ReportedProblems(), "");
+  const uint64_t pending[4] = {0x7000, MMV_DMA_STATUS_PENDING, MMV_DMA_OP_COPY, 12};
+  const uint64_t fault[4] = {0x7040, MMV_DMA_STATUS_FAULT, MMV_DMA_OP_CHECKSUM, 13};
+  reports.OnReport(1, MMV_REPORT_DMA_ERROR, pending);
+  reports.OnReport(0, MMV_REPORT_DMA_ERROR, fault);
+  EXPECT_EQ(reports.guest_dma_errors(), 2u);
+  EXPECT_EQ(reports.ReportedProblems(),
+            "2 DMA chain(s) failed as the guest saw them (first: vCPU 1: DMA descriptor "
+            "gpa=0x7000 (copy, round 12) ended with status pending: none by the guest's "
+            "poll limit (0))");
+  // Values a guest made up are named, not trusted.
+  GuestReports odd(1);
+  const uint64_t junk[4] = {0x8000, uint64_t{1} << 40, 99, 1};
+  odd.OnReport(0, MMV_REPORT_DMA_ERROR, junk);
+  EXPECT_THAT(odd.ReportedProblems(),
+              HasSubstr("(unknown, round 1) ended with status unknown (1099511627776)"));
+}
+
 TEST(HostileRunProblemTest, JudgesEveryVcpusEnd) {
   GuestReports::HostileCounts counts;
   counts.terminal_reached = true;

@@ -53,6 +53,29 @@ TEST(GuestConsoleTest, ChattyGuestsCannotGrowTheTranscriptWithoutBound) {
   for (const std::string& l : lines) EXPECT_EQ(l.size(), GuestConsole::kMaxLineBytes);
 }
 
+// A guest's control bytes never reach the operator's terminal as such: the echo shows
+// them as \xNN (newline and tab pass, and so does UTF-8), the transcript keeps them.
+TEST(GuestConsoleTest, EchoShowsControlBytesInsteadOfSendingThem) {
+  char* buf = nullptr;
+  size_t size = 0;
+  std::FILE* echo = open_memstream(&buf, &size);
+  ASSERT_NE(echo, nullptr);
+  {
+    GuestConsole console(echo);
+    const std::string evil = "\x1b]0;owned\x07\x1b[2J\tok \xc3\xa9\x7f\b";
+    for (char c : evil + "\r\n") console.SerialByte(0, static_cast<uint8_t>(c));
+    console.PrintLine(1, "cr\rhere");
+    console.Flush();
+    EXPECT_EQ(console.transcript(), evil + "\n" + "cr\rhere\n");
+  }
+  std::fclose(echo);
+  const std::string shown(buf, size);
+  std::free(buf);
+  EXPECT_EQ(shown,
+            "\\x1b]0;owned\\x07\\x1b[2J\tok \xc3\xa9\\x7f\\x08\n"
+            "cr\\x0dhere\n");
+}
+
 }  // namespace
 }  // namespace mmuvisor::vmm
 
