@@ -34,14 +34,21 @@ struct spec {
 
 enum { LEN_NONE, LEN_HH, LEN_H, LEN_64 };
 
-/* Decimal digits with saturation (a width of 10^12 is a bug, not a reason for overflow). */
+/* The largest width or precision honoured; larger ones, as digits or as a '*' argument, count
+ * as this. A width of 10^12 (or INT_MAX from '*') is a bug, not a reason for the padding
+ * arithmetic in put_number_text to overflow an int or for 2^31 calls of put(). */
+#define FIELD_MAX 100000000
+
+static int clamp_field(int n) { return n > FIELD_MAX ? FIELD_MAX : n; }
+
+/* Decimal digits, saturating at FIELD_MAX. */
 static int parse_int(const char** p) {
   int n = 0;
   while (**p >= '0' && **p <= '9') {
-    if (n < 100000000) n = n * 10 + (**p - '0');
+    if (n < FIELD_MAX) n = n * 10 + (**p - '0');
     ++*p;
   }
-  return n;
+  return clamp_field(n);
 }
 
 /* `prefix` (sign, "0x" or "") then `digits`, padded to the spec's precision and width. */
@@ -138,9 +145,9 @@ static void format(struct out* o, const char* fmt, va_list* ap) {
       ++p;
       if (w < 0) {
         s.left = 1;
-        s.width = w < -100000000 ? 100000000 : -w;
+        s.width = w < -FIELD_MAX ? FIELD_MAX : -w; /* before negating: -INT_MIN overflows */
       } else {
-        s.width = w;
+        s.width = clamp_field(w);
       }
     } else {
       s.width = parse_int(&p);
@@ -150,7 +157,7 @@ static void format(struct out* o, const char* fmt, va_list* ap) {
       if (*p == '*') {
         const int prec = va_arg(*ap, int);
         ++p;
-        s.precision = prec < 0 ? -1 : prec; /* negative: as if omitted */
+        s.precision = prec < 0 ? -1 : clamp_field(prec); /* negative: as if omitted */
       } else {
         s.precision = parse_int(&p);
       }

@@ -84,11 +84,12 @@ void mmv_serial_printf(const char* fmt, ...) __attribute__((format(printf, 1, 2)
 /* printf-lite: conversions %% %c %s %d %i %u %x %X %o %p; flags '-', '0', '#' (0x/0X for
  * %x/%X, a leading 0 for %o), '+' and ' ' (signed conversions); a width and a .precision
  * (minimum digits, or at most that many bytes of a %s, which need not be terminated within
- * it), each as digits or '*' (an int argument); length modifiers hh, h (int arguments cut
- * to char/short), l, ll, z, j, t (64-bit). Anything else (%f, %n, %ls, %lc, a ' flag, ...)
- * is not understood, though format(printf) lets GCC accept it: it is printed as written,
- * e.g. "%f", and formatting stops there, reading no further argument. Always NUL-terminates
- * (size > 0); returns the untruncated length. */
+ * it), each as digits or '*' (an int argument), any above 100000000 taken as 100000000;
+ * length modifiers hh, h (int arguments cut to char/short), l, ll, z, j, t (64-bit).
+ * Anything else (%f, %n, %ls, %lc, a ' flag, ...) is not understood, though format(printf)
+ * lets GCC accept it: it is printed as written, e.g. "%f", and formatting stops there,
+ * reading no further argument. Always NUL-terminates (size > 0); returns the untruncated
+ * length. */
 size_t mmv_vsnprintf(char* buf, size_t size, const char* fmt, va_list ap);
 size_t mmv_snprintf(char* buf, size_t size, const char* fmt, ...)
     __attribute__((format(printf, 3, 4)));

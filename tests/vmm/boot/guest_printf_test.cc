@@ -1,6 +1,7 @@
 // The guest runtime's printf-lite (guests/runtime/printf.c), compiled for the host: every
 // guest message goes through it, so its conversions are checked here rather than in a VM.
 #include <cstdarg>
+#include <climits>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -71,6 +72,23 @@ TEST(GuestPrintfTest, StopsAtAnUnknownConversion) {
   EXPECT_EQ(Format("n%n|%s", &written, "never read"), "n%n");
   EXPECT_EQ(written, 0);
   EXPECT_EQ(Format("%lld|%llld|%s", 1ll, 2ll, "never read"), "1|%lll");
+}
+
+// Widths and precisions saturate at 10^8, as digits and as '*' arguments alike: INT_MAX
+// from '*' would overflow the padding arithmetic (int) or loop 2^31 times.
+TEST(GuestPrintfTest, WidthAndPrecisionSaturateAt100Million) {
+  constexpr size_t kCap = 100000000;
+  // '+', then 10^8 - 1 zeros and the digit 5 (the precision counts digits, not the sign).
+  EXPECT_EQ(mmv_snprintf(nullptr, 0, "%+.*d", INT_MAX, 5), kCap + 1);
+  EXPECT_EQ(mmv_snprintf(nullptr, 0, "%.999999999d", 5), kCap);
+  EXPECT_EQ(mmv_snprintf(nullptr, 0, "%*d", INT_MAX, 5), kCap);
+  EXPECT_EQ(mmv_snprintf(nullptr, 0, "%*d", INT_MIN, 5), kCap);
+  // A precision bounds a %s, it does not pad it: the cap changes nothing here.
+  EXPECT_EQ(Format("%.*s|", INT_MAX, "abc"), "abc|");
+  // Truncated output still ends in a NUL within the buffer.
+  char buf[8];
+  EXPECT_EQ(mmv_snprintf(buf, sizeof(buf), "%+.*d", INT_MAX, 5), kCap + 1);
+  EXPECT_EQ(std::string(buf), "+000000");
 }
 
 TEST(GuestPrintfTest, TruncatesAndReportsTheFullLength) {
