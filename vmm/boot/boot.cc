@@ -14,18 +14,27 @@ absl::StatusOr<BootPlan> PrepareGuest(const GuestRamView& ram, absl::Span<const 
   BootPlan plan;
   plan.privilege = options.privilege;
   plan.tr_type = options.tr_type;
-  // The image must leave room for the stacks: checked by LoadElf before it copies anything
-  // (ComputeBootLayout would see it only after the copy).
+  // Everything that can refuse the guest for its vCPU count, its RAM or its image is
+  // checked before the first byte of RAM changes. The count first: with 200 vCPUs the
+  // stack area covers all RAM, and the loader would call the image too big for it.
+  MMUVISOR_RETURN_IF_ERROR(CheckVcpusAndRamSize(ram.size, options.nr_vcpus));
+  // The image must leave room for the stacks: checked by the loader, which names the
+  // segment.
   ElfLoadTarget target;
   const uint64_t stacks = uint64_t{options.nr_vcpus} * MMV_STACK_SIZE;
   target.stacks_begin = ram.size > stacks ? ram.size - stacks : 0;
   target.ram_is_zero = options.ram_is_zero;
-  absl::StatusOr<LoadedImage> image = LoadElf(elf, ram, options.limits, target);
+  absl::StatusOr<LoadedImage> image = InspectElf(elf, ram, options.limits, target);
   if (!image.ok()) return image.status();
-  plan.image = *image;
+  // The layout needs the image's boot mode (a real-mode image runs on one vCPU) and end.
   absl::StatusOr<BootLayout> layout = ComputeBootLayout(ram.size, options.nr_vcpus, *image);
   if (!layout.ok()) return layout.status();
   plan.layout = *layout;
+  // Only now copy. LoadElf repeats InspectElf's checks (headers and notes, not the segment
+  // bytes) on the same input, so it returns the same image.
+  image = LoadElf(elf, ram, options.limits, target);
+  if (!image.ok()) return image.status();
+  plan.image = *image;
   if (plan.image.mode == BootMode::kLong64) {
     absl::StatusOr<uint64_t> cr3 = BuildIdentityPageTables(ram, options.identity_windows);
     if (!cr3.ok()) return cr3.status();

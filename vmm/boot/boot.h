@@ -1,6 +1,6 @@
-// PrepareGuest: the whole boot sequence on guest RAM, in order: load the ELF image, compute
-// the layout, build the identity page tables and the GDT/TSS (long mode), write
-// struct mmv_boot_info. Then, per vCPU, InitialRegs / InitialSregs give the state to set
+// PrepareGuest: the whole boot sequence on guest RAM, in order: check the vCPU count, the
+// RAM size, the ELF image and the layout it leaves, then load the image, build the identity
+// page tables and the GDT/TSS (long mode), write struct mmv_boot_info. Then, per vCPU, InitialRegs / InitialSregs give the state to set
 // with KVM_SET_REGS / KVM_SET_SREGS. The VMM also owns CPUID (KVM_SET_CPUID2) and the run
 // loop; this library never touches /dev/kvm.
 //
@@ -59,8 +59,10 @@ struct BootPlan {
   uint64_t cr3 = 0;  // 0 in real mode
 };
 
-// Errors: whatever LoadElf, ComputeBootLayout, BuildIdentityPageTables and WriteGdtAndTss
-// return, unchanged (their messages name the field or bound).
+// Errors: whatever CheckVcpusAndRamSize, LoadElf, ComputeBootLayout,
+// BuildIdentityPageTables and WriteGdtAndTss return, unchanged (their messages name the
+// field or bound). A bad vCPU count or RAM size, a rejected image and a layout that does
+// not work (a real-mode image on several vCPUs, no room for the stacks) leave RAM untouched.
 absl::StatusOr<BootPlan> PrepareGuest(const GuestRamView& ram, absl::Span<const uint8_t> elf,
                                       const BootOptions& options);
 

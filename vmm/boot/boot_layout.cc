@@ -8,20 +8,25 @@
 
 namespace mmuvisor::vmm {
 
-absl::StatusOr<BootLayout> ComputeBootLayout(uint64_t ram_size, uint32_t nr_vcpus,
-                                             const LoadedImage& image) {
+absl::Status CheckVcpusAndRamSize(uint64_t ram_size, uint32_t nr_vcpus) {
   if (nr_vcpus == 0 || nr_vcpus > MMV_UCALL_MAX_VCPUS) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "boot layout: %u vCPUs, want 1..%u (one ucall block each)", nr_vcpus,
         MMV_UCALL_MAX_VCPUS));
   }
-  if (image.mode == BootMode::kReal16 && nr_vcpus != 1) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "boot layout: real-mode images run on exactly one vCPU, asked for %u", nr_vcpus));
-  }
   if (ram_size == 0 || ram_size % 4096 != 0) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "boot layout: guest RAM size %#x is not a non-zero multiple of 4 KiB", ram_size));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<BootLayout> ComputeBootLayout(uint64_t ram_size, uint32_t nr_vcpus,
+                                             const LoadedImage& image) {
+  if (absl::Status s = CheckVcpusAndRamSize(ram_size, nr_vcpus); !s.ok()) return s;
+  if (image.mode == BootMode::kReal16 && nr_vcpus != 1) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "boot layout: real-mode images run on exactly one vCPU, asked for %u", nr_vcpus));
   }
   BootLayout layout;
   layout.ram_size = ram_size;

@@ -47,6 +47,12 @@ struct BootLayout {
 absl::StatusOr<BootLayout> ComputeBootLayout(uint64_t ram_size, uint32_t nr_vcpus,
                                              const LoadedImage& image);
 
+// The checks of ComputeBootLayout that need no image, with its errors: 1 to
+// MMV_UCALL_MAX_VCPUS vCPUs, RAM a non-zero multiple of 4 KiB (InvalidArgument otherwise).
+// PrepareGuest runs them first, so a bad count is not reported as an image that does not
+// fit beside that many stacks.
+absl::Status CheckVcpusAndRamSize(uint64_t ram_size, uint32_t nr_vcpus);
+
 }  // namespace mmuvisor::vmm
 
 #endif  // MMUVISOR_VMM_BOOT_BOOT_LAYOUT_H_

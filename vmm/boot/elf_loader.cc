@@ -7,6 +7,7 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -255,20 +256,38 @@ absl::Status PlaceSegments(const std::vector<Elf64_Phdr>& loads, const Elf64_Ehd
   return absl::OkStatus();
 }
 
-}  // namespace
-
-absl::StatusOr<LoadedImage> LoadElf(absl::Span<const uint8_t> elf, const GuestRamView& ram,
-                                    const ElfLoadLimits& limits, const ElfLoadTarget& target) {
+// All the checks, writing nothing: the image and the PT_LOAD segments to copy.
+absl::StatusOr<LoadedImage> Inspect(absl::Span<const uint8_t> elf, const GuestRamView& ram,
+                                    const ElfLoadLimits& limits, const ElfLoadTarget& target,
+                                    std::vector<Elf64_Phdr>* loads) {
   absl::StatusOr<Elf64_Ehdr> checked = CheckHeader(elf, limits);
   if (!checked.ok()) return checked.status();
   const Elf64_Ehdr& ehdr = *checked;
   LoadedImage image;
-  absl::StatusOr<std::vector<Elf64_Phdr>> loads = ReadSegments(elf, ehdr, &image.mode);
-  if (!loads.ok()) return loads.status();
-  if (absl::Status placed = PlaceSegments(*loads, ehdr, ram, target, image); !placed.ok()) {
+  absl::StatusOr<std::vector<Elf64_Phdr>> read = ReadSegments(elf, ehdr, &image.mode);
+  if (!read.ok()) return read.status();
+  if (absl::Status placed = PlaceSegments(*read, ehdr, ram, target, image); !placed.ok()) {
     return placed;
   }
-  for (const Elf64_Phdr& ph : *loads) {
+  *loads = *std::move(read);
+  return image;
+}
+
+}  // namespace
+
+absl::StatusOr<LoadedImage> InspectElf(absl::Span<const uint8_t> elf, const GuestRamView& ram,
+                                       const ElfLoadLimits& limits,
+                                       const ElfLoadTarget& target) {
+  std::vector<Elf64_Phdr> loads;
+  return Inspect(elf, ram, limits, target, &loads);
+}
+
+absl::StatusOr<LoadedImage> LoadElf(absl::Span<const uint8_t> elf, const GuestRamView& ram,
+                                    const ElfLoadLimits& limits, const ElfLoadTarget& target) {
+  std::vector<Elf64_Phdr> loads;
+  absl::StatusOr<LoadedImage> image = Inspect(elf, ram, limits, target, &loads);
+  if (!image.ok()) return image.status();
+  for (const Elf64_Phdr& ph : loads) {
     uint8_t* dst = ram.At(ph.p_paddr);
     std::memcpy(dst, elf.data() + ph.p_offset, ph.p_filesz);
     // Skipped on fresh RAM: a bss of nearly all RAM would otherwise fault in every page of

@@ -66,6 +66,13 @@ absl::StatusOr<LoadedImage> LoadElf(absl::Span<const uint8_t> elf, const GuestRa
                                     const ElfLoadLimits& limits = {},
                                     const ElfLoadTarget& target = {});
 
+// Every check of LoadElf, with the same result and errors, writing nothing: lets a caller
+// refuse an image for a reason of its own (PrepareGuest: a real-mode image on several vCPUs,
+// which needs the boot mode) before any byte of RAM changes.
+absl::StatusOr<LoadedImage> InspectElf(absl::Span<const uint8_t> elf, const GuestRamView& ram,
+                                       const ElfLoadLimits& limits = {},
+                                       const ElfLoadTarget& target = {});
+
 }  // namespace mmuvisor::vmm
 
 #endif  // MMUVISOR_VMM_BOOT_ELF_LOADER_H_

@@ -211,12 +211,38 @@ TEST_F(BootTest, PreparesRealModeGuest) {
   EXPECT_EQ(info.nr_vcpus, 1u);
 }
 
+// Refused before the image is copied: the boot mode comes from checking the image, not
+// from loading it.
 TEST_F(BootTest, RejectsRealModeWithSeveralVcpus) {
   BootOptions options;
   options.nr_vcpus = 2;
   EXPECT_THAT(PrepareGuest(ram_, Image("hello16"), options),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("real-mode images run on exactly one vCPU")));
+  EXPECT_TRUE(std::all_of(bytes_.begin(), bytes_.end(), [](uint8_t b) { return b == 0x5a; }))
+      << "a refused real-mode guest changed RAM";
+}
+
+// A vCPU count beyond the ucall blocks is named as such, before the loader sees stacks of
+// 200 vCPUs covering all of RAM (which it would call an image that does not fit).
+TEST_F(BootTest, RejectsTooManyVcpusBeforeLookingAtTheImage) {
+  BootOptions options;
+  options.nr_vcpus = 200;
+  EXPECT_THAT(PrepareGuest(ram_, Image("hello64"), options),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("200 vCPUs, want 1..32")));
+  options.nr_vcpus = 0;
+  EXPECT_THAT(PrepareGuest(ram_, Image("hello64"), options),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("0 vCPUs, want 1..32")));
+  EXPECT_TRUE(std::all_of(bytes_.begin(), bytes_.end(), [](uint8_t b) { return b == 0x5a; }))
+      << "a refused vCPU count changed RAM";
+}
+
+TEST_F(BootTest, RejectsRamSizeNotPageMultipleBeforeCopying) {
+  const GuestRamView odd{bytes_.data(), kRamSize - 1};
+  EXPECT_THAT(PrepareGuest(odd, Image("hello64"), BootOptions{}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("multiple of 4 KiB")));
+  EXPECT_TRUE(std::all_of(bytes_.begin(), bytes_.end(), [](uint8_t b) { return b == 0x5a; }))
+      << "a refused RAM size changed RAM";
 }
 
 TEST_F(BootTest, PassesLoaderErrorsThrough) {

@@ -85,6 +85,20 @@ TEST_F(ElfLoaderTest, LeavesTheBssAloneOnRamKnownToBeZero) {
   EXPECT_EQ(text[0x3004], kPoison);
 }
 
+// InspectElf: LoadElf's answer, valid or not, without a byte written.
+TEST_F(ElfLoaderTest, InspectReportsWhatLoadWouldAndWritesNothing) {
+  ASSERT_OK_AND_ASSIGN(LoadedImage image, InspectElf(absl::MakeConstSpan(ValidImage()), ram_));
+  EXPECT_EQ(image.entry, MMV_IMAGE_GPA);
+  EXPECT_EQ(image.lowest_gpa, MMV_IMAGE_GPA);
+  EXPECT_EQ(image.highest_gpa, MMV_IMAGE_GPA + 0x3008);
+  EXPECT_EQ(image.mode, BootMode::kLong64);
+  ElfLoadTarget target;
+  target.stacks_begin = MMV_IMAGE_GPA + 0x3004;
+  EXPECT_THAT(InspectElf(absl::MakeConstSpan(ValidImage()), ram_, {}, target),
+              StatusIs(absl::StatusCode::kOutOfRange, HasSubstr("runs into the vCPU stacks")));
+  EXPECT_TRUE(RamUntouched());
+}
+
 TEST_F(ElfLoaderTest, RejectsASegmentRunningIntoTheStacks) {
   ElfLoadTarget target;
   target.stacks_begin = MMV_IMAGE_GPA + 0x3004;  // inside the data segment's bss
