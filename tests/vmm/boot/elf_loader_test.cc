@@ -121,14 +121,22 @@ TEST_F(ElfLoaderTest, ReadsRealModeNote) {
   EXPECT_EQ(ram_bytes_[MMV_REAL_MODE_LOAD_GPA], 0xf4);
 }
 
-TEST_F(ElfLoaderTest, IgnoresForeignNotesAndReadsExplicitLongMode) {
+// Foreign notes before the boot-mode note are stepped over, also one whose type is the
+// boot-mode type under another name (its desc, 7, would be an unknown mode): the real16
+// note after them is found. Real16 is not the default, so only reading it passes. (An
+// explicit long64 note is read too: RejectsBootModeNotesThatDisagree.)
+TEST_F(ElfLoaderTest, SkipsForeignNotesAndReadsTheBootModeNoteAfterThem) {
   auto note = Note("GNU", 3, {1, 2, 3, 4, 5, 6, 7, 8});
-  auto mode = BootModeNote(MMV_BOOT_MODE_LONG64);
+  const auto same_type = Note("GNU", MMV_ELF_NOTE_BOOT_MODE, {7, 0, 0, 0});
+  const auto mode = BootModeNote(MMV_BOOT_MODE_REAL16);
+  note.insert(note.end(), same_type.begin(), same_type.end());
   note.insert(note.end(), mode.begin(), mode.end());
-  auto elf = BuildElf(MMV_IMAGE_GPA, {SegmentSpec{PT_NOTE, PF_R, 0, note, 0},
-                                      SegmentSpec{PT_LOAD, PF_R | PF_X, MMV_IMAGE_GPA, {1}, 0}});
+  auto elf = BuildElf(MMV_REAL_MODE_LOAD_GPA,
+                      {SegmentSpec{PT_NOTE, PF_R, 0, note, 0},
+                       SegmentSpec{PT_LOAD, PF_R | PF_X, MMV_REAL_MODE_LOAD_GPA, {0xf4}, 0}});
   ASSERT_OK_AND_ASSIGN(LoadedImage image, Load(elf));
-  EXPECT_EQ(image.mode, BootMode::kLong64);
+  EXPECT_EQ(image.mode, BootMode::kReal16);
+  EXPECT_EQ(image.entry, MMV_REAL_MODE_LOAD_GPA);
 }
 
 // A PT_LOAD with p_memsz 0 describes no bytes: ignored wherever its address, virtual
