@@ -10,7 +10,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <chrono>
+#include <cerrno>
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -18,12 +19,12 @@
 #include <fstream>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "mmuvisor/guest_abi.h"
 #include "support/status_matchers.h"
+#include "support/wait.h"
 #include "vmm/boot/boot.h"
 #include "vmm/boot/guest_images.h"
 
@@ -31,10 +32,16 @@ namespace mmuvisor::vmm {
 namespace {
 
 namespace fs = std::filesystem;
+using ::mmuvisor::testing::kTestWaitLimit;
+using ::mmuvisor::testing::WaitUntil;
+
 constexpr uint64_t kRamSize = 8ull << 20;
 // Handoff blocks (qemu_tramp.S): 0x80 bytes per vCPU in the last two ucall blocks, which
 // are mapped and unused with up to 30 vCPUs.
 constexpr uint64_t kHandoff = 0x7c00;
+// Written to each vCPU's ucall args[0] before the guest runs: RAM starts zeroed, so an exit
+// code of 0 is only seen if the guest's DONE stored it.
+constexpr uint64_t kArgSentinel = 0xdeadbeefdeadbeefull;
 
 std::string FindQemu() {
   const char* path = std::getenv("PATH");
@@ -83,8 +90,9 @@ void WriteHandoff(std::vector<uint8_t>& ram, const BootPlan& plan, uint32_t vcpu
 }
 
 struct QemuRun {
+  bool timed_out = false;     // neither DONE on every vCPU nor an exit within kTestWaitLimit
   bool exited = false;        // QEMU stopped by itself (triple fault with -no-reboot)
-  std::vector<mmv_ucall> ucalls;  // each vCPU's block when all were seen DONE
+  std::vector<mmv_ucall> ucalls;  // each vCPU's block when all were seen DONE (or last read)
   std::string serial;
   std::string log;            // -d int output
 };
@@ -136,22 +144,32 @@ class QemuBootTest : public ::testing::Test {
     if (!dir_.empty()) fs::remove_all(dir_);
   }
 
-  // Prepares `guest`, boots it, and waits for DONE or for QEMU to exit.
+  // Prepares `guest`, boots it, and waits for DONE on every vCPU or for QEMU to exit, at
+  // most kTestWaitLimit (then run.timed_out). A failure to set up is a test failure, with
+  // run.ucalls zeroed (so the caller's checks of them fail rather than index nothing).
   QemuRun Boot(const char* guest, GuestPrivilege privilege, BootPlan* plan_out,
                uint32_t nr_vcpus = 1) {
     QemuRun run;
+    run.ucalls.resize(nr_vcpus);
     auto image = BuiltinGuestImage(guest);
-    EXPECT_TRUE(image.ok()) << image.status();
+    if (!image.ok()) {
+      ADD_FAILURE() << image.status();
+      return run;
+    }
     std::vector<uint8_t> ram(kRamSize, 0);
     BootOptions options;
     options.privilege = privilege;
     options.nr_vcpus = nr_vcpus;
     auto plan = PrepareGuest(GuestRamView{ram.data(), kRamSize}, *image, options);
-    EXPECT_TRUE(plan.ok()) << plan.status();
-    if (!plan.ok()) return run;
+    if (!plan.ok()) {
+      ADD_FAILURE() << plan.status();
+      return run;
+    }
     *plan_out = *plan;
     for (uint32_t i = 0; i < nr_vcpus; ++i) {
       WriteHandoff(ram, *plan, i, InitialRegs(*plan, i, i), InitialSregs(*plan, i, kvm_sregs{}));
+      std::memcpy(ram.data() + plan->layout.UcallGpa(i) + offsetof(mmv_ucall, args),
+                  &kArgSentinel, sizeof(kArgSentinel));
     }
     WriteFile(dir_ / "low.bin", ram.data(), 0xa0000);  // QEMU's PC has ROM at 640K..1M
     WriteFile(dir_ / "high.bin", ram.data() + 0x100000, kRamSize - 0x100000);
@@ -167,6 +185,12 @@ class QemuBootTest : public ::testing::Test {
         "-monitor", "unix:" + sock.string() + ",server,nowait",
         "-no-reboot", "-d", "int", "-D", (dir_ / "qemu.log").string()};
     const pid_t pid = fork();
+    if (pid < 0) {
+      // Not to be waited for or killed: -1 means every child, or every process we may signal.
+      const int err = errno;
+      ADD_FAILURE() << "fork for " << qemu_ << ": " << std::strerror(err);
+      return run;
+    }
     if (pid == 0) {
       std::vector<char*> argv;
       for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
@@ -174,36 +198,34 @@ class QemuBootTest : public ::testing::Test {
       execv(argv[0], argv.data());
       _exit(127);
     }
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
     int status = 0;
-    while (std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      if (waitpid(pid, &status, WNOHANG) == pid) {
-        run.exited = true;
-        break;
-      }
-      const fs::path dump = dir_ / "ucall.bin";
-      if (!fs::exists(sock) ||
-          !Monitor(sock, "pmemsave " + std::to_string(MMV_UCALL_GPA) + " " +
-                             std::to_string(MMV_UCALL_STRIDE * nr_vcpus) + " \"" +
-                             dump.string() + "\"")) {
-        continue;
-      }
-      const std::string bytes = ReadFile(dump);
-      if (bytes.size() != MMV_UCALL_STRIDE * nr_vcpus) continue;
-      run.ucalls.assign(nr_vcpus, mmv_ucall{});
-      uint32_t done = 0;
-      for (uint32_t i = 0; i < nr_vcpus; ++i) {
-        std::memcpy(&run.ucalls[i], bytes.data() + i * MMV_UCALL_STRIDE, sizeof(mmv_ucall));
-        done += run.ucalls[i].magic == MMV_UCALL_MAGIC && run.ucalls[i].cmd == MMV_UCALL_DONE;
-      }
-      if (done == nr_vcpus) break;
-    }
-    if (!run.exited) {
+    const fs::path dump = dir_ / "ucall.bin";
+    run.timed_out = !WaitUntil(
+        [&] {
+          if (waitpid(pid, &status, WNOHANG) == pid) {
+            run.exited = true;
+            return true;
+          }
+          if (!fs::exists(sock) ||
+              !Monitor(sock, "pmemsave " + std::to_string(MMV_UCALL_GPA) + " " +
+                                 std::to_string(MMV_UCALL_STRIDE * nr_vcpus) + " \"" +
+                                 dump.string() + "\"")) {
+            return false;
+          }
+          const std::string bytes = ReadFile(dump);
+          if (bytes.size() != MMV_UCALL_STRIDE * nr_vcpus) return false;
+          uint32_t done = 0;
+          for (uint32_t i = 0; i < nr_vcpus; ++i) {
+            std::memcpy(&run.ucalls[i], bytes.data() + i * MMV_UCALL_STRIDE, sizeof(mmv_ucall));
+            done += run.ucalls[i].magic == MMV_UCALL_MAGIC && run.ucalls[i].cmd == MMV_UCALL_DONE;
+          }
+          return done == nr_vcpus;
+        },
+        kTestWaitLimit, absl::Milliseconds(50));
+    if (!run.exited && pid > 0) {
       kill(pid, SIGKILL);
       waitpid(pid, &status, 0);
     }
-    run.ucalls.resize(nr_vcpus);
     run.serial = ReadFile(dir_ / "serial.log");
     run.log = ReadFile(dir_ / "qemu.log");
     return run;
@@ -228,6 +250,7 @@ void ExpectHello64Block(const QemuRun& run, const std::string& cpl) {
 TEST_F(QemuBootTest, Hello64AtCpl3) {
   BootPlan plan;
   const QemuRun run = Boot("hello64", GuestPrivilege::kUser, &plan);
+  ASSERT_FALSE(run.timed_out) << run.log;
   EXPECT_EQ(run.ucalls[0].cmd, MMV_UCALL_DONE);
   EXPECT_EQ(run.ucalls[0].args[0], 0u);
   ExpectHello64Block(run, "CPL3");
@@ -237,13 +260,16 @@ TEST_F(QemuBootTest, Hello64AtCpl3) {
 TEST_F(QemuBootTest, Hello64AtCpl0) {
   BootPlan plan;
   const QemuRun run = Boot("hello64", GuestPrivilege::kKernel, &plan);
+  ASSERT_FALSE(run.timed_out) << run.log;
   EXPECT_EQ(run.ucalls[0].cmd, MMV_UCALL_DONE);
+  EXPECT_EQ(run.ucalls[0].args[0], 0u);
   ExpectHello64Block(run, "CPL0");
 }
 
 TEST_F(QemuBootTest, Hello16InRealMode) {
   BootPlan plan;
   const QemuRun run = Boot("hello16", GuestPrivilege::kUser, &plan);
+  ASSERT_FALSE(run.timed_out) << run.log;
   EXPECT_EQ(run.serial, "hello16: Hello from real mode!\n");
   EXPECT_EQ(run.ucalls[0].cmd, MMV_UCALL_DONE);
   EXPECT_EQ(run.ucalls[0].args[0], 0u);
@@ -252,6 +278,7 @@ TEST_F(QemuBootTest, Hello16InRealMode) {
 TEST_F(QemuBootTest, SmpOnOneVcpu) {
   BootPlan plan;
   const QemuRun run = Boot("smp", GuestPrivilege::kUser, &plan);
+  ASSERT_FALSE(run.timed_out) << run.log;
   EXPECT_EQ(run.ucalls[0].cmd, MMV_UCALL_DONE);
   EXPECT_EQ(run.ucalls[0].args[0], 0u);
   EXPECT_STREQ(run.ucalls[0].text + 1, "mp: vCPU 0 of 1: sum(1..1000) = 500500");
@@ -260,6 +287,7 @@ TEST_F(QemuBootTest, SmpOnOneVcpu) {
 TEST_F(QemuBootTest, SmpOnTwoVcpus) {
   BootPlan plan;
   const QemuRun run = Boot("smp", GuestPrivilege::kUser, &plan, 2);
+  ASSERT_FALSE(run.timed_out) << run.log;
   for (uint32_t i = 0; i < 2; ++i) {
     EXPECT_EQ(run.ucalls[i].cmd, MMV_UCALL_DONE) << "vCPU " << i;
     EXPECT_EQ(run.ucalls[i].args[0], 0u) << "vCPU " << i;
@@ -271,6 +299,7 @@ TEST_F(QemuBootTest, SmpOnTwoVcpus) {
 TEST_F(QemuBootTest, CrashFaultsInsideTheImage) {
   BootPlan plan;
   const QemuRun run = Boot("crash", GuestPrivilege::kUser, &plan);
+  ASSERT_FALSE(run.timed_out) << run.log;
   EXPECT_TRUE(run.exited) << "a triple fault ends QEMU with -no-reboot";
   // -d int: " 0: v=0e e=0006 i=0 cpl=3 IP=002b:0000000000100ba0 ... CR2=0000000000000000"
   const size_t at = run.log.find("v=0e e=0006 i=0 cpl=3 IP=002b:");
