@@ -22,6 +22,7 @@ namespace mmuvisor::vmm {
 namespace {
 
 using ::mmuvisor::testing::StatusIs;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 TEST(KvmOpenTest, MissingDeviceIsNotFoundWithAHumanMessage) {
@@ -173,7 +174,10 @@ TEST(MachineCreateTest, SizesAndVcpuCountsAreInputErrors) {
   EXPECT_TRUE(IsInputError(m.status()));
   config.ram_size = ByteSize{1ull << 20};  // the image at 1 MiB cannot fit
   m = Machine::Create(config, elf);
-  EXPECT_FALSE(m.ok());
+  // hello64's first PT_LOAD starts at MMV_IMAGE_GPA, the first byte past this RAM.
+  EXPECT_THAT(m, StatusIs(absl::StatusCode::kOutOfRange,
+                          AllOf(HasSubstr("ELF image: PT_LOAD [0x100000, 0x"),
+                                HasSubstr(") lies outside guest RAM [0, 0x100000)"))));
   EXPECT_TRUE(IsInputError(m.status())) << m.status();
 }
 
