@@ -13,7 +13,9 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "absl/time/time.h"
 #include "support/status_matchers.h"
+#include "support/wait.h"
 #include "vmm/cli/guest_source.h"
 #include "notifier/base/errno_status.h"
 #include "vmm/kvm/system.h"
@@ -21,6 +23,7 @@
 namespace mmuvisor::vmm {
 namespace {
 
+using ::mmuvisor::testing::kTestWaitLimit;
 using ::mmuvisor::testing::StatusIs;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
@@ -98,8 +101,8 @@ TEST(ResolveGuestTest, MissingDirectoryAndUnknownName) {
 }
 
 // A FIFO is refused as not a regular file, at once: opening it for reading must not wait
-// for a writer first. Bounded: if the call is still waiting after 10 s, the test opens the
-// FIFO for writing itself (which lets the open return) and fails.
+// for a writer first. Bounded: if the call is still waiting after kTestWaitLimit, the test
+// opens the FIFO for writing itself (which lets the open return) and fails.
 TEST(ResolveGuestTest, AFifoIsRefusedWithoutWaitingForAWriter) {
   char dir_template[] = "/tmp/mmuvisor-fifo-XXXXXX";
   ASSERT_NE(mkdtemp(dir_template), nullptr) << ErrnoText(errno);
@@ -108,7 +111,8 @@ TEST(ResolveGuestTest, AFifoIsRefusedWithoutWaitingForAWriter) {
   ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0) << ErrnoText(errno);
   std::future<absl::StatusOr<cli::GuestSource>> resolved =
       std::async(std::launch::async, [&] { return cli::ResolveGuest(fifo); });
-  const bool returned = resolved.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+  const bool returned = resolved.wait_for(absl::ToChronoMilliseconds(kTestWaitLimit)) ==
+                        std::future_status::ready;
   if (!returned) {
     const int unblock = open(fifo.c_str(), O_WRONLY | O_NONBLOCK);
     if (unblock >= 0) close(unblock);
