@@ -74,21 +74,22 @@ ReclaimCounts ParseReclaim(const std::string& err) {
   return c;
 }
 
+// --resident starts the reclaim driver and the report line carries its counts. Only what
+// every schedule gives is checked: how many passes fit into the run is up to the scheduler
+// (that the driver reclaims under a running guest is MachineHostTest's
+// TheReclaimDriverTakesPagesOutUnderARunningGuest, with a bounded wait). Not even
+// "written back <= pages out": the driver still runs while the line is built (the Machine
+// stops it at destruction) and counts a pass's writes before its discards.
 TEST(CliKvmTest, ResidentRunsTheReclaimDriverUnderTheGuest) {
   MMUVISOR_SKIP_WITHOUT_KVM();
-  // A guest that runs until --timeout, in 2 MiB of which 1% (5 pages) may stay resident:
-  // the reclaim thread (a pass every 10 ms) gets passes under it, and takes boot pages out.
-  // 1 s leaves a loaded machine ~100 chances for the first pass.
   const std::string path = WriteSpinningGuest();
   ASSERT_FALSE(path.empty());
   CliRun r = RunCli({"run", path, "--mem", "2M", "--resident", "1%", "--timeout", "1s"});
   unlink(path.c_str());
   EXPECT_EQ(r.code, kExitTimedOut) << r.err;
-  const ReclaimCounts c = ParseReclaim(r.err);
-  ASSERT_TRUE(c.found) << r.err;
-  EXPECT_GE(c.passes, 1u) << r.err;
-  EXPECT_GE(c.out, 1u) << r.err;
-  EXPECT_LE(c.written, c.out) << r.err;
+  EXPECT_THAT(r.err, HasSubstr(": guest timed out after 1s; reclaim: "));
+  EXPECT_TRUE(ParseReclaim(r.err).found) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "one report line: " << r.err;
 }
 
 TEST(CliKvmTest, ResidentGuestFinishesCleanAndTheLineSaysWhatReclaimDid) {
