@@ -3,8 +3,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -21,16 +23,27 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-// The spinning guest (it never ends by itself) as an ELF file under /tmp; "" on failure.
+// The spinning guest (it never ends by itself) as an ELF file under /tmp; "" (and a test
+// failure naming the error) on failure, with nothing left behind.
 std::string WriteSpinningGuest() {
   char path[] = "/tmp/mmuvisor-spin-XXXXXX";
   const int fd = mkstemp(path);
-  if (fd < 0) return "";
+  if (fd < 0) {
+    const int err = errno;
+    ADD_FAILURE() << "mkstemp " << path << ": " << std::strerror(err);
+    return "";
+  }
   const std::vector<uint8_t> elf = vmm::testing::SpinningGuestElf();
-  const bool ok = write(fd, elf.data(), elf.size()) == static_cast<ssize_t>(elf.size());
+  const ssize_t n = write(fd, elf.data(), elf.size());
+  const int err = errno;
   close(fd);
-  if (!ok) unlink(path);
-  return ok ? path : "";
+  if (n != static_cast<ssize_t>(elf.size())) {
+    ADD_FAILURE() << "write " << path << ": "
+                  << (n < 0 ? std::strerror(err) : "short write");
+    unlink(path);
+    return "";
+  }
+  return path;
 }
 
 TEST(CliKvmTest, RunHello64PrintsTheGreeting) {

@@ -6,8 +6,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -34,11 +36,20 @@ CliRun RunExample(std::vector<std::string> args) {
   const int fd = mkstemp(path);
   const size_t size = static_cast<size_t>(mmv_sdk_example_end - mmv_sdk_example_begin);
   CliRun r;
-  if (fd < 0 || write(fd, mmv_sdk_example_begin, size) != static_cast<ssize_t>(size)) {
-    ADD_FAILURE() << "cannot write the image to " << path;
+  if (fd < 0) {
+    const int err = errno;
+    ADD_FAILURE() << "mkstemp " << path << ": " << std::strerror(err);
     return r;
   }
+  const ssize_t n = write(fd, mmv_sdk_example_begin, size);
+  const int err = errno;
   close(fd);
+  if (n != static_cast<ssize_t>(size)) {
+    ADD_FAILURE() << "cannot write the image to " << path << ": "
+                  << (n < 0 ? std::strerror(err) : "short write");
+    unlink(path);  // nothing left behind
+    return r;
+  }
   args.insert(args.begin(), {"run", path});
   r = RunCli(std::move(args));
   unlink(path);
