@@ -119,7 +119,10 @@ int RunGuest(const RunOptions& options, std::FILE* out, std::FILE* err, Teardown
   const int code = ExitCodeFor(result.verdict);
   // With --resident the one report line also says what reclaim did under the guest.
   std::string reclaim;
-  if (const ReclaimDriver* driver = (*machine)->reclaim_driver(); driver != nullptr) {
+  if (ReclaimDriver* driver = (*machine)->reclaim_driver(); driver != nullptr) {
+    // Stopped first: a pass still running would be counted halfway (its write-backs
+    // before its pages out), and the guest is done with its memory anyway.
+    driver->Stop();
     const ReclaimDriverStats s = driver->stats();
     reclaim = absl::StrCat("; reclaim: ", s.passes, " passes, ", s.reclaimed, " pages out (",
                            s.written_back, " written back), ", s.swapped_in, " back in");

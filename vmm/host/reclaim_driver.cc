@@ -83,6 +83,8 @@ absl::StatusOr<uint64_t> ReclaimDriver::RunOnce() {
                             std::memory_order_relaxed);
   std::sort(victims.begin(), victims.end());
 
+  // Counted per range, as written_back_ is: a range that fails later in the pass must not
+  // take the pages earlier ranges took out off the count (their write-backs stay on it).
   uint64_t reclaimed = 0;
   size_t i = 0;
   while (i < victims.size()) {
@@ -95,18 +97,19 @@ absl::StatusOr<uint64_t> ReclaimDriver::RunOnce() {
       eagain_retries_.fetch_add(r->eagain_retries, std::memory_order_relaxed);
       if (!r->reaped) skipped_.fetch_add(range.count, std::memory_order_relaxed);
       reclaimed += r->reclaim.reclaimed;
+      reclaimed_.fetch_add(r->reclaim.reclaimed, std::memory_order_relaxed);
       written_back_.fetch_add(r->reclaim.written_back, std::memory_order_relaxed);
       skipped_.fetch_add(r->reclaim.save_failures, std::memory_order_relaxed);
     } else {
       absl::StatusOr<ReclaimResult> r = Reclaim(space_, range);
       if (!r.ok()) return fail(r.status());
       reclaimed += r->reclaimed;
+      reclaimed_.fetch_add(r->reclaimed, std::memory_order_relaxed);
       written_back_.fetch_add(r->written_back, std::memory_order_relaxed);
       skipped_.fetch_add(r->save_failures, std::memory_order_relaxed);
     }
     i = j;
   }
-  reclaimed_.fetch_add(reclaimed, std::memory_order_relaxed);
   return reclaimed;
 }
 
