@@ -1,8 +1,9 @@
 // PrepareGuest: the whole boot sequence on guest RAM, in order: check the vCPU count, the
 // RAM size, the ELF image and the layout it leaves, then load the image, build the identity
-// page tables and the GDT/TSS (long mode), write struct mmv_boot_info. Then, per vCPU, InitialRegs / InitialSregs give the state to set
-// with KVM_SET_REGS / KVM_SET_SREGS. The VMM also owns CPUID (KVM_SET_CPUID2) and the run
-// loop; this library never touches /dev/kvm.
+// page tables and the GDT/TSS (long mode), write struct mmv_boot_info. Then, per vCPU,
+// InitialRegs / InitialSregs give the state to set with KVM_SET_REGS / KVM_SET_SREGS. The
+// VMM also owns CPUID (KVM_SET_CPUID2) and the run loop; this library never touches
+// /dev/kvm.
 //
 // Typical use (on the thread building the VM, before any vCPU runs):
 //   MMUVISOR_ASSIGN_OR_RETURN(BootPlan plan, PrepareGuest(ram, elf_bytes, {.nr_vcpus = n}));
