@@ -38,6 +38,10 @@ void DmaEngine::Start() {
   if (running_) return;
   running_ = true;
   stopping_ = false;
+  // A start after Abort() is a new run: without this its device thread would end every
+  // chain at once with no status (and Write() would count no drop as an error). relaxed:
+  // the thread created below is ordered after this store by its creation.
+  abort_.store(false, std::memory_order_relaxed);
   thread_ = std::thread([this] { Loop(); });
 }
 

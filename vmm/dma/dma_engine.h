@@ -74,7 +74,7 @@ class DmaEngine : public PortIoDevice {
   DmaEngine(const DmaEngine&) = delete;
   DmaEngine& operator=(const DmaEngine&) = delete;
 
-  // Starts the device thread. REQUIRES: not running.
+  // Starts the device thread; clears an earlier Abort(). REQUIRES: not running.
   void Start() ABSL_LOCKS_EXCLUDED(mu_);
   // Lets the thread finish the chain it runs, drops (and counts) queued doorbells, joins.
   // Idempotent.

@@ -127,6 +127,29 @@ TEST(DmaEngineTest, AbortEndsTheChainAtTheNextPagePiece) {
   EXPECT_EQ(rig.engine().stats().errors(), 0u);
 }
 
+// An engine stopped by Abort() and started again (a new run on the same device) runs
+// chains again: the abort request belongs to the run it stopped.
+TEST(DmaEngineTest, StartAfterAbortRunsChainsAgain) {
+  DmaRig rig;
+  FillSource(rig);
+  rig.engine().Start();
+  rig.engine().Abort();
+  rig.engine().Start();
+  rig.PutDesc(kDesc, MakeDescriptor(MMV_DMA_OP_COPY, kSrc, kDst, kLen));
+  const uint32_t gpa = kDesc;
+  uint8_t bytes[4];
+  std::memcpy(bytes, &gpa, 4);
+  EXPECT_EQ(rig.engine().Write(0, 0, absl::MakeConstSpan(bytes, 4)), IoAction::kContinue);
+  ASSERT_TRUE(rig.engine().WaitIdle(::mmuvisor::testing::kTestWaitLimit)) << "the engine hung";
+  EXPECT_EQ(rig.GetDesc(kDesc).status, MMV_DMA_STATUS_OK)
+      << DmaStatusName(rig.GetDesc(kDesc).status);
+  EXPECT_EQ(rig.GetWord(kDst + kLen - 8), Pattern(kSrc + kLen - 8));
+  const DmaStats stats = rig.engine().stats();
+  EXPECT_EQ(stats.ops_ok, 1u);
+  EXPECT_EQ(stats.aborted_descriptors, 0u);
+  EXPECT_EQ(stats.errors(), 0u);
+}
+
 // What a hostile guest can send: each gets its status, is counted (requested when
 // flagged), leaves every byte it named untouched, and the device keeps working.
 TEST(DmaEngineTest, HostileDescriptorsGetErrorStatusesAndTouchNothing) {
