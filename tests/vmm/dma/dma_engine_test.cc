@@ -1,7 +1,8 @@
 // The DMA engine against real memory (PagePoolSpace): each op through both paths (the
 // SecondaryMmu and the interval Mirror), the doorbell and device thread, every error a
 // hostile guest can provoke (status written back, counted, nothing outside the
-// descriptor's own status touched), bad doorbells, loops, and a fuzz sweep of garbage.
+// descriptor's own status touched), bad doorbells, loops, addresses in RAM's aliases, a
+// fuzz sweep of garbage against a reference device, and the access hooks of both paths.
 #include <array>
 #include <cstring>
 #include <vector>
@@ -220,6 +221,35 @@ TEST(DmaEngineTest, HostileDescriptorsGetErrorStatusesAndTouchNothing) {
   EXPECT_EQ(rig.RunOne(kDesc, MakeDescriptor(MMV_DMA_OP_COPY, kSrc, kDst, kLen)).status, MMV_DMA_STATUS_OK);
 }
 
+// --aliases: the same RAM again at k * stride (k = 1..K). A chain rung at an alias
+// address, a COPY out of one alias and a FILL into another all reach RAM; an address
+// between RAM and the first alias, or past the last, is out of range.
+TEST(DmaEngineTest, AliasAddressesReachRam) {
+  constexpr uint64_t kStride = 0x100000;  // RAM is 64 pages: 256 KiB
+  DmaRig rig({.pages = 64, .ram_aliases = 2, .alias_stride = kStride});
+  FillSource(rig);
+  rig.PutDesc(kDesc, MakeDescriptor(MMV_DMA_OP_COPY, kStride + kSrc, kDst, kLen, 0,
+                                    /*next=*/2 * kStride + kDesc + 64));
+  rig.PutDesc(kDesc + 64, MakeDescriptor(MMV_DMA_OP_FILL, 0, 2 * kStride + kSrc, 0x1000, 0x77));
+  rig.engine().ExecuteChain(2 * kStride + kDesc);
+  EXPECT_EQ(rig.GetDesc(kDesc).status, MMV_DMA_STATUS_OK) << DmaStatusName(rig.GetDesc(kDesc).status);
+  EXPECT_EQ(rig.GetDesc(kDesc + 64).status, MMV_DMA_STATUS_OK);
+  for (uint64_t off = 0; off < kLen; off += 8) {
+    ASSERT_EQ(rig.GetWord(kDst + off), Pattern(kSrc + off)) << "copied through alias 1: " << off;
+  }
+  for (uint64_t off = 0; off < 0x1000; off += 8) {
+    ASSERT_EQ(rig.GetWord(kSrc + off), 0x77u) << "filled through alias 2: " << off;
+  }
+  EXPECT_EQ(rig.GetWord(kSrc + 0x1000), Pattern(kSrc + 0x1000)) << "past the fill";
+  EXPECT_EQ(rig.RunOne(kDesc + 128, MakeDescriptor(MMV_DMA_OP_COPY, kSrc, rig.ram_size(), 0x1000)).status,
+            MMV_DMA_STATUS_OUT_OF_RANGE);
+  EXPECT_EQ(rig.RunOne(kDesc + 192, MakeDescriptor(MMV_DMA_OP_FILL, 0, 3 * kStride, 0x1000)).status,
+            MMV_DMA_STATUS_OUT_OF_RANGE);
+  const DmaStats stats = rig.engine().stats();
+  EXPECT_EQ(stats.ops_ok, 2u);
+  EXPECT_EQ(stats.errors_unrequested, 2u);
+}
+
 TEST(DmaEngineTest, BadDoorbellsAreCountedAndIgnored) {
   DmaRig rig;
   rig.engine().ExecuteChain(rig.ram_size());       // outside RAM
@@ -311,35 +341,55 @@ class RecordingHooks : public DeviceAccessHooks {
   uint64_t* redirect = nullptr;  // one page
 };
 
-TEST(DmaMemoryHooksTest, WritesAreAnnouncedWithTheHostAddressOfTheirPage) {
-  DmaRig rig({.pages = 16});
+// Both memories the design allows take the hooks (param: the mirror path).
+class DmaMemoryHooksTest : public ::testing::TestWithParam<bool> {
+ protected:
+  void Install(DmaRig& rig, RecordingHooks* hooks) {
+    if (GetParam()) {
+      auto* memory = dynamic_cast<MirrorMemory*>(&rig.engine_memory());
+      ASSERT_NE(memory, nullptr);
+      memory->set_hooks(hooks);
+    } else {
+      auto* memory = dynamic_cast<SecondaryMmuMemory*>(&rig.engine_memory());
+      ASSERT_NE(memory, nullptr);
+      memory->set_hooks(hooks);
+    }
+  }
+};
+
+TEST_P(DmaMemoryHooksTest, WritesAreAnnouncedWithTheHostAddressOfTheirPage) {
+  DmaRig rig({.pages = 16, .mirror = GetParam()});
   RecordingHooks hooks;
-  auto* memory = dynamic_cast<SecondaryMmuMemory*>(&rig.engine_memory());
-  ASSERT_NE(memory, nullptr);
-  memory->set_hooks(&hooks);
-  ASSERT_TRUE(memory->WriteWords(0x3008, std::vector<uint64_t>{7, 8}).ok());
-  ASSERT_TRUE(memory->FillWords(0x3100, 9, 4).ok());
+  ASSERT_NO_FATAL_FAILURE(Install(rig, &hooks));
+  DmaMemory& memory = rig.engine_memory();
+  ASSERT_TRUE(memory.WriteWords(0x3008, std::vector<uint64_t>{7, 8}).ok());
+  ASSERT_TRUE(memory.FillWords(0x3100, 9, 4).ok());
   std::vector<uint64_t> back(2);
-  ASSERT_TRUE(memory->ReadWords(0x3008, absl::MakeSpan(back)).ok());
+  ASSERT_TRUE(memory.ReadWords(0x3008, absl::MakeSpan(back)).ok());
   EXPECT_THAT(back, ::testing::ElementsAre(7u, 8u));
   EXPECT_EQ(rig.GetWord(0x3108), 9u);
-  ASSERT_EQ(hooks.writes.size(), 2u);
+  ASSERT_EQ(hooks.writes.size(), 2u) << "one note per write, none for the read";
   EXPECT_NE(hooks.writes[0], 0u);
+  EXPECT_EQ(hooks.writes[0] % 4096, 0u) << "the page's address";
   EXPECT_EQ(hooks.writes[0], hooks.writes[1]) << "both writes went to the page of gpa 0x3000";
 }
 
-TEST(DmaMemoryHooksTest, DeviceAddressDecidesWhereTheBytesGo) {
-  DmaRig rig({.pages = 16});
+TEST_P(DmaMemoryHooksTest, DeviceAddressDecidesWhereTheBytesGo) {
+  DmaRig rig({.pages = 16, .mirror = GetParam()});
   RecordingHooks hooks;
   std::vector<uint64_t> other(512, 0);
   hooks.redirect = other.data();
-  auto* memory = dynamic_cast<SecondaryMmuMemory*>(&rig.engine_memory());
-  ASSERT_NE(memory, nullptr);
-  memory->set_hooks(&hooks);
-  ASSERT_TRUE(memory->WriteWords(0x2010, std::vector<uint64_t>{0x5a5a}).ok());
+  ASSERT_NO_FATAL_FAILURE(Install(rig, &hooks));
+  ASSERT_TRUE(rig.engine_memory().WriteWords(0x2010, std::vector<uint64_t>{0x5a5a}).ok());
   EXPECT_EQ(other[2], 0x5a5au);
   EXPECT_EQ(rig.GetWord(0x2010), 0u) << "the VMM's view of the page is untouched";
+  std::vector<uint64_t> back(1);
+  ASSERT_TRUE(rig.engine_memory().ReadWords(0x2010, absl::MakeSpan(back)).ok());
+  EXPECT_EQ(back[0], 0x5a5au) << "reads go through the device's view too";
 }
+
+INSTANTIATE_TEST_SUITE_P(Paths, DmaMemoryHooksTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& p) { return p.param ? "Mirror" : "SecondaryMmu"; });
 
 }  // namespace
 }  // namespace mmuvisor::vmm::dma

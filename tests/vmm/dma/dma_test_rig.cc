@@ -1,6 +1,8 @@
 #include "dma_test_rig.h"
 
 #include <cstring>
+#include <utility>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -17,11 +19,16 @@ DmaRig::DmaRig(DmaRigOptions options) : options_(std::move(options)) {
     mmu_options.name = "dma-mmu";
     mmu_options.retry_timeout = absl::Seconds(2);
     mmu_ = std::make_unique<DeviceMmu>(*space_, mmu_options);
-    EXPECT_TRUE(mmu_->SetLayout({{0, options_.pages, space_->base()}}).ok());
+    std::vector<mmu::MemorySlot> slots = {{0, options_.pages, space_->base()}};
+    for (uint32_t k = 1; k <= options_.ram_aliases; ++k) {
+      slots.push_back({k * options_.alias_stride / 4096, options_.pages, space_->base()});
+    }
+    EXPECT_TRUE(mmu_->SetLayout(std::move(slots)).ok());
     mmu_->SetFaultHooksForTesting(hooks);
     EXPECT_TRUE(space_->hub().Register(*mmu_).ok());
     memory_ = std::make_unique<SecondaryMmuMemory>(*mmu_, nullptr, options_.skip_retry_check);
   } else {
+    EXPECT_EQ(options_.ram_aliases, 0u) << "the rig's mirror path has no aliases";
     mmu::MirrorOptions mirror_options;
     mirror_options.retry_timeout = absl::Seconds(2);
     mirror_ = std::make_unique<mmu::Mirror>(*space_, mirror_options);
@@ -31,6 +38,8 @@ DmaRig::DmaRig(DmaRigOptions options) : options_(std::move(options)) {
   }
   DmaEngineOptions engine_options;
   engine_options.ram_size = ram_size();
+  engine_options.ram_aliases = options_.ram_aliases;
+  engine_options.alias_stride = options_.alias_stride;
   engine_ = std::make_unique<DmaEngine>(*memory_, engine_options);
 }
 

@@ -1,7 +1,8 @@
 // DmaRig: a DMA engine wired the way the stress runner wires it, over a PagePoolSpace
 // (tests/support: freed pages poisoned) of
 // real pages: hub -> SecondaryMmu "dma-mmu" (one slot: gfn 0 at the space's base) ->
-// SecondaryMmuMemory -> DmaEngine; or the interval Mirror path. Helpers write and read
+// SecondaryMmuMemory -> DmaEngine (with aliases: one more slot per alias, same pages); or
+// the interval Mirror path. Helpers write and read
 // descriptors and data as a guest would (through the space, faulting pages in).
 #ifndef MMUVISOR_TESTS_VMM_DMA_DMA_TEST_RIG_H_
 #define MMUVISOR_TESTS_VMM_DMA_DMA_TEST_RIG_H_
@@ -25,6 +26,10 @@ struct DmaRigOptions {
   bool mirror = false;
   bool skip_retry_check = false;  // also turns the MMU's fault-path checks off
   mmu::FaultHooks hooks;          // installed on the MMU/mirror (retry_checks overridden)
+  // `--aliases K` (SecondaryMmu path only): the MMU gets one more slot per alias, gfn
+  // k * alias_stride / 4096 on the same pages, and the engine accepts those addresses.
+  uint32_t ram_aliases = 0;
+  uint64_t alias_stride = 0;
 };
 
 class DmaRig {
