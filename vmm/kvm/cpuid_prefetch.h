@@ -34,6 +34,7 @@
 
 #include <linux/kvm.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <memory>
 #include <string>
@@ -58,6 +59,11 @@ class SupportedCpuidPrefetch {
   // if it could not be).
   bool started() const { return started_; }
   const std::string& path() const { return path_; }
+  // True for the first caller only: a prefetch serves one set of vCPUs (SetOn and Finish
+  // once). A Machine claims the one its config carries and begins its own when that one
+  // is taken, e.g. by an earlier Machine built from a copy of the same config (its thread
+  // would have finished with the earlier vCPUs, and Finish would report their status).
+  bool Claim() { return !claimed_.exchange(true, std::memory_order_relaxed); }
 
   // The vCPUs to give the supported CPUID, `system` their device (for Finish's own
   // query). REQUIRES: once, before Finish; the vCPUs and `system` outlive Finish (or this
@@ -82,6 +88,7 @@ class SupportedCpuidPrefetch {
   pthread_t thread_{};
   bool started_ = false;
   bool joined_ = false;                // Stop() joined the thread
+  std::atomic<bool> claimed_{false};   // relaxed: only the exchange itself matters
   const KvmSystem* system_ = nullptr;  // SetOn's; used by Finish on this thread only
   Mutex mu_;
   std::condition_variable cv_;  // handed_, abandoned_ and done_ changed

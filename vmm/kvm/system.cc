@@ -151,7 +151,13 @@ absl::StatusOr<std::vector<kvm_cpuid_entry2>> KvmSystem::QuerySupportedCpuid() c
 }
 
 absl::StatusOr<KvmVm> KvmSystem::CreateVm() const {
-  int r = ::ioctl(fd_.get(), KVM_CREATE_VM, 0);
+  // EINTR: KVM_CREATE_VM registers the VM's mmu_notifier, which takes every mm lock
+  // interruptibly and gives up on any pending signal; nothing was created, so try again
+  // (QEMU loops the same way).
+  int r;
+  do {
+    r = ::ioctl(fd_.get(), KVM_CREATE_VM, 0);
+  } while (r < 0 && errno == EINTR);
   if (r < 0) return ErrnoToStatus(errno, "KVM_CREATE_VM type=0");
   return KvmVm(UniqueFd(r));
 }

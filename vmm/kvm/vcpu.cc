@@ -53,8 +53,9 @@ absl::StatusOr<kvm_sregs> KvmVcpu::GetSregs() const {
 
 absl::Status KvmVcpu::SetSregs(const kvm_sregs& sregs) const {
   if (::ioctl(fd_.get(), KVM_SET_SREGS, &sregs) < 0) {
+    const int err = errno;  // before the message allocates
     return ErrnoToStatus(
-        errno, absl::StrCat("KVM_SET_SREGS vcpu=", id_, " cr0=0x", absl::Hex(sregs.cr0),
+        err, absl::StrCat("KVM_SET_SREGS vcpu=", id_, " cr0=0x", absl::Hex(sregs.cr0),
                             " cr4=0x", absl::Hex(sregs.cr4), " efer=0x", absl::Hex(sregs.efer),
                             " cs.sel=0x", absl::Hex(sregs.cs.selector)));
   }

@@ -101,7 +101,8 @@ absl::Status Machine::Init(absl::Span<const uint8_t> elf) {
   // start"). The VM's errors wait until steps 1 and 2 have checked the user's input, so
   // that a bad image is reported as such on a host without /dev/kvm too.
   cpuid_prefetch_ = config_.cpuid_prefetch != nullptr &&
-                            config_.cpuid_prefetch->path() == config_.kvm_path
+                            config_.cpuid_prefetch->path() == config_.kvm_path &&
+                            config_.cpuid_prefetch->Claim()
                         ? config_.cpuid_prefetch
                         : SupportedCpuidPrefetch::Begin(config_.kvm_path);
   const absl::Status kvm_created = CreateVm();

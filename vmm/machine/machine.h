@@ -125,7 +125,8 @@ struct MachineConfig {
   std::string kvm_path = std::string(kDefaultKvmPath);
   // The supported-CPUID query already under way for kvm_path (SupportedCpuidPrefetch::Begin,
   // as the CLI does before it resolves the guest); the Machine hands it its vCPUs. Null,
-  // or for another path: the Machine begins its own.
+  // for another path, or already claimed by another Machine (a copied config): the
+  // Machine begins its own.
   std::shared_ptr<SupportedCpuidPrefetch> cpuid_prefetch;
   ByteSize ram_size{64ull << 20};
   uint32_t vcpus = 1;

@@ -60,8 +60,9 @@ absl::Status GuestRam::Discard(uint64_t first, uint64_t count) {
   if (count == 0) return absl::OkStatus();
   const int advice = backing_ == MemoryBacking::kMemfd ? MADV_REMOVE : MADV_DONTNEED;
   if (madvise(PageAddress(first), count * page_size_, advice) != 0) {
+    const int err = errno;  // before the message allocates
     return ErrnoToStatus(
-        errno, absl::StrFormat("GuestRam::Discard madvise(%s) pages [%d, %d)",
+        err, absl::StrFormat("GuestRam::Discard madvise(%s) pages [%d, %d)",
                                advice == MADV_REMOVE ? "MADV_REMOVE" : "MADV_DONTNEED", first,
                                first + count));
   }
@@ -76,8 +77,9 @@ absl::Status GuestRam::DropMappings(uint64_t first, uint64_t count) {
   }
   if (count == 0) return absl::OkStatus();
   if (madvise(PageAddress(first), count * page_size_, MADV_DONTNEED) != 0) {
+    const int err = errno;  // before the message allocates
     return ErrnoToStatus(
-        errno, absl::StrFormat("GuestRam::DropMappings madvise(MADV_DONTNEED) pages [%d, %d)",
+        err, absl::StrFormat("GuestRam::DropMappings madvise(MADV_DONTNEED) pages [%d, %d)",
                                first, first + count));
   }
   return absl::OkStatus();
@@ -92,8 +94,9 @@ absl::Status GuestRam::PunchHole(uint64_t first, uint64_t count) {
   if (fallocate(memfd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
                 static_cast<off_t>(first * page_size_),
                 static_cast<off_t>(count * page_size_)) != 0) {
+    const int err = errno;  // before the message allocates
     return ErrnoToStatus(
-        errno, absl::StrFormat("GuestRam::PunchHole fallocate(PUNCH_HOLE) pages [%d, %d)",
+        err, absl::StrFormat("GuestRam::PunchHole fallocate(PUNCH_HOLE) pages [%d, %d)",
                                first, first + count));
   }
   return absl::OkStatus();
@@ -111,9 +114,9 @@ absl::Status GuestRam::ReadPages(uint64_t first, uint64_t count, uint8_t* out) c
                             static_cast<off_t>(first * page_size_ + done));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
-      return ErrnoToStatus(n < 0 ? errno : EIO,
-                                 absl::StrFormat("GuestRam::ReadPages pread pages [%d, %d)",
-                                                 first, first + count));
+      const int err = n < 0 ? errno : EIO;  // before the message allocates
+      return ErrnoToStatus(err, absl::StrFormat("GuestRam::ReadPages pread pages [%d, %d)",
+                                                first, first + count));
     }
     done += static_cast<size_t>(n);
   }

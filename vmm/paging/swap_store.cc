@@ -410,8 +410,9 @@ absl::Status SwapStore::Drop(uint64_t first, uint64_t count) {
                 static_cast<off_t>(first * page_size_),
                 static_cast<off_t>(count * page_size_)) != 0 &&
       errno != EOPNOTSUPP) {
+    const int err = errno;  // before the message allocates
     return ErrnoToStatus(
-        errno, absl::StrFormat("SwapStore::Drop punch pages [%d, %d)", first, first + count));
+        err, absl::StrFormat("SwapStore::Drop punch pages [%d, %d)", first, first + count));
   }
   return absl::OkStatus();
 }

@@ -67,6 +67,22 @@ TEST(BootGuestsTest, Hello64AtCpl3) {
   EXPECT_TRUE(b.machine->lapic_in_kernel());
 }
 
+// A config carrying a CPUID prefetch may be copied into a second Machine: the prefetch
+// served the first one's vCPUs, so the second begins its own. Reused, its finished thread
+// would leave the second Machine's vCPUs without a CPUID, and a long-mode guest would fail
+// KVM_SET_SREGS (EFER.LME without CPUID.LM).
+TEST(BootGuestsTest, AConfigsCpuidPrefetchServesOneMachineTheNextBeginsItsOwn) {
+  MMUVISOR_SKIP_WITHOUT_KVM();
+  MachineConfig config;
+  config.cpuid_prefetch = SupportedCpuidPrefetch::Begin(config.kvm_path);
+  for (int i = 0; i < 2; ++i) {
+    Booted b = BootBuiltin("hello64", config);
+    ASSERT_NE(b.machine, nullptr) << "machine " << i;
+    ExpectCleanDone(b.result);
+  }
+  EXPECT_FALSE(config.cpuid_prefetch->Claim()) << "the first Machine claimed it";
+}
+
 TEST(BootGuestsTest, Hello64AtCpl0OnAnonymousMemory) {
   MMUVISOR_SKIP_WITHOUT_KVM();
   MachineConfig config;
