@@ -1,8 +1,12 @@
 // HostAddressSpace: host copies to and from guest RAM (GuestMemoryAccess), and the count
 // of protected pages.
+#include <sys/mman.h>
+
+#include <cerrno>
 #include <cstring>
 
 #include "absl/strings/str_format.h"
+#include "notifier/base/errno_status.h"
 #include "notifier/base/status_macros.h"
 #include "vmm/host/host_address_space.h"
 #include "vmm/host/host_address_space_internal.h"
@@ -49,6 +53,22 @@ absl::Status HostAddressSpace::CopyPage(uint64_t page, uint8_t* hva, uint8_t* bu
           return absl::PermissionDeniedError(absl::StrFormat(
               "host %s of page %d: protected %s", write ? "write" : "read", page,
               PageProtectionName(prot)));
+        }
+        // Fault the page in first, as Resolve does: a swapped-out page whose copy the page
+        // server cannot serve (a corrupt or unreadable slot) is poisoned (PROT_NONE), and a
+        // memcpy into it would end the process with SIGSEGV; madvise reports it as an
+        // error. In the section no window can take the page out again before the copy.
+        void* const page_address = reinterpret_cast<void*>(base_ + page * kPageSize);
+        if (madvise(page_address, kPageSize, write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ) !=
+            0) {
+          const int err = errno;
+          MMUVISOR_RETURN_IF_ERROR(PageServerFailure());
+          if (err != EAGAIN && err != EINTR) {
+            return ErrnoToStatus(
+                err, absl::StrFormat("host %s of page %d: madvise(MADV_POPULATE_%s)",
+                                     write ? "write" : "read", page, write ? "WRITE" : "READ"));
+          }
+          continue;  // transient: check everything again
         }
         if (write) {
           // In the section: no window can save this page between the note and the copy.

@@ -341,6 +341,28 @@ TEST(HostAddressSpaceTest, FailingStoreLosesNothingAndEveryWindowEnds) {
   EXPECT_EQ(space->hub().pairing_summary().violations, 0u);
 }
 
+// A host copy that is the first to touch a swapped-out page the page server cannot serve
+// (its slot reads EIO) gets the server's error. The server poisons such a page
+// (PROT_NONE): a copy that went straight to memcpy ended the process with SIGSEGV.
+TEST(HostAddressSpaceTest, AHostCopyOfAPageTheServerCannotServeIsAnErrorNotACrash) {
+  for (const bool write : {false, true}) {
+    SCOPED_TRACE(write ? "write" : "read");
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<HostAddressSpace> space,
+                         HostAddressSpace::Create(SmallOptions()));
+    FillAll(*space, 7);
+    ASSERT_OK_AND_ASSIGN(ReclaimResult r, Reclaim(*space, PageRange{5, 1}));
+    ASSERT_EQ(r.reclaimed, 1u);
+    space->store()->SetReadFaultInjection(IoFaultInjection{.probability = 1.0, .error = EIO});
+    std::vector<uint8_t> buf(64, 0xab);
+    const absl::Status s = write ? space->WriteGuest(Gpa{5 * kPageSize + 128}, buf)
+                                 : space->ReadGuest(Gpa{5 * kPageSize + 128}, absl::MakeSpan(buf));
+    EXPECT_THAT(s, StatusIs(absl::StatusCode::kDataLoss, ::testing::HasSubstr("page 5 ")));
+    // The failure is the address space's from now on: every later copy reports it.
+    EXPECT_THAT(space->PageServerFailure(), StatusIs(absl::StatusCode::kDataLoss, ::testing::_));
+    space->store()->ClearFaultInjection();
+  }
+}
+
 // A Protect that runs between a host copy's start and its checks (forced: it runs from the
 // copy's own hook, before the copy's drain section) is seen by the checks: the write is
 // refused with PermissionDenied, and the read of a page protected to nothing too, instead of
