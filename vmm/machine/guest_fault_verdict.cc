@@ -54,6 +54,16 @@ GuestFaultVerdict ClassifyGuestFault(const HostAddressSpace& space, Gpa gpa, boo
               : absl::StrFormat("gpa 0x%x: window already closed", gpa.value)};
 }
 
+GuestFaultVerdict ClassifyMemoryFault(const HostAddressSpace& space, Gpa gpa,
+                                      bool in_slot_window) {
+  GuestFaultVerdict verdict = ClassifyGuestFault(space, gpa, /*write=*/true);
+  if (verdict.kind == GuestFaultKind::kNotMapped && in_slot_window) {
+    verdict = {GuestFaultKind::kRetry,
+               absl::StrFormat("gpa 0x%x: the churned slot that held it is gone", gpa.value)};
+  }
+  return verdict;
+}
+
 GuestFaultVerdict ClassifyAddresslessGuestFault(const HostAddressSpace& space,
                                                 PageRangeLock::Counts at_entry) {
   if (std::optional<GuestFaultVerdict> poisoned = Poisoned(space)) return *poisoned;

@@ -38,6 +38,14 @@ const char* GuestFaultKindName(GuestFaultKind kind);
 
 // A fault at `gpa` (KVM_EXIT_MEMORY_FAULT, or MMIO inside RAM); `write` its direction.
 GuestFaultVerdict ClassifyGuestFault(const HostAddressSpace& space, Gpa gpa, bool write);
+// KVM_EXIT_MEMORY_FAULT at `gpa` (always a write: reads do not fault on a readable page):
+// ClassifyGuestFault, except that a gpa inside a churned slot's window
+// (`in_slot_window`: MachineConfig::slot_windows) that no memslot holds now is kRetry, not
+// kNotMapped. A slot held it at KVM's exit and has been deleted or moved since; entered
+// again, the access becomes an MMIO exit, which the Machine answers as an access to
+// nothing (as it does when the slot goes between an MMIO exit and its read).
+GuestFaultVerdict ClassifyMemoryFault(const HostAddressSpace& space, Gpa gpa,
+                                      bool in_slot_window);
 
 // A fault whose address the kernel did not report. `at_entry` = windows().counts() taken
 // before the KVM_RUN that failed. If no window was open at entry or now and none opened

@@ -83,7 +83,7 @@ GuestFaultAction Machine::OnGuestFault(uint32_t vcpu, const GuestFault& fault, k
     // KVM_EXIT_MEMORY_FAULT: the address is known. Reads never fault on a readable page,
     // so a fault on a read-only page is a write: classify it as one.
     const Gpa gpa{*fault.gpa};
-    GuestFaultVerdict verdict = ClassifyGuestFault(*space_, gpa, /*write=*/true);
+    GuestFaultVerdict verdict = ClassifyMemoryFault(*space_, gpa, InSlotWindow(gpa, 1));
     action = ActionFor(vcpu, verdict, fault.gpa);
     if (verdict.kind == GuestFaultKind::kRetry) WaitForPage(*space_, gpa);
   } else {
