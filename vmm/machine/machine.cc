@@ -201,6 +201,10 @@ Machine::~Machine() {
   KickAll();
   JoinAll();
   if (space_ != nullptr) space_->DetachHypervisor();
+  {
+    MutexLock lock(&kicks_mu_);  // a KickAll running now finishes first; later ones return
+    runners_gone_ = true;
+  }
   runners_.clear();
   vcpus_.clear();
   kvm_dirty_log_.reset();
@@ -394,6 +398,8 @@ absl::Status Machine::AttachPortDevice(uint16_t base, uint32_t count, PortIoDevi
 }
 
 void Machine::KickAll() {
+  MutexLock lock(&kicks_mu_);
+  if (runners_gone_) return;  // the destructor is past its own kick and join
   for (auto& r : runners_) r->Kick();
 }
 

@@ -280,7 +280,7 @@ class Machine : private UcallHandler, private GuestFaultHandler {
   absl::Status ChooseDirtyLogSource();
   void OnVcpuStop(uint32_t vcpu, const VcpuStop& stop) ABSL_LOCKS_EXCLUDED(mu_);
   void OnPageServerFailure(const absl::Status& status) ABSL_LOCKS_EXCLUDED(mu_);
-  void KickAll();
+  void KickAll() ABSL_LOCKS_EXCLUDED(kicks_mu_);
   void StopReclaimDriver() ABSL_LOCKS_EXCLUDED(mu_);  // idempotent; joins its thread
   void JoinAll() ABSL_LOCKS_EXCLUDED(join_mu_);
   void MarkUcall() ABSL_LOCKS_EXCLUDED(mu_);
@@ -329,7 +329,12 @@ class Machine : private UcallHandler, private GuestFaultHandler {
   std::optional<UcallDevice> ucall_;
   ExitHandler exit_handler_{&bus_};
   // Created by Init (immutable afterwards: KickAll may run on any thread); started by Run.
+  // The destructor clears it only after setting runners_gone_ under kicks_mu_: a page
+  // server thread (alive until the space's Teardown, later) may still call
+  // OnPageServerFailure -> KickAll then.
   std::vector<std::unique_ptr<VcpuRunner>> runners_;
+  Mutex kicks_mu_;  // before each runner's kick_mu_; never held with mu_ or join_mu_
+  bool runners_gone_ ABSL_GUARDED_BY(kicks_mu_) = false;
 
   std::atomic<uint64_t> faults_{0};             // relaxed: statistic
   std::atomic<uint64_t> fault_retries_{0};      // relaxed: statistic
