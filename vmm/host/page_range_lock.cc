@@ -67,6 +67,12 @@ void PageRangeLock::WaitUntilUnlocked(uint64_t page) const {
   mu_.Await(changed_, [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return !IsLockedLocked(page); });
 }
 
+bool PageRangeLock::WaitUntilUnlockedFor(uint64_t page, absl::Duration timeout) const {
+  MutexLock lock(&mu_);
+  return mu_.AwaitFor(changed_, timeout,
+                      [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return !IsLockedLocked(page); });
+}
+
 bool PageRangeLock::IsLocked(uint64_t page) const {
   MutexLock lock(&mu_);
   return IsLockedLocked(page);

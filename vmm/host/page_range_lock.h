@@ -62,6 +62,9 @@ class PageRangeLock {
 
   // Waits while `page` lies in a held range (or everything is held).
   void WaitUntilUnlocked(uint64_t page) const ABSL_LOCKS_EXCLUDED(mu_);
+  // The same for at most `timeout`; returns whether `page` is unlocked.
+  bool WaitUntilUnlockedFor(uint64_t page, absl::Duration timeout) const
+      ABSL_LOCKS_EXCLUDED(mu_);
   bool IsLocked(uint64_t page) const ABSL_LOCKS_EXCLUDED(mu_);
   // Whether any page of `range` lies in a held range (or everything is held).
   bool Overlaps(PageRange range) const ABSL_LOCKS_EXCLUDED(mu_);

@@ -91,4 +91,15 @@ void WaitForPage(const HostAddressSpace& space, Gpa gpa) {
   if (std::optional<uint64_t> page = space.PageOf(gpa)) space.windows().WaitUntilUnlocked(*page);
 }
 
+bool WaitForPage(const HostAddressSpace& space, Gpa gpa, const std::atomic<bool>& stop_requested,
+                 absl::Duration slice) {
+  const std::optional<uint64_t> page = space.PageOf(gpa);
+  if (!page.has_value()) return true;
+  // relaxed: only a hint to give up waiting; the runner re-checks with acquire.
+  while (!stop_requested.load(std::memory_order_relaxed)) {
+    if (space.windows().WaitUntilUnlockedFor(*page, slice)) return true;
+  }
+  return false;
+}
+
 }  // namespace mmuvisor::vmm

@@ -15,9 +15,11 @@
 #ifndef MMUVISOR_VMM_MACHINE_GUEST_FAULT_VERDICT_H_
 #define MMUVISOR_VMM_MACHINE_GUEST_FAULT_VERDICT_H_
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 
+#include "absl/time/time.h"
 #include "vmm/host/host_address_space.h"
 #include "vmm/host/page_range_lock.h"
 #include "vmm/memory/address.h"
@@ -57,6 +59,11 @@ GuestFaultVerdict ClassifyAddresslessGuestFault(const HostAddressSpace& space,
 
 // Waits until no window covers the page holding `gpa` (none: returns at once).
 void WaitForPage(const HostAddressSpace& space, Gpa gpa);
+// The same, giving up when `stop_requested` turns true (checked every `slice`): a vCPU's
+// wait must end on a kick even while a long window stays open. Returns whether the page
+// was unlocked.
+bool WaitForPage(const HostAddressSpace& space, Gpa gpa, const std::atomic<bool>& stop_requested,
+                 absl::Duration slice);
 
 }  // namespace mmuvisor::vmm
 

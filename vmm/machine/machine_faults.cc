@@ -85,7 +85,10 @@ GuestFaultAction Machine::OnGuestFault(uint32_t vcpu, const GuestFault& fault, k
     const Gpa gpa{*fault.gpa};
     GuestFaultVerdict verdict = ClassifyMemoryFault(*space_, gpa, InSlotWindow(gpa, 1));
     action = ActionFor(vcpu, verdict, fault.gpa);
-    if (verdict.kind == GuestFaultKind::kRetry) WaitForPage(*space_, gpa);
+    if (verdict.kind == GuestFaultKind::kRetry &&
+        !WaitForPage(*space_, gpa, stop_requested, kWindowWaitSlice)) {
+      return action;  // kicked while waiting: the runner sees the stop at the top
+    }
   } else {
     const PageRangeLock::Counts at_entry{fault.entry.opened, fault.entry.closed};
     GuestFaultVerdict verdict = ClassifyAddresslessGuestFault(*space_, at_entry);
