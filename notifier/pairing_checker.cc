@@ -66,7 +66,7 @@ void PairingChecker::RaiseDepth(Subscription& sub, int64_t open) {
   RaiseMax(max_depth_, open);
 }
 
-void PairingChecker::OnFailedStart(Subscription& sub, const Range& range) {
+bool PairingChecker::OnFailedStart(Subscription& sub, const Range& range) {
   // relaxed: statistics (see OnStart).
   sub.failed_starts_.fetch_add(1, std::memory_order_relaxed);
   failed_starts_.fetch_add(1, std::memory_order_relaxed);
@@ -77,11 +77,19 @@ void PairingChecker::OnFailedStart(Subscription& sub, const Range& range) {
   if (!sub.ops().Has(Op::kStartMayFail)) {
     Report(ViolationKind::kUndeclaredStartFailure, sub, range);
   }
+  return range.blockable;
 }
 
 void PairingChecker::EndWithoutStart(Subscription& sub, const Range& range) {
-  // relaxed: statistics. OnEnd's decrement found no open window and borrowed one start;
-  // give it back, so one bug is reported once and starts = ends + open still holds.
+  // relaxed: statistics. OnEnd's decrement found no open window and borrowed one start.
+  if (!sub.ops().Has(Op::kInvalidateRangeStart)) {
+    // An end alone is legal (Linux calls it without a start op). Count it as one whole
+    // window: the borrowed start goes back and one more is added, so starts = ends.
+    constexpr uint64_t kStart = uint64_t{1} << Subscription::kOpenBits;
+    sub.pairs_.fetch_add(kStart + 1, std::memory_order_relaxed);
+    return;
+  }
+  // Give it back, so one bug is reported once and starts = ends + open still holds.
   sub.pairs_.fetch_add(1, std::memory_order_relaxed);
   Report(ViolationKind::kEndWithoutStart, sub, range);
 }

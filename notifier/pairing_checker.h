@@ -7,13 +7,16 @@
 // between subscriptions; only violations take the lock.
 //
 // A violation is recorded for:
-//   kEndWithoutStart          end delivered while the subscription had no open window,
+//   kEndWithoutStart          end delivered while the subscription had no open window
+//                             (never for a subscription without a start op: Linux
+//                             allows an end alone; each of its ends counts as a window),
 //                             or (hub-wide, ReportUnmatchedEnd) an end on a thread that
 //                             holds no window: the hub reports it and calls nobody;
 //   kCallbackAfterUnregister  any op (->Release included) after Unregister/Put returned;
 //   kCallbackAfterTeardown    any classic op after the hub's Release returned, or a
 //                             ->Release that starts after it returned;
-//   kBlockableStartFailed     a start returned kAgain for a blockable range (ignored);
+//   kBlockableStartFailed     a start returned kAgain for a blockable range (the hub
+//                             treats it as done: it counts as a window, end included);
 //   kFailingStartHasEnd       a start failed on a subscription that has an end;
 //   kUndeclaredStartFailure   a start failed without kStartMayFail being declared.
 // Not violations but counted: windows left open when a subscription was unlinked
@@ -82,7 +85,11 @@ class PairingChecker {
   void OnStart(Subscription& sub, const Range& range, StartResult result) {
     if (!enabled_) return;
     CheckLinked(sub, range);
-    if (ABSL_PREDICT_FALSE(result != StartResult::kOk)) return OnFailedStart(sub, range);
+    // A blockable start that failed is reported, then counted as a window: the hub
+    // treats it as done and the caller's end follows (hub.h, ClassicStartWalk).
+    if (ABSL_PREDICT_FALSE(result != StartResult::kOk) && !OnFailedStart(sub, range)) {
+      return;
+    }
     constexpr uint64_t kStart = uint64_t{1} << Subscription::kOpenBits;
     // relaxed (all pairing counters): statistics owned by one subscription; pairing is
     // judged on the counts, not on their order with other memory.
@@ -103,7 +110,9 @@ class PairingChecker {
     CheckLinked(sub, range);
     // relaxed: see OnStart. An end that finds no open window borrows from the start
     // count (kBorrowBit shows it, also to a second such end racing with it);
-    // EndWithoutStart puts it back and reports it.
+    // EndWithoutStart puts it back and reports it, unless the subscription has no start
+    // op (every end of it borrows; EndWithoutStart counts it as a window instead), so
+    // subscriptions with a start pay nothing for that case.
     if (ABSL_PREDICT_FALSE(((sub.pairs_.fetch_sub(1, std::memory_order_relaxed) - 1) &
                             Subscription::kBorrowBit) != 0)) {
       EndWithoutStart(sub, range);
@@ -140,7 +149,9 @@ class PairingChecker {
     }
   }
   void ReportUnlinked(Subscription& sub, const Range& range);
-  void OnFailedStart(Subscription& sub, const Range& range);
+  // Reports a kAgain result; returns true when the hub treats the start as done (a
+  // blockable range), so that OnStart counts its window.
+  bool OnFailedStart(Subscription& sub, const Range& range);
   void RaiseDepth(Subscription& sub, int64_t open);
   void EndWithoutStart(Subscription& sub, const Range& range);
   void Keep(Violation violation) ABSL_LOCKS_EXCLUDED(mu_);

@@ -72,7 +72,9 @@ enum class StartResult : uint8_t { kOk, kAgain };
 // Per-subscription pairing counters kept by the hub's PairingChecker (relaxed atomics;
 // exact once the hub is quiescent).
 struct PairingCounters {
-  uint64_t starts = 0;        // successful starts delivered
+  // Successful starts delivered; a blockable start that returned kAgain counts too (the
+  // hub treats it as done). Without a start op: the ends delivered (each one a window).
+  uint64_t starts = 0;
   uint64_t ends = 0;          // ends delivered
   uint64_t failed_starts = 0; // starts that returned kAgain
   int64_t open = 0;           // starts - ends (only if it has an end): open windows

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <memory>
 #include <thread>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -537,6 +538,33 @@ TEST(StartFailureTest, BlockableStartFailureIsReportedAndTheWindowStaysPaired) {
   ASSERT_THAT(hub.Unregister(rogue), IsOk());
 }
 
+TEST(StartFailureTest, BlockableStartFailureOfAnEnderKeepsItsEndPaired) {
+  // The hub treats a blockable kAgain as done and delivers the end; the checker must count
+  // that start as a window, or the end is a false kEndWithoutStart.
+  class RogueEnder : public Subscription {
+   public:
+    RogueEnder()
+        : Subscription({Op::kInvalidateRangeStart, Op::kInvalidateRangeEnd}, "rogue") {}
+    StartResult InvalidateRangeStart(const Range&) override { return StartResult::kAgain; }
+  } rogue;
+  NotifierSubscriptions hub;
+  ASSERT_THAT(hub.Register(rogue), IsOk());
+  EXPECT_THAT(hub.InvalidateRangeStart(MakeRange(0, 4096)), IsOk());
+  hub.InvalidateRangeEnd(MakeRange(0, 4096));
+  const PairingSummary s = hub.pairing_summary();
+  std::vector<ViolationKind> kinds;
+  for (const Violation& v : s.first_violations) kinds.push_back(v.kind);
+  EXPECT_THAT(kinds, ElementsAre(ViolationKind::kBlockableStartFailed,
+                                 ViolationKind::kFailingStartHasEnd,
+                                 ViolationKind::kUndeclaredStartFailure))
+      << s.ToString();
+  EXPECT_EQ(rogue.pairing().starts, 1u);
+  EXPECT_EQ(rogue.pairing().ends, 1u);
+  EXPECT_EQ(rogue.pairing().failed_starts, 1u);
+  EXPECT_EQ(s.open, 0);
+  ASSERT_THAT(hub.Unregister(rogue), IsOk());
+}
+
 TEST(StartFailureTest, SortedEndLastRefusesNonBlockingWithTwoEndNeeders) {
   CallLog log;
   NotifierSubscriptions hub({.policy = Policy::kSortedEndLast});
@@ -637,6 +665,35 @@ TEST(PairingCheckerTest, UnmatchedEndsInARowAreEachReportedAndLeaveTheCountsExac
   EXPECT_EQ(s.ends, 1u);
   EXPECT_EQ(s.open, 1);
   EXPECT_EQ(s.max_depth, 2);
+}
+
+TEST(PairingCheckerTest, AnEndOnlySubscriptionIsNoViolation) {
+  // Registration accepts an end without a start op (Linux calls it alone); it never gets
+  // a start, so each end counts as one window, not as an end without start.
+  class EndOnly : public Subscription {
+   public:
+    EndOnly() : Subscription({Op::kInvalidateRangeEnd}, "end-only") {}
+    void InvalidateRangeEnd(const Range&) override { ++ends; }
+    int ends = 0;
+  } end_only;
+  NotifierSubscriptions hub;
+  KvmLikeSubscription a("a");
+  ASSERT_THAT(hub.Register(a), IsOk());
+  ASSERT_THAT(hub.Register(end_only), IsOk());
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_THAT(hub.InvalidateRangeStart(MakeRange(0, 4096)), IsOk());
+    hub.InvalidateRangeEnd(MakeRange(0, 4096));
+  }
+  EXPECT_EQ(end_only.ends, 3);
+  EXPECT_EQ(end_only.pairing().starts, 3u);
+  EXPECT_EQ(end_only.pairing().ends, 3u);
+  EXPECT_EQ(end_only.pairing().open, 0);
+  const PairingSummary s = hub.pairing_summary();
+  EXPECT_EQ(s.violations, 0u) << s.ToString();
+  EXPECT_EQ(s.starts, 6u);
+  EXPECT_EQ(s.ends, 6u);
+  ASSERT_THAT(hub.Unregister(a), IsOk());
+  ASSERT_THAT(hub.Unregister(end_only), IsOk());
 }
 
 TEST(PairingCheckerTest, TracksNestingDepth) {
