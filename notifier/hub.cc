@@ -106,6 +106,13 @@ absl::Status NotifierSubscriptions::LinkLocked(Subscription& sub) {
   sub.hub_ = this;
   sub.register_order_ = next_order_++;
   sub.released_.store(false, std::memory_order_relaxed);  // relaxed: not yet visible
+  // A re-registered subscription starts its pairing counts afresh: the previous link's
+  // totals went to the checker's retired sums when it was unlinked, and would be added
+  // twice at the next unlink. No walk can touch them now: Unregister's grace period
+  // finished every walk of the old link. relaxed: statistics, not yet visible.
+  sub.pairs_.store(0, std::memory_order_relaxed);
+  sub.failed_starts_.store(0, std::memory_order_relaxed);
+  sub.max_depth_.store(0, std::memory_order_relaxed);
   // release: pairs with the acquire in PairingChecker::CheckLinked.
   sub.link_state_.store(Subscription::LinkState::kLinked, std::memory_order_release);
   linked_.push_back(&sub);

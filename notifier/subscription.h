@@ -93,6 +93,7 @@ class Subscription {
   const std::string& name() const { return name_; }
   // The allocator that created it through Get, or null (Linux: ops identity for get/put).
   const SubscriptionAllocator* allocator() const { return allocator_; }
+  // Counts of the current (or last) registration: Register resets them.
   PairingCounters pairing() const;
 
   // Teardown of the address space, or Unregister while still linked. Called at most once.

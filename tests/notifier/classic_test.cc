@@ -713,6 +713,30 @@ TEST(PairingCheckerTest, TracksNestingDepth) {
   ASSERT_THAT(hub.Unregister(a), IsOk());
 }
 
+TEST(PairingCheckerTest, AReRegisteredSubscriptionIsCountedOncePerWindow) {
+  // Each unlink moves the subscription's totals to the checker's retired sums, so the
+  // next link must start its counts from zero.
+  NotifierSubscriptions hub;
+  KvmLikeSubscription a("a");
+  auto windows = [&](int n) {
+    for (int i = 0; i < n; ++i) {
+      ASSERT_THAT(hub.InvalidateRangeStart(MakeRange(0, 4096)), IsOk());
+      hub.InvalidateRangeEnd(MakeRange(0, 4096));
+    }
+  };
+  ASSERT_THAT(hub.Register(a), IsOk());
+  windows(3);
+  ASSERT_THAT(hub.Unregister(a), IsOk());
+  ASSERT_THAT(hub.Register(a), IsOk());
+  windows(2);
+  EXPECT_EQ(a.pairing().starts, 2u);  // this link's
+  ASSERT_THAT(hub.Unregister(a), IsOk());
+  const PairingSummary s = hub.pairing_summary();
+  EXPECT_EQ(s.starts, 5u) << s.ToString();
+  EXPECT_EQ(s.ends, 5u) << s.ToString();
+  EXPECT_EQ(s.violations, 0u) << s.ToString();
+}
+
 TEST(PairingCheckerTest, ReportsCallbackAfterUnregister) {
   PairingChecker checker(/*enabled=*/true);
   NotifierSubscriptions hub;
