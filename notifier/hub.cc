@@ -180,32 +180,40 @@ absl::Status NotifierSubscriptions::Unregister(Subscription& sub) {
 }
 
 absl::StatusOr<Subscription*> NotifierSubscriptions::Get(SubscriptionAllocator& allocator) {
-  MutexLock lock(&reg_mu_);
-  // Before the search: a linked subscription of a dying hub is being released; a new
-  // user would get one that no longer mirrors anything (Linux: get needs mm_users > 0).
-  if (torn_down()) {
-    return absl::FailedPreconditionError(
-        "get subscription: the address space was torn down");
-  }
-  for (Subscription* sub : linked_) {
-    if (sub->allocator_ == &allocator) {
-      ++sub->users_;
-      return sub;
+  std::unique_ptr<Subscription> unlinked;  // made but refused by LinkLocked
+  absl::Status link_status;
+  {
+    MutexLock lock(&reg_mu_);
+    // Before the search: a linked subscription of a dying hub is being released; a new
+    // user would get one that no longer mirrors anything (Linux: get needs mm_users > 0).
+    if (torn_down()) {
+      return absl::FailedPreconditionError(
+          "get subscription: the address space was torn down");
     }
+    for (Subscription* sub : linked_) {
+      if (sub->allocator_ == &allocator) {
+        ++sub->users_;
+        return sub;
+      }
+    }
+    absl::StatusOr<std::unique_ptr<Subscription>> made = allocator.AllocNotifier(*this);
+    if (!made.ok()) return made.status();
+    std::unique_ptr<Subscription> sub = *std::move(made);
+    if (sub == nullptr) {
+      return absl::InternalError("get subscription: AllocNotifier returned null");
+    }
+    link_status = LinkLocked(*sub);
+    if (link_status.ok()) {
+      sub->allocator_ = &allocator;
+      sub->users_ = 1;
+      return sub.release();
+    }
+    unlinked = std::move(sub);
   }
-  absl::StatusOr<std::unique_ptr<Subscription>> made = allocator.AllocNotifier(*this);
-  if (!made.ok()) return made.status();
-  std::unique_ptr<Subscription> sub = *std::move(made);
-  if (sub == nullptr) {
-    return absl::InternalError("get subscription: AllocNotifier returned null");
-  }
-  if (absl::Status s = LinkLocked(*sub); !s.ok()) {
-    allocator.FreeNotifier(std::move(sub));
-    return s;
-  }
-  sub->allocator_ = &allocator;
-  sub->users_ = 1;
-  return sub.release();
+  // Freed with reg_mu_ dropped: FreeNotifier may call into the hub (Get, Put,
+  // subscription_count...), which would deadlock on reg_mu_. It was never visible.
+  allocator.FreeNotifier(std::move(unlinked));
+  return link_status;
 }
 
 absl::Status NotifierSubscriptions::Put(Subscription& sub) {

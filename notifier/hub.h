@@ -32,7 +32,14 @@
 // Locks: reg_mu_ guards the classic list and registration state (writers only; readers
 // use SRCU and never take it). itree_mu_ guards the interval tree, invalidate_seq_ and
 // active_invalidate_ranges_ (held briefly by starts/ends only when intervals exist).
-// Lock order: reg_mu_ before itree_mu_. No lock is held while a callback runs.
+// Lock order: teardown_mu_ before reg_mu_ before itree_mu_. Locks held while callbacks
+// run: none for start/end, young and arch ops, interval Invalidate from a start, and a
+// ->Release from Unregister (SRCU read-side only). Teardown holds teardown_mu_ across its
+// interval kRelease Invalidate and every ->Release it calls (a second Release() waits).
+// AllocNotifier runs under reg_mu_. FreeNotifier after a Put runs under
+// SrcuDomain::sync_mu_ (in whichever thread's Synchronize runs the queue); from a Get
+// that failed to link, or from the destructor, under no lock (subscription.h says what
+// it may call).
 // Threads: every method is thread-safe. Start/end/young ops never take reg_mu_.
 // Start/end have an inline fast path (end of this file): without interval subscriptions
 // they take no lock and execute no locked instruction (checker off), only stores to this

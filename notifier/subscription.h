@@ -151,7 +151,13 @@ class SubscriptionAllocator {
   // registered. Must not call back into the hub.
   virtual absl::StatusOr<std::unique_ptr<Subscription>> AllocNotifier(
       NotifierSubscriptions& hub) = 0;
-  // Called after the last Put and a grace period (no op of `sub` can run). Default: delete.
+  // Called after the last Put and a grace period (no op of `sub` can run), or by a Get
+  // that could not link `sub`, or by the hub's destructor. Default: delete.
+  // After a Put it runs as an SRCU callback (Linux: free_notifier from call_srcu), in
+  // whichever thread's Synchronize/Barrier runs the queue, under the domain's grace-period
+  // lock (SrcuDomain::sync_mu_). REQUIRES: it does not call Synchronize, Unregister or
+  // Release on this hub, nor destroy it (each waits for a grace period: a self-deadlock).
+  // Get, Put and the introspection calls are allowed (no hub lock is held otherwise).
   virtual void FreeNotifier(std::unique_ptr<Subscription> sub);
 };
 

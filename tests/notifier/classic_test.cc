@@ -332,6 +332,43 @@ TEST(GetPutTest, GetReturnsTheAllocatorsError) {
               StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("alloc_notifier")));
 }
 
+TEST(GetPutTest, AGetThatCannotLinkFreesWithNoHubLockHeld) {
+  // AllocNotifier returns a subscription registration refuses (arch TLBs with start), so
+  // Get frees it at once. FreeNotifier asks the hub for its subscription count on another
+  // thread: that takes the registration lock, and finishes only if Get dropped it first.
+  class BadAllocator : public SubscriptionAllocator {
+   public:
+    absl::StatusOr<std::unique_ptr<Subscription>> AllocNotifier(
+        NotifierSubscriptions& hub) override {
+      hub_ = &hub;
+      return std::make_unique<Subscription>(
+          OpSet{Op::kArchInvalidateSecondaryTlbs, Op::kInvalidateRangeStart}, "bad");
+    }
+    void FreeNotifier(std::unique_ptr<Subscription> sub) override {
+      sub.reset();
+      counter_ = std::thread([this] {
+        hub_->subscription_count();
+        counted_.store(true);
+      });
+      // Bounded: with the lock held the count waits for Get, which waits for us.
+      lock_free_ = WaitUntil([&] { return counted_.load(); });
+    }
+    bool lock_free_ = false;
+    std::thread counter_;  // joined by the test once Get returned
+
+   private:
+    NotifierSubscriptions* hub_ = nullptr;
+    std::atomic<bool> counted_{false};
+  } bad;
+  NotifierSubscriptions hub;
+  EXPECT_THAT(hub.Get(bad).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("arch_invalidate")));
+  ASSERT_TRUE(bad.counter_.joinable());
+  bad.counter_.join();
+  EXPECT_TRUE(bad.lock_free_) << "FreeNotifier ran under the registration lock for "
+                              << kTestWaitLimit;
+}
+
 TEST(GetPutTest, UnregisterOfAGetSubscriptionIsFailedPrecondition) {
   KvmAllocator kvm;  // outlives the hub, whose destructor runs the pending free
   NotifierSubscriptions hub;
