@@ -6,7 +6,11 @@
 
 #include <algorithm>
 #include <bitset>
+#include <cerrno>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <thread>
 
@@ -96,13 +100,36 @@ FenceRegistration AsymmetricFenceRegistration() {
 void HeavyFence() {
   InitAsymmetricFences();
   // acquire: pairs with the release in InitAsymmetricFences.
-  if (membarrier_ready.load(std::memory_order_acquire) &&
-      Membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) {
+  if (!membarrier_ready.load(std::memory_order_acquire)) {
+    // Never registered: every reader uses a full fence too (LightFence, SrcuDomain's
+    // kFullFenceBit), so a full fence here completes the pair.
+#if !defined(MMUVISOR_NOTIFIER_TSAN)  // under TSan both sides use seq_cst accesses instead
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+#endif
     return;
   }
-#if !defined(MMUVISOR_NOTIFIER_TSAN)  // under TSan both sides use seq_cst accesses instead
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-#endif
+  // Registered: readers rely on this call and have only a compiler barrier. A fence of
+  // our own would order nothing on their CPUs, so a failure here cannot fall back: the
+  // grace period or gate close would admit a writer beside a reader it cannot see.
+  // ENOMEM (the kernel's cpumask allocation) is transient, EINTR and EAGAIN are retried
+  // for safety; a bounded number of tries (about 0.1 s with WaitStep's backoff), then
+  // abort. Anything else (EPERM after a lost registration, EINVAL, ENOSYS under a
+  // seccomp filter) cannot get better. Returning an error is not possible: the callers
+  // (Synchronize, WindowGate::Close) run in destructors and void teardown paths.
+  constexpr int kTries = 1000;
+  int err = 0;
+  for (int round = 0; round < kTries; ++round) {
+    if (Membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) return;
+    err = errno;
+    if (err != ENOMEM && err != EINTR && err != EAGAIN) break;
+    WaitStep(round);
+  }
+  std::fprintf(stderr,
+               "mmuvisor notifier: membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) failed after "
+               "its registration succeeded: %s (errno %d). The SRCU and window-gate readers "
+               "rely on it for their ordering and nothing else can provide it; aborting.\n",
+               std::strerror(err), err);
+  std::abort();
 }
 
 void WaitStep(int round) {

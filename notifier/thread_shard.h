@@ -13,7 +13,8 @@
 // load flag" vs "writer: store flag, load counts"). The reader side calls LightFence (a
 // compiler barrier when membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) is available, else a
 // full fence); the writer side calls HeavyFence (membarrier, which runs a full barrier on
-// every CPU running a thread of this process; else a full fence). Either way, at least one
+// every CPU running a thread of this process; a full fence only when membarrier was never
+// registered, as the readers then use one too). Either way, at least one
 // side sees the other's store. This is liburcu's urcu-memb / folly's asymmetric barrier.
 // Under TSan (which models neither fences nor membarrier) the accesses themselves are
 // seq_cst (kPairOrder), which orders the pair in the C++ model.
@@ -89,6 +90,9 @@ inline void LightFence() {
 #endif
 }
 // Writer half: between "store my flag" and "load the counts". May take microseconds.
+// Once membarrier is registered it never falls back: a call that keeps failing (after a
+// bounded retry of transient errors) aborts the process with a message, because the
+// readers' compiler barrier is then ordered by nothing.
 void HeavyFence();
 // Registers this process for membarrier (idempotent, once per process). Runs at load, from
 // a static initializer in thread_shard.cc, while the process is still single-threaded:

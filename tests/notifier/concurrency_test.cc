@@ -2,9 +2,15 @@
 // unregistration, Get/Put, interval insert/remove and ReadBegin/ReadRetry readers.
 // Afterwards the pairing checker must report no violation and every count that stayed
 // registered must be back at zero. Runs under TSan in CI (label `concurrency`).
+#include <linux/filter.h>
 #include <linux/membarrier.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstddef>
 
 #include <atomic>
 #include <cstdio>
@@ -13,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "notifier/hub.h"
@@ -218,6 +225,40 @@ TEST(AsymmetricFenceTest, MembarrierIsRegisteredAtLoad) {
   EXPECT_EQ(internal::membarrier_ready.load(), r.ready);
   std::printf("membarrier registration at load: ready=%d, %lld ns\n", r.ready,
               static_cast<long long>(r.ns));
+}
+
+// Makes every membarrier call of this process fail with `err` (a seccomp filter; for
+// death-test children only: it cannot be removed).
+bool FailMembarrierWith(int err) {
+  struct sock_filter filter[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_membarrier, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | static_cast<unsigned>(err)),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  struct sock_fprog prog = {static_cast<unsigned short>(sizeof(filter) / sizeof(filter[0])),
+                            filter};
+  return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
+         prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0;
+}
+
+// Once registered, the readers' compiler barrier relies on membarrier: a failing call
+// must not be replaced by a fence of the writer's own (that orders nothing on the
+// readers' CPUs). A transient error is retried, then both kinds abort with the errno.
+TEST(AsymmetricFenceDeathTest, AFailingMembarrierAfterRegistrationAborts) {
+  if (!internal::AsymmetricFenceRegistration().ready) {
+    GTEST_SKIP() << "membarrier not registered: HeavyFence uses a full fence by design";
+  }
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  for (int err : {ENOMEM, EPERM}) {
+    EXPECT_DEATH(
+        {
+          if (!FailMembarrierWith(err)) std::_Exit(2);  // no seccomp: no death message
+          internal::HeavyFence();
+        },
+        absl::StrCat("membarrier.*failed after its registration.*errno ", err))
+        << "errno " << err;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(PairedPolicies, ConcurrencyTest,
