@@ -90,7 +90,7 @@ void NotifierSubscriptions::PublishLocked() {
   srcu_.CallAfterGracePeriod([old] { delete old; });
 }
 
-absl::Status NotifierSubscriptions::LinkLocked(Subscription& sub) {
+absl::Status NotifierSubscriptions::CheckLinkableLocked(const Subscription& sub) const {
   MMUVISOR_RETURN_IF_ERROR(CheckOpCombination(sub));
   if (sub.hub_ != nullptr) {
     return absl::FailedPreconditionError(absl::StrFormat(
@@ -100,9 +100,12 @@ absl::Status NotifierSubscriptions::LinkLocked(Subscription& sub) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "register subscription '%s': the address space was torn down", sub.name()));
   }
-  // Linux registers under mm_take_all_locks(): no start/end window may be open while the
-  // list changes, so a new subscription never gets an end without its start.
-  gate_.Close();
+  return absl::OkStatus();
+}
+
+absl::Status NotifierSubscriptions::LinkLocked(Subscription& sub) {
+  // Tested again with the gate closed: teardown may have begun while the closer waited.
+  MMUVISOR_RETURN_IF_ERROR(CheckLinkableLocked(sub));
   sub.hub_ = this;
   sub.register_order_ = next_order_++;
   sub.released_.store(false, std::memory_order_relaxed);  // relaxed: not yet visible
@@ -117,7 +120,6 @@ absl::Status NotifierSubscriptions::LinkLocked(Subscription& sub) {
   sub.link_state_.store(Subscription::LinkState::kLinked, std::memory_order_release);
   linked_.push_back(&sub);
   PublishLocked();
-  gate_.Open();
   return absl::OkStatus();
 }
 
@@ -130,8 +132,24 @@ void NotifierSubscriptions::UnlinkLocked(Subscription& sub) {
 }
 
 absl::Status NotifierSubscriptions::Register(Subscription& sub) {
-  MutexLock lock(&reg_mu_);
-  return LinkLocked(sub);
+  {
+    // Fail fast: a registration that cannot succeed does not wait for open windows.
+    MutexLock lock(&reg_mu_);
+    MMUVISOR_RETURN_IF_ERROR(CheckLinkableLocked(sub));
+  }
+  MutexLock link(&link_mu_);
+  // Linux registers under mm_take_all_locks(): no start/end window may be open while the
+  // list changes, so a new subscription never gets an end without its start. The wait
+  // for open windows holds link_mu_ only, so a leaked window blocks registrations, not
+  // Unregister, Put, teardown or the introspection calls (which take reg_mu_).
+  gate_.Close();
+  absl::Status s;
+  {
+    MutexLock lock(&reg_mu_);
+    s = LinkLocked(sub);
+  }
+  gate_.Open();
+  return s;
 }
 
 absl::Status NotifierSubscriptions::Unregister(Subscription& sub) {
@@ -179,41 +197,65 @@ absl::Status NotifierSubscriptions::Unregister(Subscription& sub) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<Subscription*> NotifierSubscriptions::Get(SubscriptionAllocator& allocator) {
-  std::unique_ptr<Subscription> unlinked;  // made but refused by LinkLocked
-  absl::Status link_status;
-  {
-    MutexLock lock(&reg_mu_);
-    // Before the search: a linked subscription of a dying hub is being released; a new
-    // user would get one that no longer mirrors anything (Linux: get needs mm_users > 0).
-    if (torn_down()) {
-      return absl::FailedPreconditionError(
-          "get subscription: the address space was torn down");
-    }
-    for (Subscription* sub : linked_) {
-      if (sub->allocator_ == &allocator) {
-        ++sub->users_;
-        return sub;
-      }
-    }
-    absl::StatusOr<std::unique_ptr<Subscription>> made = allocator.AllocNotifier(*this);
-    if (!made.ok()) return made.status();
-    std::unique_ptr<Subscription> sub = *std::move(made);
-    if (sub == nullptr) {
-      return absl::InternalError("get subscription: AllocNotifier returned null");
-    }
-    link_status = LinkLocked(*sub);
-    if (link_status.ok()) {
-      sub->allocator_ = &allocator;
-      sub->users_ = 1;
-      return sub.release();
-    }
-    unlinked = std::move(sub);
+absl::StatusOr<Subscription*> NotifierSubscriptions::FindGetLocked(
+    SubscriptionAllocator& allocator) {
+  // Before the search: a linked subscription of a dying hub is being released; a new
+  // user would get one that no longer mirrors anything (Linux: get needs mm_users > 0).
+  if (torn_down()) {
+    return absl::FailedPreconditionError(
+        "get subscription: the address space was torn down");
   }
-  // Freed with reg_mu_ dropped: FreeNotifier may call into the hub (Get, Put,
+  for (Subscription* sub : linked_) {
+    if (sub->allocator_ == &allocator) {
+      ++sub->users_;
+      return sub;
+    }
+  }
+  return nullptr;
+}
+
+absl::StatusOr<Subscription*> NotifierSubscriptions::AllocAndLinkLocked(
+    SubscriptionAllocator& allocator, std::unique_ptr<Subscription>* unlinked) {
+  // Again: another Get may have linked one, or teardown begun, while the gate closed.
+  absl::StatusOr<Subscription*> found = FindGetLocked(allocator);
+  if (!found.ok() || *found != nullptr) return found;
+  absl::StatusOr<std::unique_ptr<Subscription>> made = allocator.AllocNotifier(*this);
+  if (!made.ok()) return made.status();
+  std::unique_ptr<Subscription> sub = *std::move(made);
+  if (sub == nullptr) {
+    return absl::InternalError("get subscription: AllocNotifier returned null");
+  }
+  if (absl::Status s = LinkLocked(*sub); !s.ok()) {
+    *unlinked = std::move(sub);
+    return s;
+  }
+  sub->allocator_ = &allocator;
+  sub->users_ = 1;
+  return sub.release();
+}
+
+absl::StatusOr<Subscription*> NotifierSubscriptions::Get(SubscriptionAllocator& allocator) {
+  {
+    // A linked subscription needs no registration: no wait for open windows.
+    MutexLock lock(&reg_mu_);
+    absl::StatusOr<Subscription*> found = FindGetLocked(allocator);
+    if (!found.ok() || *found != nullptr) return found;
+  }
+  std::unique_ptr<Subscription> unlinked;  // made but refused by LinkLocked
+  absl::StatusOr<Subscription*> got;
+  {
+    MutexLock link(&link_mu_);
+    gate_.Close();  // as in Register
+    {
+      MutexLock lock(&reg_mu_);
+      got = AllocAndLinkLocked(allocator, &unlinked);
+    }
+    gate_.Open();
+  }
+  // Freed with no hub lock held: FreeNotifier may call into the hub (Get, Put,
   // subscription_count...), which would deadlock on reg_mu_. It was never visible.
-  allocator.FreeNotifier(std::move(unlinked));
-  return link_status;
+  if (unlinked != nullptr) allocator.FreeNotifier(std::move(unlinked));
+  return got;
 }
 
 absl::Status NotifierSubscriptions::Put(Subscription& sub) {

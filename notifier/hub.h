@@ -29,10 +29,12 @@
 //    pairing checker (kEndWithoutStart) and otherwise ignored: no callback, no count.
 //  The lifetime rules, beside Linux's, are tabled in the README.
 //
-// Locks: reg_mu_ guards the classic list and registration state (writers only; readers
+// Locks: link_mu_ serialises the registrars that close the window gate and is held
+// while they wait for open windows (so a leaked window blocks only registrations).
+// reg_mu_ guards the classic list and registration state (writers only; readers
 // use SRCU and never take it). itree_mu_ guards the interval tree, invalidate_seq_ and
 // active_invalidate_ranges_ (held briefly by starts/ends only when intervals exist).
-// Lock order: teardown_mu_ before reg_mu_ before itree_mu_. Locks held while callbacks
+// Lock order: teardown_mu_ and link_mu_ before reg_mu_ before itree_mu_. Locks held while callbacks
 // run: none for start/end, young and arch ops, interval Invalidate from a start, and a
 // ->Release from Unregister (SRCU read-side only). Teardown holds teardown_mu_ across its
 // interval kRelease Invalidate and every ->Release it calls (a second Release() waits).
@@ -114,7 +116,7 @@ class NotifierSubscriptions {
   // InvalidArgument: forbidden op combination (arch TLBs with start/end; kStartMayFail
   // with end). FailedPrecondition: already registered, or the hub was torn down.
   // May sleep until open windows end. REQUIRES: not called from a callback.
-  absl::Status Register(Subscription& sub) ABSL_LOCKS_EXCLUDED(reg_mu_);
+  absl::Status Register(Subscription& sub) ABSL_LOCKS_EXCLUDED(link_mu_, reg_mu_);
   // Release (unless already released, by teardown or before), unlink, wait for a grace
   // period. After it returns no op of `sub` runs or will run; `sub` may be destroyed.
   // FailedPrecondition: not registered here, or registered through Get (use Put).
@@ -123,7 +125,7 @@ class NotifierSubscriptions {
   // user, or a new one from allocator.AllocNotifier (its error is returned as is).
   // FailedPrecondition once teardown has begun (its subscriptions are being released).
   absl::StatusOr<Subscription*> Get(SubscriptionAllocator& allocator)
-      ABSL_LOCKS_EXCLUDED(reg_mu_);
+      ABSL_LOCKS_EXCLUDED(link_mu_, reg_mu_);
   // Drops a user; the last one unlinks and frees after a grace period (never Release).
   // Safe from Release. FailedPrecondition: not a Get subscription of this hub.
   absl::Status Put(Subscription& sub) ABSL_LOCKS_EXCLUDED(reg_mu_);
@@ -186,7 +188,20 @@ class NotifierSubscriptions {
     int end_needers = 0;                  // enders.size()
   };
 
-  absl::Status LinkLocked(Subscription& sub) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg_mu_);
+  // The registration checks (op combination, not yet registered, not torn down).
+  absl::Status CheckLinkableLocked(const Subscription& sub) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg_mu_);
+  // REQUIRES: the gate closed by this thread (under link_mu_).
+  absl::Status LinkLocked(Subscription& sub) ABSL_EXCLUSIVE_LOCKS_REQUIRED(link_mu_, reg_mu_);
+  // Get's search (with the dying check): the linked subscription with one more user, or
+  // null when none is linked.
+  absl::StatusOr<Subscription*> FindGetLocked(SubscriptionAllocator& allocator)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg_mu_);
+  // Get's registration, gate closed: search again, allocate, link. A subscription that
+  // LinkLocked refused is left in `unlinked` for the caller to free after the locks.
+  absl::StatusOr<Subscription*> AllocAndLinkLocked(SubscriptionAllocator& allocator,
+                                                   std::unique_ptr<Subscription>* unlinked)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(link_mu_, reg_mu_);
   void UnlinkLocked(Subscription& sub) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg_mu_);
   void PublishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg_mu_);
 
@@ -218,7 +233,7 @@ class NotifierSubscriptions {
   bool ItreeStart(const Range& range, bool release_walk = false)
       ABSL_LOCKS_EXCLUDED(itree_mu_);
   void ItreeEnd() ABSL_LOCKS_EXCLUDED(itree_mu_);
-  void EnsureItree() ABSL_LOCKS_EXCLUDED(reg_mu_);
+  void EnsureItree() ABSL_LOCKS_EXCLUDED(link_mu_, reg_mu_);
   // Teardown's interval part (Linux mn_itree_release). REQUIRES: itree_dying_ set.
   void ItreeRelease() ABSL_LOCKS_EXCLUDED(itree_mu_);
   absl::Status IntervalInsert(IntervalSubscription& sub, uint64_t start, uint64_t length)
@@ -239,6 +254,9 @@ class NotifierSubscriptions {
 
   // Serialises Release() calls: a second one returns only once the first has.
   Mutex teardown_mu_ ABSL_ACQUIRED_BEFORE(reg_mu_);
+  // Serialises the gate's closers (Register, a Get that links, the first interval
+  // insert). Held across the wait for open windows, which therefore holds no reg_mu_.
+  Mutex link_mu_ ABSL_ACQUIRED_BEFORE(reg_mu_);
   mutable Mutex reg_mu_ ABSL_ACQUIRED_BEFORE(itree_mu_);
   std::vector<Subscription*> linked_ ABSL_GUARDED_BY(reg_mu_);  // registration order
   uint64_t next_order_ ABSL_GUARDED_BY(reg_mu_) = 1;

@@ -7,7 +7,8 @@
 // with no hub lock held and may call into the hub from other threads (not from their own:
 // teardown is inside a read-side section there, and a grace period would wait for itself).
 // `grace_period_waits` and `gate_waits` run with the domain's grace-period lock or the
-// registration lock held: they must only signal (set a flag, notify), never call the hub.
+// hub's link lock (held by registrars) held: they must only signal (set a flag, notify),
+// never call the hub.
 // `itree_waits` and `release_waits` run with no lock held, just before the thread sleeps.
 //
 // Null by default; the hub tests one pointer on these slow paths only (never on start/end).

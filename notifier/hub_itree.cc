@@ -10,7 +10,8 @@ namespace mmuvisor::notifier {
 void NotifierSubscriptions::EnsureItree() {
   // acquire: pairs with the release below.
   if (has_itree_.load(std::memory_order_acquire)) return;
-  MutexLock lock(&reg_mu_);
+  // link_mu_, not reg_mu_: the wait for open windows below blocks only other closers.
+  MutexLock lock(&link_mu_);
   if (has_itree_.load(std::memory_order_acquire)) return;
   // Linux sets has_itree under mm_take_all_locks: a window that began without the
   // interval part must not end with it, so flip it with no window open.

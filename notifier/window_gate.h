@@ -25,7 +25,7 @@
 // REQUIRES (callers): Exit on the thread that called Enter, only while it holds a window
 // (ThreadHoldsWindow; the hub checks it, so an unmatched end never drives a count below
 // zero, which would hide a real window from Close). Close/Open are serialised by the
-// caller (the hub's registration lock).
+// caller (the hub's link_mu_).
 #ifndef MMUVISOR_NOTIFIER_WINDOW_GATE_H_
 #define MMUVISOR_NOTIFIER_WINDOW_GATE_H_
 

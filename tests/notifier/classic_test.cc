@@ -332,6 +332,53 @@ TEST(GetPutTest, GetReturnsTheAllocatorsError) {
               StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("alloc_notifier")));
 }
 
+TEST(RegistrationTest, ALeakedWindowBlocksOnlyRegistrations) {
+  // A registrar waiting for an open window (here one this thread holds until the end of
+  // the test, as a leaked one would stay) must not hold the lock that Unregister, Put,
+  // a Get of a linked subscription, teardown and the introspection calls take.
+  NotifierSubscriptions hub;
+  KvmAllocator kvm;
+  KvmLikeSubscription a("a"), b("b"), late("late");
+  std::atomic<bool> gate_waits{false};
+  HubHooks hooks;
+  hooks.gate_waits = [&] { gate_waits.store(true); };
+  hub.SetHooksForTesting(std::move(hooks));
+  ASSERT_THAT(hub.Register(a), IsOk());
+  ASSERT_THAT(hub.Register(b), IsOk());
+  ASSERT_OK_AND_ASSIGN(Subscription * got, hub.Get(kvm));
+  const Range range = MakeRange(0, 4096);
+  ASSERT_THAT(hub.InvalidateRangeStart(range), IsOk());
+  absl::Status late_status;
+  std::thread registrar([&] { late_status = hub.Register(late); });
+  ASSERT_TRUE(WaitUntil([&] { return gate_waits.load(); }))
+      << "the registrar never waited for the open window";
+  std::atomic<bool> done{false};
+  std::thread other([&] {
+    EXPECT_EQ(hub.subscription_count(), 3u);
+    (void)hub.pairing_summary();
+    EXPECT_THAT(hub.Unregister(b), IsOk());
+    ASSERT_OK_AND_ASSIGN(Subscription * again, hub.Get(kvm));
+    EXPECT_EQ(again, got);
+    EXPECT_THAT(hub.Put(*again), IsOk());
+    EXPECT_THAT(hub.Put(*got), IsOk());
+    hub.Release();
+    done.store(true);
+  });
+  const bool unblocked = WaitUntil([&] { return done.load(); });
+  hub.InvalidateRangeEnd(range);  // lets a wedged run finish before the verdict
+  other.join();
+  registrar.join();
+  EXPECT_TRUE(unblocked) << "a registrar waiting for a window blocked the other calls for "
+                         << kTestWaitLimit;
+  // Teardown began while it waited: the registration is refused with the gate closed.
+  EXPECT_THAT(late_status, StatusIs(absl::StatusCode::kFailedPrecondition,
+                                    HasSubstr("torn down")));
+  EXPECT_EQ(a.releases(), 1);
+  ASSERT_THAT(hub.Unregister(a), IsOk());
+  hub.Synchronize();
+  EXPECT_EQ(kvm.frees, 1);
+}
+
 TEST(GetPutTest, AGetThatCannotLinkFreesWithNoHubLockHeld) {
   // AllocNotifier returns a subscription registration refuses (arch TLBs with start), so
   // Get frees it at once. FreeNotifier asks the hub for its subscription count on another
