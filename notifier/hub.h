@@ -225,6 +225,9 @@ class NotifierSubscriptions {
   // (non-blockable).
   void ClassicStartFailed(const SubscriptionList& list, size_t failed, const Range& range);
   ABSL_ATTRIBUTE_NOINLINE static absl::Status ClassicStartUnavailable();
+  // kSortedEndLast with two end-needers refuses a non-blockable start; checked before the
+  // interval part (StartInWindow). Counts the refusal.
+  bool SortedRefusesUpFront(const Range& range);
 
   // Interval part (Linux mn_itree_*). ItreeStart returns false when a non-blockable
   // invalidate failed; it has then undone its own accounting.

@@ -57,9 +57,28 @@ absl::Status NotifierSubscriptions::StartSlow(const Range& range) {
   return StartInWindow(range);
 }
 
+bool NotifierSubscriptions::SortedRefusesUpFront(const Range& range) {
+  if (options_.policy != Policy::kSortedEndLast || range.blockable) return false;
+  // No registration can add an end-needer while this thread holds its window (the gate),
+  // so a list that passes here still passes in ClassicStartWalk; one that refuses here
+  // would refuse there, after the intervals were invalidated for nothing.
+  SrcuReadSection read(srcu_);
+  // acquire: pairs with the release in PublishLocked.
+  if (list_.load(std::memory_order_acquire)->end_needers < 2) return false;
+  // relaxed: statistic.
+  sorted_refusals_.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
 absl::Status NotifierSubscriptions::StartInWindow(const Range& range) {
   // acquire: pairs with the release in EnsureItree; cannot change while a window is open.
   const bool itree = has_itree_.load(std::memory_order_acquire);
+  // kSortedEndLast's refusal comes before the interval part too (README rule 3: "refused
+  // up front"): nothing is invalidated for a start that will be refused.
+  if (itree && SortedRefusesUpFront(range)) {
+    gate_.Exit();
+    return ClassicStartUnavailable();
+  }
   if (itree && !ItreeStart(range)) {
     gate_.Exit();
     return absl::UnavailableError(

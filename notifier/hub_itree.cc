@@ -87,6 +87,11 @@ void NotifierSubscriptions::ItreeEnd() {
     cur_seq = invalidate_seq_;
   }
   // Frozen again: a Remove of one of them is deferred and waits for the end below.
+  // Blockable, whatever the caller's range: the last end may be a non-blockable caller's
+  // (its own end, or the undo of its failed ItreeStart), which then runs this blockable
+  // kRelease invalidation on its thread and may sleep in it. A non-blockable one could
+  // fail, and the interval would escape its release. Documented in the README
+  // ("Decisions where Linux does not decide for us").
   const Range release{0, UINT64_MAX, Event::kRelease, /*blockable=*/true, nullptr};
   for (IntervalSubscription* sub : missed) sub->Invalidate(release, cur_seq);
   ItreeEnd();  // nothing can be deferred for insert any more: no third round

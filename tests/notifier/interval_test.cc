@@ -249,6 +249,29 @@ TEST(IntervalTest, NonBlockingIntervalFailureUnwindsAndSkipsClassicStarts) {
   ASSERT_THAT(hub.Unregister(kvm), IsOk());
 }
 
+TEST(IntervalTest, SortedEndLastRefusesBeforeInvalidatingAnyInterval) {
+  // kSortedEndLast with two end-needers refuses every non-blockable start "up front": the
+  // intervals must not be invalidated (and their readers made to retry) for it.
+  CallLog log;
+  NotifierSubscriptions hub({.policy = Policy::kSortedEndLast});
+  KvmLikeSubscription a("a", &log), c("c", &log);
+  ASSERT_THAT(hub.Register(a), IsOk());
+  ASSERT_THAT(hub.Register(c), IsOk());
+  MirrorInterval m(&log);
+  ASSERT_THAT(m.Insert(hub, 0, 0x10000), IsOk());
+  const uint64_t seq = hub.invalidate_seq();
+  EXPECT_THAT(hub.InvalidateRangeStart(MakeRange(0x1000, 0x2000, /*blockable=*/false)),
+              StatusIs(absl::StatusCode::kUnavailable, _));
+  EXPECT_THAT(log.Take(), ElementsAre());
+  EXPECT_EQ(m.invalidations(), 0);
+  EXPECT_EQ(hub.invalidate_seq(), seq);
+  EXPECT_EQ(hub.active_invalidate_ranges(), 0u);
+  EXPECT_EQ(hub.sorted_nonblock_refusals(), 1u);
+  ASSERT_THAT(m.Remove(), IsOk());
+  ASSERT_THAT(hub.Unregister(a), IsOk());
+  ASSERT_THAT(hub.Unregister(c), IsOk());
+}
+
 TEST(IntervalTest, TeardownInvalidatesEveryIntervalWithReleaseEvent) {
   NotifierSubscriptions hub;
   MirrorInterval low, high;

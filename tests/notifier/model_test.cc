@@ -112,25 +112,23 @@ struct Model {
   }
 
   bool Start(const Range& r) {
-    if (!ItreeStart(r)) return false;
     std::vector<ModelClassic*> order = DispatchOrder();
     int end_needers = 0;
     for (ModelClassic* c : order) end_needers += c->kvm ? 1 : 0;
+    // kSortedEndLast refuses up front, before the interval part (README rule 3).
+    if (policy == Policy::kSortedEndLast && !r.blockable && end_needers >= 2) return false;
+    if (!ItreeStart(r)) return false;
     bool failed = false;
-    if (policy == Policy::kSortedEndLast && !r.blockable && end_needers >= 2) {
-      failed = true;
-    } else {
-      for (ModelClassic* c : order) {
-        log.push_back(absl::StrCat(c->name, ".start"));
-        if (c->kvm) {
-          ++c->in_progress;
-        } else if (!r.blockable) {
-          failed = true;
-          if (policy == Policy::kSortedEndLast) break;
-        }
+    for (ModelClassic* c : order) {
+      log.push_back(absl::StrCat(c->name, ".start"));
+      if (c->kvm) {
+        ++c->in_progress;
+      } else if (!r.blockable) {
+        failed = true;
+        if (policy == Policy::kSortedEndLast) break;
       }
-      if (failed && policy == Policy::kUpstream) ClassicEnd();
     }
+    if (failed && policy == Policy::kUpstream) ClassicEnd();
     if (failed && unwind) ItreeEnd();
     return !failed;
   }
