@@ -143,27 +143,68 @@ void PageServer::HandlerLoop(int index) {
   }
   HandlerState state;
   const size_t cluster = 1 + static_cast<size_t>(MaxClusterLimit());
-  state.scratch = std::aligned_alloc(range_.page_size, cluster * range_.page_size);
+  const size_t scratch_bytes = cluster * range_.page_size;
+  state.scratch = std::aligned_alloc(range_.page_size, scratch_bytes);
+  // After a fatal error this handler serves nothing more (the range is poisoned) but keeps
+  // reading the userfaultfd until Shutdown: a discard of the range (MADV_REMOVE,
+  // MADV_DONTNEED) blocks in the kernel until some reader takes its REMOVE event, so a
+  // handler that left its loop would hang every later discard, and with it the reclaim
+  // driver's window and the teardown that waits for it.
+  bool failed = false;
+  int retry_ms = 0;  // > 0: the error may persist, wait on the stop fd alone first
+  const auto fatal = [&](const absl::Status& cause) {
+    if (!failed) Fail(kWholeRange, 0, cause);
+    failed = true;
+    retry_ms = kFailedRetryMs;
+  };
+  if (state.scratch == nullptr) {
+    fatal(absl::ResourceExhaustedError(absl::StrFormat(
+        "PageServer handler %d: aligned_alloc(%d, %d) for its copy buffer", index,
+        range_.page_size, scratch_bytes)));
+  }
   pollfd fds[2] = {{uffd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
   for (;;) {
-    if (options_.spin_before_block_ns > 0 && SpinForMessage(state)) continue;
-    if (poll(fds, 2, -1) < 0) {
+    if (!failed && options_.spin_before_block_ns > 0 && SpinForMessage(state)) continue;
+    fds[0].revents = 0;
+    fds[1].revents = 0;
+    const int ready = retry_ms > 0 ? poll(&fds[1], 1, retry_ms) : poll(fds, 2, -1);
+    retry_ms = 0;
+    if (ready < 0) {
       if (errno == EINTR) continue;
-      Fail(kWholeRange, 0, ErrnoToStatus(errno, "poll(userfaultfd, eventfd)"));
-      break;
+      fatal(ErrnoToStatus(errno, "poll(userfaultfd, eventfd)"));
+      continue;
     }
     // The eventfd is never read: once written it stays readable and stops every handler.
     if ((fds[1].revents & POLLIN) != 0) break;
     if ((fds[0].revents & (POLLERR | POLLHUP | POLLNVAL)) != 0) {
-      Fail(kWholeRange, 0,
-           absl::InternalError(absl::StrFormat("poll(userfaultfd): revents=0x%x", fds[0].revents)));
-      break;
+      fatal(absl::InternalError(
+          absl::StrFormat("poll(userfaultfd): revents=0x%x", fds[0].revents)));
+      continue;
     }
     if ((fds[0].revents & POLLIN) == 0) continue;
-    if (!ReadAndDispatch(state)) break;
+    if (failed) {
+      if (!DrainOne()) retry_ms = kFailedRetryMs;
+      continue;
+    }
+    if (absl::Status read = ReadAndDispatch(state); !read.ok()) {
+      fatal(read);
+      continue;
+    }
     DispatchDeferred(state);
   }
   std::free(state.scratch);
+}
+
+bool PageServer::DrainOne() {
+  uffd_msg msg;
+  const int r = TryRead(&msg);
+  if (r < 0) return false;
+  // A fault is dropped: Fail made the whole range PROT_NONE and woke it, so its thread's
+  // retry fails the access (and if that mprotect failed, Shutdown wakes it).
+  if (r > 0 && msg.event == UFFD_EVENT_REMOVE) {
+    HandleRemove(msg.arg.remove.start, msg.arg.remove.end);
+  }
+  return true;
 }
 
 bool PageServer::SpinForMessage(HandlerState& state) {
@@ -202,18 +243,25 @@ int PageServer::TryRead(uffd_msg* msg) {
   return -1;
 }
 
-bool PageServer::ReadAndDispatch(HandlerState& state) {
+absl::Status PageServer::ReadAndDispatch(HandlerState& state) {
   uffd_msg msg;
-  const ssize_t n = read(uffd_, &msg, sizeof(msg));
-  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return true;  // another handler took it
+  ssize_t n = 0;
+  if (const int injected = options_.test_read_errno ? options_.test_read_errno() : 0;
+      injected != 0) {
+    n = -1;
+    errno = injected;
+  } else {
+    n = read(uffd_, &msg, sizeof(msg));
+  }
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+    return absl::OkStatus();  // another handler took it
+  }
   if (n != static_cast<ssize_t>(sizeof(msg))) {
-    Fail(kWholeRange, 0,
-         n < 0 ? ErrnoToStatus(errno, "read(userfaultfd)")
-               : absl::InternalError(absl::StrFormat("read(userfaultfd): %d bytes", n)));
-    return false;
+    return n < 0 ? ErrnoToStatus(errno, "read(userfaultfd)")
+                 : absl::InternalError(absl::StrFormat("read(userfaultfd): %d bytes", n));
   }
   Dispatch(state, msg);
-  return true;
+  return absl::OkStatus();
 }
 
 void PageServer::Dispatch(HandlerState& state, const uffd_msg& msg) {

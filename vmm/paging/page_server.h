@@ -25,7 +25,10 @@
 // faulting thread: its retry fails the access (KVM_RUN returns EFAULT on a vCPU, a syscall
 // touching the page returns EFAULT, a plain host load/store gets SIGSEGV). Nothing hangs and
 // nothing reads wrong data. Other pages keep being served. A userfaultfd-level error poisons
-// the whole range the same way.
+// the whole range the same way; the handler that met it then serves nothing but keeps
+// reading the userfaultfd until Shutdown, counting REMOVE events and dropping faults (their
+// threads were woken onto PROT_NONE): a discard of the range blocks in the kernel until a
+// reader takes its REMOVE event, so a handler that stopped reading would hang it.
 //
 // SHUTDOWN (Shutdown() or the destructor): signals the eventfd, joins every handler, makes
 // the range PROT_NONE, drains the faults still queued, restores the protection of every
@@ -123,6 +126,10 @@ struct PageServerOptions {
   // (UFFDIO_ZEROPAGE), with the page's store slot held against Save and Drop. May block;
   // the handler serves nothing else meanwhile. Empty: nothing is called.
   std::function<void(uint64_t page)> test_before_zero_fill;
+  // For tests of a handler's fatal errors: called by a handler before each read of a
+  // message in its loop; a nonzero errno is taken as that read's result (the message stays
+  // queued). Empty: nothing is called.
+  std::function<int()> test_read_errno;
 };
 
 // faults, swap_ins and zero_fills of a fault are counted before its thread resumes (a racing
@@ -195,8 +202,11 @@ class PageServer {
              int stop_fd);
 
   void HandlerLoop(int index);
-  // Reads one message (non-blocking) and dispatches it. Returns false on a fatal read error.
-  bool ReadAndDispatch(HandlerState& state);
+  // Reads one message (non-blocking) and dispatches it. Returns the fatal read error, if any.
+  absl::Status ReadAndDispatch(HandlerState& state);
+  // After a fatal error: reads one message, counts a REMOVE event, drops a fault. False if
+  // the read failed.
+  bool DrainOne();
   void Dispatch(HandlerState& state, const ::uffd_msg& msg);
   void HandleFault(HandlerState& state, uint64_t address, uint32_t tid);
   void HandleRemove(uint64_t start, uint64_t end);
@@ -255,6 +265,10 @@ class PageServer {
   uint8_t* PageAddress(uint64_t page) const { return range_.base + page * range_.page_size; }
 
   static constexpr uint64_t kWholeRange = ~uint64_t{0};
+  // After a fatal error, a handler whose poll or read fails again waits this long for the
+  // stop fd before it tries the userfaultfd again (an error that persists must not make it
+  // spin).
+  static constexpr int kFailedRetryMs = 10;
   // A cluster's consecutive pages are read from the store in runs of at most this many:
   // LoadRunInto holds a stripe lock per page of its run, and beyond 32 pages a longer pread
   // saves little while the held locks pass what ThreadSanitizer's deadlock detector tracks

@@ -724,6 +724,37 @@ TEST_P(PageServerTest, ShutdownWithAThreadBlockedInAFaultNeverHangs) {
   EXPECT_EQ(Page(2)[0], 7);
 }
 
+// A discard of a registered range blocks in the kernel until a handler reads its REMOVE
+// event. After the only handler's read fails (injected EIO: the range is poisoned), it must
+// still read them, or the discard, and the reclaim window around it, never return. Each
+// discard runs on its own thread, waited for with a bound; Shutdown reads a stuck one's
+// event, so a failure is reported and the thread joined.
+TEST_P(PageServerTest, DiscardsStillReturnAfterAFatalReadError) {
+  auto reads = std::make_shared<std::atomic<int>>(0);
+  PageServerOptions options = OnePage();
+  options.test_read_errno = [reads] { return reads->fetch_add(1) == 0 ? EIO : 0; };
+  Start(8, std::move(options));
+  for (uint64_t page : {2, 5}) {
+    std::atomic<bool> returned{false};
+    absl::Status discarded;
+    std::thread discard([&] {
+      discarded = ram_->Discard(page, 1);
+      returned.store(true);
+    });
+    const bool in_time = ::mmuvisor::testing::WaitUntil([&] { return returned.load(); });
+    if (!in_time) server_->Shutdown();
+    discard.join();
+    ASSERT_TRUE(in_time) << "the discard of page " << page << " hangs";
+    EXPECT_OK(discarded);
+  }
+  EXPECT_EQ(reads->load(), 1);  // the handler serves nothing after the error
+  EXPECT_THAT(server_->failure(), StatusIs(absl::StatusCode::kInternal,  // EIO
+                                           AllOf(HasSubstr("the whole range"),
+                                                 HasSubstr("read(userfaultfd)"))));
+  EXPECT_EQ(failures_.calls(), 1);
+  EXPECT_TRUE(Eventually([&] { return server_->Stats().remove_events == 2; }));
+}
+
 TEST_P(PageServerTest, NoFdOrThreadLeaks) {
   // Sanitizer runtimes start helper threads at the first pthread_create: do that first.
   std::thread([] {}).join();
