@@ -119,8 +119,25 @@ absl::StatusOr<std::unique_ptr<PageServer>> PageServer::Start(const PagedRange& 
   }
   std::unique_ptr<PageServer> server(
       new PageServer(range, store, std::move(options), *uffd, stop_fd));
+  // Each handler's copy buffer is allocated here, where a failure is an error of Start
+  // (the destructor then unregisters the range) rather than a handler that cannot serve.
+  const size_t scratch_bytes = (1 + static_cast<size_t>(server->MaxClusterLimit())) * host_page;
+  std::vector<void*> scratch;
   for (int i = 0; i < server->options_.handler_threads; ++i) {
-    server->handlers_.emplace_back([s = server.get(), i] { s->HandlerLoop(i); });
+    void* buffer = std::aligned_alloc(host_page, scratch_bytes);
+    if (buffer == nullptr) {
+      for (void* b : scratch) std::free(b);
+      return absl::ResourceExhaustedError(absl::StrFormat(
+          "PageServer: aligned_alloc(%d, %d) for handler %d's copy buffer", host_page,
+          scratch_bytes, i));
+    }
+    scratch.push_back(buffer);
+  }
+  for (int i = 0; i < server->options_.handler_threads; ++i) {
+    server->handlers_.emplace_back(
+        [s = server.get(), i, buffer = scratch[static_cast<size_t>(i)]] {
+          s->HandlerLoop(i, buffer);
+        });
   }
   return server;
 }
@@ -131,7 +148,7 @@ PageServer::PageServer(const PagedRange& range, SwapStore* store, PageServerOpti
 
 PageServer::~PageServer() { Shutdown(); }
 
-void PageServer::HandlerLoop(int index) {
+void PageServer::HandlerLoop(int index, void* scratch) {
   const std::string name =
       absl::StrFormat("%s-%d", options_.thread_name_prefix, index).substr(0, 15);
   pthread_setname_np(pthread_self(), name.c_str());
@@ -142,9 +159,7 @@ void PageServer::HandlerLoop(int index) {
     (void)sched_setaffinity(0, sizeof(set), &set);  // best effort (see the option)
   }
   HandlerState state;
-  const size_t cluster = 1 + static_cast<size_t>(MaxClusterLimit());
-  const size_t scratch_bytes = cluster * range_.page_size;
-  state.scratch = std::aligned_alloc(range_.page_size, scratch_bytes);
+  state.scratch = scratch;
   // After a fatal error this handler serves nothing more (the range is poisoned) but keeps
   // reading the userfaultfd until Shutdown: a discard of the range (MADV_REMOVE,
   // MADV_DONTNEED) blocks in the kernel until some reader takes its REMOVE event, so a
@@ -157,11 +172,6 @@ void PageServer::HandlerLoop(int index) {
     failed = true;
     retry_ms = kFailedRetryMs;
   };
-  if (state.scratch == nullptr) {
-    fatal(absl::ResourceExhaustedError(absl::StrFormat(
-        "PageServer handler %d: aligned_alloc(%d, %d) for its copy buffer", index,
-        range_.page_size, scratch_bytes)));
-  }
   pollfd fds[2] = {{uffd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
   for (;;) {
     if (!failed && options_.spin_before_block_ns > 0 && SpinForMessage(state)) continue;

@@ -160,7 +160,8 @@ class PageServer {
  public:
   // Registers `range` and starts the handlers. REQUIRES: store->num_pages() >=
   // range.num_pages, store->page_size() == range.page_size, store outlives the server.
-  // Errors: InvalidArgument (range), the userfaultfd/ioctl errno with the call named.
+  // Errors: InvalidArgument (range), the userfaultfd/ioctl errno with the call named,
+  // ResourceExhausted (a handler's copy buffer cannot be allocated).
   static absl::StatusOr<std::unique_ptr<PageServer>> Start(const PagedRange& range,
                                                            SwapStore* store,
                                                            PageServerOptions options);
@@ -201,7 +202,9 @@ class PageServer {
   PageServer(const PagedRange& range, SwapStore* store, PageServerOptions options, int uffd,
              int stop_fd);
 
-  void HandlerLoop(int index);
+  // `scratch`: the handler's copy buffer (1 + MaxClusterLimit() pages, page-aligned, from
+  // std::aligned_alloc); the loop frees it when it ends.
+  void HandlerLoop(int index, void* scratch);
   // Reads one message (non-blocking) and dispatches it. Returns the fatal read error, if any.
   absl::Status ReadAndDispatch(HandlerState& state);
   // After a fatal error: reads one message, counts a REMOVE event, drops a fault. False if
