@@ -6,23 +6,53 @@
 #include <cmath>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "notifier/base/status_macros.h"
 #include "vmm/host/host_address_space.h"
 #include "vmm/host/oom_reap.h"
 #include "vmm/host/reclaim.h"
 
 namespace mmuvisor::vmm {
 
+absl::Status ValidateReclaimDriverOptions(const ReclaimDriverOptions& options) {
+  // Written so that NaN fails too.
+  if (!(options.target_resident_fraction >= 0.0 && options.target_resident_fraction <= 1.0)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "ReclaimDriverOptions: target_resident_fraction %g is not in [0, 1]",
+        options.target_resident_fraction));
+  }
+  if (options.period <= absl::ZeroDuration() || options.period == absl::InfiniteDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ReclaimDriverOptions: period ", absl::FormatDuration(options.period),
+        " is not positive and finite"));
+  }
+  if (options.max_pages_per_second == 0 || options.max_batch_pages == 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "ReclaimDriverOptions: max_pages_per_second %d and max_batch_pages %d must be "
+        "positive",
+        options.max_pages_per_second, options.max_batch_pages));
+  }
+  return absl::OkStatus();
+}
+
 ReclaimDriver::ReclaimDriver(HostAddressSpace& space, const ReclaimDriverOptions& options)
     : space_(space), options_(options), clock_(space.num_pages()) {}
 
 ReclaimDriver::~ReclaimDriver() { Stop(); }
 
-void ReclaimDriver::Start() {
+absl::Status ReclaimDriver::Start() {
+  MMUVISOR_RETURN_IF_ERROR(ValidateReclaimDriverOptions(options_));
+  // Assigning to a joinable std::thread would std::terminate the process.
+  if (thread_.joinable()) {
+    return absl::FailedPreconditionError("ReclaimDriver::Start: already running");
+  }
   {
     MutexLock lock(&mu_);
     stop_ = false;
   }
   thread_ = std::thread([this] { Loop(); });
+  return absl::OkStatus();
 }
 
 void ReclaimDriver::Stop() {
@@ -56,6 +86,9 @@ absl::StatusOr<uint64_t> ReclaimDriver::RunOnce() {
     errors_.fetch_add(1, std::memory_order_relaxed);
     return s;
   };
+  if (absl::Status valid = ValidateReclaimDriverOptions(options_); !valid.ok()) {
+    return fail(valid);
+  }
   PageServer* server = space_.page_server();
   if (server == nullptr) return fail(absl::FailedPreconditionError("reclaim driver: torn down"));
   const uint64_t n = space_.num_pages();
@@ -66,11 +99,13 @@ absl::StatusOr<uint64_t> ReclaimDriver::RunOnce() {
   const auto target = static_cast<uint64_t>(
       std::floor(options_.target_resident_fraction * static_cast<double>(n)));
   if (resident_count <= target) return 0;
-  const auto budget = static_cast<uint64_t>(
-      static_cast<double>(options_.max_pages_per_second) *
-      absl::ToDoubleSeconds(options_.period));
+  // Capped in double before the conversion: a rate times a period of 2^64 pages or more
+  // (or a max_batch_pages near 2^64, which rounds up to it) would make the cast undefined.
+  const double budget = std::min({static_cast<double>(options_.max_pages_per_second) *
+                                      absl::ToDoubleSeconds(options_.period),
+                                  static_cast<double>(options_.max_batch_pages), 0x1p63});
   const uint64_t want = std::min({resident_count - target, options_.max_batch_pages,
-                                  std::max<uint64_t>(budget, 1)});
+                                  std::max<uint64_t>(static_cast<uint64_t>(budget), 1)});
   if (absl::Status s = space_.HarvestDirtyLog(); !s.ok()) return fail(s);
 
   const uint64_t chances_before = clock_.second_chances();

@@ -13,8 +13,9 @@
 // Teardown (Machine does so first thing in its stop_guests and in its destructor).
 //
 // Threads: Start() runs passes on one thread named "reclaimd" every `period`; RunOnce()
-// may instead be called directly (tests), never concurrently with the thread. mu_ guards
-// the stop flag and the last error; statistics are relaxed atomics.
+// may instead be called directly (tests), never concurrently with the thread. Start() and
+// Stop() are the owner's, called from one thread at a time. mu_ guards the stop flag and
+// the last error; statistics are relaxed atomics.
 #ifndef MMUVISOR_VMM_HOST_RECLAIM_DRIVER_H_
 #define MMUVISOR_VMM_HOST_RECLAIM_DRIVER_H_
 
@@ -42,6 +43,11 @@ struct ReclaimDriverOptions {
   bool non_blocking = false;  // use OomReap (EAGAIN-retrying) instead of Reclaim
 };
 
+// OK, or InvalidArgument naming the field: target_resident_fraction outside [0, 1] (or
+// NaN), a period that is not positive and finite, max_pages_per_second or max_batch_pages
+// of 0 (nothing would ever be reclaimed).
+absl::Status ValidateReclaimDriverOptions(const ReclaimDriverOptions& options);
+
 struct ReclaimDriverStats {
   uint64_t passes = 0;
   uint64_t reclaimed = 0;       // pages discarded with a copy in the store
@@ -60,11 +66,14 @@ class ReclaimDriver {
   ReclaimDriver(const ReclaimDriver&) = delete;
   ReclaimDriver& operator=(const ReclaimDriver&) = delete;
 
-  void Start() ABSL_LOCKS_EXCLUDED(mu_);
+  // Starts the thread. Errors: InvalidArgument (the options, see
+  // ValidateReclaimDriverOptions; nothing started), FailedPrecondition (already running).
+  absl::Status Start() ABSL_LOCKS_EXCLUDED(mu_);
   // Idempotent; joins the thread.
   void Stop() ABSL_LOCKS_EXCLUDED(mu_);
 
-  // One pass; returns the pages reclaimed. REQUIRES: the thread is not running.
+  // One pass; returns the pages reclaimed (InvalidArgument with invalid options, as Start).
+  // REQUIRES: the thread is not running.
   absl::StatusOr<uint64_t> RunOnce();
 
   ReclaimDriverStats stats() const;

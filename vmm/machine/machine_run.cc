@@ -3,6 +3,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "notifier/base/status_macros.h"
 #include "vmm/machine/exception_stubs.h"
 #include "vmm/machine/machine.h"
 
@@ -10,6 +11,8 @@ namespace mmuvisor::vmm {
 
 absl::Status Machine::StartReclaimDriver(const ReclaimDriverOptions& options) {
   if (space_->torn_down()) return absl::FailedPreconditionError("StartReclaimDriver: torn down");
+  // Before the driver is installed: with bad options no driver is left behind.
+  MMUVISOR_RETURN_IF_ERROR(ValidateReclaimDriverOptions(options));
   ReclaimDriver* driver = nullptr;
   {
     MutexLock lock(&mu_);
@@ -19,8 +22,7 @@ absl::Status Machine::StartReclaimDriver(const ReclaimDriverOptions& options) {
     reclaimd_ = std::make_unique<ReclaimDriver>(*space_, options);
     driver = reclaimd_.get();
   }
-  driver->Start();
-  return absl::OkStatus();
+  return driver->Start();
 }
 
 ReclaimDriver* Machine::reclaim_driver() {

@@ -236,7 +236,9 @@ absl::Status StressRig::Start(std::FILE* progress, bool tty) {
   }
   engine_->Start();
   MMUVISOR_RETURN_IF_ERROR(guest_.Start());
-  if (reclaimd_) reclaimd_->Start();
+  if (reclaimd_) {
+    MMUVISOR_RETURN_IF_ERROR(reclaimd_->Start());
+  }
   host_ops_->Start();
   if (churn_) churn_->Start();
   if (printer_) printer_->Start();

@@ -726,7 +726,7 @@ TEST(HostAddressSpaceTest, TeardownWithPagesOutReleasesEachSubscriptionOnceAndLe
     ASSERT_EQ(r.reclaimed, kPages);  // everything swapped out
     // The driver is its owner's (Machine's), stopped before the space's teardown.
     ReclaimDriver driver(*space, ReclaimDriverOptions{});
-    driver.Start();
+    ASSERT_THAT(driver.Start(), IsOk());
     EXPECT_GT(ThreadCount(), threads_before);
     driver.Stop();
     space->Teardown();

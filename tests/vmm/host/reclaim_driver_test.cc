@@ -1,6 +1,7 @@
 // The reclaim driver: target resident fraction, aging through the hub's young ops.
 #include "vmm/host/reclaim_driver.h"
 
+#include <cmath>
 #include <memory>
 #include <vector>
 
@@ -18,6 +19,8 @@ namespace {
 
 using ::mmuvisor::vmm::testing::DmaPort;
 using ::mmuvisor::testing::IsOk;
+using ::mmuvisor::testing::StatusIs;
+using ::testing::HasSubstr;
 using ::mmuvisor::testing::kTestWaitLimit;
 using ::mmuvisor::testing::WaitUntil;
 using ::mmuvisor::vmm::testing::FillPattern;
@@ -104,7 +107,11 @@ TEST(ReclaimDriverTest, ThreadReachesTheTargetAndStops) {
   for (uint64_t p = 0; p < kPages; ++p) FillPattern(space->PagePointer(p), p, 1);
   ReclaimDriver driver(*space, ReclaimDriverOptions{.target_resident_fraction = 0.5,
                                                     .period = absl::Milliseconds(1)});
-  driver.Start();
+  ASSERT_THAT(driver.Start(), IsOk());
+  // A second Start while running is refused (assigning to the running std::thread would
+  // terminate the process).
+  EXPECT_THAT(driver.Start(), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                       HasSubstr("already running")));
   const bool reached = WaitUntil([&] { return Resident(*space) <= kPages / 2; },
                                  kTestWaitLimit, absl::Milliseconds(1));
   driver.Stop();
@@ -112,6 +119,63 @@ TEST(ReclaimDriverTest, ThreadReachesTheTargetAndStops) {
                        << " pages after " << kTestWaitLimit;
   EXPECT_EQ(Resident(*space), kPages / 2);
   EXPECT_THAT(driver.last_error(), IsOk());
+}
+
+TEST(ReclaimDriverTest, StartsAgainAfterStop) {
+  HostAddressSpaceOptions o;
+  o.ram_bytes = kPages * kPageSize;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<HostAddressSpace> space, HostAddressSpace::Create(o));
+  ReclaimDriver driver(*space, ReclaimDriverOptions{});
+  ASSERT_THAT(driver.Start(), IsOk());
+  driver.Stop();
+  ASSERT_THAT(driver.Start(), IsOk());
+  driver.Stop();
+}
+
+TEST(ReclaimDriverTest, RejectsInvalidOptionsNamingTheField) {
+  struct Case {
+    ReclaimDriverOptions options;
+    const char* field;
+  };
+  const Case cases[] = {
+      {{.target_resident_fraction = -0.1}, "target_resident_fraction"},
+      {{.target_resident_fraction = 1.5}, "target_resident_fraction"},
+      {{.target_resident_fraction = std::nan("")}, "target_resident_fraction"},
+      {{.period = absl::ZeroDuration()}, "period"},
+      {{.period = -absl::Milliseconds(1)}, "period"},
+      {{.period = absl::InfiniteDuration()}, "period"},
+      {{.max_pages_per_second = 0}, "max_pages_per_second"},
+      {{.max_batch_pages = 0}, "max_batch_pages"},
+  };
+  HostAddressSpaceOptions o;
+  o.ram_bytes = kPages * kPageSize;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<HostAddressSpace> space, HostAddressSpace::Create(o));
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.field);
+    EXPECT_THAT(ValidateReclaimDriverOptions(c.options),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.field)));
+    ReclaimDriver driver(*space, c.options);
+    EXPECT_THAT(driver.Start(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.field)));
+    EXPECT_THAT(driver.RunOnce().status(),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.field)));
+  }
+  EXPECT_THAT(ValidateReclaimDriverOptions(ReclaimDriverOptions{}), IsOk());
+}
+
+// A rate times a period past 2^64 pages: the pass is capped by max_batch_pages, not an
+// undefined conversion (UBSan reports one in the asan build).
+TEST(ReclaimDriverTest, AHugeRateIsCappedByTheBatch) {
+  HostAddressSpaceOptions o;
+  o.ram_bytes = kPages * kPageSize;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<HostAddressSpace> space, HostAddressSpace::Create(o));
+  for (uint64_t p = 0; p < kPages; ++p) FillPattern(space->PagePointer(p), p, 1);
+  ReclaimDriver driver(*space,
+                       ReclaimDriverOptions{.target_resident_fraction = 0.0,
+                                            .max_pages_per_second = ~uint64_t{0},
+                                            .period = absl::Hours(24 * 365),
+                                            .max_batch_pages = ~uint64_t{0}});
+  ASSERT_OK_AND_ASSIGN(uint64_t reclaimed, driver.RunOnce());
+  EXPECT_EQ(reclaimed, kPages);
 }
 
 }  // namespace
