@@ -22,9 +22,15 @@ notifier::Range HubRange(const HostAddressSpace& space, PageRange range,
                          blockable, &space};
 }
 
-absl::Status MapProtection(const HostAddressSpace& space, PageRange range, int prot) {
-  if (mprotect(space.PagePointer(range.first), range.count * kPageSize, prot) != 0) {
-    const int err = errno;  // before the message allocates
+absl::Status MapProtection(HostAddressSpace& space, PageRange range, int prot) {
+  const int failed = mprotect(space.PagePointer(range.first), range.count * kPageSize, prot);
+  const int err = errno;  // before the message allocates
+  // Even after a failure (a prefix may have changed): a page the page server poisoned stays
+  // PROT_NONE whatever the owner's protection (vmm/paging/README.md, "Failure policy").
+  if (prot != PROT_NONE && space.page_server() != nullptr) {
+    space.page_server()->KeepPoisoned(range.first, range.count);
+  }
+  if (failed != 0) {
     return ErrnoToStatus(err, absl::StrFormat("mprotect pages [%d, %d) prot %d",
                                                 range.first, range.end(), prot));
   }
@@ -34,7 +40,7 @@ absl::Status MapProtection(const HostAddressSpace& space, PageRange range, int p
 // Back to the owner's protection for every page of the range, one mprotect per run of
 // pages with the same protection. A run that fails does not stop the others: the first
 // error is returned once every run was tried.
-absl::Status RestoreProtection(const HostAddressSpace& space, PageRange range) {
+absl::Status RestoreProtection(HostAddressSpace& space, PageRange range) {
   absl::Status first_error;
   uint64_t p = range.first;
   while (p < range.end()) {

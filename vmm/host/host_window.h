@@ -12,6 +12,9 @@
 //   Close  window_hook(kBeforeEnd) -> the owner's protection back on the range (only if
 //          MapReadOnly was called) -> hub end (the guard) -> unlock the pages
 //
+// Every protection change here (MapReadOnly, SetProtection, the restore at Close) leaves
+// the pages the page server poisoned PROT_NONE (PageServer::KeepPoisoned).
+//
 // A failed open changes nothing and calls no end: a non-blockable window (WindowMode::
 // kNonBlockable, the OOM reaper's) fails with Unavailable when the pages are busy or a
 // subscription refuses the start (EAGAIN; e.g. an access in flight: a mirror's lock is

@@ -587,6 +587,28 @@ void PageServer::HandleRemove(uint64_t start, uint64_t end) {
   if (hi > lo) removed_pages_.fetch_add((hi - lo) / range_.page_size, std::memory_order_relaxed);
 }
 
+void PageServer::KeepPoisoned(uint64_t first, uint64_t count) {
+  if (first >= range_.num_pages) return;
+  count = std::min(count, range_.num_pages - first);
+  std::vector<uint64_t> pages;
+  {
+    MutexLock lock(&mu_);
+    for (uint64_t p : poisoned_) {
+      if (p == kWholeRange) {
+        pages.assign(1, kWholeRange);
+        break;
+      }
+      if (p >= first && p < first + count) pages.push_back(p);
+    }
+  }
+  // Outside mu_ (never held across a syscall on guest memory), as Fail does it.
+  for (uint64_t p : pages) {
+    const uint64_t p0 = p == kWholeRange ? first : p;
+    const uint64_t n = p == kWholeRange ? count : 1;
+    if (mprotect(PageAddress(p0), n * range_.page_size, PROT_NONE) == 0) WakeRange(p0, n);
+  }
+}
+
 void PageServer::WakeRange(uint64_t first, uint64_t count) {
   uffdio_range r{};
   r.start = reinterpret_cast<uintptr_t>(PageAddress(first));

@@ -191,6 +191,15 @@ class PageServer {
   // Any thread except a handler; not concurrently with Shutdown().
   absl::Status Populate(uint64_t page, const void* data);
 
+  // For an owner that has just mprotect()ed [first, first + count) (a protection change or
+  // restore): makes the pages of it this server poisoned PROT_NONE again, and wakes any
+  // thread that faulted on one meanwhile (its retry fails). A poisoned page must stay
+  // inaccessible (FAILURE above): opened again, it would be served again or, after a
+  // userfaultfd-level error, its fault never (a hang). Call it after the mprotect: a
+  // failure recorded after this call's check makes its own PROT_NONE after the owner's.
+  // Any thread except a handler; not concurrently with Shutdown().
+  void KeepPoisoned(uint64_t first, uint64_t count) ABSL_LOCKS_EXCLUDED(mu_);
+
   // The userfaultfd, for diagnostics and tests (poll it to see a pending fault). -1 after
   // Shutdown().
   int userfaultfd() const { return uffd_; }

@@ -398,6 +398,47 @@ TEST(HostAddressSpaceTest, AHostCopyOfAPageTheServerCannotServeIsAnErrorNotACras
   }
 }
 
+// Whether a store through the kernel into `page` (as KVM_RUN or a device would make it)
+// fails with EFAULT: the page is PROT_NONE. Nothing is written: the pipe reads the page.
+bool KernelSeesNoAccess(HostAddressSpace& space, uint64_t page) {
+  int fds[2];
+  if (pipe(fds) != 0) return false;
+  const ssize_t n = write(fds[1], space.PagePointer(page), 64);
+  const int err = errno;
+  close(fds[0]);
+  close(fds[1]);
+  return n < 0 && err == EFAULT;
+}
+
+// The page server leaves a page it could not serve PROT_NONE (vmm/paging/README.md,
+// "Failure policy"). A later window over it restores or changes the owner's protection of
+// its range; the poisoned page must stay inaccessible, not be served again.
+TEST(HostAddressSpaceTest, APoisonedPageStaysInaccessibleAcrossLaterWindows) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<HostAddressSpace> space,
+                       HostAddressSpace::Create(SmallOptions()));
+  FillAll(*space, 7);
+  ASSERT_OK_AND_ASSIGN(ReclaimResult r, Reclaim(*space, PageRange{5, 1}));
+  ASSERT_EQ(r.reclaimed, 1u);
+  space->store()->SetReadFaultInjection(IoFaultInjection{.probability = 1.0, .error = EIO});
+  std::vector<uint8_t> buf(64);
+  ASSERT_THAT(space->ReadGuest(Gpa{5 * kPageSize}, absl::MakeSpan(buf)),
+              StatusIs(absl::StatusCode::kDataLoss, ::testing::HasSubstr("page 5 ")));
+  space->store()->ClearFaultInjection();  // the store could serve it now: it must not
+  ASSERT_TRUE(KernelSeesNoAccess(*space, 5));
+
+  ASSERT_THAT(Reclaim(*space, PageRange{0, 16}).status(), IsOk());  // restores on close
+  EXPECT_TRUE(KernelSeesNoAccess(*space, 5)) << "un-poisoned by Reclaim's window";
+  ASSERT_THAT(Protect(*space, PageRange{4, 4}, PageProtection::kReadOnly), IsOk());
+  EXPECT_TRUE(KernelSeesNoAccess(*space, 5)) << "un-poisoned by Protect(kReadOnly)";
+  ASSERT_THAT(Protect(*space, PageRange{4, 4}, PageProtection::kReadWrite), IsOk());
+  EXPECT_TRUE(KernelSeesNoAccess(*space, 5)) << "un-poisoned by Protect(kReadWrite)";
+  // Its neighbours keep the owner's protection and their data.
+  for (uint64_t p : {4, 6, 7}) {
+    EXPECT_FALSE(KernelSeesNoAccess(*space, p)) << p;
+    ASSERT_EQ(FirstMismatch(space->PagePointer(p), p, 7), -1) << "page " << p;
+  }
+}
+
 // A Protect that runs between a host copy's start and its checks (forced: it runs from the
 // copy's own hook, before the copy's drain section) is seen by the checks: the write is
 // refused with PermissionDenied, and the read of a page protected to nothing too, instead of
