@@ -1,6 +1,8 @@
 #include "notifier/interval_subscription.h"
 
 #include <cassert>
+#include <cstdio>
+#include <cstdlib>
 
 #include "notifier/hub.h"
 
@@ -26,7 +28,14 @@ absl::Status IntervalSubscription::Remove() {
 }
 
 uint64_t IntervalSubscription::ReadBegin() {
-  assert(hub_ != nullptr && "ReadBegin on an interval subscription that is not inserted");
+  if (hub_ == nullptr) {
+    // A caller's bug (REQUIRES: inserted), and no seq can be right: nothing would ever
+    // invalidate what the caller builds from this read, and a seq that always retries
+    // would spin it forever. Said plainly, in every build, rather than a null dereference.
+    std::fprintf(stderr, "mmuvisor: IntervalSubscription::ReadBegin on a subscription that "
+                         "is not inserted (REQUIRES: inserted)\n");
+    std::abort();
+  }
   return hub_->IntervalReadBegin(*this);
 }
 

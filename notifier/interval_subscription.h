@@ -59,7 +59,8 @@ class IntervalSubscription {
   absl::Status Remove();
 
   // Begin a read: returns a seq for ReadRetry. Sleeps while an invalidation that covers
-  // this subscription is open. REQUIRES: inserted.
+  // this subscription is open. REQUIRES: inserted (else it aborts, saying so), and no
+  // start/end window of this thread open on the hub (it would wait for its own end).
   uint64_t ReadBegin();
   // True: an invalidation ran (or runs) since ReadBegin returned `seq`; start over.
   // REQUIRES: caller holds the user lock that Invalidate holds around SetSeq.

@@ -51,6 +51,18 @@ TEST(IntervalTest, InsertRejectsEmptyAndWrappingIntervals) {
   EXPECT_THAT(m.Remove(), StatusIs(absl::StatusCode::kFailedPrecondition, _));
 }
 
+// ReadBegin before Insert (or after Remove) is a caller's bug with no right answer: it
+// aborts naming it, in every build, instead of dereferencing a null hub.
+TEST(IntervalDeathTest, ReadBeginOnASubscriptionThatIsNotInsertedSaysSo) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        MirrorInterval m;
+        (void)m.ReadBegin();
+      },
+      "ReadBegin on a subscription that is not inserted");
+}
+
 TEST(IntervalTest, SeqStartsAtTwoAndOnlyAnOverlappingStartMakesItOdd) {
   NotifierSubscriptions hub;
   EXPECT_EQ(hub.invalidate_seq(), 2u);
