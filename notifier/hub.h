@@ -34,9 +34,9 @@
 // reg_mu_ guards the classic list and registration state (writers only; readers
 // use SRCU and never take it). itree_mu_ guards the interval tree, invalidate_seq_ and
 // active_invalidate_ranges_ (held briefly by starts/ends only when intervals exist).
-// Lock order: teardown_mu_ and link_mu_ before reg_mu_ before itree_mu_. Locks held while callbacks
-// run: none for start/end, young and arch ops, interval Invalidate from a start, and a
-// ->Release from Unregister (SRCU read-side only). Teardown holds teardown_mu_ across its
+// Lock order: teardown_mu_ and link_mu_ before reg_mu_ before itree_mu_. Locks held while
+// callbacks run: none for start/end, young and arch ops, interval Invalidate from a start,
+// and a ->Release from Unregister (SRCU read-side only). Teardown holds teardown_mu_ across its
 // interval kRelease Invalidate and every ->Release it calls (a second Release() waits).
 // AllocNotifier runs under reg_mu_. FreeNotifier after a Put runs under
 // SrcuDomain::sync_mu_ (in whichever thread's Synchronize runs the queue); from a Get
