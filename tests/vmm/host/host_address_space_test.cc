@@ -382,18 +382,30 @@ TEST(HostAddressSpaceTest, FailingStoreLosesNothingAndEveryWindowEnds) {
   EXPECT_EQ(space->hub().pairing_summary().violations, 0u);
 }
 
+// A space whose page 5 is swapped out and whose store then fails every read (EIO): the
+// first access to page 5 makes the page server fail and poison it. Null (and a test
+// failure) if it cannot be set up.
+std::unique_ptr<HostAddressSpace> SpaceWithAnUnservablePage5() {
+  absl::StatusOr<std::unique_ptr<HostAddressSpace>> space =
+      HostAddressSpace::Create(SmallOptions());
+  EXPECT_THAT(space.status(), IsOk());
+  if (!space.ok()) return nullptr;
+  FillAll(**space, 7);
+  absl::StatusOr<ReclaimResult> r = Reclaim(**space, PageRange{5, 1});
+  EXPECT_TRUE(r.ok() && r->reclaimed == 1u) << r.status();
+  if (!r.ok() || r->reclaimed != 1u) return nullptr;
+  (*space)->store()->SetReadFaultInjection(IoFaultInjection{.probability = 1.0, .error = EIO});
+  return *std::move(space);
+}
+
 // A host copy that is the first to touch a swapped-out page the page server cannot serve
 // (its slot reads EIO) gets the server's error. The server poisons such a page
 // (PROT_NONE): a copy that went straight to memcpy ended the process with SIGSEGV.
 TEST(HostAddressSpaceTest, AHostCopyOfAPageTheServerCannotServeIsAnErrorNotACrash) {
   for (const bool write : {false, true}) {
     SCOPED_TRACE(write ? "write" : "read");
-    ASSERT_OK_AND_ASSIGN(std::unique_ptr<HostAddressSpace> space,
-                         HostAddressSpace::Create(SmallOptions()));
-    FillAll(*space, 7);
-    ASSERT_OK_AND_ASSIGN(ReclaimResult r, Reclaim(*space, PageRange{5, 1}));
-    ASSERT_EQ(r.reclaimed, 1u);
-    space->store()->SetReadFaultInjection(IoFaultInjection{.probability = 1.0, .error = EIO});
+    std::unique_ptr<HostAddressSpace> space = SpaceWithAnUnservablePage5();
+    ASSERT_NE(space, nullptr);
     std::vector<uint8_t> buf(64, 0xab);
     const absl::Status s = write ? space->WriteGuest(Gpa{5 * kPageSize + 128}, buf)
                                  : space->ReadGuest(Gpa{5 * kPageSize + 128}, absl::MakeSpan(buf));
@@ -420,12 +432,8 @@ bool KernelSeesNoAccess(HostAddressSpace& space, uint64_t page) {
 // "Failure policy"). A later window over it restores or changes the owner's protection of
 // its range; the poisoned page must stay inaccessible, not be served again.
 TEST(HostAddressSpaceTest, APoisonedPageStaysInaccessibleAcrossLaterWindows) {
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<HostAddressSpace> space,
-                       HostAddressSpace::Create(SmallOptions()));
-  FillAll(*space, 7);
-  ASSERT_OK_AND_ASSIGN(ReclaimResult r, Reclaim(*space, PageRange{5, 1}));
-  ASSERT_EQ(r.reclaimed, 1u);
-  space->store()->SetReadFaultInjection(IoFaultInjection{.probability = 1.0, .error = EIO});
+  std::unique_ptr<HostAddressSpace> space = SpaceWithAnUnservablePage5();
+  ASSERT_NE(space, nullptr);
   std::vector<uint8_t> buf(64);
   ASSERT_THAT(space->ReadGuest(Gpa{5 * kPageSize}, absl::MakeSpan(buf)),
               StatusIs(absl::StatusCode::kDataLoss, ::testing::HasSubstr("page 5 ")));
