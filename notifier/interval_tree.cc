@@ -1,7 +1,9 @@
 #include "notifier/interval_tree.h"
 
 #include <algorithm>
+#include <bit>
 #include <cassert>
+#include <cstddef>
 #include <cstdint>
 
 namespace mmuvisor::notifier {
@@ -330,7 +332,53 @@ bool IntervalTree::First(uint64_t start, uint64_t last, Cursor* c) const {
   if (size_ == 0) return false;
   c->qstart_ = start;
   c->qlast_ = last;
-  return Descend(root_, 0, height_, start, last, c->inner_, c->idx_, &c->leaf_, &c->pos_);
+  // The leaf's lines start loading now, while the descent reads the inner nodes (see
+  // "Leaf hint" in the header): the same twelve lines the descent prefetches on arrival.
+  uintptr_t* hint = nullptr;
+  if (hint_ != nullptr) {
+    hint = &hint_[(start >> hint_shift_) & hint_mask_];
+    if (*hint != 0) {
+      constexpr size_t kArrays[] = {offsetof(Leaf, prefix_last), offsetof(Leaf, start),
+                                    offsetof(Leaf, sub)};
+      for (size_t array : kArrays) {
+        for (size_t line = 0; line < kLeafCap * sizeof(uint64_t); line += 64) {
+          // An integer, never dereferenced: the leaf may be gone; a prefetch cannot fault.
+          __builtin_prefetch(reinterpret_cast<const void*>(*hint + array + line));
+        }
+      }
+    }
+  }
+  const bool found =
+      Descend(root_, 0, height_, start, last, c->inner_, c->idx_, &c->leaf_, &c->pos_);
+  if (found && hint != nullptr) *hint = reinterpret_cast<uintptr_t>(c->leaf_);
+  return found;
+}
+
+void IntervalTree::MaybeResizeHint() {
+  // No table while the root is a leaf: no inner node to overlap with.
+  if (height_ == 0) {
+    hint_.reset();
+    hint_sized_for_ = 0;
+    return;
+  }
+  if (hint_sized_for_ != 0 && leaves_ < 2 * hint_sized_for_ && 2 * leaves_ > hint_sized_for_) {
+    return;
+  }
+  // A bucket is the span of starts per leaf rounded down to a power of two (half a leaf
+  // to one leaf wide, so a bucket mostly meets one leaf), and the table holds four
+  // entries per leaf: the span's buckets do not alias until the leaf count has doubled,
+  // when the table is sized again.
+  const Node* n = root_;
+  for (int d = 0; d < height_; ++d) n = AsInner(n)->child[AsInner(n)->count - 1];
+  const Leaf* rightmost = AsLeaf(n);
+  const uint64_t span = rightmost->start[rightmost->count - 1] - AsInner(root_)->first_start[0];
+  const uint64_t per_leaf = std::max<uint64_t>(span / leaves_, 1);
+  hint_shift_ = static_cast<uint32_t>(std::bit_width(per_leaf) - 1);
+  constexpr size_t kMinEntries = 64, kMaxEntries = size_t{1} << 16;
+  const size_t entries = std::clamp(std::bit_ceil(4 * leaves_), kMinEntries, kMaxEntries);
+  hint_mask_ = entries - 1;
+  hint_.reset(new uintptr_t[entries]());
+  hint_sized_for_ = leaves_;
 }
 
 bool IntervalTree::Next(Cursor* c) const {
@@ -442,7 +490,7 @@ void IntervalTree::Insert(uint64_t start, uint64_t last, IntervalSubscription* s
   Node* const split =
       InsertRec(root_, height_, /*rightmost=*/true, {start, last, sub, &leaves_, &inners_});
   ++size_;
-  if (split == nullptr) return;
+  if (split == nullptr) return MaybeResizeHint();
   Inner* root = new Inner;
   ++inners_;
   InnerInsertAt(root, 0, Summarize(root_, height_));
@@ -451,6 +499,7 @@ void IntervalTree::Insert(uint64_t start, uint64_t last, IntervalSubscription* s
   root_ = root;
   ++height_;
   assert(height_ <= kMaxHeight);
+  MaybeResizeHint();
 }
 
 // ---- Remove ----------------------------------------------------------------------------
@@ -546,6 +595,7 @@ void IntervalTree::Remove(uint64_t start, IntervalSubscription* sub) {
     --leaves_;
     root_ = nullptr;
   }
+  MaybeResizeHint();
 }
 
 IntervalTree::~IntervalTree() {

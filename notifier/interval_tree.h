@@ -24,6 +24,16 @@
 // O(log n + k) when they are adjacent in key order (the common case),
 // O(log n + k log(n / k)) at worst.
 //
+// Leaf hint: a small direct-mapped table remembers, per bucket of query starts (half a
+// leaf to one leaf wide, a power of two), the leaf that answered the last
+// query starting there. First prefetches that leaf's lines before it descends, so the
+// leaf's miss (the first cold node of a scattered query) overlaps the descent through
+// the cached inner nodes instead of following it. The hint is only ever prefetched,
+// never read: a wrong or stale one (a leaf since split, merged or freed) costs the
+// prefetches and nothing else. The table is sized when the leaf count has doubled or
+// halved since it was last sized (four entries per leaf, 64 to 2^16 entries, so at most
+// 512 KiB), and cleared then.
+//
 // Insert/Remove: O(log n) node visits, each O(kFanout) or O(kLeafCapacity). A full node
 // splits in halves, except that an append at the right end of the tree starts a new
 // node (ascending inserts then fill nodes completely). After a remove, a node below
@@ -34,12 +44,15 @@
 //
 // Not thread-safe by itself. The hub mutates it only under its interval lock and only
 // while no invalidation walks it (walks happen while invalidate_seq is odd, and
-// mutations are deferred then), so a Cursor may be advanced without the lock.
+// mutations are deferred then), so a Cursor may be advanced without the lock. First
+// writes the leaf hint, so calls to First must be serialised too (the hub calls it under
+// that lock); Next does not touch the hint.
 #ifndef MMUVISOR_NOTIFIER_INTERVAL_TREE_H_
 #define MMUVISOR_NOTIFIER_INTERVAL_TREE_H_
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 namespace mmuvisor::notifier {
 
@@ -96,7 +109,7 @@ class IntervalTree {
 
   // Positions `c` on the first interval (in key order) meeting [start, last] and returns
   // true, or returns false if there is none. Prefetches that interval's subscription.
-  // O(log n).
+  // O(log n). Updates the leaf hint (see above): not concurrently with another First.
   bool First(uint64_t start, uint64_t last, Cursor* c) const;
   // Moves `c` to the next interval meeting its query; false when there is none (the
   // cursor is then spent). REQUIRES: the last First/Next on `c` returned true.
@@ -147,6 +160,15 @@ class IntervalTree {
   size_t size_ = 0;
   size_t leaves_ = 0;
   size_t inners_ = 0;
+
+  // The leaf hint (see the top of this file). hint_[b & hint_mask_] is the address of the
+  // leaf that answered the last query whose start >> hint_shift_ was b, or 0; First
+  // writes entries through the (const) pointer: a cache, not part of the tree's value.
+  void MaybeResizeHint();
+  std::unique_ptr<uintptr_t[]> hint_;
+  uint64_t hint_mask_ = 0;
+  uint32_t hint_shift_ = 0;
+  size_t hint_sized_for_ = 0;  // leaf count when the table was last sized; 0: no table
 };
 
 inline IntervalSubscription* IntervalTree::Cursor::sub() const { return leaf_->sub[pos_]; }

@@ -279,5 +279,40 @@ TEST(IntervalTreeTest, HundredThousandEntries) {
   }
 }
 
+// The leaf hint (see interval_tree.h) is only prefetched: hints learned on one shape of
+// the tree, then left naming freed or wrong leaves (the leaf count stays within the
+// range that keeps the table), change no answer.
+TEST(IntervalTreeTest, StaleLeafHintsChangeNoAnswer) {
+  constexpr size_t kN = 4096;
+  Fixture f(2 * kN);
+  for (size_t i = 0; i < kN; ++i) {
+    const uint64_t s = static_cast<uint64_t>(i) << 16;
+    f.Insert(s, s + 4095);
+  }
+  for (size_t i = 0; i < kN; ++i) {
+    const uint64_t s = static_cast<uint64_t>(i) << 16;
+    ASSERT_NO_FATAL_FAILURE(f.ExpectQuery(s, s + 4095));
+  }
+  const size_t leaves = f.tree.leaf_count();
+  // The first quarter goes (its leaves are freed), and as many intervals come in between
+  // those of the third quarter (its leaves split): the leaf count stays within the range
+  // that keeps the table, so its hints now name freed leaves and leaves holding half of
+  // what they held.
+  for (size_t i = 0; i < kN / 4; ++i) f.RemoveStart(static_cast<uint64_t>(i) << 16);
+  for (size_t i = kN / 2; i < 3 * kN / 4; ++i) {
+    const uint64_t s = (static_cast<uint64_t>(i) << 16) + 0x8000;
+    f.Insert(s, s + 4095);
+  }
+  ASSERT_NO_FATAL_FAILURE(f.ExpectSound());
+  EXPECT_GT(2 * f.tree.leaf_count(), leaves);
+  EXPECT_LT(f.tree.leaf_count(), 2 * leaves);
+  for (size_t i = 0; i < kN; ++i) {
+    const uint64_t s = static_cast<uint64_t>(i) << 16;
+    ASSERT_NO_FATAL_FAILURE(f.ExpectQuery(s, s + 4095));
+    ASSERT_NO_FATAL_FAILURE(f.ExpectQuery(s + 0x8000, s + 0x8000 + 4095));
+    ASSERT_NO_FATAL_FAILURE(f.ExpectQuery(s, s + 0xffff));
+  }
+}
+
 }  // namespace
 }  // namespace mmuvisor::notifier
