@@ -43,11 +43,15 @@ absl::Status KvmDirtyRingLog::CollectLocked() {
       bits[word] |= uint64_t{1} << (offset % 64);
     });
   }
-  if (harvested == 0) return absl::OkStatus();
   entries_.fetch_add(harvested, std::memory_order_relaxed);
+  // A pass that harvested nothing skips the reset, unless the last one failed: the
+  // entries it marked would otherwise never be given back to KVM, and a full ring would
+  // then stop its vCPU for good.
+  if (harvested == 0 && !reset_owed_) return absl::OkStatus();
   resets_.fetch_add(1, std::memory_order_relaxed);
   // Under mu_: every RESET mark of this harvest is stored (release) before KVM walks them.
   absl::StatusOr<uint32_t> reset = vm_.ResetDirtyRings();
+  reset_owed_ = !reset.ok();
   return reset.status();
 }
 

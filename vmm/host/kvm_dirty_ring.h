@@ -93,6 +93,9 @@ class KvmDirtyRingLog final : public DirtyLog, public DirtyRingFullHandler {
   std::vector<VcpuDirtyRing> rings_ ABSL_GUARDED_BY(mu_);
   // Slot (as_id << 16 | id) -> pages logged and not yet fetched, one bit each.
   std::map<uint32_t, std::vector<uint64_t>> pending_ ABSL_GUARDED_BY(mu_);
+  // The last KVM_RESET_DIRTY_RINGS failed: the next collect issues one even if it
+  // harvests nothing.
+  bool reset_owed_ ABSL_GUARDED_BY(mu_) = false;
   std::atomic<uint64_t> collects_{0}, entries_{0}, resets_{0}, full_exits_{0},
       bits_fetched_{0}, bits_dropped_{0};  // relaxed: statistics
 };

@@ -43,7 +43,7 @@
 // RequestStop, ReadGuest, WriteGuest and host() from any thread. UcallHandler and
 // GuestFaultHandler callbacks come from vCPU threads; mu_ guards the per-vCPU reports,
 // timing marks, stop reasons and the reclaim-driver pointer (the driver is stopped outside
-// it). join_mu_ serialises joining the runners (Run and the
+// it). join_mu_ serialises starting and joining the runners (Run and the
 // space's Teardown may both join).
 // Destruction: CPUID prefetch stopped -> reclaim driver stopped -> runners stopped ->
 // DetachHypervisor (no memslot is deleted one by one: KVM frees them with the VM) -> vCPUs

@@ -53,7 +53,13 @@ RunResult Machine::Run() {
       }
     }
   }
-  for (auto& r : runners_) r->Start();
+  {
+    // Under join_mu_: host().Teardown() on another thread joins the runners (stop_guests)
+    // and must not read a runner's thread handle while Start writes it. A Teardown that
+    // comes first has kicked them already, so they stop before entering the guest.
+    MutexLock lock(&join_mu_);
+    for (auto& r : runners_) r->Start();
+  }
   // The timeout, kept by this thread: it waits for every vCPU to stop (OnVcpuStop counts
   // them) and kicks them all if the timeout passes first. (A watchdog thread did this
   // before; creating, waking and joining it cost ~50 us of every `mmuvisor run`.)
