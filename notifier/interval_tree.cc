@@ -328,7 +328,7 @@ bool Descend(const Node* n, int depth, int height, uint64_t qstart, uint64_t qla
 
 // ---- Queries ---------------------------------------------------------------------------
 
-bool IntervalTree::First(uint64_t start, uint64_t last, Cursor* c) const {
+bool IntervalTree::First(uint64_t start, uint64_t last, Cursor* c) {
   if (size_ == 0) return false;
   c->qstart_ = start;
   c->qlast_ = last;

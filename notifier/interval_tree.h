@@ -45,8 +45,8 @@
 // Not thread-safe by itself. The hub mutates it only under its interval lock and only
 // while no invalidation walks it (walks happen while invalidate_seq is odd, and
 // mutations are deferred then), so a Cursor may be advanced without the lock. First
-// writes the leaf hint, so calls to First must be serialised too (the hub calls it under
-// that lock); Next does not touch the hint.
+// writes the leaf hint, so it is not const and is serialised like a mutation (the hub
+// calls it under that lock); Next does not touch the hint.
 #ifndef MMUVISOR_NOTIFIER_INTERVAL_TREE_H_
 #define MMUVISOR_NOTIFIER_INTERVAL_TREE_H_
 
@@ -109,20 +109,20 @@ class IntervalTree {
 
   // Positions `c` on the first interval (in key order) meeting [start, last] and returns
   // true, or returns false if there is none. Prefetches that interval's subscription.
-  // O(log n). Updates the leaf hint (see above): not concurrently with another First.
-  bool First(uint64_t start, uint64_t last, Cursor* c) const;
+  // O(log n). Not const: it updates the leaf hint (see above).
+  bool First(uint64_t start, uint64_t last, Cursor* c);
   // Moves `c` to the next interval meeting its query; false when there is none (the
   // cursor is then spent). REQUIRES: the last First/Next on `c` returned true.
   bool Next(Cursor* c) const;
 
-  bool AnyOverlap(uint64_t start, uint64_t last) const {
+  bool AnyOverlap(uint64_t start, uint64_t last) {
     Cursor c;
     return First(start, last, &c);
   }
   // Calls fn(IntervalSubscription*) for every interval meeting [start, last], in key
   // order. fn must not modify the tree.
   template <typename Fn>
-  void ForEachOverlap(uint64_t start, uint64_t last, Fn&& fn) const {
+  void ForEachOverlap(uint64_t start, uint64_t last, Fn&& fn) {
     Cursor c;
     for (bool more = First(start, last, &c); more; more = Next(&c)) fn(c.sub());
   }
@@ -162,8 +162,7 @@ class IntervalTree {
   size_t inners_ = 0;
 
   // The leaf hint (see the top of this file). hint_[b & hint_mask_] is the address of the
-  // leaf that answered the last query whose start >> hint_shift_ was b, or 0; First
-  // writes entries through the (const) pointer: a cache, not part of the tree's value.
+  // leaf that answered the last query whose start >> hint_shift_ was b, or 0.
   void MaybeResizeHint();
   std::unique_ptr<uintptr_t[]> hint_;
   uint64_t hint_mask_ = 0;

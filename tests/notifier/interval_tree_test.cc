@@ -69,7 +69,7 @@ class Fixture {
 
   // The tree's answer for [start, last] must be exactly the brute-force overlaps, in key
   // order; AnyOverlap must agree.
-  void ExpectQuery(uint64_t start, uint64_t last) const {
+  void ExpectQuery(uint64_t start, uint64_t last) {
     std::vector<Entry> want;
     for (const Entry& e : live_) {
       if (e.start <= last && e.last >= start) want.push_back(e);
