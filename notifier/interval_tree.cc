@@ -255,6 +255,19 @@ inline uint32_t Below(uint64_t x, uint64_t q) { return x < q ? 1u : 0u; }
   return g + CountBelow8(a + g, 1, q);
 }
 
+// The caller calls into this subscription next: its (likely cold) lines start loading
+// now, for write (SetSeq, the driver's lock). Three lines: the 64-byte base (vtable
+// pointer, seq) and the first 64 bytes of the driver's state after it, where its lock
+// usually sits, however the object is aligned (an object 8-byte aligned at offset 48 or 56
+// of a line has its 65th-84th bytes, a glibc mutex's lock and kind words, on the third
+// line).
+[[gnu::always_inline]] inline void PrefetchSubscription(const IntervalSubscription* sub) {
+  const char* obj = reinterpret_cast<const char*>(sub);
+  __builtin_prefetch(obj, 1, 3);
+  __builtin_prefetch(obj + 64, 1, 3);
+  __builtin_prefetch(obj + 128, 1, 3);
+}
+
 enum class Scan { kFound, kDone, kExhausted };
 
 // Looks in `l` from entry `from` on for the next entry meeting the cursor's query.
@@ -270,11 +283,7 @@ Scan ScanLeaf(const Leaf* l, uint32_t from, uint64_t qstart, uint64_t qlast,
     if (l->last[p] >= qstart) {
       *leaf = l;
       *pos = p;
-      // The caller calls into this subscription next: start its (likely cold) vtable
-      // pointer and seq lines loading now, for write (SetSeq, the driver's lock).
-      const char* obj = reinterpret_cast<const char*>(l->sub[p]);
-      __builtin_prefetch(obj, 1, 3);
-      __builtin_prefetch(obj + 64, 1, 3);
+      PrefetchSubscription(l->sub[p]);
       return Scan::kFound;
     }
   }
@@ -316,11 +325,7 @@ bool Descend(const Node* n, int depth, int height, uint64_t qstart, uint64_t qla
   if (p == kLeafCap || l->sub[p] == nullptr || l->start[p] > qlast) return false;
   *leaf = l;
   *pos = p;
-  // The caller calls into this subscription next: start its (likely cold) vtable
-  // pointer and seq lines loading now, for write (SetSeq, the driver's lock).
-  const char* obj = reinterpret_cast<const char*>(l->sub[p]);
-  __builtin_prefetch(obj, 1, 3);
-  __builtin_prefetch(obj + 64, 1, 3);
+  PrefetchSubscription(l->sub[p]);
   return true;
 }
 
