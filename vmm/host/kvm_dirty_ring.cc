@@ -46,7 +46,8 @@ absl::Status KvmDirtyRingLog::CollectLocked() {
   entries_.fetch_add(harvested, std::memory_order_relaxed);
   // A pass that harvested nothing skips the reset, unless the last one failed: the
   // entries it marked would otherwise never be given back to KVM, and a full ring would
-  // then stop its vCPU for good.
+  // exit its vCPU again and again with nothing to harvest (VcpuRunner re-enters after
+  // each OnDirtyRingFull): a hang.
   if (harvested == 0 && !reset_owed_) return absl::OkStatus();
   resets_.fetch_add(1, std::memory_order_relaxed);
   // Under mu_: every RESET mark of this harvest is stored (release) before KVM walks them.
